@@ -1,0 +1,251 @@
+"""The alert aggregate: batched loads and writes for ingest and the sweeper.
+
+One :class:`AlertUnit` is one transaction. It loads the alerts a batch
+touches with their rows locked (``FOR UPDATE`` on PostgreSQL; SQLite's
+``BEGIN IMMEDIATE`` already excludes other writers), lets the caller decide
+in memory, and writes every change with a few executemany statements. Two
+replicas racing on a brand-new fingerprint both try to insert it; the loser's
+``ON CONFLICT DO NOTHING`` returns nothing and it raises
+:class:`ConcurrentInsert` so the caller retries, now finding the row.
+"""
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app.domain import AlertRecord, NotificationRow, QuarantineRow, Status, TransitionRow
+from app.domain import NotificationStatus as NS
+from app.store.tables import alert_transitions, alerts, notifications, quarantined_alerts
+
+_CHUNK = 2000
+
+
+class ConcurrentInsert(Exception):
+    """Another transaction inserted one of our new alerts first; retry."""
+
+
+def record_from_row(row: Any) -> AlertRecord:
+    m = row._mapping
+    return AlertRecord(
+        fingerprint=m["fingerprint"],
+        labels=m["labels"],
+        annotations=m["annotations"],
+        status=Status(m["status"]),
+        starts_at=m["starts_at"],
+        ends_at=m["ends_at"],
+        generator_url=m["generator_url"],
+        source=m["source"],
+        group_key=m["group_key"],
+        first_seen=m["first_seen"],
+        last_seen=m["last_seen"],
+        last_changed=m["last_changed"],
+        duplicate_count=m["duplicate_count"],
+        stale_count=m["stale_count"],
+        runbook_url=m["runbook_url"],
+        runbook_source=m["runbook_source"],
+        incident_key=m["incident_key"],
+        flap_score=m["flap_score"],
+        flap_score_at=m["flap_score_at"],
+        flapping=m["flapping"],
+        flap_started_at=m["flap_started_at"],
+        flap_transitions=m["flap_transitions"],
+        next_renotify_at=m["next_renotify_at"],
+        renotify_count=m["renotify_count"],
+    )
+
+
+def _row_values(rec: AlertRecord) -> dict[str, Any]:
+    return {
+        "fingerprint": rec.fingerprint,
+        "alertname": rec.alertname,
+        "labels": rec.labels,
+        "annotations": rec.annotations,
+        "status": rec.status.value,
+        "starts_at": rec.starts_at,
+        "ends_at": rec.ends_at,
+        "generator_url": rec.generator_url,
+        "severity": rec.severity,
+        "source": rec.source,
+        "group_key": rec.group_key,
+        "first_seen": rec.first_seen,
+        "last_seen": rec.last_seen,
+        "last_changed": rec.last_changed,
+        "duplicate_count": rec.duplicate_count,
+        "stale_count": rec.stale_count,
+        "runbook_url": rec.runbook_url,
+        "runbook_source": rec.runbook_source,
+        "incident_key": rec.incident_key,
+        "flap_score": rec.flap_score,
+        "flap_score_at": rec.flap_score_at,
+        "flapping": rec.flapping,
+        "flap_started_at": rec.flap_started_at,
+        "flap_transitions": rec.flap_transitions,
+        "next_renotify_at": rec.next_renotify_at,
+        "renotify_count": rec.renotify_count,
+    }
+
+
+_FULL_COLUMNS = [c for c in alerts.c.keys() if c != "fingerprint"]
+_UPDATE_FULL = (
+    alerts.update()
+    .where(alerts.c.fingerprint == sa.bindparam("b_fingerprint"))
+    .values({c: sa.bindparam(f"b_{c}") for c in _FULL_COLUMNS})
+)
+# Duplicates only touch these, keeping the hot path's statement small.
+_UPDATE_SEEN = (
+    alerts.update()
+    .where(alerts.c.fingerprint == sa.bindparam("b_fingerprint"))
+    .values(
+        last_seen=sa.bindparam("b_last_seen"),
+        duplicate_count=sa.bindparam("b_duplicate_count"),
+        stale_count=sa.bindparam("b_stale_count"),
+    )
+)
+
+
+@dataclass
+class AlertChanges:
+    """What one unit of work writes."""
+
+    new: list[AlertRecord] = field(default_factory=list)
+    changed: list[AlertRecord] = field(default_factory=list)  # every column
+    seen: list[AlertRecord] = field(default_factory=list)  # last_seen and counters only
+    transitions: list[TransitionRow] = field(default_factory=list)
+    notifications: list[NotificationRow] = field(default_factory=list)
+    quarantined: list[QuarantineRow] = field(default_factory=list)
+
+
+class AlertUnit:
+    """Loads locked alert rows and writes a batch of changes, in one transaction."""
+
+    def __init__(self, conn: AsyncConnection, dialect: str) -> None:
+        self.conn = conn
+        self.dialect = dialect
+
+    def _insert(self, table: sa.Table) -> Any:
+        return pg_insert(table) if self.dialect == "postgresql" else sqlite_insert(table)
+
+    async def load(self, fingerprints: Iterable[str], *, lock: bool = True) -> dict[str, AlertRecord]:
+        # Sorted, so two replicas lock overlapping rows in the same order.
+        wanted = sorted(set(fingerprints))
+        found: dict[str, AlertRecord] = {}
+        for start in range(0, len(wanted), _CHUNK):
+            chunk = wanted[start : start + _CHUNK]
+            query = (
+                sa.select(alerts)
+                .where(alerts.c.fingerprint.in_(chunk))
+                .order_by(alerts.c.fingerprint)
+            )
+            if lock and self.dialect == "postgresql":
+                query = query.with_for_update()
+            for row in await self.conn.execute(query):
+                rec = record_from_row(row)
+                found[rec.fingerprint] = rec
+        return found
+
+    async def load_where(self, condition: Any, limit: int) -> list[AlertRecord]:
+        """Lock and load alerts matching ``condition`` (the sweeper's queries)."""
+        query = sa.select(alerts).where(condition).order_by(alerts.c.fingerprint).limit(limit)
+        if self.dialect == "postgresql":
+            query = query.with_for_update(skip_locked=True)
+        return [record_from_row(r) for r in await self.conn.execute(query)]
+
+    async def write(self, changes: AlertChanges) -> None:
+        if changes.new:
+            rows = sorted((_row_values(r) for r in changes.new), key=lambda v: v["fingerprint"])
+            stmt = (
+                self._insert(alerts)
+                .on_conflict_do_nothing(index_elements=["fingerprint"])
+                .returning(alerts.c.fingerprint)
+            )
+            result = await self.conn.execute(stmt, rows)
+            inserted = len(result.all())
+            if inserted != len(rows):
+                raise ConcurrentInsert(f"{len(rows) - inserted} alerts were inserted concurrently")
+        if changes.changed:
+            params = [
+                {f"b_{k}": v for k, v in _row_values(r).items()} for r in changes.changed
+            ]
+            await self.conn.execute(_UPDATE_FULL, params)
+        if changes.seen:
+            await self.conn.execute(
+                _UPDATE_SEEN,
+                [
+                    {
+                        "b_fingerprint": r.fingerprint,
+                        "b_last_seen": r.last_seen,
+                        "b_duplicate_count": r.duplicate_count,
+                        "b_stale_count": r.stale_count,
+                    }
+                    for r in changes.seen
+                ],
+            )
+        if changes.transitions:
+            await self.conn.execute(
+                self._insert(alert_transitions).on_conflict_do_nothing(),
+                [_transition_values(t) for t in changes.transitions],
+            )
+        if changes.notifications:
+            await self.conn.execute(
+                self._insert(notifications).on_conflict_do_nothing(),
+                [_notification_values(n) for n in changes.notifications],
+            )
+        if changes.quarantined:
+            await self.conn.execute(
+                quarantined_alerts.insert(),
+                [_quarantine_values(q) for q in changes.quarantined],
+            )
+
+
+def _transition_values(t: TransitionRow) -> dict[str, Any]:
+    return {
+        "fingerprint": t.fingerprint,
+        "occurrence": t.occurrence,
+        "from_status": t.from_status.value if t.from_status else None,
+        "to_status": t.to_status.value,
+        "at": t.at,
+        "received_at": t.received_at,
+        "implied": t.implied,
+        "suppressed": t.suppressed,
+        "source": t.source,
+    }
+
+
+def _notification_values(n: NotificationRow) -> dict[str, Any]:
+    return {
+        "idempotency_key": n.idempotency_key,
+        "fingerprint": n.fingerprint,
+        "ordering_key": n.ordering_key,
+        "receiver": n.receiver,
+        "integration": n.integration,
+        "integration_index": n.integration_index,
+        "kind": n.kind.value,
+        "status": NS.PENDING.value,
+        "dedup_key": n.dedup_key,
+        "payload": n.payload,
+        "created_at": n.created_at,
+        "next_attempt_at": n.created_at,
+        "attempts": 0,
+    }
+
+
+def _quarantine_values(q: QuarantineRow) -> dict[str, Any]:
+    return {
+        "received_at": q.received_at,
+        "source": q.source,
+        "group_key": q.group_key,
+        "reason": q.reason,
+        "alert_json": q.alert_json,
+    }
+
+
+async def count_by(conn: AsyncConnection, column: str) -> dict[str, int]:
+    col = alerts.c[column]
+    rows = await conn.execute(sa.select(col, sa.func.count()).group_by(col))
+    return {str(k): int(v) for k, v in rows}
+

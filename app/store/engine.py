@@ -1,0 +1,190 @@
+"""Engines and transactions for SQLite (embedded) and PostgreSQL (scale-out).
+
+SQLite runs in WAL with ``synchronous=FULL`` (a committed alert survives a
+power loss, reliability.md §1.5) and every write transaction starts with
+``BEGIN IMMEDIATE``: a deferred transaction that reads and then writes fails
+at once with "database is locked" instead of waiting. Writers share one
+connection, so in-process writers queue in asyncio rather than on file locks;
+readers have their own pool and never block the writer.
+"""
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from functools import partial
+from typing import Any
+
+from sqlalchemy import event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+
+class DatabaseUnavailable(Exception):
+    """The database cannot take the work now (down, locked, or too slow)."""
+
+
+class DatabaseSetupError(Exception):
+    """The database cannot be used safely at all (refuse to start)."""
+
+
+_json = partial(json.dumps, separators=(",", ":"), ensure_ascii=False)
+
+
+def _driver_url(url: str, *, sync: bool) -> str:
+    """Map plain SQLAlchemy URLs to the drivers alertrelay uses."""
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        driver = "pysqlite" if sync else "aiosqlite"
+        if parsed.database in (None, "", ":memory:"):
+            raise DatabaseSetupError("SQLite needs a file path (sqlite:///path.db), not memory")
+        return parsed.set(drivername=f"sqlite+{driver}").render_as_string(hide_password=False)
+    if backend in ("postgresql", "postgres"):
+        return parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+    raise DatabaseSetupError(f"unsupported database {backend!r}: use sqlite:/// or postgresql://")
+
+
+def async_url(url: str) -> str:
+    return _driver_url(url, sync=False)
+
+
+def sync_url(url: str) -> str:
+    return _driver_url(url, sync=True)
+
+
+def redact_url(url: str) -> str:
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "<invalid database URL>"
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """True for errors that mean "try again later" rather than a bug."""
+    return isinstance(
+        exc,
+        OperationalError | PoolTimeoutError | DBAPIError | OSError | asyncio.TimeoutError,
+    )
+
+
+class Database:
+    """The engines and the two kinds of transaction the store uses."""
+
+    def __init__(self, url: str, *, busy_timeout_s: float = 5.0, pool_size: int = 5) -> None:
+        self.url = url
+        self.busy_timeout_s = busy_timeout_s
+        driver_url = async_url(url)
+        self.kind = make_url(driver_url).get_backend_name()
+        if self.kind == "sqlite":
+            self.write_engine = self._sqlite_engine(driver_url, immediate=True, pool_size=1)
+            self.read_engine = self._sqlite_engine(driver_url, immediate=False, pool_size=pool_size)
+        else:
+            timeout_ms = int(busy_timeout_s * 1000)
+            self.write_engine = create_async_engine(
+                driver_url,
+                pool_size=pool_size,
+                max_overflow=pool_size,
+                pool_timeout=busy_timeout_s,
+                pool_pre_ping=True,
+                json_serializer=_json,
+                connect_args={
+                    "connect_timeout": max(1, min(int(busy_timeout_s), 5)),
+                    # Row locks and statements wait this long, then the
+                    # webhook answers 503 and Alertmanager retries.
+                    "options": f"-c lock_timeout={timeout_ms} -c statement_timeout={timeout_ms * 6}",
+                },
+            )
+            self.read_engine = self.write_engine
+
+    def _sqlite_engine(self, url: str, *, immediate: bool, pool_size: int) -> AsyncEngine:
+        engine = create_async_engine(
+            url,
+            pool_size=pool_size,
+            max_overflow=0,
+            pool_timeout=self.busy_timeout_s,
+            json_serializer=_json,
+            connect_args={"timeout": self.busy_timeout_s},
+        )
+        busy_ms = int(self.busy_timeout_s * 1000)
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+            # Take transaction control from the sqlite3 module, which would
+            # not BEGIN before a SELECT and cannot do BEGIN IMMEDIATE.
+            dbapi_conn.isolation_level = None
+            cursor = dbapi_conn.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=FULL")
+            cursor.execute(f"PRAGMA busy_timeout={busy_ms}")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+        begin = "BEGIN IMMEDIATE" if immediate else "BEGIN"
+
+        @event.listens_for(engine.sync_engine, "begin")
+        def _on_begin(conn: Any) -> None:
+            conn.exec_driver_sql(begin)
+
+        return engine
+
+    async def check(self) -> None:
+        """Verify the database is usable as configured; raise DatabaseSetupError if not."""
+        try:
+            async with self.write_engine.connect() as conn:
+                if self.kind == "sqlite":
+                    mode = (await conn.exec_driver_sql("PRAGMA journal_mode")).scalar()
+                    sync = (await conn.exec_driver_sql("PRAGMA synchronous")).scalar()
+                    if str(mode).lower() != "wal" or int(sync or 0) != 2:
+                        raise DatabaseSetupError(
+                            f"SQLite must run with journal_mode=WAL and synchronous=FULL, "
+                            f"got journal_mode={mode} synchronous={sync}"
+                        )
+                    await conn.rollback()
+                async with conn.begin():
+                    # A no-op write proves the file is writable (DB-S6): better
+                    # to refuse to start than to accept webhooks we cannot store.
+                    await conn.execute(
+                        text("UPDATE alembic_version SET version_num = version_num")
+                    )
+        except DatabaseSetupError:
+            raise
+        except Exception as exc:
+            raise DatabaseSetupError(
+                f"cannot use database {redact_url(self.url)}: {_short(exc)}"
+            ) from None
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncConnection]:
+        """A write transaction: committed on exit, rolled back on error."""
+        async with self.write_engine.connect() as conn:
+            async with conn.begin():
+                yield conn
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        """A read-only snapshot."""
+        async with self.read_engine.connect() as conn:
+            async with conn.begin():
+                yield conn
+
+    async def ping(self) -> float:
+        """Round-trip time of ``SELECT 1`` in seconds."""
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        async with asyncio.timeout(self.busy_timeout_s):
+            async with self.read_engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+        return loop.time() - start
+
+    async def dispose(self) -> None:
+        await self.write_engine.dispose()
+        if self.read_engine is not self.write_engine:
+            await self.read_engine.dispose()
+
+
+def _short(exc: BaseException) -> str:
+    message = str(getattr(exc, "orig", None) or exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return message[:300]

@@ -1,0 +1,260 @@
+"""Read models for the API, the status page, health checks and metrics.
+
+Lists are paginated by keyset (an opaque cursor naming the last row seen),
+so pages stay fast and stable while alerts keep changing.
+"""
+
+import base64
+import json
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app.domain import NotificationStatus as NS
+from app.domain import isoformat
+from app.store.tables import (
+    alert_transitions,
+    alerts,
+    delivery_attempts,
+    notifications,
+    quarantined_alerts,
+)
+
+
+class BadCursor(ValueError):
+    pass
+
+
+def _encode_cursor(*parts: Any) -> str:
+    raw = json.dumps([p.isoformat() if isinstance(p, datetime) else p for p in parts])
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str, size: int) -> list[Any]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        parts = json.loads(base64.urlsafe_b64decode(padded.encode()))
+    except (ValueError, TypeError):
+        raise BadCursor("cursor: not a cursor this API returned") from None
+    if not isinstance(parts, list) or len(parts) != size:
+        raise BadCursor("cursor: not a cursor this API returned")
+    return parts
+
+
+def _ts(value: datetime | None) -> str | None:
+    return isoformat(value) if value is not None else None
+
+
+def alert_summary(m: Any) -> dict[str, Any]:
+    return {
+        "fingerprint": m["fingerprint"],
+        "alertname": m["alertname"],
+        "status": m["status"],
+        "severity": m["severity"],
+        "labels": m["labels"],
+        "annotations": m["annotations"],
+        "starts_at": _ts(m["starts_at"]),
+        "ends_at": _ts(m["ends_at"]),
+        "generator_url": m["generator_url"],
+        "runbook_url": m["runbook_url"],
+        "runbook_source": m["runbook_source"],
+        "first_seen": _ts(m["first_seen"]),
+        "last_seen": _ts(m["last_seen"]),
+        "last_changed": _ts(m["last_changed"]),
+        "duplicates": m["duplicate_count"],
+        "stale": m["stale_count"],
+        "flap": {
+            "score": round(m["flap_score"], 3),
+            "score_at": _ts(m["flap_score_at"]),
+            "flapping": bool(m["flapping"]),
+            "started_at": _ts(m["flap_started_at"]),
+            "transitions": m["flap_transitions"],
+        },
+        "incident_key": m["incident_key"],
+        "source": m["source"],
+        "group_key": m["group_key"],
+    }
+
+
+async def list_alerts(
+    conn: AsyncConnection, *, state: str | None, limit: int, cursor: str | None
+) -> tuple[list[dict[str, Any]], str | None]:
+    """Most recently changed first; ``state`` is firing, resolved or flapping."""
+    query = sa.select(alerts)
+    if state == "flapping":
+        query = query.where(alerts.c.flapping.is_(True))
+    elif state is not None:
+        query = query.where(alerts.c.status == state)
+    if cursor:
+        changed, fp = _decode_cursor(cursor, 2)
+        try:
+            changed_at = datetime.fromisoformat(changed)
+        except (TypeError, ValueError):
+            raise BadCursor("cursor: not a cursor this API returned") from None
+        query = query.where(
+            sa.tuple_(alerts.c.last_changed, alerts.c.fingerprint) < sa.tuple_(
+                sa.literal(changed_at, alerts.c.last_changed.type), sa.literal(fp)
+            )
+        )
+    query = query.order_by(alerts.c.last_changed.desc(), alerts.c.fingerprint.desc()).limit(limit + 1)
+    rows = [r._mapping for r in await conn.execute(query)]
+    more = len(rows) > limit
+    rows = rows[:limit]
+    next_cursor = (
+        _encode_cursor(rows[-1]["last_changed"], rows[-1]["fingerprint"]) if more and rows else None
+    )
+    return [alert_summary(r) for r in rows], next_cursor
+
+
+def notification_view(m: Any, *, with_payload: bool = False) -> dict[str, Any]:
+    out = {
+        "id": m["id"],
+        "fingerprint": m["fingerprint"],
+        "receiver": m["receiver"],
+        "integration": m["integration"],
+        "integration_index": m["integration_index"],
+        "kind": m["kind"],
+        "status": m["status"],
+        "dedup_key": m["dedup_key"],
+        "attempts": m["attempts"],
+        "created_at": _ts(m["created_at"]),
+        "next_attempt_at": _ts(m["next_attempt_at"]),
+        "sent_at": _ts(m["sent_at"]),
+        "dead_at": _ts(m["dead_at"]),
+        "last_error": m["last_error"],
+        "last_status_code": m["last_status_code"],
+        "replays": m["replays"],
+    }
+    if with_payload:
+        out["payload"] = m["payload"]
+    return out
+
+
+async def get_alert(conn: AsyncConnection, fingerprint: str, history: int = 200) -> dict[str, Any] | None:
+    row = (await conn.execute(sa.select(alerts).where(alerts.c.fingerprint == fingerprint))).first()
+    if row is None:
+        return None
+    out = alert_summary(row._mapping)
+    t = alert_transitions.c
+    trans = await conn.execute(
+        sa.select(alert_transitions)
+        .where(t.fingerprint == fingerprint)
+        .order_by(t.id.desc())
+        .limit(history)
+    )
+    out["transitions"] = [
+        {
+            "id": m["id"],
+            "occurrence": _ts(m["occurrence"]),
+            "from": m["from_status"],
+            "to": m["to_status"],
+            "at": _ts(m["at"]),
+            "received_at": _ts(m["received_at"]),
+            "implied": bool(m["implied"]),
+            "suppressed": m["suppressed"],
+        }
+        for m in (r._mapping for r in trans)
+    ]
+    n = notifications.c
+    notes = await conn.execute(
+        sa.select(notifications)
+        .where(n.fingerprint == fingerprint)
+        .order_by(n.id.desc())
+        .limit(history)
+    )
+    out["notifications"] = [notification_view(r._mapping) for r in notes]
+    return out
+
+
+async def list_notifications(
+    conn: AsyncConnection,
+    *,
+    status: str | None,
+    fingerprint: str | None,
+    limit: int,
+    cursor: str | None,
+) -> tuple[list[dict[str, Any]], str | None]:
+    n = notifications.c
+    query = sa.select(notifications)
+    if status is not None:
+        query = query.where(n.status == status)
+    if fingerprint is not None:
+        query = query.where(n.fingerprint == fingerprint)
+    if cursor:
+        (last_id,) = _decode_cursor(cursor, 1)
+        if not isinstance(last_id, int):
+            raise BadCursor("cursor: not a cursor this API returned")
+        query = query.where(n.id < last_id)
+    query = query.order_by(n.id.desc()).limit(limit + 1)
+    rows = [r._mapping for r in await conn.execute(query)]
+    more = len(rows) > limit
+    rows = rows[:limit]
+    next_cursor = _encode_cursor(rows[-1]["id"]) if more and rows else None
+    return [notification_view(r) for r in rows], next_cursor
+
+
+async def get_notification(conn: AsyncConnection, notification_id: int) -> dict[str, Any] | None:
+    row = (
+        await conn.execute(sa.select(notifications).where(notifications.c.id == notification_id))
+    ).first()
+    if row is None:
+        return None
+    out = notification_view(row._mapping, with_payload=True)
+    d = delivery_attempts.c
+    attempts = await conn.execute(
+        sa.select(delivery_attempts).where(d.notification_id == notification_id).order_by(d.id)
+    )
+    out["delivery_attempts"] = [
+        {
+            "attempt": m["attempt"],
+            "worker": m["worker"],
+            "started_at": _ts(m["started_at"]),
+            "finished_at": _ts(m["finished_at"]),
+            "outcome": m["outcome"],
+            "status_code": m["status_code"],
+            "error": m["error"],
+            "duration_ms": m["duration_ms"],
+        }
+        for m in (r._mapping for r in attempts)
+    ]
+    return out
+
+
+async def outbox_counts(conn: AsyncConnection) -> dict[str, int]:
+    n = notifications.c
+    rows = await conn.execute(
+        sa.select(n.status, sa.func.count())
+        .where(n.status.in_([NS.PENDING.value, NS.IN_FLIGHT.value, NS.DEAD.value]))
+        .group_by(n.status)
+    )
+    counts = {s.value: 0 for s in NS}
+    counts.update({str(k): int(v) for k, v in rows})
+    return counts
+
+
+async def flapping_count(conn: AsyncConnection) -> int:
+    query = sa.select(sa.func.count()).select_from(alerts).where(alerts.c.flapping.is_(True))
+    return int((await conn.execute(query)).scalar_one())
+
+
+async def alert_counts(conn: AsyncConnection) -> dict[str, int]:
+    rows = await conn.execute(sa.select(alerts.c.status, sa.func.count()).group_by(alerts.c.status))
+    return {str(k): int(v) for k, v in rows}
+
+
+async def list_quarantine(conn: AsyncConnection, limit: int) -> list[dict[str, Any]]:
+    q = quarantined_alerts.c
+    rows = await conn.execute(sa.select(quarantined_alerts).order_by(q.id.desc()).limit(limit))
+    return [
+        {
+            "id": m["id"],
+            "received_at": _ts(m["received_at"]),
+            "source": m["source"],
+            "group_key": m["group_key"],
+            "reason": m["reason"],
+            "alert": m["alert_json"],
+        }
+        for m in (r._mapping for r in rows)
+    ]

@@ -1,0 +1,174 @@
+"""The schema, in SQLAlchemy Core. Alembic migrations create it; never create_all."""
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Dialect
+
+# One naming convention so SQLite and PostgreSQL get identical constraint and
+# index names, which Alembic batch operations on SQLite rely on.
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+class UTCDateTime(sa.TypeDecorator[datetime]):
+    """Aware UTC datetimes on both engines.
+
+    SQLite has no time zones: values are stored as naive UTC text, which
+    SQLAlchemy writes with fixed-width microseconds so text comparison is
+    time order. PostgreSQL stores ``timestamptz``.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTCDateTime column")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+JSONType: Any = sa.JSON().with_variant(JSONB(), "postgresql")
+# SQLite only aliases rowid for INTEGER PRIMARY KEY; PostgreSQL gets bigint.
+BigId: Any = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+alerts = sa.Table(
+    "alerts",
+    metadata,
+    sa.Column("fingerprint", sa.String(16), primary_key=True),
+    sa.Column("alertname", sa.String(255), nullable=False, server_default=""),
+    sa.Column("labels", JSONType, nullable=False),
+    sa.Column("annotations", JSONType, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("starts_at", UTCDateTime(), nullable=False),
+    sa.Column("ends_at", UTCDateTime(), nullable=True),
+    sa.Column("generator_url", sa.Text(), nullable=False, server_default=""),
+    sa.Column("severity", sa.String(64), nullable=False, server_default=""),
+    sa.Column("source", sa.String(16), nullable=False),
+    sa.Column("group_key", sa.Text(), nullable=False, server_default=""),
+    sa.Column("first_seen", UTCDateTime(), nullable=False),
+    sa.Column("last_seen", UTCDateTime(), nullable=False),
+    sa.Column("last_changed", UTCDateTime(), nullable=False),
+    sa.Column("duplicate_count", sa.BigInteger(), nullable=False, server_default="0"),
+    sa.Column("stale_count", sa.BigInteger(), nullable=False, server_default="0"),
+    sa.Column("runbook_url", sa.Text(), nullable=True),
+    sa.Column("runbook_source", sa.String(255), nullable=True),
+    sa.Column("incident_key", sa.String(255), nullable=True),
+    sa.Column("flap_score", sa.Float(), nullable=False, server_default="0"),
+    sa.Column("flap_score_at", UTCDateTime(), nullable=True),
+    sa.Column("flapping", sa.Boolean(), nullable=False, server_default=sa.false()),
+    sa.Column("flap_started_at", UTCDateTime(), nullable=True),
+    sa.Column("flap_transitions", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("next_renotify_at", UTCDateTime(), nullable=True),
+    sa.Column("renotify_count", sa.Integer(), nullable=False, server_default="0"),
+    sa.Index(None, "status", "last_changed"),
+    sa.Index(None, "flapping"),
+    sa.Index(None, "next_renotify_at"),
+)
+
+alert_transitions = sa.Table(
+    "alert_transitions",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column(
+        "fingerprint",
+        sa.String(16),
+        sa.ForeignKey("alerts.fingerprint", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("occurrence", UTCDateTime(), nullable=False),
+    sa.Column("from_status", sa.String(16), nullable=True),
+    sa.Column("to_status", sa.String(16), nullable=False),
+    sa.Column("at", UTCDateTime(), nullable=False),
+    sa.Column("received_at", UTCDateTime(), nullable=False),
+    sa.Column("implied", sa.Boolean(), nullable=False, server_default=sa.false()),
+    sa.Column("suppressed", sa.String(32), nullable=True),
+    sa.Column("source", sa.String(16), nullable=False),
+    # Replays and races cannot double a transition.
+    sa.UniqueConstraint("fingerprint", "occurrence", "to_status"),
+    sa.Index(None, "fingerprint", "id"),
+)
+
+notifications = sa.Table(
+    "notifications",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("idempotency_key", sa.String(64), nullable=False, unique=True),
+    sa.Column("fingerprint", sa.String(16), nullable=False),
+    # (fingerprint, integration) hashed: rows sharing it are delivered in id order.
+    sa.Column("ordering_key", sa.String(32), nullable=False),
+    sa.Column("receiver", sa.String(255), nullable=False),
+    sa.Column("integration", sa.String(32), nullable=False),
+    sa.Column("integration_index", sa.Integer(), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("dedup_key", sa.String(255), nullable=False),
+    sa.Column("payload", JSONType, nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("next_attempt_at", UTCDateTime(), nullable=False),
+    sa.Column("attempts", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("lease_owner", sa.String(64), nullable=True),
+    sa.Column("lease_token", sa.String(36), nullable=True),
+    sa.Column("lease_expires_at", UTCDateTime(), nullable=True),
+    sa.Column("last_error", sa.Text(), nullable=True),
+    sa.Column("last_status_code", sa.Integer(), nullable=True),
+    sa.Column("sent_at", UTCDateTime(), nullable=True),
+    sa.Column("dead_at", UTCDateTime(), nullable=True),
+    sa.Column("replays", sa.Integer(), nullable=False, server_default="0"),
+    sa.Index(None, "status", "next_attempt_at"),
+    sa.Index(None, "ordering_key", "id"),
+    sa.Index(None, "fingerprint", "id"),
+)
+
+delivery_attempts = sa.Table(
+    "delivery_attempts",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column(
+        "notification_id",
+        BigId,
+        sa.ForeignKey("notifications.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("attempt", sa.Integer(), nullable=False),
+    sa.Column("worker", sa.String(64), nullable=False),
+    sa.Column("started_at", UTCDateTime(), nullable=False),
+    sa.Column("finished_at", UTCDateTime(), nullable=True),
+    # in_progress → sent | retry | dead | interrupted | lease_lost
+    sa.Column("outcome", sa.String(16), nullable=False),
+    sa.Column("status_code", sa.Integer(), nullable=True),
+    sa.Column("error", sa.Text(), nullable=True),
+    sa.Column("duration_ms", sa.Float(), nullable=True),
+    sa.Index(None, "notification_id", "attempt"),
+)
+
+quarantined_alerts = sa.Table(
+    "quarantined_alerts",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("received_at", UTCDateTime(), nullable=False),
+    sa.Column("source", sa.String(16), nullable=False),
+    sa.Column("group_key", sa.Text(), nullable=False, server_default=""),
+    sa.Column("reason", sa.Text(), nullable=False),
+    sa.Column("alert_json", sa.Text(), nullable=False),
+    sa.Index(None, "received_at"),
+)

@@ -1,0 +1,128 @@
+"""``/api/v1``: alerts, notifications, runbooks, quarantine; and ``/-/reload``."""
+
+import logging
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from app.store import queries
+from app.store.engine import is_unavailable
+from app.web.common import HTTPError, check_admin, error_response, int_param, json_response
+
+log = logging.getLogger(__name__)
+
+_ALERT_STATES = ("firing", "resolved", "flapping")
+_NOTIFICATION_STATUSES = ("pending", "in_flight", "sent", "dead")
+
+
+async def _read(request: Request, fn: Any, *args: Any, **kwargs: Any) -> Any:
+    services = request.app.state.services
+    try:
+        async with services.db.read() as conn:
+            return await fn(conn, *args, **kwargs)
+    except queries.BadCursor as exc:
+        raise HTTPError(400, str(exc)) from None
+    except Exception as exc:
+        if is_unavailable(exc):
+            raise HTTPError(503, "database unavailable", {"Retry-After": "1"}) from None
+        raise
+
+
+def _handled(fn: Any) -> Any:
+    async def handler(request: Request) -> Response:
+        try:
+            result: Response = await fn(request)
+            return result
+        except HTTPError as exc:
+            return error_response(exc)
+
+    return handler
+
+
+@_handled
+async def list_alerts(request: Request) -> Response:
+    state = request.query_params.get("state") or None
+    if state is not None and state not in _ALERT_STATES:
+        raise HTTPError(400, f"state: must be one of {', '.join(_ALERT_STATES)}")
+    limit = int_param(request, "limit", 100, 1, 1000)
+    cursor = request.query_params.get("cursor") or None
+    items, next_cursor = await _read(
+        request, queries.list_alerts, state=state, limit=limit, cursor=cursor
+    )
+    return json_response({"alerts": items, "next_cursor": next_cursor})
+
+
+@_handled
+async def get_alert(request: Request) -> Response:
+    fingerprint = request.path_params["fingerprint"]
+    alert = await _read(request, queries.get_alert, fingerprint)
+    if alert is None:
+        raise HTTPError(404, f"no alert with fingerprint {fingerprint[:32]!r}")
+    return json_response(alert)
+
+
+@_handled
+async def list_notifications(request: Request) -> Response:
+    status = request.query_params.get("status") or None
+    if status is not None and status not in _NOTIFICATION_STATUSES:
+        raise HTTPError(400, f"status: must be one of {', '.join(_NOTIFICATION_STATUSES)}")
+    limit = int_param(request, "limit", 100, 1, 1000)
+    cursor = request.query_params.get("cursor") or None
+    fingerprint = request.query_params.get("fingerprint") or None
+    items, next_cursor = await _read(
+        request,
+        queries.list_notifications,
+        status=status,
+        fingerprint=fingerprint,
+        limit=limit,
+        cursor=cursor,
+    )
+    return json_response({"notifications": items, "next_cursor": next_cursor})
+
+
+@_handled
+async def get_notification(request: Request) -> Response:
+    raw = request.path_params["id"]
+    if not raw.isdigit():
+        raise HTTPError(404, "no such notification")
+    item = await _read(request, queries.get_notification, int(raw))
+    if item is None:
+        raise HTTPError(404, f"no notification {raw}")
+    return json_response(item)
+
+
+@_handled
+async def resolve_runbook(request: Request) -> Response:
+    labels = {k: v for k, v in request.query_params.multi_items()}
+    runbook = request.app.state.services.runtime().runbook(labels, {})
+    return json_response({"url": runbook.url, "source": runbook.source, "labels": labels})
+
+
+@_handled
+async def quarantine(request: Request) -> Response:
+    limit = int_param(request, "limit", 100, 1, 1000)
+    items = await _read(request, queries.list_quarantine, limit)
+    return json_response({"quarantined": items})
+
+
+@_handled
+async def reload(request: Request) -> Response:
+    services = request.app.state.services
+    check_admin(request, services.runtime().config.auth)
+    ok, message = services.reload()
+    if not ok:
+        raise HTTPError(400, f"config refused, the previous config stays in force:\n{message}")
+    return json_response({"status": "ok", "config": message})
+
+
+routes = [
+    Route("/api/v1/alerts", list_alerts, methods=["GET"]),
+    Route("/api/v1/alerts/{fingerprint}", get_alert, methods=["GET"]),
+    Route("/api/v1/notifications", list_notifications, methods=["GET"]),
+    Route("/api/v1/notifications/{id}", get_notification, methods=["GET"]),
+    Route("/api/v1/runbooks/resolve", resolve_runbook, methods=["GET"]),
+    Route("/api/v1/quarantine", quarantine, methods=["GET"]),
+    Route("/-/reload", reload, methods=["POST"]),
+]

@@ -1,0 +1,140 @@
+"""``create_app``: the ASGI application and everything it owns.
+
+Nothing is built at import time. The lifespan opens the database, starts the
+ingest batcher and the background loops, and tears them down in reverse;
+each test builds a fresh app.
+"""
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.routing import Route
+
+from app.clock import Clock, SystemClock
+from app.config import ConfigError, LoadedConfig
+from app.metrics import Metrics
+from app.runtime import Runtime, RuntimeHolder, build_runtime
+from app.service import IngestService
+from app.settings import Effective, Settings, effective
+from app.store.engine import Database
+from app.store.migrate import head_revision
+from app.version import VersionInfo, version_info
+from app.web import api, health, ui, webhook
+from app.web.middleware import RequestMiddleware
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Services:
+    """What request handlers and loops reach through ``request.app.state.services``."""
+
+    settings: Settings
+    effective: Effective
+    db: Database
+    clock: Clock
+    metrics: Metrics
+    holder: RuntimeHolder
+    ingest: IngestService
+    version: VersionInfo
+    head_revision: str
+    started_at: datetime
+    wake_delivery: asyncio.Event = field(default_factory=asyncio.Event)
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    def runtime(self) -> Runtime:
+        return self.holder.current
+
+    def reload(self) -> tuple[bool, str]:
+        """Reload the config file; on error the old config stays in force."""
+        try:
+            runtime = self.holder.reload()
+        except ConfigError as exc:
+            self.metrics.config_reloads.labels(result="failure").inc()
+            log.error("config reload refused", extra={"errors": exc.errors})
+            return False, "\n".join(exc.errors)
+        self.metrics.config_reloads.labels(result="success").inc()
+        log.info("config reloaded", extra={"version": runtime.loaded.version})
+        return True, runtime.loaded.summary()
+
+
+def create_app(
+    settings: Settings,
+    loaded: LoadedConfig,
+    *,
+    clock: Clock | None = None,
+    handle_sighup: bool = False,
+) -> Starlette:
+    eff = effective(settings, loaded.config)
+    clock = clock or SystemClock()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        vinfo = version_info(settings.git_commit, settings.build_time)
+        metrics = Metrics(vinfo.version, vinfo.git_commit)
+        db = Database(
+            eff.database_url,
+            busy_timeout_s=loaded.config.database.busy_timeout.total_seconds(),
+            pool_size=loaded.config.database.pool_size,
+        )
+        await db.check()
+        holder = RuntimeHolder(build_runtime(loaded), settings.config)
+        wake = asyncio.Event()
+        ingest = IngestService(
+            db, lambda: holder.current, clock, metrics, on_notifications=wake.set
+        )
+        services = Services(
+            settings=settings,
+            effective=eff,
+            db=db,
+            clock=clock,
+            metrics=metrics,
+            holder=holder,
+            ingest=ingest,
+            version=vinfo,
+            head_revision=head_revision(),
+            started_at=clock.now(),
+            wake_delivery=wake,
+        )
+        app.state.services = services
+        ingest.start()
+        loop = asyncio.get_running_loop()
+        if handle_sighup:
+            loop.add_signal_handler(signal.SIGHUP, services.reload)
+        log.info(
+            "alertrelay started",
+            extra={"config": loaded.source, "config_version": loaded.version, "db": db.kind},
+        )
+        try:
+            yield
+        finally:
+            if handle_sighup:
+                loop.remove_signal_handler(signal.SIGHUP)
+            await ingest.stop()
+            for task in services.tasks:
+                task.cancel()
+            for task in services.tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await db.dispose()
+
+    routes = [
+        Route("/webhook/alertmanager", webhook.alertmanager, methods=["POST"]),
+        Route("/webhook/grafana", webhook.grafana, methods=["POST"]),
+        *api.routes,
+        *health.routes,
+        *ui.routes,
+    ]
+    return Starlette(
+        debug=False,
+        routes=routes,
+        lifespan=lifespan,
+        middleware=[Middleware(RequestMiddleware)],
+    )

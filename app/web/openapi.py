@@ -1,0 +1,329 @@
+"""The OpenAPI 3.1 description of alertrelay's HTTP interface (SPEC §2)."""
+
+from typing import Any
+
+_ERROR = {"$ref": "#/components/schemas/Error"}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _err(description: str) -> dict[str, Any]:
+    return _json(_ERROR, description)
+
+
+_WEBHOOK_RESPONSES = {
+    "200": _json({"$ref": "#/components/schemas/IngestResult"}, "Stored and committed"),
+    "400": _err("Malformed JSON"),
+    "401": _err("Missing or wrong credentials"),
+    "413": _err("Body or alert count over the limit"),
+    "415": _err("Not JSON"),
+    "422": _err("JSON that is not a webhook envelope; the error names the field"),
+    "503": _err("Database unavailable or busy; retry"),
+}
+
+_STRING_MAP = {"type": "object", "additionalProperties": {"type": "string"}}
+
+OPENAPI: dict[str, Any] = {
+    "openapi": "3.1.0",
+    "info": {
+        "title": "alertrelay",
+        "version": "1",
+        "description": "Durable Alertmanager webhook relay: dedup, flap detection, runbooks, delivery.",
+    },
+    "paths": {
+        "/webhook/alertmanager": {
+            "post": {
+                "summary": "Alertmanager webhook (payload version 4)",
+                "security": [{"bearer": []}, {"basic": []}],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {"schema": {"$ref": "#/components/schemas/Webhook"}}
+                    },
+                },
+                "responses": _WEBHOOK_RESPONSES,
+            }
+        },
+        "/webhook/grafana": {
+            "post": {
+                "summary": "Grafana alerting webhook (Alertmanager-shaped, extra fields tolerated)",
+                "security": [{"bearer": []}, {"basic": []}],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {"schema": {"$ref": "#/components/schemas/Webhook"}}
+                    },
+                },
+                "responses": _WEBHOOK_RESPONSES,
+            }
+        },
+        "/api/v1/alerts": {
+            "get": {
+                "summary": "Current alert states, most recently changed first",
+                "parameters": [
+                    {
+                        "name": "state",
+                        "in": "query",
+                        "schema": {"type": "string", "enum": ["firing", "resolved", "flapping"]},
+                    },
+                    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}},
+                    {"name": "cursor", "in": "query", "schema": {"type": "string"}},
+                ],
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "properties": {
+                                "alerts": {"type": "array", "items": {"$ref": "#/components/schemas/Alert"}},
+                                "next_cursor": {"type": ["string", "null"]},
+                            },
+                        },
+                        "A page of alerts",
+                    ),
+                    "400": _err("Bad parameter"),
+                    "503": _err("Database unavailable"),
+                },
+            }
+        },
+        "/api/v1/alerts/{fingerprint}": {
+            "get": {
+                "summary": "One alert with its transitions and notifications",
+                "parameters": [{"name": "fingerprint", "in": "path", "required": True, "schema": {"type": "string"}}],
+                "responses": {
+                    "200": _json({"$ref": "#/components/schemas/AlertDetail"}, "The alert"),
+                    "404": _err("Unknown fingerprint"),
+                },
+            }
+        },
+        "/api/v1/notifications": {
+            "get": {
+                "summary": "The delivery log, newest first",
+                "parameters": [
+                    {
+                        "name": "status",
+                        "in": "query",
+                        "schema": {"type": "string", "enum": ["pending", "in_flight", "sent", "dead"]},
+                    },
+                    {"name": "fingerprint", "in": "query", "schema": {"type": "string"}},
+                    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}},
+                    {"name": "cursor", "in": "query", "schema": {"type": "string"}},
+                ],
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "properties": {
+                                "notifications": {
+                                    "type": "array",
+                                    "items": {"$ref": "#/components/schemas/Notification"},
+                                },
+                                "next_cursor": {"type": ["string", "null"]},
+                            },
+                        },
+                        "A page of notifications",
+                    ),
+                    "400": _err("Bad parameter"),
+                },
+            }
+        },
+        "/api/v1/notifications/{id}": {
+            "get": {
+                "summary": "One notification with its payload and delivery attempts",
+                "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}],
+                "responses": {
+                    "200": _json({"$ref": "#/components/schemas/Notification"}, "The notification"),
+                    "404": _err("Unknown id"),
+                },
+            }
+        },
+        "/api/v1/runbooks/resolve": {
+            "get": {
+                "summary": "Runbook lookup: every query parameter is a label",
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "properties": {
+                                "url": {"type": ["string", "null"]},
+                                "source": {"type": "string"},
+                                "labels": _STRING_MAP,
+                            },
+                        },
+                        "The runbook URL and the rule that produced it",
+                    )
+                },
+            }
+        },
+        "/api/v1/quarantine": {
+            "get": {
+                "summary": "Invalid alerts kept for inspection, newest first",
+                "responses": {"200": _json({"type": "object"}, "Quarantined alerts")},
+            }
+        },
+        "/-/reload": {
+            "post": {
+                "summary": "Re-read the config file (also on SIGHUP); an invalid file is refused",
+                "security": [{"admin": []}],
+                "responses": {
+                    "200": _json({"type": "object"}, "Reloaded"),
+                    "400": _err("Config refused; the old one stays"),
+                    "401": _err("Missing or wrong admin token"),
+                    "403": _err("No admin token configured"),
+                },
+            }
+        },
+        "/health": {
+            "get": {
+                "summary": "Health; ?detailed=true adds database, backlog, dead letters, config version",
+                "parameters": [{"name": "detailed", "in": "query", "schema": {"type": "boolean"}}],
+                "responses": {
+                    "200": _json({"type": "object"}, "healthy"),
+                    "503": _json({"type": "object"}, "unhealthy"),
+                },
+            }
+        },
+        "/live": {"get": {"summary": "Liveness", "responses": {"200": _json({"type": "object"}, "alive")}}},
+        "/ready": {
+            "get": {
+                "summary": "Readiness: database reachable, migrations at head, config loaded",
+                "responses": {
+                    "200": _json({"type": "object"}, "ready"),
+                    "503": _json({"type": "object"}, "not ready"),
+                },
+            }
+        },
+        "/version": {
+            "get": {
+                "summary": "Build information",
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "properties": {
+                                "version": {"type": "string"},
+                                "git_commit": {"type": "string"},
+                                "build_time": {"type": "string"},
+                            },
+                        },
+                        "Version",
+                    )
+                },
+            }
+        },
+        "/metrics": {
+            "get": {
+                "summary": "Prometheus metrics",
+                "responses": {"200": {"description": "Text exposition format", "content": {"text/plain": {}}}},
+            }
+        },
+        "/": {
+            "get": {
+                "summary": "Read-only status page",
+                "responses": {"200": {"description": "HTML", "content": {"text/html": {}}}},
+            }
+        },
+    },
+    "components": {
+        "securitySchemes": {
+            "bearer": {"type": "http", "scheme": "bearer"},
+            "basic": {"type": "http", "scheme": "basic"},
+            "admin": {"type": "http", "scheme": "bearer", "description": "auth.admin_token"},
+        },
+        "schemas": {
+            "Error": {
+                "type": "object",
+                "properties": {"status": {"const": "error"}, "error": {"type": "string"}},
+                "required": ["status", "error"],
+            },
+            "WebhookAlert": {
+                "type": "object",
+                "required": ["status", "labels", "startsAt"],
+                "properties": {
+                    "status": {"type": "string", "enum": ["firing", "resolved"]},
+                    "labels": _STRING_MAP,
+                    "annotations": _STRING_MAP,
+                    "startsAt": {"type": "string", "format": "date-time"},
+                    "endsAt": {"type": "string"},
+                    "generatorURL": {"type": "string"},
+                    "fingerprint": {"type": "string"},
+                },
+            },
+            "Webhook": {
+                "type": "object",
+                "required": ["version", "alerts"],
+                "properties": {
+                    "version": {"type": "string", "const": "4"},
+                    "groupKey": {"type": "string"},
+                    "truncatedAlerts": {"type": "integer", "minimum": 0},
+                    "status": {"type": "string"},
+                    "receiver": {"type": "string"},
+                    "groupLabels": _STRING_MAP,
+                    "commonLabels": _STRING_MAP,
+                    "commonAnnotations": _STRING_MAP,
+                    "externalURL": {"type": "string"},
+                    "alerts": {"type": "array", "items": {"$ref": "#/components/schemas/WebhookAlert"}},
+                },
+            },
+            "IngestResult": {
+                "type": "object",
+                "properties": {
+                    "status": {"const": "ok"},
+                    "accepted": {"type": "integer"},
+                    "duplicates": {"type": "integer"},
+                    "stale": {"type": "integer"},
+                    "transitions": {"type": "integer"},
+                    "notifications": {"type": "integer"},
+                    "rejected": {"type": "array", "items": {"type": "object"}},
+                    "rejected_total": {"type": "integer"},
+                },
+            },
+            "Alert": {
+                "type": "object",
+                "properties": {
+                    "fingerprint": {"type": "string"},
+                    "alertname": {"type": "string"},
+                    "status": {"type": "string", "enum": ["firing", "resolved"]},
+                    "severity": {"type": "string"},
+                    "labels": _STRING_MAP,
+                    "annotations": _STRING_MAP,
+                    "starts_at": {"type": "string"},
+                    "ends_at": {"type": ["string", "null"]},
+                    "runbook_url": {"type": ["string", "null"]},
+                    "duplicates": {"type": "integer"},
+                    "flap": {"type": "object"},
+                },
+            },
+            "AlertDetail": {
+                "allOf": [
+                    {"$ref": "#/components/schemas/Alert"},
+                    {
+                        "type": "object",
+                        "properties": {
+                            "transitions": {"type": "array", "items": {"type": "object"}},
+                            "notifications": {
+                                "type": "array",
+                                "items": {"$ref": "#/components/schemas/Notification"},
+                            },
+                        },
+                    },
+                ]
+            },
+            "Notification": {
+                "type": "object",
+                "properties": {
+                    "id": {"type": "integer"},
+                    "fingerprint": {"type": "string"},
+                    "receiver": {"type": "string"},
+                    "integration": {"type": "string"},
+                    "kind": {"type": "string"},
+                    "status": {"type": "string", "enum": ["pending", "in_flight", "sent", "dead"]},
+                    "dedup_key": {"type": "string"},
+                    "attempts": {"type": "integer"},
+                    "last_error": {"type": ["string", "null"]},
+                },
+            },
+        },
+    },
+}

@@ -1,0 +1,103 @@
+"""``POST /webhook/alertmanager`` and ``POST /webhook/grafana``.
+
+Answers (SPEC §2): 200 only once the alerts and the notifications they cause
+are committed; 400 malformed JSON; 401 credentials; 413 too large; 415 not
+JSON; 422 not a webhook envelope (naming the field); 503 when the database
+cannot commit in time, which Alertmanager retries. A refused request stores
+nothing.
+"""
+
+import asyncio
+import logging
+import time
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from app.alertmanager import PayloadError, parse_webhook
+from app.batcher import BatcherClosed
+from app.domain import Source
+from app.store.engine import DatabaseUnavailable
+from app.web.common import (
+    HTTPError,
+    check_webhook_auth,
+    error_response,
+    json_response,
+    read_body,
+    require_json,
+)
+
+log = logging.getLogger(__name__)
+
+_REJECTED_SHOWN = 20
+
+
+async def alertmanager(request: Request) -> Response:
+    return await _receive(request, Source.ALERTMANAGER)
+
+
+async def grafana(request: Request) -> Response:
+    return await _receive(request, Source.GRAFANA)
+
+
+async def _receive(request: Request, source: Source) -> Response:
+    services = request.app.state.services
+    started = time.perf_counter()
+    code = 500
+    try:
+        response = await _handle(request, source)
+        code = response.status_code
+        return response
+    except HTTPError as exc:
+        code = exc.status_code
+        if code >= 500:
+            log.warning("webhook not stored", extra={"source": source.value, "reason": exc.message})
+        return error_response(exc)
+    finally:
+        services.metrics.webhooks.labels(source=source.value, code=str(code)).inc()
+        services.metrics.webhook_duration.observe(time.perf_counter() - started)
+
+
+async def _handle(request: Request, source: Source) -> Response:
+    services = request.app.state.services
+    runtime = services.runtime()
+    server = runtime.config.server
+    check_webhook_auth(request, runtime.config.auth)
+    require_json(request)
+    body = await read_body(request, server.max_body_size)
+    try:
+        parsed = parse_webhook(body, source, services.clock.now(), server.max_alerts_per_request)
+    except PayloadError as exc:
+        raise HTTPError(exc.status_code, exc.message) from None
+
+    for mismatch in parsed.mismatches[:5]:
+        log.warning(
+            "fingerprint mismatch",
+            extra={"sent": mismatch.sent, "computed": mismatch.computed, "index": mismatch.index},
+        )
+    for rejected in parsed.rejected[:5]:
+        log.warning("alert quarantined", extra={"index": rejected.index, "reason": rejected.reason})
+
+    try:
+        result = await asyncio.wait_for(
+            services.ingest.ingest(parsed), server.ingest_timeout.total_seconds()
+        )
+    except TimeoutError:
+        raise HTTPError(503, "database busy: not stored in time, retry", {"Retry-After": "1"}) from None
+    except (DatabaseUnavailable, BatcherClosed) as exc:
+        raise HTTPError(503, f"database unavailable: {exc}"[:300], {"Retry-After": "1"}) from None
+
+    return json_response(
+        {
+            "status": "ok",
+            "accepted": result.accepted,
+            "duplicates": result.duplicates,
+            "stale": result.stale,
+            "transitions": result.transitions,
+            "notifications": result.notifications,
+            "rejected": [
+                {"index": r.index, "reason": r.reason} for r in parsed.rejected[:_REJECTED_SHOWN]
+            ],
+            "rejected_total": len(parsed.rejected),
+        }
+    )
