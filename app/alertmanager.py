@@ -168,7 +168,7 @@ def _parse_alert(
     elif status_raw == "resolved":
         status = Status.RESOLVED
     else:
-        raise ValueError(f"{where}.status: must be \"firing\" or \"resolved\"")
+        raise ValueError(f'{where}.status: must be "firing" or "resolved"')
     if "startsAt" not in raw:
         raise ValueError(f"{where}.startsAt: required")
     starts_at = parse_time(raw["startsAt"], f"{where}.startsAt")
@@ -222,14 +222,18 @@ def parse_webhook(
         if version is None:
             raise PayloadError(422, 'version: required (Alertmanager sends "4")')
         if version != "4":
-            raise PayloadError(422, f'version: unsupported webhook version {str(version)[:20]!r}, expected "4"')
+            raise PayloadError(
+                422, f'version: unsupported webhook version {str(version)[:20]!r}, expected "4"'
+            )
     if "alerts" not in data:
         raise PayloadError(422, "alerts: required")
     alerts_raw = data["alerts"]
     if not isinstance(alerts_raw, list):
         raise PayloadError(422, "alerts: must be a list")
     if len(alerts_raw) > max_alerts:
-        raise PayloadError(413, f"alerts: {len(alerts_raw)} alerts is over the limit of {max_alerts}")
+        raise PayloadError(
+            413, f"alerts: {len(alerts_raw)} alerts is over the limit of {max_alerts}"
+        )
     receiver = _optional_str(data, "receiver")
     group_key = _optional_str(data, "groupKey")
     external_url = _optional_str(data, "externalURL")

@@ -29,7 +29,9 @@ class BatcherClosed(Exception):
 class _Entry(Generic[T, R]):
     item: T
     weight: int
-    future: asyncio.Future[R] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+    future: asyncio.Future[R] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
 
 
 # The handler returns one result or exception per item, in order.
@@ -37,7 +39,9 @@ Handler = Callable[[list[T]], Awaitable[list[R | Exception]]]
 
 
 class Batcher(Generic[T, R]):
-    def __init__(self, handler: Handler[T, R], *, max_weight: int = 5000, name: str = "batcher") -> None:
+    def __init__(
+        self, handler: Handler[T, R], *, max_weight: int = 5000, name: str = "batcher"
+    ) -> None:
         self._handler = handler
         self._max_weight = max_weight
         self._queue: asyncio.Queue[_Entry[T, R]] = asyncio.Queue()

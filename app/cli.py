@@ -246,7 +246,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="alertrelay",
-        description="Durable Alertmanager webhook relay: dedup, flap detection, runbooks, delivery.",
+        description="Durable Alertmanager webhook relay: dedup, flapping, runbooks, delivery.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -298,4 +298,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     return result
-

@@ -108,6 +108,7 @@ def secret_from(
     file_key = f"{name}_file"
     inline = data.get(name)
     path = data.get(file_key)
+    data = {k: v for k, v in data.items() if k != file_key}
     if inline not in (None, "") and path not in (None, ""):
         raise FieldError(name, f"set either {name} or {file_key}, not both")
     if path not in (None, ""):

@@ -384,7 +384,9 @@ def cross_check(config: Config) -> list[str]:
     if root.receiver is None:
         errors.append("route.receiver: required on the root route (it is the default receiver)")
     if root.matcher_strings():
-        errors.append("route.matchers: the root route must match everything; move matchers to a child")
+        errors.append(
+            "route.matchers: the root route must match everything; move matchers to a child"
+        )
     for route, path in _walk_routes(root, "route"):
         if route.receiver is not None and route.receiver not in names:
             errors.append(f"{path}.receiver: no receiver named {route.receiver!r}")

@@ -100,7 +100,5 @@ def decide(stored: Position | None, alert: Alert, now: datetime) -> Decision:
         edges.append(Edge(alert.starts_at, current, Status.FIRING, fired_at, implied=implied))
         current = Status.FIRING
     if alert.status is Status.RESOLVED:
-        edges.append(
-            Edge(alert.starts_at, current, Status.RESOLVED, _resolved_at(alert, now))
-        )
+        edges.append(Edge(alert.starts_at, current, Status.RESOLVED, _resolved_at(alert, now)))
     return Decision(Verdict.TRANSITION, tuple(edges))

@@ -11,46 +11,58 @@ class Metrics:
     def __init__(self, version: str = "", git_commit: str = "") -> None:
         r = self.registry = CollectorRegistry(auto_describe=True)
         self.webhooks = Counter(
-            "alertrelay_webhooks_total", "Webhook requests by source and HTTP code",
-            ["source", "code"], registry=r,
+            "alertrelay_webhooks_total",
+            "Webhook requests by source and HTTP code",
+            ["source", "code"],
+            registry=r,
         )
         self.alerts_received = Counter(
             "alertrelay_alerts_received_total", "Alerts accepted, by status", ["status"], registry=r
         )
         self.deduplicated = Counter(
             "alertrelay_alerts_deduplicated_total",
-            "Alerts that repeated the stored state and notified nobody", registry=r,
+            "Alerts that repeated the stored state and notified nobody",
+            registry=r,
         )
         self.stale = Counter(
             "alertrelay_alerts_stale_total",
-            "Alerts older than the stored state (late deliveries), ignored", registry=r,
+            "Alerts older than the stored state (late deliveries), ignored",
+            registry=r,
         )
         self.transitions = Counter(
             "alertrelay_alert_transitions_total", "Alert state transitions", ["to"], registry=r
         )
         self.quarantined = Counter(
             "alertrelay_alerts_quarantined_total",
-            "Invalid alerts inside a valid webhook, kept for inspection", ["source"], registry=r,
+            "Invalid alerts inside a valid webhook, kept for inspection",
+            ["source"],
+            registry=r,
         )
         self.fingerprint_mismatches = Counter(
             "alertrelay_fingerprint_mismatches_total",
             "Alerts whose sent fingerprint differs from the one computed from labels",
-            ["source"], registry=r,
+            ["source"],
+            registry=r,
         )
         self.truncated = Counter(
             "alertrelay_truncated_alerts_total",
-            "Alerts Alertmanager dropped from webhooks (max_alerts)", ["source"], registry=r,
+            "Alerts Alertmanager dropped from webhooks (max_alerts)",
+            ["source"],
+            registry=r,
         )
-        self.flapping = Gauge(
-            "alertrelay_alerts_flapping", "Alerts currently flapping", registry=r
-        )
+        self.flapping = Gauge("alertrelay_alerts_flapping", "Alerts currently flapping", registry=r)
         self.notifications = Counter(
-            "alertrelay_notifications_total", "Delivery attempts by outcome",
-            ["integration", "result"], registry=r,
+            "alertrelay_notifications_total",
+            "Delivery attempts by outcome",
+            ["integration", "result"],
+            registry=r,
         )
         self.notification_duration = Histogram(
-            "alertrelay_notification_duration_seconds", "Duration of one delivery attempt",
-            ["integration"], buckets=_LATENCY_BUCKETS, registry=r,
+            "alertrelay_notification_duration_seconds",
+            "Duration of one delivery attempt",
+            ["integration"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
         )
         self.outbox_pending = Gauge(
             "alertrelay_outbox_pending", "Notifications waiting to be delivered", registry=r
@@ -59,16 +71,21 @@ class Metrics:
             "alertrelay_outbox_dead", "Dead-lettered notifications", registry=r
         )
         self.webhook_duration = Histogram(
-            "alertrelay_webhook_duration_seconds", "Webhook handling time, to the answer",
-            buckets=_LATENCY_BUCKETS, registry=r,
+            "alertrelay_webhook_duration_seconds",
+            "Webhook handling time, to the answer",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
         )
         self.ingest_batch = Histogram(
-            "alertrelay_ingest_batch_webhooks", "Webhooks committed together in one transaction",
-            buckets=(1, 2, 4, 8, 16, 32, 64, 128), registry=r,
+            "alertrelay_ingest_batch_webhooks",
+            "Webhooks committed together in one transaction",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128),
+            registry=r,
         )
         self.lease_lost = Counter(
             "alertrelay_lease_lost_total",
-            "Delivery outcomes discarded because another worker re-claimed the row", registry=r,
+            "Delivery outcomes discarded because another worker re-claimed the row",
+            registry=r,
         )
         self.config_reloads = Counter(
             "alertrelay_config_reloads_total", "Config reloads by result", ["result"], registry=r

@@ -152,7 +152,9 @@ def plan_edges(
     return plan
 
 
-def plan_sweep(fp: str, state: AlertNoticeState, params: FlapParams, now: datetime) -> Notice | None:
+def plan_sweep(
+    fp: str, state: AlertNoticeState, params: FlapParams, now: datetime
+) -> Notice | None:
     """The sweeper's check: decay the score and end a flap that calmed down."""
     state.flap, change = evaluate(state.flap, now, params)
     if change is not FlapChange.STOPPED:

@@ -15,23 +15,23 @@ from app.matchers import Matcher, matches_all
 
 # Per-route options (flapping, renotify) are inherited by child routes; the
 # tree carries them without knowing their type.
-O = TypeVar("O")
+OptionsT = TypeVar("OptionsT")
 
 
 @dataclass(frozen=True)
-class Route(Generic[O]):
+class Route(Generic[OptionsT]):
     receiver: str
     matchers: tuple[Matcher, ...] = ()
     continue_: bool = False
-    routes: tuple["Route[O]", ...] = ()
-    options: O | None = None
+    routes: tuple["Route[OptionsT]", ...] = ()
+    options: OptionsT | None = None
     path: str = "route"
 
-    def match(self, labels: Mapping[str, str]) -> list["Route[O]"]:
+    def match(self, labels: Mapping[str, str]) -> list["Route[OptionsT]"]:
         """Return the matching leaf routes in Alertmanager order ([] if none)."""
         if not matches_all(self.matchers, labels):
             return []
-        found: list[Route[O]] = []
+        found: list[Route[OptionsT]] = []
         for child in self.routes:
             child_matches = child.match(labels)
             found.extend(child_matches)
@@ -41,17 +41,17 @@ class Route(Generic[O]):
 
 
 @dataclass(frozen=True)
-class RouteResult(Generic[O]):
-    routes: tuple[Route[O], ...]
+class RouteResult(Generic[OptionsT]):
+    routes: tuple[Route[OptionsT], ...]
     receivers: tuple[str, ...] = field(default=())
 
     @property
-    def options(self) -> O | None:
+    def options(self) -> OptionsT | None:
         """Options of the first matching route: an alert has one flap state."""
         return self.routes[0].options if self.routes else None
 
 
-def route(tree: Route[O], labels: Mapping[str, str]) -> RouteResult[O]:
+def route(tree: Route[OptionsT], labels: Mapping[str, str]) -> RouteResult[OptionsT]:
     """Match ``labels`` against ``tree``; receivers are de-duplicated in order.
 
     Two routes that reach the same receiver would deliver the same

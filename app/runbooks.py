@@ -10,7 +10,7 @@ can never reach a notification.
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from jinja2 import Template
 
@@ -53,14 +53,24 @@ def is_http_url(url: str) -> bool:
     return parts.scheme in ("http", "https") and bool(parts.netloc)
 
 
+# Characters a URL may carry as they are; everything else (spaces, braces,
+# quotes, non-ASCII) is percent-encoded. "%" stays, so encoding is idempotent.
+_URL_SAFE = ":/?#[]@!$&'()*+,;=%~-._"
+
+
+def normalize_url(url: str) -> str:
+    """Percent-encode what a label value put into a URL that cannot stand there."""
+    return quote(url.strip(), safe=_URL_SAFE)
+
+
 def _render(template: Template, labels: Mapping[str, str], annotations: Mapping[str, str]) -> str:
-    return template.render(labels=labels, annotations=annotations).strip()
+    return normalize_url(template.render(labels=labels, annotations=annotations))
 
 
 def resolve(
     catalog: RunbookCatalog, labels: Mapping[str, str], annotations: Mapping[str, str]
 ) -> Runbook:
-    own = annotations.get(ANNOTATION, "").strip()
+    own = normalize_url(annotations.get(ANNOTATION, ""))
     if own and is_http_url(own):
         return Runbook(own, "annotation")
     candidates: list[tuple[Template, str]] = [

@@ -10,8 +10,8 @@ config, so a reload is one atomic pointer swap.
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from app.config import Config, FlappingConfig, LoadedConfig, RouteConfig
 from app.confbase import DeliveryConfig
+from app.config import Config, FlappingConfig, LoadedConfig, RouteConfig
 from app.flapping import FlapParams
 from app.matchers import parse_matchers
 from app.notifiers.base import IntegrationConfig

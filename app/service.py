@@ -329,9 +329,7 @@ class IngestService:
             return results
         raise DatabaseUnavailable("alerts kept being inserted concurrently; retry")
 
-    def _account(
-        self, items: list[ParsedWebhook], results: list[IngestResult | Exception]
-    ) -> None:
+    def _account(self, items: list[ParsedWebhook], results: list[IngestResult | Exception]) -> None:
         m = self._metrics
         for item, result in zip(items, results, strict=True):
             source = item.webhook.source.value

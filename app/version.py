@@ -13,7 +13,11 @@ class VersionInfo:
     build_time: str
 
     def as_dict(self) -> dict[str, str]:
-        return {"version": self.version, "git_commit": self.git_commit, "build_time": self.build_time}
+        return {
+            "version": self.version,
+            "git_commit": self.git_commit,
+            "build_time": self.build_time,
+        }
 
 
 def _git_head(start: Path) -> str:
@@ -41,6 +45,8 @@ def version_info(git_commit: str | None = None, build_time: str | None = None) -
         version = importlib.metadata.version("alertrelay")
     except importlib.metadata.PackageNotFoundError:
         version = "0.0.0+unknown"
-    commit = git_commit or os.environ.get("ALERTRELAY_GIT_COMMIT") or _git_head(Path(__file__).parent)
+    commit = (
+        git_commit or os.environ.get("ALERTRELAY_GIT_COMMIT") or _git_head(Path(__file__).parent)
+    )
     built = build_time or os.environ.get("ALERTRELAY_BUILD_TIME") or "unknown"
     return VersionInfo(version, commit, built)

@@ -38,7 +38,9 @@ class IntegrationConfig(StrictModel):
             try:
                 text_env().from_string(source)
             except TemplateSyntaxError as exc:
-                raise FieldError(name, f"template error: {exc.message} (line {exc.lineno})") from None
+                raise FieldError(
+                    name, f"template error: {exc.message} (line {exc.lineno})"
+                ) from None
         return self
 
     @property

@@ -130,7 +130,9 @@ class AlertUnit:
     def _insert(self, table: sa.Table) -> Any:
         return pg_insert(table) if self.dialect == "postgresql" else sqlite_insert(table)
 
-    async def load(self, fingerprints: Iterable[str], *, lock: bool = True) -> dict[str, AlertRecord]:
+    async def load(
+        self, fingerprints: Iterable[str], *, lock: bool = True
+    ) -> dict[str, AlertRecord]:
         # Sorted, so two replicas lock overlapping rows in the same order.
         wanted = sorted(set(fingerprints))
         found: dict[str, AlertRecord] = {}
@@ -168,9 +170,7 @@ class AlertUnit:
             if inserted != len(rows):
                 raise ConcurrentInsert(f"{len(rows) - inserted} alerts were inserted concurrently")
         if changes.changed:
-            params = [
-                {f"b_{k}": v for k, v in _row_values(r).items()} for r in changes.changed
-            ]
+            params = [{f"b_{k}": v for k, v in _row_values(r).items()} for r in changes.changed]
             await self.conn.execute(_UPDATE_FULL, params)
         if changes.seen:
             await self.conn.execute(
@@ -248,4 +248,3 @@ async def count_by(conn: AsyncConnection, column: str) -> dict[str, int]:
     col = alerts.c[column]
     rows = await conn.execute(sa.select(col, sa.func.count()).group_by(col))
     return {str(k): int(v) for k, v in rows}
-

@@ -94,7 +94,9 @@ class Database:
                     "connect_timeout": max(1, min(int(busy_timeout_s), 5)),
                     # Row locks and statements wait this long, then the
                     # webhook answers 503 and Alertmanager retries.
-                    "options": f"-c lock_timeout={timeout_ms} -c statement_timeout={timeout_ms * 6}",
+                    "options": (
+                        f"-c lock_timeout={timeout_ms} -c statement_timeout={timeout_ms * 6}"
+                    ),
                 },
             )
             self.read_engine = self.write_engine
@@ -146,9 +148,7 @@ class Database:
                 async with conn.begin():
                     # A no-op write proves the file is writable (DB-S6): better
                     # to refuse to start than to accept webhooks we cannot store.
-                    await conn.execute(
-                        text("UPDATE alembic_version SET version_num = version_num")
-                    )
+                    await conn.execute(text("UPDATE alembic_version SET version_num = version_num"))
         except DatabaseSetupError:
             raise
         except Exception as exc:
@@ -186,5 +186,7 @@ class Database:
 
 
 def _short(exc: BaseException) -> str:
-    message = str(getattr(exc, "orig", None) or exc).splitlines()[0] if str(exc) else type(exc).__name__
+    message = (
+        str(getattr(exc, "orig", None) or exc).splitlines()[0] if str(exc) else type(exc).__name__
+    )
     return message[:300]

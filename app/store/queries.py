@@ -94,11 +94,12 @@ async def list_alerts(
         except (TypeError, ValueError):
             raise BadCursor("cursor: not a cursor this API returned") from None
         query = query.where(
-            sa.tuple_(alerts.c.last_changed, alerts.c.fingerprint) < sa.tuple_(
-                sa.literal(changed_at, alerts.c.last_changed.type), sa.literal(fp)
-            )
+            sa.tuple_(alerts.c.last_changed, alerts.c.fingerprint)
+            < sa.tuple_(sa.literal(changed_at, alerts.c.last_changed.type), sa.literal(fp))
         )
-    query = query.order_by(alerts.c.last_changed.desc(), alerts.c.fingerprint.desc()).limit(limit + 1)
+    query = query.order_by(alerts.c.last_changed.desc(), alerts.c.fingerprint.desc()).limit(
+        limit + 1
+    )
     rows = [r._mapping for r in await conn.execute(query)]
     more = len(rows) > limit
     rows = rows[:limit]
@@ -132,7 +133,9 @@ def notification_view(m: Any, *, with_payload: bool = False) -> dict[str, Any]:
     return out
 
 
-async def get_alert(conn: AsyncConnection, fingerprint: str, history: int = 200) -> dict[str, Any] | None:
+async def get_alert(
+    conn: AsyncConnection, fingerprint: str, history: int = 200
+) -> dict[str, Any] | None:
     row = (await conn.execute(sa.select(alerts).where(alerts.c.fingerprint == fingerprint))).first()
     if row is None:
         return None

@@ -14,7 +14,9 @@ from app.config import AuthConfig
 class HTTPError(Exception):
     """Answered as ``{"status": "error", "error": message}`` with ``status_code``."""
 
-    def __init__(self, status_code: int, message: str, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, status_code: int, message: str, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.status_code = status_code
         self.message = message
@@ -52,7 +54,9 @@ async def read_body(request: Request, limit: int) -> bytes:
 def require_json(request: Request) -> None:
     content_type = request.headers.get("content-type", "")
     media = content_type.split(";", 1)[0].strip().lower()
-    if media != "application/json" and not (media.startswith("application/") and media.endswith("+json")):
+    if media != "application/json" and not (
+        media.startswith("application/") and media.endswith("+json")
+    ):
         raise HTTPError(415, "Content-Type must be application/json")
     encoding = request.headers.get("content-encoding", "identity").strip().lower()
     if encoding not in ("", "identity"):
@@ -106,11 +110,17 @@ def check_admin(request: Request, auth: AuthConfig | None) -> None:
     if auth is None:
         return
     if auth.admin_token is None:
-        raise HTTPError(403, "admin endpoints are disabled: set auth.admin_token or admin_token_file")
-    scheme, value = _credentials(request)
-    if scheme != "bearer" or not _compare_any(value, [auth.admin_token.get_secret_value().encode()]):
         raise HTTPError(
-            401, "missing or invalid admin token", {"WWW-Authenticate": 'Bearer realm="alertrelay-admin"'}
+            403, "admin endpoints are disabled: set auth.admin_token or admin_token_file"
+        )
+    scheme, value = _credentials(request)
+    if scheme != "bearer" or not _compare_any(
+        value, [auth.admin_token.get_secret_value().encode()]
+    ):
+        raise HTTPError(
+            401,
+            "missing or invalid admin token",
+            {"WWW-Authenticate": 'Bearer realm="alertrelay-admin"'},
         )
 
 

@@ -30,7 +30,7 @@ OPENAPI: dict[str, Any] = {
     "info": {
         "title": "alertrelay",
         "version": "1",
-        "description": "Durable Alertmanager webhook relay: dedup, flap detection, runbooks, delivery.",
+        "description": "Alertmanager webhook relay: dedup, flapping, runbooks, delivery.",
     },
     "paths": {
         "/webhook/alertmanager": {
@@ -68,7 +68,11 @@ OPENAPI: dict[str, Any] = {
                         "in": "query",
                         "schema": {"type": "string", "enum": ["firing", "resolved", "flapping"]},
                     },
-                    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}},
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
+                    },
                     {"name": "cursor", "in": "query", "schema": {"type": "string"}},
                 ],
                 "responses": {
@@ -76,7 +80,10 @@ OPENAPI: dict[str, Any] = {
                         {
                             "type": "object",
                             "properties": {
-                                "alerts": {"type": "array", "items": {"$ref": "#/components/schemas/Alert"}},
+                                "alerts": {
+                                    "type": "array",
+                                    "items": {"$ref": "#/components/schemas/Alert"},
+                                },
                                 "next_cursor": {"type": ["string", "null"]},
                             },
                         },
@@ -90,7 +97,14 @@ OPENAPI: dict[str, Any] = {
         "/api/v1/alerts/{fingerprint}": {
             "get": {
                 "summary": "One alert with its transitions and notifications",
-                "parameters": [{"name": "fingerprint", "in": "path", "required": True, "schema": {"type": "string"}}],
+                "parameters": [
+                    {
+                        "name": "fingerprint",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string"},
+                    }
+                ],
                 "responses": {
                     "200": _json({"$ref": "#/components/schemas/AlertDetail"}, "The alert"),
                     "404": _err("Unknown fingerprint"),
@@ -104,10 +118,17 @@ OPENAPI: dict[str, Any] = {
                     {
                         "name": "status",
                         "in": "query",
-                        "schema": {"type": "string", "enum": ["pending", "in_flight", "sent", "dead"]},
+                        "schema": {
+                            "type": "string",
+                            "enum": ["pending", "in_flight", "sent", "dead"],
+                        },
                     },
                     {"name": "fingerprint", "in": "query", "schema": {"type": "string"}},
-                    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}},
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
+                    },
                     {"name": "cursor", "in": "query", "schema": {"type": "string"}},
                 ],
                 "responses": {
@@ -131,7 +152,9 @@ OPENAPI: dict[str, Any] = {
         "/api/v1/notifications/{id}": {
             "get": {
                 "summary": "One notification with its payload and delivery attempts",
-                "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}],
+                "parameters": [
+                    {"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}
+                ],
                 "responses": {
                     "200": _json({"$ref": "#/components/schemas/Notification"}, "The notification"),
                     "404": _err("Unknown id"),
@@ -176,7 +199,7 @@ OPENAPI: dict[str, Any] = {
         },
         "/health": {
             "get": {
-                "summary": "Health; ?detailed=true adds database, backlog, dead letters, config version",
+                "summary": "Health; ?detailed=true adds database, backlog, dead letters, config",
                 "parameters": [{"name": "detailed", "in": "query", "schema": {"type": "boolean"}}],
                 "responses": {
                     "200": _json({"type": "object"}, "healthy"),
@@ -184,7 +207,9 @@ OPENAPI: dict[str, Any] = {
                 },
             }
         },
-        "/live": {"get": {"summary": "Liveness", "responses": {"200": _json({"type": "object"}, "alive")}}},
+        "/live": {
+            "get": {"summary": "Liveness", "responses": {"200": _json({"type": "object"}, "alive")}}
+        },
         "/ready": {
             "get": {
                 "summary": "Readiness: database reachable, migrations at head, config loaded",
@@ -215,7 +240,9 @@ OPENAPI: dict[str, Any] = {
         "/metrics": {
             "get": {
                 "summary": "Prometheus metrics",
-                "responses": {"200": {"description": "Text exposition format", "content": {"text/plain": {}}}},
+                "responses": {
+                    "200": {"description": "Text exposition format", "content": {"text/plain": {}}}
+                },
             }
         },
         "/": {
@@ -263,7 +290,10 @@ OPENAPI: dict[str, Any] = {
                     "commonLabels": _STRING_MAP,
                     "commonAnnotations": _STRING_MAP,
                     "externalURL": {"type": "string"},
-                    "alerts": {"type": "array", "items": {"$ref": "#/components/schemas/WebhookAlert"}},
+                    "alerts": {
+                        "type": "array",
+                        "items": {"$ref": "#/components/schemas/WebhookAlert"},
+                    },
                 },
             },
             "IngestResult": {

@@ -83,7 +83,9 @@ async def _handle(request: Request, source: Source) -> Response:
             services.ingest.ingest(parsed), server.ingest_timeout.total_seconds()
         )
     except TimeoutError:
-        raise HTTPError(503, "database busy: not stored in time, retry", {"Retry-After": "1"}) from None
+        raise HTTPError(
+            503, "database busy: not stored in time, retry", {"Retry-After": "1"}
+        ) from None
     except (DatabaseUnavailable, BatcherClosed) as exc:
         raise HTTPError(503, f"database unavailable: {exc}"[:300], {"Retry-After": "1"}) from None
 

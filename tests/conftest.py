@@ -1,0 +1,105 @@
+"""Fixtures: databases migrated by Alembic, and in-process apps with their lifespan."""
+
+import os
+import shutil
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+from sqlalchemy.engine import make_url
+from starlette.applications import Starlette
+
+from app.clock import Clock
+from app.config import LoadedConfig, parse_config
+from app.settings import Settings
+from app.store.migrate import upgrade
+from app.web.app import create_app
+
+PG_URL = os.environ.get("ALERTRELAY_TEST_POSTGRES_URL")
+TABLES = "delivery_attempts, notifications, alert_transitions, alerts, quarantined_alerts"
+
+
+def pg_admin_conn() -> psycopg.Connection[Any]:
+    assert PG_URL
+    url = make_url(PG_URL).set(drivername="postgresql")
+    return psycopg.connect(url.render_as_string(hide_password=False), autocommit=True)
+
+
+def create_pg_database(prefix: str = "alertrelay_t") -> str:
+    """A fresh database on the test server; returns its URL."""
+    assert PG_URL
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    with pg_admin_conn() as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
+
+
+def drop_pg_database(url: str) -> None:
+    name = make_url(url).database
+    with pg_admin_conn() as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("template") / "template.db"
+    upgrade(f"sqlite:///{path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def pg_session_url() -> Iterator[str | None]:
+    if not PG_URL:
+        yield None
+        return
+    url = create_pg_database()
+    upgrade(url)
+    yield url
+    drop_pg_database(url)
+
+
+def _truncate_pg(url: str) -> None:
+    with psycopg.connect(make_url(url).set(drivername="postgresql").render_as_string(hide_password=False), autocommit=True) as conn:
+        conn.execute(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path) -> str:
+    """A migrated, empty database: SQLite and PostgreSQL in turn."""
+    if request.param == "sqlite":
+        path = tmp_path / "alertrelay.db"
+        shutil.copy(sqlite_template, path)
+        return f"sqlite:///{path}"
+    url = request.getfixturevalue("pg_session_url")
+    if url is None:
+        pytest.skip("ALERTRELAY_TEST_POSTGRES_URL is not set")
+    _truncate_pg(url)
+    return str(url)
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path, sqlite_template: Path) -> str:
+    path = tmp_path / "alertrelay.db"
+    shutil.copy(sqlite_template, path)
+    return f"sqlite:///{path}"
+
+
+def load(text: str, env: dict[str, str] | None = None) -> LoadedConfig:
+    return parse_config(text, "test.yml", env or {})
+
+
+@asynccontextmanager
+async def running_app(
+    db_url: str, config_text: str, *, clock: Clock | None = None, env: dict[str, str] | None = None
+) -> AsyncIterator[tuple[Starlette, httpx.AsyncClient]]:
+    """An app with its lifespan running, and a client that talks to it in-process."""
+    app = create_app(Settings(database_url=db_url), load(config_text, env), clock=clock)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://alertrelay.test") as client:
+            yield app, client

@@ -1,0 +1,91 @@
+"""Payload builders and small utilities shared by the tests."""
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from app.fingerprint import fingerprint
+
+ZERO_TIME = "0001-01-01T00:00:00Z"
+T0 = datetime(2026, 11, 21, 19, 16, 43, tzinfo=UTC)
+
+
+def ts(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def am_alert(
+    labels: dict[str, str],
+    status: str = "firing",
+    starts_at: datetime = T0,
+    ends_at: datetime | None = None,
+    annotations: dict[str, str] | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    alert: dict[str, Any] = {
+        "status": status,
+        "labels": labels,
+        "annotations": annotations or {"summary": f"{labels.get('alertname', '')} summary"},
+        "startsAt": ts(starts_at),
+        "endsAt": ts(ends_at) if ends_at else (ZERO_TIME if status == "firing" else ts(starts_at + timedelta(minutes=5))),
+        "generatorURL": "http://prometheus.example:9090/graph?g0.expr=up",
+        "fingerprint": fingerprint(labels),
+    }
+    alert.update(extra)
+    return alert
+
+
+def am_webhook(alerts: list[dict[str, Any]], group_key: str = '{}:{alertname="Test"}', **extra: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "receiver": "alertrelay",
+        "status": "firing" if any(a.get("status") == "firing" for a in alerts) else "resolved",
+        "alerts": alerts,
+        "groupLabels": {},
+        "commonLabels": {},
+        "commonAnnotations": {},
+        "externalURL": "http://alertmanager.example:9093",
+        "version": "4",
+        "groupKey": group_key,
+        "truncatedAlerts": 0,
+    }
+    body.update(extra)
+    return body
+
+
+def body(payload: Any) -> bytes:
+    return json.dumps(payload).encode()
+
+
+JSON = {"Content-Type": "application/json"}
+
+LOG_CONFIG = """
+route:
+  receiver: default
+receivers:
+  - name: default
+    log_configs: [{}]
+"""
+
+TWO_ROUTES_CONFIG = """
+runbooks:
+  default: "https://runbooks.example.com/{{ labels.alertname | lower }}"
+  rules:
+    - matchers: ['alertname=~"Disk.*"']
+      url: "https://wiki.example.com/storage#{{ labels.alertname }}"
+route:
+  receiver: chat
+  routes:
+    - matchers: ['severity="critical"']
+      receiver: page
+      continue: true
+    - matchers: ['severity=~"critical|warning"']
+      receiver: mail
+receivers:
+  - name: page
+    webhook_configs: [{url: "http://127.0.0.1:9/page"}]
+    log_configs: [{}]
+  - name: mail
+    webhook_configs: [{url: "http://127.0.0.1:9/mail", send_resolved: false}]
+  - name: chat
+    log_configs: [{}]
+"""

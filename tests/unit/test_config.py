@@ -1,0 +1,213 @@
+"""The strict config loader: every error named by its YAML path."""
+
+from pathlib import Path
+
+import pytest
+
+from app.config import BUILTIN_CONFIG, ConfigError, example_config_text, load_config, parse_config
+from app.runtime import build_runtime
+
+MINIMAL = "route: {receiver: r}\nreceivers: [{name: r, log_configs: [{}]}]\n"
+
+
+def errors(text: str, env: dict[str, str] | None = None) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, "t.yml", env or {})
+    return info.value.errors
+
+
+def test_minimal_and_builtin_load() -> None:
+    assert parse_config(MINIMAL, "t", {}).config.receivers[0].name == "r"
+    builtin = load_config(None, {})
+    assert builtin.source == "built-in"
+    assert builtin.config.receivers[0].log_configs
+    assert BUILTIN_CONFIG.strip()
+
+
+def test_example_config_is_valid_with_its_variables() -> None:
+    env = {
+        "ALERTRELAY_WEBHOOK_TOKEN": "t0k",
+        "ALERTRELAY_ADMIN_TOKEN": "adm",
+        "PAGERDUTY_ROUTING_KEY": "0123456789abcdef0123456789abcdef",
+        "SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/T/B/X",
+        "TEAMS_WEBHOOK_URL": "https://example.logic.azure.com/workflows/1",
+    }
+    loaded = parse_config(example_config_text(), "example", env)
+    rt = build_runtime(loaded)
+    assert rt.route({"alertname": "X", "severity": "critical"}).receivers == ("page",)
+    assert rt.route({"alertname": "Watchdog", "severity": "none"}).receivers == ("blackhole",)
+    assert rt.route({"alertname": "X"}).receivers == ("chat",)
+
+
+def test_the_spec_example_paths() -> None:
+    got = errors(
+        """
+route: {receiver: a}
+receivers:
+  - {name: a, log_configs: [{}]}
+  - {name: b}
+  - name: c
+    pagerduty_configs: [{}]
+"""
+    )
+    assert got == ["receivers[2].pagerduty_configs[0].routing_key: required (or routing_key_file)"]
+
+
+def test_every_model_error_is_listed_at_once() -> None:
+    got = errors(
+        """
+server: {port: "eighty", bogus: 1}
+flapping: {half_life: 10 parsecs}
+route:
+  receiver: r
+  group_by: [alertname]
+  routes:
+    - matchers: ['severity=~"(crit"']
+receivers:
+  - name: r
+    slack_configs: [{api_url: "ftp://hooks.example/secret-path"}]
+    email_configs: [{to: ops@example.com, bogus: 1}]
+    webhook_configs: [{}]
+"""
+    )
+    assert "server.port: Input should be a valid integer, unable to parse string as an integer" in got
+    assert "server.bogus: unknown key" in got
+    assert any(e.startswith("flapping.half_life: invalid duration") for e in got)
+    assert "route.group_by: grouping and timing belong to Alertmanager; remove this key here" in got
+    assert any(e.startswith("route.routes[0].matchers[0]: invalid regular expression") for e in got)
+    assert "receivers[0].slack_configs[0].api_url: the URL must be an absolute http:// or https:// URL" in got
+    assert "receivers[0].email_configs[0].bogus: unknown key" in got
+    assert "receivers[0].webhook_configs[0].url: required (or url_file)" in got
+    # A secret URL never appears in an error.
+    assert not any("secret-path" in e for e in got)
+
+
+def test_cross_checks() -> None:
+    got = errors(
+        """
+flapping: {enter_score: 2, exit_score: 3}
+delivery: {timeout: 30s, lease: 40s}
+route:
+  receiver: nope
+  matchers: ['a="b"']
+  routes: [{receiver: missing, flapping: {max_score: 1}}]
+receivers:
+  - {name: r, email_configs: [{to: x@example.com}]}
+  - {name: r}
+"""
+    )
+    assert got == [
+        "receivers[1].name: duplicate receiver 'r' (also receivers[0])",
+        "route.matchers: the root route must match everything; move matchers to a child",
+        "route.receiver: no receiver named 'nope'",
+        "route.routes[0].receiver: no receiver named 'missing'",
+        "route.routes[0].flapping.exit_score: must be above 0 and below enter_score",
+        "route.routes[0].flapping.max_score: must be at least enter_score",
+        "flapping.exit_score: must be above 0 and below enter_score",
+        "delivery.lease: must be at least twice delivery.timeout",
+        "receivers[0].email_configs[0].smarthost: required (or set global.smtp_smarthost)",
+        "receivers[0].email_configs[0].from: required (or set global.smtp_from)",
+    ]
+
+
+def test_yaml_syntax_and_duplicate_keys() -> None:
+    assert errors("route: {receiver: r\n")[0].startswith("line ")
+    dup = errors("route: {receiver: r}\nroute: {receiver: r}\nreceivers: [{name: r}]\n")
+    assert "duplicate key 'route'" in dup[0]
+    assert errors("- a\n- b\n") == ["(top level): the file must be a YAML mapping"]
+
+
+def test_env_substitution() -> None:
+    text = "route: {receiver: '${RECV}'}\nreceivers: [{name: '${RECV}', webhook_configs: [{url: '${URL:-http://127.0.0.1:1/x}'}]}]\n"
+    loaded = parse_config(text, "t", {"RECV": "ops"})
+    assert loaded.config.route.receiver == "ops"
+    assert loaded.config.receivers[0].webhook_configs[0].url.get_secret_value() == "http://127.0.0.1:1/x"
+    assert errors(text, {}) == [
+        "route.receiver: environment variable RECV is not set",
+        "receivers[0].name: environment variable RECV is not set",
+    ]
+    # A value cannot inject YAML structure, and $${ is a literal.
+    loaded = parse_config(
+        "route: {receiver: r}\nreceivers: [{name: r, log_configs: [{title: 'a $${X} ${Y}'}]}]\n",
+        "t",
+        {"Y": "}\nbogus: 1"},
+    )
+    assert loaded.config.receivers[0].log_configs[0].title == "a ${X} }\nbogus: 1"
+
+
+def test_secret_files(tmp_path: Path) -> None:
+    key = tmp_path / "pd.key"
+    key.write_text("  0123456789abcdef0123456789abcdef\n")
+    text = f"route: {{receiver: r}}\nreceivers: [{{name: r, pagerduty_configs: [{{routing_key_file: {key}}}]}}]\n"
+    cfg = parse_config(text, "t", {}).config.receivers[0].pagerduty_configs[0]
+    assert cfg.routing_key.get_secret_value() == "0123456789abcdef0123456789abcdef"
+    assert "0123456789abcdef" not in repr(cfg)
+
+    missing = tmp_path / "nope"
+    got = errors(text.replace(str(key), str(missing)))
+    assert got == [f"receivers[0].pagerduty_configs[0].routing_key_file: cannot read {missing}: No such file or directory"]
+
+    both = f"route: {{receiver: r}}\nreceivers: [{{name: r, pagerduty_configs: [{{routing_key: k, routing_key_file: {key}}}]}}]\n"
+    assert errors(both) == [
+        "receivers[0].pagerduty_configs[0].routing_key: set either routing_key or routing_key_file, not both"
+    ]
+
+
+def test_every_integration_kind_parses() -> None:
+    text = """
+global: {smtp_smarthost: "localhost:25", smtp_from: a@example.com}
+route: {receiver: all}
+receivers:
+  - name: all
+    pagerduty_configs: [{routing_key: k, dedup_by: group, url: "http://127.0.0.1:1/pd"}]
+    opsgenie_configs: [{api_key: k, priority: P2}]
+    email_configs: [{to: "a@example.com, b@example.com", require_tls: false}]
+    slack_configs: [{api_url: "https://hooks.slack.com/services/T/B/X", channel: "#ops"}]
+    msteams_configs: [{webhook_url: "https://x.logic.azure.com/workflows/1"}]
+    googlechat_configs: [{url: "https://chat.googleapis.com/v1/spaces/S/messages?key=K&token=T"}]
+    discord_configs: [{webhook_url: "https://discord.com/api/webhooks/1/t"}]
+    mattermost_configs: [{webhook_url: "https://mm.example.com/hooks/x", channel: ops}]
+    webhook_configs: [{url: "http://127.0.0.1:1/hook", token: s3cret}]
+    log_configs: [{stream: stderr}]
+"""
+    rt = build_runtime(parse_config(text, "t", {}))
+    names = [i.name for i in rt.receivers["all"]]
+    assert names == [
+        "pagerduty", "opsgenie", "email", "slack", "msteams", "googlechat", "discord", "mattermost", "webhook", "log",
+    ]
+    sr = {i.name: i.send_resolved for i in rt.receivers["all"]}
+    assert sr["email"] is False and sr["pagerduty"] is True  # Alertmanager's defaults
+
+
+def test_bad_enum_and_template() -> None:
+    base = "route: {receiver: r}\nreceivers:\n  - name: r\n"
+    got = errors(base + "    pagerduty_configs:\n      - routing_key: k\n        dedup_by: fingerprint\n")
+    assert got[0].startswith("receivers[0].pagerduty_configs[0].dedup_by: Input should be 'alert' or 'group'")
+    got = errors(base + "    log_configs:\n      - title: '{{ x'\n")
+    assert got[0].startswith("receivers[0].log_configs[0].title: template error:")
+
+
+def test_route_inheritance_and_overrides() -> None:
+    text = """
+dedup: {renotify_interval: 2h}
+flapping: {half_life: 10m}
+route:
+  receiver: root
+  routes:
+    - matchers: ['team="db"']
+      flapping: {enter_score: 6, max_score: 10}
+      renotify_interval: 0
+      routes:
+        - matchers: ['alertname="Watchdog"']
+          flapping: {enabled: false}
+receivers: [{name: root}]
+"""
+    rt = build_runtime(parse_config(text, "t", {}))
+    child = rt.route({"team": "db"}).options
+    assert child is not None and child.flap.enter_score == 6 and child.flap.half_life_s == 600 and child.renotify_s == 0
+    grandchild = rt.route({"team": "db", "alertname": "Watchdog"})
+    assert grandchild.receivers == ("root",)  # receiver inherited from the parent
+    assert grandchild.options is not None and grandchild.options.flap.enabled is False
+    assert grandchild.options.flap.enter_score == 6  # the rest inherited
+    root = rt.route({"x": "y"}).options
+    assert root is not None and root.renotify_s == 7200 and root.flap.enabled

@@ -1,0 +1,174 @@
+"""Parsing webhook bodies: every malformed input is a 4xx, never an exception."""
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+
+from app.alertmanager import PayloadError, parse_webhook
+from app.domain import Source, Status
+from tests.helpers import am_alert, am_webhook, body
+
+NOW = datetime(2026, 11, 22, tzinfo=UTC)
+
+
+def parse(raw: bytes, source: Source = Source.ALERTMANAGER, max_alerts: int = 1000):  # type: ignore[no-untyped-def]
+    return parse_webhook(raw, source, NOW, max_alerts)
+
+
+def code(raw: bytes) -> int:
+    with pytest.raises(PayloadError) as info:
+        parse(raw)
+    return info.value.status_code
+
+
+GOOD = am_webhook([am_alert({"alertname": "A"})])
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"",  # IN-01 empty
+        b"   \n",
+        b'{"version": "4", "alerts": [',  # truncated
+        body(GOOD) + b"garbage",  # trailing garbage
+        b"\xef\xbb\xbf" + body(GOOD),  # BOM
+        b"\xff\xfe{}",  # not UTF-8
+        b"[" * 100_000 + b"]" * 100_000,  # IN-02 deep nesting
+        b'{"a":' * 5000 + b"1" + b"}" * 5000,
+        b'{"version": "4", "alerts": [], "n": ' + b"9" * 4301 + b"}",  # IN-03 huge int
+        b'{"version": "4", "alerts": [], "n": NaN}',  # IN-04
+        b'{"version": "4", "alerts": [], "n": Infinity}',
+        b'{"version": "4", "alerts": [], "n": -Infinity}',
+        b'{"version": "4", "alerts": [], "n": 1e999999}',  # overflows to inf silently otherwise
+        b'{"version": "4", "version": "4", "alerts": []}',  # IN-07 duplicate keys
+    ],
+)
+def test_malformed_json_is_400(raw: bytes) -> None:
+    assert code(raw) == 400
+
+
+def test_huge_fraction_is_fine_or_400() -> None:
+    raw = b'{"version": "4", "alerts": [], "n": 0.' + b"1" * 1_000_000 + b"}"
+    assert parse(raw).webhook.alerts == []
+
+
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        ([], "(body): must be a JSON object"),
+        ({"alerts": []}, "version: required"),
+        ({"version": "5", "alerts": []}, "version: unsupported webhook version '5'"),
+        ({"version": "4"}, "alerts: required"),
+        ({"version": "4", "alerts": {}}, "alerts: must be a list"),
+        ({"version": "4", "alerts": [], "groupKey": 5}, "groupKey: must be a string"),
+        ({"version": "4", "alerts": [], "truncatedAlerts": -1}, "truncatedAlerts: must be a non-negative integer"),
+        ({"version": "4", "alerts": [], "groupLabels": {"a": 1}}, "groupLabels.a: must be a string"),
+    ],
+)
+def test_envelope_errors_are_422_naming_the_field(payload: object, message: str) -> None:
+    with pytest.raises(PayloadError) as info:
+        parse(body(payload))
+    assert info.value.status_code == 422
+    assert info.value.message.startswith(message)
+
+
+def test_too_many_alerts_is_413() -> None:
+    with pytest.raises(PayloadError) as info:
+        parse(body(am_webhook([am_alert({"alertname": str(i)}) for i in range(11)])), max_alerts=10)
+    assert info.value.status_code == 413
+
+
+@pytest.mark.parametrize(
+    ("alert", "reason"),
+    [
+        ("not an object", "alerts[1]: must be an object"),
+        ({"status": "firing", "labels": None, "startsAt": "2026-01-01T00:00:00Z"}, "alerts[1].labels: required"),
+        ({"status": "firing", "startsAt": "2026-01-01T00:00:00Z"}, "alerts[1].labels: required"),
+        ({"status": "firing", "labels": {"a": 1}, "startsAt": "2026-01-01T00:00:00Z"}, "alerts[1].labels.a: must be a string"),
+        ({"status": "firing", "labels": {"a": None}, "startsAt": "2026-01-01T00:00:00Z"}, "alerts[1].labels.a: must be a string"),
+        ({"status": "firing", "labels": {"a": {"b": "c"}}, "startsAt": "2026-01-01T00:00:00Z"}, "alerts[1].labels.a: must be a string"),
+        ({"status": "FIRING", "labels": {"a": "b"}, "startsAt": "2026-01-01T00:00:00Z"}, 'alerts[1].status: must be "firing" or "resolved"'),
+        ({"status": "firing", "labels": {"a": "b"}}, "alerts[1].startsAt: required"),
+        ({"status": "firing", "labels": {"a": "b"}, "startsAt": 12}, "alerts[1].startsAt: must be an RFC 3339 timestamp string"),
+        ({"status": "firing", "labels": {"a": "b"}, "startsAt": "2026-13-01T00:00:00Z"}, "alerts[1].startsAt: invalid RFC 3339"),
+        ({"status": "firing", "labels": {"a": "b"}, "startsAt": "2026-01-01T00:00:60Z"}, "alerts[1].startsAt: invalid RFC 3339"),
+        ({"status": "firing", "labels": {"a": "b"}, "annotations": [], "startsAt": "2026-01-01T00:00:00Z"}, "alerts[1].annotations: must be an object of strings"),
+    ],
+)
+def test_one_bad_alert_is_rejected_alone(alert: object, reason: str) -> None:
+    payload = am_webhook([am_alert({"alertname": "ok1"}), alert, am_alert({"alertname": "ok2"})])  # type: ignore[list-item]
+    parsed = parse(body(payload))
+    assert [a.labels["alertname"] for a in parsed.webhook.alerts] == ["ok1", "ok2"]
+    assert len(parsed.rejected) == 1
+    assert parsed.rejected[0].index == 1
+    assert parsed.rejected[0].reason.startswith(reason)
+
+
+def test_times() -> None:
+    a = am_alert({"alertname": "A"})
+    a["startsAt"] = "2026-11-21T19:16:43.073220808Z"  # 9 fractional digits, as Go writes them
+    r = am_alert({"alertname": "B"}, status="resolved")
+    r["startsAt"] = "2026-11-21T20:16:43+01:00"
+    r["endsAt"] = "2026-11-21T19:20:00"  # naive: read as UTC
+    wh = parse(body(am_webhook([a, r]))).webhook
+    assert wh.alerts[0].starts_at == datetime(2026, 11, 21, 19, 16, 43, 73220, tzinfo=UTC)
+    assert wh.alerts[0].ends_at is None  # Go's zero time means "not ended"
+    assert wh.alerts[1].starts_at == datetime(2026, 11, 21, 19, 16, 43, tzinfo=UTC)
+    assert wh.alerts[1].ends_at == datetime(2026, 11, 21, 19, 20, tzinfo=UTC)
+    far = am_alert({"alertname": "C"}, status="resolved")
+    far["endsAt"] = "9999-12-31T23:59:59Z"
+    assert parse(body(am_webhook([far]))).webhook.alerts[0].ends_at is not None
+
+
+def test_surrogates_and_nul_become_replacement_characters() -> None:
+    raw = body(am_webhook([am_alert({"alertname": "A", "x": "PLACEHOLDER"})])).replace(
+        b"PLACEHOLDER", b"a\\ud800b\\u0000c"
+    )
+    alert = parse(raw).webhook.alerts[0]
+    assert alert.labels["x"] == "a\ufffdb\ufffdc"
+    alert.labels["x"].encode("utf-8")  # storable and sendable everywhere
+    # A valid escaped pair is kept intact.
+    raw = body(am_webhook([am_alert({"alertname": "A", "x": "P"})])).replace(b'"P"', b'"\\ud83d\\ude00"')
+    assert parse(raw).webhook.alerts[0].labels["x"] == "😀"
+
+
+def test_fingerprint_recomputed_and_mismatch_reported() -> None:
+    a = am_alert({"alertname": "A"})
+    a["fingerprint"] = "0000000000000000"
+    b = am_alert({"alertname": "B"})
+    del b["fingerprint"]  # IN-11: older senders
+    parsed = parse(body(am_webhook([a, b])))
+    assert [m.sent for m in parsed.mismatches] == ["0000000000000000"]
+    assert parsed.webhook.alerts[0].fingerprint == "7b8f6b6b4d1fb3b5" or len(parsed.webhook.alerts[0].fingerprint) == 16
+    assert parsed.webhook.alerts[0].fingerprint != "0000000000000000"
+
+
+def test_unknown_fields_ignored_and_grafana_version_accepted() -> None:
+    payload = am_webhook([am_alert({"alertname": "A"}, valueString="x", silenceURL="y")], notification_reason="x", routeLabels={})
+    assert len(parse(body(payload)).webhook.alerts) == 1
+    grafana = dict(payload, version="1", orgId=1, state="alerting", title="t", message="m")
+    parsed = parse(body(grafana), Source.GRAFANA)
+    assert parsed.webhook.alerts[0].status is Status.FIRING
+    with pytest.raises(PayloadError):
+        parse(body(grafana), Source.ALERTMANAGER)
+
+
+def test_grafana_future_endsat_on_firing_is_not_an_end() -> None:
+    a = am_alert({"alertname": "A"})
+    a["endsAt"] = "2099-01-01T00:00:00Z"
+    assert parse(body(am_webhook([a])), Source.GRAFANA).webhook.alerts[0].ends_at is None
+
+
+def test_empty_alert_list_is_a_no_op() -> None:
+    assert parse(body(am_webhook([]))).webhook.alerts == []
+
+
+def test_real_fixture_status_counts() -> None:
+    from tests.unit.test_fingerprint import FIXTURES
+
+    for name, status in (("alertmanager-0.25-firing.json", Status.FIRING), ("alertmanager-0.25-resolved.json", Status.RESOLVED)):
+        parsed = parse((FIXTURES / name).read_bytes())
+        assert [a.status for a in parsed.webhook.alerts] == [status] * 3
+        assert parsed.mismatches == []
+        assert json.loads((FIXTURES / name).read_text())["groupKey"] == parsed.webhook.group_key
