@@ -14,7 +14,7 @@ batching of webhooks: reordered replays and duplicates cannot change it.
 import enum
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 
 
@@ -54,11 +54,11 @@ def add_transition(state: FlapState, at: datetime, params: FlapParams) -> FlapSt
     """Add one transition that happened at ``at``."""
     if state.at is None or at >= state.at:
         score = score_at(state, at, params) + 1.0
-        return replace(state, score=min(score, params.max_score), at=at)
+        return FlapState(min(score, params.max_score), at, state.flapping)
     # A transition older than the score's timestamp (delivered late)
     # contributes its decayed pulse, as it would have in order.
     pulse = _factor((state.at - at).total_seconds(), params.half_life_s)
-    return replace(state, score=min(state.score + pulse, params.max_score))
+    return FlapState(min(state.score + pulse, params.max_score), state.at, state.flapping)
 
 
 def add_transitions(state: FlapState, times: Iterable[datetime], params: FlapParams) -> FlapState:
@@ -73,16 +73,13 @@ def evaluate(
     """Decay to ``now`` and apply the hysteresis thresholds."""
     score = score_at(state, now, params)
     at = now if state.at is None or now > state.at else state.at
-    decayed = replace(state, score=score, at=at)
     if not params.enabled:
-        if state.flapping:
-            return replace(decayed, flapping=False), FlapChange.STOPPED
-        return decayed, None
+        return FlapState(score, at, False), (FlapChange.STOPPED if state.flapping else None)
     if not state.flapping and score >= params.enter_score:
-        return replace(decayed, flapping=True), FlapChange.STARTED
+        return FlapState(score, at, True), FlapChange.STARTED
     if state.flapping and score <= params.exit_score:
-        return replace(decayed, flapping=False), FlapChange.STOPPED
-    return decayed, None
+        return FlapState(score, at, False), FlapChange.STOPPED
+    return FlapState(score, at, state.flapping), None
 
 
 def time_to_calm(state: FlapState, params: FlapParams) -> float:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from app.dedup import Edge
-from app.domain import NoticeKind, Status, isoformat
+from app.domain import AlertRecord, NoticeKind, Status, isoformat
 from app.flapping import FlapChange, FlapParams, FlapState, add_transition, evaluate
 
 SUPPRESSED_FLAPPING = "flapping"
@@ -57,6 +57,26 @@ class AlertNoticeState:
     flap: FlapState
     flap_started_at: datetime | None = None
     flap_transitions: int = 0
+
+
+def state_of(rec: AlertRecord) -> AlertNoticeState:
+    return AlertNoticeState(
+        status=rec.status,
+        occurrence=rec.starts_at,
+        incident_key=rec.incident_key,
+        flap=FlapState(rec.flap_score, rec.flap_score_at, rec.flapping),
+        flap_started_at=rec.flap_started_at,
+        flap_transitions=rec.flap_transitions,
+    )
+
+
+def apply_state(rec: AlertRecord, state: AlertNoticeState) -> None:
+    rec.incident_key = state.incident_key
+    rec.flap_score = state.flap.score
+    rec.flap_score_at = state.flap.at
+    rec.flapping = state.flap.flapping
+    rec.flap_started_at = state.flap_started_at
+    rec.flap_transitions = state.flap_transitions
 
 
 @dataclass(slots=True)

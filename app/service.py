@@ -29,9 +29,8 @@ from app.domain import (
     Webhook,
 )
 from app.fanout import notice_payload, notification_rows
-from app.flapping import FlapState
 from app.metrics import Metrics
-from app.notices import AlertNoticeState, Notice, plan_edges
+from app.notices import Notice, apply_state, plan_edges, state_of
 from app.runtime import Runtime
 from app.store.alerts import AlertChanges, AlertUnit, ConcurrentInsert
 from app.store.engine import Database, DatabaseUnavailable, is_unavailable
@@ -64,26 +63,6 @@ class _Batch:
     seen: set[str] = field(default_factory=set)
 
 
-def _notice_state(rec: AlertRecord) -> AlertNoticeState:
-    return AlertNoticeState(
-        status=rec.status,
-        occurrence=rec.starts_at,
-        incident_key=rec.incident_key,
-        flap=FlapState(rec.flap_score, rec.flap_score_at, rec.flapping),
-        flap_started_at=rec.flap_started_at,
-        flap_transitions=rec.flap_transitions,
-    )
-
-
-def _store_notice_state(rec: AlertRecord, state: AlertNoticeState) -> None:
-    rec.incident_key = state.incident_key
-    rec.flap_score = state.flap.score
-    rec.flap_score_at = state.flap.at
-    rec.flapping = state.flap.flapping
-    rec.flap_started_at = state.flap_started_at
-    rec.flap_transitions = state.flap_transitions
-
-
 def _new_record(alert: Alert, webhook: Webhook, now: datetime) -> AlertRecord:
     return AlertRecord(
         fingerprint=alert.fingerprint,
@@ -105,6 +84,7 @@ def _apply_alert(
     batch: _Batch,
     alert: Alert,
     webhook: Webhook,
+    group_firing: int,
     runtime: Runtime,
     now: datetime,
     changes: AlertChanges,
@@ -148,7 +128,7 @@ def _apply_alert(
         batch.changed.add(fp)
         batch.seen.discard(fp)
 
-    state = _notice_state(rec)
+    state = state_of(rec)
     if decision.verdict is Verdict.NEW:
         state.occurrence = alert.starts_at
     plan = plan_edges(fp, state, decision.edges, options.flap, now)
@@ -163,7 +143,7 @@ def _apply_alert(
         rec.group_key = webhook.group_key
     rec.last_seen = now
     rec.last_changed = now
-    _store_notice_state(rec, state)
+    apply_state(rec, state)
     runbook = runtime.runbook(rec.labels, rec.annotations)
     rec.runbook_url, rec.runbook_source = runbook.url, runbook.source
     _schedule_renotify(rec, plan.notices, options.renotify_s, now)
@@ -193,7 +173,7 @@ def _apply_alert(
             now,
             external_url=webhook.external_url,
             am_receiver=webhook.receiver,
-            group_firing=webhook.firing_count,
+            group_firing=group_firing,
         )
         rows = notification_rows(rec, notice, payload, routed, runtime, now)
         changes.notifications.extend(rows)
@@ -235,10 +215,11 @@ def plan_batch(
     for item in items:
         webhook = item.webhook
         result = IngestResult(accepted=len(webhook.alerts), rejected=len(item.rejected))
+        group_firing = webhook.firing_count
         for alert in webhook.alerts:
             key = alert.status.value
             result.by_status[key] = result.by_status.get(key, 0) + 1
-            _apply_alert(batch, alert, webhook, runtime, now, changes, result)
+            _apply_alert(batch, alert, webhook, group_firing, runtime, now, changes, result)
         for rejected in item.rejected:
             changes.quarantined.append(
                 QuarantineRow(

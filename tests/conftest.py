@@ -95,10 +95,20 @@ def load(text: str, env: dict[str, str] | None = None) -> LoadedConfig:
 
 @asynccontextmanager
 async def running_app(
-    db_url: str, config_text: str, *, clock: Clock | None = None, env: dict[str, str] | None = None
+    db_url: str,
+    config_text: str,
+    *,
+    clock: Clock | None = None,
+    env: dict[str, str] | None = None,
+    background: bool = False,
+    config_path: str | None = None,
 ) -> AsyncIterator[tuple[Starlette, httpx.AsyncClient]]:
-    """An app with its lifespan running, and a client that talks to it in-process."""
-    app = create_app(Settings(database_url=db_url), load(config_text, env), clock=clock)
+    """An app with its lifespan running, and a client that talks to it in-process.
+
+    Background loops are off unless asked for: tests drive the sweeper and
+    delivery by hand."""
+    settings = Settings(database_url=db_url, config=config_path)
+    app = create_app(settings, load(config_text, env), clock=clock, background=background)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://alertrelay.test") as client:

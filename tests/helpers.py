@@ -89,3 +89,31 @@ receivers:
   - name: chat
     log_configs: [{}]
 """
+
+
+def table_rows(db_url: str, table: str, order: str = "id") -> list[dict[str, Any]]:
+    """Read a table directly (tests may use SQL; the app keeps it in app/store)."""
+    import sqlalchemy as sa
+
+    from app.store.engine import sync_url
+
+    engine = sa.create_engine(sync_url(db_url))
+    try:
+        with engine.connect() as conn:
+            result = conn.execute(sa.text(f"SELECT * FROM {table} ORDER BY {order}"))
+            return [dict(r._mapping) for r in result]
+    finally:
+        engine.dispose()
+
+
+def count(db_url: str, table: str, where: str = "1=1") -> int:
+    import sqlalchemy as sa
+
+    from app.store.engine import sync_url
+
+    engine = sa.create_engine(sync_url(db_url))
+    try:
+        with engine.connect() as conn:
+            return int(conn.execute(sa.text(f"SELECT count(*) FROM {table} WHERE {where}")).scalar_one())
+    finally:
+        engine.dispose()

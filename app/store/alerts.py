@@ -1,12 +1,16 @@
 """The alert aggregate: batched loads and writes for ingest and the sweeper.
 
 One :class:`AlertUnit` is one transaction. It loads the alerts a batch
-touches with their rows locked (``FOR UPDATE`` on PostgreSQL; SQLite's
-``BEGIN IMMEDIATE`` already excludes other writers), lets the caller decide
-in memory, and writes every change with a few executemany statements. Two
-replicas racing on a brand-new fingerprint both try to insert it; the loser's
-``ON CONFLICT DO NOTHING`` returns nothing and it raises
-:class:`ConcurrentInsert` so the caller retries, now finding the row.
+touches with their rows locked, lets the caller decide in memory, and writes
+every change with a few executemany statements.
+
+Locking: SQLite's ``BEGIN IMMEDIATE`` already excludes every other writer.
+On PostgreSQL existing rows are locked ``FOR UPDATE``; a fingerprint with no
+row yet cannot be row-locked, so the unit takes a transaction-scoped
+advisory lock on it (in sorted order) and reads it again: a replica that
+created it meanwhile has committed by then and its row is found and locked.
+Creation is thus serialized without ``INSERT … RETURNING``, which costs 3 s
+per 10,000 rows through psycopg's executemany against 0.4 s without.
 """
 
 from collections.abc import Iterable
@@ -24,9 +28,18 @@ from app.store.tables import alert_transitions, alerts, notifications, quarantin
 
 _CHUNK = 2000
 
+# pg_advisory_xact_lock is volatile, so PostgreSQL calls it after the sort:
+# every replica takes the locks in fingerprint order.
+_ADVISORY_LOCKS = sa.text(
+    "SELECT pg_advisory_xact_lock(hashtextextended(fp, 0)) "
+    "FROM unnest(CAST(:fps AS text[])) AS fp ORDER BY fp"
+)
+
 
 class ConcurrentInsert(Exception):
-    """Another transaction inserted one of our new alerts first; retry."""
+    """Another transaction inserted one of our new alerts first; retry.
+
+    The advisory locks make this a should-not-happen; it is the safety net."""
 
 
 def record_from_row(row: Any) -> AlertRecord:
@@ -130,20 +143,28 @@ class AlertUnit:
     def _insert(self, table: sa.Table) -> Any:
         return pg_insert(table) if self.dialect == "postgresql" else sqlite_insert(table)
 
-    async def load(
-        self, fingerprints: Iterable[str], *, lock: bool = True
-    ) -> dict[str, AlertRecord]:
-        # Sorted, so two replicas lock overlapping rows in the same order.
+    async def load(self, fingerprints: Iterable[str]) -> dict[str, AlertRecord]:
+        """Load and lock the alerts with these fingerprints (see the module docstring)."""
         wanted = sorted(set(fingerprints))
+        found = await self._select_locked(wanted)
+        if self.dialect == "postgresql":
+            missing = [fp for fp in wanted if fp not in found]
+            if missing:
+                await self.conn.execute(_ADVISORY_LOCKS, {"fps": missing})
+                found.update(await self._select_locked(missing))
+        return found
+
+    async def _select_locked(self, wanted: list[str]) -> dict[str, AlertRecord]:
         found: dict[str, AlertRecord] = {}
         for start in range(0, len(wanted), _CHUNK):
             chunk = wanted[start : start + _CHUNK]
+            # Sorted, so two replicas lock overlapping rows in the same order.
             query = (
                 sa.select(alerts)
                 .where(alerts.c.fingerprint.in_(chunk))
                 .order_by(alerts.c.fingerprint)
             )
-            if lock and self.dialect == "postgresql":
+            if self.dialect == "postgresql":
                 query = query.with_for_update()
             for row in await self.conn.execute(query):
                 rec = record_from_row(row)
@@ -160,15 +181,10 @@ class AlertUnit:
     async def write(self, changes: AlertChanges) -> None:
         if changes.new:
             rows = sorted((_row_values(r) for r in changes.new), key=lambda v: v["fingerprint"])
-            stmt = (
-                self._insert(alerts)
-                .on_conflict_do_nothing(index_elements=["fingerprint"])
-                .returning(alerts.c.fingerprint)
-            )
-            result = await self.conn.execute(stmt, rows)
-            inserted = len(result.all())
-            if inserted != len(rows):
-                raise ConcurrentInsert(f"{len(rows) - inserted} alerts were inserted concurrently")
+            try:
+                await self.conn.execute(alerts.insert(), rows)
+            except sa.exc.IntegrityError as exc:
+                raise ConcurrentInsert(str(exc.orig)[:200]) from None
         if changes.changed:
             params = [{f"b_{k}": v for k, v in _row_values(r).items()} for r in changes.changed]
             await self.conn.execute(_UPDATE_FULL, params)
@@ -242,9 +258,3 @@ def _quarantine_values(q: QuarantineRow) -> dict[str, Any]:
         "reason": q.reason,
         "alert_json": q.alert_json,
     }
-
-
-async def count_by(conn: AsyncConnection, column: str) -> dict[str, int]:
-    col = alerts.c[column]
-    rows = await conn.execute(sa.select(col, sa.func.count()).group_by(col))
-    return {str(k): int(v) for k, v in rows}

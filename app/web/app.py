@@ -25,6 +25,7 @@ from app.service import IngestService
 from app.settings import Effective, Settings, effective
 from app.store.engine import Database
 from app.store.migrate import head_revision
+from app.sweeper import Sweeper
 from app.version import VersionInfo, version_info
 from app.web import api, health, ui, webhook
 from app.web.middleware import RequestMiddleware
@@ -43,10 +44,12 @@ class Services:
     metrics: Metrics
     holder: RuntimeHolder
     ingest: IngestService
+    sweeper: Sweeper
     version: VersionInfo
     head_revision: str
     started_at: datetime
     wake_delivery: asyncio.Event = field(default_factory=asyncio.Event)
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     def runtime(self) -> Runtime:
@@ -71,7 +74,10 @@ def create_app(
     *,
     clock: Clock | None = None,
     handle_sighup: bool = False,
+    background: bool = True,
 ) -> Starlette:
+    """Build the app. ``background=False`` leaves the sweeper and delivery
+    loops to be driven by hand (tests with a manual clock)."""
     eff = effective(settings, loaded.config)
     clock = clock or SystemClock()
 
@@ -90,6 +96,7 @@ def create_app(
         ingest = IngestService(
             db, lambda: holder.current, clock, metrics, on_notifications=wake.set
         )
+        sweeper = Sweeper(db, lambda: holder.current, clock, metrics, on_notifications=wake.set)
         services = Services(
             settings=settings,
             effective=eff,
@@ -98,6 +105,7 @@ def create_app(
             metrics=metrics,
             holder=holder,
             ingest=ingest,
+            sweeper=sweeper,
             version=vinfo,
             head_revision=head_revision(),
             started_at=clock.now(),
@@ -105,6 +113,10 @@ def create_app(
         )
         app.state.services = services
         ingest.start()
+        if background:
+            services.tasks.append(
+                asyncio.create_task(sweeper.run(services.stopping), name="sweeper")
+            )
         loop = asyncio.get_running_loop()
         if handle_sighup:
             loop.add_signal_handler(signal.SIGHUP, services.reload)
@@ -118,8 +130,7 @@ def create_app(
             if handle_sighup:
                 loop.remove_signal_handler(signal.SIGHUP)
             await ingest.stop()
-            for task in services.tasks:
-                task.cancel()
+            services.stopping.set()
             for task in services.tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task

@@ -1,0 +1,154 @@
+"""The periodic maintenance loop.
+
+Every ``flapping.sweep_interval`` it decays flap scores and ends flaps that
+calmed down (one stable notice each), and queues ``renotify_interval``
+reminders for alerts still firing. Rows are locked while they are decided
+(``SKIP LOCKED`` on PostgreSQL, so replicas share the sweep), and each
+change commits with its outbox rows in one transaction, exactly like ingest.
+"""
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+
+from app.clock import Clock
+from app.domain import AlertRecord, Status
+from app.fanout import notice_payload, notification_rows
+from app.metrics import Metrics
+from app.notices import apply_state, plan_reminder, plan_sweep, state_of
+from app.runtime import Runtime
+from app.store import queries
+from app.store.alerts import AlertChanges, AlertUnit
+from app.store.engine import Database
+from app.store.tables import alerts
+
+log = logging.getLogger(__name__)
+
+_BATCH = 500
+
+
+@dataclass
+class SweepResult:
+    stable: int = 0
+    reminders: int = 0
+    notifications: int = 0
+
+
+class Sweeper:
+    def __init__(
+        self,
+        db: Database,
+        runtime: Callable[[], Runtime],
+        clock: Clock,
+        metrics: Metrics,
+        *,
+        on_notifications: Callable[[], None] = lambda: None,
+    ) -> None:
+        self._db = db
+        self._runtime = runtime
+        self._clock = clock
+        self._metrics = metrics
+        self._on_notifications = on_notifications
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await self.sweep_once()
+                await self.refresh_gauges()
+            except Exception:
+                log.exception("sweep failed; retrying next interval")
+            interval = self._runtime().config.flapping.sweep_interval.total_seconds()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=interval)
+
+    async def sweep_once(self) -> SweepResult:
+        result = SweepResult()
+        after = ""
+        while True:
+            seen, after = await self._sweep_flapping(result, after)
+            if seen < _BATCH:
+                break
+        while await self._sweep_reminders(result) == _BATCH:
+            pass
+        if result.notifications:
+            self._on_notifications()
+        return result
+
+    async def refresh_gauges(self) -> None:
+        async with self._db.read() as conn:
+            counts = await queries.outbox_counts(conn)
+            flapping = await queries.flapping_count(conn)
+        self._metrics.outbox_pending.set(counts["pending"] + counts["in_flight"])
+        self._metrics.outbox_dead.set(counts["dead"])
+        self._metrics.flapping.set(flapping)
+
+    async def _sweep_flapping(self, result: SweepResult, after: str) -> tuple[int, str]:
+        """One batch of flapping alerts past ``after`` (fingerprint order)."""
+        runtime = self._runtime()
+        now = self._clock.now()
+        condition = sa.and_(alerts.c.flapping.is_(True), alerts.c.fingerprint > after)
+        async with self._db.write() as conn:
+            unit = AlertUnit(conn, self._db.kind)
+            found = await unit.load_where(condition, _BATCH)
+            changes = AlertChanges()
+            for rec in found:
+                routed = runtime.route(rec.labels)
+                assert routed.options is not None
+                state = state_of(rec)
+                notice = plan_sweep(rec.fingerprint, state, routed.options.flap, now)
+                if notice is None:
+                    continue  # still flapping: the score decays on read, nothing to write
+                apply_state(rec, state)
+                result.stable += 1
+                if rec.status is Status.FIRING:
+                    _reschedule(rec, routed.options.renotify_s, now, reset=True)
+                changes.changed.append(rec)
+                payload = notice_payload(rec, notice, now)
+                rows = notification_rows(rec, notice, payload, routed, runtime, now)
+                changes.notifications.extend(rows)
+                result.notifications += len(rows)
+            await unit.write(changes)
+        return len(found), (found[-1].fingerprint if found else after)
+
+    async def _sweep_reminders(self, result: SweepResult) -> int:
+        runtime = self._runtime()
+        now = self._clock.now()
+        due = sa.and_(
+            alerts.c.status == Status.FIRING.value,
+            alerts.c.flapping.is_(False),
+            alerts.c.next_renotify_at.is_not(None),
+            alerts.c.next_renotify_at <= now,
+        )
+        async with self._db.write() as conn:
+            unit = AlertUnit(conn, self._db.kind)
+            found = await unit.load_where(due, _BATCH)
+            changes = AlertChanges()
+            for rec in found:
+                routed = runtime.route(rec.labels)
+                assert routed.options is not None
+                state = state_of(rec)
+                notice = plan_reminder(rec.fingerprint, state, rec.renotify_count + 1)
+                apply_state(rec, state)
+                rec.renotify_count += 1
+                _reschedule(rec, routed.options.renotify_s, now, reset=False)
+                changes.changed.append(rec)
+                if notice is None:
+                    continue
+                result.reminders += 1
+                payload = notice_payload(rec, notice, now)
+                rows = notification_rows(rec, notice, payload, routed, runtime, now)
+                changes.notifications.extend(rows)
+                result.notifications += len(rows)
+            await unit.write(changes)
+        return len(found)
+
+
+def _reschedule(rec: AlertRecord, renotify_s: float, now: datetime, *, reset: bool) -> None:
+    if reset:
+        rec.renotify_count = 0
+    rec.next_renotify_at = now + timedelta(seconds=renotify_s) if renotify_s > 0 else None

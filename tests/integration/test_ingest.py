@@ -1,0 +1,323 @@
+"""Webhook ingest against real SQLite and PostgreSQL, through the migrations."""
+
+import asyncio
+import base64
+import json
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+
+from app.clock import ManualClock
+from tests.conftest import running_app
+from tests.helpers import (
+    JSON,
+    LOG_CONFIG,
+    T0,
+    TWO_ROUTES_CONFIG,
+    am_alert,
+    am_webhook,
+    body,
+    count,
+    table_rows,
+)
+
+FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures"
+
+
+async def post(client: httpx.AsyncClient, payload: object, path: str = "/webhook/alertmanager", **kw: object) -> httpx.Response:
+    headers = dict(JSON)
+    headers.update(kw.pop("headers", {}))  # type: ignore[arg-type]
+    return await client.post(path, content=body(payload) if not isinstance(payload, bytes) else payload, headers=headers)
+
+
+async def test_real_fixtures_produce_the_expected_transitions(db_url: str) -> None:
+    firing = (FIXTURES / "alertmanager-0.25-firing.json").read_bytes()
+    resolved = (FIXTURES / "alertmanager-0.25-resolved.json").read_bytes()
+    async with running_app(db_url, LOG_CONFIG) as (_, client):
+        r = await post(client, firing)
+        assert r.status_code == 200, r.text
+        assert r.json()["transitions"] == 3 and r.json()["notifications"] == 3
+        r = await post(client, firing)  # Alertmanager's repeat: duplicates only
+        assert r.json() == {**r.json(), "duplicates": 3, "transitions": 0, "notifications": 0}
+        r = await post(client, resolved)
+        assert r.json()["transitions"] == 3 and r.json()["notifications"] == 3
+        r = await post(client, firing)  # late replay of the firing: stale, state stays resolved
+        assert r.json()["stale"] == 3 and r.json()["transitions"] == 0
+
+    alerts = table_rows(db_url, "alerts", "fingerprint")
+    assert [a["fingerprint"] for a in alerts] == ["345170fb3c8d356f", "75532f6c4222b3e7", "b1453f84a7ff4a08"]
+    assert {a["status"] for a in alerts} == {"resolved"}
+    assert [a["duplicate_count"] for a in alerts] == [1, 1, 1]
+    assert [a["stale_count"] for a in alerts] == [1, 1, 1]
+    # The resolved payload added a runbook_url annotation to the first alert.
+    assert {a["runbook_url"] for a in alerts} == {"https://runbooks.example.com/amexp1"}
+    transitions = table_rows(db_url, "alert_transitions")
+    assert [(t["from_status"], t["to_status"]) for t in transitions] == [(None, "firing")] * 3 + [("firing", "resolved")] * 3
+    notes = table_rows(db_url, "notifications")
+    assert [n["kind"] for n in notes] == ["firing"] * 3 + ["resolved"] * 3
+    assert {n["status"] for n in notes} == {"pending"}
+    # A resolve carries the same dedup_key as its trigger.
+    by_fp: dict[str, set[str]] = {}
+    for n in notes:
+        by_fp.setdefault(n["fingerprint"], set()).add(n["dedup_key"])
+    assert all(len(keys) == 1 for keys in by_fp.values())
+    assert all(len(k) <= 255 for keys in by_fp.values() for k in keys)
+
+
+async def test_routing_fan_out_and_send_resolved(db_url: str) -> None:
+    crit = am_alert({"alertname": "DiskFull", "severity": "critical"})
+    async with running_app(db_url, TWO_ROUTES_CONFIG) as (_, client):
+        r = await post(client, am_webhook([crit]))
+        assert r.json()["notifications"] == 3  # page: webhook + log; continue → mail: webhook
+        r = await post(client, am_webhook([am_alert({"alertname": "DiskFull", "severity": "critical"}, status="resolved")]))
+        assert r.json()["notifications"] == 2  # mail has send_resolved: false
+    notes = table_rows(db_url, "notifications")
+    assert [(n["kind"], n["receiver"], n["integration"], n["integration_index"]) for n in notes] == [
+        ("firing", "page", "webhook", 0),
+        ("firing", "page", "log", 0),
+        ("firing", "mail", "webhook", 0),
+        ("resolved", "page", "webhook", 0),
+        ("resolved", "page", "log", 0),
+    ]
+    payload = notes[0]["payload"]
+    if isinstance(payload, str):
+        payload = json.loads(payload)
+    assert payload["runbook_url"] == "https://wiki.example.com/storage#DiskFull"
+    assert payload["labels"]["severity"] == "critical"
+    assert len({n["idempotency_key"] for n in notes}) == 5
+
+
+async def test_eight_identical_webhooks_at_once_one_transition(db_url: str) -> None:
+    """reliability.md DUP-02: 0 × 5xx, exactly one set of rows."""
+    payload = am_webhook([am_alert({"alertname": f"A{i}", "severity": "critical"}) for i in range(5)])
+    async with running_app(db_url, TWO_ROUTES_CONFIG) as (_, client):
+        for round_ in range(3):
+            if round_ == 1:
+                payload = am_webhook([am_alert({"alertname": f"A{i}", "severity": "critical"}, status="resolved") for i in range(5)])
+            responses = await asyncio.gather(*(post(client, payload) for _ in range(8)))
+            assert [r.status_code for r in responses] == [200] * 8
+    assert count(db_url, "alert_transitions") == 10  # 5 fired, 5 resolved; round 3 repeats the resolve
+    assert count(db_url, "notifications") == 5 * 3 + 5 * 2
+    assert count(db_url, "alerts") == 5
+
+
+async def test_two_replicas_racing_on_new_alerts(db_url: str) -> None:
+    """Two app instances (separate engines and batchers) on one database."""
+    payloads = [am_webhook([am_alert({"alertname": f"R{i}", "severity": "critical"})]) for i in range(20)]
+    async with running_app(db_url, TWO_ROUTES_CONFIG) as (_, a), running_app(db_url, TWO_ROUTES_CONFIG) as (_, b):
+        calls = [post(client, p) for p in payloads for client in (a, b, a, b)]
+        responses = await asyncio.gather(*calls)
+    assert sorted({r.status_code for r in responses}) == [200]
+    assert count(db_url, "alerts") == 20
+    assert count(db_url, "alert_transitions") == 20
+    assert count(db_url, "notifications") == 60
+
+
+async def test_one_bad_alert_does_not_sink_the_others(db_url: str) -> None:
+    payload = am_webhook([am_alert({"alertname": "ok1"}), {"status": "firing", "labels": None}, am_alert({"alertname": "ok2"})])
+    async with running_app(db_url, LOG_CONFIG) as (app, client):
+        r = await post(client, payload)
+        assert r.status_code == 200
+        assert r.json()["accepted"] == 2
+        assert r.json()["rejected"] == [{"index": 1, "reason": "alerts[1].labels: required"}]
+        q = await client.get("/api/v1/quarantine")
+        assert q.json()["quarantined"][0]["reason"] == "alerts[1].labels: required"
+        metrics = (await client.get("/metrics")).text
+    assert count(db_url, "alerts") == 2
+    assert count(db_url, "quarantined_alerts") == 1
+    assert 'alertrelay_alerts_quarantined_total{source="alertmanager"} 1.0' in metrics
+
+
+@pytest.mark.parametrize(
+    ("content", "headers", "status"),
+    [
+        (b"{not json", {}, 400),
+        (b"", {}, 400),
+        (b'{"version":"4","alerts":[],"x":NaN}', {}, 400),
+        (b"[" * 4_000 + b"]" * 4_000, {}, 400),
+        (body(am_webhook([])), {"Content-Type": "text/plain"}, 415),
+        (body(am_webhook([])), {"Content-Type": ""}, 415),
+        (body(am_webhook([])), {"Content-Encoding": "gzip"}, 415),
+        (body({"version": "4"}), {}, 422),
+        (body({"version": "3", "alerts": []}), {}, 422),
+        (body(am_webhook([am_alert({"alertname": str(i)}) for i in range(11)])), {}, 413),
+        (b"x" * 20_000, {}, 413),
+    ],
+)
+async def test_rejected_requests_store_nothing(sqlite_url: str, content: bytes, headers: dict[str, str], status: int) -> None:
+    config = LOG_CONFIG + "server: {max_alerts_per_request: 10, max_body_size: 10240}\n"
+    async with running_app(sqlite_url, config) as (_, client):
+        r = await client.post("/webhook/alertmanager", content=content, headers={**JSON, **headers})
+        assert r.status_code == status, r.text
+        assert r.json()["status"] == "error" and "Traceback" not in r.text
+        metrics = (await client.get("/metrics")).text
+    assert count(sqlite_url, "alerts") == 0 and count(sqlite_url, "notifications") == 0
+    assert f'alertrelay_webhooks_total{{code="{status}",source="alertmanager"}} 1.0' in metrics
+
+
+async def test_chunked_body_over_the_limit_is_413(sqlite_url: str) -> None:
+    async def chunks():  # type: ignore[no-untyped-def]
+        for _ in range(20):
+            yield b"x" * 1024
+
+    async with running_app(sqlite_url, LOG_CONFIG + "server: {max_body_size: 10240}\n") as (_, client):
+        r = await client.post("/webhook/alertmanager", content=chunks(), headers=JSON)
+        assert r.status_code == 413
+
+
+AUTH = """
+auth:
+  webhook_token: s3cret-token
+  webhook_tokens: [next-token]
+  admin_token: adm1n
+""" + LOG_CONFIG
+BASIC = "auth: {basic_auth: {username: am, password: 'pä55'}}\n" + LOG_CONFIG
+
+
+@pytest.mark.parametrize(
+    ("config", "authorization", "status"),
+    [
+        (AUTH, None, 401),
+        (AUTH, "Bearer wrong", 401),
+        (AUTH, "Bearer s3cret-tokenX", 401),
+        (AUTH, "Basic " + base64.b64encode(b"am:s3cret-token").decode(), 401),
+        (AUTH, "Bearer adm1n", 401),  # the admin token is not a webhook credential
+        (AUTH, "Bearer s3cret-token", 200),
+        (AUTH, "bearer next-token", 200),  # rotation: both accepted
+        (BASIC, "Basic " + base64.b64encode("am:pä55".encode()).decode(), 200),
+        (BASIC, "Basic " + base64.b64encode(b"am:wrong").decode(), 401),
+        (BASIC, "Basic !!!notbase64", 401),
+        (BASIC, "Bearer p55", 401),
+    ],
+)
+async def test_webhook_auth(sqlite_url: str, config: str, authorization: str | None, status: int) -> None:
+    async with running_app(sqlite_url, config) as (_, client):
+        headers = {"Authorization": authorization} if authorization else {}
+        r = await post(client, am_webhook([am_alert({"alertname": "A"})]), headers=headers)
+        assert r.status_code == status
+        if status == 401:
+            assert "WWW-Authenticate" in r.headers
+            assert r.json() == {"status": "error", "error": "missing or invalid credentials"}
+    assert count(sqlite_url, "alerts") == (1 if status == 200 else 0)
+
+
+async def test_non_ascii_token_bytes_are_401_not_500(sqlite_url: str) -> None:
+    async with running_app(sqlite_url, AUTH) as (_, client):
+        r = await client.post(
+            "/webhook/alertmanager",
+            content=body(am_webhook([])),
+            headers=[("Content-Type", "application/json"), ("Authorization", b"Bearer \xe9\xe9")],  # type: ignore[list-item]
+        )
+        assert r.status_code == 401
+
+
+async def test_busy_database_answers_503_and_stores_nothing(db_url: str) -> None:
+    """A writer holding the lock past the timeout: 503 (Alertmanager retries), never 200."""
+    import sqlalchemy as sa
+
+    from app.store.engine import sync_url
+
+    config = LOG_CONFIG + "database: {busy_timeout: 500ms}\nserver: {ingest_timeout: 2s}\n"
+    engine = sa.create_engine(sync_url(db_url), isolation_level="AUTOCOMMIT")
+    async with running_app(db_url, config) as (_, client):
+        with engine.connect() as blocker:
+            if db_url.startswith("sqlite"):
+                blocker.exec_driver_sql("BEGIN EXCLUSIVE")
+            else:
+                blocker.exec_driver_sql("BEGIN")
+                blocker.exec_driver_sql("LOCK TABLE alerts IN ACCESS EXCLUSIVE MODE")
+            r = await post(client, am_webhook([am_alert({"alertname": "Locked"})]))
+            assert r.status_code == 503, r.text
+            assert r.json()["status"] == "error" and "Traceback" not in r.text
+            blocker.exec_driver_sql("ROLLBACK")
+        assert count(db_url, "alerts") == 0
+        r = await post(client, am_webhook([am_alert({"alertname": "Locked"})]))
+        assert r.status_code == 200
+    engine.dispose()
+    assert count(db_url, "alerts") == 1
+
+
+@pytest.mark.postgres
+async def test_dropped_postgres_connections_recover(db_url: str) -> None:
+    if not db_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL only")
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    name = make_url(db_url).database
+    async with running_app(db_url, LOG_CONFIG) as (_, client):
+        assert (await post(client, am_webhook([am_alert({"alertname": "A"})]))).status_code == 200
+        admin = make_url(db_url).set(database="postgres", drivername="postgresql").render_as_string(hide_password=False)
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+                (name,),
+            )
+        # pool_pre_ping replaces the dead connections: no 5xx for the next webhook.
+        r = await post(client, am_webhook([am_alert({"alertname": "B"})]))
+        assert r.status_code == 200
+    assert count(db_url, "alerts") == 2
+
+
+async def test_ten_thousand_alerts_in_one_payload(db_url: str) -> None:
+    alerts = [am_alert({"alertname": "Bulk", "instance": f"host-{i}", "severity": "warning"}) for i in range(10_000)]
+    async with running_app(db_url, LOG_CONFIG) as (_, client):
+        r = await post(client, am_webhook(alerts))
+        assert r.status_code == 200
+        assert r.json()["transitions"] == 10_000
+        # ING-06: the same group again with one alert resolved: exactly one new row.
+        alerts[17] = am_alert({"alertname": "Bulk", "instance": "host-17", "severity": "warning"}, status="resolved")
+        r = await post(client, am_webhook(alerts))
+        assert r.json()["duplicates"] == 9_999 and r.json()["notifications"] == 1
+    assert count(db_url, "alerts") == 10_000
+    assert count(db_url, "notifications") == 10_001
+
+
+async def test_grafana_endpoint(db_url: str) -> None:
+    payload = am_webhook([am_alert({"alertname": "G", "grafana_folder": "ops"}, valueString="[ var='A' value=1 ]")], version="1", orgId=1, state="alerting")
+    async with running_app(db_url, LOG_CONFIG) as (_, client):
+        r = await post(client, payload, path="/webhook/grafana")
+        assert r.status_code == 200 and r.json()["transitions"] == 1
+    assert [a["source"] for a in table_rows(db_url, "alerts", "fingerprint")] == ["grafana"]
+
+
+async def test_fingerprint_mismatch_is_counted_and_the_computed_one_used(db_url: str) -> None:
+    a = am_alert({"alertname": "M"})
+    a["fingerprint"] = "ffffffffffffffff"
+    async with running_app(db_url, LOG_CONFIG) as (_, client):
+        assert (await post(client, am_webhook([a]))).status_code == 200
+        metrics = (await client.get("/metrics")).text
+    assert 'alertrelay_fingerprint_mismatches_total{source="alertmanager"} 1.0' in metrics
+    assert count(db_url, "alerts", "fingerprint = 'ffffffffffffffff'") == 0
+
+
+async def test_nul_and_surrogates_stored_identically(db_url: str) -> None:
+    raw = body(am_webhook([am_alert({"alertname": "U", "v": "P"})])).replace(b'"P"', b'"a\\u0000b\\udc00"')
+    async with running_app(db_url, LOG_CONFIG) as (_, client):
+        assert (await post(client, raw)).status_code == 200
+        alerts = (await client.get("/api/v1/alerts")).json()["alerts"]
+    assert alerts[0]["labels"]["v"] == "a\ufffdb\ufffd"
+
+
+async def test_renotify_reminder_for_a_still_firing_alert(db_url: str) -> None:
+    clock = ManualClock(T0 + timedelta(minutes=1))
+    config = "dedup: {renotify_interval: 1h}\n" + LOG_CONFIG
+    async with running_app(db_url, config, clock=clock) as (app, client):
+        await post(client, am_webhook([am_alert({"alertname": "Long"})]))
+        sweeper = app.state.services.sweeper
+        clock.advance(1800)
+        assert (await sweeper.sweep_once()).reminders == 0
+        clock.advance(1801)
+        assert (await sweeper.sweep_once()).reminders == 1
+        assert (await sweeper.sweep_once()).reminders == 0  # once per interval
+        clock.advance(3601)
+        assert (await sweeper.sweep_once()).reminders == 1
+        await post(client, am_webhook([am_alert({"alertname": "Long"}, status="resolved")]))
+        clock.advance(7200)
+        assert (await sweeper.sweep_once()).reminders == 0  # resolved: no reminders
+    kinds = [n["kind"] for n in table_rows(db_url, "notifications")]
+    assert kinds == ["firing", "reminder", "reminder", "resolved"]
+    keys = {n["dedup_key"] for n in table_rows(db_url, "notifications")}
+    assert len(keys) == 1  # reminders add to the open incident
