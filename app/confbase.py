@@ -12,7 +12,14 @@ from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, PlainSerializer, SecretStr
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    PlainSerializer,
+    SecretStr,
+    field_validator,
+)
 
 
 class FieldError(ValueError):
@@ -24,8 +31,27 @@ class FieldError(ValueError):
         self.message = message
 
 
+class MissingSecret:
+    """Stands in for a required secret given neither inline nor as a file.
+
+    Reported by a field validator rather than by the model validator that
+    reads secrets, so the model's other fields are still checked and every
+    error shows in one pass.
+    """
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+
 class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _missing_secret(cls, value: Any) -> Any:
+        if isinstance(value, MissingSecret):
+            raise ValueError(value.message)
+        return value
 
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w|y)")
@@ -119,9 +145,8 @@ def secret_from(
         except ValueError as exc:
             raise FieldError(file_key, str(exc)) from None
     elif inline in (None, ""):
-        if required:
-            raise FieldError(name, f"required{what} (or {file_key})")
-        data = {**data, name: None}
+        missing = MissingSecret(f"required{what} (or {file_key})") if required else None
+        data = {**data, name: missing}
     return data
 
 

@@ -354,7 +354,10 @@ def _format_validation(exc: ValidationError) -> list[str]:
         message = _MESSAGES.get(err["type"], err["msg"])
         cause = (err.get("ctx") or {}).get("error")
         if isinstance(cause, FieldError):
-            loc = (*loc, cause.field)
+            # Raised by a model validator about one of its fields, or by the
+            # field's own validator (whose location already names it).
+            if not loc or loc[-1] != cause.field:
+                loc = (*loc, cause.field)
             message = cause.message
         elif message.startswith("Value error, "):
             message = message[len("Value error, ") :]

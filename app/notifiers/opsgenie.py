@@ -2,7 +2,7 @@
 
 from typing import Any, ClassVar, Literal
 
-from pydantic import SecretStr, model_validator
+from pydantic import SecretStr, field_validator, model_validator
 
 from app.confbase import check_http_url, secret_from
 from app.notifiers.base import IntegrationConfig
@@ -23,8 +23,7 @@ class OpsgenieConfig(IntegrationConfig):
             data = secret_from(data, "api_key", required=True)
         return data
 
-    @model_validator(mode="after")
-    def _url(self) -> "OpsgenieConfig":
-        if self.api_url is not None:
-            check_http_url(self.api_url, "api_url")
-        return self
+    @field_validator("api_url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        return value if value is None else check_http_url(value, "api_url")

@@ -2,7 +2,7 @@
 
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 
 from app.confbase import check_http_url, secret_from
 from app.notifiers.base import IntegrationConfig
@@ -28,10 +28,7 @@ class PagerDutyConfig(IntegrationConfig):
             data = secret_from(data, "routing_key", required=True)
         return data
 
-    @model_validator(mode="after")
-    def _urls(self) -> "PagerDutyConfig":
-        if self.url is not None:
-            check_http_url(self.url, "url")
-        if self.client_url is not None:
-            check_http_url(self.client_url, "client_url")
-        return self
+    @field_validator("url", "client_url")
+    @classmethod
+    def _urls(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return value if value is None else check_http_url(value, str(info.field_name))

@@ -1,0 +1,171 @@
+"""The alertrelay command line, run as a real subprocess."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.harness import free_port, http_json, wait_until
+from tests.helpers import JSON, am_alert, am_webhook, body
+
+ROOT = Path(__file__).resolve().parents[2]
+
+CONFIG = """
+runbooks:
+  default: "https://runbooks.example.com/{{ labels.alertname | lower }}"
+  rules:
+    - matchers: ['alertname=~"Disk.*"']
+      url: "https://wiki.example.com/storage#{{ labels.alertname }}"
+route:
+  receiver: chat
+  routes:
+    - matchers: ['alertname="Watchdog"']
+      receiver: blackhole
+      flapping: {enabled: false}
+    - matchers: ['severity="critical"']
+      receiver: page
+      continue: true
+    - matchers: ['severity=~"critical|warning"']
+      receiver: chat
+receivers:
+  - name: page
+    pagerduty_configs: [{routing_key: 0123456789abcdef0123456789abcdef}]
+  - name: chat
+    slack_configs: [{api_url: "https://hooks.slack.com/services/T/B/SECRET"}]
+  - name: blackhole
+"""
+
+
+def run(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "app", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **(env or {})},
+        cwd=cwd,
+    )
+
+
+@pytest.fixture
+def config_file(tmp_path: Path) -> Path:
+    path = tmp_path / "alertrelay.yml"
+    path.write_text(CONFIG)
+    return path
+
+
+def test_check_config_ok_and_errors(tmp_path: Path, config_file: Path) -> None:
+    ok = run("check-config", str(config_file))
+    assert ok.returncode == 0
+    assert ok.stdout.startswith(f"{config_file}: OK, 3 receivers, 2 integrations, 4 routes, 1 runbook rules")
+    bad = tmp_path / "bad.yml"
+    bad.write_text(CONFIG.replace("routing_key: 0123456789abcdef0123456789abcdef", "url: x") + "bogus: 1\n")
+    result = run("check-config", str(bad))
+    assert result.returncode == 1
+    assert "receivers[0].pagerduty_configs[0].routing_key: required (or routing_key_file)" in result.stderr
+    assert "receivers[0].pagerduty_configs[0].url: 'x' must be an absolute http:// or https:// URL" in result.stderr
+    assert "bogus: unknown key" in result.stderr
+    missing = run("check-config", str(tmp_path / "nope.yml"))
+    assert missing.returncode == 1 and "cannot read" in missing.stderr
+
+
+def test_routes_test_like_amtool(config_file: Path) -> None:
+    result = run("routes", "test", "--config", str(config_file), "alertname=DiskFull", "severity=critical")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "page, chat"
+    assert "runbook:  https://wiki.example.com/storage#DiskFull (runbooks.rules[0])" in result.stdout
+    assert "page/pagerduty/0" in result.stdout and "chat/slack/0" in result.stdout
+    assert "SECRET" not in result.stdout and "0123456789abcdef" not in result.stdout
+    watchdog = run("routes", "test", "--config", str(config_file), "--json", "alertname=Watchdog")
+    info = json.loads(watchdog.stdout)
+    assert [r["receiver"] for r in info["receivers"]] == ["blackhole"]
+    assert info["flapping"]["enabled"] is False
+    assert info["routes"] == ["route.routes[0]"]
+    usage = run("routes", "test", "--config", str(config_file), "novalue")
+    assert usage.returncode == 2 and "LABEL=VALUE" in usage.stderr
+
+
+def test_runbook_command(config_file: Path) -> None:
+    result = run("runbook", "--config", str(config_file), "alertname=CPUHigh")
+    assert result.returncode == 0
+    assert result.stdout.splitlines() == ["https://runbooks.example.com/cpuhigh", "  from runbooks.default"]
+
+
+def test_example_config_prints_and_validates(tmp_path: Path) -> None:
+    result = run("example-config")
+    assert result.returncode == 0 and "route:" in result.stdout
+    path = tmp_path / "example.yml"
+    path.write_text(result.stdout)
+    env = {
+        "ALERTRELAY_WEBHOOK_TOKEN": "t",
+        "ALERTRELAY_ADMIN_TOKEN": "a",
+        "PAGERDUTY_ROUTING_KEY": "k",
+        "SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/T/B/X",
+        "TEAMS_WEBHOOK_URL": "https://x.logic.azure.com/workflows/1",
+    }
+    assert run("check-config", str(path), env=env).returncode == 0
+    unset = run("check-config", str(path), env={k: "" for k in env} | {"PATH": os.environ["PATH"]})
+    assert unset.returncode == 1
+
+
+def test_migrate(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/m.db"
+    result = run("migrate", env={"ALERTRELAY_DATABASE_URL": url})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().endswith("(head)")
+    assert (tmp_path / "m.db").exists()
+    bad = run("migrate", env={"ALERTRELAY_DATABASE_URL": "mysql://x/y"})
+    assert bad.returncode == 1 and "unsupported database" in bad.stderr
+
+
+def test_serve_on_the_builtin_defaults_and_status(tmp_path: Path) -> None:
+    """`alertrelay serve` with no config: SQLite ./alertrelay.db, one log receiver."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ALERTRELAY_")}
+    proc = subprocess.Popen([sys.executable, "-m", "app", "serve", "--port", str(port)], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_until(lambda: http_json("GET", url + "/ready"), 30, what="default serve ready")
+        info = http_json("GET", url + "/health?detailed=true")
+        assert info["config"]["source"] == "built-in" and info["database"]["kind"] == "sqlite"
+        status = run("status", "--url", url)
+        assert status.returncode == 0 and status.stdout.startswith("ALERTRELAY OK")
+        import urllib.request
+
+        req = urllib.request.Request(url + "/webhook/alertmanager", data=body(am_webhook([am_alert({"alertname": "Quick"})])), headers=JSON, method="POST")
+        with urllib.request.urlopen(req, timeout=5) as resp:  # noqa: S310
+            assert resp.status == 200
+        alerts = http_json("GET", url + "/api/v1/alerts")["alerts"]
+        assert [a["alertname"] for a in alerts] == ["Quick"]
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=20)
+    assert (tmp_path / "alertrelay.db").exists()
+    # uvicorn finishes its shutdown, then re-raises the SIGTERM it caught.
+    assert proc.returncode == -signal.SIGTERM, out.decode()
+    assert b"Application shutdown complete" in out
+    dead = run("status", "--url", f"http://127.0.0.1:{port}")
+    assert dead.returncode == 2 and dead.stdout.startswith("ALERTRELAY CRITICAL")
+
+
+def test_serve_refuses_a_bad_config(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yml"
+    path.write_text("route: {receiver: nope}\nreceivers: [{name: r}]\n")
+    result = run("serve", "--config", str(path), "--port", "1")
+    assert result.returncode == 1
+    assert "route.receiver: no receiver named 'nope'" in result.stderr
+
+
+def test_serve_refuses_an_unwritable_database(tmp_path: Path) -> None:
+    if os.geteuid() == 0:
+        pytest.skip("root can write read-only files")
+    db = tmp_path / "ro.db"
+    assert run("migrate", env={"ALERTRELAY_DATABASE_URL": f"sqlite:///{db}"}).returncode == 0
+    db.chmod(0o444)
+    result = run("serve", "--port", "1", env={"ALERTRELAY_DATABASE_URL": f"sqlite:///{db}"})
+    assert result.returncode != 0
