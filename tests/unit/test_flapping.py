@@ -5,7 +5,15 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from app.flapping import FlapChange, FlapParams, FlapState, add_transition, evaluate, score_at, time_to_calm
+from app.flapping import (
+    FlapChange,
+    FlapParams,
+    FlapState,
+    add_transition,
+    evaluate,
+    score_at,
+    time_to_calm,
+)
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 DEFAULTS = FlapParams(half_life_s=1800, enter_score=4.0, exit_score=1.5, max_score=8.0)
