@@ -113,3 +113,18 @@ async def running_app(
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://alertrelay.test") as client:
             yield app, client
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under CI (ALERTRELAY_TEST_REQUIRE_ALL=1) a missing service is an error, not a skip."""
+    if os.environ.get("ALERTRELAY_TEST_REQUIRE_ALL") != "1":
+        return
+    missing = []
+    if not PG_URL:
+        missing.append("ALERTRELAY_TEST_POSTGRES_URL is not set")
+    if not (shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")):
+        missing.append("the Alertmanager binary is not installed")
+    if not shutil.which("amtool"):
+        missing.append("amtool is not installed")
+    if missing:
+        raise pytest.UsageError("ALERTRELAY_TEST_REQUIRE_ALL: " + "; ".join(missing))

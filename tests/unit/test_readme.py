@@ -1,0 +1,117 @@
+"""README.md's commands and examples are the product's; they are checked here."""
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from app.cli import describe_routes
+from app.config import parse_config
+from app.runtime import build_runtime
+from tests.conftest import running_app
+from tests.helpers import JSON
+
+ROOT = Path(__file__).resolve().parents[2]
+README = (ROOT / "README.md").read_text()
+
+
+def blocks(lang: str) -> list[str]:
+    return re.findall(rf"```{lang}\n(.*?)```", README, re.S)
+
+
+def small_config(tmp_path: Path) -> str:
+    (yaml_block,) = [b for b in blocks("yaml") if "receivers:" in b]
+    secrets = tmp_path / "secrets"
+    secrets.mkdir(exist_ok=True)
+    for name in re.findall(r"/run/secrets/([\w-]+)", yaml_block):
+        value = "https://hooks.slack.com/services/T/B/X" if "url" in name else "0123456789abcdef0123456789abcdef"
+        (secrets / name).write_text(value + "\n")
+    return yaml_block.replace("/run/secrets/", f"{secrets}/")
+
+
+def test_the_two_commands_and_ci() -> None:
+    sh = blocks("sh")
+    assert sh[0].strip().endswith("alertrelay serve")
+    test_command = sh[1].strip().splitlines()[-1]
+    assert test_command == "python3 -m venv .venv && .venv/bin/pip install -e '.[test]' && .venv/bin/python -m pytest"
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert test_command in ci.splitlines()
+
+
+async def test_quick_start_payload_and_fingerprint(sqlite_url: str) -> None:
+    quick = blocks("sh")[2]
+    payload = re.search(r"<<'EOF'\n(.*?)\nEOF", quick, re.S)
+    assert payload is not None
+    data = payload.group(1).encode()
+    fp = json.loads(data)["alerts"][0]["fingerprint"]
+    async with running_app(sqlite_url, "route: {receiver: log}\nreceivers: [{name: log, log_configs: [{}]}]\n") as (_, client):
+        first = (await client.post("/webhook/alertmanager", content=data, headers=JSON)).json()
+        assert {k: first[k] for k in ("status", "accepted", "duplicates", "stale", "transitions", "notifications")} == {
+            "status": "ok", "accepted": 1, "duplicates": 0, "stale": 0, "transitions": 1, "notifications": 1,
+        }
+        assert '"status":"ok","accepted":1,"duplicates":0,"stale":0,"transitions":1,"notifications":1' in README
+        again = (await client.post("/webhook/alertmanager", content=data, headers=JSON)).json()
+        assert again["duplicates"] == 1 and again["transitions"] == 0
+        detail = await client.get(f"/api/v1/alerts/{fp}")
+        assert detail.status_code == 200  # the README's fingerprint is the real one
+        assert fp in blocks("sh")[3]
+
+
+def test_small_config_is_valid_and_routes_as_documented(tmp_path: Path) -> None:
+    runtime = build_runtime(parse_config(small_config(tmp_path), "README", {}))
+    info = describe_routes(runtime, {"alertname": "DiskFull", "severity": "critical"})
+    assert [r["receiver"] for r in info["receivers"]] == ["page"]
+    assert info["runbook"] == {"url": "https://wiki.example.com/storage#DiskFull", "source": "runbooks.rules[0]"}
+
+
+def _text_block(starting: str) -> tuple[str, list[str]]:
+    for block in blocks("text"):
+        lines = block.rstrip("\n").splitlines()
+        if lines[0].startswith(starting):
+            return lines[0], lines[1:]
+    raise AssertionError(f"no README block starting with {starting!r}")
+
+
+def test_routes_test_output_is_what_the_command_prints(tmp_path: Path) -> None:
+    command, expected = _text_block("$ alertrelay routes test")
+    config = tmp_path / "alertrelay.yml"
+    config.write_text(small_config(tmp_path))
+    args = command.split()[2:]
+    args[args.index("alertrelay.yml")] = str(config)
+    out = subprocess.run([sys.executable, "-m", "app", *args], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == expected
+
+
+def test_check_config_output_is_what_the_command_prints(tmp_path: Path) -> None:
+    command, expected = _text_block("$ alertrelay check-config")
+    broken = tmp_path / "broken.yml"
+    text = small_config(tmp_path)
+    text = text.replace("pagerduty_configs: [{routing_key_file: " + str(tmp_path / "secrets") + "/pagerduty-key}]", "pagerduty_configs: [{}]")
+    text = text.replace("""severity=~"critical|page\"""", """severity=~"(critical|page\"""")
+    broken.write_text(text)
+    out = subprocess.run([sys.executable, "-m", "app", "check-config", str(broken)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1
+    lines = out.stderr.splitlines()
+    assert lines[0] == f"{broken}: invalid config, 2 problem(s)"
+    assert lines[1:] == expected[1:]
+    assert expected[0] == "broken.yml: invalid config, 2 problem(s)"
+
+
+def test_documented_metrics_exist() -> None:
+    from app.metrics import Metrics
+
+    exported = {m.name for m in Metrics().registry.collect()}
+    documented = set(re.findall(r"`(alertrelay_[a-z_]+)", README.split("## Metrics")[1].split("##")[0]))
+    # prometheus_client drops the _total suffix from counter family names.
+    assert {d.removesuffix("_total") for d in documented} == exported
+
+
+def test_documented_endpoints_exist() -> None:
+    from app.web import api, health, ui
+
+    routes = {r.path for r in [*api.routes, *health.routes, *ui.routes]} | {"/webhook/alertmanager", "/webhook/grafana"}
+    table = README.split("## HTTP interface")[1].split("##")[0]
+    documented = set(re.findall(r"`(?:GET|POST) (/[^`?\s]*)", table))
+    assert documented <= routes, documented - routes
