@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from app.domain import Alert, Source, Status, Webhook
+from app.domain import Alert, Source, Status, Webhook, content_hash
 from app.fingerprint import fingerprint
 
 
@@ -185,6 +185,7 @@ def _parse_alert(
     sent = raw.get("fingerprint")
     if sent is not None and not isinstance(sent, str):
         raise ValueError(f"{where}.fingerprint: must be a string")
+    generator = _scrub(generator) if scrub else generator
     alert = Alert(
         fingerprint=fingerprint(labels),
         labels=labels,
@@ -192,7 +193,8 @@ def _parse_alert(
         status=status,
         starts_at=starts_at,
         ends_at=ends_at,
-        generator_url=_scrub(generator) if scrub else generator,
+        generator_url=generator,
+        content_hash=content_hash(annotations, generator),
     )
     del received_at
     return alert, sent or None

@@ -5,7 +5,17 @@ request caps throughput at the disk's sync rate. The batcher queues work;
 its single loop takes everything that queued while the previous batch was
 committing, hands it to the handler as one batch, and only then resolves
 each submitter's future. Nobody is answered before their batch commits, and
-under load batches grow by themselves with no added delay.
+under load batches grow by themselves.
+
+One refinement makes that hold in practice: when a big batch commits, its
+submitters all send their next request at once, but the loop takes the first
+one or two before the others are read and parsed, and a batch of two costs a
+full commit (measured under 32 connections: batches alternated between 1-2
+and 31). So before committing, the loop waits (never longer than
+``linger``) while work it was told about is still being parsed
+(:meth:`announce`), or while the batch is still far smaller than the
+previous one, whose submitters are about to come back. An idle service never
+waits: nothing is announced and the previous batch was small too.
 """
 
 import asyncio
@@ -13,7 +23,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -23,6 +33,20 @@ log = logging.getLogger(__name__)
 
 class BatcherClosed(Exception):
     """The batcher is shutting down and takes no more work."""
+
+
+class Ticket:
+    """Announced work: counted until it is submitted or abandoned."""
+
+    def __init__(self, batcher: "Batcher[Any, Any]") -> None:
+        self._batcher: Batcher[Any, Any] | None = batcher
+        batcher._incoming += 1
+
+    def close(self) -> None:
+        if self._batcher is not None:
+            self._batcher._incoming -= 1
+            self._batcher._arrived.set()
+            self._batcher = None
 
 
 @dataclass
@@ -40,10 +64,20 @@ Handler = Callable[[list[T]], Awaitable[list[R | Exception]]]
 
 class Batcher(Generic[T, R]):
     def __init__(
-        self, handler: Handler[T, R], *, max_weight: int = 5000, name: str = "batcher"
+        self,
+        handler: Handler[T, R],
+        *,
+        max_weight: int = 5000,
+        linger: float = 0.005,
+        name: str = "batcher",
     ) -> None:
         self._handler = handler
         self._max_weight = max_weight
+        self._linger = linger
+        self._incoming = 0
+        self._last_size = 0
+        self._arrived = asyncio.Event()
+
         self._queue: asyncio.Queue[_Entry[T, R]] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._closed = False
@@ -53,11 +87,21 @@ class Batcher(Generic[T, R]):
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=self._name)
 
-    async def submit(self, item: T, weight: int = 1) -> R:
+    def announce(self) -> Ticket:
+        """Say that work is on its way (see the module docstring); close the ticket
+        if it never comes."""
+        return Ticket(self)
+
+    async def submit(self, item: T, weight: int = 1, ticket: Ticket | None = None) -> R:
         if self._closed or self._task is None:
+            if ticket is not None:
+                ticket.close()
             raise BatcherClosed()
         entry: _Entry[T, R] = _Entry(item, max(weight, 1))
         self._queue.put_nowait(entry)
+        if ticket is not None:
+            ticket.close()
+        self._arrived.set()
         # Shielded: a caller that gives up (timeout, disconnect) must not
         # cancel a batch other callers share.
         return await asyncio.shield(entry.future)
@@ -81,14 +125,37 @@ class Batcher(Generic[T, R]):
 
     async def _run(self) -> None:
         while True:
-            first = await self._queue.get()
-            batch = [first]
-            weight = first.weight
-            while weight < self._max_weight and not self._queue.empty():
-                entry = self._queue.get_nowait()
-                batch.append(entry)
-                weight += entry.weight
+            batch = [await self._queue.get()]
+            try:
+                await self._fill(batch)
+            except Exception as exc:  # a bug here must not stop ingest for good
+                log.exception("batch collection failed")
+                for entry in batch:
+                    if not entry.future.done():
+                        entry.future.set_exception(exc)
+                continue
             await self._process(batch)
+
+    async def _fill(self, batch: list[_Entry[T, R]]) -> None:
+        """Add queued work to ``batch``, lingering briefly under load (module docstring)."""
+        loop = asyncio.get_running_loop()
+        weight = sum(e.weight for e in batch)
+        deadline = loop.time() + self._linger
+        while weight < self._max_weight:
+            if self._queue.empty():
+                expecting = self._incoming > 0 or len(batch) * 2 < self._last_size
+                if not expecting or loop.time() >= deadline:
+                    break
+                self._arrived.clear()
+                try:
+                    await asyncio.wait_for(self._arrived.wait(), deadline - loop.time())
+                except TimeoutError:
+                    break
+                continue
+            entry = self._queue.get_nowait()
+            batch.append(entry)
+            weight += entry.weight
+        self._last_size = len(batch)
 
     async def _process(self, batch: list[_Entry[T, R]]) -> None:
         if self.on_batch is not None:

@@ -1,6 +1,9 @@
 """Domain values shared by ingest, storage and delivery."""
 
 import enum
+import hashlib
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -35,6 +38,16 @@ class NotificationStatus(enum.StrEnum):
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
+def content_hash(annotations: Mapping[str, str], generator_url: str) -> str:
+    """Digest of what may change while an alert repeats (annotations, link).
+
+    Stored beside the alert so a duplicate can be confirmed by one indexed
+    comparison in SQL, without loading and comparing the annotations.
+    """
+    text = json.dumps([sorted(annotations.items()), generator_url], separators=(",", ":"))
+    return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
+
+
 @dataclass(frozen=True, slots=True)
 class Alert:
     """One alert of an accepted webhook, normalized and fingerprinted."""
@@ -46,6 +59,7 @@ class Alert:
     starts_at: datetime
     ends_at: datetime | None
     generator_url: str = ""
+    content_hash: str = ""
 
     @property
     def alertname(self) -> str:
@@ -114,6 +128,7 @@ class AlertRecord:
     flap_transitions: int = 0
     next_renotify_at: datetime | None = None
     renotify_count: int = 0
+    content_hash: str = ""
 
     @property
     def severity(self) -> str:

@@ -1,5 +1,7 @@
 """Prometheus metrics; names are part of the public contract (SPEC §5)."""
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
@@ -94,6 +96,21 @@ class Metrics:
             "alertrelay_build_info", "Build information", ["version", "git_commit"], registry=r
         )
         self.build_info.labels(version=version, git_commit=git_commit).set(1)
+
+        # Label children resolved once: .labels() takes a lock and builds a
+        # key on every call, which shows on the per-webhook hot path.
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+
+    def child(self, metric: Any, *values: str) -> Any:
+        key = (id(metric), values)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*values)
+        return found
+
+    def webhook_answered(self, source: str, code: int, seconds: float) -> None:
+        self.child(self.webhooks, source, str(code)).inc()
+        self.webhook_duration.observe(seconds)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

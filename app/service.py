@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from app.alertmanager import ParsedWebhook
-from app.batcher import Batcher
+from app.batcher import Batcher, Ticket
 from app.clock import Clock
 from app.dedup import Position, Verdict, decide
 from app.domain import (
@@ -32,8 +32,8 @@ from app.fanout import notice_payload, notification_rows
 from app.metrics import Metrics
 from app.notices import Notice, apply_state, plan_edges, state_of
 from app.runtime import Runtime
-from app.store.alerts import AlertChanges, AlertUnit, ConcurrentInsert
-from app.store.engine import Database, DatabaseUnavailable, is_unavailable
+from app.store.alerts import AlertChanges, AlertUnit, ConcurrentInsert, DuplicateKey
+from app.store.engine import Database, DatabaseUnavailable, is_lock_conflict, is_unavailable
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +63,32 @@ class _Batch:
     seen: set[str] = field(default_factory=set)
 
 
+def duplicate_candidates(items: list[ParsedWebhook]) -> list[DuplicateKey]:
+    """Alerts the duplicate fast path may confirm in SQL.
+
+    A fingerprint qualifies when all its occurrences in the batch carry the
+    same position and content; if they differ, order matters and the whole
+    fingerprint takes the full path.
+    """
+    seen: dict[str, tuple[tuple[str, datetime, str], int]] = {}
+    mixed: set[str] = set()
+    for item in items:
+        for alert in item.webhook.alerts:
+            key = (alert.status.value, alert.starts_at, alert.content_hash)
+            found = seen.get(alert.fingerprint)
+            if found is None:
+                seen[alert.fingerprint] = (key, 1)
+            elif found[0] != key:
+                mixed.add(alert.fingerprint)
+            else:
+                seen[alert.fingerprint] = (key, found[1] + 1)
+    return [
+        DuplicateKey(fp, key[0], key[1], key[2], n)
+        for fp, (key, n) in seen.items()
+        if fp not in mixed
+    ]
+
+
 def _new_record(alert: Alert, webhook: Webhook, now: datetime) -> AlertRecord:
     return AlertRecord(
         fingerprint=alert.fingerprint,
@@ -77,6 +103,7 @@ def _new_record(alert: Alert, webhook: Webhook, now: datetime) -> AlertRecord:
         first_seen=now,
         last_seen=now,
         last_changed=now,
+        content_hash=alert.content_hash,
     )
 
 
@@ -101,11 +128,12 @@ def _apply_alert(
         if decision.verdict is Verdict.DUPLICATE:
             rec.duplicate_count += 1
             result.duplicates += 1
-            if alert.annotations != rec.annotations or alert.generator_url != rec.generator_url:
+            if alert.content_hash != rec.content_hash:
                 # Annotations often carry live values; keep the latest, and
                 # the runbook they may name, without notifying anyone.
                 rec.annotations = alert.annotations
                 rec.generator_url = alert.generator_url
+                rec.content_hash = alert.content_hash
                 runbook = runtime.runbook(rec.labels, rec.annotations)
                 rec.runbook_url, rec.runbook_source = runbook.url, runbook.source
                 if fp not in batch.new:
@@ -138,6 +166,7 @@ def _apply_alert(
     rec.ends_at = alert.ends_at
     rec.annotations = alert.annotations
     rec.generator_url = alert.generator_url
+    rec.content_hash = alert.content_hash
     rec.source = webhook.source.value
     if webhook.group_key:
         rec.group_key = webhook.group_key
@@ -207,8 +236,13 @@ def plan_batch(
     stored: dict[str, AlertRecord],
     runtime: Runtime,
     now: datetime,
+    confirmed: frozenset[str] | set[str] = frozenset(),
 ) -> tuple[AlertChanges, list[IngestResult]]:
-    """Decide a batch in arrival order; return the writes and one result per webhook."""
+    """Decide a batch in arrival order; return the writes and one result per webhook.
+
+    ``confirmed`` holds fingerprints the duplicate fast path already counted
+    in SQL: their alerts are duplicates and need nothing more.
+    """
     batch = _Batch(records=stored)
     changes = AlertChanges()
     results: list[IngestResult] = []
@@ -219,6 +253,9 @@ def plan_batch(
         for alert in webhook.alerts:
             key = alert.status.value
             result.by_status[key] = result.by_status.get(key, 0) + 1
+            if alert.fingerprint in confirmed:
+                result.duplicates += 1
+                continue
             _apply_alert(batch, alert, webhook, group_firing, runtime, now, changes, result)
         for rejected in item.rejected:
             changes.quarantined.append(
@@ -256,7 +293,9 @@ class IngestService:
         self._metrics = metrics
         self._on_notifications = on_notifications
         self._batcher: Batcher[ParsedWebhook, IngestResult] = Batcher(
-            self._apply_batch, max_weight=max_batch_alerts, name="ingest-batcher"
+            self._apply_batch,
+            max_weight=max_batch_alerts,
+            name="ingest-batcher",
         )
         self._batcher.on_batch = metrics.ingest_batch.observe
 
@@ -266,10 +305,15 @@ class IngestService:
     async def stop(self) -> None:
         await self._batcher.stop()
 
-    async def ingest(self, parsed: ParsedWebhook) -> IngestResult:
+    def announce(self) -> Ticket:
+        """Call when a webhook arrives, before parsing it: the batcher then waits
+        for it instead of committing its neighbours without it."""
+        return self._batcher.announce()
+
+    async def ingest(self, parsed: ParsedWebhook, ticket: Ticket | None = None) -> IngestResult:
         """Store one webhook; returns once it is committed."""
         weight = len(parsed.webhook.alerts) + len(parsed.rejected)
-        return await self._batcher.submit(parsed, weight)
+        return await self._batcher.submit(parsed, weight, ticket)
 
     async def _apply_batch(self, items: list[ParsedWebhook]) -> list[IngestResult | Exception]:
         try:
@@ -294,15 +338,29 @@ class IngestService:
             runtime = self._runtime()
             now = self._clock.now()
             fingerprints = {a.fingerprint for item in items for a in item.webhook.alerts}
+            candidates = duplicate_candidates(items)
             try:
                 async with self._db.write() as conn:
                     unit = AlertUnit(conn, self._db.kind)
-                    stored = await unit.load(fingerprints)
-                    changes, results = plan_batch(items, stored, runtime, now)
+                    # Alertmanager's steady state is repeats: confirm them in one
+                    # statement, and load full rows only for what may change.
+                    confirmed = (
+                        await unit.touch_duplicates(candidates, now) if candidates else set()
+                    )
+                    rest = fingerprints - confirmed
+                    stored = await unit.load(rest) if rest else {}
+                    changes, results = plan_batch(items, stored, runtime, now, confirmed)
                     await unit.write(changes)
             except ConcurrentInsert:
                 # Another replica created one of these alerts meanwhile; the
                 # retry finds and locks its row.
+                await asyncio.sleep(0.005 * (attempt + 1))
+                continue
+            except Exception as exc:
+                if not is_lock_conflict(exc):
+                    raise
+                # Two replicas locked overlapping alerts in different orders
+                # (PostgreSQL aborted one): the retry runs alone.
                 await asyncio.sleep(0.005 * (attempt + 1))
                 continue
             if changes.notifications:
@@ -321,15 +379,15 @@ class IngestService:
             if isinstance(result, Exception):
                 continue
             for status, n in result.by_status.items():
-                m.alerts_received.labels(status=status).inc(n)
+                m.child(m.alerts_received, status).inc(n)
             if result.duplicates:
                 m.deduplicated.inc(result.duplicates)
             if result.stale:
                 m.stale.inc(result.stale)
             for to, n in result.transitions_to.items():
-                m.transitions.labels(to=to).inc(n)
+                m.child(m.transitions, to).inc(n)
             if result.rejected:
-                m.quarantined.labels(source=source).inc(result.rejected)
+                m.child(m.quarantined, source).inc(result.rejected)
 
 
 def _as_unavailable(exc: Exception) -> Exception:

@@ -15,6 +15,7 @@ per 10,000 rows through psycopg's executemany against 0.4 s without.
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -69,6 +70,7 @@ def record_from_row(row: Any) -> AlertRecord:
         flap_transitions=m["flap_transitions"],
         next_renotify_at=m["next_renotify_at"],
         renotify_count=m["renotify_count"],
+        content_hash=m["content_hash"],
     )
 
 
@@ -100,6 +102,7 @@ def _row_values(rec: AlertRecord) -> dict[str, Any]:
         "flap_transitions": rec.flap_transitions,
         "next_renotify_at": rec.next_renotify_at,
         "renotify_count": rec.renotify_count,
+        "content_hash": rec.content_hash,
     }
 
 
@@ -119,6 +122,36 @@ _UPDATE_SEEN = (
         stale_count=sa.bindparam("b_stale_count"),
     )
 )
+
+
+# The duplicate fast path: one statement confirms and counts every alert that
+# repeats its stored position and content; its row lock makes the check atomic.
+_TOUCH_DUPLICATES = (
+    alerts.update()
+    .where(
+        sa.tuple_(
+            alerts.c.fingerprint, alerts.c.status, alerts.c.starts_at, alerts.c.content_hash
+        ).in_(sa.bindparam("keys", expanding=True))
+    )
+    .values(last_seen=sa.bindparam("now"), duplicate_count=alerts.c.duplicate_count + 1)
+    .returning(alerts.c.fingerprint)
+)
+_ADD_DUPLICATES = (
+    alerts.update()
+    .where(alerts.c.fingerprint == sa.bindparam("b_fingerprint"))
+    .values(duplicate_count=alerts.c.duplicate_count + sa.bindparam("b_extra"))
+)
+# Keys per fast-path statement; SQLite allows 32,766 bound values.
+_TOUCH_CHUNK = 2000
+
+
+@dataclass(frozen=True)
+class DuplicateKey:
+    fingerprint: str
+    status: str
+    starts_at: datetime
+    content_hash: str
+    count: int  # times it appears in the batch
 
 
 @dataclass
@@ -153,6 +186,24 @@ class AlertUnit:
                 await self.conn.execute(_ADVISORY_LOCKS, {"fps": missing})
                 found.update(await self._select_locked(missing))
         return found
+
+    async def touch_duplicates(self, keys: list[DuplicateKey], now: datetime) -> set[str]:
+        """Count as duplicates the alerts whose stored state equals ``keys``; return them."""
+        confirmed: set[str] = set()
+        ordered = sorted(keys, key=lambda k: k.fingerprint)
+        for start in range(0, len(ordered), _TOUCH_CHUNK):
+            chunk = ordered[start : start + _TOUCH_CHUNK]
+            params = [(k.fingerprint, k.status, k.starts_at, k.content_hash) for k in chunk]
+            result = await self.conn.execute(_TOUCH_DUPLICATES, {"keys": params, "now": now})
+            confirmed.update(row[0] for row in result)
+        extra = [
+            {"b_fingerprint": k.fingerprint, "b_extra": k.count - 1}
+            for k in ordered
+            if k.count > 1 and k.fingerprint in confirmed
+        ]
+        if extra:
+            await self.conn.execute(_ADD_DUPLICATES, extra)
+        return confirmed
 
     async def _select_locked(self, wanted: list[str]) -> dict[str, AlertRecord]:
         found: dict[str, AlertRecord] = {}

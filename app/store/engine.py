@@ -62,6 +62,15 @@ def redact_url(url: str) -> str:
         return "<invalid database URL>"
 
 
+# PostgreSQL's deadlock_detected and serialization_failure: retry the transaction.
+_CONFLICT_SQLSTATES = frozenset({"40P01", "40001"})
+
+
+def is_lock_conflict(exc: BaseException) -> bool:
+    orig = getattr(exc, "orig", None)
+    return getattr(orig, "sqlstate", None) in _CONFLICT_SQLSTATES
+
+
 def is_unavailable(exc: BaseException) -> bool:
     """True for errors that mean "try again later" rather than a bug."""
     return isinstance(

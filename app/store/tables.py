@@ -80,6 +80,8 @@ alerts = sa.Table(
     sa.Column("flap_transitions", sa.Integer(), nullable=False, server_default="0"),
     sa.Column("next_renotify_at", UTCDateTime(), nullable=True),
     sa.Column("renotify_count", sa.Integer(), nullable=False, server_default="0"),
+    # domain.content_hash of annotations and generator URL (duplicate fast path).
+    sa.Column("content_hash", sa.String(16), nullable=False, server_default=""),
     sa.Index(None, "status", "last_changed"),
     sa.Index(None, "flapping"),
     sa.Index(None, "next_renotify_at"),

@@ -2,9 +2,9 @@
 
 import json
 import logging
+import os
 import re
 import time
-import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -29,7 +29,7 @@ class RequestMiddleware:
             if name == b"x-request-id":
                 incoming = value.decode("latin-1")
                 break
-        rid = incoming if _SAFE_ID.match(incoming) else uuid.uuid4().hex[:16]
+        rid = incoming if _SAFE_ID.match(incoming) else os.urandom(8).hex()
         token = request_id.set(rid)
         started = time.perf_counter()
         status = 0

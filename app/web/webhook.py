@@ -15,7 +15,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from app.alertmanager import PayloadError, parse_webhook
-from app.batcher import BatcherClosed
+from app.batcher import BatcherClosed, Ticket
+from app.config import ServerConfig
 from app.domain import Source
 from app.store.engine import DatabaseUnavailable
 from app.web.common import (
@@ -54,8 +55,7 @@ async def _receive(request: Request, source: Source) -> Response:
             log.warning("webhook not stored", extra={"source": source.value, "reason": exc.message})
         return error_response(exc)
     finally:
-        services.metrics.webhooks.labels(source=source.value, code=str(code)).inc()
-        services.metrics.webhook_duration.observe(time.perf_counter() - started)
+        services.metrics.webhook_answered(source.value, code, time.perf_counter() - started)
 
 
 async def _handle(request: Request, source: Source) -> Response:
@@ -64,6 +64,17 @@ async def _handle(request: Request, source: Source) -> Response:
     server = runtime.config.server
     check_webhook_auth(request, runtime.config.auth)
     require_json(request)
+    ticket = services.ingest.announce()
+    try:
+        return await _store(request, source, server, ticket)
+    finally:
+        ticket.close()
+
+
+async def _store(
+    request: Request, source: Source, server: ServerConfig, ticket: Ticket
+) -> Response:
+    services = request.app.state.services
     body = await read_body(request, server.max_body_size)
     try:
         parsed = parse_webhook(body, source, services.clock.now(), server.max_alerts_per_request)
@@ -79,9 +90,8 @@ async def _handle(request: Request, source: Source) -> Response:
         log.warning("alert quarantined", extra={"index": rejected.index, "reason": rejected.reason})
 
     try:
-        result = await asyncio.wait_for(
-            services.ingest.ingest(parsed), server.ingest_timeout.total_seconds()
-        )
+        async with asyncio.timeout(server.ingest_timeout.total_seconds()):
+            result = await services.ingest.ingest(parsed, ticket)
     except TimeoutError:
         raise HTTPError(
             503, "database busy: not stored in time, retry", {"Retry-After": "1"}

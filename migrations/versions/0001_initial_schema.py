@@ -54,6 +54,7 @@ def upgrade() -> None:
         sa.Column("flap_transitions", sa.Integer(), server_default="0", nullable=False),
         sa.Column("next_renotify_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("renotify_count", sa.Integer(), server_default="0", nullable=False),
+        sa.Column("content_hash", sa.String(length=16), server_default="", nullable=False),
         sa.PrimaryKeyConstraint("fingerprint", name=op.f("pk_alerts")),
     )
     with op.batch_alter_table("alerts", schema=None) as batch_op:

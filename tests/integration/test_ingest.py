@@ -321,3 +321,43 @@ async def test_renotify_reminder_for_a_still_firing_alert(db_url: str) -> None:
     assert kinds == ["firing", "reminder", "reminder", "resolved"]
     keys = {n["dedup_key"] for n in table_rows(db_url, "notifications")}
     assert len(keys) == 1  # reminders add to the open incident
+
+
+async def test_duplicate_with_new_annotations_updates_them_without_notifying(db_url: str) -> None:
+    async with running_app(db_url, TWO_ROUTES_CONFIG) as (_, client):
+        labels = {"alertname": "Disk", "severity": "critical", "instance": "a"}
+        await post(client, am_webhook([am_alert(labels, annotations={"summary": "90% full"})]))
+        r = await post(client, am_webhook([am_alert(labels, annotations={"summary": "95% full", "runbook_url": "https://own.example/disk"})]))
+        assert r.json()["duplicates"] == 1 and r.json()["notifications"] == 0
+        alert = (await client.get("/api/v1/alerts")).json()["alerts"][0]
+    assert alert["annotations"]["summary"] == "95% full"
+    assert alert["runbook_url"] == "https://own.example/disk" and alert["duplicates"] == 1
+
+
+async def test_same_alert_many_times_in_one_batch_counts_exactly(db_url: str) -> None:
+    labels = {"alertname": "Repeat", "severity": "warning"}
+    async with running_app(db_url, LOG_CONFIG) as (_, client):
+        await post(client, am_webhook([am_alert(labels)]))
+        # One webhook carrying the alert three times, and five such webhooks at once.
+        payload = am_webhook([am_alert(labels), am_alert(labels), am_alert(labels)])
+        responses = await asyncio.gather(*(post(client, payload) for _ in range(5)))
+        assert sum(r.json()["duplicates"] for r in responses) == 15
+        alert = (await client.get("/api/v1/alerts")).json()["alerts"][0]
+    assert alert["duplicates"] == 15
+    assert count(db_url, "alert_transitions") == 1
+
+
+async def test_mixed_states_of_one_alert_in_one_batch_apply_in_order(db_url: str) -> None:
+    labels = {"alertname": "Mixed", "severity": "warning"}
+    async with running_app(db_url, LOG_CONFIG) as (_, client):
+        await post(client, am_webhook([am_alert(labels)]))
+        firing = am_webhook([am_alert(labels)])
+        resolved = am_webhook([am_alert(labels, status="resolved")])
+        # Concurrent: likely one batch holding a repeat and the resolve.
+        responses = await asyncio.gather(post(client, firing), post(client, resolved), post(client, firing))
+        assert [r.status_code for r in responses] == [200, 200, 200]
+        alert = (await client.get("/api/v1/alerts")).json()["alerts"][0]
+    assert alert["status"] == "resolved"
+    assert [t["to_status"] for t in table_rows(db_url, "alert_transitions")] == ["firing", "resolved"]
+    # Applied in arrival order: firing (duplicate), resolved (transition), firing (stale).
+    assert alert["duplicates"] + alert["stale"] == 2

@@ -1,0 +1,98 @@
+"""Realistic Alertmanager payloads for the benchmarks."""
+
+import json
+import random
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from app.fingerprint import fingerprint
+
+
+def _iso(t: datetime) -> str:
+    return t.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def alert_pool(size: int = 100, resolved_share: float = 0.1, seed: int = 7) -> list[dict[str, Any]]:
+    """``size`` distinct alerts shaped like kube-prometheus output; a share of them resolved."""
+    rng = random.Random(seed)
+    start = datetime.now(UTC) - timedelta(hours=1)
+    names = ["KubePodCrashLooping", "NodeFilesystemSpaceFillingUp", "TargetDown", "KubeDeploymentReplicasMismatch", "HighErrorRate"]
+    pool = []
+    for i in range(size):
+        labels = {
+            "alertname": names[i % len(names)],
+            "namespace": f"team-{i % 7}",
+            "pod": f"api-{i:04d}-{rng.randrange(16**5):05x}",
+            "instance": f"10.0.{i // 250}.{i % 250}:9100",
+            "job": "kubernetes-pods",
+            "severity": ["critical", "warning", "warning", "info"][i % 4],
+            "prometheus": "monitoring/k8s",
+        }
+        resolved = i < int(size * resolved_share)
+        starts = start + timedelta(seconds=i)
+        pool.append(
+            {
+                "status": "resolved" if resolved else "firing",
+                "labels": labels,
+                "annotations": {
+                    "summary": f"{labels['alertname']} on {labels['pod']}",
+                    "description": f"Pod {labels['namespace']}/{labels['pod']} has been restarting 3 times in the last 10 minutes.",
+                    "runbook_url": f"https://runbooks.prometheus-operator.dev/runbooks/kubernetes/{labels['alertname'].lower()}",
+                },
+                "startsAt": _iso(starts),
+                "endsAt": _iso(starts + timedelta(minutes=30)) if resolved else "0001-01-01T00:00:00Z",
+                "generatorURL": "http://prometheus-k8s-0:9090/graph?g0.expr=up+%3D%3D+0&g0.tab=1",
+                "fingerprint": fingerprint(labels),
+            }
+        )
+    return pool
+
+
+def envelope(alerts: list[dict[str, Any]]) -> dict[str, Any]:
+    name = alerts[0]["labels"]["alertname"]
+    return {
+        "receiver": "alertrelay",
+        "status": "firing" if any(a["status"] == "firing" for a in alerts) else "resolved",
+        "alerts": alerts,
+        "groupLabels": {"alertname": name},
+        "commonLabels": {"alertname": name},
+        "commonAnnotations": {},
+        "externalURL": "http://alertmanager-main-0:9093",
+        "version": "4",
+        "groupKey": f'{{}}:{{alertname="{name}"}}',
+        "truncatedAlerts": 0,
+    }
+
+
+def bodies(per_request: int, count: int = 200, seed: int = 11) -> list[str]:
+    """``count`` webhook bodies of ``per_request`` alerts each, drawn from the pool."""
+    rng = random.Random(seed)
+    pool = alert_pool()
+    out = []
+    for i in range(count):
+        if per_request == 1:
+            chosen = [pool[i % len(pool)]]
+        else:
+            chosen = rng.sample(pool, per_request)
+        out.append(json.dumps(envelope(chosen), separators=(",", ":")))
+    return out
+
+
+def bulk_body(n: int, tag: str) -> bytes:
+    """One group of ``n`` new alerts (the 10,000-alert case)."""
+    now = datetime.now(UTC)
+    alerts = []
+    for i in range(n):
+        labels = {"alertname": "BulkDown", "instance": f"host-{tag}-{i}", "job": "node", "severity": "warning"}
+        alerts.append(
+            {
+                "status": "firing",
+                "labels": labels,
+                "annotations": {"summary": f"host-{i} is down", "description": "Target has been unreachable for 5 minutes."},
+                "startsAt": _iso(now),
+                "endsAt": "0001-01-01T00:00:00Z",
+                "generatorURL": "http://prometheus:9090/graph",
+                "fingerprint": fingerprint(labels),
+            }
+        )
+    return json.dumps(envelope(alerts)).encode()
