@@ -1,15 +1,20 @@
-"""What every integration shares: its config fields and the notifier contract.
+"""What every integration shares: its config fields, the notifier contract, redaction.
 
 An integration module holds its config model and its notifier, nothing else
 (style rule 1). The contract the delivery loop relies on lives here.
 """
 
-from typing import Any, ClassVar
+import hashlib
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import model_validator
 
 from app.confbase import DeliveryOverride, FieldError, StrictModel
 from app.templating import TemplateSyntaxError, text_env
+
+if TYPE_CHECKING:
+    from app.render import Message
 
 
 class IntegrationConfig(StrictModel):
@@ -55,3 +60,76 @@ class IntegrationConfig(StrictModel):
             if value is not None:
                 out.append(value.get_secret_value())
         return [v for v in out if v]
+
+
+class DeliveryError(Exception):
+    """A send that did not succeed.
+
+    ``retryable`` decides between another attempt (connection errors,
+    timeouts, 408, 429, 5xx) and the dead-letter queue (any other 4xx, a
+    redirect, an invalid request). ``retry_after`` is the sink's own wish in
+    seconds, when it said one. The message must never contain a secret; the
+    delivery loop scrubs it again with :func:`redact` before storing it.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool,
+        status_code: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retryable = retryable
+        self.status_code = status_code
+        self.retry_after = retry_after
+
+
+class Notifier(Protocol):
+    """One configured integration, ready to send.
+
+    ``send`` raises :class:`DeliveryError` on failure and returns an optional
+    note for the delivery log (for example why nothing needed sending).
+    ``destination`` names the remote endpoint without revealing it (rate
+    limits and isolation are per destination); ``secrets`` lists what must
+    never be logged.
+    """
+
+    def destination(self) -> str: ...
+
+    def secrets(self) -> list[str]: ...
+
+    async def send(self, message: "Message") -> str | None: ...
+
+
+def destination_id(*parts: str) -> str:
+    """A stable, non-reversible name for a destination (URL, key, host)."""
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:16]
+
+
+def secret_variants(secret: str) -> list[str]:
+    """The forms a secret may take in an error: whole, and a URL's path and query parts."""
+    out = {secret}
+    if "://" in secret:
+        parts = urlsplit(secret)
+        for piece in (parts.path, parts.query, parts.path + "?" + parts.query):
+            if len(piece) >= 6:
+                out.add(piece)
+        for segment in parts.path.split("/"):
+            if len(segment) >= 6:
+                out.add(segment)
+        for _, value in parse_qsl(parts.query, keep_blank_values=False):
+            if len(value) >= 6:
+                out.add(value)
+    return sorted(out, key=len, reverse=True)
+
+
+def redact(text: str, secrets: list[str]) -> str:
+    """Replace every form of every secret in ``text``."""
+    for secret in secrets:
+        for variant in secret_variants(secret):
+            if variant and variant in text:
+                text = text.replace(variant, "<redacted>")
+    return text

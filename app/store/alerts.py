@@ -19,6 +19,7 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql as pg_types
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -144,6 +145,30 @@ _ADD_DUPLICATES = (
 # Keys per fast-path statement; SQLite allows 32,766 bound values.
 _TOUCH_CHUNK = 2000
 
+# PostgreSQL plans a long row-value IN list as an OR per row (10,000 keys took
+# 3.3 s); joining against unnest() of four arrays is one hash join instead.
+_PG_KEYS = (
+    sa.func.unnest(
+        sa.bindparam("fps", type_=pg_types.ARRAY(sa.String())),
+        sa.bindparam("statuses", type_=pg_types.ARRAY(sa.String())),
+        sa.bindparam("starts", type_=pg_types.ARRAY(sa.DateTime(timezone=True))),
+        sa.bindparam("hashes", type_=pg_types.ARRAY(sa.String())),
+    )
+    .table_valued("fp", "st", "sa", "h")
+    .render_derived(name="v")
+)
+_TOUCH_DUPLICATES_PG = (
+    alerts.update()
+    .where(
+        alerts.c.fingerprint == _PG_KEYS.c.fp,
+        alerts.c.status == _PG_KEYS.c.st,
+        alerts.c.starts_at == _PG_KEYS.c.sa,
+        alerts.c.content_hash == _PG_KEYS.c.h,
+    )
+    .values(last_seen=sa.bindparam("now"), duplicate_count=alerts.c.duplicate_count + 1)
+    .returning(alerts.c.fingerprint)
+)
+
 
 @dataclass(frozen=True)
 class DuplicateKey:
@@ -191,11 +216,24 @@ class AlertUnit:
         """Count as duplicates the alerts whose stored state equals ``keys``; return them."""
         confirmed: set[str] = set()
         ordered = sorted(keys, key=lambda k: k.fingerprint)
-        for start in range(0, len(ordered), _TOUCH_CHUNK):
-            chunk = ordered[start : start + _TOUCH_CHUNK]
-            params = [(k.fingerprint, k.status, k.starts_at, k.content_hash) for k in chunk]
-            result = await self.conn.execute(_TOUCH_DUPLICATES, {"keys": params, "now": now})
+        if self.dialect == "postgresql":
+            result = await self.conn.execute(
+                _TOUCH_DUPLICATES_PG,
+                {
+                    "fps": [k.fingerprint for k in ordered],
+                    "statuses": [k.status for k in ordered],
+                    "starts": [k.starts_at for k in ordered],
+                    "hashes": [k.content_hash for k in ordered],
+                    "now": now,
+                },
+            )
             confirmed.update(row[0] for row in result)
+        else:
+            for start in range(0, len(ordered), _TOUCH_CHUNK):
+                chunk = ordered[start : start + _TOUCH_CHUNK]
+                params = [(k.fingerprint, k.status, k.starts_at, k.content_hash) for k in chunk]
+                result = await self.conn.execute(_TOUCH_DUPLICATES, {"keys": params, "now": now})
+                confirmed.update(row[0] for row in result)
         extra = [
             {"b_fingerprint": k.fingerprint, "b_extra": k.count - 1}
             for k in ordered

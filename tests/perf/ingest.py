@@ -160,6 +160,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--postgres", default=os.environ.get("ALERTRELAY_TEST_POSTGRES_URL"))
     parser.add_argument("--bulk-runs", type=int, default=3)
+    parser.add_argument("--targets", default="sqlite,postgres", help="which of sqlite,postgres to measure (the bare ceiling always runs)")
     parser.add_argument("--out", type=Path, default=ROOT / "tests" / "perf" / "results")
     args = parser.parse_args()
 
@@ -172,7 +173,8 @@ def main() -> None:
         files[n].write_text("\n".join(bodies(n)) + "\n")
     warmup = [line.encode() for line in bodies(1, count=100)]
 
-    targets = ["bare", "sqlite"] + (["postgres"] if args.postgres else [])
+    wanted = set(args.targets.split(","))
+    targets = ["bare"] + [t for t in ("sqlite", "postgres") if t in wanted and (t != "postgres" or args.postgres)]
     results: dict[str, dict[int, list[WrkResult]]] = {t: {1: [], 10: []} for t in targets}
     for rnd in range(args.rounds):
         for target in targets:

@@ -7,6 +7,10 @@ from typing import Any
 
 from app.fingerprint import fingerprint
 
+# One start time per run: every body of the pool must describe the same
+# occurrences, or later-built bodies would look like new (or stale) events.
+_START = datetime.now(UTC) - timedelta(hours=1)
+
 
 def _iso(t: datetime) -> str:
     return t.astimezone(UTC).isoformat().replace("+00:00", "Z")
@@ -15,7 +19,7 @@ def _iso(t: datetime) -> str:
 def alert_pool(size: int = 100, resolved_share: float = 0.1, seed: int = 7) -> list[dict[str, Any]]:
     """``size`` distinct alerts shaped like kube-prometheus output; a share of them resolved."""
     rng = random.Random(seed)
-    start = datetime.now(UTC) - timedelta(hours=1)
+    start = _START
     names = ["KubePodCrashLooping", "NodeFilesystemSpaceFillingUp", "TargetDown", "KubeDeploymentReplicasMismatch", "HighErrorRate"]
     pool = []
     for i in range(size):
