@@ -1,6 +1,7 @@
 """The ``alertrelay`` command (SPEC §1)."""
 
 import argparse
+import asyncio
 import json
 import logging
 import sys
@@ -115,6 +116,36 @@ def cmd_migrate(args: argparse.Namespace) -> int:
         return _fail(f"cannot migrate {redact_url(eff.database_url)}: {str(exc).splitlines()[0]}")
     print(f"{redact_url(eff.database_url)}: at revision {head_revision()} (head)")
     return EXIT_OK
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from app.worker import run_worker
+
+    settings = _settings()
+    config_path = args.config or settings.config
+    loaded = _load(config_path)
+    settings = settings.model_copy(update={"config": config_path})
+    eff = effective(settings, loaded.config)
+    logs.configure(eff.log_level)
+    from app.store.migrate import upgrade
+
+    try:
+        upgrade(eff.database_url)
+    except Exception as exc:
+        return _fail(f"cannot migrate {redact_url(eff.database_url)}: {str(exc).splitlines()[0]}")
+    return asyncio.run(run_worker(settings, loaded))
+
+
+def cmd_dead_letters(args: argparse.Namespace) -> int:
+    from app.worker import dead_letters
+
+    settings = _settings()
+    loaded = _load(args.config or settings.config)
+    eff = effective(settings, loaded.config)
+    logs.configure("warning")
+    return asyncio.run(
+        dead_letters(eff.database_url, loaded, replay=args.replay, replay_all=args.replay_all)
+    )
 
 
 def cmd_example_config(args: argparse.Namespace) -> int:
@@ -255,6 +286,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", help="listen address (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="listen port (default 8080)")
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("worker", help="deliver the outbox and sweep, without the HTTP server")
+    p.add_argument("--config")
+    p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("dead-letters", help="list dead notifications, or replay them")
+    p.add_argument("--config")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--replay", type=int, metavar="ID", help="replay one dead notification")
+    group.add_argument("--replay-all", action="store_true", help="replay every dead notification")
+    p.set_defaults(func=cmd_dead_letters)
 
     p = sub.add_parser("migrate", help="upgrade the database schema to head")
     p.add_argument("--config")

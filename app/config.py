@@ -178,6 +178,9 @@ class GlobalConfig(StrictModel):
     opsgenie_api_url: str = "https://api.opsgenie.com/"
     # Shown as the "source"/client link of notifications when set.
     external_url: str | None = None
+    # Outbound HTTP goes through this proxy when set; HTTP(S)_PROXY in the
+    # environment is never used, so nothing redirects alerts by accident.
+    proxy_url: str | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -192,6 +195,8 @@ class GlobalConfig(StrictModel):
         check_http_url(self.opsgenie_api_url, "opsgenie_api_url")
         if self.external_url is not None:
             check_http_url(self.external_url, "external_url")
+        if self.proxy_url is not None:
+            check_http_url(self.proxy_url, "proxy_url")
         if self.smtp_smarthost is not None:
             parse_smarthost(self.smtp_smarthost, "smtp_smarthost")
         return self

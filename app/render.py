@@ -148,6 +148,11 @@ def _render(template: Template | None, m: Message, fallback: str, what: str) -> 
         return fallback
 
 
+def render_field(template: Template | None, m: Message, fallback: str, what: str) -> str:
+    """Render an operator template for one field of an integration's request."""
+    return _render(template, m, fallback, what)
+
+
 def compile_template(source: str | None) -> Template | None:
     return text_env().from_string(source) if source else None
 

@@ -35,6 +35,10 @@ class Integration:
     index: int
     config: IntegrationConfig
     delivery: DeliveryConfig
+    # Sends in flight to this destination at once: its own `concurrency` when
+    # the receiver or integration sets one, else half the process's slots, so
+    # a destination that hangs cannot hold every slot (reliability.md OBX-05).
+    concurrency_cap: int = 1
 
     @property
     def key(self) -> str:
@@ -146,12 +150,18 @@ def build_runtime(loaded: LoadedConfig) -> Runtime:
     for receiver in config.receivers:
         items = []
         for _key, name, index, entry in receiver.integrations():
+            own = [
+                o.concurrency
+                for o in (receiver.delivery, entry.delivery)
+                if o is not None and o.concurrency is not None
+            ]
             integration = Integration(
                 receiver=receiver.name,
                 name=name,
                 index=index,
                 config=entry,
                 delivery=config.delivery.merged(receiver.delivery, entry.delivery),
+                concurrency_cap=own[-1] if own else max(1, config.delivery.concurrency // 2),
             )
             items.append(integration)
             flat[integration.key] = integration

@@ -5,6 +5,7 @@ An integration module holds its config model and its notifier, nothing else
 """
 
 import hashlib
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 from urllib.parse import parse_qsl, urlsplit
 
@@ -14,6 +15,10 @@ from app.confbase import DeliveryOverride, FieldError, StrictModel
 from app.templating import TemplateSyntaxError, text_env
 
 if TYPE_CHECKING:
+    import httpx
+
+    from app.clock import Clock
+    from app.config import GlobalConfig
     from app.render import Message
 
 
@@ -85,6 +90,16 @@ class DeliveryError(Exception):
         self.retryable = retryable
         self.status_code = status_code
         self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class BuildContext:
+    """What a notifier factory gets besides its own config."""
+
+    global_config: "GlobalConfig"
+    http: "httpx.AsyncClient"
+    clock: "Clock"
+    version: str = "dev"
 
 
 class Notifier(Protocol):

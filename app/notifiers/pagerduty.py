@@ -1,11 +1,29 @@
-"""PagerDuty Events API v2 (reference/protocols.md §2)."""
+"""PagerDuty Events API v2 (reference/protocols.md §2).
 
+One incident per alert occurrence: the ``dedup_key`` is the stable incident
+key of SPEC §4, so a resolve closes what its trigger opened, on every
+replica and after every replay. ``dedup_by: group`` uses Alertmanager's own
+per-group key (sha256 of the groupKey) instead; then a resolve is sent only
+when no alert of the group still fires, or it would close the group's
+incident under a firing alert.
+"""
+
+import hashlib
+import json
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 
 from app.confbase import check_http_url, secret_from
-from app.notifiers.base import IntegrationConfig
+from app.domain import NoticeKind, Status, pagerduty_severity
+from app.notifiers import http
+from app.notifiers.base import BuildContext, IntegrationConfig, destination_id
+from app.render import Message, compile_template, cut, render_field
+
+EVENT_LIMIT = 512_000  # bytes; PagerDuty's 512 KB as Alertmanager reads it
+SUMMARY_LIMIT = 1024  # characters
+DEDUP_KEY_LIMIT = 255
+_TOO_LARGE = "custom details removed: the event was over PagerDuty's 512 KB limit"
 
 
 class PagerDutyConfig(IntegrationConfig):
@@ -15,11 +33,11 @@ class PagerDutyConfig(IntegrationConfig):
     url: str | None = None  # default: global.pagerduty_url
     dedup_by: Literal["alert", "group"] = "alert"
     client: str = "alertrelay"
-    client_url: str | None = None
-    source: str | None = None
-    component: str | None = None
-    group: str | None = None
-    class_: str | None = Field(default=None, alias="class")
+    client_url: str | None = None  # default: global.external_url
+    source: str | None = None  # Jinja2; default: the instance, job or host label
+    component: str | None = None  # Jinja2; default: the job label
+    group: str | None = None  # Jinja2; default: the namespace or cluster label
+    class_: str | None = Field(default=None, alias="class")  # Jinja2; default: alertname
 
     @model_validator(mode="before")
     @classmethod
@@ -32,3 +50,136 @@ class PagerDutyConfig(IntegrationConfig):
     @classmethod
     def _urls(cls, value: str | None, info: ValidationInfo) -> str | None:
         return value if value is None else check_http_url(value, str(info.field_name))
+
+
+def event_action(m: Message) -> str:
+    resolved = m.kind is NoticeKind.RESOLVED or (
+        m.kind is NoticeKind.STABLE and m.status is Status.RESOLVED
+    )
+    return "resolve" if resolved else "trigger"
+
+
+class PagerDutyNotifier:
+    def __init__(self, config: PagerDutyConfig, ctx: BuildContext) -> None:
+        self._config = config
+        self._key = config.routing_key.get_secret_value()
+        self._url = config.url or ctx.global_config.pagerduty_url
+        self._client_url = config.client_url or ctx.global_config.external_url
+        self._http = ctx.http
+        self._clock = ctx.clock
+        self._templates = {
+            name: compile_template(getattr(config, name))
+            for name in ("source", "component", "group", "class_")
+        }
+
+    def destination(self) -> str:
+        return destination_id("pagerduty", self._url, self._key)
+
+    def secrets(self) -> list[str]:
+        return [self._key]
+
+    def dedup_key(self, m: Message) -> str:
+        if self._config.dedup_by == "group":
+            return hashlib.sha256((m.group_key or m.fingerprint).encode()).hexdigest()
+        return m.dedup_key[:DEDUP_KEY_LIMIT]
+
+    def event(self, m: Message) -> dict[str, Any]:
+        action = event_action(m)
+        body: dict[str, Any] = {
+            "routing_key": self._key,
+            "event_action": action,
+            "dedup_key": self.dedup_key(m),
+        }
+        if action == "resolve":
+            return body
+        labels = m.labels
+        field = self._field
+        details: dict[str, Any] = {
+            "text": m.text,
+            "kind": m.kind.value,
+            "status": m.status.value,
+            "fingerprint": m.fingerprint,
+            "labels": labels,
+            "annotations": m.annotations,
+            "starts_at": m.starts_at,
+            "duplicates": m.duplicates,
+        }
+        if m.kind in (NoticeKind.FLAPPING, NoticeKind.STABLE) or m.flapping:
+            details["flap"] = {"score": m.flap_score, "transitions": m.flap_transitions}
+        payload: dict[str, Any] = {
+            "summary": cut(m.title, SUMMARY_LIMIT),
+            "source": field(
+                "source",
+                m,
+                labels.get("instance") or labels.get("job") or labels.get("host") or "alertrelay",
+            ),
+            "severity": pagerduty_severity(m.severity),
+            "timestamp": m.starts_at,
+            "custom_details": details,
+        }
+        for name, key, default in (
+            ("component", "component", labels.get("job", "")),
+            ("group", "group", labels.get("namespace") or labels.get("cluster", "")),
+            ("class_", "class", m.alertname),
+        ):
+            value = field(name, m, default)
+            if value:
+                payload[key] = value
+        body["payload"] = payload
+        links = []
+        if m.runbook_url:
+            links.append({"href": m.runbook_url, "text": "Runbook"})
+        if m.generator_url:
+            links.append({"href": m.generator_url, "text": "Source"})
+        if links:
+            body["links"] = links
+        body["client"] = self._config.client
+        if self._client_url:
+            body["client_url"] = self._client_url
+        return body
+
+    def _field(self, name: str, m: Message, default: str) -> str:
+        return render_field(self._templates[name], m, default, f"pagerduty.{name}")
+
+    def encode(self, m: Message) -> bytes:
+        """The request body, within PagerDuty's size limit (custom details go first)."""
+        body = self.event(m)
+        encoded = json.dumps(body, ensure_ascii=False).encode()
+        if len(encoded) <= EVENT_LIMIT:
+            return encoded
+        body["payload"]["custom_details"] = {"error": _TOO_LARGE, "fingerprint": m.fingerprint}
+        encoded = json.dumps(body, ensure_ascii=False).encode()
+        if len(encoded) > EVENT_LIMIT:  # only absurd link or label sizes get here
+            body.pop("links", None)
+            body["payload"]["source"] = "alertrelay"
+            encoded = json.dumps(body, ensure_ascii=False).encode()
+        return encoded
+
+    async def send(self, message: Message) -> str | None:
+        if (
+            self._config.dedup_by == "group"
+            and event_action(message) == "resolve"
+            and (message.group_firing or 0) > 0
+        ):
+            return f"not resolved: {message.group_firing} alert(s) of its group still firing"
+        reply = await http.post(
+            self._http,
+            self._url,
+            what="pagerduty",
+            content=self.encode(message),
+            headers={"Content-Type": "application/json"},
+        )
+        detail = None
+        if reply.status == 400:
+            # PagerDuty says why in {"status","message","errors":[...]}.
+            data = reply.json()
+            if isinstance(data, dict):
+                errors = data.get("errors")
+                joined = ", ".join(str(e) for e in errors) if isinstance(errors, list) else ""
+                detail = cut(f"{data.get('message', '')}: {joined}".strip(": "), 1000)
+        http.raise_for_status(reply, self._clock.now(), what="pagerduty", detail=detail)
+        return None
+
+
+def build(config: PagerDutyConfig, ctx: BuildContext) -> PagerDutyNotifier:
+    return PagerDutyNotifier(config, ctx)

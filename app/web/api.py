@@ -7,8 +7,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from app.store import queries
+from app.store import outbox, queries
 from app.store.engine import is_unavailable
+from app.store.outbox import ReplayStatus
 from app.web.common import HTTPError, check_admin, error_response, int_param, json_response
 
 log = logging.getLogger(__name__)
@@ -94,6 +95,36 @@ async def get_notification(request: Request) -> Response:
 
 
 @_handled
+async def replay(request: Request) -> Response:
+    """Put a dead notification back in line (admin). Replaying twice sends once."""
+    services = request.app.state.services
+    check_admin(request, services.runtime().config.auth)
+    raw = request.path_params["id"]
+    if not raw.isdigit():
+        raise HTTPError(404, "no such notification")
+    try:
+        async with services.db.write() as conn:
+            result = await outbox.replay(conn, services.db.kind, int(raw), services.clock.now())
+    except Exception as exc:
+        if is_unavailable(exc):
+            raise HTTPError(503, "database unavailable", {"Retry-After": "1"}) from None
+        raise
+    if result.status is ReplayStatus.NOT_FOUND:
+        raise HTTPError(404, f"no notification {raw}")
+    if result.status is ReplayStatus.NOT_DEAD:
+        raise HTTPError(409, f"notification {raw} is not dead (already replayed or delivered)")
+    if result.status is ReplayStatus.SUPERSEDED:
+        raise HTTPError(
+            409,
+            f"notification {raw} is superseded by notification {result.superseded_by} for the "
+            "same alert and destination; replaying it would reopen what that one settled",
+        )
+    services.wake_delivery.set()
+    log.info("notification replayed", extra={"notification": result.id})
+    return json_response({"status": "requeued", "id": result.id})
+
+
+@_handled
 async def resolve_runbook(request: Request) -> Response:
     labels = {k: v for k, v in request.query_params.multi_items()}
     runbook = request.app.state.services.runtime().runbook(labels, {})
@@ -122,6 +153,7 @@ routes = [
     Route("/api/v1/alerts/{fingerprint}", get_alert, methods=["GET"]),
     Route("/api/v1/notifications", list_notifications, methods=["GET"]),
     Route("/api/v1/notifications/{id}", get_notification, methods=["GET"]),
+    Route("/api/v1/notifications/{id}/replay", replay, methods=["POST"]),
     Route("/api/v1/runbooks/resolve", resolve_runbook, methods=["GET"]),
     Route("/api/v1/quarantine", quarantine, methods=["GET"]),
     Route("/-/reload", reload, methods=["POST"]),

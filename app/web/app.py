@@ -13,13 +13,16 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
 
+import httpx
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import Route
 
 from app.clock import Clock, SystemClock
 from app.config import ConfigError, LoadedConfig
+from app.delivery import DeliveryWorker, default_worker_id
 from app.metrics import Metrics
+from app.notifiers.http import make_client
 from app.runtime import Runtime, RuntimeHolder, build_runtime
 from app.service import IngestService
 from app.settings import Effective, Settings, effective
@@ -45,6 +48,8 @@ class Services:
     holder: RuntimeHolder
     ingest: IngestService
     sweeper: Sweeper
+    delivery: DeliveryWorker
+    http: httpx.AsyncClient
     version: VersionInfo
     head_revision: str
     started_at: datetime
@@ -97,6 +102,17 @@ def create_app(
             db, lambda: holder.current, clock, metrics, on_notifications=wake.set
         )
         sweeper = Sweeper(db, lambda: holder.current, clock, metrics, on_notifications=wake.set)
+        http = make_client(loaded.config.global_.proxy_url)
+        delivery = DeliveryWorker(
+            db,
+            lambda: holder.current,
+            clock,
+            metrics,
+            http,
+            worker_id=settings.worker_id or default_worker_id(),
+            wake=wake,
+            version=vinfo.version,
+        )
         services = Services(
             settings=settings,
             effective=eff,
@@ -106,6 +122,8 @@ def create_app(
             holder=holder,
             ingest=ingest,
             sweeper=sweeper,
+            delivery=delivery,
+            http=http,
             version=vinfo,
             head_revision=head_revision(),
             started_at=clock.now(),
@@ -116,6 +134,9 @@ def create_app(
         if background:
             services.tasks.append(
                 asyncio.create_task(sweeper.run(services.stopping), name="sweeper")
+            )
+            services.tasks.append(
+                asyncio.create_task(delivery.run(services.stopping), name="delivery")
             )
         loop = asyncio.get_running_loop()
         if handle_sighup:
@@ -134,6 +155,7 @@ def create_app(
             for task in services.tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            await http.aclose()
             await db.dispose()
 
     routes = [

@@ -161,6 +161,22 @@ OPENAPI: dict[str, Any] = {
                 },
             }
         },
+        "/api/v1/notifications/{id}/replay": {
+            "post": {
+                "summary": "Re-queue a dead notification (admin token); replaying twice sends once",
+                "security": [{"admin": []}],
+                "parameters": [
+                    {"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}
+                ],
+                "responses": {
+                    "200": _json({"type": "object"}, "Re-queued"),
+                    "401": _err("Missing or wrong admin token"),
+                    "403": _err("No admin token configured"),
+                    "404": _err("Unknown id"),
+                    "409": _err("Not dead, or superseded by a later notification"),
+                },
+            }
+        },
         "/api/v1/runbooks/resolve": {
             "get": {
                 "summary": "Runbook lookup: every query parameter is a label",

@@ -1,0 +1,355 @@
+"""The outbox: claiming due notifications, recording outcomes, replaying dead ones.
+
+Claims take a lease (owner, token, expiry) and count the attempt before
+anything is sent, so a crash mid-send leaves a visible, countable attempt.
+PostgreSQL claims with ``FOR UPDATE SKIP LOCKED``; SQLite with one guarded
+``UPDATE … RETURNING`` inside ``BEGIN IMMEDIATE`` (SQLAlchemy would silently
+drop SKIP LOCKED there, and select-then-update hands two workers the same
+rows). A row is claimable only when no earlier row of its ordering key
+(fingerprint and integration) is still pending or in flight: per
+destination, a resolve never overtakes its trigger, even while the trigger
+backs off. Every outcome is fenced by the lease token: a worker whose lease
+expired and was re-claimed changes nothing.
+"""
+
+import enum
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app.domain import NoticeKind
+from app.domain import NotificationStatus as NS
+from app.store.tables import delivery_attempts, notifications
+
+n = notifications.c
+_earlier = notifications.alias("earlier")
+
+
+class Result(enum.StrEnum):
+    SENT = "sent"
+    RETRY = "retry"
+    DEAD = "dead"
+    RELEASED = "released"  # handed back unsent at shutdown
+
+
+@dataclass(frozen=True)
+class Claimed:
+    id: int
+    idempotency_key: str
+    fingerprint: str
+    receiver: str
+    integration: str
+    integration_index: int
+    kind: NoticeKind
+    dedup_key: str
+    payload: dict[str, Any]
+    created_at: datetime
+    attempt: int  # this attempt's number, counted at claim
+    lease_token: str
+
+    @property
+    def integration_key(self) -> str:
+        return f"{self.receiver}/{self.integration}/{self.integration_index}"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    id: int
+    lease_token: str
+    attempt: int
+    result: Result
+    finished_at: datetime
+    duration_ms: float = 0.0
+    integration: str = ""
+    next_attempt_at: datetime | None = None
+    error: str | None = None
+    status_code: int | None = None
+
+
+_RETURNING = (
+    n.id,
+    n.idempotency_key,
+    n.fingerprint,
+    n.receiver,
+    n.integration,
+    n.integration_index,
+    n.kind,
+    n.dedup_key,
+    n.payload,
+    n.created_at,
+    n.attempts,
+    n.lease_token,
+)
+
+
+def _claimable(now: datetime, exclude: Iterable[tuple[str, str, int]]) -> list[Any]:
+    due = sa.or_(
+        sa.and_(n.status == NS.PENDING.value, n.next_attempt_at <= now),
+        # A lease that ran out: its worker died or hung; the row is up again.
+        sa.and_(n.status == NS.IN_FLIGHT.value, n.lease_expires_at < now),
+    )
+    blocked = (
+        sa.select(_earlier.c.id)
+        .where(
+            _earlier.c.ordering_key == n.ordering_key,
+            _earlier.c.id < n.id,
+            _earlier.c.status.in_([NS.PENDING.value, NS.IN_FLIGHT.value]),
+        )
+        .exists()
+    )
+    conditions = [due, ~blocked]
+    excluded = list(exclude)
+    if excluded:
+        conditions.append(
+            sa.tuple_(n.receiver, n.integration, n.integration_index).not_in(excluded)
+        )
+    return conditions
+
+
+async def claim(
+    conn: AsyncConnection,
+    dialect: str,
+    *,
+    worker: str,
+    token: str,
+    now: datetime,
+    lease_until: datetime,
+    limit: int,
+    exclude: Iterable[tuple[str, str, int]] = (),
+) -> list[Claimed]:
+    """Claim up to ``limit`` due rows for ``worker``; their attempt counts go up by one."""
+    candidates = sa.select(n.id).where(*_claimable(now, exclude)).order_by(n.id).limit(limit)
+    if dialect == "postgresql":
+        candidates = candidates.with_for_update(skip_locked=True, of=notifications)
+    stmt = (
+        notifications.update()
+        .where(n.id.in_(candidates.scalar_subquery()))
+        .values(
+            status=NS.IN_FLIGHT.value,
+            lease_owner=worker,
+            lease_token=token,
+            lease_expires_at=lease_until,
+            attempts=n.attempts + 1,
+        )
+        .returning(*_RETURNING)
+    )
+    rows = [r._mapping for r in await conn.execute(stmt)]
+    if not rows:
+        return []
+    claimed = [
+        Claimed(
+            id=m["id"],
+            idempotency_key=m["idempotency_key"],
+            fingerprint=m["fingerprint"],
+            receiver=m["receiver"],
+            integration=m["integration"],
+            integration_index=m["integration_index"],
+            kind=NoticeKind(m["kind"]),
+            dedup_key=m["dedup_key"],
+            payload=m["payload"],
+            created_at=m["created_at"],
+            attempt=m["attempts"],
+            lease_token=m["lease_token"],
+        )
+        for m in sorted(rows, key=lambda m: m["id"])
+    ]
+    ids = [c.id for c in claimed]
+    # An attempt still "in progress" from an earlier claim was cut short: its
+    # worker died between claim and outcome (it may or may not have sent).
+    await conn.execute(
+        delivery_attempts.update()
+        .where(
+            delivery_attempts.c.notification_id.in_(ids),
+            delivery_attempts.c.outcome == "in_progress",
+        )
+        .values(outcome="interrupted", finished_at=now)
+    )
+    await conn.execute(
+        delivery_attempts.insert(),
+        [
+            {
+                "notification_id": c.id,
+                "attempt": c.attempt,
+                "worker": worker,
+                "started_at": now,
+                "outcome": "in_progress",
+            }
+            for c in claimed
+        ],
+    )
+    return claimed
+
+
+_FINISH_SENT = (
+    notifications.update()
+    .where(
+        sa.tuple_(n.id, n.lease_token).in_(sa.bindparam("keys", expanding=True)),
+        n.status == NS.IN_FLIGHT.value,
+    )
+    .values(
+        status=NS.SENT.value,
+        sent_at=sa.bindparam("now"),
+        lease_owner=None,
+        lease_token=None,
+        lease_expires_at=None,
+        last_error=None,
+        last_status_code=None,
+    )
+    .returning(n.id)
+)
+
+_RECORD_ATTEMPT = (
+    delivery_attempts.update()
+    .where(
+        delivery_attempts.c.notification_id == sa.bindparam("b_id"),
+        delivery_attempts.c.attempt == sa.bindparam("b_attempt"),
+    )
+    .values(
+        outcome=sa.bindparam("b_outcome"),
+        finished_at=sa.bindparam("b_finished"),
+        status_code=sa.bindparam("b_status"),
+        error=sa.bindparam("b_error"),
+        duration_ms=sa.bindparam("b_duration"),
+    )
+)
+
+
+def _values_for(o: Outcome) -> dict[str, Any]:
+    common: dict[str, Any] = {
+        "lease_owner": None,
+        "lease_token": None,
+        "lease_expires_at": None,
+        "last_error": o.error,
+        "last_status_code": o.status_code,
+    }
+    if o.result is Result.RETRY:
+        assert o.next_attempt_at is not None
+        return {**common, "status": NS.PENDING.value, "next_attempt_at": o.next_attempt_at}
+    if o.result is Result.DEAD:
+        return {**common, "status": NS.DEAD.value, "dead_at": o.finished_at}
+    # Released at shutdown: back in line at once, and the attempt not held against it.
+    return {
+        **common,
+        "status": NS.PENDING.value,
+        "next_attempt_at": o.finished_at,
+        "attempts": n.attempts - 1,
+    }
+
+
+async def finish(conn: AsyncConnection, outcomes: list[Outcome]) -> set[int]:
+    """Record outcomes; returns the ids whose lease was lost (nothing written for them)."""
+    if not outcomes:
+        return set()
+    applied: set[int] = set()
+    now = max(o.finished_at for o in outcomes)
+    sent = [o for o in outcomes if o.result is Result.SENT]
+    if sent:
+        keys = [(o.id, o.lease_token) for o in sent]
+        result = await conn.execute(_FINISH_SENT, {"keys": keys, "now": now})
+        applied.update(row[0] for row in result)
+    for o in outcomes:
+        if o.result is Result.SENT:
+            continue
+        result = await conn.execute(
+            notifications.update()
+            .where(n.id == o.id, n.lease_token == o.lease_token, n.status == NS.IN_FLIGHT.value)
+            .values(**_values_for(o))
+        )
+        if result.rowcount == 1:
+            applied.add(o.id)
+    await conn.execute(
+        _RECORD_ATTEMPT,
+        [
+            {
+                "b_id": o.id,
+                "b_attempt": o.attempt,
+                "b_outcome": o.result.value if o.id in applied else "lease_lost",
+                "b_finished": o.finished_at,
+                "b_status": o.status_code,
+                "b_error": o.error,
+                "b_duration": round(o.duration_ms, 3),
+            }
+            for o in outcomes
+        ],
+    )
+    return {o.id for o in outcomes} - applied
+
+
+class ReplayStatus(enum.StrEnum):
+    REQUEUED = "requeued"
+    NOT_FOUND = "not_found"
+    NOT_DEAD = "not_dead"
+    SUPERSEDED = "superseded"
+
+
+@dataclass(frozen=True)
+class Replay:
+    id: int
+    status: ReplayStatus
+    superseded_by: int | None = None
+
+
+async def replay(
+    conn: AsyncConnection, dialect: str, notification_id: int, now: datetime
+) -> Replay:
+    """Put a dead notification back in line, once.
+
+    A dead notification that would open or keep an incident (it reports the
+    alert firing) is not replayed when a later notification for the same
+    alert and destination exists: it would reopen an incident that the later
+    one already settled, and PagerDuty would then keep it open forever.
+    """
+    query = sa.select(n.id, n.status, n.ordering_key, n.payload).where(n.id == notification_id)
+    if dialect == "postgresql":
+        query = query.with_for_update()
+    row = (await conn.execute(query)).first()
+    if row is None:
+        return Replay(notification_id, ReplayStatus.NOT_FOUND)
+    m = row._mapping
+    if m["status"] != NS.DEAD.value:
+        return Replay(notification_id, ReplayStatus.NOT_DEAD)
+    if (m["payload"] or {}).get("status") == "firing":
+        later = (
+            await conn.execute(
+                sa.select(sa.func.min(n.id)).where(
+                    n.ordering_key == m["ordering_key"], n.id > notification_id
+                )
+            )
+        ).scalar()
+        if later is not None:
+            return Replay(notification_id, ReplayStatus.SUPERSEDED, int(later))
+    result = await conn.execute(
+        notifications.update()
+        .where(n.id == notification_id, n.status == NS.DEAD.value)
+        .values(
+            status=NS.PENDING.value,
+            next_attempt_at=now,
+            attempts=0,
+            replays=n.replays + 1,
+            dead_at=None,
+            lease_owner=None,
+            lease_token=None,
+            lease_expires_at=None,
+        )
+    )
+    if result.rowcount != 1:  # someone else replayed it first
+        return Replay(notification_id, ReplayStatus.NOT_DEAD)
+    return Replay(notification_id, ReplayStatus.REQUEUED)
+
+
+async def dead_ids(conn: AsyncConnection, limit: int = 100_000) -> list[int]:
+    rows = await conn.execute(
+        sa.select(n.id).where(n.status == NS.DEAD.value).order_by(n.id).limit(limit)
+    )
+    return [int(r[0]) for r in rows]
+
+
+async def earliest_due(conn: AsyncConnection) -> datetime | None:
+    """When the next pending row falls due (the idle loop sleeps until then)."""
+    query = sa.select(sa.func.min(n.next_attempt_at)).where(n.status == NS.PENDING.value)
+    value: datetime | None = (await conn.execute(query)).scalar()
+    return value
