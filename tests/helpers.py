@@ -92,15 +92,17 @@ receivers:
 
 
 def table_rows(db_url: str, table: str, order: str = "id") -> list[dict[str, Any]]:
-    """Read a table directly (tests may use SQL; the app keeps it in app/store)."""
+    """Read a table directly, typed as the app reads it (tests may use SQL; the app keeps it in app/store)."""
     import sqlalchemy as sa
 
     from app.store.engine import sync_url
+    from app.store.tables import metadata
 
+    t = metadata.tables[table]
     engine = sa.create_engine(sync_url(db_url))
     try:
         with engine.connect() as conn:
-            result = conn.execute(sa.text(f"SELECT * FROM {table} ORDER BY {order}"))
+            result = conn.execute(sa.select(t).order_by(*[t.c[c] for c in order.split(",")]))
             return [dict(r._mapping) for r in result]
     finally:
         engine.dispose()

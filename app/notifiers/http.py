@@ -9,13 +9,14 @@ Status classification follows Alertmanager's, plus 408/429 as retryable.
 """
 
 import json
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import httpx
 
-from app.notifiers.base import DeliveryError
+from app.notifiers.base import DeliveryError, redact
 from app.retry import parse_retry_after
 
 MAX_RESPONSE_BYTES = 64 * 1024
@@ -43,6 +44,10 @@ class Reply:
 
 def make_client(proxy: str | None = None) -> httpx.AsyncClient:
     """The process-wide client every notifier shares."""
+    # httpx logs every request's full URL at INFO, and httpcore its details at
+    # DEBUG: for Slack, Teams or Discord that URL is the credential.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("httpcore").setLevel(logging.WARNING)
     return httpx.AsyncClient(
         trust_env=False,  # HTTP(S)_PROXY must not redirect alerts (SEC-09)
         follow_redirects=False,  # nor may a sink's 3xx (SEC-08)
@@ -91,15 +96,26 @@ async def post(
         raise DeliveryError(f"{what}: {type(exc).__name__}", retryable=True) from None
 
 
-def raise_for_status(reply: Reply, now: datetime, *, what: str, detail: str | None = None) -> None:
-    """2xx passes; 408, 429 and 5xx are retryable (honouring Retry-After); the rest is dead."""
+def raise_for_status(
+    reply: Reply,
+    now: datetime,
+    *,
+    what: str,
+    secrets: list[str],
+    detail: str | None = None,
+) -> None:
+    """2xx passes; 408, 429 and 5xx are retryable (honouring Retry-After); the rest is dead.
+
+    The error quotes the start of the answer, with ``secrets`` redacted: a
+    sink may echo the request, and the URL or key in it, back.
+    """
     status = reply.status
     if 200 <= status < 300:
         return
     message = f"{what}: HTTP {status}"
     extra = detail if detail is not None else reply.text()
     if extra:
-        message += f": {extra}"
+        message += f": {redact(extra, secrets)}"
     if 300 <= status < 400:
         raise DeliveryError(
             f"{message} (redirects are not followed; fix the URL)",

@@ -177,7 +177,9 @@ class PagerDutyNotifier:
                 errors = data.get("errors")
                 joined = ", ".join(str(e) for e in errors) if isinstance(errors, list) else ""
                 detail = cut(f"{data.get('message', '')}: {joined}".strip(": "), 1000)
-        http.raise_for_status(reply, self._clock.now(), what="pagerduty", detail=detail)
+        http.raise_for_status(
+            reply, self._clock.now(), what="pagerduty", secrets=self.secrets(), detail=detail
+        )
         return None
 
 

@@ -82,7 +82,7 @@ class WebhookNotifier:
         reply = await http.post(
             self._http, self._url, what="webhook", json_body=webhook_body(message), headers=headers
         )
-        http.raise_for_status(reply, self._clock.now(), what="webhook")
+        http.raise_for_status(reply, self._clock.now(), what="webhook", secrets=self._secrets)
         return None
 
 

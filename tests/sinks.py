@@ -1,0 +1,180 @@
+"""Local HTTP sinks served by uvicorn on 127.0.0.1, in a thread of their own.
+
+``FakePagerDuty`` follows the Events API v2 dedup state machine
+(reference/protocols.md §2.2); ``WebhookSink`` records whatever it gets. Both
+answer from a script: each request takes the next scripted ``Reply`` (or the
+default success), which can set a status, headers, a body, a delay before
+answering, or a trickle of bytes.
+"""
+
+import asyncio
+import json
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+
+@dataclass
+class Reply:
+    status: int = 200
+    body: Any = "ok"
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0  # seconds before answering (a hang, if long)
+    trickle: float = 0.0  # seconds between body bytes (a slow sink)
+
+
+@dataclass
+class Received:
+    at: float  # time.monotonic()
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    status: int
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+ECHO = "<echo>"  # a reply body replaced by what the request carried (path, auth, body)
+
+
+class Sink:
+    """Scripted replies and a thread-safe request log."""
+
+    default = Reply()
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._script: list[Reply] = []
+        self.received: list[Received] = []
+        self.app = Starlette(routes=[Route("/{path:path}", self._handle, methods=["POST", "PUT", "GET"])])
+
+    def reset(self) -> None:
+        with self._lock:
+            self._script.clear()
+            self.received.clear()
+
+    def script(self, *replies: Reply) -> None:
+        with self._lock:
+            self._script.extend(replies)
+
+    def _next(self) -> Reply:
+        with self._lock:
+            return self._script.pop(0) if self._script else self.default
+
+    def requests(self) -> list[Received]:
+        with self._lock:
+            return list(self.received)
+
+    def decide(self, body: bytes, reply: Reply) -> Reply:  # subclasses may react to content
+        return reply
+
+    async def _handle(self, request: Request) -> Response:
+        body = await request.body()
+        reply = self.decide(body, self._next())
+        with self._lock:
+            self.received.append(Received(time.monotonic(), request.url.path, dict(request.headers), body, reply.status))
+        if reply.delay:
+            await asyncio.sleep(reply.delay)
+        content = reply.body if isinstance(reply.body, (str, bytes)) else json.dumps(reply.body)
+        if content == ECHO:
+            auth = request.headers.get("authorization", "")
+            content = f"rejected {request.url.path}?{request.url.query} auth={auth} body={body.decode(errors='replace')}"
+        data = content.encode() if isinstance(content, str) else content
+        if reply.trickle:
+            async def drip():  # type: ignore[no-untyped-def]
+                for i in range(len(data)):
+                    yield data[i : i + 1]
+                    await asyncio.sleep(reply.trickle)
+
+            return StreamingResponse(drip(), status_code=reply.status, headers=reply.headers)
+        return Response(data, status_code=reply.status, headers=reply.headers)
+
+
+class WebhookSink(Sink):
+    def bodies(self) -> list[Any]:
+        return [r.json() for r in self.requests() if 200 <= r.status < 300]
+
+
+class FakePagerDuty(Sink):
+    """PagerDuty's dedup rules: trigger opens or adds; resolve closes an open
+    incident and is dropped otherwise; a trigger after a resolve opens a new one."""
+
+    default = Reply(202, {"status": "success", "message": "Event processed"})
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.incidents: list[dict[str, Any]] = []  # every incident ever opened
+        self.dropped: list[dict[str, Any]] = []  # resolves for keys that were not open
+        self.order: list[tuple[str, str]] = []  # (action, dedup_key) as accepted
+
+    def decide(self, body: bytes, reply: Reply) -> Reply:
+        if not 200 <= reply.status < 300:
+            return reply
+        try:
+            event = json.loads(body)
+            action, key, routing = event["event_action"], event["dedup_key"], event["routing_key"]
+        except (ValueError, KeyError, TypeError):
+            return Reply(400, {"status": "invalid event", "message": "Event object is invalid", "errors": ["bad JSON"]})
+        if len(body) > 512_000 or len(key) > 255:
+            return Reply(400, {"status": "invalid event", "message": "Event object is invalid", "errors": ["too large"]})
+        with self._lock:
+            self.order.append((action, key))
+            open_ = self._open(routing, key)
+            if action == "trigger":
+                if open_ is None:
+                    self.incidents.append({"routing_key": routing, "dedup_key": key, "open": True, "events": [event]})
+                else:
+                    open_["events"].append(event)
+            elif action == "resolve":
+                if open_ is None:
+                    self.dropped.append(event)
+                else:
+                    open_["open"] = False
+                    open_["events"].append(event)
+        return reply
+
+    def _open(self, routing: str, key: str) -> dict[str, Any] | None:
+        for incident in self.incidents:
+            if incident["routing_key"] == routing and incident["dedup_key"] == key and incident["open"]:
+                return incident
+        return None
+
+    def open_incidents(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [i for i in self.incidents if i["open"]]
+
+    def all_incidents(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(self.incidents)
+
+
+@contextmanager
+def serve(sink: Sink) -> Iterator[str]:
+    """Serve ``sink`` on 127.0.0.1 (a free port) in a thread; yields its base URL."""
+    config = uvicorn.Config(sink.app, host="127.0.0.1", port=0, log_level="warning", lifespan="off", access_log=False)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if time.monotonic() > deadline:
+            raise RuntimeError("sink did not start")
+        time.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        # Do not wait for handlers a test left hanging on purpose.
+        server.should_exit = True
+        server.force_exit = True
+        thread.join(timeout=10)
