@@ -115,3 +115,30 @@ def test_documented_endpoints_exist() -> None:
     table = README.split("## HTTP interface")[1].split("##")[0]
     documented = set(re.findall(r"`(?:GET|POST) (/[^`?\s]*)", table))
     assert documented <= routes, documented - routes
+
+
+async def test_webhook_payload_example_is_what_is_sent(sqlite_url: str) -> None:
+    import asyncio
+
+    from tests.sinks import WebhookSink, serve
+
+    (documented,) = [json.loads(b) for b in blocks("json") if '"version": "alertrelay/1"' in b]
+    quick = re.search(r"<<'EOF'\n(.*?)\nEOF", blocks("sh")[2], re.S)
+    assert quick is not None
+    sink = WebhookSink()
+    with serve(sink) as url:
+        config = f"""
+runbooks: {{default: "https://runbooks.example.com/{{{{ labels.alertname | lower }}}}"}}
+route: {{receiver: page}}
+receivers: [{{name: page, webhook_configs: [{{url: "{url}/hook"}}]}}]
+"""
+        async with running_app(sqlite_url, config) as (app, client):
+            await client.post("/webhook/alertmanager", content=quick.group(1).encode(), headers=JSON)
+            async with asyncio.timeout(10):
+                await app.state.services.delivery.drain()
+    (sent,) = sink.bodies()
+    assert len(sent["idempotency_key"]) == 64
+    for varying in ("idempotency_key", "notification_id"):
+        sent.pop(varying)
+        documented.pop(varying)
+    assert sent == documented

@@ -1,0 +1,175 @@
+"""Delivery across process crashes, shutdowns and replicas, and from the real Alertmanager."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.harness import (
+    alertmanager,
+    alertmanager_config,
+    alertrelay,
+    am_post_alerts,
+    http_json,
+    needs_alertmanager,
+    wait_until,
+)
+from tests.helpers import am_alert, am_webhook, table_rows
+from tests.sinks import FakePagerDuty, Reply, WebhookSink, serve
+
+KEY = "R0UT1NGKEY0123456789abcdef012345"
+
+
+def relay_config(pd_url: str, *, lease: str = "2s", timeout: str = "1s") -> str:
+    return f"""
+delivery: {{timeout: {timeout}, lease: {lease}, initial_backoff: 1s}}
+runbooks:
+  default: "https://runbooks.example.com/{{{{ labels.alertname | lower }}}}"
+route: {{receiver: page}}
+receivers:
+  - name: page
+    pagerduty_configs: [{{routing_key: {KEY}, url: "{pd_url}/v2/enqueue"}}]
+"""
+
+
+def post(url: str, payload: object) -> None:
+    http_json("POST", url + "/webhook/alertmanager", payload)
+
+
+@pytest.mark.parametrize(
+    ("failpoint", "sends_before_crash"),
+    [("after_send_before_mark", 1), ("after_claim_commit", 0)],
+    ids=["CRASH-02", "CRASH-03"],
+)
+def test_kill_mid_delivery_loses_nothing(tmp_path: Path, db_url: str, failpoint: str, sends_before_crash: int) -> None:
+    pd = FakePagerDuty()
+    with serve(pd) as pd_url:
+        config = relay_config(pd_url)
+        with alertrelay(tmp_path, config, db_url, env={"ALERTRELAY_FAILPOINT": failpoint}, name="doomed") as relay:
+            post(relay.url, am_webhook([am_alert({"alertname": "Crash", "severity": "critical"})]))
+            wait_until(lambda: relay.process.poll() is not None, 15, what="the failpoint to kill the process")
+            assert relay.process.returncode == 137
+        assert len(pd.requests()) == sends_before_crash
+        (row,) = table_rows(db_url, "notifications")
+        assert row["status"] == "in_flight" and row["attempts"] == 1
+        started = time.monotonic()
+        with alertrelay(tmp_path, config, db_url, name="restarted"):
+            wait_until(lambda: table_rows(db_url, "notifications")[0]["status"] == "sent", 20, what="redelivery")
+        # Re-claimed once the 2 s lease ran out (plus the poll), not later.
+        assert time.monotonic() - started < 2 + 0.5 + 8
+    requests = pd.requests()
+    assert len(requests) == sends_before_crash + 1
+    assert len({r.json()["dedup_key"] for r in requests}) == 1  # the same key every time
+    assert len(pd.all_incidents()) == 1 and len(pd.open_incidents()) == 1
+    attempts = table_rows(db_url, "delivery_attempts")
+    assert [a["outcome"] for a in attempts] == ["interrupted", "sent"]
+
+
+def test_sigterm_finishes_the_send_in_flight(tmp_path: Path, db_url: str) -> None:
+    pd = FakePagerDuty()
+    with serve(pd) as pd_url:
+        pd.script(Reply(202, {"status": "success"}, delay=2.0))
+        with alertrelay(tmp_path, relay_config(pd_url, lease="20s", timeout="5s"), db_url) as relay:
+            post(relay.url, am_webhook([am_alert({"alertname": "Term", "severity": "critical"})]))
+            wait_until(lambda: len(pd.requests()) == 1, 10, what="the send to start")
+            relay.process.send_signal(signal.SIGTERM)
+            relay.process.wait(timeout=20)
+            log = relay.log()
+    (row,) = table_rows(db_url, "notifications")
+    assert row["status"] == "sent" and row["lease_token"] is None, log
+    assert len(pd.requests()) == 1
+
+
+@pytest.mark.postgres
+def test_db_p3_two_workers_deliver_each_row_once(tmp_path: Path, db_url: str) -> None:
+    if not db_url.startswith("postgresql"):
+        pytest.skip("replicas share a PostgreSQL")
+    hook = WebhookSink()
+    with serve(hook) as hook_url:
+        config = f"""
+delivery: {{timeout: 5s, lease: 30s, concurrency: 16}}
+route: {{receiver: r}}
+receivers: [{{name: r, webhook_configs: [{{url: "{hook_url}/h"}}]}}]
+"""
+        path = tmp_path / "workers.yml"
+        path.write_text(config)
+        _fill_outbox(db_url, config, 2000)  # 2,000 rows queued before any worker runs
+        env = {**os.environ, "ALERTRELAY_DATABASE_URL": db_url, "ALERTRELAY_LOG_LEVEL": "warning"}
+        workers = []
+        for i in range(2):
+            with (tmp_path / f"w{i}.log").open("wb") as log:
+                workers.append(
+                    subprocess.Popen(
+                        [sys.executable, "-m", "app", "worker", "--config", str(path)],
+                        env={**env, "ALERTRELAY_WORKER_ID": f"w{i}"},
+                        stdout=subprocess.DEVNULL,
+                        stderr=log,
+                    )
+                )
+        try:
+            wait_until(lambda: len(hook.requests()) >= 2000, 90, interval=0.2, what="2,000 deliveries")
+            time.sleep(1.0)  # anything extra would show up now
+        finally:
+            for w in workers:
+                w.send_signal(signal.SIGTERM)
+            for w in workers:
+                w.wait(timeout=30)
+    keys = Counter(r.headers["idempotency-key"] for r in hook.requests())
+    assert len(keys) == 2000 and max(keys.values()) == 1  # each row exactly once
+    rows = table_rows(db_url, "notifications")
+    assert len(rows) == 2000 and {r["status"] for r in rows} == {"sent"}
+    by_worker = Counter(a["worker"] for a in table_rows(db_url, "delivery_attempts"))
+    assert set(by_worker) == {"w0", "w1"} and sum(by_worker.values()) == 2000
+
+
+def _fill_outbox(db_url: str, config: str, n: int) -> None:
+    import asyncio
+
+    from tests.conftest import running_app
+    from tests.helpers import JSON, body
+
+    async def fill() -> None:
+        async with running_app(db_url, config) as (_, client):
+            alerts = [am_alert({"alertname": "Replica", "instance": f"i{i}"}) for i in range(n)]
+            r = await client.post("/webhook/alertmanager", content=body(am_webhook(alerts)), headers=JSON)
+            assert r.json()["notifications"] == n
+
+    asyncio.run(fill())
+
+
+def _iso(t: datetime) -> str:
+    return t.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+@needs_alertmanager
+def test_alertmanager_to_pagerduty_end_to_end(tmp_path: Path) -> None:
+    pd = FakePagerDuty()
+    token = tmp_path / "token"
+    token.write_text("t0k3n")
+    with serve(pd) as pd_url:
+        config = "auth: {webhook_token: t0k3n}\n" + relay_config(pd_url, lease="20s", timeout="5s")
+        with alertrelay(tmp_path, config) as relay, alertmanager(tmp_path, alertmanager_config(relay.url + "/webhook/alertmanager", token)) as am:
+            now = datetime.now(UTC)
+            alerts = [
+                {"labels": {"alertname": f"E2E{name}", "severity": sev, "instance": f"h{i}"},
+                 "annotations": {"summary": f"{name} is bad"} | ({"runbook_url": "https://wiki.example.com/own"} if i == 0 else {}),
+                 "startsAt": _iso(now), "endsAt": _iso(now + timedelta(hours=1))}
+                for i, (name, sev) in enumerate([("Disk", "critical"), ("Cpu", "warning"), ("Mem", "page")])
+            ]
+            am_post_alerts(am, alerts)
+            wait_until(lambda: len(pd.open_incidents()) == 3, 30, what="3 incidents open")
+            am_post_alerts(am, [dict(a, endsAt=_iso(datetime.now(UTC))) for a in alerts])
+            wait_until(lambda: not pd.open_incidents() and len(pd.all_incidents()) == 3, 30, what="all resolved")
+            time.sleep(3)  # Alertmanager repeats: no new incidents may appear
+    incidents = pd.all_incidents()
+    assert len(incidents) == 3 and not pd.open_incidents() and pd.dropped == []
+    runbooks = sorted(i["events"][0]["links"][0]["href"] for i in incidents)
+    assert runbooks == ["https://runbooks.example.com/e2ecpu", "https://runbooks.example.com/e2emem", "https://wiki.example.com/own"]
+    severities = sorted(i["events"][0]["payload"]["severity"] for i in incidents)
+    assert severities == ["critical", "critical", "warning"]
