@@ -221,11 +221,18 @@ def _print_routes(info: dict[str, Any]) -> None:
 def cmd_routes_test(args: argparse.Namespace) -> int:
     settings = _settings()
     runtime = build_runtime(_load(args.config or settings.config))
-    info = describe_routes(runtime, _labels(args.labels))
+    labels = _labels(args.labels)
+    info = describe_routes(runtime, labels)
     if args.json:
         print(json.dumps(info, indent=2))
     else:
         _print_routes(info)
+    if args.render:
+        from app.preview import render_requests
+
+        annotations = _labels(args.annotation or [])
+        print()
+        print(render_requests(runtime, labels, annotations, kind=args.kind))
     return EXIT_OK
 
 
@@ -314,6 +321,18 @@ def build_parser() -> argparse.ArgumentParser:
     t = routes_sub.add_parser("test", help="which receivers an alert with these labels reaches")
     t.add_argument("--config")
     t.add_argument("--json", action="store_true", help="machine-readable output")
+    t.add_argument(
+        "--render", action="store_true", help="print the exact request each integration would send"
+    )
+    t.add_argument(
+        "--kind",
+        default="firing",
+        choices=["firing", "resolved", "flapping", "stable", "reminder"],
+        help="which notification to render (with --render)",
+    )
+    t.add_argument(
+        "--annotation", action="append", metavar="NAME=VALUE", help="an annotation (repeatable)"
+    )
     t.add_argument("labels", nargs="+", metavar="LABEL=VALUE")
     t.set_defaults(func=cmd_routes_test)
 

@@ -29,6 +29,7 @@ from app.failpoints import failpoint
 from app.metrics import Metrics
 from app.notifiers import build_notifier
 from app.notifiers.base import BuildContext, DeliveryError, Notifier, redact
+from app.ratelimit import RateLimit, TokenBucket
 from app.render import build_message, compile_template
 from app.retry import GiveUp, RetryPolicy, next_attempt
 from app.runtime import Integration, Runtime
@@ -48,6 +49,17 @@ class _Prepared:
     title: Template | None
     text: Template | None
     secrets: list[str]
+    rate_limit: RateLimit | None
+
+
+def effective_rate_limit(integration: Integration, notifier: Notifier) -> RateLimit | None:
+    """The integration's ``rate_limit:`` if set (``per_second: 0`` = none), else the service's."""
+    configured = integration.config.rate_limit
+    if configured is not None:
+        if configured.per_second <= 0:
+            return None
+        return RateLimit(configured.per_second, configured.burst)
+    return notifier.rate_limit()
 
 
 class DeliveryWorker:
@@ -84,6 +96,7 @@ class DeliveryWorker:
         self._stopping = False
         self._prepared: dict[str, _Prepared] = {}
         self._prepared_for: Runtime | None = None
+        self._buckets: dict[str, TokenBucket] = {}
 
     @property
     def in_flight(self) -> int:
@@ -230,6 +243,7 @@ class DeliveryWorker:
                     key=len,
                     reverse=True,
                 ),
+                rate_limit=effective_rate_limit(integration, notifier),
             )
             self._prepared[integration.key] = found
         return found
@@ -301,6 +315,20 @@ class DeliveryWorker:
                 Result.DEAD, error=f"{integration.name}: cannot build: {exc}"[:_MAX_ERROR]
             )
 
+        if prepared.rate_limit is not None:
+            bucket = self._bucket(prepared.notifier.destination(), prepared.rate_limit)
+            wait = bucket.reserve(time.monotonic())
+            # Waiting holds a claimed row, so only for a fraction of the lease;
+            # otherwise the row goes back in line for when a slot is free.
+            if wait > _lease_s(runtime) / 3:
+                bucket.cancel()
+                return outcome(
+                    Result.DEFERRED,
+                    error=f"rate limited: next slot in {wait:.1f}s",
+                    next_attempt_at=self._clock.now() + timedelta(seconds=wait),
+                )
+            if wait > 0:
+                await asyncio.sleep(wait)
         message = build_message(
             row.payload,
             notification_id=row.id,
@@ -374,6 +402,12 @@ class DeliveryWorker:
         return outcome(
             Result.RETRY, error=text, status_code=error.status_code, next_attempt_at=decision.at
         )
+
+    def _bucket(self, destination: str, limit: RateLimit) -> TokenBucket:
+        bucket = self._buckets.get(destination)
+        if bucket is None or bucket.limit != limit:
+            bucket = self._buckets[destination] = TokenBucket(limit, time.monotonic())
+        return bucket
 
     def _account(self, outcomes: list[Outcome], lost: set[int]) -> None:
         m = self._metrics

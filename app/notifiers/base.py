@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 from urllib.parse import parse_qsl, urlsplit
 
-from pydantic import model_validator
+from pydantic import Field, model_validator
 
 from app.confbase import DeliveryOverride, FieldError, StrictModel
 from app.templating import TemplateSyntaxError, text_env
@@ -19,7 +19,15 @@ if TYPE_CHECKING:
 
     from app.clock import Clock
     from app.config import GlobalConfig
+    from app.ratelimit import RateLimit
     from app.render import Message
+
+
+class RateLimitConfig(StrictModel):
+    """``rate_limit:`` of an integration; ``per_second: 0`` turns limiting off."""
+
+    per_second: float = Field(ge=0)
+    burst: int = Field(default=1, ge=1)
 
 
 class IntegrationConfig(StrictModel):
@@ -36,6 +44,7 @@ class IntegrationConfig(StrictModel):
 
     send_resolved: bool | None = None
     delivery: DeliveryOverride | None = None
+    rate_limit: RateLimitConfig | None = None
     title: str | None = None
     text: str | None = None
 
@@ -102,19 +111,41 @@ class BuildContext:
     version: str = "dev"
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """The exact request an integration sends for a message.
+
+    For HTTP integrations: method, URL, headers and body. For email: method
+    ``SMTP``, an ``smtp://host:port`` URL, the message headers and the whole
+    message. ``alertrelay routes test --render`` prints it with secrets
+    redacted; ``send`` sends it.
+    """
+
+    method: str
+    url: str
+    headers: dict[str, str]
+    body: bytes
+
+
 class Notifier(Protocol):
     """One configured integration, ready to send.
 
     ``send`` raises :class:`DeliveryError` on failure and returns an optional
     note for the delivery log (for example why nothing needed sending).
+    ``prepare`` builds, without sending, what ``send`` would send.
     ``destination`` names the remote endpoint without revealing it (rate
-    limits and isolation are per destination); ``secrets`` lists what must
-    never be logged.
+    limits and isolation are per destination); ``rate_limit`` is the
+    service's published limit (an integration's ``rate_limit:`` overrides
+    it); ``secrets`` lists what must never be logged.
     """
 
     def destination(self) -> str: ...
 
     def secrets(self) -> list[str]: ...
+
+    def rate_limit(self) -> "RateLimit | None": ...
+
+    def prepare(self, message: "Message") -> Prepared: ...
 
     async def send(self, message: "Message") -> str | None: ...
 

@@ -4,7 +4,7 @@ import json
 import sys
 from typing import Literal
 
-from app.notifiers.base import BuildContext, IntegrationConfig, destination_id
+from app.notifiers.base import BuildContext, IntegrationConfig, Prepared, destination_id
 from app.render import Message
 
 
@@ -22,7 +22,10 @@ class LogNotifier:
     def secrets(self) -> list[str]:
         return []
 
-    async def send(self, message: Message) -> str | None:
+    def rate_limit(self) -> None:
+        return None
+
+    def prepare(self, message: Message) -> Prepared:
         line = {
             "notification": message.notification_id,
             "kind": message.kind.value,
@@ -39,9 +42,13 @@ class LogNotifier:
             "starts_at": message.starts_at,
             "ends_at": message.ends_at,
         }
-        out = sys.stdout if self._stream == "stdout" else sys.stderr
         # One line per notification: json.dumps escapes newlines in values.
-        out.write(json.dumps(line, ensure_ascii=False) + "\n")
+        body = (json.dumps(line, ensure_ascii=False) + "\n").encode()
+        return Prepared("WRITE", self._stream, {}, body)
+
+    async def send(self, message: Message) -> str | None:
+        out = sys.stdout if self._stream == "stdout" else sys.stderr
+        out.write(self.prepare(message).body.decode())
         out.flush()
         return None
 

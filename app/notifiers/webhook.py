@@ -1,12 +1,13 @@
 """Generic JSON webhook; its payload is documented in README.md ("Webhook payload")."""
 
+import json
 from typing import Any, ClassVar
 
 from pydantic import SecretStr, model_validator
 
 from app.confbase import secret_from, secret_url_from
 from app.notifiers import http
-from app.notifiers.base import BuildContext, IntegrationConfig, destination_id
+from app.notifiers.base import BuildContext, IntegrationConfig, Prepared, destination_id
 from app.render import Message
 
 PAYLOAD_VERSION = "alertrelay/1"
@@ -71,16 +72,25 @@ class WebhookNotifier:
     def secrets(self) -> list[str]:
         return self._secrets
 
-    async def send(self, message: Message) -> str | None:
+    def rate_limit(self) -> None:
+        return None  # a generic endpoint publishes no limit; set rate_limit: to add one
+
+    def prepare(self, message: Message) -> Prepared:
         headers = {
+            "Content-Type": "application/json",
             "User-Agent": self._user_agent,
             # Receivers can drop retries of a notification they already have.
             "Idempotency-Key": message.idempotency_key,
         }
         if self._token:
             headers["Authorization"] = f"Bearer {self._token}"
+        body = json.dumps(webhook_body(message), ensure_ascii=False).encode()
+        return Prepared("POST", self._url, headers, body)
+
+    async def send(self, message: Message) -> str | None:
+        request = self.prepare(message)
         reply = await http.post(
-            self._http, self._url, what="webhook", json_body=webhook_body(message), headers=headers
+            self._http, request.url, what="webhook", content=request.body, headers=request.headers
         )
         http.raise_for_status(reply, self._clock.now(), what="webhook", secrets=self._secrets)
         return None

@@ -34,6 +34,7 @@ class Result(enum.StrEnum):
     RETRY = "retry"
     DEAD = "dead"
     RELEASED = "released"  # handed back unsent at shutdown
+    DEFERRED = "deferred"  # handed back unsent: its destination's rate limit is spent
 
 
 @dataclass(frozen=True)
@@ -231,11 +232,11 @@ def _values_for(o: Outcome) -> dict[str, Any]:
         return {**common, "status": NS.PENDING.value, "next_attempt_at": o.next_attempt_at}
     if o.result is Result.DEAD:
         return {**common, "status": NS.DEAD.value, "dead_at": o.finished_at}
-    # Released at shutdown: back in line at once, and the attempt not held against it.
+    # Released or deferred: back in line, and the attempt not held against it.
     return {
         **common,
         "status": NS.PENDING.value,
-        "next_attempt_at": o.finished_at,
+        "next_attempt_at": o.next_attempt_at or o.finished_at,
         "attempts": n.attempts - 1,
     }
 

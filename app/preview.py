@@ -1,0 +1,102 @@
+"""``routes test --render``: the exact requests an alert would cause, sent nowhere."""
+
+import asyncio
+import json
+from datetime import UTC, datetime
+
+import httpx
+
+from app.clock import SystemClock
+from app.domain import AlertRecord, NoticeKind, Status
+from app.fanout import notice_payload
+from app.fingerprint import fingerprint
+from app.notices import Notice, incident_key
+from app.notifiers import build_notifier
+from app.notifiers.base import BuildContext, redact
+from app.render import build_message, compile_template
+from app.runtime import Runtime
+
+
+def _payload(
+    runtime: Runtime, labels: dict[str, str], annotations: dict[str, str], kind: str
+) -> dict[str, object]:
+    now = datetime.now(UTC)
+    fp = fingerprint(labels)
+    notice_kind = NoticeKind(kind)
+    status = Status.RESOLVED if notice_kind is NoticeKind.RESOLVED else Status.FIRING
+    runbook = runtime.runbook(labels, annotations)
+    rec = AlertRecord(
+        fingerprint=fp,
+        labels=labels,
+        annotations=annotations,
+        status=status,
+        starts_at=now,
+        ends_at=now if status is Status.RESOLVED else None,
+        generator_url="",
+        source="alertmanager",
+        group_key="",
+        first_seen=now,
+        last_seen=now,
+        last_changed=now,
+        runbook_url=runbook.url,
+        runbook_source=runbook.source,
+    )
+    flapping = notice_kind in (NoticeKind.FLAPPING, NoticeKind.STABLE)
+    notice = Notice(
+        notice_kind,
+        status,
+        now,
+        incident_key(fp, now),
+        "preview",
+        4.2 if flapping else 1.0,
+        5 if flapping else 0,
+    )
+    return notice_payload(rec, notice, now)
+
+
+def render_requests(
+    runtime: Runtime, labels: dict[str, str], annotations: dict[str, str], *, kind: str = "firing"
+) -> str:
+    """Each routed integration's request, secrets redacted."""
+    payload = _payload(runtime, labels, annotations, kind)
+    out: list[str] = []
+    http = httpx.AsyncClient()  # never used: prepare() does not send
+    try:
+        for receiver in runtime.route(labels).receivers:
+            for integration in runtime.receivers.get(receiver, ()):
+                ctx = BuildContext(runtime.config.global_, http, SystemClock())
+                try:
+                    notifier = build_notifier(integration.name, integration.config, ctx)
+                except LookupError as exc:
+                    out.append(f"--- {integration.key}: {exc}")
+                    continue
+                message = build_message(
+                    payload,
+                    notification_id=0,
+                    idempotency_key="preview",
+                    receiver=receiver,
+                    attempt=1,
+                    title=compile_template(integration.config.title),
+                    text=compile_template(integration.config.text),
+                )
+                secrets = sorted(
+                    set(notifier.secrets()) | set(integration.config.secret_values()),
+                    key=len,
+                    reverse=True,
+                )
+                request = notifier.prepare(message)
+                out.append(
+                    f"--- {integration.key}: {request.method} {redact(request.url, secrets)}"
+                )
+                for name, value in request.headers.items():
+                    out.append(f"{name}: {redact(value, secrets)}")
+                out.append("")
+                text = request.body.decode("utf-8", errors="replace")
+                try:
+                    text = json.dumps(json.loads(text), indent=2, ensure_ascii=False)
+                except ValueError:
+                    pass
+                out.append(redact(text, secrets).rstrip("\n"))
+    finally:
+        asyncio.run(http.aclose())
+    return "\n".join(out)
