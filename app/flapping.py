@@ -67,6 +67,13 @@ def add_transitions(state: FlapState, times: Iterable[datetime], params: FlapPar
     return state
 
 
+def starts_flapping(state: FlapState, at: datetime, params: FlapParams) -> bool:
+    """Whether the score at ``at`` (a transition's own time) reaches ``enter_score``."""
+    return (
+        params.enabled and not state.flapping and score_at(state, at, params) >= params.enter_score
+    )
+
+
 def evaluate(
     state: FlapState, now: datetime, params: FlapParams
 ) -> tuple[FlapState, FlapChange | None]:

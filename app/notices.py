@@ -18,10 +18,21 @@ from datetime import UTC, datetime
 
 from app.dedup import Edge
 from app.domain import AlertRecord, NoticeKind, Status, isoformat
-from app.flapping import FlapChange, FlapParams, FlapState, add_transition, evaluate
+from app.flapping import (
+    FlapChange,
+    FlapParams,
+    FlapState,
+    add_transition,
+    evaluate,
+    score_at,
+    starts_flapping,
+)
 
 SUPPRESSED_FLAPPING = "flapping"
 SUPPRESSED_IMPLIED = "implied"
+# Below this decayed score an alert counts as calm: the next transition
+# starts a new burst, and the burst's transition count starts again.
+_CALM_SCORE = 0.5
 
 
 def incident_key(fingerprint: str, occurrence: datetime) -> str:
@@ -56,7 +67,7 @@ class AlertNoticeState:
     incident_key: str | None
     flap: FlapState
     flap_started_at: datetime | None = None
-    flap_transitions: int = 0
+    flap_transitions: int = 0  # transitions in the current burst
 
 
 def state_of(rec: AlertRecord) -> AlertNoticeState:
@@ -105,26 +116,25 @@ def plan_edges(
     state: AlertNoticeState,
     edges: tuple[Edge, ...],
     params: FlapParams,
-    now: datetime,
 ) -> Plan:
-    """Apply ``edges`` to ``state`` (mutated) and return what to record and send."""
-    plan = Plan()
-    # A score that decayed past exit_score before the sweeper saw it ends the
-    # flap first, reporting the state as it was before these edges.
-    state.flap, change = evaluate(state.flap, now, params)
-    if change is FlapChange.STOPPED:
-        plan.notices.append(_stable_notice(fp, state))
-        state.flap_started_at = None
-        state.flap_transitions = 0
+    """Apply ``edges`` to ``state`` (mutated) and return what to record and send.
 
+    Starting to flap is decided at each transition's own time, right after it
+    is counted; stopping only by the sweeper (:func:`plan_sweep`). So the
+    order and timing in which webhooks arrive, repeated or not, cannot change
+    when thresholds are crossed: only the transitions themselves do.
+    """
+    plan = Plan()
     for edge in edges:
         state.status = edge.to_status
         state.occurrence = max(state.occurrence, edge.occurrence)
+        if score_at(state.flap, edge.at, params) < _CALM_SCORE:
+            state.flap_transitions = 0
+        state.flap_transitions += 1
         state.flap = add_transition(state.flap, edge.at, params)
-        state.flap, change = evaluate(state.flap, now, params)
-        if change is FlapChange.STARTED:
-            state.flap_started_at = now
-            state.flap_transitions = 1
+        if starts_flapping(state.flap, edge.at, params):
+            state.flap = FlapState(state.flap.score, state.flap.at, True)
+            state.flap_started_at = edge.at
             key = state.incident_key or incident_key(fp, edge.occurrence)
             state.incident_key = key
             plan.records.append(TransitionRecord(edge, SUPPRESSED_FLAPPING))
@@ -136,18 +146,13 @@ def plan_edges(
                     key,
                     f"flapping|{isoformat(edge.occurrence)}|{edge.to_status}",
                     state.flap.score,
-                    1,
+                    state.flap_transitions,
                 )
             )
             continue
         if state.flap.flapping:
-            state.flap_transitions += 1
             plan.records.append(TransitionRecord(edge, SUPPRESSED_FLAPPING))
             continue
-        if change is FlapChange.STOPPED:  # flapping switched off by config
-            plan.notices.append(_stable_notice(fp, state))
-            state.flap_started_at = None
-            state.flap_transitions = 0
         if not edge.notify:
             plan.records.append(TransitionRecord(edge, SUPPRESSED_IMPLIED))
             continue
@@ -181,7 +186,6 @@ def plan_sweep(
         return None
     notice = _stable_notice(fp, state)
     state.flap_started_at = None
-    state.flap_transitions = 0
     return notice
 
 

@@ -2,7 +2,6 @@
 
 import asyncio
 import json
-from datetime import UTC, datetime
 
 import httpx
 
@@ -20,7 +19,7 @@ from app.runtime import Runtime
 def _payload(
     runtime: Runtime, labels: dict[str, str], annotations: dict[str, str], kind: str
 ) -> dict[str, object]:
-    now = datetime.now(UTC)
+    now = SystemClock().now()
     fp = fingerprint(labels)
     notice_kind = NoticeKind(kind)
     status = Status.RESOLVED if notice_kind is NoticeKind.RESOLVED else Status.FIRING

@@ -159,7 +159,7 @@ def _apply_alert(
     state = state_of(rec)
     if decision.verdict is Verdict.NEW:
         state.occurrence = alert.starts_at
-    plan = plan_edges(fp, state, decision.edges, options.flap, now)
+    plan = plan_edges(fp, state, decision.edges, options.flap)
 
     rec.status = alert.status
     rec.starts_at = alert.starts_at

@@ -20,6 +20,7 @@ class Sim:
         self.params = params
         self.state: AlertNoticeState | None = None
         self.sent: list[tuple[NoticeKind, Status, str]] = []
+        self.transitions: list[int] = []  # what each notice says of the burst
         self.suppressed: list[str | None] = []
 
     def event(self, status: Status, starts: datetime, now: datetime, ends: datetime | None = None) -> None:
@@ -28,8 +29,9 @@ class Sim:
         d = decide(stored, alert, now)
         if self.state is None:
             self.state = AlertNoticeState(status, starts, None, FlapState())
-        plan = plan_edges(FP, self.state, d.edges, self.params, now)
+        plan = plan_edges(FP, self.state, d.edges, self.params)
         self.sent += [(n.kind, n.status, n.dedup_key) for n in plan.notices]
+        self.transitions += [n.transitions for n in plan.notices]
         self.suppressed += [r.suppressed for r in plan.records]
 
     def sweep(self, now: datetime) -> None:
@@ -37,6 +39,7 @@ class Sim:
         n = plan_sweep(FP, self.state, self.params, now)
         if n is not None:
             self.sent.append((n.kind, n.status, n.dedup_key))
+            self.transitions.append(n.transitions)
 
 
 def test_trigger_then_resolve_share_the_key() -> None:
@@ -90,6 +93,8 @@ def test_flapping_one_notice_then_silence_then_one_stable_notice_resolving() -> 
     assert 56.5 <= (t - last) / timedelta(minutes=1) <= 56.5 + 0.5  # within one 30 s sweep
     assert sim.sent[-1] == (NoticeKind.STABLE, R, flap_key)  # resolves what the flap opened
     assert sim.state is not None and sim.state.incident_key is None
+    # "Flapping: 5 transitions" at the start; 8 in the whole burst at the end.
+    assert sim.transitions[4] == 5 and sim.transitions[-1] == 8
 
 
 def test_flap_ending_while_firing_keeps_the_incident_open_then_resolves_it() -> None:
