@@ -98,7 +98,10 @@ def default_text(m: Message) -> str:
             f"{m.status.value} now. One more notice follows when it settles."
         )
     elif m.kind is NoticeKind.STABLE:
-        lines.append(f"{m.alertname or m.fingerprint} stopped flapping and is {m.status.value}.")
+        burst = f" after {m.flap_transitions} transitions" if m.flap_transitions else ""
+        lines.append(
+            f"{m.alertname or m.fingerprint} stopped flapping{burst} and is {m.status.value}."
+        )
     if m.description:
         lines.append(m.description)
     elif m.summary and m.kind is not NoticeKind.FLAPPING:
