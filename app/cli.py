@@ -7,7 +7,7 @@ import logging
 import sys
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from typing import Any
 
 from app import logs
@@ -118,6 +118,16 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _run(main: "Coroutine[Any, Any, int]") -> int:
+    """Run on uvloop when it is installed, as `serve` does through uvicorn."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(main)
+
+
 def cmd_worker(args: argparse.Namespace) -> int:
     from app.worker import run_worker
 
@@ -133,7 +143,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         upgrade(eff.database_url)
     except Exception as exc:
         return _fail(f"cannot migrate {redact_url(eff.database_url)}: {str(exc).splitlines()[0]}")
-    return asyncio.run(run_worker(settings, loaded))
+    return _run(run_worker(settings, loaded))
 
 
 def cmd_dead_letters(args: argparse.Namespace) -> int:

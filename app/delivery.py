@@ -97,6 +97,7 @@ class DeliveryWorker:
         self._prepared: dict[str, _Prepared] = {}
         self._prepared_for: Runtime | None = None
         self._buckets: dict[str, TokenBucket] = {}
+        self._expired_checked = 0.0
 
     @property
     def in_flight(self) -> int:
@@ -152,6 +153,7 @@ class DeliveryWorker:
                         lease_until=now + timedelta(seconds=_lease_s(runtime)),
                         limit=free,
                         exclude=self._saturated(runtime),
+                        expired_leases=self._expired_check_due(),
                     )
         except BaseException:
             self._outcomes = outcomes + self._outcomes  # record them next time
@@ -161,6 +163,14 @@ class DeliveryWorker:
             failpoint("after_claim_commit")
             self._start(row, runtime)
         return len(claimed)
+
+    def _expired_check_due(self) -> bool:
+        # Expired leases are rare (a worker died or hung): look once a second.
+        now = time.monotonic()
+        if now - self._expired_checked < 1.0:
+            return False
+        self._expired_checked = now
+        return True
 
     async def drain(self) -> None:
         """Run until nothing is due or in flight (tests and one-shot use; bound it

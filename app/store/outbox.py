@@ -87,13 +87,9 @@ _RETURNING = (
 )
 
 
-def _claimable(now: datetime, exclude: Iterable[tuple[str, str, int]]) -> list[Any]:
-    due = sa.or_(
-        sa.and_(n.status == NS.PENDING.value, n.next_attempt_at <= now),
-        # A lease that ran out: its worker died or hung; the row is up again.
-        sa.and_(n.status == NS.IN_FLIGHT.value, n.lease_expires_at < now),
-    )
-    blocked = (
+def _not_blocked() -> Any:
+    """No earlier row of the same ordering key is still pending or in flight."""
+    return ~(
         sa.select(_earlier.c.id)
         .where(
             _earlier.c.ordering_key == n.ordering_key,
@@ -102,13 +98,12 @@ def _claimable(now: datetime, exclude: Iterable[tuple[str, str, int]]) -> list[A
         )
         .exists()
     )
-    conditions = [due, ~blocked]
-    excluded = list(exclude)
-    if excluded:
-        conditions.append(
-            sa.tuple_(n.receiver, n.integration, n.integration_index).not_in(excluded)
-        )
-    return conditions
+
+
+def _excluding(exclude: list[tuple[str, str, int]]) -> list[Any]:
+    if not exclude:
+        return []
+    return [sa.tuple_(n.receiver, n.integration, n.integration_index).not_in(exclude)]
 
 
 async def claim(
@@ -121,24 +116,48 @@ async def claim(
     lease_until: datetime,
     limit: int,
     exclude: Iterable[tuple[str, str, int]] = (),
+    expired_leases: bool = True,
 ) -> list[Claimed]:
-    """Claim up to ``limit`` due rows for ``worker``; their attempt counts go up by one."""
-    candidates = sa.select(n.id).where(*_claimable(now, exclude)).order_by(n.id).limit(limit)
-    if dialect == "postgresql":
-        candidates = candidates.with_for_update(skip_locked=True, of=notifications)
-    stmt = (
-        notifications.update()
-        .where(n.id.in_(candidates.scalar_subquery()))
-        .values(
-            status=NS.IN_FLIGHT.value,
-            lease_owner=worker,
-            lease_token=token,
-            lease_expires_at=lease_until,
-            attempts=n.attempts + 1,
+    """Claim up to ``limit`` due rows for ``worker``; their attempt counts go up by one.
+
+    ``expired_leases=False`` skips looking for rows whose lease ran out, which
+    only a dead or hung worker leaves behind: callers look now and then.
+
+    Two statements, each walking an index and stopping at ``limit``: rows
+    whose lease ran out (their worker died or hung; rare), then pending rows,
+    oldest due first. Per destination, order is kept by the "no earlier row
+    pending" check, not by this global order. (Sorting every due row by id
+    cost a correlated lookup per row per claim: 34 ms with 4,000 queued.)
+    """
+    excluded = list(exclude)
+    expired = ([n.status == NS.IN_FLIGHT.value, n.lease_expires_at < now], n.lease_expires_at)
+    due = ([n.status == NS.PENDING.value, n.next_attempt_at <= now], n.next_attempt_at)
+    rows: list[Any] = []
+    for condition, order in (expired, due) if expired_leases else (due,):
+        want = limit - len(rows)
+        if want <= 0:
+            break
+        candidates = (
+            sa.select(n.id)
+            .where(*condition, _not_blocked(), *_excluding(excluded))
+            .order_by(order, n.id)
+            .limit(want)
         )
-        .returning(*_RETURNING)
-    )
-    rows = [r._mapping for r in await conn.execute(stmt)]
+        if dialect == "postgresql":
+            candidates = candidates.with_for_update(skip_locked=True, of=notifications)
+        stmt = (
+            notifications.update()
+            .where(n.id.in_(candidates.scalar_subquery()))
+            .values(
+                status=NS.IN_FLIGHT.value,
+                lease_owner=worker,
+                lease_token=token,
+                lease_expires_at=lease_until,
+                attempts=n.attempts + 1,
+            )
+            .returning(*_RETURNING)
+        )
+        rows += [r._mapping for r in await conn.execute(stmt)]
     if not rows:
         return []
     claimed = [
@@ -158,17 +177,18 @@ async def claim(
         )
         for m in sorted(rows, key=lambda m: m["id"])
     ]
-    ids = [c.id for c in claimed]
-    # An attempt still "in progress" from an earlier claim was cut short: its
-    # worker died between claim and outcome (it may or may not have sent).
-    await conn.execute(
-        delivery_attempts.update()
-        .where(
-            delivery_attempts.c.notification_id.in_(ids),
-            delivery_attempts.c.outcome == "in_progress",
+    again = [c.id for c in claimed if c.attempt > 1]
+    if again:
+        # An attempt still "in progress" from an earlier claim was cut short:
+        # its worker died between claim and outcome (it may or may not have sent).
+        await conn.execute(
+            delivery_attempts.update()
+            .where(
+                delivery_attempts.c.notification_id.in_(again),
+                delivery_attempts.c.outcome == "in_progress",
+            )
+            .values(outcome="interrupted", finished_at=now)
         )
-        .values(outcome="interrupted", finished_at=now)
-    )
     await conn.execute(
         delivery_attempts.insert(),
         [
@@ -347,10 +367,3 @@ async def dead_ids(conn: AsyncConnection, limit: int = 100_000) -> list[int]:
         sa.select(n.id).where(n.status == NS.DEAD.value).order_by(n.id).limit(limit)
     )
     return [int(r[0]) for r in rows]
-
-
-async def earliest_due(conn: AsyncConnection) -> datetime | None:
-    """When the next pending row falls due (the idle loop sleeps until then)."""
-    query = sa.select(sa.func.min(n.next_attempt_at)).where(n.status == NS.PENDING.value)
-    value: datetime | None = (await conn.execute(query)).scalar()
-    return value

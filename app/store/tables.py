@@ -136,7 +136,10 @@ notifications = sa.Table(
     sa.Column("sent_at", UTCDateTime(), nullable=True),
     sa.Column("dead_at", UTCDateTime(), nullable=True),
     sa.Column("replays", sa.Integer(), nullable=False, server_default="0"),
-    sa.Index(None, "status", "next_attempt_at"),
+    # Claims walk these and stop at their limit: due rows oldest first, and
+    # leases that ran out.
+    sa.Index(None, "status", "next_attempt_at", "id"),
+    sa.Index(None, "status", "lease_expires_at", "id"),
     sa.Index(None, "ordering_key", "id"),
     sa.Index(None, "fingerprint", "id"),
 )

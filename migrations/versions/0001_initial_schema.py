@@ -110,8 +110,13 @@ def upgrade() -> None:
             batch_op.f("ix_notifications_ordering_key_id"), ["ordering_key", "id"], unique=False
         )
         batch_op.create_index(
-            batch_op.f("ix_notifications_status_next_attempt_at"),
-            ["status", "next_attempt_at"],
+            batch_op.f("ix_notifications_status_next_attempt_at_id"),
+            ["status", "next_attempt_at", "id"],
+            unique=False,
+        )
+        batch_op.create_index(
+            batch_op.f("ix_notifications_status_lease_expires_at_id"),
+            ["status", "lease_expires_at", "id"],
             unique=False,
         )
 
@@ -220,7 +225,8 @@ def downgrade() -> None:
 
     op.drop_table("quarantined_alerts")
     with op.batch_alter_table("notifications", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_notifications_status_next_attempt_at"))
+        batch_op.drop_index(batch_op.f("ix_notifications_status_lease_expires_at_id"))
+        batch_op.drop_index(batch_op.f("ix_notifications_status_next_attempt_at_id"))
         batch_op.drop_index(batch_op.f("ix_notifications_ordering_key_id"))
         batch_op.drop_index(batch_op.f("ix_notifications_fingerprint_id"))
 

@@ -4,7 +4,14 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from tests.e2e.harness import alertmanager, alertrelay, am_post_alerts, http_json, needs_alertmanager, wait_until
+from tests.e2e.harness import (
+    alertmanager,
+    alertrelay,
+    am_post_alerts,
+    http_json,
+    needs_alertmanager,
+    wait_until,
+)
 from tests.sinks import FakePagerDuty, WebhookSink, serve
 
 KEY = "R0UT1NGKEY0123456789abcdef012345"
