@@ -38,4 +38,4 @@ def test_constraint_names_follow_the_convention(db_url: str) -> None:
         indexes = {i["name"] for i in insp.get_indexes("notifications")}
     engine.dispose()
     assert "uq_alert_transitions_fingerprint_occurrence_to_status" in uniques
-    assert {"ix_notifications_status_next_attempt_at", "ix_notifications_ordering_key_id"} <= indexes
+    assert {"ix_notifications_status_next_attempt_at_id", "ix_notifications_ordering_key_id"} <= indexes
