@@ -6,11 +6,13 @@ from typing import Any
 from app.notifiers import log, pagerduty, webhook
 from app.notifiers.base import BuildContext, IntegrationConfig, Notifier
 from app.notifiers.discord import DiscordConfig
+from app.notifiers.discord import build as build_discord
 from app.notifiers.email import EmailConfig
 from app.notifiers.googlechat import GoogleChatConfig
 from app.notifiers.mattermost import MattermostConfig
 from app.notifiers.msteams import MSTeamsConfig
 from app.notifiers.opsgenie import OpsgenieConfig
+from app.notifiers.opsgenie import build as build_opsgenie
 from app.notifiers.slack import SlackConfig
 
 # Receiver key → (short integration name, config model). The order is the
@@ -34,6 +36,8 @@ FACTORIES: dict[str, Factory] = {
     "pagerduty": pagerduty.build,
     "webhook": webhook.build,
     "log": log.build,
+    "discord": build_discord,
+    "opsgenie": build_opsgenie,
 }
 
 

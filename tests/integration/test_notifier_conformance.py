@@ -52,6 +52,19 @@ CASES: dict[str, Case] = {
         lambda url: {"url": f"{url}/hook/{CANARY_PATH}", "token": CANARY_TOKEN},
         Reply(200, "ok"),
     ),
+    "discord": Case(
+        WebhookSink,
+        lambda url: {"webhook_url": f"{url}/api/webhooks/123456/{CANARY_PATH}"},
+        Reply(200, {"id": "1"}),
+        extra_dead=[Reply(400, {"code": 50035, "errors": {}, "message": "Invalid Form Body"})],
+        extra_retry=[Reply(429, {"message": "You are being rate limited.", "retry_after": 1.5, "global": False})],
+    ),
+    "opsgenie": Case(
+        WebhookSink,
+        lambda url: {"api_key": CANARY_KEY, "api_url": url},
+        Reply(202, {"result": "Request will be processed", "took": 0.1, "requestId": "r-1"}),
+        extra_dead=[Reply(422, {"message": "Request body is not processable.", "took": 0.0, "requestId": "r-2"})],
+    ),
 }
 
 # Integrations that do not speak HTTP have suites of their own.
