@@ -52,6 +52,23 @@ CASES: dict[str, Case] = {
         lambda url: {"url": f"{url}/hook/{CANARY_PATH}", "token": CANARY_TOKEN},
         Reply(200, "ok"),
     ),
+    "msteams": Case(
+        WebhookSink,
+        lambda url: {
+            "webhook_url": f"{url}/workflows/{CANARY_PATH}/triggers/manual/paths/invoke"
+            f"?api-version=2016-06-01&sp=%2Ftriggers%2Fmanual%2Frun&sv=1.0&sig={CANARY_TOKEN}"
+        },
+        Reply(202, ""),
+        extra_dead=[Reply(413, "Request Entity too large")],
+        extra_retry=[Reply(200, "Webhook message delivery failed with error: Microsoft Teams endpoint returned HTTP error 429")],
+    ),
+    "googlechat": Case(
+        WebhookSink,
+        lambda url: {"url": f"{url}/v1/spaces/{CANARY_PATH}/messages?key={CANARY_KEY}&token={CANARY_TOKEN}"},
+        Reply(200, {"name": "spaces/x/messages/y"}),
+        extra_dead=[Reply(403, {"error": {"code": 403, "message": "PERMISSION_DENIED", "status": "PERMISSION_DENIED"}})],
+        extra_retry=[Reply(429, {"error": {"code": 429, "message": "Too many requests", "status": "RESOURCE_EXHAUSTED"}})],
+    ),
 }
 
 # Integrations that do not speak HTTP have suites of their own.
