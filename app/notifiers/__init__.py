@@ -3,7 +3,7 @@
 from collections.abc import Callable
 from typing import Any
 
-from app.notifiers import log, pagerduty, webhook
+from app.notifiers import googlechat, log, msteams, pagerduty, webhook
 from app.notifiers.base import BuildContext, IntegrationConfig, Notifier
 from app.notifiers.discord import DiscordConfig
 from app.notifiers.discord import build as build_discord
@@ -38,6 +38,8 @@ FACTORIES: dict[str, Factory] = {
     "log": log.build,
     "discord": build_discord,
     "opsgenie": build_opsgenie,
+    "msteams": msteams.build,
+    "googlechat": googlechat.build,
 }
 
 

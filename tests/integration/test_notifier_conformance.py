@@ -65,6 +65,23 @@ CASES: dict[str, Case] = {
         Reply(202, {"result": "Request will be processed", "took": 0.1, "requestId": "r-1"}),
         extra_dead=[Reply(422, {"message": "Request body is not processable.", "took": 0.0, "requestId": "r-2"})],
     ),
+    "msteams": Case(
+        WebhookSink,
+        lambda url: {
+            "webhook_url": f"{url}/workflows/{CANARY_PATH}/triggers/manual/paths/invoke"
+            f"?api-version=2016-06-01&sp=%2Ftriggers%2Fmanual%2Frun&sv=1.0&sig={CANARY_TOKEN}"
+        },
+        Reply(202, ""),
+        extra_dead=[Reply(413, "Request Entity too large")],
+        extra_retry=[Reply(200, "Webhook message delivery failed with error: Microsoft Teams endpoint returned HTTP error 429")],
+    ),
+    "googlechat": Case(
+        WebhookSink,
+        lambda url: {"url": f"{url}/v1/spaces/{CANARY_PATH}/messages?key={CANARY_KEY}&token={CANARY_TOKEN}"},
+        Reply(200, {"name": "spaces/x/messages/y"}),
+        extra_dead=[Reply(403, {"error": {"code": 403, "message": "PERMISSION_DENIED", "status": "PERMISSION_DENIED"}})],
+        extra_retry=[Reply(429, {"error": {"code": 429, "message": "Too many requests", "status": "RESOURCE_EXHAUSTED"}})],
+    ),
 }
 
 # Integrations that do not speak HTTP have suites of their own.
@@ -173,6 +190,21 @@ async def test_error_classification(name: str, sinks: dict[str, tuple[Sink, str]
     assert f"HTTP {reply.status}" in err.message
     assert_no_secret(err.message)
     assert_no_secret(str(err))
+
+
+EXTRA = [(name, reply, False) for name, case in sorted(CASES.items()) for reply in case.extra_dead] + [
+    (name, reply, True) for name, case in sorted(CASES.items()) for reply in case.extra_retry
+]
+
+
+@pytest.mark.parametrize(("name", "reply", "retryable"), EXTRA, ids=[f"{n}-{r.status}-{'retry' if t else 'dead'}" for n, r, t in EXTRA])
+async def test_service_specific_answers(name: str, sinks: dict[str, tuple[Sink, str]], reply: Reply, retryable: bool) -> None:
+    """Each integration's own documented failures (beyond the shared table)."""
+    async with notifier_for(name, sinks, reply) as (notifier, sink):
+        with pytest.raises(DeliveryError) as info:
+            await notifier.send(message())
+    assert info.value.retryable is retryable
+    assert_no_secret(info.value.message)
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
