@@ -7,6 +7,7 @@ from app.notifiers import log, pagerduty, webhook
 from app.notifiers.base import BuildContext, IntegrationConfig, Notifier
 from app.notifiers.discord import DiscordConfig
 from app.notifiers.email import EmailConfig
+from app.notifiers.email import build as build_email
 from app.notifiers.googlechat import GoogleChatConfig
 from app.notifiers.mattermost import MattermostConfig
 from app.notifiers.msteams import MSTeamsConfig
@@ -33,6 +34,7 @@ Factory = Callable[[Any, BuildContext], Notifier]
 FACTORIES: dict[str, Factory] = {
     "pagerduty": pagerduty.build,
     "webhook": webhook.build,
+    "email": build_email,
     "log": log.build,
 }
 
