@@ -30,7 +30,7 @@ from app.matchers import MatcherError, parse_matchers
 from app.notifiers import CONFIG_MODELS
 from app.notifiers.base import IntegrationConfig
 from app.notifiers.discord import DiscordConfig
-from app.notifiers.email import EmailConfig, parse_smarthost
+from app.notifiers.email import EmailConfig, connection, parse_smarthost
 from app.notifiers.googlechat import GoogleChatConfig
 from app.notifiers.log import LogConfig
 from app.notifiers.mattermost import MattermostConfig
@@ -421,6 +421,11 @@ def cross_check(config: Config) -> list[str]:
                     errors.append(f"{ipath}.smarthost: required (or set global.smtp_smarthost)")
                 if entry.from_ is None and g.smtp_from is None:
                     errors.append(f"{ipath}.from: required (or set global.smtp_from)")
+                if (entry.smarthost or g.smtp_smarthost) and connection(entry, g).plaintext_auth:
+                    errors.append(
+                        f"{ipath}.require_tls: credentials are never sent without TLS; "
+                        "keep require_tls true or use implicit TLS (port 465)"
+                    )
     return errors
 
 

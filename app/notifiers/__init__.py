@@ -8,6 +8,7 @@ from app.notifiers.base import BuildContext, IntegrationConfig, Notifier
 from app.notifiers.discord import DiscordConfig
 from app.notifiers.discord import build as build_discord
 from app.notifiers.email import EmailConfig
+from app.notifiers.email import build as build_email
 from app.notifiers.googlechat import GoogleChatConfig
 from app.notifiers.mattermost import MattermostConfig
 from app.notifiers.msteams import MSTeamsConfig
@@ -35,6 +36,7 @@ Factory = Callable[[Any, BuildContext], Notifier]
 FACTORIES: dict[str, Factory] = {
     "pagerduty": pagerduty.build,
     "webhook": webhook.build,
+    "email": build_email,
     "log": log.build,
     "discord": build_discord,
     "opsgenie": build_opsgenie,
