@@ -3,7 +3,7 @@
 from collections.abc import Callable
 from typing import Any
 
-from app.notifiers import log, pagerduty, webhook
+from app.notifiers import log, mattermost, pagerduty, slack, webhook
 from app.notifiers.base import BuildContext, IntegrationConfig, Notifier
 from app.notifiers.discord import DiscordConfig
 from app.notifiers.email import EmailConfig
@@ -34,6 +34,8 @@ FACTORIES: dict[str, Factory] = {
     "pagerduty": pagerduty.build,
     "webhook": webhook.build,
     "log": log.build,
+    "slack": slack.build,
+    "mattermost": mattermost.build,
 }
 
 
