@@ -1,11 +1,67 @@
-"""Slack incoming webhooks (reference/protocols.md §3.1)."""
+"""Slack incoming webhooks (reference/protocols.md §3.1).
 
+One message per notice: ``text`` is the notification fallback (title, then
+the start of the body); ``blocks`` hold the title; one ``attachments`` entry
+carries the colour bar (severity; resolved green; flapping purple) and, as
+blocks, the body, a context line (status, severity, start, duplicates, flap
+state, a link to the source) and a Runbook button.
+
+Alert data is only data (SEC-14). Slack decodes exactly ``&amp;``, ``&lt;``
+and ``&gt;``, so escaping ``&``, ``<`` and ``>`` in alert data means no label
+can produce ``<!channel>``, ``<@U…>`` or a ``<url|text>`` link; a word-initial
+``@`` gets a zero-width joiner; and text objects are ``verbatim``, so Slack
+parses nothing it was not given as markup. An operator's ``title:``/``text:``
+override is escaped the same way: its *mrkdwn formatting* works, links and
+mentions do not. Slack has no escape for ``*``, ``_`` or ``~``: those reach
+the message as they are.
+"""
+
+import json
 from typing import Any, ClassVar
 
 from pydantic import SecretStr, model_validator
 
 from app.confbase import secret_url_from
-from app.notifiers.base import IntegrationConfig
+from app.domain import Status
+from app.notifiers import http
+from app.notifiers.base import BuildContext, IntegrationConfig, Prepared, destination_id
+from app.notifiers.slackcompat import (
+    check_reply,
+    colour,
+    cut_markup,
+    flap_note,
+    neutralise_mentions,
+    one_line,
+    title_and_text,
+    url_secrets,
+)
+from app.ratelimit import RateLimit
+from app.render import Message
+
+SECTION_LIMIT = 3000  # characters of a section's text (Block Kit)
+TITLE_LIMIT = 1024  # Alertmanager cuts Slack titles at 1024 too
+FALLBACK_LIMIT = 1500  # the top-level text: a notification, not the message
+URL_LIMIT = 1500  # Slack takes 3000 in a button; longer links are left out to bound the size
+SHORT_LIMIT = 100  # severity and times in the context line
+# Together these keep a message under ~9,000 characters, well below the
+# ~12-13k at which Slack starts answering msg_blocks_too_long.
+
+# What Slack's error bodies mean for whoever reads the dead letter.
+_HINTS = {
+    "invalid_payload": "Slack could not read the message",
+    "invalid_blocks": "Slack rejected the message's blocks",
+    "invalid_attachments": "Slack rejected the message's attachment",
+    "msg_blocks_too_long": "the message was too long for Slack",
+    "user_not_found": "the user named in channel: does not exist",
+    "channel_not_found": "the webhook's channel does not exist any more",
+    "channel_is_archived": "the webhook's channel is archived",
+    "action_prohibited": "a workspace admin restricted posting to this channel",
+    "posting_to_general_channel_denied": "only admins may post to this channel",
+    "invalid_token": "the webhook was revoked; create a new one",
+    "no_service": "the webhook is disabled or removed; create a new one",
+    "no_team": "the workspace of this webhook no longer exists",
+    "team_disabled": "the workspace of this webhook is disabled",
+}
 
 
 class SlackConfig(IntegrationConfig):
@@ -21,3 +77,127 @@ class SlackConfig(IntegrationConfig):
     @classmethod
     def _secrets(cls, data: Any) -> Any:
         return secret_url_from(data, "api_url")
+
+
+def escape(text: str) -> str:
+    """Alert data for mrkdwn: ``& < >`` as entities (Slack's three), no mentions."""
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return neutralise_mentions(text)
+
+
+def link_url(url: str) -> str:
+    """A URL inside ``<url|text>``: ``&`` as an entity; ``< > |`` would end it early."""
+    return url.replace("&", "&amp;").replace("<", "%3C").replace(">", "%3E").replace("|", "%7C")
+
+
+def _mrkdwn(text: str) -> dict[str, Any]:
+    # verbatim: Slack neither links bare URLs nor parses names in what we send.
+    return {"type": "mrkdwn", "text": text, "verbatim": True}
+
+
+def _section(text: str) -> dict[str, Any]:
+    return {"type": "section", "text": _mrkdwn(text)}
+
+
+def _short(value: str) -> str:
+    return cut_markup(escape(one_line(value)), SHORT_LIMIT)
+
+
+def context_items(m: Message) -> list[str]:
+    """The context line: status, severity, times, duplicates, flap state, source."""
+    items = [f"*Status:* {m.tag}"]
+    if m.severity:
+        items.append(f"*Severity:* {_short(m.severity)}")
+    if m.starts_at:
+        items.append(f"*Started:* {_short(m.starts_at)}")
+    if m.ends_at and m.status is Status.RESOLVED:
+        items.append(f"*Ended:* {_short(m.ends_at)}")
+    if m.duplicates:
+        items.append(f"*Duplicates:* {m.duplicates}")
+    note = flap_note(m)
+    if note:
+        items.append(note)
+    if m.generator_url and len(m.generator_url) <= URL_LIMIT:
+        items.append(f"<{link_url(m.generator_url)}|Source>")
+    return items
+
+
+def slack_body(m: Message, config: SlackConfig) -> dict[str, Any]:
+    """The JSON body for one notice (see the module docstring)."""
+    title, text = title_and_text(m, escape, escape)
+    title = cut_markup(title, TITLE_LIMIT)
+    body = cut_markup(text, SECTION_LIMIT)
+    inner: list[dict[str, Any]] = []
+    if body:
+        inner.append(_section(body))
+    inner.append({"type": "context", "elements": [_mrkdwn(i) for i in context_items(m)]})
+    if m.runbook_url and len(m.runbook_url) <= URL_LIMIT:
+        inner.append(
+            {
+                "type": "actions",
+                "elements": [
+                    {
+                        "type": "button",
+                        "action_id": "runbook",
+                        "text": {"type": "plain_text", "text": "Runbook"},
+                        "url": m.runbook_url,
+                    }
+                ],
+            }
+        )
+    out: dict[str, Any] = {
+        "text": cut_markup(f"{title}\n{text}" if text else title, FALLBACK_LIMIT),
+        "blocks": [_section(f"*{title}*")],
+        "attachments": [{"color": colour(m), "fallback": title, "blocks": inner}],
+        # Alert data may hold links; no previews of them in the channel.
+        "unfurl_links": False,
+        "unfurl_media": False,
+    }
+    for key in ("channel", "username", "icon_emoji"):
+        value = getattr(config, key)
+        if value:
+            out[key] = value
+    return out
+
+
+class SlackNotifier:
+    def __init__(self, config: SlackConfig, ctx: BuildContext) -> None:
+        self._config = config
+        self._url = config.api_url.get_secret_value()
+        self._http = ctx.http
+        self._clock = ctx.clock
+        self._secrets = url_secrets(self._url)
+
+    def destination(self) -> str:
+        return destination_id("slack", self._url)
+
+    def secrets(self) -> list[str]:
+        return self._secrets
+
+    def rate_limit(self) -> RateLimit:
+        # Slack: one message per second per webhook, short bursts tolerated.
+        return RateLimit(per_second=1.0, burst=2)
+
+    def prepare(self, message: Message) -> Prepared:
+        body = json.dumps(slack_body(message, self._config), ensure_ascii=False).encode()
+        return Prepared("POST", self._url, {"Content-Type": "application/json"}, body)
+
+    async def send(self, message: Message) -> str | None:
+        request = self.prepare(message)
+        reply = await http.post(
+            self._http, request.url, what="slack", content=request.body, headers=request.headers
+        )
+        said = reply.text()
+        hint = _HINTS.get(said)
+        check_reply(
+            reply,
+            self._clock.now(),
+            what="slack",
+            secrets=self._secrets,
+            detail=f"{said} ({hint})" if hint else None,
+        )
+        return None
+
+
+def build(config: SlackConfig, ctx: BuildContext) -> SlackNotifier:
+    return SlackNotifier(config, ctx)

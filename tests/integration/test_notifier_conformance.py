@@ -82,6 +82,19 @@ CASES: dict[str, Case] = {
         extra_dead=[Reply(403, {"error": {"code": 403, "message": "PERMISSION_DENIED", "status": "PERMISSION_DENIED"}})],
         extra_retry=[Reply(429, {"error": {"code": 429, "message": "Too many requests", "status": "RESOURCE_EXHAUSTED"}})],
     ),
+    "slack": Case(
+        WebhookSink,
+        lambda url: {"api_url": f"{url}/services/{CANARY_PATH}"},
+        Reply(200, "ok"),
+        extra_dead=[Reply(404, "channel_not_found"), Reply(410, "channel_is_archived"), Reply(200, "invalid_payload")],
+        extra_retry=[Reply(500, "rollup_error"), Reply(429, {"ok": False, "error": "rate_limited", "retry_after": 1})],
+    ),
+    "mattermost": Case(
+        WebhookSink,
+        lambda url: {"webhook_url": f"{url}/hooks/{CANARY_PATH}"},
+        Reply(200, "ok"),
+        extra_dead=[Reply(200, "not ok")],
+    ),
 }
 
 # Integrations that do not speak HTTP have suites of their own.
