@@ -152,6 +152,7 @@ class DeliveryWorker:
                         now=now,
                         lease_until=now + timedelta(seconds=_lease_s(runtime)),
                         limit=free,
+                        room=lambda r, i, x: self._room(runtime, r, i, x),
                         exclude=self._saturated(runtime),
                         expired_leases=self._expired_check_due(),
                     )
@@ -215,6 +216,13 @@ class DeliveryWorker:
             if integration is not None and count >= integration.concurrency_cap:
                 out.append((integration.receiver, integration.name, integration.index))
         return out
+
+    def _room(self, runtime: Runtime, receiver: str, name: str, index: int) -> int:
+        """How many more sends this destination may have in flight."""
+        integration = runtime.integrations.get(f"{receiver}/{name}/{index}")
+        if integration is None:  # gone from the config: it will go dead at once
+            return runtime.config.delivery.concurrency
+        return integration.concurrency_cap - self._per_integration.get(integration.key, 0)
 
     def _start(self, row: Claimed, runtime: Runtime) -> None:
         key = row.integration_key

@@ -1,0 +1,92 @@
+"""Rate limits per destination and isolation between destinations (issue 5, OBX-05)."""
+
+import asyncio
+import threading
+import time
+from collections import deque
+
+from tests.conftest import running_app
+from tests.helpers import JSON, am_alert, am_webhook, body
+from tests.sinks import Reply, Sink, WebhookSink, serve
+
+
+class StrictSlack(Sink):
+    """Answers like Slack, and 429 once more than ``limit`` posts land within a second."""
+
+    default = Reply(200, "ok")
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+        self._window: deque[float] = deque()
+        self._window_lock = threading.Lock()
+
+    def decide(self, body: bytes, reply: Reply) -> Reply:
+        now = time.monotonic()
+        with self._window_lock:
+            while self._window and now - self._window[0] >= 1.0:
+                self._window.popleft()
+            if len(self._window) >= self.limit:
+                return Reply(429, "rate_limited", headers={"Retry-After": "1"})
+            self._window.append(now)
+        return reply
+
+
+async def test_storm_to_one_slack_webhook_stays_under_its_limit(sqlite_url: str) -> None:
+    """300 notifications, 54/s against a sink that allows 60/s: no 429, about 300/54 s."""
+    sink = StrictSlack(limit=60)
+    with serve(sink) as url:
+        config = f"""
+route: {{receiver: chat}}
+receivers:
+  - name: chat
+    slack_configs: [{{api_url: "{url}/services/T/B/X", rate_limit: {{per_second: 54, burst: 1}}}}]
+"""
+        async with running_app(sqlite_url, config, background=True) as (_, client):
+            alerts = [am_alert({"alertname": "Storm", "instance": f"i{i}"}) for i in range(300)]
+            started = time.monotonic()
+            r = await client.post("/webhook/alertmanager", content=body(am_webhook(alerts)), headers=JSON)
+            assert r.json()["notifications"] == 300
+            async with asyncio.timeout(30):
+                while sum(1 for q in sink.requests() if q.status == 200) < 300:
+                    await asyncio.sleep(0.05)
+            elapsed = time.monotonic() - started
+    statuses = [q.status for q in sink.requests()]
+    assert statuses.count(429) == 0 and statuses.count(200) == 300
+    assert 300 / 54 * 0.85 <= elapsed <= 300 / 54 * 1.6, elapsed
+
+
+async def test_a_hanging_destination_does_not_delay_the_others(sqlite_url: str) -> None:
+    """OBX-05: one sink black-holed with notifications queued; the other's still arrive at once."""
+    stuck, healthy = WebhookSink(), WebhookSink()
+    stuck.default = Reply(200, "ok", delay=30)  # type: ignore[misc]
+    with serve(stuck) as stuck_url, serve(healthy) as healthy_url:
+        config = f"""
+delivery: {{timeout: 5s, lease: 20s, concurrency: 16}}
+route:
+  receiver: stuck
+  routes: [{{matchers: ['team="ok"'], receiver: healthy}}]
+receivers:
+  - name: stuck
+    webhook_configs: [{{url: "{stuck_url}/h"}}]
+  - name: healthy
+    webhook_configs: [{{url: "{healthy_url}/h"}}]
+"""
+        async with running_app(sqlite_url, config, background=True) as (_, client):
+            stuck_alerts = [am_alert({"alertname": "Stuck", "instance": f"s{i}"}) for i in range(40)]
+            await client.post("/webhook/alertmanager", content=body(am_webhook(stuck_alerts)), headers=JSON)
+            await asyncio.sleep(0.5)  # the stuck destination now holds its share of the slots
+            latencies = []
+            for i in range(20):
+                sent = time.monotonic()
+                alert = am_alert({"alertname": "Fine", "team": "ok", "instance": f"f{i}"})
+                await client.post("/webhook/alertmanager", content=body(am_webhook([alert])), headers=JSON)
+                async with asyncio.timeout(5):
+                    while len(healthy.requests()) <= i:
+                        await asyncio.sleep(0.01)
+                latencies.append(healthy.requests()[i].at - sent)
+            in_flight_stuck = len(stuck.requests())
+    latencies.sort()
+    assert latencies[-1] < 2.0, latencies  # p100 of 20 under 2 s while the other sink hangs
+    # The stuck destination never had more than its share (half of 16) in flight.
+    assert in_flight_stuck <= 8
