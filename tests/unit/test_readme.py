@@ -16,18 +16,25 @@ ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
 
 
-def blocks(lang: str) -> list[str]:
-    return re.findall(rf"```{lang}\n(.*?)```", README, re.S)
+def blocks(lang: str, section: str | None = None) -> list[str]:
+    text = README
+    if section is not None:  # only the blocks of one "## " section
+        text = README.split(f"\n## {section}\n", 1)[1].split("\n## ", 1)[0]
+    return re.findall(rf"```{lang}\n(.*?)```", text, re.S)
 
 
-def small_config(tmp_path: Path) -> str:
-    (yaml_block,) = [b for b in blocks("yaml") if "receivers:" in b]
+def with_secret_files(yaml_block: str, tmp_path: Path) -> str:
     secrets = tmp_path / "secrets"
     secrets.mkdir(exist_ok=True)
     for name in re.findall(r"/run/secrets/([\w-]+)", yaml_block):
-        value = "https://hooks.slack.com/services/T/B/X" if "url" in name else "0123456789abcdef0123456789abcdef"
+        value = "https://hooks.example.com/services/T/B/X" if "url" in name else "0123456789abcdef0123456789abcdef"
         (secrets / name).write_text(value + "\n")
     return yaml_block.replace("/run/secrets/", f"{secrets}/")
+
+
+def small_config(tmp_path: Path) -> str:
+    (yaml_block,) = [b for b in blocks("yaml", "Configuration") if "receivers:" in b]
+    return with_secret_files(yaml_block, tmp_path)
 
 
 def test_the_two_commands_and_ci() -> None:
@@ -142,3 +149,24 @@ receivers: [{{name: page, webhook_configs: [{{url: "{url}/hook"}}]}}]
         sent.pop(varying)
         documented.pop(varying)
     assert sent == documented
+
+
+def test_one_receiver_of_each_kind_loads(tmp_path: Path) -> None:
+    from app.notifiers import CONFIG_MODELS
+    from app.preview import render_requests
+
+    (block,) = [b for b in blocks("yaml", "Integrations") if "name: everything" in b]
+    runtime = build_runtime(parse_config(with_secret_files(block, tmp_path), "README", {}))
+    integrations = runtime.receivers["everything"]
+    assert [i.name for i in integrations] == [name for name, _ in CONFIG_MODELS.values()]
+    rendered = render_requests(runtime, {"alertname": "DiskFull", "severity": "critical"}, {"summary": "full"})
+    assert rendered.count("--- everything/") == len(CONFIG_MODELS)
+    assert "0123456789abcdef0123456789abcdef" not in rendered  # secrets redacted
+
+
+def test_template_example_compiles(tmp_path: Path) -> None:
+    (block,) = [b for b in blocks("yaml", "Integrations") if b.startswith("slack_configs:")]
+    indented = "\n".join("    " + line for line in block.splitlines())
+    text = f"route: {{receiver: r}}\nreceivers:\n  - name: r\n{indented}\n"
+    loaded = parse_config(with_secret_files(text, tmp_path), "README", {})
+    assert loaded.config.receivers[0].slack_configs[0].title is not None
