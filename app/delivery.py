@@ -6,6 +6,11 @@ each under its integration's total deadline. A claim is a lease: if this
 process dies, the lease expires and any worker delivers the row again, with
 the same dedup key. The loop wakes at once when ingest commits new rows, so
 a healthy sink gets a notification within milliseconds of the webhook.
+
+The loop claims ahead: up to one more share of rows than it may send at
+once waits, claimed, in a local queue, and the next send starts the moment
+one lands, while the next transaction refills the queue. Without it sends
+and transactions took turns and a fast sink idled half the time.
 """
 
 import asyncio
@@ -16,7 +21,7 @@ import random
 import socket
 import time
 import uuid
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -90,7 +95,10 @@ class DeliveryWorker:
         self._poll = poll_interval
         self._rand = rand
         self._inflight: dict[int, asyncio.Task[None]] = {}
+        # In flight or claimed and waiting, per integration key.
         self._per_integration: Counter[str] = Counter()
+        self._sending: Counter[str] = Counter()  # in flight only
+        self._ready: deque[tuple[Claimed, Runtime]] = deque()
         self._outcomes: list[Outcome] = []
         self._landed = asyncio.Event()
         self._stopping = False
@@ -102,6 +110,11 @@ class DeliveryWorker:
     @property
     def in_flight(self) -> int:
         return len(self._inflight)
+
+    @property
+    def held(self) -> int:
+        """Rows this worker holds a lease on: sending, or claimed and waiting."""
+        return len(self._inflight) + len(self._ready)
 
     # ------------------------------------------------------------------ loop
 
@@ -134,7 +147,8 @@ class DeliveryWorker:
         """Record finished sends and claim due rows in one transaction; start the sends."""
         runtime = self._runtime()
         outcomes, self._outcomes = self._outcomes, []
-        free = runtime.config.delivery.concurrency - len(self._inflight)
+        # Claim up to twice the send slots: the second share waits, claimed.
+        free = 2 * runtime.config.delivery.concurrency - self.held
         claimed: list[Claimed] = []
         lost: set[int] = set()
         if not outcomes and (free <= 0 or self._stopping):
@@ -142,7 +156,7 @@ class DeliveryWorker:
         now = self._clock.now()
         try:
             async with self._db.write() as conn:
-                lost = await outbox.finish(conn, outcomes)
+                lost = await outbox.finish(conn, outcomes, self._worker_id)
                 if free > 0 and not self._stopping:
                     claimed = await outbox.claim(
                         conn,
@@ -162,7 +176,9 @@ class DeliveryWorker:
         self._account(outcomes, lost)
         for row in claimed:
             failpoint("after_claim_commit")
-            self._start(row, runtime)
+            self._per_integration[row.integration_key] += 1
+            self._ready.append((row, runtime))
+        self._pump()
         return len(claimed)
 
     def _expired_check_due(self) -> bool:
@@ -178,7 +194,7 @@ class DeliveryWorker:
         with ``asyncio.timeout``)."""
         while True:
             started = await self.step()
-            if self._inflight:
+            if self._inflight or self._ready:
                 await asyncio.wait(
                     list(self._inflight.values()), return_when=asyncio.FIRST_COMPLETED
                 )
@@ -189,6 +205,9 @@ class DeliveryWorker:
     async def shutdown(self) -> None:
         """Finish in-flight sends (bounded), hand back the rest, record everything."""
         self._stopping = True
+        while self._ready:  # claimed, never started: back in line at once
+            row, _ = self._ready.popleft()
+            self._release_unstarted(row)
         if self._inflight:
             grace = min(_grace_s(self._runtime()), _SHUTDOWN_GRACE_CAP_S)
             await asyncio.wait(list(self._inflight.values()), timeout=grace)
@@ -213,29 +232,65 @@ class DeliveryWorker:
         out = []
         for key, count in self._per_integration.items():
             integration = runtime.integrations.get(key)
-            if integration is not None and count >= integration.concurrency_cap:
+            if integration is not None and count >= 2 * integration.concurrency_cap:
                 out.append((integration.receiver, integration.name, integration.index))
         return out
 
+    def _pump(self) -> None:
+        """Start waiting rows while their destination and the process have room."""
+        if not self._ready or self._stopping:
+            return
+        limit = self._runtime().config.delivery.concurrency
+        waiting: deque[tuple[Claimed, Runtime]] = deque()
+        while self._ready:
+            row, runtime = self._ready.popleft()
+            integration = runtime.integrations.get(row.integration_key)
+            cap = integration.concurrency_cap if integration is not None else limit
+            if len(self._inflight) < limit and self._sending[row.integration_key] < cap:
+                self._start(row, runtime)
+            else:
+                waiting.append((row, runtime))
+        self._ready = waiting
+
+    def _release_unstarted(self, row: Claimed) -> None:
+        self._per_integration[row.integration_key] -= 1
+        if self._per_integration[row.integration_key] <= 0:
+            del self._per_integration[row.integration_key]
+        self._outcomes.append(
+            Outcome(
+                row.id,
+                row.lease_token,
+                row.attempt,
+                Result.RELEASED,
+                self._clock.now(),
+                0.0,
+                row.integration,
+                started_at=row.claimed_at,
+                error="released unsent at shutdown",
+            )
+        )
+
     def _room(self, runtime: Runtime, receiver: str, name: str, index: int) -> int:
-        """How many more sends this destination may have in flight."""
+        """How many more rows of this destination may be held (sending or waiting)."""
         integration = runtime.integrations.get(f"{receiver}/{name}/{index}")
         if integration is None:  # gone from the config: it will go dead at once
             return runtime.config.delivery.concurrency
-        return integration.concurrency_cap - self._per_integration.get(integration.key, 0)
+        return 2 * integration.concurrency_cap - self._per_integration.get(integration.key, 0)
 
     def _start(self, row: Claimed, runtime: Runtime) -> None:
         key = row.integration_key
-        self._per_integration[key] += 1
+        self._sending[key] += 1
         task = asyncio.create_task(self._deliver(row, runtime), name=f"deliver-{row.id}")
         self._inflight[row.id] = task
 
         def done(_: asyncio.Task[None]) -> None:
             self._inflight.pop(row.id, None)
-            self._per_integration[key] -= 1
-            if self._per_integration[key] <= 0:
-                del self._per_integration[key]
+            for counter in (self._per_integration, self._sending):
+                counter[key] -= 1
+                if counter[key] <= 0:
+                    del counter[key]
             self._landed.set()
+            self._pump()  # the next waiting row starts now, not after a transaction
 
         task.add_done_callback(done)
 
@@ -282,6 +337,7 @@ class DeliveryWorker:
                     self._clock.now(),
                     (time.perf_counter() - clock0) * 1000,
                     integration=row.integration,
+                    started_at=row.claimed_at,
                     error="released unsent at shutdown",
                 )
             )
@@ -311,6 +367,7 @@ class DeliveryWorker:
                 self._clock.now(),
                 (time.perf_counter() - clock0) * 1000,
                 row.integration,
+                started_at=row.claimed_at,
                 next_attempt_at=next_attempt_at,
                 error=error,
                 status_code=status_code,

@@ -1,7 +1,9 @@
 """The outbox: claiming due notifications, recording outcomes, replaying dead ones.
 
 Claims take a lease (owner, token, expiry) and count the attempt before
-anything is sent, so a crash mid-send leaves a visible, countable attempt.
+anything is sent, so a crash mid-send leaves a visible, countable attempt:
+the next claim of that row records it as ``interrupted`` in
+``delivery_attempts``. Finished attempts are recorded with their outcome.
 PostgreSQL claims with ``FOR UPDATE SKIP LOCKED``; SQLite with one guarded
 ``UPDATE … RETURNING`` inside ``BEGIN IMMEDIATE`` (SQLAlchemy would silently
 drop SKIP LOCKED there, and select-then-update hands two workers the same
@@ -51,6 +53,7 @@ class Claimed:
     created_at: datetime
     attempt: int  # this attempt's number, counted at claim
     lease_token: str
+    claimed_at: datetime
 
     @property
     def integration_key(self) -> str:
@@ -66,6 +69,7 @@ class Outcome:
     finished_at: datetime
     duration_ms: float = 0.0
     integration: str = ""
+    started_at: datetime | None = None
     next_attempt_at: datetime | None = None
     error: str | None = None
     status_code: int | None = None
@@ -144,12 +148,21 @@ async def claim(
     due = [n.status == NS.PENDING.value, n.next_attempt_at <= now]
     walks = [(expired, n.lease_expires_at), (due, n.next_attempt_at)]
     chosen: list[int] = []
+    interrupted: list[dict[str, Any]] = []  # attempts cut short by a dead worker
     left: dict[tuple[str, str, int], int] = {}
     for condition, order in walks if expired_leases else walks[1:]:
         if len(chosen) >= limit:
             break
         candidates = (
-            sa.select(n.id, n.receiver, n.integration, n.integration_index)
+            sa.select(
+                n.id,
+                n.receiver,
+                n.integration,
+                n.integration_index,
+                n.status,
+                n.attempts,
+                n.lease_owner,
+            )
             .where(*condition, _not_blocked(), *_excluding(excluded))
             .order_by(order, n.id)
             # Look past a few busy destinations' rows to find others'.
@@ -165,6 +178,20 @@ async def claim(
                 continue
             left[key] -= 1
             chosen.append(int(row.id))
+            if row.status == NS.IN_FLIGHT.value:
+                # Its worker died or hung between claim and outcome: that
+                # attempt may or may not have reached the sink.
+                interrupted.append(
+                    {
+                        "notification_id": int(row.id),
+                        "attempt": row.attempts,
+                        "worker": row.lease_owner or "?",
+                        "started_at": now,
+                        "finished_at": now,
+                        "outcome": "interrupted",
+                        "error": "its worker stopped before recording an outcome (lease expired)",
+                    }
+                )
             if len(chosen) >= limit:
                 break
     if not chosen:
@@ -201,34 +228,12 @@ async def claim(
             created_at=m["created_at"],
             attempt=m["attempts"],
             lease_token=m["lease_token"],
+            claimed_at=now,
         )
         for m in sorted(rows, key=lambda m: m["id"])
     ]
-    again = [c.id for c in claimed if c.attempt > 1]
-    if again:
-        # An attempt still "in progress" from an earlier claim was cut short:
-        # its worker died between claim and outcome (it may or may not have sent).
-        await conn.execute(
-            delivery_attempts.update()
-            .where(
-                delivery_attempts.c.notification_id.in_(again),
-                delivery_attempts.c.outcome == "in_progress",
-            )
-            .values(outcome="interrupted", finished_at=now)
-        )
-    await conn.execute(
-        delivery_attempts.insert(),
-        [
-            {
-                "notification_id": c.id,
-                "attempt": c.attempt,
-                "worker": worker,
-                "started_at": now,
-                "outcome": "in_progress",
-            }
-            for c in claimed
-        ],
-    )
+    if interrupted:
+        await conn.execute(delivery_attempts.insert(), interrupted)
     return claimed
 
 
@@ -250,14 +255,16 @@ _FINISH_SENT = (
     .returning(n.id)
 )
 
-_RECORD_ATTEMPT = (
+# A worker that lost its lease finds its attempt already recorded as
+# interrupted by the worker that took the row over: it says what happened.
+_ATTEMPT_LEASE_LOST = (
     delivery_attempts.update()
     .where(
         delivery_attempts.c.notification_id == sa.bindparam("b_id"),
         delivery_attempts.c.attempt == sa.bindparam("b_attempt"),
     )
     .values(
-        outcome=sa.bindparam("b_outcome"),
+        outcome="lease_lost",
         finished_at=sa.bindparam("b_finished"),
         status_code=sa.bindparam("b_status"),
         error=sa.bindparam("b_error"),
@@ -288,8 +295,8 @@ def _values_for(o: Outcome) -> dict[str, Any]:
     }
 
 
-async def finish(conn: AsyncConnection, outcomes: list[Outcome]) -> set[int]:
-    """Record outcomes; returns the ids whose lease was lost (nothing written for them)."""
+async def finish(conn: AsyncConnection, outcomes: list[Outcome], worker: str) -> set[int]:
+    """Record outcomes; returns the ids whose lease was lost (only their attempt is noted)."""
     if not outcomes:
         return set()
     applied: set[int] = set()
@@ -309,21 +316,41 @@ async def finish(conn: AsyncConnection, outcomes: list[Outcome]) -> set[int]:
         )
         if result.rowcount == 1:
             applied.add(o.id)
-    await conn.execute(
-        _RECORD_ATTEMPT,
-        [
-            {
-                "b_id": o.id,
-                "b_attempt": o.attempt,
-                "b_outcome": o.result.value if o.id in applied else "lease_lost",
-                "b_finished": o.finished_at,
-                "b_status": o.status_code,
-                "b_error": o.error,
-                "b_duration": round(o.duration_ms, 3),
-            }
-            for o in outcomes
-        ],
-    )
+    recorded = [o for o in outcomes if o.id in applied]
+    if recorded:
+        await conn.execute(
+            delivery_attempts.insert(),
+            [
+                {
+                    "notification_id": o.id,
+                    "attempt": o.attempt,
+                    "worker": worker,
+                    "started_at": o.started_at or o.finished_at,
+                    "finished_at": o.finished_at,
+                    "outcome": o.result.value,
+                    "status_code": o.status_code,
+                    "error": o.error,
+                    "duration_ms": round(o.duration_ms, 3),
+                }
+                for o in recorded
+            ],
+        )
+    lost = [o for o in outcomes if o.id not in applied]
+    if lost:
+        await conn.execute(
+            _ATTEMPT_LEASE_LOST,
+            [
+                {
+                    "b_id": o.id,
+                    "b_attempt": o.attempt,
+                    "b_finished": o.finished_at,
+                    "b_status": o.status_code,
+                    "b_error": o.error,
+                    "b_duration": round(o.duration_ms, 3),
+                }
+                for o in lost
+            ],
+        )
     return {o.id for o in outcomes} - applied
 
 

@@ -158,7 +158,8 @@ delivery_attempts = sa.Table(
     sa.Column("worker", sa.String(64), nullable=False),
     sa.Column("started_at", UTCDateTime(), nullable=False),
     sa.Column("finished_at", UTCDateTime(), nullable=True),
-    # in_progress → sent | retry | dead | interrupted | lease_lost
+    # Written when an attempt ends: sent, retry, dead, released or deferred;
+    # interrupted (its worker died; written by the next claim) or lease_lost.
     sa.Column("outcome", sa.String(16), nullable=False),
     sa.Column("status_code", sa.Integer(), nullable=True),
     sa.Column("error", sa.Text(), nullable=True),
