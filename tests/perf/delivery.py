@@ -9,6 +9,12 @@ worker`` process delivers them; the rate is measured at the sink, from its
 first request to its last. Latency: ``alertrelay serve`` takes ``--rate``
 new alerts a second for ``--seconds`` (one alert per webhook); each alert's
 latency runs from the webhook's 200 to the sink receiving its notification.
+
+Each round first measures the ceiling: the same HTTP client and ``post``
+call the notifiers use, eight posts in flight (one destination's default
+share) to the same kind of sink, with no database. On a 2-core machine
+that client, not the outbox, bounds what one Python process can send; each
+throughput is also quoted as its share of that ceiling from the same round.
 Medians over ``--rounds``.
 """
 
@@ -31,6 +37,8 @@ from tests.perf.ingest import drop_pg, free_port, pg_database, wait_ready
 from tests.sinks import WebhookSink, serve
 
 ROOT = Path(__file__).resolve().parents[2]
+# Sends in flight to one destination by default: half of delivery.concurrency (16).
+_DESTINATION_SHARE = 8
 
 
 def _alert(name: str) -> dict[str, Any]:
@@ -57,12 +65,63 @@ def fill(db_url: str, config_text: str, rows: int) -> None:
     asyncio.run(run())
 
 
-def throughput(db_url: str, rows: int, tmp: Path) -> float:
+def _run_sink() -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
     sink = subprocess.Popen([sys.executable, "-m", "uvicorn", "tests.perf.sink_app:app", "--port", str(port), "--log-level", "warning"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_ready(f"http://127.0.0.1:{port}/count")
+    return sink, port
+
+
+def _sink_rate(port: int, rows: int, timeout: float = 300) -> float:
+    """Requests/s at the sink, from its first request to its last, once ``rows`` arrived."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/count", timeout=5) as resp:  # noqa: S310
+            state = json.loads(resp.read())
+        if state["count"] >= rows:
+            return float((state["count"] - 1) / (state["last"] - state["first"]))
+        time.sleep(0.1)
+    raise RuntimeError("the sink did not get every request")
+
+
+def bare_sender(rows: int, concurrency: int) -> float:
+    """The ceiling: the same HTTP client and call alertrelay uses, with no database at all.
+
+    ``concurrency`` posts in flight (a destination's default share), a
+    notification-sized JSON body each, through ``app.notifiers.http.post``
+    on uvloop, as the worker runs.
+    """
+    import uvloop
+
+    from app.notifiers.http import make_client, post
+
+    sink, port = _run_sink()
     try:
-        wait_ready(f"http://127.0.0.1:{port}/count")
-        config = f"route: {{receiver: r}}\nreceivers: [{{name: r, {os.environ.get('EXP_RECV', '')} webhook_configs: [{{url: 'http://127.0.0.1:{port}/hook'}}]}}]\n"
+        url = f"http://127.0.0.1:{port}/hook"
+        body = {"status": "firing", "alert": _alert("Bare"), "receiver": "r", "padding": "x" * 400}
+
+        async def run() -> None:
+            client = make_client()
+            todo = iter(range(rows))
+
+            async def lane() -> None:
+                for _ in todo:
+                    await post(client, url, what="bare", json_body=body)
+
+            await asyncio.gather(*(lane() for _ in range(concurrency)))
+            await client.aclose()
+
+        uvloop.run(run())
+        return _sink_rate(port, rows)
+    finally:
+        sink.terminate()
+        sink.wait(timeout=10)
+
+
+def throughput(db_url: str, rows: int, tmp: Path) -> float:
+    sink, port = _run_sink()
+    try:
+        config = f"route: {{receiver: r}}\nreceivers: [{{name: r, webhook_configs: [{{url: 'http://127.0.0.1:{port}/hook'}}]}}]\n"
         from app.store.migrate import upgrade
 
         upgrade(db_url)
@@ -72,14 +131,7 @@ def throughput(db_url: str, rows: int, tmp: Path) -> float:
         env = {**os.environ, "ALERTRELAY_DATABASE_URL": db_url, "ALERTRELAY_LOG_LEVEL": "warning"}
         worker = subprocess.Popen([sys.executable, "-m", "app", "worker", "--config", str(path)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=(tmp / "worker.log").open("wb"))
         try:
-            deadline = time.monotonic() + 300
-            while time.monotonic() < deadline:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/count", timeout=5) as resp:  # noqa: S310
-                    state = json.loads(resp.read())
-                if state["count"] >= rows:
-                    return (state["count"] - 1) / (state["last"] - state["first"])
-                time.sleep(0.1)
-            raise RuntimeError("delivery did not finish")
+            return _sink_rate(port, rows)
         finally:
             worker.terminate()
             worker.wait(timeout=30)
@@ -135,16 +187,20 @@ def main() -> None:
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="alertrelay-delivery-"))
     targets = ["sqlite"] + (["postgres"] if args.postgres else [])
-    out: dict[str, Any] = {}
-    for target in targets:
-        rates, p50s, p99s = [], [], []
-        for rnd in range(args.rounds):
+    bare: list[float] = []
+    runs: dict[str, dict[str, list[float]]] = {t: {"throughput": [], "share": [], "p50": [], "p99": []} for t in targets}
+    for rnd in range(args.rounds):
+        bare.append(bare_sender(args.rows, _DESTINATION_SHARE))
+        print(f"round {rnd + 1} bare sender {bare[-1]:7.0f} requests/s (the ceiling)", flush=True)
+        for target in targets:
+            got = runs[target]
             for kind in ("throughput", "latency"):
                 db_url = f"sqlite:///{tmp}/{target}-{kind}-{rnd}.db" if target == "sqlite" else pg_database(args.postgres)
                 try:
                     if kind == "throughput":
-                        rates.append(throughput(db_url, args.rows, tmp))
-                        print(f"round {rnd + 1} {target:8} throughput {rates[-1]:7.0f} notifications/s", flush=True)
+                        got["throughput"].append(throughput(db_url, args.rows, tmp))
+                        got["share"].append(got["throughput"][-1] / bare[-1])
+                        print(f"round {rnd + 1} {target:8} throughput {got['throughput'][-1]:7.0f} notifications/s ({got['share'][-1]:.0%} of the bare sender)", flush=True)
                     else:
                         if target == "postgres":
                             from app.store.migrate import upgrade
@@ -152,14 +208,25 @@ def main() -> None:
                             upgrade(db_url)
                         lat = asyncio.run(latency(db_url, args.rate, args.seconds, tmp))
                         p50, p99 = lat[len(lat) // 2] * 1000, lat[int(len(lat) * 0.99) - 1] * 1000
-                        p50s.append(p50)
-                        p99s.append(p99)
+                        got["p50"].append(p50)
+                        got["p99"].append(p99)
                         print(f"round {rnd + 1} {target:8} latency at {args.rate:g}/s: p50 {p50:6.1f} ms  p99 {p99:6.1f} ms  max {lat[-1] * 1000:6.1f} ms", flush=True)
                 finally:
                     if target == "postgres":
                         drop_pg(db_url)
-        out[target] = {"throughput_per_s": statistics.median(rates), "latency_p50_ms": statistics.median(p50s), "latency_p99_ms": statistics.median(p99s), "runs": {"throughput": rates, "p50": p50s, "p99": p99s}}
-        print(f"{target:8} median: {out[target]['throughput_per_s']:.0f} notifications/s; at {args.rate:g} alerts/s p50 {out[target]['latency_p50_ms']:.1f} ms, p99 {out[target]['latency_p99_ms']:.1f} ms", flush=True)
+    out: dict[str, Any] = {"bare_sender_per_s": statistics.median(bare), "runs": {"bare": bare}}
+    print(f"\nmedians over {args.rounds} rounds: bare sender {out['bare_sender_per_s']:.0f} requests/s")
+    for target in targets:
+        got = runs[target]
+        out[target] = {
+            "throughput_per_s": statistics.median(got["throughput"]),
+            "share_of_bare": statistics.median(got["share"]),
+            "latency_p50_ms": statistics.median(got["p50"]),
+            "latency_p99_ms": statistics.median(got["p99"]),
+        }
+        out["runs"][target] = got
+        m = out[target]
+        print(f"{target:8} {m['throughput_per_s']:.0f} notifications/s ({m['share_of_bare']:.0%} of the bare sender); at {args.rate:g} alerts/s p50 {m['latency_p50_ms']:.1f} ms, p99 {m['latency_p99_ms']:.1f} ms", flush=True)
     results = ROOT / "tests" / "perf" / "results"
     results.mkdir(parents=True, exist_ok=True)
     path = results / f"delivery-{time.strftime('%Y%m%d-%H%M%S')}.json"
