@@ -54,6 +54,9 @@ class ConfigError(Exception):
         self.source = source
 
 
+_INGEST_S_PER_ALERT = 0.0005
+
+
 class ServerConfig(StrictModel):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
@@ -63,6 +66,16 @@ class ServerConfig(StrictModel):
     # well under Alertmanager's 10 s minimum flush budget.
     ingest_timeout: Duration = timedelta(seconds=5)
     log_level: str = "info"
+
+    def ingest_deadline_s(self, alerts: int) -> float:
+        """``ingest_timeout`` plus 0.5 ms per alert in the webhook.
+
+        A large group is work, not a busy database: without the allowance a
+        slow disk answers a 10,000-alert group 503 every time, and
+        Alertmanager retries the same group forever. At the default
+        maximum the total stays at Alertmanager's 10 s minimum budget.
+        """
+        return self.ingest_timeout.total_seconds() + _INGEST_S_PER_ALERT * alerts
 
 
 class DatabaseConfig(StrictModel):

@@ -14,8 +14,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-import sqlalchemy as sa
-
 from app.clock import Clock
 from app.domain import AlertRecord, Status
 from app.fanout import notice_payload, notification_rows
@@ -25,7 +23,6 @@ from app.runtime import Runtime
 from app.store import queries
 from app.store.alerts import AlertChanges, AlertUnit
 from app.store.engine import Database
-from app.store.tables import alerts
 
 log = logging.getLogger(__name__)
 
@@ -91,10 +88,9 @@ class Sweeper:
         """One batch of flapping alerts past ``after`` (fingerprint order)."""
         runtime = self._runtime()
         now = self._clock.now()
-        condition = sa.and_(alerts.c.flapping.is_(True), alerts.c.fingerprint > after)
         async with self._db.write() as conn:
             unit = AlertUnit(conn, self._db.kind)
-            found = await unit.load_where(condition, _BATCH)
+            found = await unit.load_flapping(after, _BATCH)
             changes = AlertChanges()
             for rec in found:
                 routed = runtime.route(rec.labels)
@@ -118,15 +114,9 @@ class Sweeper:
     async def _sweep_reminders(self, result: SweepResult) -> int:
         runtime = self._runtime()
         now = self._clock.now()
-        due = sa.and_(
-            alerts.c.status == Status.FIRING.value,
-            alerts.c.flapping.is_(False),
-            alerts.c.next_renotify_at.is_not(None),
-            alerts.c.next_renotify_at <= now,
-        )
         async with self._db.write() as conn:
             unit = AlertUnit(conn, self._db.kind)
-            found = await unit.load_where(due, _BATCH)
+            found = await unit.load_reminders_due(now, _BATCH)
             changes = AlertChanges()
             for rec in found:
                 routed = runtime.route(rec.labels)

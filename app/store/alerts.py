@@ -260,8 +260,23 @@ class AlertUnit:
                 found[rec.fingerprint] = rec
         return found
 
-    async def load_where(self, condition: Any, limit: int) -> list[AlertRecord]:
-        """Lock and load alerts matching ``condition`` (the sweeper's queries)."""
+    async def load_flapping(self, after: str, limit: int) -> list[AlertRecord]:
+        """Lock and load up to ``limit`` flapping alerts past ``after``, in fingerprint order."""
+        return await self._load_where(
+            sa.and_(alerts.c.flapping.is_(True), alerts.c.fingerprint > after), limit
+        )
+
+    async def load_reminders_due(self, now: datetime, limit: int) -> list[AlertRecord]:
+        """Lock and load firing, non-flapping alerts whose reminder is due."""
+        due = sa.and_(
+            alerts.c.status == Status.FIRING.value,
+            alerts.c.flapping.is_(False),
+            alerts.c.next_renotify_at.is_not(None),
+            alerts.c.next_renotify_at <= now,
+        )
+        return await self._load_where(due, limit)
+
+    async def _load_where(self, condition: Any, limit: int) -> list[AlertRecord]:
         query = sa.select(alerts).where(condition).order_by(alerts.c.fingerprint).limit(limit)
         if self.dialect == "postgresql":
             query = query.with_for_update(skip_locked=True)

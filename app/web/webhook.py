@@ -90,7 +90,8 @@ async def _store(
         log.warning("alert quarantined", extra={"index": rejected.index, "reason": rejected.reason})
 
     try:
-        async with asyncio.timeout(server.ingest_timeout.total_seconds()):
+        weight = len(parsed.webhook.alerts) + len(parsed.rejected)
+        async with asyncio.timeout(server.ingest_deadline_s(weight)):
             result = await services.ingest.ingest(parsed, ticket)
     except TimeoutError:
         raise HTTPError(

@@ -1,5 +1,6 @@
 """Alembic is the only way the schema is made: upgrade, downgrade, upgrade; no drift."""
 
+import pytest
 import sqlalchemy as sa
 from alembic import command
 from alembic.autogenerate import compare_metadata
@@ -39,3 +40,29 @@ def test_constraint_names_follow_the_convention(db_url: str) -> None:
     engine.dispose()
     assert "uq_alert_transitions_fingerprint_occurrence_to_status" in uniques
     assert {"ix_notifications_status_next_attempt_at_id", "ix_notifications_ordering_key_id"} <= indexes
+
+
+def test_sqlite_datetimes_are_written_in_sqlalchemys_own_format() -> None:
+    """UTCDateTime formats SQLite text itself; it must be byte-for-byte SQLAlchemy's
+    (fixed-width, so text order is time order, and rows written before read back)."""
+    from datetime import UTC, datetime, timedelta, timezone
+
+    from sqlalchemy.dialects import sqlite
+
+    from app.store.tables import UTCDateTime
+
+    dialect = sqlite.dialect()
+    ours = UTCDateTime().bind_processor(dialect)
+    theirs = sa.DateTime().dialect_impl(dialect).bind_processor(dialect)
+    assert ours is not None and theirs is not None
+    east = timezone(timedelta(hours=5, minutes=30))
+    for value in [
+        datetime(2024, 1, 2, 3, 4, 5, 678901, tzinfo=UTC),
+        datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC),  # no microseconds: still six digits
+        datetime(1, 1, 1, tzinfo=UTC),
+        datetime(2024, 12, 31, 23, 59, 59, 999999, tzinfo=east),
+    ]:
+        assert ours(value) == theirs(value.astimezone(UTC).replace(tzinfo=None)), value
+    assert ours(None) is None
+    with pytest.raises(ValueError, match="naive"):
+        ours(datetime(2024, 1, 1))  # noqa: DTZ001

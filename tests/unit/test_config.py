@@ -211,3 +211,13 @@ receivers: [{name: root}]
     assert grandchild.options.flap.enter_score == 6  # the rest inherited
     root = rt.route({"x": "y"}).options
     assert root is not None and root.renotify_s == 7200 and root.flap.enabled
+
+
+@pytest.mark.parametrize(
+    ("timeout", "alerts", "deadline_s"),
+    [("5s", 1, 5.0005), ("5s", 10_000, 10.0), ("2s", 0, 2.0), ("1s", 4_000, 3.0)],
+)
+def test_ingest_deadline_grows_with_the_webhook(timeout: str, alerts: int, deadline_s: float) -> None:
+    """A big group gets 0.5 ms an alert on top: its size is work, not a busy database."""
+    config = parse_config(MINIMAL + f"server: {{ingest_timeout: {timeout}}}\n", "t", {}).config
+    assert config.server.ingest_deadline_s(alerts) == pytest.approx(deadline_s)
