@@ -256,18 +256,20 @@ class DeliveryWorker:
         self._per_integration[row.integration_key] -= 1
         if self._per_integration[row.integration_key] <= 0:
             del self._per_integration[row.integration_key]
-        self._outcomes.append(
-            Outcome(
-                row.id,
-                row.lease_token,
-                row.attempt,
-                Result.RELEASED,
-                self._clock.now(),
-                0.0,
-                row.integration,
-                started_at=row.claimed_at,
-                error="released unsent at shutdown",
-            )
+        self._outcomes.append(self._released(row, 0.0))
+
+    def _released(self, row: Claimed, duration_ms: float) -> Outcome:
+        """Handed back at shutdown: due again at once, the attempt not held against it."""
+        return Outcome(
+            row.id,
+            row.lease_token,
+            row.attempt,
+            Result.RELEASED,
+            self._clock.now(),
+            duration_ms,
+            row.integration,
+            started_at=row.claimed_at,
+            error="released unsent at shutdown",
         )
 
     def _room(self, runtime: Runtime, receiver: str, name: str, index: int) -> int:
@@ -328,19 +330,7 @@ class DeliveryWorker:
         try:
             outcome = await self._attempt(row, runtime, integration, started, clock0)
         except asyncio.CancelledError:
-            self._outcomes.append(
-                Outcome(
-                    row.id,
-                    row.lease_token,
-                    row.attempt,
-                    Result.RELEASED,
-                    self._clock.now(),
-                    (time.perf_counter() - clock0) * 1000,
-                    integration=row.integration,
-                    started_at=row.claimed_at,
-                    error="released unsent at shutdown",
-                )
-            )
+            self._outcomes.append(self._released(row, (time.perf_counter() - clock0) * 1000))
             raise
         self._outcomes.append(outcome)
 

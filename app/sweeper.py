@@ -18,8 +18,9 @@ from app.clock import Clock
 from app.domain import AlertRecord, Status
 from app.fanout import notice_payload, notification_rows
 from app.metrics import Metrics
-from app.notices import apply_state, plan_reminder, plan_sweep, state_of
-from app.runtime import Runtime
+from app.notices import Notice, apply_state, plan_reminder, plan_sweep, state_of
+from app.routing import RouteResult
+from app.runtime import RouteOptions, Runtime
 from app.store import queries
 from app.store.alerts import AlertChanges, AlertUnit
 from app.store.engine import Database
@@ -104,10 +105,7 @@ class Sweeper:
                 if rec.status is Status.FIRING:
                     _reschedule(rec, routed.options.renotify_s, now, reset=True)
                 changes.changed.append(rec)
-                payload = notice_payload(rec, notice, now)
-                rows = notification_rows(rec, notice, payload, routed, runtime, now)
-                changes.notifications.extend(rows)
-                result.notifications += len(rows)
+                result.notifications += _queue(changes, rec, notice, routed, runtime, now)
             await unit.write(changes)
         return len(found), (found[-1].fingerprint if found else after)
 
@@ -130,12 +128,24 @@ class Sweeper:
                 if notice is None:
                     continue
                 result.reminders += 1
-                payload = notice_payload(rec, notice, now)
-                rows = notification_rows(rec, notice, payload, routed, runtime, now)
-                changes.notifications.extend(rows)
-                result.notifications += len(rows)
+                result.notifications += _queue(changes, rec, notice, routed, runtime, now)
             await unit.write(changes)
         return len(found)
+
+
+def _queue(
+    changes: AlertChanges,
+    rec: AlertRecord,
+    notice: Notice,
+    routed: RouteResult[RouteOptions],
+    runtime: Runtime,
+    now: datetime,
+) -> int:
+    """Add the notice's outbox rows, one per integration it routes to; returns how many."""
+    payload = notice_payload(rec, notice, now)
+    rows = notification_rows(rec, notice, payload, routed, runtime, now)
+    changes.notifications.extend(rows)
+    return len(rows)
 
 
 def _reschedule(rec: AlertRecord, renotify_s: float, now: datetime, *, reset: bool) -> None:
