@@ -126,5 +126,7 @@ def pytest_configure(config: pytest.Config) -> None:
         missing.append("the Alertmanager binary is not installed")
     if not shutil.which("amtool"):
         missing.append("amtool is not installed")
+    if not shutil.which("promtool"):
+        missing.append("promtool (Debian package prometheus) is not installed")
     if missing:
         raise pytest.UsageError("ALERTRELAY_TEST_REQUIRE_ALL: " + "; ".join(missing))
