@@ -6,7 +6,7 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY app ./app
 COPY migrations ./migrations
-RUN pip wheel --no-cache-dir --wheel-dir /wheels '.[postgres]'
+RUN pip wheel --no-cache-dir --wheel-dir /wheels '.[postgres,otel]'
 
 FROM python:3.11-slim
 ARG GIT_COMMIT=unknown
@@ -21,7 +21,7 @@ RUN groupadd --system --gid 10001 alertrelay \
  && mkdir -p /var/lib/alertrelay /etc/alertrelay \
  && chown alertrelay:alertrelay /var/lib/alertrelay
 COPY --from=build /wheels /wheels
-RUN pip install --no-cache-dir --no-index --find-links=/wheels alertrelay psycopg psycopg-binary \
+RUN pip install --no-cache-dir --no-index --find-links=/wheels 'alertrelay[postgres,otel]' \
  && rm -rf /wheels
 USER 10001:10001
 WORKDIR /var/lib/alertrelay

@@ -41,6 +41,7 @@ from app.runtime import Integration, Runtime
 from app.store import outbox
 from app.store.engine import Database
 from app.store.outbox import Claimed, Outcome, Result
+from app.tracing import Tracer
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +84,7 @@ class DeliveryWorker:
         version: str = "dev",
         poll_interval: float = 0.5,
         rand: Callable[[], float] = random.random,
+        tracer: Tracer | None = None,
     ) -> None:
         self._db = db
         self._runtime = runtime
@@ -94,6 +96,7 @@ class DeliveryWorker:
         self._version = version
         self._poll = poll_interval
         self._rand = rand
+        self._tracer = tracer or Tracer()
         self._inflight: dict[int, asyncio.Task[None]] = {}
         # In flight or claimed and waiting, per integration key.
         self._per_integration: Counter[str] = Counter()
@@ -327,11 +330,30 @@ class DeliveryWorker:
         started = self._clock.now()
         clock0 = time.perf_counter()
         integration = runtime.integrations.get(row.integration_key)
-        try:
-            outcome = await self._attempt(row, runtime, integration, started, clock0)
-        except asyncio.CancelledError:
-            self._outcomes.append(self._released(row, (time.perf_counter() - clock0) * 1000))
-            raise
+        # The span names the destination by receiver and integration only:
+        # its URL or key is often the credential.
+        with self._tracer.span(
+            f"deliver {row.integration}",
+            kind="client",
+            attributes={
+                "alertrelay.notification_id": row.id,
+                "alertrelay.receiver": row.receiver,
+                "alertrelay.integration": row.integration,
+                "alertrelay.kind": row.kind.value,
+                "alertrelay.attempt": row.attempt,
+            },
+        ) as span:
+            try:
+                outcome = await self._attempt(row, runtime, integration, started, clock0)
+            except asyncio.CancelledError:
+                self._outcomes.append(self._released(row, (time.perf_counter() - clock0) * 1000))
+                span.set("alertrelay.outcome", Result.RELEASED.value)
+                raise
+            span.set("alertrelay.outcome", outcome.result.value)
+            if outcome.status_code is not None:
+                span.set("http.response.status_code", outcome.status_code)
+            if outcome.result in (Result.RETRY, Result.DEAD) and outcome.error:
+                span.error(outcome.error[:200])
         self._outcomes.append(outcome)
 
     async def _attempt(

@@ -3,6 +3,7 @@
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 
@@ -18,6 +19,7 @@ from app.store import outbox, queries
 from app.store.engine import Database
 from app.store.outbox import ReplayStatus
 from app.sweeper import Sweeper
+from app.tracing import tracer_from_env
 from app.version import version_info
 
 log = logging.getLogger("alertrelay.worker")
@@ -40,6 +42,7 @@ async def run_worker(settings: Settings, loaded: LoadedConfig) -> int:
     wake = asyncio.Event()
     stop = asyncio.Event()
     http = make_client(config.global_.proxy_url)
+    tracer = tracer_from_env(os.environ, vinfo.version)
     delivery = DeliveryWorker(
         db,
         lambda: holder.current,
@@ -49,6 +52,7 @@ async def run_worker(settings: Settings, loaded: LoadedConfig) -> int:
         worker_id=settings.worker_id or default_worker_id(),
         wake=wake,
         version=vinfo.version,
+        tracer=tracer,
     )
     sweeper = Sweeper(db, lambda: holder.current, clock, metrics, on_notifications=wake.set)
 
@@ -72,6 +76,7 @@ async def run_worker(settings: Settings, loaded: LoadedConfig) -> int:
                 loop.remove_signal_handler(sig)
         await http.aclose()
         await db.dispose()
+        tracer.shutdown()
     return 0
 
 

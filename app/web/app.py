@@ -8,6 +8,7 @@ each test builds a fresh app.
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from app.settings import Effective, Settings, effective
 from app.store.engine import Database
 from app.store.migrate import head_revision
 from app.sweeper import Sweeper
+from app.tracing import tracer_from_env
 from app.version import VersionInfo, version_info
 from app.web import api, health, ui, webhook
 from app.web.middleware import RequestMiddleware
@@ -85,6 +87,9 @@ def create_app(
     loops to be driven by hand (tests with a manual clock)."""
     eff = effective(settings, loaded.config)
     clock = clock or SystemClock()
+    tracer = tracer_from_env(
+        os.environ, version_info(settings.git_commit, settings.build_time).version
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -112,6 +117,7 @@ def create_app(
             worker_id=settings.worker_id or default_worker_id(),
             wake=wake,
             version=vinfo.version,
+            tracer=tracer,
         )
         services = Services(
             settings=settings,
@@ -157,6 +163,7 @@ def create_app(
                     await task
             await http.aclose()
             await db.dispose()
+            tracer.shutdown()
 
     routes = [
         Route("/webhook/alertmanager", webhook.alertmanager, methods=["POST"]),
@@ -169,5 +176,5 @@ def create_app(
         debug=False,
         routes=routes,
         lifespan=lifespan,
-        middleware=[Middleware(RequestMiddleware)],
+        middleware=[Middleware(RequestMiddleware, tracer=tracer)],
     )

@@ -9,6 +9,7 @@ import time
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.logs import request_id
+from app.tracing import Span, Tracer
 
 log = logging.getLogger("alertrelay.access")
 
@@ -17,8 +18,9 @@ _500 = json.dumps({"status": "error", "error": "internal error; see the server l
 
 
 class RequestMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, tracer: Tracer | None = None) -> None:
         self.app = app
+        self.tracer = tracer or Tracer()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -31,6 +33,35 @@ class RequestMiddleware:
                 break
         rid = incoming if _SAFE_ID.match(incoming) else os.urandom(8).hex()
         token = request_id.set(rid)
+        method = scope.get("method", "")
+        try:
+            await self._traced(scope, receive, send, rid, method)
+        finally:
+            request_id.reset(token)
+
+    async def _traced(
+        self, scope: Scope, receive: Receive, send: Send, rid: str, method: str
+    ) -> None:
+        headers = (
+            {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers", [])}
+            if self.tracer.enabled
+            else None
+        )
+        with self.tracer.span(
+            method,
+            kind="server",
+            headers=headers,
+            attributes={
+                "http.request.method": method,
+                "url.path": scope.get("path", ""),
+                "alertrelay.request_id": rid,
+            },
+        ) as span:
+            await self._serve(scope, receive, send, rid, span)
+
+    async def _serve(
+        self, scope: Scope, receive: Receive, send: Send, rid: str, span: Span
+    ) -> None:
         started = time.perf_counter()
         status = 0
 
@@ -61,6 +92,13 @@ class RequestMiddleware:
                 )
                 await send({"type": "http.response.body", "body": _500})
         finally:
+            route = getattr(scope.get("route"), "path", None)
+            if isinstance(route, str):
+                span.rename(f"{scope.get('method', '')} {route}")
+                span.set("http.route", route)
+            span.set("http.response.status_code", status)
+            if status >= 500:
+                span.error(f"HTTP {status}")
             if log.isEnabledFor(logging.DEBUG) or status >= 500:
                 log.log(
                     logging.WARNING if status >= 500 else logging.DEBUG,
@@ -72,4 +110,3 @@ class RequestMiddleware:
                         "ms": round((time.perf_counter() - started) * 1000, 2),
                     },
                 )
-            request_id.reset(token)
