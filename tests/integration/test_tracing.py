@@ -94,7 +94,9 @@ class OtlpCollector(Sink):
     """An OTLP/HTTP traces endpoint: decodes what the exporter posts."""
 
     def spans(self) -> list[tuple[dict[str, Any], Any]]:
-        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+            ExportTraceServiceRequest,
+        )
 
         found = []
         for received in self.requests():
