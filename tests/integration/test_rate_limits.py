@@ -33,27 +33,33 @@ class StrictSlack(Sink):
 
 
 async def test_storm_to_one_slack_webhook_stays_under_its_limit(sqlite_url: str) -> None:
-    """300 notifications, 54/s against a sink that allows 60/s: no 429, about 300/54 s."""
+    """240 notifications at 40/s against a sink that allows 60 in any second: no 429, about 6 s.
+
+    The sink counts arrivals, not departures: the sink, the app and the test
+    share one process (and its GIL), so sends paced 25 ms apart can reach the
+    sink bunched up. A third of headroom keeps that scheduling jitter from
+    reading as a limiter fault; an actual fault (a burst, a bucket reset, a
+    second bucket per destination) still sends well past 60 in a second."""
     sink = StrictSlack(limit=60)
     with serve(sink) as url:
         config = f"""
 route: {{receiver: chat}}
 receivers:
   - name: chat
-    slack_configs: [{{api_url: "{url}/services/T/B/X", rate_limit: {{per_second: 54, burst: 1}}}}]
+    slack_configs: [{{api_url: "{url}/services/T/B/X", rate_limit: {{per_second: 40, burst: 1}}}}]
 """
         async with running_app(sqlite_url, config, background=True) as (_, client):
-            alerts = [am_alert({"alertname": "Storm", "instance": f"i{i}"}) for i in range(300)]
+            alerts = [am_alert({"alertname": "Storm", "instance": f"i{i}"}) for i in range(240)]
             started = time.monotonic()
             r = await client.post("/webhook/alertmanager", content=body(am_webhook(alerts)), headers=JSON)
-            assert r.json()["notifications"] == 300
+            assert r.json()["notifications"] == 240
             async with asyncio.timeout(30):
-                while sum(1 for q in sink.requests() if q.status == 200) < 300:
+                while sum(1 for q in sink.requests() if q.status == 200) < 240:
                     await asyncio.sleep(0.05)
             elapsed = time.monotonic() - started
     statuses = [q.status for q in sink.requests()]
-    assert statuses.count(429) == 0 and statuses.count(200) == 300
-    assert 300 / 54 * 0.85 <= elapsed <= 300 / 54 * 1.6, elapsed
+    assert statuses.count(429) == 0 and statuses.count(200) == 240
+    assert 240 / 40 * 0.85 <= elapsed <= 240 / 40 * 1.6, elapsed
 
 
 async def test_a_hanging_destination_does_not_delay_the_others(sqlite_url: str) -> None:
