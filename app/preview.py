@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -53,6 +54,30 @@ def _payload(
     return notice_payload(rec, notice, now)
 
 
+def _is_url(secret: str) -> bool:
+    return secret.startswith(("http://", "https://"))
+
+
+def shown_url(url: str, secrets: list[str]) -> str:
+    """``url`` with its secret parts redacted, keeping the rest readable.
+
+    A webhook URL is a secret as a whole, and its notifier also names the
+    part that is the credential (Slack's key, Discord's token, Teams' ``sig``),
+    so only that part is hidden. A secret URL with no such part named (a
+    ``webhook_configs`` URL may hide a credential anywhere) shows only its
+    scheme, host and port.
+    """
+    shown = redact(url, [s for s in secrets if not _is_url(s)])
+    parts = urlsplit(url)
+    secret_url = any(_is_url(s) and s in url for s in secrets)
+    # Credentials in the authority (user:password@) are never shown either.
+    if secret_url and (shown == url or "@" in parts.netloc):
+        host = f"[{parts.hostname}]" if parts.hostname and ":" in parts.hostname else parts.hostname
+        port = f":{parts.port}" if parts.port else ""
+        return f"{parts.scheme}://{host}{port}/<redacted>"
+    return shown
+
+
 def render_requests(
     runtime: Runtime, labels: dict[str, str], annotations: dict[str, str], *, kind: str = "firing"
 ) -> str:
@@ -85,7 +110,7 @@ def render_requests(
                 )
                 request = notifier.prepare(message)
                 out.append(
-                    f"--- {integration.key}: {request.method} {redact(request.url, secrets)}"
+                    f"--- {integration.key}: {request.method} {shown_url(request.url, secrets)}"
                 )
                 for name, value in request.headers.items():
                     out.append(f"{name}: {redact(value, secrets)}")

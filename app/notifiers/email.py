@@ -66,11 +66,11 @@ FIELD_LIMIT = 64_000  # characters of summary/description in the HTML part
 LABEL_LIMIT = 1_000  # characters of one label value in the HTML part
 MSGID_KEY_LIMIT = 48  # characters of the idempotency key in the Message-ID
 IO_TIMEOUT_S = 10.0  # per SMTP operation; the attempt's total deadline is the caller's
-# Headers alertrelay sets itself: the MIME structure, and the identity and
-# date a retry must keep. ``Bcc`` would only disclose (the envelope is ``to``).
-RESERVED_HEADERS = frozenset(
-    {"message-id", "date", "mime-version", "content-type", "content-transfer-encoding", "bcc"}
-)
+# Headers alertrelay sets itself: the MIME structure (``MIME-Version`` and
+# every ``Content-*``, which describe the parts it builds), and the identity
+# and date a retry must keep. ``Bcc`` would only disclose (the envelope is ``to``).
+RESERVED_HEADERS = frozenset({"message-id", "date", "mime-version", "bcc"})
+RESERVED_PREFIX = "content-"
 _TEMPLATE = Path(__file__).resolve().parent.parent / "templates" / "email.html"
 _MSGID_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 _COLOURS = {
@@ -128,8 +128,11 @@ def _plausible_address(addr: str) -> bool:
 def _check_headers(headers: dict[str, str]) -> None:
     scratch = EmailMessage(policy=email.policy.SMTP)
     for name, value in headers.items():
-        if name.lower() in RESERVED_HEADERS:
-            raise FieldError("headers", f"{name} is set by alertrelay and cannot be configured")
+        lower = name.lower()
+        if lower in RESERVED_HEADERS or lower.startswith(RESERVED_PREFIX):
+            raise FieldError(
+                f"headers.{name}", f"{name} is set by alertrelay and cannot be configured"
+            )
         try:
             scratch[name] = header_safe(value)
         except (ValueError, TypeError, IndexError) as exc:

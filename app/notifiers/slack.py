@@ -175,8 +175,10 @@ class SlackNotifier:
         return self._secrets
 
     def rate_limit(self) -> RateLimit:
-        # Slack: one message per second per webhook, short bursts tolerated.
-        return RateLimit(per_second=1.0, burst=2)
+        # Slack allows one message per second per webhook and tolerates short
+        # bursts, without saying how long; no burst by default keeps a storm
+        # at the documented rate (a config's rate_limit may allow one).
+        return RateLimit(per_second=1.0, burst=1)
 
     def prepare(self, message: Message) -> Prepared:
         body = json.dumps(slack_body(message, self._config), ensure_ascii=False).encode()

@@ -169,3 +169,105 @@ def test_serve_refuses_an_unwritable_database(tmp_path: Path) -> None:
     db.chmod(0o444)
     result = run("serve", "--port", "1", env={"ALERTRELAY_DATABASE_URL": f"sqlite:///{db}"})
     assert result.returncode != 0
+
+
+RENDER_KEY = "f00dfeedf00dfeedf00dfeedf00dfeed"  # PagerDuty routing key: a secret
+SLACK_KEY = "SLACKPATHSECRETabc123xyz"  # the credential at the end of a Slack webhook path
+
+
+def _requests(stdout: str) -> dict[str, tuple[str, dict[str, str], dict[str, object]]]:
+    """``--- key: METHOD URL``, header lines, a blank line, the JSON body: by integration key."""
+    out = {}
+    for chunk in stdout.split("\n--- ")[1:]:
+        head, _, rest = chunk.partition("\n\n")
+        first, *header_lines = head.splitlines()
+        key, _, request_line = first.partition(": ")
+        headers = dict(line.split(": ", 1) for line in header_lines)
+        out[key] = (request_line, headers, json.loads(rest))
+    return out
+
+
+def test_routes_test_render_prints_each_request_and_sends_nothing(tmp_path: Path) -> None:
+    from tests.sinks import FakePagerDuty, WebhookSink, serve
+
+    pagerduty, slack = FakePagerDuty(), WebhookSink()
+    with serve(pagerduty) as pd_url, serve(slack) as slack_url:
+        slack_hook = f"{slack_url}/services/T0000/B0000/{SLACK_KEY}"
+        config = tmp_path / "render.yml"
+        config.write_text(f"""
+runbooks:
+  default: "https://runbooks.example.com/{{{{ labels.alertname | lower }}}}"
+route:
+  receiver: chat
+  routes:
+    - matchers: ['severity="critical"']
+      receiver: page
+      continue: true
+    - matchers: ['severity=~"critical|warning"']
+      receiver: chat
+receivers:
+  - name: page
+    pagerduty_configs: [{{routing_key: {RENDER_KEY}, url: "{pd_url}/v2/enqueue"}}]
+  - name: chat
+    slack_configs: [{{api_url: "{slack_hook}", title: "{{{{ labels.team }}}}: {{{{ default_title }}}}"}}]
+""")
+        args = ["routes", "test", "--config", str(config), "--render", "alertname=DiskFull", "severity=critical", "team=storage"]
+        result = run(*args, "--annotation", "summary=Disk on db-1 is 95% full")
+        resolved = run(*args, "--kind", "resolved")
+        assert pagerduty.requests() == [] and slack.requests() == []  # printed, sent nowhere
+    assert result.returncode == 0, result.stderr
+    assert resolved.returncode == 0, resolved.stderr
+    for out in (result, resolved):
+        for secret in (RENDER_KEY, SLACK_KEY, slack_hook):
+            assert secret not in out.stdout and secret not in out.stderr
+
+    requests = _requests(result.stdout)
+    assert list(requests) == ["page/pagerduty/0", "chat/slack/0"]
+    runbook = "https://runbooks.example.com/diskfull"
+
+    line, headers, event = requests["page/pagerduty/0"]
+    assert line == f"POST {pd_url}/v2/enqueue"
+    assert headers == {"Content-Type": "application/json"}
+    assert event["routing_key"] == "<redacted>" and event["event_action"] == "trigger"
+    assert str(event["dedup_key"]).startswith("alertrelay/")
+    details = event["payload"]
+    assert isinstance(details, dict)
+    assert details["summary"] == "[FIRING] DiskFull (critical): Disk on db-1 is 95% full"
+    assert details["severity"] == "critical"
+    assert details["custom_details"]["labels"] == {"alertname": "DiskFull", "severity": "critical", "team": "storage"}
+    assert event["links"] == [{"href": runbook, "text": "Runbook"}]
+
+    line, headers, message = requests["chat/slack/0"]
+    # The webhook's key is hidden; where it goes stays readable.
+    assert line == f"POST {slack_url}/services/T0000/B0000/<redacted>"
+    assert headers == {"Content-Type": "application/json"}
+    title = "storage: [FIRING] DiskFull (critical): Disk on db-1 is 95% full"  # the title override, rendered
+    assert message["blocks"] == [{"type": "section", "text": {"type": "mrkdwn", "text": f"*{title}*", "verbatim": True}}]
+    assert str(message["text"]).startswith(title + "\nDisk on db-1 is 95% full")
+    (attachment,) = message["attachments"]  # type: ignore[misc]
+    buttons = [e for b in attachment["blocks"] if b["type"] == "actions" for e in b["elements"]]
+    assert [(b["text"]["text"], b["url"]) for b in buttons] == [("Runbook", runbook)]
+
+    later = _requests(resolved.stdout)
+    assert later["page/pagerduty/0"][2]["event_action"] == "resolve"
+    assert later["page/pagerduty/0"][2]["routing_key"] == "<redacted>"
+    assert "[RESOLVED] DiskFull" in str(later["chat/slack/0"][2]["text"])
+
+
+@pytest.mark.parametrize(
+    ("url", "secrets", "shown"),
+    [
+        # The notifier names the credential part: only that part is hidden.
+        ("https://hooks.slack.com/services/T0/B0/KEYKEY123", ["https://hooks.slack.com/services/T0/B0/KEYKEY123", "KEYKEY123"], "https://hooks.slack.com/services/T0/B0/<redacted>"),
+        ("https://discord.com/api/webhooks/42/TOKTOK987", ["https://discord.com/api/webhooks/42/TOKTOK987", "TOKTOK987"], "https://discord.com/api/webhooks/42/<redacted>"),
+        # A secret URL with no part named, or with user:password@, shows where it goes only.
+        ("https://hook.example:8443/in?token=abcdef", ["https://hook.example:8443/in?token=abcdef"], "https://hook.example:8443/<redacted>"),
+        ("https://u:pw@mm.example/hooks/KEYKEY123", ["https://u:pw@mm.example/hooks/KEYKEY123", "KEYKEY123"], "https://mm.example/<redacted>"),
+        # A URL that is no secret (PagerDuty's key travels in the body) is shown as it is.
+        ("https://events.pagerduty.com/v2/enqueue", ["f00dfeedf00dfeed"], "https://events.pagerduty.com/v2/enqueue"),
+    ],
+)
+def test_preview_urls_hide_exactly_the_secret_parts(url: str, secrets: list[str], shown: str) -> None:
+    from app.preview import shown_url
+
+    assert shown_url(url, secrets) == shown

@@ -482,6 +482,38 @@ receivers:
     ]
 
 
+@pytest.mark.parametrize(
+    "name",
+    ["Content-Type", "content-transfer-encoding", "Content-Disposition", "CONTENT-ID", "Content-Language",
+     "MIME-Version", "mime-version", "Message-Id", "date", "BCC"],
+)
+def test_headers_that_describe_the_mime_structure_are_refused(name: str) -> None:
+    """Every ``Content-*`` and ``MIME-Version``, any case: alertrelay builds the parts itself."""
+    text = f"""
+global: {{smtp_smarthost: "mail.example.com:587", smtp_from: a@example.com}}
+route: {{receiver: r}}
+receivers:
+  - name: r
+    email_configs:
+      - {{to: b@example.com, headers: {{X-Team: ops, {name}: "x"}}}}
+"""
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, "t.yml", {})
+    assert info.value.errors == [
+        f"receivers[0].email_configs[0].headers.{name}: {name} is set by alertrelay and cannot be configured"
+    ]
+
+
+async def test_headers_that_only_look_reserved_are_sent(ctx: BuildContext) -> None:
+    headers = {"X-Content-Type-Options": "nosniff", "Contented": "yes", "X-MIME-Version": "2"}
+    prepared = notifier(config(2525, headers=headers), ctx).prepare(message())
+    assert {k: prepared.headers[k] for k in headers} == headers
+    # The structure is still alertrelay's own, once each.
+    msg = email.message_from_bytes(prepared.body, policy=email.policy.default)
+    assert msg.get_all("MIME-Version") == ["1.0"]
+    assert msg.get_content_type() == "multipart/alternative"
+
+
 async def test_header_injection_through_labels_and_headers(ctx: BuildContext) -> None:
     """SEC-13: CR/LF in a label (used in the Subject) or a configured header adds no header."""
     evil = "DiskFull\r\nBcc: x@example.invalid"

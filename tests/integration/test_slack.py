@@ -220,7 +220,7 @@ async def test_destination_secrets_and_rate_limit(fake_slack: tuple[FakeSlack, s
         assert "SLACKSECRET" not in notifier.destination()
         assert notifier.destination() != other.destination()
         assert notifier.secrets() == [base + HOOK_PATH, HOOK_PATH.rpartition("/")[2]]
-        assert notifier.rate_limit() == RateLimit(per_second=1.0, burst=2)
+        assert notifier.rate_limit() == RateLimit(per_second=1.0, burst=1)
 
 
 @pytest.mark.parametrize(
