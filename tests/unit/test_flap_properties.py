@@ -1,4 +1,5 @@
-"""FLAP-02 as a property: duplicates and reordered replays never change the outcome.
+"""FLAP-02 as a property: duplicates and reordered replays never change the outcome;
+and the PagerDuty contract of SPEC §4 holds whatever the flap did.
 
 A random flap history is applied once cleanly, once with every webhook
 repeated one to three times and with firing/resolved of the same occurrence
@@ -12,9 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from app.dedup import Position, decide
-from app.domain import Alert, Status
+from app.domain import Alert, NoticeKind, Status
 from app.flapping import FlapParams, FlapState, score_at
-from app.notices import AlertNoticeState, plan_edges, plan_sweep
+from app.notices import AlertNoticeState, Notice, plan_edges, plan_reminder, plan_sweep
 
 F, R = Status.FIRING, Status.RESOLVED
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -29,6 +30,7 @@ class Run:
         self.state: AlertNoticeState | None = None
         self.edges: set[tuple[datetime, Status]] = set()
         self.notices: list[str] = []
+        self.planned: list[Notice] = []  # this run's notices not yet handed to a sink
 
     def apply(self, event: Event, now: datetime) -> None:
         status, starts, ends = event
@@ -43,6 +45,7 @@ class Run:
             assert key not in self.edges  # no transition is ever recorded twice
             self.edges.add(key)
         self.notices += [n.kind.value for n in plan.notices]
+        self.planned += plan.notices
 
     def finish(self, at: datetime) -> tuple[bool, float]:
         assert self.state is not None
@@ -137,3 +140,93 @@ def test_a_flap_always_ends_with_one_stable_notice(history: list[Event], delays:
         run.finish(end + timedelta(minutes=minute))
     assert run.state is not None and not run.state.flap.flapping
     assert run.notices.count("flapping") == run.notices.count("stable")
+
+
+class PagerDuty:
+    """PagerDuty's dedup rules over the notices, in the order they are delivered."""
+
+    def __init__(self) -> None:
+        self.open: set[str] = set()
+
+    def deliver(self, notice: Notice) -> None:
+        resolve = notice.kind is NoticeKind.RESOLVED or (
+            notice.kind is NoticeKind.STABLE and notice.status is Status.RESOLVED
+        )
+        if resolve:
+            self.open.discard(notice.dedup_key)  # a resolve of a closed key is dropped
+        else:
+            self.open.add(notice.dedup_key)
+
+
+def check_incidents(state: AlertNoticeState, pd: PagerDuty) -> None:
+    """The contract of SPEC §4 at every step: one incident open exactly while the
+    alert fires or flaps (the flapping notice holds one open), none otherwise."""
+    if state.status is Status.FIRING or state.flap.flapping:
+        assert pd.open == {state.incident_key}, (state, pd.open)
+    else:
+        assert pd.open == set(), (state, pd.open)
+
+
+@settings(max_examples=400, deadline=None, derandomize=True)
+@given(
+    history=histories(),
+    repeats=st.lists(st.integers(1, 3), min_size=24, max_size=24),
+    swaps=st.lists(st.booleans(), min_size=12, max_size=12),
+    delays=st.lists(st.integers(0, 900), min_size=72, max_size=72),
+    sweeps=st.lists(st.integers(0, 3), min_size=72, max_size=72),
+    reminders=st.lists(st.booleans(), min_size=72, max_size=72),
+    params=st.sampled_from(PARAMS),
+)
+def test_no_incident_left_open_for_a_resolved_alert_and_none_closed_while_it_fires(
+    history: list[Event],
+    repeats: list[int],
+    swaps: list[bool],
+    delays: list[int],
+    sweeps: list[int],
+    reminders: list[bool],
+    params: FlapParams,
+) -> None:
+    """Whatever the flap did, and however webhooks were repeated, reordered or
+    interleaved with sweeps and reminders, PagerDuty ends up (and stays at
+    every step) with an incident open exactly when the alert is firing."""
+    stream: list[Event] = []
+    by_occurrence: dict[datetime, list[Event]] = {}
+    for event in history:
+        by_occurrence.setdefault(event[1], []).append(event)
+    for i, (_, group) in enumerate(by_occurrence.items()):
+        ordered = list(reversed(group)) if swaps[i % len(swaps)] else group
+        for j, event in enumerate(ordered):
+            stream += [event] * repeats[(2 * i + j) % len(repeats)]
+
+    run, pd = Run(params), PagerDuty()
+    reminder_count = 0
+    now = T0
+    for step, (event, at) in enumerate(deliver(stream, delays + delays)):
+        run.apply(event, at)
+        assert run.state is not None
+        for notice in run.planned:
+            pd.deliver(notice)
+        run.planned.clear()
+        now = at
+        # The sweeper runs between webhooks, zero to three times, a minute apart.
+        for k in range(sweeps[step % len(sweeps)]):
+            swept = plan_sweep(FP, run.state, params, now + timedelta(minutes=k + 1))
+            if swept is not None:
+                pd.deliver(swept)
+        if reminders[step % len(reminders)]:
+            reminder_count += 1
+            reminder = plan_reminder(FP, run.state, reminder_count)
+            if reminder is not None:
+                pd.deliver(reminder)
+        check_incidents(run.state, pd)
+    # Then a long quiet spell: every flap calms down and the end state holds.
+    assert run.state is not None
+    for minute in range(1, 24 * 60, 5):
+        swept = plan_sweep(FP, run.state, params, now + timedelta(minutes=minute))
+        if swept is not None:
+            pd.deliver(swept)
+        check_incidents(run.state, pd)
+    assert not run.state.flap.flapping
+    last = history[-1]
+    assert run.state.status is last[0]
+    assert (pd.open == set()) is (last[0] is Status.RESOLVED)
