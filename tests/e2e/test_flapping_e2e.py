@@ -1,5 +1,6 @@
 """Flapping end to end: the real Alertmanager toggling an alert into alertrelay."""
 
+import json
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,10 +25,10 @@ def _iso(t: datetime) -> str:
 
 @needs_alertmanager
 def test_toggling_alert_gives_one_flapping_notice_and_one_stable_notice(tmp_path: Path) -> None:
-    pd, chat = FakePagerDuty(), WebhookSink()
+    pd, chat, slack = FakePagerDuty(), WebhookSink(), WebhookSink()  # WebhookSink answers 200 "ok", as Slack does
     token = tmp_path / "token"
     token.write_text("t0k3n")
-    with serve(pd) as pd_url, serve(chat) as chat_url:
+    with serve(pd) as pd_url, serve(chat) as chat_url, serve(slack) as slack_url:
         # Toggling every 1.5 s with a 10 s half-life is the reference example
         # (5 min with 30 min) scaled down 200x: the 5th transition starts the flap.
         relay_config = f"""
@@ -39,6 +40,7 @@ receivers:
   - name: page
     pagerduty_configs: [{{routing_key: {KEY}, url: "{pd_url}/v2/enqueue", rate_limit: {{per_second: 0}}}}]
     webhook_configs: [{{url: "{chat_url}/chat"}}]
+    slack_configs: [{{api_url: "{slack_url}/services/T0/B0/XXXX", rate_limit: {{per_second: 0}}}}]
 """
         am_config = f"""
 route:
@@ -82,7 +84,16 @@ receivers:
     actions = [(e["event_action"]) for i in pd.all_incidents() for e in i["events"]]
     assert actions == ["trigger", "resolve", "trigger", "resolve", "trigger", "resolve"]
     assert pd.open_incidents() == [] and pd.dropped == []
-    assert "FLAPPING" in pd.all_incidents()[2]["events"][0]["payload"]["summary"]
+    summary = pd.all_incidents()[2]["events"][0]["payload"]["summary"]
+    assert "FLAPPING" in summary and "5 transitions" in summary, summary
+    # The chat integration got the same story: four per-transition messages,
+    # one flapping message naming the count, one stable message, nothing else.
+    texts = [json.dumps(r.json()) for r in slack.requests()]
+    assert len(texts) == 6, texts
+    assert all(r.status == 200 for r in slack.requests())
+    assert not any("FLAPPING" in t or "STABLE" in t for t in texts[:4]), texts[:4]
+    assert "FLAPPING" in texts[4] and "5 transitions" in texts[4], texts[4]
+    assert "STABLE" in texts[5] and "RESOLVED" in texts[5], texts[5]
 
 
 def _fp() -> str:
