@@ -153,6 +153,42 @@ def test_serve_on_the_builtin_defaults_and_status(tmp_path: Path) -> None:
     assert dead.returncode == 2 and dead.stdout.startswith("ALERTRELAY CRITICAL")
 
 
+def test_serve_takes_config_database_host_and_port_from_the_environment(tmp_path: Path) -> None:
+    """SPEC §1: ALERTRELAY_CONFIG, _DATABASE_URL, _HOST, _PORT, _LOG_LEVEL without flags."""
+    port = free_port()
+    config = tmp_path / "env.yml"
+    config.write_text("route: {receiver: from-env}\nreceivers: [{name: from-env, log_configs: [{}]}]\n")
+    db = tmp_path / "elsewhere.db"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ALERTRELAY_")}
+    env |= {
+        "ALERTRELAY_CONFIG": str(config),
+        "ALERTRELAY_DATABASE_URL": f"sqlite:///{db}",
+        "ALERTRELAY_HOST": "127.0.0.1",
+        "ALERTRELAY_PORT": str(port),
+        "ALERTRELAY_LOG_LEVEL": "warning",
+    }
+    proc = subprocess.Popen([sys.executable, "-m", "app", "serve"], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_until(lambda: http_json("GET", url + "/ready"), 30, what="serve from the environment ready")
+        info = http_json("GET", url + "/health?detailed=true")
+        assert info["config"]["source"] == str(config), info["config"]
+        import urllib.request
+
+        req = urllib.request.Request(url + "/webhook/alertmanager", data=body(am_webhook([am_alert({"alertname": "Env"})])), headers=JSON, method="POST")
+        with urllib.request.urlopen(req, timeout=5) as resp:  # noqa: S310
+            assert resp.status == 200
+        detail = http_json("GET", url + "/api/v1/alerts")["alerts"][0]
+        detail = http_json("GET", url + f"/api/v1/alerts/{detail['fingerprint']}")
+        assert {n["receiver"] for n in detail["notifications"]} == {"from-env"}
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=20)
+    assert db.exists() and not (tmp_path / "alertrelay.db").exists()
+    # At warning level the info lines of start-up are not printed.
+    assert b'"level": "info"' not in out and b'"level":"info"' not in out, out.decode()[:2000]
+
+
 def test_serve_refuses_a_bad_config(tmp_path: Path) -> None:
     path = tmp_path / "bad.yml"
     path.write_text("route: {receiver: nope}\nreceivers: [{name: r}]\n")
