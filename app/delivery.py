@@ -438,7 +438,22 @@ class DeliveryWorker:
                 f"{integration.name}: no complete answer within {timeout_s:g}s", retryable=True
             )
         except Exception as exc:  # a bug in a notifier: keep the loop and the row alive
-            log.exception("notifier failed", extra={"notification": row.id})
+            # Its text, and its traceback's, may quote a URL or key: log them
+            # formatted and redacted, never as exc_info (a handler would print
+            # them raw, or with the frames' locals).
+            log.error(
+                "notifier failed",
+                extra={
+                    "notification": row.id,
+                    "integration": integration.name,
+                    "error_type": type(exc).__name__,
+                    "error": redact(str(exc), prepared.secrets)[:_MAX_ERROR],
+                    "traceback": redact(
+                        logging.Formatter().formatException((type(exc), exc, exc.__traceback__)),
+                        prepared.secrets,
+                    )[-4 * _MAX_ERROR :],
+                },
+            )
             error = DeliveryError(
                 f"{integration.name}: internal error {type(exc).__name__}", retryable=True
             )
@@ -454,7 +469,7 @@ class DeliveryWorker:
         decision = (
             next_attempt(
                 row.attempt,
-                row.created_at,
+                row.queued_at,
                 self._clock.now(),
                 policy,
                 error.retry_after,

@@ -11,7 +11,7 @@ import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 
 from app.confbase import DeliveryConfig
@@ -61,8 +61,11 @@ def parse_retry_after(value: str | None, now: datetime) -> float | None:
             when = parsedate_to_datetime(text)
         except (TypeError, ValueError, IndexError):
             return None
-        if when is None or when.tzinfo is None:
+        if when is None:
             return None
+        if when.tzinfo is None:
+            # HTTP dates are GMT: asctime's form has no zone (RFC 9110 §5.6.7).
+            when = when.replace(tzinfo=UTC)
         return max(0.0, (when - now).total_seconds())
     if math.isnan(seconds) or seconds < 0:
         return None

@@ -15,8 +15,8 @@ from app.metrics import Metrics
 from app.notifiers.http import make_client
 from app.runtime import RuntimeHolder, build_runtime
 from app.settings import Settings, effective
-from app.store import outbox, queries
-from app.store.engine import Database
+from app.store import migrate, outbox, queries
+from app.store.engine import Database, DatabaseSetupError
 from app.store.outbox import ReplayStatus
 from app.sweeper import Sweeper
 from app.tracing import tracer_from_env
@@ -83,29 +83,31 @@ async def run_worker(settings: Settings, loaded: LoadedConfig) -> int:
 async def dead_letters(
     database_url: str, loaded: LoadedConfig, *, replay: int | None, replay_all: bool
 ) -> int:
+    """List dead notifications, or replay one or all; 1 when anything asked for was not done."""
     db = Database(database_url, busy_timeout_s=loaded.config.database.busy_timeout.total_seconds())
     clock = SystemClock()
     try:
-        if replay is None and not replay_all:
+        try:
+            await db.check()
             async with db.read() as conn:
-                rows, _ = await queries.list_notifications(
-                    conn,
-                    status=NotificationStatus.DEAD.value,
-                    fingerprint=None,
-                    limit=1000,
-                    cursor=None,
-                )
-            if not rows:
-                print("no dead notifications")
-            for n in rows:
-                where = f"{n['receiver']}/{n['integration']}/{n['integration_index']}"
-                print(
-                    f"{n['id']:>8}  {n['dead_at']}  {where}  {n['kind']:<9} {n['fingerprint']}"
-                    f"  attempts={n['attempts']}  {n['last_error'] or ''}"
-                )
-            return 0
+                revision = await migrate.current_revision(conn)
+        except DatabaseSetupError as exc:
+            print(str(exc), file=sys.stderr)
+            return 1
+        if revision != migrate.head_revision():
+            # The rows would not read right; serve and worker migrate on start.
+            print(
+                f"the database schema is at revision {revision}, this alertrelay needs "
+                f"{migrate.head_revision()}: run `alertrelay migrate` first",
+                file=sys.stderr,
+            )
+            return 1
+        if replay is None and not replay_all:
+            return await _list_dead(db)
         async with db.read() as conn:
             ids = [replay] if replay is not None else await outbox.dead_ids(conn)
+        if not ids:
+            print("no dead notifications")
         failed = 0
         for nid in ids:
             async with db.write() as conn:
@@ -113,14 +115,51 @@ async def dead_letters(
             if result.status is ReplayStatus.REQUEUED:
                 print(f"{nid}: requeued")
             elif result.status is ReplayStatus.SUPERSEDED:
-                print(f"{nid}: not replayed, superseded by notification {result.superseded_by}")
+                # Asked for by id it is a refusal; in --replay-all it is expected.
+                print(
+                    f"{nid}: not replayed, superseded by notification {result.superseded_by}"
+                    " (a later notification for the same alert and destination exists)",
+                    file=sys.stderr if replay is not None else sys.stdout,
+                )
                 failed += replay is not None
+            elif result.status is ReplayStatus.NOT_FOUND:
+                print(f"notification {nid} not found", file=sys.stderr)
+                failed += 1
             else:
                 print(
-                    f"{nid}: not replayed ({result.status.value.replace('_', ' ')})",
+                    f"notification {nid} is not dead (already replayed or delivered)",
                     file=sys.stderr,
                 )
                 failed += 1
         return 1 if failed else 0
     finally:
         await db.dispose()
+
+
+_LIST_LIMIT = 1000
+
+
+async def _list_dead(db: Database) -> int:
+    async with db.read() as conn:
+        rows, more = await queries.list_notifications(
+            conn,
+            status=NotificationStatus.DEAD.value,
+            fingerprint=None,
+            limit=_LIST_LIMIT,
+            cursor=None,
+        )
+    if not rows:
+        print("no dead notifications")
+    for n in rows:
+        where = f"{n['receiver']}/{n['integration']}/{n['integration_index']}"
+        print(
+            f"{n['id']:>8}  {n['dead_at']}  {where}  {n['kind']:<9} {n['fingerprint']}"
+            f"  attempts={n['attempts']}  {n['last_error'] or ''}"
+        )
+    if more is not None:
+        print(
+            f"showing the newest {_LIST_LIMIT} dead notifications; more exist "
+            "(GET /api/v1/notifications?status=dead pages through all)",
+            file=sys.stderr,
+        )
+    return 0

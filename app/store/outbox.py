@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.domain import NoticeKind
 from app.domain import NotificationStatus as NS
-from app.store.tables import delivery_attempts, notifications
+from app.store.tables import UTCDateTime, delivery_attempts, notifications
 
 n = notifications.c
 _earlier = notifications.alias("earlier")
@@ -51,6 +51,7 @@ class Claimed:
     dedup_key: str
     payload: dict[str, Any]
     created_at: datetime
+    queued_at: datetime  # when it last joined the queue (a replay restarts max_age)
     attempt: int  # this attempt's number, counted at claim
     lease_token: str
     claimed_at: datetime
@@ -86,6 +87,8 @@ _RETURNING = (
     n.dedup_key,
     n.payload,
     n.created_at,
+    # Rows never replayed leave queued_at NULL: inserts need not write it.
+    sa.func.coalesce(n.queued_at, n.created_at, type_=UTCDateTime()).label("queued_at"),
     n.attempts,
     n.lease_token,
 )
@@ -226,6 +229,7 @@ async def claim(
             dedup_key=m["dedup_key"],
             payload=m["payload"],
             created_at=m["created_at"],
+            queued_at=m["queued_at"],
             attempt=m["attempts"],
             lease_token=m["lease_token"],
             claimed_at=now,
@@ -403,6 +407,7 @@ async def replay(
         .values(
             status=NS.PENDING.value,
             next_attempt_at=now,
+            queued_at=now,  # max_age starts again, as the attempt count does
             attempts=0,
             replays=n.replays + 1,
             dead_at=None,

@@ -155,6 +155,10 @@ notifications = sa.Table(
     sa.Column("sent_at", UTCDateTime(), nullable=True),
     sa.Column("dead_at", UTCDateTime(), nullable=True),
     sa.Column("replays", sa.Integer(), nullable=False, server_default="0"),
+    # When the row last joined the queue: set by a replay; NULL means
+    # created_at. max_age runs from here, so a replayed row gets its retries
+    # again instead of dying on its first failure for being old.
+    sa.Column("queued_at", UTCDateTime(), nullable=True),
     # Claims walk these and stop at their limit: due rows oldest first, and
     # leases that ran out.
     sa.Index(None, "status", "next_attempt_at", "id"),
