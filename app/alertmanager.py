@@ -12,6 +12,7 @@ import math
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import accumulate
 from typing import Any
 
 from app.domain import Alert, Source, Status, Webhook, content_hash
@@ -66,7 +67,56 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
+# A webhook carries no numbers but ``truncatedAlerts`` (and Grafana's sample
+# values): anything longer than this is an attack, not data. Without the cap
+# a 10**6-digit fraction is accepted as a float (reliability.md IN-03).
+MAX_NUMBER_CHARS = 100
+# An Alertmanager webhook nests 4 deep and Grafana's a little more. The cap
+# is checked on the raw bytes, so a deep body is refused by a limit of ours
+# instead of by wherever the interpreter's recursion limit happens to fall.
+MAX_DEPTH = 64
+
+_STEP = [0] * 256
+for _c in b"[{":
+    _STEP[_c] = 1
+for _c in b"]}":
+    _STEP[_c] = -1
+_NOT_STRUCTURE = bytes(sorted(set(range(256)) - set(b'[]{}"')))
+
+
+def _too_deep(body: bytes) -> bool:
+    """Whether ``body`` nests more than :data:`MAX_DEPTH` containers deep.
+
+    Brackets inside strings do not count. Everything runs in C: escaped
+    backslashes and quotes are dropped (so every quote left delimits a
+    string), all but brackets and quotes are deleted, the string contents
+    are cut out, and the running depth stops at the first level over the cap.
+    """
+    if body.count(b"[") + body.count(b"{") <= MAX_DEPTH:  # every small webhook
+        return False
+    if b"\\" in body:
+        body = body.replace(b"\\\\", b"").replace(b'\\"', b"")
+    structure = b"".join(body.translate(None, _NOT_STRUCTURE).split(b'"')[::2])
+    depths = accumulate(map(_STEP.__getitem__, structure))
+    return next(filter(MAX_DEPTH.__lt__, depths), None) is not None
+
+
+class _TooLong(ValueError):
+    def __init__(self, text: str) -> None:
+        super().__init__(
+            f"number too long: {len(text)} characters, over the limit of {MAX_NUMBER_CHARS}"
+        )
+
+
+def _bounded_int(text: str) -> int:
+    if len(text) > MAX_NUMBER_CHARS:  # before int(), which is quadratic in the digits
+        raise _TooLong(text)
+    return int(text)
+
+
 def _finite_float(text: str) -> float:
+    if len(text) > MAX_NUMBER_CHARS:
+        raise _TooLong(text)
     value = float(text)
     if not math.isfinite(value):  # 1e999999 silently becomes inf otherwise
         raise ValueError(f"number {text[:20]} is out of range")
@@ -80,10 +130,10 @@ def _no_constants(name: str) -> Any:
 def parse_json(body: bytes) -> Any:
     """Decode a JSON body or raise ``PayloadError(400)``.
 
-    Rejects invalid UTF-8, a BOM, NaN/Infinity, numbers that overflow,
-    integers past CPython's digit limit, nesting deep enough to recurse out,
-    and duplicate keys (which JSON leaves undefined and Python would
-    silently resolve to the last one).
+    Rejects invalid UTF-8, a BOM, NaN/Infinity, numbers that overflow or are
+    longer than :data:`MAX_NUMBER_CHARS`, nesting deeper than
+    :data:`MAX_DEPTH`, and duplicate keys (which JSON leaves undefined and
+    Python would silently resolve to the last one).
     """
     if not body.strip():
         raise PayloadError(400, "empty body: expected a JSON object")
@@ -91,18 +141,21 @@ def parse_json(body: bytes) -> Any:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
         raise PayloadError(400, "body is not valid UTF-8") from None
+    if _too_deep(body):
+        raise PayloadError(400, f"JSON nested too deeply: more than {MAX_DEPTH} levels")
     try:
         return json.loads(
             text,
             object_pairs_hook=_no_duplicates,
+            parse_int=_bounded_int,
             parse_float=_finite_float,
             parse_constant=_no_constants,
         )
-    except RecursionError:
+    except RecursionError:  # unreachable under the depth cap; a backstop
         raise PayloadError(400, "JSON nested too deeply") from None
     except json.JSONDecodeError as exc:
         raise PayloadError(400, f"malformed JSON: {exc.msg} at position {exc.pos}") from None
-    except ValueError as exc:  # duplicate keys, NaN, huge numbers
+    except ValueError as exc:  # duplicate keys, NaN, numbers too long or too large
         raise PayloadError(400, f"malformed JSON: {str(exc)[:200]}") from None
 
 
@@ -134,7 +187,12 @@ def parse_time(value: Any, field: str) -> datetime | None:
         ts = ts.replace(tzinfo=UTC)
     if ts.year <= _ZERO_YEAR:
         return None
-    return ts.astimezone(UTC)
+    try:
+        return ts.astimezone(UTC)
+    except OverflowError:  # 9999-12-31T23:59:59-01:00 is in the year 10000 in UTC
+        raise ValueError(
+            f"{field}: timestamp {value[:40]!r} is out of range (after 9999-12-31 in UTC)"
+        ) from None
 
 
 def _string_map(value: Any, field: str, scrub: bool) -> dict[str, str]:

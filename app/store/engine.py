@@ -102,9 +102,13 @@ class Database:
                 connect_args={
                     "connect_timeout": max(1, min(int(busy_timeout_s), 5)),
                     # Row locks and statements wait this long, then the
-                    # webhook answers 503 and Alertmanager retries.
+                    # webhook answers 503 and Alertmanager retries. UTC
+                    # sessions: psycopg renders timestamptz in the session's
+                    # zone and refuses years outside 1..9999, which Go's zero
+                    # time and 9999-12-31 reach in any other zone.
                     "options": (
                         f"-c lock_timeout={timeout_ms} -c statement_timeout={timeout_ms * 6}"
+                        " -c TimeZone=UTC"
                     ),
                 },
             )

@@ -11,7 +11,8 @@ import pytest
 from starlette.applications import Starlette
 
 from app.clock import ManualClock
-from app.flapping import FlapParams, FlapState, add_transition, score_at
+from app.fingerprint import fingerprint
+from app.flapping import FlapParams, FlapState, add_transitions, score_at
 from tests.conftest import running_app
 from tests.helpers import JSON, T0, am_alert, am_webhook, body, table_rows
 from tests.sinks import FakePagerDuty, WebhookSink, serve
@@ -149,35 +150,60 @@ async def test_resolved_never_seen_firing_counts_two_transitions(db_url: str) ->
         assert 1.9 < detail["flap"]["score"] <= 2.0
 
 
-@pytest.mark.postgres
-async def test_db_p5_two_replicas_no_lost_update(db_url: str) -> None:
-    """500 transitions of one alert through two replicas at once: the serial score, exactly."""
-    if not db_url.startswith("postgresql"):
-        pytest.skip("replicas share a PostgreSQL")
-    flapping = "flapping: {half_life: 1h, enter_score: 999, exit_score: 1, max_score: 1000}"
+def p5_events(labels: dict[str, str]) -> list[tuple[dict[str, Any], datetime]]:
+    """250 firing/resolved episodes of one alert, 2 minutes apart: 500 transitions."""
     events: list[tuple[dict[str, Any], datetime]] = []
     for k in range(250):
         start = T0 + timedelta(minutes=2 * k)
         end = start + timedelta(minutes=1)
-        events.append((am_alert(LABELS, starts_at=start), start))
-        events.append((am_alert(LABELS, status="resolved", starts_at=start, ends_at=end), end))
+        events.append((am_alert(labels, starts_at=start), start))
+        events.append((am_alert(labels, status="resolved", starts_at=start, ends_at=end), end))
+    return events
+
+
+@pytest.mark.postgres
+async def test_db_p5_two_replicas_no_lost_update(db_url: str) -> None:
+    """Every one of 500 transitions of one alert posted to two replicas at the
+    same moment; then two alerts' transitions interleaved across both: the
+    serial score, exactly, and one transition row per event."""
+    if not db_url.startswith("postgresql"):
+        pytest.skip("replicas share a PostgreSQL")
+    flapping = "flapping: {half_life: 1h, enter_score: 999, exit_score: 1, max_score: 1000}"
     clock = ManualClock(T0 + timedelta(days=1))
     text = "route: {receiver: r}\nreceivers: [{name: r}]\n" + flapping
+    one = p5_events(LABELS)
+    x_labels, y_labels = {**LABELS, "instance": "db-x"}, {**LABELS, "instance": "db-y"}
+    xs, ys = p5_events(x_labels), p5_events(y_labels)
 
-    async def replica(client: httpx.AsyncClient) -> None:
-        for alert, _ in events:
-            r = await client.post("/webhook/alertmanager", content=body(am_webhook([alert])), headers=JSON)
-            assert r.status_code == 200
+    async def send(client: httpx.AsyncClient, alert: dict[str, Any]) -> dict[str, Any]:
+        r = await client.post("/webhook/alertmanager", content=body(am_webhook([alert])), headers=JSON)
+        assert r.status_code == 200, r.text
+        return r.json()  # type: ignore[no-any-return]
+
+    def outcomes(results: list[dict[str, Any]]) -> tuple[int, int]:
+        return sum(r["transitions"] for r in results), sum(r["duplicates"] + r["stale"] for r in results)
 
     async with running_app(db_url, text, clock=clock) as (_, a), running_app(db_url, text, clock=clock) as (_, b):
-        await asyncio.gather(replica(a), replica(b))
+        # Phase 1: each event reaches both replicas at once, as from an HA
+        # Alertmanager pair; one of them applies it, the other sees a duplicate.
+        for i, (alert, _) in enumerate(one):
+            results = await asyncio.gather(send(a, alert), send(b, alert))
+            assert outcomes(list(results)) == (1, 1), (i, results)
+        # Phase 2: two alerts at once, each replica getting both alerts'
+        # events in opposite orders, every event still raced by both.
+        for i, ((x, _), (y, _)) in enumerate(zip(xs, ys, strict=True)):
+            results = await asyncio.gather(send(a, x), send(b, y), send(b, x), send(a, y))
+            assert outcomes(list(results)) == (2, 2), (i, results)
 
-    (row,) = table_rows(db_url, "alerts", "fingerprint")
-    assert len(table_rows(db_url, "alert_transitions")) == 500
+    rows = {r["fingerprint"]: r for r in table_rows(db_url, "alerts", "fingerprint")}
+    transitions = table_rows(db_url, "alert_transitions")
     params = FlapParams(half_life_s=3600, enter_score=999, exit_score=1, max_score=1000)
-    serial = FlapState()
-    for _, at in events:
-        serial = add_transition(serial, at, params)
     at = T0 + timedelta(days=1)
-    stored = FlapState(row["flap_score"], row["flap_score_at"], row["flapping"])
-    assert score_at(stored, at, params) == pytest.approx(score_at(serial, at, params), rel=1e-12)
+    assert len(rows) == 3 and len(transitions) == 1500
+    for labels, events in ((LABELS, one), (x_labels, xs), (y_labels, ys)):
+        fp = fingerprint(labels)
+        assert sum(1 for t in transitions if t["fingerprint"] == fp) == 500
+        serial = add_transitions(FlapState(), [when for _, when in events], params)
+        row = rows[fp]
+        stored = FlapState(row["flap_score"], row["flap_score_at"], row["flapping"])
+        assert score_at(stored, at, params) == pytest.approx(score_at(serial, at, params), rel=1e-12)

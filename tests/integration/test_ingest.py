@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from app.clock import ManualClock
+from app.fingerprint import fingerprint
 from tests.conftest import running_app
 from tests.helpers import (
     JSON,
@@ -22,6 +23,7 @@ from tests.helpers import (
     count,
     table_rows,
 )
+from tests.sinks import FakePagerDuty, WebhookSink, serve
 
 FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures"
 
@@ -131,27 +133,32 @@ async def test_one_bad_alert_does_not_sink_the_others(db_url: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("content", "headers", "status"),
+    ("content", "headers", "status", "error"),
     [
-        (b"{not json", {}, 400),
-        (b"", {}, 400),
-        (b'{"version":"4","alerts":[],"x":NaN}', {}, 400),
-        (b"[" * 4_000 + b"]" * 4_000, {}, 400),
-        (body(am_webhook([])), {"Content-Type": "text/plain"}, 415),
-        (body(am_webhook([])), {"Content-Type": ""}, 415),
-        (body(am_webhook([])), {"Content-Encoding": "gzip"}, 415),
-        (body({"version": "4"}), {}, 422),
-        (body({"version": "3", "alerts": []}), {}, 422),
-        (body(am_webhook([am_alert({"alertname": str(i)}) for i in range(11)])), {}, 413),
-        (b"x" * 20_000, {}, 413),
+        (b"{not json", {}, 400, "malformed JSON"),
+        (b"", {}, 400, "empty body"),
+        (b'{"version":"4","alerts":[],"x":NaN}', {}, 400, "NaN is not valid JSON"),
+        # IN-02: refused by the explicit depth cap, before json.loads recurses.
+        (b"[" * 1_000 + b"]" * 1_000, {}, 400, "JSON nested too deeply: more than 64 levels"),
+        (b"[" * 4_000 + b"]" * 4_000, {}, 400, "JSON nested too deeply: more than 64 levels"),
+        # IN-03: a 10**6-digit fraction (within the body limit of this table).
+        (b'{"version":"4","alerts":[],"n":0.' + b"1" * 1_000_000 + b"}", {}, 400, "number too long: 1000002 characters"),
+        (body(am_webhook([])), {"Content-Type": "text/plain"}, 415, ""),
+        (body(am_webhook([])), {"Content-Type": ""}, 415, ""),
+        (body(am_webhook([])), {"Content-Encoding": "gzip"}, 415, ""),
+        (body({"version": "4"}), {}, 422, "alerts: required"),
+        (body({"version": "3", "alerts": []}), {}, 422, "version: unsupported"),
+        (body(am_webhook([am_alert({"alertname": str(i)}) for i in range(11)])), {}, 413, ""),
+        (b"x" * 1_100_000, {}, 413, ""),
     ],
 )
-async def test_rejected_requests_store_nothing(sqlite_url: str, content: bytes, headers: dict[str, str], status: int) -> None:
-    config = LOG_CONFIG + "server: {max_alerts_per_request: 10, max_body_size: 10240}\n"
+async def test_rejected_requests_store_nothing(sqlite_url: str, content: bytes, headers: dict[str, str], status: int, error: str) -> None:
+    config = LOG_CONFIG + "server: {max_alerts_per_request: 10, max_body_size: 1050000}\n"
     async with running_app(sqlite_url, config) as (_, client):
         r = await client.post("/webhook/alertmanager", content=content, headers={**JSON, **headers})
         assert r.status_code == status, r.text
         assert r.json()["status"] == "error" and "Traceback" not in r.text
+        assert error in r.json()["error"]
         metrics = (await client.get("/metrics")).text
     assert count(sqlite_url, "alerts") == 0 and count(sqlite_url, "notifications") == 0
     assert f'alertrelay_webhooks_total{{code="{status}",source="alertmanager"}} 1.0' in metrics
@@ -284,13 +291,15 @@ async def test_grafana_endpoint(db_url: str) -> None:
 
 
 async def test_fingerprint_mismatch_is_counted_and_the_computed_one_used(db_url: str) -> None:
-    a = am_alert({"alertname": "M"})
+    a = am_alert({"severity": "warning", "job": "foo"})
     a["fingerprint"] = "ffffffffffffffff"
     async with running_app(db_url, LOG_CONFIG) as (_, client):
         assert (await post(client, am_webhook([a]))).status_code == 200
         metrics = (await client.get("/metrics")).text
     assert 'alertrelay_fingerprint_mismatches_total{source="alertmanager"} 1.0' in metrics
-    assert count(db_url, "alerts", "fingerprint = 'ffffffffffffffff'") == 0
+    # The one row carries the fingerprint recomputed from the labels
+    # (a vector of protocols.md §1.4), not the one that was sent.
+    assert [r["fingerprint"] for r in table_rows(db_url, "alerts", "fingerprint")] == ["9266ef3da838ad95"]
 
 
 async def test_nul_and_surrogates_stored_identically(db_url: str) -> None:
@@ -361,3 +370,137 @@ async def test_mixed_states_of_one_alert_in_one_batch_apply_in_order(db_url: str
     assert [t["to_status"] for t in table_rows(db_url, "alert_transitions")] == ["firing", "resolved"]
     # Applied in arrival order: firing (duplicate), resolved (transition), firing (stale).
     assert alert["duplicates"] + alert["stale"] == 2
+
+
+# Parseable timestamps at the edges of datetime's range (reliability.md TIME-02).
+# 0001-01-02T00:00:00+14:00 is in year 1, so it reads as Go's zero time;
+# 0002-01-01T00:00:00+14:00 is a real far-past instant (0001-12-31T10:00Z).
+FAR_TIMES = ["9999-12-31T23:59:59Z", "0001-01-02T00:00:00+14:00", "0002-01-01T00:00:00+14:00", "9999-12-31T23:59:59.999999Z"]
+# Parseable, but past 9999-12-31 once converted to UTC: the alert's own error.
+OVERFLOWING = "9999-12-31T23:59:59-01:00"
+FAR_KEY = "R0UT1NGKEY0123456789abcdef012345"
+
+
+def far_alerts(status: str) -> list[dict[str, object]]:
+    alerts = [am_alert({"alertname": "Ok"}, status=status)]
+    bad_start = am_alert({"alertname": "Overflow", "at": "start"}, status=status)
+    bad_start["startsAt"] = OVERFLOWING
+    bad_end = am_alert({"alertname": "Overflow", "at": "end"}, status=status)
+    bad_end["endsAt"] = OVERFLOWING
+    alerts += [bad_start, bad_end]
+    for i, far in enumerate(FAR_TIMES):
+        start = am_alert({"alertname": "FarStart", "i": str(i)}, status=status)
+        start["startsAt"] = far
+        end = am_alert({"alertname": "FarEnd", "i": str(i)}, status=status)
+        end["endsAt"] = far  # ignored while firing; the resolve time once resolved
+        both = am_alert({"alertname": "FarBoth", "i": str(i)}, status=status)
+        both["startsAt"] = both["endsAt"] = far
+        alerts += [start, end, both]
+    return alerts
+
+
+async def test_far_timestamps_never_5xx_through_ingest_sweeps_and_delivery(db_url: str) -> None:
+    """Firing, repeated, reminded, resolved, flapping, calmed, replayed, rendered
+    to PagerDuty and a webhook, read back through the API: never a 5xx."""
+    accepted = 1 + 3 * len(FAR_TIMES)
+    clock = ManualClock(T0 + timedelta(hours=1))
+    pd, chat = FakePagerDuty(), WebhookSink()
+    with serve(pd) as pd_url, serve(chat) as chat_url:
+        config = f"""
+dedup: {{renotify_interval: 1h}}
+flapping: {{half_life: 5m, enter_score: 2, exit_score: 1}}
+delivery: {{timeout: 2s}}
+route: {{receiver: page}}
+receivers:
+  - name: page
+    pagerduty_configs: [{{routing_key: {FAR_KEY}, url: "{pd_url}/v2/enqueue", rate_limit: {{per_second: 0}}}}]
+    webhook_configs: [{{url: "{chat_url}/chat"}}]
+"""
+        async with running_app(db_url, config, clock=clock) as (app, client):
+            services = app.state.services
+
+            async def deliver() -> None:
+                async with asyncio.timeout(30):
+                    await services.delivery.drain()
+
+            async def post_all(status: str) -> dict[str, object]:
+                r = await post(client, am_webhook(far_alerts(status)))
+                assert r.status_code == 200, r.text
+                result = r.json()
+                assert result["accepted"] == accepted
+                # A firing alert's endsAt is ignored, but it must still parse.
+                assert result["rejected"] == [
+                    {"index": 1, "reason": f"alerts[1].startsAt: timestamp {OVERFLOWING!r} is out of range (after 9999-12-31 in UTC)"},
+                    {"index": 2, "reason": f"alerts[2].endsAt: timestamp {OVERFLOWING!r} is out of range (after 9999-12-31 in UTC)"},
+                ]
+                await deliver()
+                return result  # type: ignore[no-any-return]
+
+            first = await post_all("firing")
+            assert first["transitions"] == accepted
+            assert (await post_all("firing"))["duplicates"] == accepted
+            clock.advance(3601)
+            assert (await services.sweeper.sweep_once()).reminders == accepted
+            await deliver()
+            resolved = await post_all("resolved")
+            assert resolved["transitions"] == accepted
+            assert (await post_all("resolved"))["duplicates"] == accepted
+            for _ in range(60):  # flap scores decay; the flapping ones calm down
+                clock.advance(30)
+                await services.sweeper.sweep_once()
+                await deliver()
+            assert (await post_all("firing"))["stale"] == accepted  # a late replay
+            clock.advance(7200)
+            assert (await services.sweeper.sweep_once()).reminders == 0
+            await deliver()
+
+            listed = (await client.get("/api/v1/alerts?limit=100")).json()["alerts"]
+            assert len(listed) == accepted and {a["status"] for a in listed} == {"resolved"}
+            for a in listed:
+                detail = await client.get(f"/api/v1/alerts/{a['fingerprint']}")
+                assert detail.status_code == 200, detail.text
+            for path in ("/api/v1/alerts?state=firing", "/api/v1/alerts?state=flapping", "/api/v1/quarantine", "/metrics", "/health?detailed=true"):
+                r = await client.get(path)
+                assert r.status_code == 200, (path, r.text)
+
+    assert count(db_url, "alerts") == accepted
+    assert count(db_url, "alerts", "status = 'resolved'") == accepted
+    assert count(db_url, "notifications", "status <> 'sent'") == 0
+    # Every trigger was closed by its resolve: nothing is left open for a resolved alert.
+    assert pd.open_incidents() == [] and pd.dropped == []
+    # The far times reach the sinks as they were sent, not clamped or shifted.
+    far = [b for b in chat.bodies() if b["fingerprint"] == fingerprint({"alertname": "FarBoth", "i": "3"})]
+    assert [b["kind"] for b in far][:1] == ["firing"] and far[-1]["status"] == "resolved"
+    assert {b["alert"]["starts_at"] for b in far} == {"9999-12-31T23:59:59.999999Z"}
+
+
+@pytest.mark.postgres
+async def test_far_timestamps_on_a_postgres_server_outside_utc() -> None:
+    """psycopg refuses a timestamptz whose *local* rendering leaves years 1..9999
+    (year 1 in UTC is year 0 in any zone west of it; 9999-12-31 is 10000 east of
+    it), so the app's sessions must not inherit a server's non-UTC TimeZone."""
+    from app.store.migrate import upgrade
+    from tests.conftest import PG_URL, create_pg_database, drop_pg_database, pg_admin_conn
+
+    if not PG_URL:
+        pytest.skip("ALERTRELAY_TEST_POSTGRES_URL is not set")
+    url = create_pg_database("alertrelay_tz")
+    try:
+        from sqlalchemy.engine import make_url
+
+        with pg_admin_conn() as conn:
+            conn.execute(f"ALTER DATABASE \"{make_url(url).database}\" SET timezone = 'Pacific/Kiritimati'")
+        upgrade(url)
+        async with running_app(url, LOG_CONFIG) as (_, client):
+            r = await post(client, am_webhook(far_alerts("resolved")))
+            assert r.status_code == 200, r.text
+            assert r.json()["accepted"] == 1 + 3 * len(FAR_TIMES)
+            r = await post(client, am_webhook(far_alerts("resolved")))  # reads the stored rows back
+            assert r.status_code == 200, r.text
+            assert r.json()["duplicates"] == 1 + 3 * len(FAR_TIMES)
+            listed = await client.get("/api/v1/alerts?limit=100")
+            assert listed.status_code == 200, listed.text
+            starts = {a["labels"].get("i"): a["starts_at"] for a in listed.json()["alerts"] if a["labels"]["alertname"] == "FarBoth"}
+        assert starts["0"] == "9999-12-31T23:59:59Z" and starts["2"] == "0001-12-31T10:00:00Z"
+    finally:
+        drop_pg_database(url)

@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from app.alertmanager import PayloadError, parse_webhook
+from app.alertmanager import MAX_DEPTH, MAX_NUMBER_CHARS, PayloadError, parse_webhook
 from app.domain import Source, Status
 from tests.helpers import am_alert, am_webhook, body
 
@@ -34,7 +34,8 @@ GOOD = am_webhook([am_alert({"alertname": "A"})])
         body(GOOD) + b"garbage",  # trailing garbage
         b"\xef\xbb\xbf" + body(GOOD),  # BOM
         b"\xff\xfe{}",  # not UTF-8
-        b"[" * 100_000 + b"]" * 100_000,  # IN-02 deep nesting
+        b"[" * 1_000 + b"]" * 1_000,  # IN-02 deep nesting
+        b"[" * 100_000 + b"]" * 100_000,
         b'{"a":' * 5000 + b"1" + b"}" * 5000,
         b'{"version": "4", "alerts": [], "n": ' + b"9" * 4301 + b"}",  # IN-03 huge int
         b'{"version": "4", "alerts": [], "n": NaN}',  # IN-04
@@ -48,9 +49,65 @@ def test_malformed_json_is_400(raw: bytes) -> None:
     assert code(raw) == 400
 
 
-def test_huge_fraction_is_fine_or_400() -> None:
-    raw = b'{"version": "4", "alerts": [], "n": 0.' + b"1" * 1_000_000 + b"}"
-    assert parse(raw).webhook.alerts == []
+def refusal(raw: bytes) -> str:
+    with pytest.raises(PayloadError) as info:
+        parse(raw)
+    assert info.value.status_code == 400
+    return info.value.message
+
+
+@pytest.mark.parametrize(
+    "number",
+    [
+        b"0." + b"1" * 1_000_000,  # IN-03: 10**6-digit fraction
+        b"9" * 4301,  # past CPython's int digit limit
+        b"1" * (MAX_NUMBER_CHARS + 1),  # far below it: still refused by our own cap
+        b"-0." + b"0" * MAX_NUMBER_CHARS + b"1e5",
+    ],
+)
+def test_numbers_longer_than_the_cap_are_400(number: bytes) -> None:
+    raw = b'{"version": "4", "alerts": [], "n": ' + number + b"}"
+    assert refusal(raw) == f"malformed JSON: number too long: {len(number)} characters, over the limit of {MAX_NUMBER_CHARS}"
+
+
+def test_numbers_within_the_cap_are_accepted() -> None:
+    # Grafana's sample values are floats of up to ~24 characters.
+    fraction, integer = b"0." + b"3" * (MAX_NUMBER_CHARS - 2), b"7" * MAX_NUMBER_CHARS
+    raw = b'{"version": "4", "alerts": [], "truncatedAlerts": 3, "f": ' + fraction + b', "i": ' + integer + b"}"
+    assert parse(raw).webhook.truncated_alerts == 3
+
+
+def nested(depth: int) -> bytes:
+    """A valid webhook nesting ``depth`` containers deep, the envelope included."""
+    inner = depth - 1  # objects around a list, in the field "x"
+    x = b'{"a": ' * (inner - 1) + b"[0]" + b"}" * (inner - 1)
+    return b'{"version": "4", "alerts": [], "x": ' + x + b"}"
+
+
+def test_depth_cap_is_explicit_and_exact() -> None:
+    # depth counts the envelope, then each object and list inside it.
+    assert parse(nested(MAX_DEPTH)).webhook.alerts == []
+    assert refusal(nested(MAX_DEPTH + 1)) == f"JSON nested too deeply: more than {MAX_DEPTH} levels"
+    # IN-02's depths are refused by the cap before json.loads runs, not by
+    # the RecursionError backstop (whose message has no limit in it).
+    for depth in (1_000, 5_000, 100_000):
+        assert refusal(b"[" * depth + b"]" * depth) == f"JSON nested too deeply: more than {MAX_DEPTH} levels"
+        assert refusal(nested(depth)) == f"JSON nested too deeply: more than {MAX_DEPTH} levels"
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "[" * 500,  # brackets inside strings are text, not nesting
+        "{" * 500 + '\\"' + "[" * 500,  # an escaped quote does not end the string
+        "\\" + "[" * 200,  # an escaped backslash before a bracket run
+        '\\"',
+    ],
+)
+def test_brackets_inside_strings_do_not_count_as_depth(value: str) -> None:
+    alert = am_alert({"alertname": "A", "v": value})
+    many = am_webhook([alert] + [am_alert({"alertname": f"B{i}"}) for i in range(30)])  # past the quick count
+    assert parse(body(many)).webhook.alerts[0].labels["v"] == value
 
 
 @pytest.mark.parametrize(
@@ -116,9 +173,40 @@ def test_times() -> None:
     assert wh.alerts[0].ends_at is None  # Go's zero time means "not ended"
     assert wh.alerts[1].starts_at == datetime(2026, 11, 21, 19, 16, 43, tzinfo=UTC)
     assert wh.alerts[1].ends_at == datetime(2026, 11, 21, 19, 20, tzinfo=UTC)
+    # No year bound short of datetime's own: reliability.md TIME-02 wants a
+    # skewed endsAt of 9999-12-31 accepted, and every datetime sum downstream
+    # is taken from the clock's now (event times are clamped to it), which
+    # tests/integration/test_ingest.py checks on both databases.
     far = am_alert({"alertname": "C"}, status="resolved")
     far["endsAt"] = "9999-12-31T23:59:59Z"
-    assert parse(body(am_webhook([far]))).webhook.alerts[0].ends_at is not None
+    assert parse(body(am_webhook([far]))).webhook.alerts[0].ends_at == datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("starts_at", "expected"),
+    [
+        ("9999-12-31T23:59:59.999999Z", datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)),
+        ("9999-12-31T23:59:59+01:00", datetime(9999, 12, 31, 22, 59, 59, tzinfo=UTC)),
+        ("0001-01-02T00:00:00+14:00", datetime(1, 1, 1, tzinfo=UTC)),  # year 1: Go's zero time
+        ("0002-01-01T00:00:00+14:00", datetime(1, 12, 31, 10, tzinfo=UTC)),
+    ],
+)
+def test_far_times_in_range_are_kept(starts_at: str, expected: datetime) -> None:
+    a = am_alert({"alertname": "A"}, status="resolved")
+    a["startsAt"] = starts_at
+    assert parse(body(am_webhook([a]))).webhook.alerts[0].starts_at == expected
+
+
+@pytest.mark.parametrize("field", ["startsAt", "endsAt"])
+@pytest.mark.parametrize("value", ["9999-12-31T23:59:59-01:00", "9999-12-31T23:59:59.999999-00:01"])
+def test_times_past_year_9999_in_utc_are_the_alerts_error(field: str, value: str) -> None:
+    bad = am_alert({"alertname": "Bad"}, status="resolved")
+    bad[field] = value
+    parsed = parse(body(am_webhook([am_alert({"alertname": "ok"}), bad])))
+    assert [a.labels["alertname"] for a in parsed.webhook.alerts] == ["ok"]
+    assert [(r.index, r.reason) for r in parsed.rejected] == [
+        (1, f"alerts[1].{field}: timestamp {value!r} is out of range (after 9999-12-31 in UTC)")
+    ]
 
 
 def test_surrogates_and_nul_become_replacement_characters() -> None:
@@ -134,14 +222,15 @@ def test_surrogates_and_nul_become_replacement_characters() -> None:
 
 
 def test_fingerprint_recomputed_and_mismatch_reported() -> None:
-    a = am_alert({"alertname": "A"})
+    # Label sets and fingerprints from the vectors of protocols.md §1.4, not
+    # from app.fingerprint, so the expected values are independent of it.
+    a = am_alert({"severity": "warning", "job": "foo"})
     a["fingerprint"] = "0000000000000000"
-    b = am_alert({"alertname": "B"})
+    b = am_alert({"foo": "bar"})
     del b["fingerprint"]  # IN-11: older senders
     parsed = parse(body(am_webhook([a, b])))
-    assert [m.sent for m in parsed.mismatches] == ["0000000000000000"]
-    assert parsed.webhook.alerts[0].fingerprint == "7b8f6b6b4d1fb3b5" or len(parsed.webhook.alerts[0].fingerprint) == 16
-    assert parsed.webhook.alerts[0].fingerprint != "0000000000000000"
+    assert [(m.index, m.sent, m.computed) for m in parsed.mismatches] == [(0, "0000000000000000", "9266ef3da838ad95")]
+    assert [x.fingerprint for x in parsed.webhook.alerts] == ["9266ef3da838ad95", "3fff2c2d7595e046"]
 
 
 def test_unknown_fields_ignored_and_grafana_version_accepted() -> None:
