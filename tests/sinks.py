@@ -11,9 +11,10 @@ import asyncio
 import json
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import uvicorn
@@ -105,9 +106,26 @@ class WebhookSink(Sink):
         return [r.json() for r in self.requests() if 200 <= r.status < 300]
 
 
+PD_SEVERITIES = ("critical", "error", "warning", "info")
+PD_ACTIONS = ("trigger", "acknowledge", "resolve")
+
+
+def pd_invalid(*errors: str) -> Reply:
+    """PagerDuty's answer to an event it will not take (reference/protocols.md §2.3)."""
+    return Reply(400, {"status": "invalid event", "message": "Event object is invalid", "errors": list(errors)})
+
+
 class FakePagerDuty(Sink):
     """PagerDuty's dedup rules: trigger opens or adds; resolve closes an open
-    incident and is dropped otherwise; a trigger after a resolve opens a new one."""
+    incident and is dropped otherwise; a trigger after a resolve opens a new one.
+
+    It validates as the real Events API v2 does (protocols.md §2.1): a
+    trigger needs a payload with a summary of at most 1,024 characters, a
+    source, and one of the four severities; a trigger without ``dedup_key``
+    gets a generated one (returned in the answer, and always a new incident);
+    acknowledge and resolve need a key. Rejected events answer 400 and are
+    kept in ``rejected``. A scripted failure is answered without looking at
+    the event."""
 
     default = Reply(202, {"status": "success", "message": "Event processed"})
 
@@ -115,18 +133,66 @@ class FakePagerDuty(Sink):
         super().__init__()
         self.incidents: list[dict[str, Any]] = []  # every incident ever opened
         self.dropped: list[dict[str, Any]] = []  # resolves for keys that were not open
+        self.rejected: list[tuple[Any, list[str]]] = []  # (event or raw body, errors) answered 400
         self.order: list[tuple[str, str]] = []  # (action, dedup_key) as accepted
+
+    def reset(self) -> None:
+        super().reset()
+        with self._lock:
+            self.incidents.clear()
+            self.dropped.clear()
+            self.rejected.clear()
+            self.order.clear()
+
+    @staticmethod
+    def problems(event: Any, size: int) -> list[str]:
+        """Why PagerDuty would refuse this event (empty: it takes it)."""
+        if not isinstance(event, dict):
+            return ["Event object is not a JSON object"]
+        errors = []
+        if size > 512_000:
+            errors.append("Event object exceeds the maximum size of 512KB")
+        if not isinstance(event.get("routing_key"), str) or not event["routing_key"]:
+            errors.append("'routing_key' is missing or blank")
+        action = event.get("event_action")
+        if action not in PD_ACTIONS:
+            errors.append("'event_action' is invalid (must be one of trigger, acknowledge, resolve)")
+        key = event.get("dedup_key")
+        if key is not None and (not isinstance(key, str) or len(key) > 255):
+            errors.append("'dedup_key' must be a string of at most 255 characters")
+        if action in ("acknowledge", "resolve") and not key:
+            errors.append("'dedup_key' is required for acknowledge and resolve")
+        if action == "trigger":
+            payload = event.get("payload")
+            if not isinstance(payload, dict):
+                return [*errors, "'payload' is missing or not an object"]
+            summary = payload.get("summary")
+            if not isinstance(summary, str) or not summary:
+                errors.append("'payload.summary' is missing or blank")
+            elif len(summary) > 1024:
+                errors.append("'payload.summary' must be at most 1024 characters")
+            if not isinstance(payload.get("source"), str) or not payload["source"]:
+                errors.append("'payload.source' is missing or blank")
+            if payload.get("severity") not in PD_SEVERITIES:
+                errors.append("'payload.severity' is invalid (must be one of critical, error, warning, info)")
+        return errors
 
     def decide(self, body: bytes, reply: Reply) -> Reply:
         if not 200 <= reply.status < 300:
             return reply
         try:
             event = json.loads(body)
-            action, key, routing = event["event_action"], event["dedup_key"], event["routing_key"]
-        except (ValueError, KeyError, TypeError):
-            return Reply(400, {"status": "invalid event", "message": "Event object is invalid", "errors": ["bad JSON"]})
-        if len(body) > 512_000 or len(key) > 255:
-            return Reply(400, {"status": "invalid event", "message": "Event object is invalid", "errors": ["too large"]})
+        except ValueError:
+            event = None
+            errors = ["Event object is not valid JSON"]
+        else:
+            errors = self.problems(event, len(body))
+        if errors:
+            with self._lock:
+                self.rejected.append((event if event is not None else body, errors))
+            return pd_invalid(*errors)
+        action, routing = event["event_action"], event["routing_key"]
+        key = event.get("dedup_key") or uuid.uuid4().hex  # as PagerDuty: a new key, a new incident
         with self._lock:
             self.order.append((action, key))
             open_ = self._open(routing, key)
@@ -141,6 +207,9 @@ class FakePagerDuty(Sink):
                 else:
                     open_["open"] = False
                     open_["events"].append(event)
+        if isinstance(reply.body, dict) and reply.body.get("status") == "success":
+            # The real answer names the key, generated or not.
+            return replace(reply, body={**reply.body, "dedup_key": key})
         return reply
 
     def _open(self, routing: str, key: str) -> dict[str, Any] | None:

@@ -24,6 +24,7 @@ from app.render import Message, compile_template, cut, render_field
 EVENT_LIMIT = 512_000  # bytes; PagerDuty's 512 KB as Alertmanager reads it
 SUMMARY_LIMIT = 1024  # characters
 DEDUP_KEY_LIMIT = 255
+FIELD_LIMIT = 1024  # characters of source, component, group, class when the event is too large
 _TOO_LARGE = "custom details removed: the event was over PagerDuty's 512 KB limit"
 
 
@@ -161,8 +162,13 @@ class PagerDutyNotifier:
         body["payload"]["custom_details"] = {"error": _TOO_LARGE, "fingerprint": m.fingerprint}
         encoded = json.dumps(body, ensure_ascii=False).encode()
         if len(encoded) > EVENT_LIMIT:  # only absurd link or label sizes get here
+            # The other payload fields come from labels too (a huge job or
+            # namespace label); cut each, so the event always fits.
             body.pop("links", None)
-            body["payload"]["source"] = "alertrelay"
+            payload = body["payload"]
+            for key in ("source", "component", "group", "class"):
+                if key in payload:
+                    payload[key] = cut(payload[key], FIELD_LIMIT)
             encoded = json.dumps(body, ensure_ascii=False).encode()
         return encoded
 

@@ -1,34 +1,65 @@
-"""Every HTTP notifier through the same table (ARCHITECTURE rule 6).
+"""Every notifier through the same table (ARCHITECTURE rule 6).
 
 2xx is sent; 5xx, 408 and 429 are retried (with the sink's Retry-After); any
 other 4xx is dead; a hang is cut by the deadline; a refused connection is
 retried; and no secret (routing key, URL path, token) appears in any error,
-even when the sink echoes the request back.
+even when the sink echoes the request back, nor in any log line written
+during a test (checked for every test of this module, as the app's JSON log
+handler writes them).
+
+Through the app, on SQLite and PostgreSQL, every registered notifier (email
+against an aiosmtpd server, and log, which holds no secret) fails once
+retryably and then for good against a sink that echoes its secrets: the
+stored last_error, every delivery_attempts.error, the API and the logs stay
+secret-free; and a hanging destination reschedules the row instead of
+killing it.
 """
 
 import asyncio
+import base64
 import contextlib
+import json
+import logging
 import socket
+import ssl
+import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
+import httpx
 import pytest
+import trustme
+from starlette.applications import Starlette
 
-from app.clock import SystemClock
+from app.clock import ManualClock, SystemClock
 from app.config import GlobalConfig
+from app.delivery import DeliveryWorker
 from app.domain import NoticeKind
+from app.logs import JsonFormatter
 from app.notifiers import CONFIG_MODELS, FACTORIES, build_notifier
 from app.notifiers.base import BuildContext, DeliveryError, Notifier
 from app.notifiers.http import make_client
 from app.render import Message, build_message
+from tests.conftest import running_app
+from tests.helpers import JSON, T0, am_alert, am_webhook, body, table_rows
+from tests.integration.test_email import PASSWORD as SMTP_PASSWORD
+from tests.integration.test_email import USER as SMTP_USER
+from tests.integration.test_email import smtp_server
 from tests.sinks import ECHO, FakePagerDuty, Reply, Sink, WebhookSink, serve
 
 CANARY_KEY = "CANARYKEY0123456789abcdef0123456"
 CANARY_PATH = "CANARYPATH-T000-B000-XXXXXXXX"
 CANARY_TOKEN = "CANARYTOKEN-s3cr3t"
 CANARIES = (CANARY_KEY, CANARY_PATH, CANARY_TOKEN)
+# The SMTP password, and the base64 forms AUTH PLAIN and LOGIN put on the wire.
+SMTP_CANARIES = (
+    SMTP_PASSWORD,
+    base64.b64encode(SMTP_PASSWORD.encode()).decode(),
+    base64.b64encode(f"\0{SMTP_USER}\0{SMTP_PASSWORD}".encode()).decode(),
+)
 
 
 @dataclass
@@ -158,9 +189,47 @@ async def notifier_for(
         await http.aclose()
 
 
-def assert_no_secret(text: str) -> None:
-    for canary in CANARIES:
+def assert_no_secret(text: str, canaries: tuple[str, ...] = CANARIES) -> None:
+    for canary in canaries:
         assert canary not in text, f"secret leaked: {text!r}"
+
+
+SINK_LOGGERS = ("uvicorn", "mail.log")
+
+
+def log_leaks(records: list[logging.LogRecord], canaries: tuple[str, ...]) -> list[str]:
+    """Log lines, as the app's JSON handler writes them, that carry a secret.
+
+    The sinks' own servers (uvicorn, aiosmtpd's ``mail.log``) are not
+    alertrelay, and say what they were sent: they are left out."""
+    formatter = JsonFormatter()
+    lines = [formatter.format(r) for r in records if not r.name.startswith(SINK_LOGGERS)]
+    return [line for line in lines if any(c in line for c in canaries)]
+
+
+@pytest.fixture(autouse=True)
+def no_secret_in_any_log_line(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    """Whatever a test sends, nothing logged meanwhile (at any level) names a secret."""
+    caplog.set_level(logging.DEBUG)
+    yield
+    assert log_leaks(caplog.records, CANARIES + SMTP_CANARIES) == []
+
+
+def test_the_log_check_sees_extra_fields_and_tracebacks() -> None:
+    """The check above can fail: a secret in a message, an extra field or a traceback is found."""
+    logger = logging.getLogger("app.test")
+
+    def record(**kw: Any) -> logging.LogRecord:
+        return logger.makeRecord("app.test", logging.INFO, __file__, 1, kw.pop("msg", "m"), (), kw.pop("exc_info", None), extra=kw)
+
+    try:
+        raise RuntimeError(f"cannot reach /hook/{CANARY_PATH}")
+    except RuntimeError:
+        exc_info = sys.exc_info()
+    leaky = [record(msg=f"key {CANARY_KEY}"), record(error=f"Bearer {CANARY_TOKEN}"), record(exc_info=exc_info)]
+    assert len(log_leaks([*leaky, record(error="clean")], CANARIES)) == 3
+    uvicorn = logging.getLogger("uvicorn.error").makeRecord("uvicorn.error", logging.INFO, __file__, 1, CANARY_KEY, (), None)
+    assert log_leaks([uvicorn], CANARIES) == []
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
@@ -251,3 +320,203 @@ async def test_huge_answer_is_read_only_in_part(name: str, sinks: dict[str, tupl
             await notifier.send(message())
     assert info.value.retryable and len(info.value.message) < 1200
 
+
+
+# ------------------------------------------------------------------ through the app: every registered notifier
+
+
+@pytest.fixture(scope="module")
+def smtp_tls(tmp_path_factory: pytest.TempPathFactory) -> tuple[ssl.SSLContext, str]:
+    """A server certificate for 127.0.0.1 and the CA file that verifies it (SMTP over STARTTLS)."""
+    ca = trustme.CA()
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1", "localhost").configure_cert(server)
+    path = tmp_path_factory.mktemp("smtp-ca") / "ca.pem"
+    ca.cert_pem.write_to_path(str(path))
+    return server, str(path)
+
+
+@dataclass
+class Destination:
+    entry: dict[str, Any]  # the integration's entry under <name>_configs
+    canaries: tuple[str, ...]  # what must never show; empty: it holds no secret
+    hang: Callable[[], None]  # make the destination stop answering
+
+
+@asynccontextmanager
+async def destination(
+    name: str, sinks: dict[str, tuple[Sink, str]], smtp_tls: tuple[ssl.SSLContext, str], *replies: str
+) -> AsyncIterator[Destination]:
+    """The named integration's destination, answering ``replies`` in turn.
+
+    ``replies`` are "retry" (HTTP 500, SMTP 451) and "dead" (HTTP 400, SMTP
+    554); every one echoes the request's secrets back (HTTP: the sink's
+    ECHO, with URL, Authorization and body; SMTP: the password in the reply
+    text), so only redaction keeps them out of what is stored."""
+    if name in CASES:
+        sink, base = sinks[name]
+        sink.reset()
+        sink.script(*(Reply(500 if r == "retry" else 400, ECHO) for r in replies))
+        success = CASES[name].success
+        yield Destination(CASES[name].config(base), CANARIES, lambda: sink.script(Reply(success.status, success.body, delay=30)))
+    elif name == "email":
+        server_tls, ca_file = smtp_tls
+        with smtp_server(tls_context=server_tls) as (rec, port):
+            rec.data_script = [
+                f"451 4.3.0 later, {SMTP_PASSWORD}" if r == "retry" else f"554 5.7.1 you sent {SMTP_PASSWORD}" for r in replies
+            ]
+            entry = {
+                "to": "ops@example.com",
+                "from": "alertrelay@example.com",
+                "smarthost": f"127.0.0.1:{port}",
+                "require_tls": True,
+                "tls_ca_file": ca_file,
+                "auth_username": SMTP_USER,
+                "auth_password": SMTP_PASSWORD,
+            }
+
+            def hang() -> None:
+                rec.data_delay = 10.0
+
+            yield Destination(entry, SMTP_CANARIES, hang)
+    elif name == "log":
+        # One JSON line on stdout: nothing to fail, nothing secret to leak.
+        assert dict(CONFIG_MODELS.values())["log"].secret_fields == ()
+
+        def cannot_hang() -> None:
+            raise AssertionError("the log integration cannot hang")
+
+        yield Destination({}, (), cannot_hang)
+    else:
+        raise AssertionError(f"{name} is registered but has no destination here: add one")
+
+
+def app_config(name: str, entry: dict[str, Any], **delivery: Any) -> str:
+    settings = {"initial_backoff": "1s", "max_backoff": "1s", "timeout": "1s", "lease": "10s", **delivery}
+    # JSON is YAML: the entry goes in as it is.
+    return f"""
+delivery: {json.dumps(settings)}
+route: {{receiver: r}}
+receivers:
+  - name: r
+    {name}_configs: [{json.dumps(entry)}]
+"""
+
+
+async def fire(client: httpx.AsyncClient) -> None:
+    alert = am_alert({"alertname": "Conformance", "severity": "critical", "instance": "db-1"})
+    r = await client.post("/webhook/alertmanager", content=body(am_webhook([alert])), headers=JSON)
+    assert r.status_code == 200, r.text
+
+
+async def drain(app: Starlette) -> None:
+    worker: DeliveryWorker = app.state.services.delivery
+    async with asyncio.timeout(30):
+        await worker.drain()
+
+
+@pytest.mark.parametrize("name", sorted(FACTORIES))
+async def test_failed_delivery_through_the_app_stores_and_logs_no_secret(
+    name: str,
+    db_url: str,
+    sinks: dict[str, tuple[Sink, str]],
+    smtp_tls: tuple[ssl.SSLContext, str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """SEC-11 for every registered notifier: a retryable failure, then a dead one."""
+    clock = ManualClock(T0 + timedelta(minutes=1))
+    async with destination(name, sinks, smtp_tls, "retry", "dead") as dest:
+        async with running_app(db_url, app_config(name, dest.entry, max_attempts=3), clock=clock) as (app, client):
+            await fire(client)
+            await drain(app)
+            clock.advance(5)  # past the 1 s backoff
+            await drain(app)
+            outputs = [(await client.get("/api/v1/notifications")).text, (await client.get("/metrics")).text]
+            for n in (await client.get("/api/v1/notifications")).json()["notifications"]:
+                outputs.append((await client.get(f"/api/v1/notifications/{n['id']}")).text)
+    (row,) = table_rows(db_url, "notifications")
+    attempts = table_rows(db_url, "delivery_attempts")
+    if dest.canaries:
+        assert (row["status"], row["attempts"]) == ("dead", 2), row
+        assert [a["outcome"] for a in attempts] == ["retry", "dead"]
+        errors = [str(a["error"]) for a in attempts]
+        # The sink did echo the secrets: they were there to leak, and were redacted.
+        assert all("<redacted>" in e for e in errors), errors
+        assert row["last_error"].startswith(errors[1])
+    else:
+        assert row["status"] == "sent" and [a["outcome"] for a in attempts] == ["sent"]
+    stored = [str(row), *(str(a) for a in attempts)]
+    for text in [*stored, *outputs]:
+        assert_no_secret(text, dest.canaries)
+    assert log_leaks(caplog.records, dest.canaries) == []
+
+
+HANGABLE = sorted(set(FACTORIES) - {"log"})
+
+
+@pytest.mark.parametrize("name", HANGABLE)
+async def test_timeout_through_the_app_is_retried_not_dead(
+    name: str, db_url: str, sinks: dict[str, tuple[Sink, str]], smtp_tls: tuple[ssl.SSLContext, str]
+) -> None:
+    """A destination that never answers: the attempt ends at the 1 s deadline and the row is rescheduled."""
+    clock = ManualClock(T0 + timedelta(minutes=1))
+    async with destination(name, sinks, smtp_tls) as dest:
+        dest.hang()
+        async with running_app(db_url, app_config(name, dest.entry), clock=clock) as (app, client):
+            await fire(client)
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            await drain(app)
+            elapsed = loop.time() - started
+    (row,) = table_rows(db_url, "notifications")
+    (attempt,) = table_rows(db_url, "delivery_attempts")
+    assert elapsed < 5, "the deadline did not cut the hang"  # it would take 10 s or 30 s
+    assert (row["status"], row["attempts"], attempt["outcome"]) == ("pending", 1, "retry"), row
+    assert row["next_attempt_at"] >= clock.now()
+    assert row["last_status_code"] is None and "1s" in row["last_error"], row["last_error"]
+    assert_no_secret(str(row) + str(attempt), dest.canaries)
+
+
+class BrokenTransport(httpx.AsyncBaseTransport):
+    """An HTTP transport with a bug: it raises something no notifier expects,
+    quoting the request (URL, Authorization, body) and so every secret in it."""
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        body = request.content.decode(errors="replace")[:300]
+        try:
+            raise ValueError(f"no route for {request.url}")
+        except ValueError as inner:
+            raise RuntimeError(
+                f"transport bug at {request.url} auth={request.headers.get('authorization')} body={body}"
+            ) from inner
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+async def test_a_notifier_bug_is_logged_redacted_and_retried(
+    name: str, db_url: str, sinks: dict[str, tuple[Sink, str]], caplog: pytest.LogCaptureFixture
+) -> None:
+    """An unexpected exception whose text holds the secret: the log line has its
+    type, a redacted message and redacted traceback frames, never exc_info."""
+    clock = ManualClock(T0 + timedelta(minutes=1))
+    _, base = sinks[name]
+    async with running_app(db_url, app_config(name, CASES[name].config(base)), clock=clock) as (app, client):
+        await fire(client)
+        services = app.state.services
+        async with httpx.AsyncClient(transport=BrokenTransport()) as broken:
+            worker = DeliveryWorker(
+                services.db, services.runtime, services.clock, services.metrics, broken, worker_id="broken", wake=asyncio.Event()
+            )
+            async with asyncio.timeout(30):
+                await worker.drain()
+    (record,) = [r for r in caplog.records if r.getMessage() == "notifier failed"]
+    assert record.exc_info is None and record.exc_text is None
+    fields = record.__dict__
+    assert fields["error_type"] == "RuntimeError" and fields["integration"] == name
+    assert fields["error"].startswith("transport bug at ") and "<redacted>" in fields["error"]
+    # The frames are there (where it broke, and the exception it came from), the secrets are not.
+    trace = fields["traceback"]
+    assert "handle_async_request" in trace and "ValueError: no route for" in trace
+    assert "RuntimeError: transport bug at" in trace and "<redacted>" in trace
+    assert log_leaks(caplog.records, CANARIES) == []
+    (row,) = table_rows(db_url, "notifications")
+    assert row["status"] == "pending" and row["last_error"] == f"{name}: internal error RuntimeError"
