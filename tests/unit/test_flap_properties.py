@@ -80,6 +80,20 @@ def deliver(events: list[Event], delays: list[int]) -> list[tuple[Event, datetim
     return out
 
 
+def replayed(history: list[Event], repeats: list[int], swaps: list[bool]) -> list[Event]:
+    """The stream an HA pair and retries deliver: firing/resolved of an
+    occurrence possibly swapped, every webhook one to three times."""
+    out: list[Event] = []
+    by_occurrence: dict[datetime, list[Event]] = {}
+    for event in history:
+        by_occurrence.setdefault(event[1], []).append(event)
+    for i, (_, group) in enumerate(by_occurrence.items()):
+        ordered = list(reversed(group)) if swaps[i % len(swaps)] else group
+        for j, event in enumerate(ordered):
+            out += [event] * repeats[(2 * i + j) % len(repeats)]
+    return out
+
+
 PARAMS = [
     FlapParams(half_life_s=1800, enter_score=4.0, exit_score=1.5, max_score=8.0),
     FlapParams(half_life_s=600, enter_score=3.0, exit_score=1.0, max_score=5.0),
@@ -101,18 +115,8 @@ def test_duplicates_and_reordering_never_change_the_outcome(
     for event, now in deliver(history, delays):
         clean.apply(event, now)
 
-    # The replayed stream: firing/resolved of an occurrence possibly swapped,
-    # and every webhook delivered one to three times.
-    replayed: list[Event] = []
-    by_occurrence: dict[datetime, list[Event]] = {}
-    for event in history:
-        by_occurrence.setdefault(event[1], []).append(event)
-    for i, (_, group) in enumerate(by_occurrence.items()):
-        ordered = list(reversed(group)) if swaps[i % len(swaps)] else group
-        for j, event in enumerate(ordered):
-            replayed += [event] * repeats[(2 * i + j) % len(repeats)]
     messy = Run(params)
-    for event, now in deliver(replayed, delays + delays):
+    for event, now in deliver(replayed(history, repeats, swaps), delays + delays):
         messy.apply(event, now)
 
     last = max((e[2] or e[1]) for e in history)
@@ -189,15 +193,7 @@ def test_no_incident_left_open_for_a_resolved_alert_and_none_closed_while_it_fir
     """Whatever the flap did, and however webhooks were repeated, reordered or
     interleaved with sweeps and reminders, PagerDuty ends up (and stays at
     every step) with an incident open exactly when the alert is firing."""
-    stream: list[Event] = []
-    by_occurrence: dict[datetime, list[Event]] = {}
-    for event in history:
-        by_occurrence.setdefault(event[1], []).append(event)
-    for i, (_, group) in enumerate(by_occurrence.items()):
-        ordered = list(reversed(group)) if swaps[i % len(swaps)] else group
-        for j, event in enumerate(ordered):
-            stream += [event] * repeats[(2 * i + j) % len(repeats)]
-
+    stream = replayed(history, repeats, swaps)
     run, pd = Run(params), PagerDuty()
     reminder_count = 0
     now = T0
