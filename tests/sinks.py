@@ -228,16 +228,16 @@ class FakePagerDuty(Sink):
 
 
 @contextmanager
-def serve(sink: Sink) -> Iterator[str]:
-    """Serve ``sink`` on 127.0.0.1 (a free port) in a thread; yields its base URL."""
-    config = uvicorn.Config(sink.app, host="127.0.0.1", port=0, log_level="warning", lifespan="off", access_log=False)
+def serve_app(app: Starlette) -> Iterator[str]:
+    """Serve an ASGI app on 127.0.0.1 (a free port) in a thread; yields its base URL."""
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off", access_log=False)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
     while not server.started:
         if time.monotonic() > deadline:
-            raise RuntimeError("sink did not start")
+            raise RuntimeError("server did not start")
         time.sleep(0.01)
     port = server.servers[0].sockets[0].getsockname()[1]
     try:
@@ -247,3 +247,10 @@ def serve(sink: Sink) -> Iterator[str]:
         server.should_exit = True
         server.force_exit = True
         thread.join(timeout=10)
+
+
+@contextmanager
+def serve(sink: Sink) -> Iterator[str]:
+    """Serve ``sink`` on 127.0.0.1 (a free port) in a thread; yields its base URL."""
+    with serve_app(sink.app) as url:
+        yield url

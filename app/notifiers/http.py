@@ -54,7 +54,10 @@ def make_client(proxy: str | None = None) -> httpx.AsyncClient:
         proxy=proxy,
         timeout=httpx.Timeout(10.0),
         limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
-        headers={"User-Agent": "alertrelay"},
+        # The answer is read raw (aiter_raw) and capped on the wire: ask for
+        # it uncompressed, or a gzipped JSON answer would reach the notifiers
+        # as bytes they cannot parse, and 64 KiB of gzip could be far more.
+        headers={"User-Agent": "alertrelay", "Accept-Encoding": "identity"},
     )
 
 
@@ -91,6 +94,18 @@ async def post(
             return Reply(response.status_code, response.headers, body)
     except httpx.TimeoutException:
         raise DeliveryError(f"{what}: timed out", retryable=True) from None
+    except (httpx.InvalidURL, httpx.UnsupportedProtocol, httpx.LocalProtocolError) as exc:
+        # The request cannot be put on the wire (a bad URL, a header value with
+        # a newline): no retry changes that, so the row is dead at once.
+        raise DeliveryError(
+            f"{what}: request cannot be sent ({type(exc).__name__}); check the URL and credentials",
+            retryable=False,
+        ) from None
+    except UnicodeEncodeError:
+        # httpx encodes header values as ASCII: a token with other characters.
+        raise DeliveryError(
+            f"{what}: a header value is not ASCII; check the credentials", retryable=False
+        ) from None
     except httpx.HTTPError as exc:
         # The exception text includes the URL; name only the failure's kind.
         raise DeliveryError(f"{what}: {type(exc).__name__}", retryable=True) from None

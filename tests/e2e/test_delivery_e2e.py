@@ -26,9 +26,9 @@ from tests.sinks import FakePagerDuty, Reply, WebhookSink, serve
 KEY = "R0UT1NGKEY0123456789abcdef012345"
 
 
-def relay_config(pd_url: str, *, lease: str = "2s", timeout: str = "1s") -> str:
+def relay_config(pd_url: str, *, lease: str = "2s", timeout: str = "1s", concurrency: int = 16) -> str:
     return f"""
-delivery: {{timeout: {timeout}, lease: {lease}, initial_backoff: 1s}}
+delivery: {{timeout: {timeout}, lease: {lease}, initial_backoff: 1s, concurrency: {concurrency}}}
 runbooks:
   default: "https://runbooks.example.com/{{{{ labels.alertname | lower }}}}"
 route: {{receiver: page}}
@@ -60,7 +60,7 @@ def test_kill_mid_delivery_loses_nothing(tmp_path: Path, db_url: str, failpoint:
         assert row["status"] == "in_flight" and row["attempts"] == 1
         started = time.monotonic()
         with alertrelay(tmp_path, config, db_url, name="restarted"):
-            wait_until(lambda: table_rows(db_url, "notifications")[0]["status"] == "sent", 20, what="redelivery")
+            wait_until(lambda: table_rows(db_url, "notifications")[0]["status"] == "sent", 20, what="redelivery, well inside the 120 s lease")
         # Re-claimed once the 2 s lease ran out (plus the poll), not later.
         assert time.monotonic() - started < 2 + 0.5 + 8
     requests = pd.requests()
@@ -84,6 +84,53 @@ def test_sigterm_finishes_the_send_in_flight(tmp_path: Path, db_url: str) -> Non
     (row,) = table_rows(db_url, "notifications")
     assert row["status"] == "sent" and row["lease_token"] is None, log
     assert len(pd.requests()) == 1
+
+
+def test_sigterm_releases_the_leases_of_sends_that_outlast_the_grace(tmp_path: Path, db_url: str) -> None:
+    """A sink that holds its sends past the shutdown grace: SIGTERM hands the
+    rows back (pending, no lease), so a restart delivers them now, not after
+    the lease.
+
+    The grace is the longest send deadline plus 1 s, capped at 30 s; a send
+    under a shorter deadline times out first and ends as a retry. So the
+    deadline here is 40 s, and the process takes the 30 s cap to stop. The
+    sink trickles its answer, a byte a second: one that just hung would be
+    cut off by the 10 s per-read timeout first, and also end as a retry."""
+    hung, healthy = FakePagerDuty(), FakePagerDuty()
+    hung.default = Reply(202, "x" * 200, trickle=1.0)  # type: ignore[misc]
+    with serve(hung) as hung_url, serve(healthy) as healthy_url:
+        # concurrency 4: two sends at once to one integration, two more claimed and waiting.
+        config = relay_config(hung_url, lease="120s", timeout="40s", concurrency=4)
+        with alertrelay(tmp_path, config, db_url, name="stopping") as relay:
+            alerts = [am_alert({"alertname": "Hang", "instance": f"h{i}", "severity": "critical"}) for i in range(3)]
+            post(relay.url, am_webhook(alerts))
+            wait_until(lambda: len(hung.requests()) == 2, 10, what="two sends to start")
+            wait_until(lambda: [r["status"] for r in table_rows(db_url, "notifications")] == ["in_flight"] * 3, 5, what="all three claimed")
+            signalled = time.monotonic()
+            relay.process.send_signal(signal.SIGTERM)
+            relay.process.wait(timeout=45)
+            stopped_in = time.monotonic() - signalled
+            log = relay.log()
+        # uvicorn shuts down, then re-raises the SIGTERM it caught.
+        assert relay.process.returncode in (0, -signal.SIGTERM), log
+        assert "Application shutdown complete" in log, log
+        assert stopped_in < 40, stopped_in  # the 30 s cap, not the sink's 120 s or the lease
+        rows = table_rows(db_url, "notifications")
+        assert [r["status"] for r in rows] == ["pending"] * 3, log
+        for r in rows:
+            assert (r["lease_owner"], r["lease_token"], r["lease_expires_at"]) == (None, None, None), r
+            assert r["attempts"] == 0  # handed back unsent: the attempt is not held against it
+        assert [a["outcome"] for a in table_rows(db_url, "delivery_attempts")] == ["released"] * 3
+        started_keys = {r.json()["dedup_key"] for r in hung.requests()}
+
+        with alertrelay(tmp_path, relay_config(healthy_url, lease="120s", timeout="40s"), db_url, name="restarted"):
+            wait_until(lambda: {r["status"] for r in table_rows(db_url, "notifications")} == {"sent"}, 10, what="redelivery, well inside the 120 s lease")
+            time.sleep(1.0)  # a second delivery of any row would show up now
+    keys = Counter(r.json()["dedup_key"] for r in healthy.requests())
+    assert len(keys) == 3 and set(keys.values()) == {1}, keys  # each row exactly once
+    assert started_keys < set(keys)  # the same dedup keys as the interrupted sends
+    assert len(healthy.open_incidents()) == 3
+    assert len(hung.requests()) == 2
 
 
 @pytest.mark.postgres
