@@ -1,11 +1,13 @@
 """Crash points for the crash-safety tests (off unless the environment names one).
 
-``ALERTRELAY_FAILPOINT=after_send_before_mark`` makes the process exit with
-status 137 (as ``kill -9`` would) the first time it passes that point;
+``ALERTRELAY_FAILPOINT=after_send_before_mark`` makes the process send
+itself SIGKILL (``kill -9``: no cleanup, no flush, no lease release) the
+first time it passes that point;
 ``name:N`` waits for the N-th pass. Production never sets the variable.
 """
 
 import os
+import signal
 import sys
 
 _ENV = "ALERTRELAY_FAILPOINT"
@@ -23,4 +25,4 @@ def failpoint(name: str) -> None:
     if _passes[name] >= (int(nth) if nth.isdigit() else 1):
         sys.stderr.write(f"failpoint {name}: exiting\n")
         sys.stderr.flush()
-        os._exit(137)
+        os.kill(os.getpid(), signal.SIGKILL)
