@@ -18,6 +18,7 @@ from app.settings import Settings, effective
 from app.store import migrate, outbox, queries
 from app.store.engine import Database, DatabaseSetupError
 from app.store.outbox import ReplayStatus
+from app.store.wakeup import OutboxListener
 from app.sweeper import Sweeper
 from app.tracing import tracer_from_env
 from app.version import version_info
@@ -55,6 +56,9 @@ async def run_worker(settings: Settings, loaded: LoadedConfig) -> int:
         tracer=tracer,
     )
     sweeper = Sweeper(db, lambda: holder.current, clock, metrics, on_notifications=wake.set)
+    # Ingest runs in other processes: on PostgreSQL their commits wake this
+    # loop through NOTIFY; the poll is the fallback.
+    listener = OutboxListener(eff.database_url, wake) if db.kind == "postgresql" else None
 
     def reload() -> None:
         try:
@@ -68,9 +72,13 @@ async def run_worker(settings: Settings, loaded: LoadedConfig) -> int:
     loop.add_signal_handler(signal.SIGINT, stop.set)
     loop.add_signal_handler(signal.SIGHUP, reload)
     log.info("alertrelay worker started", extra={"db": db.kind, "config": loaded.source})
+    if listener is not None:
+        listener.start()
     try:
         await asyncio.gather(delivery.run(stop), sweeper.run(stop))
     finally:
+        if listener is not None:
+            await listener.stop()
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             with contextlib.suppress(Exception):
                 loop.remove_signal_handler(sig)

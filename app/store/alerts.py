@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from app.domain import AlertRecord, NotificationRow, QuarantineRow, Status, TransitionRow
 from app.domain import NotificationStatus as NS
 from app.store.tables import alert_transitions, alerts, notifications, quarantined_alerts
+from app.store.wakeup import notify_outbox
 
 _CHUNK = 2000
 
@@ -315,6 +316,9 @@ class AlertUnit:
                 self._insert(notifications).on_conflict_do_nothing(),
                 [_notification_values(n) for n in changes.notifications],
             )
+            if self.dialect == "postgresql":
+                # Wakes delivery in other processes, on commit only (app/store/wakeup.py).
+                await notify_outbox(self.conn)
         if changes.quarantined:
             await self.conn.execute(
                 quarantined_alerts.insert(),

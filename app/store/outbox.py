@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from app.domain import NoticeKind
 from app.domain import NotificationStatus as NS
 from app.store.tables import UTCDateTime, delivery_attempts, notifications
+from app.store.wakeup import notify_outbox
 
 n = notifications.c
 _earlier = notifications.alias("earlier")
@@ -418,6 +419,8 @@ async def replay(
     )
     if result.rowcount != 1:  # someone else replayed it first
         return Replay(notification_id, ReplayStatus.NOT_DEAD)
+    if dialect == "postgresql":
+        await notify_outbox(conn)  # the CLI replays from its own process
     return Replay(notification_id, ReplayStatus.REQUEUED)
 
 

@@ -29,6 +29,7 @@ from app.service import IngestService
 from app.settings import Effective, Settings, effective
 from app.store.engine import Database
 from app.store.migrate import head_revision
+from app.store.wakeup import OutboxListener
 from app.sweeper import Sweeper
 from app.tracing import tracer_from_env
 from app.version import VersionInfo, version_info
@@ -56,6 +57,7 @@ class Services:
     head_revision: str
     started_at: datetime
     wake_delivery: asyncio.Event = field(default_factory=asyncio.Event)
+    listener: OutboxListener | None = None  # PostgreSQL: rows queued by other processes
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -144,6 +146,11 @@ def create_app(
             services.tasks.append(
                 asyncio.create_task(delivery.run(services.stopping), name="delivery")
             )
+            if db.kind == "postgresql":
+                # Other replicas and `alertrelay worker` queue rows too; their
+                # commits wake this loop through NOTIFY, not only the poll.
+                services.listener = OutboxListener(eff.database_url, wake)
+                services.listener.start()
         loop = asyncio.get_running_loop()
         if handle_sighup:
             loop.add_signal_handler(signal.SIGHUP, services.reload)
@@ -161,6 +168,8 @@ def create_app(
             for task in services.tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            if services.listener is not None:
+                await services.listener.stop()
             await http.aclose()
             await db.dispose()
             tracer.shutdown()
