@@ -119,3 +119,30 @@ def count(db_url: str, table: str, where: str = "1=1") -> int:
             return int(conn.execute(sa.text(f"SELECT count(*) FROM {table} WHERE {where}")).scalar_one())
     finally:
         engine.dispose()
+
+
+def notice_payload(kind: str = "firing", **over: Any) -> dict[str, Any]:
+    """An outbox payload as ingest stores it: a critical DiskFull, with a runbook.
+
+    ``kind`` is a NoticeKind value; the status follows it (only a resolve
+    reports the alert resolved). Each sink's tests override what they probe."""
+    data: dict[str, Any] = {
+        "kind": kind,
+        "status": "resolved" if kind == "resolved" else "firing",
+        "fingerprint": "0123456789abcdef",
+        "alertname": "DiskFull",
+        "labels": {"alertname": "DiskFull", "severity": "critical", "instance": "db-1"},
+        "annotations": {"summary": "disk almost full", "description": "/var is 97% full"},
+        "severity": "critical",
+        "starts_at": "2026-11-22T10:00:00Z",
+        "ends_at": None,
+        "generator_url": "http://prometheus:9090/graph?g0.expr=up&g0.tab=1",
+        "runbook_url": "https://runbooks.example.com/diskfull",
+        "dedup_key": "alertrelay/0123456789abcdef/20261122T100000.000000Z",
+        "group_key": '{}:{alertname="DiskFull"}',
+        "group_firing": 1,
+        "duplicates": 0,
+        "flap": {"score": 0.0, "flapping": False, "transitions": 0},
+    }
+    data.update(over)
+    return data

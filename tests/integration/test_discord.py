@@ -33,6 +33,7 @@ from app.notifiers.discord import (
 from app.notifiers.http import make_client
 from app.ratelimit import RateLimit
 from app.render import Message, build_message, compile_template
+from tests.helpers import notice_payload
 from tests.sinks import Reply, Sink, serve
 
 TOKEN = "CANARYTOKEN-discord-0123456789abcdefghijklmnop"
@@ -106,26 +107,14 @@ def fake() -> Iterator[tuple[FakeDiscord, str]]:
 
 def payload(kind: NoticeKind = NoticeKind.FIRING, **overrides: Any) -> dict[str, Any]:
     resolved = kind is NoticeKind.RESOLVED
-    data: dict[str, Any] = {
-        "kind": kind.value,
-        "status": "resolved" if resolved else "firing",
-        "fingerprint": "0123456789abcdef",
-        "alertname": "DiskFull",
-        "labels": {"alertname": "DiskFull", "severity": "critical", "instance": "db-1"},
-        "annotations": {"summary": "disk almost full", "description": "/var is 97% full"},
-        "severity": "critical",
-        "starts_at": "2026-11-22T10:00:00Z",
-        "ends_at": "2026-11-22T10:30:00Z" if resolved else None,
-        "generator_url": "http://prometheus:9090/graph",
-        "runbook_url": "https://runbooks.example.com/diskfull",
-        "dedup_key": "alertrelay/0123456789abcdef/20261122T100000.000000Z",
-        "group_key": '{}:{alertname="DiskFull"}',
-        "group_firing": 1,
-        "duplicates": 0,
-        "flap": {"score": 0.0, "flapping": False, "transitions": 0},
-    }
-    data.update(overrides)
-    return data
+    return notice_payload(
+        kind.value,
+        **{
+            "ends_at": "2026-11-22T10:30:00Z" if resolved else None,
+            "generator_url": "http://prometheus:9090/graph",
+            **overrides,
+        },
+    )
 
 
 def message(data: dict[str, Any], cfg: DiscordConfig | None = None) -> Message:

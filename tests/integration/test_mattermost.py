@@ -21,6 +21,7 @@ from app.notifiers.http import make_client
 from app.notifiers.mattermost import MattermostConfig
 from app.ratelimit import RateLimit
 from app.render import Message, build_message, compile_template
+from tests.helpers import notice_payload
 from tests.sinks import Received, Reply, Sink, serve
 
 HOOK_PATH = "/hooks/mmsecretkey0123456789abcd"
@@ -62,26 +63,15 @@ def fake_mm() -> Iterator[tuple[FakeMattermost, str]]:
 
 
 def payload(**over: Any) -> dict[str, Any]:
-    data: dict[str, Any] = {
-        "kind": "firing",
-        "status": "firing",
-        "fingerprint": "0123456789abcdef",
-        "alertname": "DiskFull",
-        "labels": {"alertname": "DiskFull", "severity": "warning", "instance": "db-1"},
-        "annotations": {"summary": "disk almost full", "description": "/var is 97% full"},
-        "severity": "warning",
-        "starts_at": "2026-11-22T10:00:00Z",
-        "ends_at": None,
-        "generator_url": "http://prometheus:9090/graph?g0.expr=up",
-        "runbook_url": "https://runbooks.example.com/disk_full",
-        "dedup_key": "alertrelay/0123456789abcdef/20261122T100000.000000Z",
-        "group_key": '{}:{alertname="DiskFull"}',
-        "group_firing": 1,
-        "duplicates": 0,
-        "flap": {"score": 0.0, "flapping": False, "transitions": 0},
-    }
-    data.update(over)
-    return data
+    return notice_payload(
+        **{
+            "labels": {"alertname": "DiskFull", "severity": "warning", "instance": "db-1"},
+            "severity": "warning",
+            "generator_url": "http://prometheus:9090/graph?g0.expr=up",
+            "runbook_url": "https://runbooks.example.com/disk_full",
+            **over,
+        }
+    )
 
 
 def config(url: str, **extra: Any) -> MattermostConfig:

@@ -26,7 +26,7 @@ from app.notifiers.msteams import REQUEST_LIMIT, MSTeamsConfig, md_escape
 from app.ratelimit import RateLimit
 from app.render import Message, build_message, compile_template
 from tests.conftest import running_app
-from tests.helpers import JSON, T0, am_alert, am_webhook, body, table_rows
+from tests.helpers import JSON, T0, am_alert, am_webhook, body, notice_payload, table_rows
 from tests.sinks import Reply, WebhookSink, serve
 
 SIG = "S1GN4TUR3-teams-canary-0123456789"
@@ -77,26 +77,15 @@ def url(served: tuple[TeamsSink, str]) -> str:
 
 
 def payload(kind: NoticeKind = NoticeKind.FIRING, **over: Any) -> dict[str, Any]:
-    p: dict[str, Any] = {
-        "kind": kind.value,
-        "status": "resolved" if kind is NoticeKind.RESOLVED else "firing",
-        "fingerprint": "0123456789abcdef",
-        "alertname": "DiskFull",
-        "labels": {"alertname": "DiskFull", "severity": "critical", "instance": "db-1"},
-        "annotations": {"summary": "disk is full", "description": "/var is at 99%"},
-        "severity": "critical",
-        "starts_at": "2026-11-22T10:00:00Z",
-        "ends_at": None,
-        "generator_url": "http://prometheus:9090/graph?g0.expr=up",
-        "runbook_url": "https://runbooks.example.com/diskfull",
-        "dedup_key": "alertrelay/0123456789abcdef/20261122T100000.000000Z",
-        "group_key": '{}:{alertname="DiskFull"}',
-        "group_firing": 1,
-        "duplicates": 0,
-        "flap": {"score": 1.0, "flapping": False, "transitions": 0},
-    }
-    p.update(over)
-    return p
+    return notice_payload(
+        kind.value,
+        **{
+            "annotations": {"summary": "disk is full", "description": "/var is at 99%"},
+            "generator_url": "http://prometheus:9090/graph?g0.expr=up",
+            "flap": {"score": 1.0, "flapping": False, "transitions": 0},
+            **over,
+        },
+    )
 
 
 def config(url: str, **extra: Any) -> MSTeamsConfig:

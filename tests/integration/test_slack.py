@@ -22,6 +22,7 @@ from app.notifiers.http import make_client
 from app.notifiers.slack import SlackConfig
 from app.ratelimit import RateLimit
 from app.render import Message, build_message, compile_template
+from tests.helpers import notice_payload
 from tests.sinks import Received, Reply, Sink, serve
 
 HOOK_PATH = "/services/T0000/B0000/SLACKSECRETxxxxxxxxxx"
@@ -80,26 +81,7 @@ def fake_slack() -> Iterator[tuple[FakeSlack, str]]:
 
 
 def payload(**over: Any) -> dict[str, Any]:
-    data: dict[str, Any] = {
-        "kind": "firing",
-        "status": "firing",
-        "fingerprint": "0123456789abcdef",
-        "alertname": "DiskFull",
-        "labels": {"alertname": "DiskFull", "severity": "critical", "instance": "db-1"},
-        "annotations": {"summary": "disk almost full", "description": "/var is 97% full"},
-        "severity": "critical",
-        "starts_at": "2026-11-22T10:00:00Z",
-        "ends_at": None,
-        "generator_url": "http://prometheus:9090/graph?g0.expr=up&g0.tab=1",
-        "runbook_url": "https://runbooks.example.com/diskfull",
-        "dedup_key": "alertrelay/0123456789abcdef/20261122T100000.000000Z",
-        "group_key": '{}:{alertname="DiskFull"}',
-        "group_firing": 1,
-        "duplicates": 0,
-        "flap": {"score": 0.0, "flapping": False, "transitions": 0},
-    }
-    data.update(over)
-    return data
+    return notice_payload(**over)
 
 
 def config(url: str, **extra: Any) -> SlackConfig:

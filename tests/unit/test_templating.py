@@ -31,6 +31,7 @@ from app.templating import (
     html_env,
     text_env,
 )
+from tests.helpers import notice_payload
 
 ROOT = Path(__file__).resolve().parents[2]
 CANARY = "canary-secret-0f9e8d7c6b5a"
@@ -67,25 +68,14 @@ OUTPUT_LEAK = re.compile(r"__|" + LEAK.pattern)
 
 
 def payload(**over: Any) -> dict[str, Any]:
-    data: dict[str, Any] = {
-        "kind": "firing",
-        "status": "firing",
-        "fingerprint": "0123456789abcdef",
-        "alertname": "DiskFull",
-        "labels": {"alertname": "DiskFull", "severity": "critical", "instance": "db-1"},
-        "annotations": {"summary": "disk almost full"},
-        "severity": "critical",
-        "starts_at": "2026-11-22T10:00:00Z",
-        "ends_at": None,
-        "generator_url": "http://prometheus:9090/graph",
-        "runbook_url": "https://runbooks.example.com/diskfull",
-        "dedup_key": "alertrelay/0123456789abcdef/20261122T100000.000000Z",
-        "group_key": "",
-        "duplicates": 0,
-        "flap": {"score": 0.0, "flapping": False, "transitions": 0},
-    }
-    data.update(over)
-    return data
+    return notice_payload(
+        **{
+            "annotations": {"summary": "disk almost full"},
+            "generator_url": "http://prometheus:9090/graph",
+            "group_key": "",
+            **over,
+        }
+    )
 
 
 def message(title: str | None = None, text: str | None = None, **over: Any) -> Message:
