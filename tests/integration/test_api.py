@@ -14,11 +14,13 @@ async def seed(client, n: int = 5, resolved: int = 2, clock: ManualClock | None 
     for i in range(n):
         if clock:
             clock.advance(1)
-        await client.post("/webhook/alertmanager", content=body(am_webhook([am_alert({"alertname": f"A{i}", "severity": "critical"})])), headers=JSON)
+        r = await client.post("/webhook/alertmanager", content=body(am_webhook([am_alert({"alertname": f"A{i}", "severity": "critical"})])), headers=JSON)
+        assert r.status_code == 200, r.text
     for i in range(resolved):
         if clock:
             clock.advance(1)
-        await client.post("/webhook/alertmanager", content=body(am_webhook([am_alert({"alertname": f"A{i}", "severity": "critical"}, status="resolved")])), headers=JSON)
+        r = await client.post("/webhook/alertmanager", content=body(am_webhook([am_alert({"alertname": f"A{i}", "severity": "critical"}, status="resolved")])), headers=JSON)
+        assert r.status_code == 200, r.text
 
 
 async def test_alert_list_filter_and_cursor_pagination(db_url: str) -> None:

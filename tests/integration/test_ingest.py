@@ -25,7 +25,7 @@ from tests.helpers import (
 )
 from tests.sinks import FakePagerDuty, WebhookSink, serve
 
-FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
 
 async def post(client: httpx.AsyncClient, payload: object, path: str = "/webhook/alertmanager", **kw: object) -> httpx.Response:

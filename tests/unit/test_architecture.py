@@ -46,3 +46,74 @@ def test_no_mock_patch_of_our_modules() -> None:
     tests = Path(__file__).resolve().parents[1]
     offenders = [str(p) for p in tests.rglob("*.py") if re.search(r"mock\.patch\(\s*['\"]app\.", p.read_text())]
     assert offenders == []
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _reaches_outside(path: Path) -> list[str]:
+    """Ways a module climbs above the repository from its own ``__file__``.
+
+    A user's clone has nothing beside it, so ``Path(__file__).parents[k]`` or a
+    chain of ``.parent`` that climbs past the repository root, or a literal
+    naming a sibling folder, breaks there while passing on a developer's
+    machine."""
+    depth = len(path.relative_to(REPO).parts) - 1  # folders between the file and REPO
+    tree = ast.parse(path.read_text())
+    found: list[str] = []
+
+    def anchored(node: ast.AST) -> bool:
+        return any(isinstance(n, ast.Name) and n.id == "__file__" for n in ast.walk(node))
+
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Subscript)
+            and isinstance(node.value, ast.Attribute)
+            and node.value.attr == "parents"
+            and isinstance(node.slice, ast.Constant)
+            and isinstance(node.slice.value, int)
+            and anchored(node.value)
+            and node.slice.value > depth
+        ):
+            found.append(f"line {node.lineno}: parents[{node.slice.value}]")
+        if isinstance(node, ast.Attribute) and node.attr == "parent" and anchored(node):
+            climbs, inner = 0, node
+            while isinstance(inner, ast.Attribute) and inner.attr == "parent":
+                climbs, inner = climbs + 1, inner.value
+            # `.parent` of the file itself is its folder: depth + 1 climbs leave REPO.
+            if climbs > depth + 1:
+                found.append(f"line {node.lineno}: {climbs} x .parent")
+        if (
+            isinstance(node, ast.BinOp)
+            and isinstance(node.op, ast.Div)
+            and anchored(node.left)
+            and isinstance(node.right, ast.Constant)
+            and node.right.value == "shared"
+        ):
+            found.append(f"line {node.lineno}: a folder named 'shared' beside the file's tree")
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            text = node.value
+            if re.search(r"(^|/)\.\./(shared|reference|fixtures)\b|\bshared/(fixtures|reference)\b", text):
+                found.append(f"line {node.lineno}: {text[:60]!r}")
+    return found
+
+
+def test_no_file_reaches_outside_the_repository() -> None:
+    offenders = {
+        str(p.relative_to(REPO)): hits
+        for folder in ("app", "tests", "migrations")
+        for p in (REPO / folder).rglob("*.py")
+        if ".venv" not in p.parts and (hits := _reaches_outside(p))
+    }
+    assert offenders == {}
+
+
+def test_the_outside_check_catches_a_sibling_folder(tmp_path: Path) -> None:
+    """The check above can fail: a copy of the old fixture path is caught."""
+    probe = REPO / "tests" / "unit" / "_probe_outside.py"
+    probe.write_text('from pathlib import Path\nX = Path(__file__).resolve().parents[3] / "shared" / "fixtures"\n')
+    try:
+        hits = _reaches_outside(probe)
+    finally:
+        probe.unlink()
+    assert any("parents[3]" in h for h in hits) and any("shared" in h for h in hits)

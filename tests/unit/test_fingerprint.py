@@ -7,7 +7,7 @@ import pytest
 
 from app.fingerprint import fingerprint
 
-FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
 
 @pytest.mark.parametrize(
