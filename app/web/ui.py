@@ -8,9 +8,9 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
-from app.domain import isoformat
+from app.config.templating import html_env
+from app.core.domain import isoformat
 from app.store import queries
-from app.templating import html_env
 
 _TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 
