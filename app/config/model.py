@@ -78,6 +78,24 @@ class ServerConfig(StrictModel):
         return self.ingest_timeout.total_seconds() + _INGEST_S_PER_ALERT * alerts
 
 
+class IngestConfig(StrictModel):
+    """``ingest:``: what the webhook endpoints tolerate from senders."""
+
+    # A startsAt/endsAt further ahead of our clock than this is treated as a
+    # wrong clock: ordered as "now" and flagged, so it cannot outrank later
+    # real events of the alert.
+    max_clock_skew: Duration = timedelta(minutes=5)
+    # The whole body must arrive within this, or the answer is 408: a client
+    # that announces more than it sends cannot hold a connection forever.
+    body_timeout: Duration = timedelta(seconds=30)
+
+    @model_validator(mode="after")
+    def _check(self) -> "IngestConfig":
+        if self.body_timeout.total_seconds() <= 0:
+            raise FieldError("body_timeout", "must be positive")
+        return self
+
+
 class DatabaseConfig(StrictModel):
     url: str = "sqlite:///alertrelay.db"
     # SQLite busy timeout and PostgreSQL lock/statement wait before a 503.
@@ -290,6 +308,7 @@ class ReceiverConfig(StrictModel):
 class Config(StrictModel):
     server: ServerConfig = ServerConfig()
     database: DatabaseConfig = DatabaseConfig()
+    ingest: IngestConfig = IngestConfig()
     auth: AuthConfig | None = None
     dedup: DedupConfig = DedupConfig()
     flapping: FlappingConfig = FlappingConfig()

@@ -31,6 +31,11 @@ class Metrics:
             "Alerts older than the stored state (late deliveries), ignored",
             registry=r,
         )
+        self.clock_skew = Counter(
+            "alertrelay_alerts_clock_skew_total",
+            "Alerts whose startsAt or endsAt was further in the future than ingest.max_clock_skew",
+            registry=r,
+        )
         self.transitions = Counter(
             "alertrelay_alert_transitions_total", "Alert state transitions", ["to"], registry=r
         )

@@ -339,6 +339,15 @@ OPENAPI: dict[str, Any] = {
                     "runbook_url": {"type": ["string", "null"]},
                     "duplicates": {"type": "integer"},
                     "flap": {"type": "object"},
+                    "clock_skew": {
+                        "description": "Set when the occurrence's startsAt or endsAt was "
+                        "further ahead than ingest.max_clock_skew",
+                        "type": ["object", "null"],
+                        "properties": {
+                            "fields": {"type": "array", "items": {"type": "string"}},
+                            "ordered_at": {"type": ["string", "null"]},
+                        },
+                    },
                 },
             },
             "AlertDetail": {
