@@ -19,6 +19,7 @@ from app.domain import AlertRecord, Status
 from app.fanout import notice_payload, notification_rows
 from app.metrics import Metrics
 from app.notices import Notice, apply_state, plan_reminder, plan_sweep, state_of
+from app.prune import Pruner
 from app.routing import RouteResult
 from app.runtime import RouteOptions, Runtime
 from app.store import queries
@@ -52,6 +53,7 @@ class Sweeper:
         self._clock = clock
         self._metrics = metrics
         self._on_notifications = on_notifications
+        self.pruner = Pruner(db, runtime, clock, metrics)
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -60,6 +62,10 @@ class Sweeper:
                 await self.refresh_gauges()
             except Exception:
                 log.exception("sweep failed; retrying next interval")
+            try:
+                await self.pruner.tick()
+            except Exception:
+                log.exception("pruning failed; retrying next interval")
             interval = self._runtime().config.flapping.sweep_interval.total_seconds()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=interval)
