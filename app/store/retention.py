@@ -25,16 +25,18 @@ Acknowledgements, when they are stored, belong here as a rule of their own
 that keeps an ack while its occurrence is the alert's current one and the
 alert fires.
 
-Rules that delete children run before their parents' rules (attempts of the
-notifications about to go, transitions of the alerts about to go), so the
-foreign keys' cascades have next to nothing left to do and every statement
-stays bounded.
+Rules that delete children run before their parents' rules: old attempts
+before notifications (a notification past its retention has only attempts
+past theirs), the transitions of the alerts about to go before those
+alerts. So the foreign keys' cascades have next to nothing left to do and
+every statement stays bounded.
 """
 
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 import sqlalchemy as sa
@@ -98,6 +100,11 @@ class Rule:
     key: sa.Column[Any]
     order: tuple[sa.Column[Any], ...]  # an index walk that finds the oldest first
     where: Callable[[Cutoffs], list[Any]]
+    # The same rows without a batch's limits, for counting (when they differ).
+    counted: Callable[[Cutoffs], list[Any]] | None = None
+
+    def all_rows(self, cutoffs: Cutoffs) -> list[Any]:
+        return (self.counted or self.where)(cutoffs)
 
 
 n = notifications.c
@@ -106,6 +113,7 @@ a = alerts.c
 d = delivery_attempts.c
 _other = notifications.alias("other_notification")
 _alert = alerts.alias("current_alert")
+_history = alert_transitions.alias("history")
 
 
 def _sent_prunable(c: Cutoffs) -> list[Any]:
@@ -134,21 +142,11 @@ def _dead_prunable(c: Cutoffs) -> list[Any]:
     ]
 
 
-def _prunable_notification_ids(c: Cutoffs) -> Any:
-    return sa.union_all(
-        sa.select(n.id).where(*_sent_prunable(c)), sa.select(n.id).where(*_dead_prunable(c))
-    )
-
-
 def _old_attempts(c: Cutoffs) -> list[Any]:
     unfinished = (
         sa.select(n.id).where(n.id == d.notification_id, n.status.in_(_UNFINISHED)).exists()
     )
     return [d.started_at < c.delivery_attempts, ~unfinished]
-
-
-def _attempts_of_pruned_notifications(c: Cutoffs) -> list[Any]:
-    return [d.notification_id.in_(_prunable_notification_ids(c))]
 
 
 def _resolved_alert_prunable(c: Cutoffs) -> list[Any]:
@@ -163,9 +161,24 @@ def _resolved_alert_prunable(c: Cutoffs) -> list[Any]:
     ]
 
 
-def _history_of_pruned_alerts(c: Cutoffs) -> list[Any]:
+_HISTORY_ALERTS = 100  # alerts whose transitions one batch takes
+
+
+def _history_of_pruned_alerts(c: Cutoffs, *, batch: bool = True) -> list[Any]:
+    """Transitions of the alerts the next rule deletes.
+
+    A batch takes the oldest few such alerts that still have transitions,
+    not all of them: a subquery over every prunable alert would be computed
+    again for each batch, which at a year's backlog is most of the table.
+    """
+    owners = sa.select(a.fingerprint).where(*_resolved_alert_prunable(c))
+    if batch:
+        has_history = (
+            sa.select(_history.c.id).where(_history.c.fingerprint == a.fingerprint).exists()
+        )
+        owners = owners.where(has_history).order_by(a.last_changed).limit(_HISTORY_ALERTS)
     return [
-        t.fingerprint.in_(sa.select(a.fingerprint).where(*_resolved_alert_prunable(c))),
+        t.fingerprint.in_(owners),
         # A transition received after the cutoff belongs to an alert that came
         # back to life since the batch was chosen: never part of this history.
         t.received_at < c.resolved_alerts,
@@ -195,13 +208,6 @@ def _old_transitions(c: Cutoffs) -> list[Any]:
 
 RULES = (
     Rule("old delivery attempts", delivery_attempts, d.id, (d.started_at,), _old_attempts),
-    Rule(
-        "attempts of pruned notifications",
-        delivery_attempts,
-        d.id,
-        (d.id,),
-        _attempts_of_pruned_notifications,
-    ),
     Rule("sent notifications", notifications, n.id, (n.next_attempt_at, n.id), _sent_prunable),
     Rule("dead notifications", notifications, n.id, (n.next_attempt_at, n.id), _dead_prunable),
     Rule("old transitions", alert_transitions, t.id, (t.received_at,), _old_transitions),
@@ -211,6 +217,7 @@ RULES = (
         t.id,
         (t.id,),
         _history_of_pruned_alerts,
+        counted=partial(_history_of_pruned_alerts, batch=False),
     ),
     Rule("resolved alerts", alerts, a.fingerprint, (a.last_changed,), _resolved_alert_prunable),
     Rule(
@@ -245,7 +252,7 @@ async def count_prunable(conn: AsyncConnection, cutoffs: Cutoffs) -> dict[str, i
     """Per table, how many rows pruning would delete now (``prune --dry-run``)."""
     out: dict[str, int] = {}
     for table in TABLES:
-        conditions = [sa.and_(*r.where(cutoffs)) for r in RULES if r.table.name == table]
+        conditions = [sa.and_(*r.all_rows(cutoffs)) for r in RULES if r.table.name == table]
         query = sa.select(sa.func.count()).select_from(metadata_table(table))
         out[table] = int((await conn.execute(query.where(sa.or_(*conditions)))).scalar_one())
     return out
