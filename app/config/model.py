@@ -138,6 +138,27 @@ class AuthConfig(StrictModel):
         return [t.get_secret_value().encode() for t in tokens if t is not None]
 
 
+class RetentionConfig(StrictModel):
+    """How long history is kept; the sweeper prunes past it in small batches."""
+
+    resolved_alerts: Duration = timedelta(days=30)  # with their transitions
+    transitions: Duration = timedelta(days=90)
+    notifications: Duration = timedelta(days=30)  # sent ones
+    dead_letters: Duration = timedelta(days=90)
+    delivery_attempts: Duration = timedelta(days=14)
+    quarantine: Duration = timedelta(days=14)
+    audit: Duration = timedelta(days=365)
+
+    @model_validator(mode="after")
+    def _check(self) -> "RetentionConfig":
+        for name, value in self:
+            # A typo such as `0` or `5m` would otherwise delete what people
+            # are still looking at.
+            if value < timedelta(hours=1):
+                raise FieldError(name, "must be at least 1h")
+        return self
+
+
 class DedupConfig(StrictModel):
     renotify_interval: Duration = timedelta(hours=4)
 
@@ -314,6 +335,7 @@ class Config(StrictModel):
     flapping: FlappingConfig = FlappingConfig()
     delivery: DeliveryConfig = DeliveryConfig()
     runbooks: RunbooksConfig = RunbooksConfig()
+    retention: RetentionConfig = RetentionConfig()
     global_: GlobalConfig = Field(default=GlobalConfig(), alias="global")
     route: RouteConfig
     receivers: list[ReceiverConfig] = Field(min_length=1)

@@ -97,6 +97,12 @@ class Metrics:
         self.config_reloads = Counter(
             "alertrelay_config_reloads_total", "Config reloads by result", ["result"], registry=r
         )
+        self.pruned_rows = Counter(
+            "alertrelay_pruned_rows_total",
+            "Rows deleted because they were past their retention",
+            ["table"],
+            registry=r,
+        )
         self.build_info = Gauge(
             "alertrelay_build_info", "Build information", ["version", "git_commit"], registry=r
         )
