@@ -33,7 +33,7 @@ from app.store.wakeup import OutboxListener
 from app.sweeper import Sweeper
 from app.tracing import tracer_from_env
 from app.version import VersionInfo, version_info
-from app.web import api, health, ui, webhook
+from app.web import api, console, health, webhook
 from app.web.middleware import RequestMiddleware
 
 log = logging.getLogger(__name__)
@@ -179,7 +179,7 @@ def create_app(
         Route("/webhook/grafana", webhook.grafana, methods=["POST"]),
         *api.routes,
         *health.routes,
-        *ui.routes,
+        *console.routes,
     ]
     return Starlette(
         debug=False,
