@@ -17,18 +17,19 @@ import hashlib
 import hmac
 import secrets
 import time
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from starlette.requests import Request
 from starlette.responses import Response
 
 from app.config import AuthConfig
-from app.web.common import HTTPError, check_admin
+from app.web.common import HTTPError, check_admin, read_body
 
 CSRF_COOKIE = "alertrelay_csrf"
 CSRF_FIELD = "csrf_token"
 ADMIN_COOKIE = "alertrelay_admin"
 SESSION_SECONDS = 12 * 3600
+FORM_LIMIT = 16 * 1024
 
 
 def _secure(request: Request) -> bool:
@@ -74,9 +75,17 @@ def _same_origin(request: Request) -> bool:
 
 async def check_csrf(request: Request) -> dict[str, str]:
     """Read the posted form and refuse it (403) unless it came from our own page."""
-    form = await request.form()
-    fields = {k: v for k, v in form.items() if isinstance(v, str)}
-    await form.close()
+    media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media != "application/x-www-form-urlencoded":
+        raise HTTPError(415, "a console form is posted as application/x-www-form-urlencoded")
+    # Our forms are a few short fields; the standard library parses them
+    # (no multipart parser needed).
+    raw = await read_body(request, FORM_LIMIT)
+    try:
+        pairs = parse_qsl(raw.decode("utf-8"), keep_blank_values=True, max_num_fields=20)
+    except (UnicodeDecodeError, ValueError):
+        raise HTTPError(400, "the form could not be read") from None
+    fields = dict(pairs)
     given = fields.get(CSRF_FIELD, "")
     cookie = request.cookies.get(CSRF_COOKIE, "")
     if (
