@@ -82,6 +82,17 @@ def _since(value: str | None, now: datetime) -> str:
     return f"{secs}s"
 
 
+def _when(value: str | None) -> str:
+    """``2026-12-04 19:11:01 UTC`` from an ISO timestamp (the exact value stays in ``datetime``)."""
+    if not value:
+        return ""
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return value
+    return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
 @lru_cache(maxsize=1)
 def environment() -> Environment:
     env = Environment(
@@ -91,6 +102,7 @@ def environment() -> Environment:
         lstrip_blocks=True,
     )
     env.filters["sevclass"] = severity_class
+    env.filters["when"] = _when
     env.globals["query"] = _query
     return env
 
