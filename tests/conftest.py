@@ -14,9 +14,9 @@ import pytest
 from sqlalchemy.engine import make_url
 from starlette.applications import Starlette
 
-from app.clock import Clock
-from app.config import LoadedConfig, parse_config
-from app.settings import Settings
+from app.config.model import LoadedConfig, parse_config
+from app.config.settings import Settings
+from app.ops.clock import Clock
 from app.store.migrate import upgrade
 from app.web.app import create_app
 

@@ -10,7 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.domain import NotificationStatus as NS
+from app.core.domain import NotificationStatus as NS
 from app.store.queries import (
     BadCursor,
     _decode_cursor,

@@ -10,7 +10,7 @@ from starlette.routing import Route
 from app.store import outbox, queries
 from app.store.engine import is_unavailable
 from app.store.outbox import ReplayStatus
-from app.web.common import HTTPError, check_admin, error_response, int_param, json_response
+from app.web.guards import HTTPError, check_admin, error_response, int_param, json_response
 
 log = logging.getLogger(__name__)
 

@@ -176,7 +176,7 @@ def test_overview_at_phone_width_has_no_horizontal_scroll(console: Console, brow
 
 
 CONTROLS = ("button", "link", "textbox", "searchbox", "combobox", "checkbox", "radio", "listbox", "spinbutton")
-UNNAMED = re.compile(r"^\s*- (%s)(?:\s*$|:|\s+\[)" % "|".join(CONTROLS))
+UNNAMED = re.compile(r"^\s*- (" + "|".join(CONTROLS) + r")(?:\s*$|:|\s+\[)")
 
 
 def unnamed_controls(snapshot: str) -> list[str]:

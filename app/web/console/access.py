@@ -16,14 +16,13 @@ so a form posted from another site arrives without it; a request whose
 import hashlib
 import hmac
 import secrets
-import time
 from urllib.parse import parse_qsl, urlsplit
 
 from starlette.requests import Request
 from starlette.responses import Response
 
-from app.config import AuthConfig
-from app.web.common import HTTPError, check_admin, read_body
+from app.config.model import AuthConfig
+from app.web.guards import HTTPError, check_admin, read_body
 
 CSRF_COOKIE = "alertrelay_csrf"
 CSRF_FIELD = "csrf_token"
@@ -114,6 +113,10 @@ def _sign(key: bytes, expires: int) -> str:
     return f"{expires}.{mac}"
 
 
+def _now(request: Request) -> float:
+    return float(request.app.state.services.clock.now().timestamp())
+
+
 def admin_state(request: Request, auth: AuthConfig | None) -> str:
     """``open`` (no auth), ``signed-in``, ``signed-out`` or ``disabled`` (no admin token)."""
     if auth is None:
@@ -129,7 +132,7 @@ def admin_state(request: Request, auth: AuthConfig | None) -> str:
         return "signed-in"
     raw = request.cookies.get(ADMIN_COOKIE, "")
     expires, _, _mac = raw.partition(".")
-    if expires.isdigit() and int(expires) > time.time():
+    if expires.isdigit() and int(expires) > _now(request):
         if hmac.compare_digest(raw.encode(), _sign(key, int(expires)).encode()):
             return "signed-in"
     return "signed-out"
@@ -153,7 +156,7 @@ def sign_in(request: Request, auth: AuthConfig | None, given: str, response: Res
         return False
     response.set_cookie(
         ADMIN_COOKIE,
-        _sign(key, int(time.time()) + SESSION_SECONDS),
+        _sign(key, int(_now(request)) + SESSION_SECONDS),
         max_age=SESSION_SECONDS,
         httponly=True,
         samesite="strict",

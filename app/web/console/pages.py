@@ -8,12 +8,12 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from app.preview import RenderedRequest, render_integration
+from app.delivery.preview import RenderedRequest, render_integration
 from app.store import console_reads, queries
 from app.store.engine import is_unavailable
-from app.web.common import HTTPError
 from app.web.console import access
 from app.web.console.view import SEVERITY_ORDER, render
+from app.web.guards import HTTPError
 
 log = logging.getLogger(__name__)
 

@@ -12,10 +12,10 @@ from starlette.responses import RedirectResponse, Response
 
 from app.store import console_reads, outbox
 from app.store.outbox import ReplayStatus
-from app.web.common import HTTPError
 from app.web.console import access
 from app.web.console.pages import page
 from app.web.console.view import render
+from app.web.guards import HTTPError
 
 log = logging.getLogger(__name__)
 

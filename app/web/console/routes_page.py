@@ -6,11 +6,11 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from app.preview import render_routed
-from app.routing import Route
-from app.web.common import HTTPError
+from app.core.routing import Route
+from app.delivery.preview import render_routed
 from app.web.console.pages import page
 from app.web.console.view import render
+from app.web.guards import HTTPError
 
 KINDS = ("firing", "resolved", "flapping", "stable", "reminder")
 MAX_LABELS = 64

@@ -17,7 +17,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
-from app.domain import isoformat
+from app.core.domain import isoformat
 from app.web.console import access
 
 HERE = Path(__file__).resolve().parent

@@ -14,7 +14,7 @@ import enum
 from dataclasses import dataclass
 from datetime import datetime
 
-from app.domain import Alert, Status
+from app.core.domain import Alert, Status
 
 
 class Verdict(enum.StrEnum):

@@ -14,10 +14,10 @@ import hashlib
 from datetime import datetime
 from typing import Any
 
-from app.domain import AlertRecord, NoticeKind, NotificationRow, isoformat
-from app.notices import Notice
-from app.routing import RouteResult
-from app.runtime import RouteOptions, Runtime
+from app.config.compiled import RouteOptions, Runtime
+from app.core.domain import AlertRecord, NoticeKind, NotificationRow, isoformat
+from app.core.notices import Notice
+from app.core.routing import RouteResult
 
 
 def _sha(*parts: str) -> str:

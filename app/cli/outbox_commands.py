@@ -7,21 +7,21 @@ import os
 import signal
 import sys
 
-from app.clock import SystemClock
-from app.config import LoadedConfig
-from app.delivery import DeliveryWorker, default_worker_id
-from app.domain import NotificationStatus
-from app.metrics import Metrics
+from app.config.compiled import RuntimeHolder, build_runtime
+from app.config.model import LoadedConfig
+from app.config.settings import Settings, effective
+from app.core.domain import NotificationStatus
+from app.delivery.worker import DeliveryWorker, default_worker_id
 from app.notifiers.http import make_client
-from app.runtime import RuntimeHolder, build_runtime
-from app.settings import Settings, effective
+from app.ops.clock import SystemClock
+from app.ops.metrics import Metrics
+from app.ops.tracing import tracer_from_env
+from app.ops.version import version_info
 from app.store import migrate, outbox, queries
 from app.store.engine import Database, DatabaseSetupError
 from app.store.outbox import ReplayStatus
 from app.store.wakeup import OutboxListener
 from app.sweeper import Sweeper
-from app.tracing import tracer_from_env
-from app.version import version_info
 
 log = logging.getLogger("alertrelay.worker")
 

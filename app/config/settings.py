@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pydantic import field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from app.config import Config
+from app.config.model import Config
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 

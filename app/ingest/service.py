@@ -4,7 +4,7 @@
 applies every alert of every webhook in arrival order (so eight identical
 webhooks in one batch yield one transition and seven duplicates) and returns
 the rows to write. :class:`IngestService` runs it inside one transaction per
-batch of concurrent webhooks (group commit, :mod:`app.batcher`) and answers
+batch of concurrent webhooks (group commit, :mod:`app.ingest.batcher`) and answers
 each webhook only after that transaction commits.
 """
 
@@ -15,11 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from app.alertmanager import ParsedWebhook
-from app.batcher import Batcher, Ticket
-from app.clock import Clock
-from app.dedup import Position, Verdict, decide
-from app.domain import (
+from app.config.compiled import Runtime
+from app.core.dedup import Position, Verdict, decide
+from app.core.domain import (
     Alert,
     AlertRecord,
     NoticeKind,
@@ -28,10 +26,12 @@ from app.domain import (
     TransitionRow,
     Webhook,
 )
-from app.fanout import notice_payload, notification_rows
-from app.metrics import Metrics
-from app.notices import Notice, apply_state, plan_edges, state_of
-from app.runtime import Runtime
+from app.core.fanout import notice_payload, notification_rows
+from app.core.notices import Notice, apply_state, plan_edges, state_of
+from app.ingest.batcher import Batcher, Ticket
+from app.ingest.wire import ParsedWebhook
+from app.ops.clock import Clock
+from app.ops.metrics import Metrics
 from app.store.alerts import AlertChanges, AlertUnit, ConcurrentInsert, DuplicateKey
 from app.store.engine import Database, DatabaseUnavailable, is_lock_conflict, is_unavailable
 

@@ -1,6 +1,6 @@
 """The compiled form of one config, swapped whole on reload.
 
-Built once from a validated :class:`~app.config.Config`: the route tree with
+Built once from a validated :class:`~app.config.model.Config`: the route tree with
 its inherited per-route options, each receiver's integrations with their
 effective delivery settings, and the runbook catalog with compiled
 templates. Request handlers and loops read ``Runtime`` and never the raw
@@ -10,14 +10,14 @@ config, so a reload is one atomic pointer swap.
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from app.confbase import DeliveryConfig
-from app.config import Config, FlappingConfig, LoadedConfig, RouteConfig
-from app.flapping import FlapParams
-from app.matchers import parse_matchers
+from app.config.fields import DeliveryConfig
+from app.config.model import Config, FlappingConfig, LoadedConfig, RouteConfig
+from app.config.templating import text_env
+from app.core.flapping import FlapParams
+from app.core.matchers import parse_matchers
+from app.core.routing import Route, RouteResult, route
+from app.core.runbooks import Runbook, RunbookCatalog, RunbookRule, resolve
 from app.notifiers.base import IntegrationConfig
-from app.routing import Route, RouteResult, route
-from app.runbooks import Runbook, RunbookCatalog, RunbookRule, resolve
-from app.templating import text_env
 
 
 @dataclass(frozen=True)
@@ -179,7 +179,7 @@ class RuntimeHolder:
 
     def reload(self) -> Runtime:
         """Re-read the config file. Raises ``ConfigError``; the old config stays then."""
-        from app.config import ConfigError, load_config
+        from app.config.model import ConfigError, load_config
 
         if self.path is None:
             raise ConfigError(["no config file to reload: alertrelay runs on its built-in config"])

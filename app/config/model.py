@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 
-from app.confbase import (
+from app.config.fields import (
     DeliveryConfig,
     DeliveryOverride,
     Duration,
@@ -26,7 +26,9 @@ from app.confbase import (
     check_http_url,
     secret_from,
 )
-from app.matchers import MatcherError, parse_matchers
+from app.config.templating import TemplateSyntaxError, text_env
+from app.config.yamlload import YamlError, join_path, load_yaml
+from app.core.matchers import MatcherError, parse_matchers
 from app.notifiers import CONFIG_MODELS
 from app.notifiers.base import IntegrationConfig
 from app.notifiers.discord import DiscordConfig
@@ -39,8 +41,6 @@ from app.notifiers.opsgenie import OpsgenieConfig
 from app.notifiers.pagerduty import PagerDutyConfig
 from app.notifiers.slack import SlackConfig
 from app.notifiers.webhook import WebhookConfig
-from app.templating import TemplateSyntaxError, text_env
-from app.yamlload import YamlError, join_path, load_yaml
 
 MiB = 1024 * 1024
 
@@ -473,4 +473,6 @@ def load_config(path: str | None, env: Mapping[str, str] | None = None) -> Loade
 
 
 def example_config_text() -> str:
-    return (Path(__file__).parent / "examples" / "alertrelay.yml").read_text(encoding="utf-8")
+    return (Path(__file__).parent.parent / "examples" / "alertrelay.yml").read_text(
+        encoding="utf-8"
+    )

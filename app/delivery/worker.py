@@ -29,19 +29,19 @@ from datetime import datetime, timedelta
 import httpx
 from jinja2 import Template
 
-from app.clock import Clock
-from app.failpoints import failpoint
-from app.metrics import Metrics
+from app.config.compiled import Integration, Runtime
+from app.core.message import build_message, compile_template
+from app.core.ratelimit import RateLimit, TokenBucket
+from app.core.retry import GiveUp, RetryPolicy, next_attempt
 from app.notifiers import build_notifier
 from app.notifiers.base import BuildContext, DeliveryError, Notifier, redact
-from app.ratelimit import RateLimit, TokenBucket
-from app.render import build_message, compile_template
-from app.retry import GiveUp, RetryPolicy, next_attempt
-from app.runtime import Integration, Runtime
+from app.ops.clock import Clock
+from app.ops.failpoints import failpoint
+from app.ops.metrics import Metrics
+from app.ops.tracing import Tracer
 from app.store import outbox
 from app.store.engine import Database
 from app.store.outbox import Claimed, Outcome, Result
-from app.tracing import Tracer
 
 log = logging.getLogger(__name__)
 

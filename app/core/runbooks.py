@@ -14,7 +14,7 @@ from urllib.parse import quote, urlsplit
 
 from jinja2 import Template
 
-from app.matchers import Matcher, matches_all
+from app.core.matchers import Matcher, matches_all
 
 log = logging.getLogger(__name__)
 

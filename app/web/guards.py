@@ -8,7 +8,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from app.config import AuthConfig
+from app.config.model import AuthConfig
 
 
 class HTTPError(Exception):

@@ -7,15 +7,15 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from app.clock import SystemClock
-from app.domain import AlertRecord, NoticeKind, Status
-from app.fanout import notice_payload
-from app.fingerprint import fingerprint
-from app.notices import Notice, incident_key
+from app.config.compiled import Integration, Runtime
+from app.core.domain import AlertRecord, NoticeKind, Status
+from app.core.fanout import notice_payload
+from app.core.fingerprint import fingerprint
+from app.core.message import build_message, compile_template
+from app.core.notices import Notice, incident_key
 from app.notifiers import build_notifier
 from app.notifiers.base import BuildContext, redact
-from app.render import build_message, compile_template
-from app.runtime import Integration, Runtime
+from app.ops.clock import SystemClock
 
 
 def _payload(

@@ -1,6 +1,6 @@
 """What an alert's transitions mean for its receivers.
 
-Pure planning between :mod:`app.dedup` (edges) and the outbox: which edges
+Pure planning between :mod:`app.core.dedup` (edges) and the outbox: which edges
 notify, which are suppressed and why, when a flapping or stable notice goes
 out, and which incident key each notice carries.
 
@@ -16,9 +16,9 @@ while the alert fires.
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from app.dedup import Edge
-from app.domain import AlertRecord, NoticeKind, Status, isoformat
-from app.flapping import (
+from app.core.dedup import Edge
+from app.core.domain import AlertRecord, NoticeKind, Status, isoformat
+from app.core.flapping import (
     FlapChange,
     FlapParams,
     FlapState,

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 
-from app.confbase import DeliveryConfig
+from app.config.fields import DeliveryConfig
 
 
 @dataclass(frozen=True, slots=True)

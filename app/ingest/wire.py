@@ -15,8 +15,8 @@ from datetime import UTC, datetime
 from itertools import accumulate
 from typing import Any
 
-from app.domain import Alert, Source, Status, Webhook, content_hash
-from app.fingerprint import fingerprint
+from app.core.domain import Alert, Source, Status, Webhook, content_hash
+from app.core.fingerprint import fingerprint
 
 
 class PayloadError(Exception):

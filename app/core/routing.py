@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-from app.matchers import Matcher, matches_all
+from app.core.matchers import Matcher, matches_all
 
 # Per-route options (flapping, renotify) are inherited by child routes; the
 # tree carries them without knowing their type.

@@ -14,9 +14,9 @@ from typing import Any
 
 from jinja2 import Template
 
-from app.domain import NoticeKind, Status
-from app.runbooks import is_http_url
-from app.templating import text_env
+from app.config.templating import text_env
+from app.core.domain import NoticeKind, Status
+from app.core.runbooks import is_http_url
 
 log = logging.getLogger(__name__)
 

@@ -10,10 +10,10 @@ import urllib.request
 from collections.abc import Coroutine, Sequence
 from typing import Any
 
-from app import logs
-from app.config import ConfigError, LoadedConfig, example_config_text, load_config
-from app.runtime import Runtime, build_runtime
-from app.settings import Settings, effective
+from app.config.compiled import Runtime, build_runtime
+from app.config.model import ConfigError, LoadedConfig, example_config_text, load_config
+from app.config.settings import Settings, effective
+from app.ops import logs
 from app.store.engine import DatabaseSetupError, redact_url
 
 log = logging.getLogger("alertrelay")
@@ -129,7 +129,7 @@ def _run(main: "Coroutine[Any, Any, int]") -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from app.worker import run_worker
+    from app.cli.outbox_commands import run_worker
 
     settings = _settings()
     config_path = args.config or settings.config
@@ -147,7 +147,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_dead_letters(args: argparse.Namespace) -> int:
-    from app.worker import dead_letters
+    from app.cli.outbox_commands import dead_letters
 
     settings = _settings()
     loaded = _load(args.config or settings.config)
@@ -238,7 +238,7 @@ def cmd_routes_test(args: argparse.Namespace) -> int:
     else:
         _print_routes(info)
     if args.render:
-        from app.preview import render_requests
+        from app.delivery.preview import render_requests
 
         annotations = _labels(args.annotation or [])
         print()
