@@ -128,5 +128,11 @@ def pytest_configure(config: pytest.Config) -> None:
         missing.append("amtool is not installed")
     if not shutil.which("promtool"):
         missing.append("promtool (Debian package prometheus) is not installed")
+    if not (shutil.which("chromium") or shutil.which("chromium-browser")):
+        missing.append("chromium (Debian package chromium) is not installed")
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        missing.append("playwright (the test extra) is not installed")
     if missing:
         raise pytest.UsageError("ALERTRELAY_TEST_REQUIRE_ALL: " + "; ".join(missing))

@@ -35,7 +35,7 @@ from app.store.engine import Database
 from app.store.migrate import head_revision
 from app.store.wakeup import OutboxListener
 from app.sweeper import Sweeper
-from app.web import api, audit, health, ui, webhook
+from app.web import api, audit, console, health, webhook
 from app.web.audit import record_for as record_audit_for
 from app.web.middleware import RequestMiddleware
 
@@ -206,7 +206,7 @@ def create_app(
         *api.routes,
         *audit.routes,
         *health.routes,
-        *ui.routes,
+        *console.routes,
     ]
     return Starlette(
         debug=False,

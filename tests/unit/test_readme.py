@@ -116,9 +116,9 @@ def test_documented_metrics_exist() -> None:
 
 
 def test_documented_endpoints_exist() -> None:
-    from app.web import api, audit, health, ui
+    from app.web import api, audit, console, health
 
-    routes = {r.path for r in [*api.routes, *audit.routes, *health.routes, *ui.routes]} | {"/webhook/alertmanager", "/webhook/grafana"}
+    routes = {r.path for r in [*api.routes, *audit.routes, *health.routes, *console.routes]} | {"/webhook/alertmanager", "/webhook/grafana"}
     table = README.split("## HTTP interface")[1].split("##")[0]
     documented = set(re.findall(r"`(?:GET|POST) (/[^`?\s]*)", table))
     assert documented <= routes, documented - routes
