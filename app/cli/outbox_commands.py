@@ -44,13 +44,14 @@ async def run_worker(settings: Settings, loaded: LoadedConfig) -> int:
     stop = asyncio.Event()
     http = make_client(config.global_.proxy_url)
     tracer = tracer_from_env(os.environ, vinfo.version)
+    worker_id = settings.worker_id or default_worker_id()
     delivery = DeliveryWorker(
         db,
         lambda: holder.current,
         clock,
         metrics,
         http,
-        worker_id=settings.worker_id or default_worker_id(),
+        worker_id=worker_id,
         wake=wake,
         version=vinfo.version,
         tracer=tracer,
@@ -66,7 +67,7 @@ async def run_worker(settings: Settings, loaded: LoadedConfig) -> int:
         details: dict[str, object] = {"via": "SIGHUP"}
         try:
             holder.reload()
-            log.info("config reloaded")
+            log.info("config reloaded", extra={"config_version": holder.current.loaded.version})
             outcome = "ok"
         except Exception as exc:
             log.error("config reload refused", extra={"error": str(exc)[:500]})
@@ -79,7 +80,16 @@ async def run_worker(settings: Settings, loaded: LoadedConfig) -> int:
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
     loop.add_signal_handler(signal.SIGHUP, reload)
-    log.info("alertrelay worker started", extra={"db": db.kind, "config": loaded.source})
+    log.info(
+        "alertrelay worker started",
+        extra={
+            "db": db.kind,
+            "config": loaded.source,
+            "config_version": loaded.version,
+            "version": vinfo.version,
+            "worker_id": worker_id,
+        },
+    )
     if listener is not None:
         listener.start()
     try:
@@ -94,6 +104,7 @@ async def run_worker(settings: Settings, loaded: LoadedConfig) -> int:
         await http.aclose()
         await db.dispose()
         tracer.shutdown()
+        log.info("alertrelay worker stopped", extra={"signal": stop.is_set()})
     return 0
 
 

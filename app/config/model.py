@@ -68,6 +68,9 @@ class ServerConfig(StrictModel):
     # well under Alertmanager's 10 s minimum flush budget.
     ingest_timeout: Duration = timedelta(seconds=5)
     log_level: str = "info"
+    # One info line per HTTP request (method, path, status, ms, client);
+    # ALERTRELAY_ACCESS_LOG=1 turns it on too.
+    access_log: bool = False
 
     def ingest_deadline_s(self, alerts: int) -> float:
         """``ingest_timeout`` plus 0.5 ms per alert in the webhook.

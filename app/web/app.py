@@ -212,5 +212,5 @@ def create_app(
         debug=False,
         routes=routes,
         lifespan=lifespan,
-        middleware=[Middleware(RequestMiddleware, tracer=tracer)],
+        middleware=[Middleware(RequestMiddleware, tracer=tracer, access_log=eff.access_log)],
     )
