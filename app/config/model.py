@@ -376,7 +376,10 @@ def _check_template(source: str, field: str) -> None:
 
 
 BUILTIN_CONFIG = """\
-# alertrelay's built-in config: every notification is one JSON line on stdout.
+# alertrelay's built-in config: every notification is one JSON line on stdout,
+# with a runbook link per alert name (an alert's runbook_url annotation wins).
+runbooks:
+  default: "https://runbooks.example.com/{{ labels.alertname | lower }}"
 route:
   receiver: log
 receivers:
