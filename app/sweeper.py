@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from app.config.compiled import RouteOptions, Runtime
+from app.config.compiled import CompiledConfig, RouteOptions
 from app.core.domain import AlertRecord, Status
 from app.core.fanout import notice_payload, notification_rows
 from app.core.notices import Notice, apply_state, plan_reminder, plan_sweep, state_of
@@ -41,7 +41,7 @@ class Sweeper:
     def __init__(
         self,
         db: Database,
-        runtime: Callable[[], Runtime],
+        runtime: Callable[[], CompiledConfig],
         clock: Clock,
         metrics: Metrics,
         *,
@@ -138,7 +138,7 @@ def _queue(
     rec: AlertRecord,
     notice: Notice,
     routed: RouteResult[RouteOptions],
-    runtime: Runtime,
+    runtime: CompiledConfig,
     now: datetime,
 ) -> int:
     """Add the notice's outbox rows, one per integration it routes to; returns how many."""

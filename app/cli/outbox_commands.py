@@ -7,7 +7,7 @@ import os
 import signal
 import sys
 
-from app.config.compiled import RuntimeHolder, build_runtime
+from app.config.compiled import ConfigHolder, compile_config
 from app.config.model import LoadedConfig
 from app.config.settings import Settings, effective
 from app.core.domain import NotificationStatus
@@ -38,7 +38,7 @@ async def run_worker(settings: Settings, loaded: LoadedConfig) -> int:
     await db.check()
     vinfo = version_info(settings.git_commit, settings.build_time)
     metrics = Metrics(vinfo.version, vinfo.git_commit)
-    holder = RuntimeHolder(build_runtime(loaded), settings.config)
+    holder = ConfigHolder(compile_config(loaded), settings.config)
     clock = SystemClock()
     wake = asyncio.Event()
     stop = asyncio.Event()

@@ -3,7 +3,7 @@
 Built once from a validated :class:`~app.config.model.Config`: the route tree with
 its inherited per-route options, each receiver's integrations with their
 effective delivery settings, and the runbook catalog with compiled
-templates. Request handlers and loops read ``Runtime`` and never the raw
+templates. Request handlers and loops read ``CompiledConfig`` and never the raw
 config, so a reload is one atomic pointer swap.
 """
 
@@ -106,14 +106,14 @@ _ROUTE_CACHE_SIZE = 16384
 
 
 @dataclass(frozen=True, eq=False)
-class Runtime:
+class CompiledConfig:
     loaded: LoadedConfig
     tree: Route[RouteOptions]
     receivers: Mapping[str, tuple[Integration, ...]]
     runbooks: RunbookCatalog
     integrations: Mapping[str, Integration] = field(default_factory=dict)
     # Alertmanager resends the same label sets all day; routing each set once
-    # per config is enough. A reload builds a new Runtime with an empty cache.
+    # per config is enough. A reload builds a new CompiledConfig with an empty cache.
     _route_cache: dict[tuple[tuple[str, str], ...], RouteResult[RouteOptions]] = field(
         default_factory=dict, repr=False
     )
@@ -135,7 +135,7 @@ class Runtime:
         return resolve(self.runbooks, labels, annotations)
 
 
-def build_runtime(loaded: LoadedConfig) -> Runtime:
+def compile_config(loaded: LoadedConfig) -> CompiledConfig:
     config = loaded.config
     root_receiver = config.route.receiver or ""
     tree = _compile_route(
@@ -166,23 +166,23 @@ def build_runtime(loaded: LoadedConfig) -> Runtime:
             items.append(integration)
             flat[integration.key] = integration
         receivers[receiver.name] = tuple(items)
-    return Runtime(loaded, tree, receivers, _compile_runbooks(config), flat)
+    return CompiledConfig(loaded, tree, receivers, _compile_runbooks(config), flat)
 
 
-class RuntimeHolder:
-    """The current :class:`Runtime`; ``reload`` swaps it or leaves it untouched."""
+class ConfigHolder:
+    """The current :class:`CompiledConfig`; ``reload`` swaps it or leaves it untouched."""
 
-    def __init__(self, runtime: Runtime, path: str | None) -> None:
+    def __init__(self, runtime: CompiledConfig, path: str | None) -> None:
         self.current = runtime
         self.path = path
         self.loaded_at = 0.0
 
-    def reload(self) -> Runtime:
+    def reload(self) -> CompiledConfig:
         """Re-read the config file. Raises ``ConfigError``; the old config stays then."""
         from app.config.model import ConfigError, load_config
 
         if self.path is None:
             raise ConfigError(["no config file to reload: alertrelay runs on its built-in config"])
-        runtime = build_runtime(load_config(self.path))
+        runtime = compile_config(load_config(self.path))
         self.current = runtime
         return runtime

@@ -6,7 +6,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from app.config.compiled import Runtime
+from app.config.compiled import CompiledConfig
 from app.core.domain import AlertRecord, NoticeKind, Status
 from app.core.fanout import notice_payload
 from app.core.fingerprint import fingerprint
@@ -18,7 +18,7 @@ from app.ops.clock import SystemClock
 
 
 def _payload(
-    runtime: Runtime, labels: dict[str, str], annotations: dict[str, str], kind: str
+    runtime: CompiledConfig, labels: dict[str, str], annotations: dict[str, str], kind: str
 ) -> dict[str, object]:
     now = SystemClock().now()
     fp = fingerprint(labels)
@@ -79,7 +79,11 @@ def shown_url(url: str, secrets: list[str]) -> str:
 
 
 def render_requests(
-    runtime: Runtime, labels: dict[str, str], annotations: dict[str, str], *, kind: str = "firing"
+    runtime: CompiledConfig,
+    labels: dict[str, str],
+    annotations: dict[str, str],
+    *,
+    kind: str = "firing",
 ) -> str:
     """Each routed integration's request, secrets redacted."""
     payload = _payload(runtime, labels, annotations, kind)

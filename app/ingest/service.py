@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from app.config.compiled import Runtime
+from app.config.compiled import CompiledConfig
 from app.core.dedup import Position, Verdict, decide
 from app.core.domain import (
     Alert,
@@ -112,7 +112,7 @@ def _apply_alert(
     alert: Alert,
     webhook: Webhook,
     group_firing: int,
-    runtime: Runtime,
+    runtime: CompiledConfig,
     now: datetime,
     changes: AlertChanges,
     result: IngestResult,
@@ -234,7 +234,7 @@ def _quarantine_json(raw: object) -> str:
 def plan_batch(
     items: list[ParsedWebhook],
     stored: dict[str, AlertRecord],
-    runtime: Runtime,
+    runtime: CompiledConfig,
     now: datetime,
     confirmed: frozenset[str] | set[str] = frozenset(),
 ) -> tuple[AlertChanges, list[IngestResult]]:
@@ -280,7 +280,7 @@ class IngestService:
     def __init__(
         self,
         db: Database,
-        runtime: Callable[[], Runtime],
+        runtime: Callable[[], CompiledConfig],
         clock: Clock,
         metrics: Metrics,
         *,

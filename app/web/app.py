@@ -19,7 +19,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import Route
 
-from app.config.compiled import Runtime, RuntimeHolder, build_runtime
+from app.config.compiled import CompiledConfig, ConfigHolder, compile_config
 from app.config.model import ConfigError, LoadedConfig
 from app.config.settings import Effective, Settings, effective
 from app.delivery.worker import DeliveryWorker, default_worker_id
@@ -48,7 +48,7 @@ class Services:
     db: Database
     clock: Clock
     metrics: Metrics
-    holder: RuntimeHolder
+    holder: ConfigHolder
     ingest: IngestService
     sweeper: Sweeper
     delivery: DeliveryWorker
@@ -61,7 +61,7 @@ class Services:
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
-    def runtime(self) -> Runtime:
+    def runtime(self) -> CompiledConfig:
         return self.holder.current
 
     def reload(self) -> tuple[bool, str]:
@@ -103,7 +103,7 @@ def create_app(
             pool_size=loaded.config.database.pool_size,
         )
         await db.check()
-        holder = RuntimeHolder(build_runtime(loaded), settings.config)
+        holder = ConfigHolder(compile_config(loaded), settings.config)
         wake = asyncio.Event()
         ingest = IngestService(
             db, lambda: holder.current, clock, metrics, on_notifications=wake.set

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from app.cli.main import describe_routes
-from app.config.compiled import build_runtime
+from app.config.compiled import compile_config
 from app.config.model import parse_config
 from tests.conftest import running_app
 from tests.helpers import JSON
@@ -66,7 +66,7 @@ async def test_quick_start_payload_and_fingerprint(sqlite_url: str) -> None:
 
 
 def test_small_config_is_valid_and_routes_as_documented(tmp_path: Path) -> None:
-    runtime = build_runtime(parse_config(small_config(tmp_path), "README", {}))
+    runtime = compile_config(parse_config(small_config(tmp_path), "README", {}))
     info = describe_routes(runtime, {"alertname": "DiskFull", "severity": "critical"})
     assert [r["receiver"] for r in info["receivers"]] == ["page"]
     assert info["runbook"] == {"url": "https://wiki.example.com/storage#DiskFull", "source": "runbooks.rules[0]"}
@@ -156,7 +156,7 @@ def test_one_receiver_of_each_kind_loads(tmp_path: Path) -> None:
     from app.notifiers import CONFIG_MODELS
 
     (block,) = [b for b in blocks("yaml", "Integrations") if "name: everything" in b]
-    runtime = build_runtime(parse_config(with_secret_files(block, tmp_path), "README", {}))
+    runtime = compile_config(parse_config(with_secret_files(block, tmp_path), "README", {}))
     integrations = runtime.receivers["everything"]
     assert [i.name for i in integrations] == [name for name, _ in CONFIG_MODELS.values()]
     rendered = render_requests(runtime, {"alertname": "DiskFull", "severity": "critical"}, {"summary": "full"})
