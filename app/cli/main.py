@@ -1,4 +1,4 @@
-"""The ``alertrelay`` command (SPEC §1)."""
+"""The ``alertrelay`` command (README.md, "Commands")."""
 
 import argparse
 import asyncio

@@ -14,16 +14,11 @@ from app.config.fields import DeliveryConfig
 from app.config.model import Config, FlappingConfig, LoadedConfig, RouteConfig
 from app.config.templating import text_env
 from app.core.flapping import FlapParams
+from app.core.lifecycle import RouteOptions
 from app.core.matchers import parse_matchers
 from app.core.routing import Route, RouteResult, route
 from app.core.runbooks import Runbook, RunbookCatalog, RunbookRule, resolve
 from app.notifiers.base import IntegrationConfig
-
-
-@dataclass(frozen=True)
-class RouteOptions:
-    flap: FlapParams
-    renotify_s: float
 
 
 @dataclass(frozen=True)
@@ -37,7 +32,7 @@ class Integration:
     delivery: DeliveryConfig
     # Sends in flight to this destination at once: its own `concurrency` when
     # the receiver or integration sets one, else half the process's slots, so
-    # a destination that hangs cannot hold every slot (reliability.md OBX-05).
+    # a destination that hangs cannot hold every slot.
     concurrency_cap: int = 1
 
     @property

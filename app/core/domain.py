@@ -85,7 +85,7 @@ class Webhook:
 
 
 def pagerduty_severity(severity: str) -> str:
-    """Map the ``severity`` label to one of PagerDuty's four values (SPEC §4)."""
+    """Map the ``severity`` label to one of PagerDuty's four values."""
     value = severity.strip().lower()
     if value in ("critical", "page"):
         return "critical"
@@ -100,7 +100,7 @@ def isoformat(ts: datetime) -> str:
     return text.replace("+00:00", "Z")
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class AlertRecord:
     """The stored state of one alert (one row per fingerprint)."""
 

@@ -14,8 +14,9 @@ import hashlib
 from datetime import datetime
 from typing import Any
 
-from app.config.compiled import CompiledConfig, RouteOptions
+from app.config.compiled import CompiledConfig
 from app.core.domain import AlertRecord, NoticeKind, NotificationRow, isoformat
+from app.core.lifecycle import RouteOptions
 from app.core.notices import Notice
 from app.core.routing import RouteResult
 

@@ -1,6 +1,6 @@
 """``POST /webhook/alertmanager`` and ``POST /webhook/grafana``.
 
-Answers (SPEC §2): 200 only once the alerts and the notifications they cause
+Answers (README.md, "HTTP interface"): 200 only once the alerts and the notifications they cause
 are committed; 400 malformed JSON; 401 credentials; 413 too large; 415 not
 JSON; 422 not a webhook envelope (naming the field); 503 when the database
 cannot commit in time, which Alertmanager retries. A refused request stores
