@@ -3,66 +3,30 @@
 import asyncio
 import contextlib
 import logging
-import os
 import signal
 import sys
 
-from app.config.compiled import ConfigHolder, compile_config
+from app.bootstrap import assemble, close
 from app.config.model import LoadedConfig
-from app.config.settings import Settings, effective
-from app.core.domain import NotificationStatus
-from app.delivery.worker import DeliveryWorker, default_worker_id
-from app.notifiers.http import make_client
+from app.config.settings import Settings
+from app.core.domain import NotificationStatus, integration_key
+from app.delivery.replay import replay_dead
 from app.ops.clock import SystemClock
-from app.ops.metrics import Metrics
-from app.ops.tracing import tracer_from_env
-from app.ops.version import version_info
 from app.store import migrate, outbox, queries
 from app.store.engine import Database, DatabaseSetupError
 from app.store.outbox import ReplayStatus
-from app.store.wakeup import OutboxListener
-from app.sweeper import Sweeper
 
 log = logging.getLogger("alertrelay.worker")
 
 
 async def run_worker(settings: Settings, loaded: LoadedConfig) -> int:
     """Deliver and sweep until SIGTERM or SIGINT; SIGHUP reloads the config."""
-    eff = effective(settings, loaded.config)
-    config = loaded.config
-    db = Database(
-        eff.database_url,
-        busy_timeout_s=config.database.busy_timeout.total_seconds(),
-        pool_size=config.database.pool_size,
-    )
-    await db.check()
-    vinfo = version_info(settings.git_commit, settings.build_time)
-    metrics = Metrics(vinfo.version, vinfo.git_commit)
-    holder = ConfigHolder(compile_config(loaded), settings.config)
-    clock = SystemClock()
-    wake = asyncio.Event()
+    services = await assemble(settings, loaded)
     stop = asyncio.Event()
-    http = make_client(config.global_.proxy_url)
-    tracer = tracer_from_env(os.environ, vinfo.version)
-    delivery = DeliveryWorker(
-        db,
-        lambda: holder.current,
-        clock,
-        metrics,
-        http,
-        worker_id=settings.worker_id or default_worker_id(),
-        wake=wake,
-        version=vinfo.version,
-        tracer=tracer,
-    )
-    sweeper = Sweeper(db, lambda: holder.current, clock, metrics, on_notifications=wake.set)
-    # Ingest runs in other processes: on PostgreSQL their commits wake this
-    # loop through NOTIFY; the poll is the fallback.
-    listener = OutboxListener(eff.database_url, wake) if db.kind == "postgresql" else None
 
     def reload() -> None:
         try:
-            holder.reload()
+            services.holder.reload()
             log.info("config reloaded")
         except Exception as exc:
             log.error("config reload refused", extra={"error": str(exc)[:500]})
@@ -71,20 +35,17 @@ async def run_worker(settings: Settings, loaded: LoadedConfig) -> int:
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
     loop.add_signal_handler(signal.SIGHUP, reload)
-    log.info("alertrelay worker started", extra={"db": db.kind, "config": loaded.source})
-    if listener is not None:
-        listener.start()
+    log.info("alertrelay worker started", extra={"db": services.db.kind, "config": loaded.source})
+    # Ingest runs in other processes: on PostgreSQL their commits wake this
+    # loop through NOTIFY; the poll is the fallback.
+    services.listen_for_other_processes()
     try:
-        await asyncio.gather(delivery.run(stop), sweeper.run(stop))
+        await asyncio.gather(services.delivery.run(stop), services.sweeper.run(stop))
     finally:
-        if listener is not None:
-            await listener.stop()
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             with contextlib.suppress(Exception):
                 loop.remove_signal_handler(sig)
-        await http.aclose()
-        await db.dispose()
-        tracer.shutdown()
+        await close(services)
     return 0
 
 
@@ -118,8 +79,7 @@ async def dead_letters(
             print("no dead notifications")
         failed = 0
         for nid in ids:
-            async with db.write() as conn:
-                result = await outbox.replay(conn, db.kind, nid, clock.now())
+            result = await replay_dead(db, nid, clock.now())
             if result.status is ReplayStatus.REQUEUED:
                 print(f"{nid}: requeued")
             elif result.status is ReplayStatus.SUPERSEDED:
@@ -159,7 +119,7 @@ async def _list_dead(db: Database) -> int:
     if not rows:
         print("no dead notifications")
     for n in rows:
-        where = f"{n['receiver']}/{n['integration']}/{n['integration_index']}"
+        where = integration_key(n["receiver"], n["integration"], n["integration_index"])
         print(
             f"{n['id']:>8}  {n['dead_at']}  {where}  {n['kind']:<9} {n['fingerprint']}"
             f"  attempts={n['attempts']}  {n['last_error'] or ''}"

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from app.config.fields import DeliveryConfig
 from app.config.model import Config, FlappingConfig, LoadedConfig, RouteConfig
 from app.config.templating import text_env
+from app.core.domain import integration_key
 from app.core.flapping import FlapParams
 from app.core.lifecycle import RouteOptions
 from app.core.matchers import parse_matchers
@@ -37,7 +38,7 @@ class Integration:
 
     @property
     def key(self) -> str:
-        return f"{self.receiver}/{self.name}/{self.index}"
+        return integration_key(self.receiver, self.name, self.index)
 
     @property
     def send_resolved(self) -> bool:

@@ -94,6 +94,15 @@ def pagerduty_severity(severity: str) -> str:
     return "info"
 
 
+def integration_key(receiver: str, integration: str, index: int) -> str:
+    """Names one configured destination, ``receivers[r].<integration>_configs[index]``.
+
+    The outbox's ordering key and idempotency key hash it, the delivery loop
+    counts its sends by it, and it is how operators see the destination.
+    """
+    return f"{receiver}/{integration}/{index}"
+
+
 def isoformat(ts: datetime) -> str:
     """RFC 3339 in UTC with a ``Z``, microseconds only when present."""
     text = ts.astimezone(UTC).isoformat()

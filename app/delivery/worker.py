@@ -30,6 +30,7 @@ import httpx
 from jinja2 import Template
 
 from app.config.compiled import CompiledConfig, Integration
+from app.core.domain import integration_key
 from app.core.message import build_message, compile_template
 from app.core.ratelimit import RateLimit, TokenBucket
 from app.core.retry import GiveUp, RetryPolicy, next_attempt
@@ -277,7 +278,7 @@ class DeliveryWorker:
 
     def _room(self, runtime: CompiledConfig, receiver: str, name: str, index: int) -> int:
         """How many more rows of this destination may be held (sending or waiting)."""
-        integration = runtime.integrations.get(f"{receiver}/{name}/{index}")
+        integration = runtime.integrations.get(integration_key(receiver, name, index))
         if integration is None:  # gone from the config: it will go dead at once
             return runtime.config.delivery.concurrency
         return 2 * integration.concurrency_cap - self._per_integration.get(integration.key, 0)

@@ -11,6 +11,7 @@ from starlette.routing import Route
 from app.config.templating import html_env
 from app.core.domain import isoformat
 from app.store import queries
+from app.web.state import services_of
 
 _TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 
@@ -21,7 +22,7 @@ def _template() -> Template:
 
 
 async def status_page(request: Request) -> Response:
-    services = request.app.state.services
+    services = services_of(request)
     try:
         async with services.db.read() as conn:
             firing, _ = await queries.list_alerts(conn, state="firing", limit=200, cursor=None)
