@@ -12,6 +12,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 import httpx
 
@@ -71,6 +72,15 @@ class Services:
         self.metrics.config_reloads.labels(result="success").inc()
         log.info("config reloaded", extra={"version": runtime.loaded.version})
         return True, runtime.loaded.summary()
+
+    def reload_details(self, ok: bool, message: str) -> dict[str, Any]:
+        """What the audit log keeps about a reload: the version now in force
+        and, when refused, how many problems the file had (not their text,
+        which may quote the file)."""
+        details: dict[str, Any] = {"config_version": self.runtime().loaded.version}
+        if not ok:
+            details["errors"] = len(message.splitlines())
+        return details
 
     def listen_for_other_processes(self) -> None:
         """On PostgreSQL, wake delivery when another process queues rows (NOTIFY);

@@ -11,8 +11,8 @@ from app.config.model import LoadedConfig
 from app.config.settings import Settings
 from app.core.domain import NotificationStatus, integration_key
 from app.delivery.replay import replay_dead
-from app.ops.clock import SystemClock
-from app.store import migrate, outbox, queries
+from app.ops.clock import Clock, SystemClock
+from app.store import audit, migrate, outbox, queries
 from app.store.engine import Database, DatabaseSetupError
 from app.store.outbox import ReplayStatus
 
@@ -23,13 +23,22 @@ async def run_worker(settings: Settings, loaded: LoadedConfig) -> int:
     """Deliver and sweep until SIGTERM or SIGINT; SIGHUP reloads the config."""
     services = await assemble(settings, loaded)
     stop = asyncio.Event()
+    reloads: list[asyncio.Task[None]] = []
 
     def reload() -> None:
+        details: dict[str, object] = {"via": "SIGHUP"}
         try:
             services.holder.reload()
             log.info("config reloaded")
+            outcome = "ok"
         except Exception as exc:
             log.error("config reload refused", extra={"error": str(exc)[:500]})
+            outcome = "refused"
+            details["errors"] = len(getattr(exc, "errors", [None]))
+        details["config_version"] = services.holder.current.loaded.version
+        reloads.append(
+            asyncio.ensure_future(_audit_reload(services.db, services.clock, outcome, details))
+        )
 
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
@@ -41,12 +50,31 @@ async def run_worker(settings: Settings, loaded: LoadedConfig) -> int:
     services.listen_for_other_processes()
     try:
         await asyncio.gather(services.delivery.run(stop), services.sweeper.run(stop))
+        await asyncio.gather(*reloads, return_exceptions=True)
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             with contextlib.suppress(Exception):
                 loop.remove_signal_handler(sig)
         await close(services)
     return 0
+
+
+async def _audit_reload(
+    db: Database, clock: Clock, outcome: str, details: dict[str, object]
+) -> None:
+    try:
+        async with db.write() as conn:
+            await audit.record(
+                conn,
+                at=clock.now(),
+                actor=audit.ACTOR_SIGNAL,
+                action=audit.Action.RELOAD,
+                target="config",
+                outcome=outcome,
+                details=details,
+            )
+    except Exception as exc:
+        log.error("audit entry not written", extra={"error": type(exc).__name__})
 
 
 async def dead_letters(
@@ -79,7 +107,7 @@ async def dead_letters(
             print("no dead notifications")
         failed = 0
         for nid in ids:
-            result = await replay_dead(db, nid, clock.now())
+            result = await replay_dead(db, nid, clock.now(), actor=audit.ACTOR_CLI, via="cli")
             if result.status is ReplayStatus.REQUEUED:
                 print(f"{nid}: requeued")
             elif result.status is ReplayStatus.SUPERSEDED:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from app.core.dedup import Position, Verdict, decide
+from app.core.dedup import DEFAULT_MAX_SKEW, Position, Verdict, decide, is_skewed
 from app.core.domain import Alert, AlertRecord, NoticeKind, Status, TransitionRow, Webhook
 from app.core.flapping import FlapParams, FlapState
 from app.core.notices import AlertNoticeState, Notice, plan_edges, plan_reminder, plan_sweep
@@ -87,20 +87,58 @@ def _renotify_after(renotify_s: float, now: datetime) -> datetime | None:
     return now + timedelta(seconds=renotify_s) if renotify_s > 0 else None
 
 
+def skewed_fields(alert: Alert, now: datetime, max_skew: timedelta) -> list[str]:
+    """Which of ``alert``'s timestamps are further ahead than ``max_skew``.
+
+    A firing alert's endsAt is an expiry, not an end, so only a resolve's
+    counts.
+    """
+    out = []
+    if is_skewed(alert.starts_at, now, max_skew):
+        out.append("startsAt")
+    if alert.status is Status.RESOLVED and is_skewed(alert.ends_at, now, max_skew):
+        out.append("endsAt")
+    return out
+
+
+def _skew_fields(
+    stored: AlertRecord | None, alert: Alert, now: datetime, max_skew: timedelta
+) -> dict[str, Any]:
+    """The record's note of timestamps from the future (a sender's clock ahead)."""
+    skew = skewed_fields(alert, now, max_skew)
+    if stored is None or alert.starts_at != stored.starts_at or stored.clock_skew is None:
+        # A new occurrence starts its own record of skew.
+        return {
+            "skewed_at": now if "startsAt" in skew else None,
+            "clock_skew": ",".join(skew) or None,
+        }
+    if skew:
+        return {"clock_skew": ",".join(sorted({*stored.clock_skew.split(","), *skew}))}
+    return {}
+
+
 def on_alert(
-    stored: AlertRecord | None, alert: Alert, webhook: Webhook, rules: Rules, now: datetime
+    stored: AlertRecord | None,
+    alert: Alert,
+    webhook: Webhook,
+    rules: Rules,
+    now: datetime,
+    max_skew: timedelta = DEFAULT_MAX_SKEW,
 ) -> Step:
     """One received copy of an alert against what is stored for its fingerprint.
 
     Repeats (duplicates) and late copies (stale) only count and touch
     ``last_seen``; a duplicate with new annotations also takes them and the
     runbook they may name, without notifying. Anything later moves the alert
-    through its transitions and may notify.
+    through its transitions and may notify. ``max_skew`` is how far ahead of
+    ``now`` a sender's timestamps may be before they count as skewed.
     """
     # Each outcome builds its new record in one construction: ingest runs
     # this for every alert of every webhook.
-    position = Position(stored.status, stored.starts_at) if stored is not None else None
-    decision = decide(position, alert, now)
+    position = (
+        Position(stored.status, stored.starts_at, stored.skewed_at) if stored is not None else None
+    )
+    decision = decide(position, alert, now, max_skew)
 
     if decision.verdict is Verdict.STALE:
         assert stored is not None
@@ -150,6 +188,7 @@ def on_alert(
         "runbook_source": runbook.source,
         **_state_fields(state),
         **_reminders(alert.status, plan.notices, options.renotify_s, now),
+        **_skew_fields(stored, alert, now, max_skew),
     }
     if stored is None:
         rec = AlertRecord(

@@ -2,11 +2,12 @@
 
 import asyncio
 import json
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import httpx
 
-from app.config.compiled import CompiledConfig
+from app.config.compiled import CompiledConfig, Integration
 from app.core.domain import AlertRecord, NoticeKind, Status
 from app.core.fanout import notice_payload
 from app.core.fingerprint import fingerprint
@@ -78,6 +79,80 @@ def shown_url(url: str, secrets: list[str]) -> str:
     return shown
 
 
+@dataclass(frozen=True)
+class RenderedRequest:
+    """One integration's request as it would go out, every secret redacted."""
+
+    key: str  # receiver/integration/index
+    method: str = ""
+    url: str = ""
+    headers: tuple[tuple[str, str], ...] = ()
+    body: str = ""
+    error: str | None = None  # why no request could be built
+
+
+def render_integration(
+    runtime: CompiledConfig,
+    integration: Integration,
+    payload: dict[str, object],
+    http: httpx.AsyncClient,
+    *,
+    notification_id: int = 0,
+    idempotency_key: str = "preview",
+    attempt: int = 1,
+) -> RenderedRequest:
+    """The request ``integration`` would send for ``payload``; ``http`` is never used to send."""
+    ctx = BuildContext(runtime.config.global_, http, SystemClock())
+    try:
+        notifier = build_notifier(integration.name, integration.config, ctx)
+    except LookupError as exc:
+        return RenderedRequest(integration.key, error=str(exc))
+    message = build_message(
+        payload,
+        notification_id=notification_id,
+        idempotency_key=idempotency_key,
+        receiver=integration.receiver,
+        attempt=attempt,
+        title=compile_template(integration.config.title),
+        text=compile_template(integration.config.text),
+    )
+    secrets = sorted(
+        set(notifier.secrets()) | set(integration.config.secret_values()),
+        key=len,
+        reverse=True,
+    )
+    request = notifier.prepare(message)
+    text = request.body.decode("utf-8", errors="replace")
+    try:
+        text = json.dumps(json.loads(text), indent=2, ensure_ascii=False)
+    except ValueError:
+        pass
+    return RenderedRequest(
+        integration.key,
+        request.method,
+        shown_url(request.url, secrets),
+        tuple((name, redact(value, secrets)) for name, value in request.headers.items()),
+        redact(text, secrets).rstrip("\n"),
+    )
+
+
+def render_routed(
+    runtime: CompiledConfig,
+    labels: dict[str, str],
+    annotations: dict[str, str],
+    http: httpx.AsyncClient,
+    *,
+    kind: str = "firing",
+) -> list[RenderedRequest]:
+    """Every routed integration's request for an alert with these labels."""
+    payload = _payload(runtime, labels, annotations, kind)
+    return [
+        render_integration(runtime, integration, payload, http)
+        for receiver in runtime.route(labels).receivers
+        for integration in runtime.receivers.get(receiver, ())
+    ]
+
+
 def render_requests(
     runtime: CompiledConfig,
     labels: dict[str, str],
@@ -85,46 +160,18 @@ def render_requests(
     *,
     kind: str = "firing",
 ) -> str:
-    """Each routed integration's request, secrets redacted."""
-    payload = _payload(runtime, labels, annotations, kind)
+    """Each routed integration's request, secrets redacted, as text."""
     out: list[str] = []
     http = httpx.AsyncClient()  # never used: prepare() does not send
     try:
-        for receiver in runtime.route(labels).receivers:
-            for integration in runtime.receivers.get(receiver, ()):
-                ctx = BuildContext(runtime.config.global_, http, SystemClock())
-                try:
-                    notifier = build_notifier(integration.name, integration.config, ctx)
-                except LookupError as exc:
-                    out.append(f"--- {integration.key}: {exc}")
-                    continue
-                message = build_message(
-                    payload,
-                    notification_id=0,
-                    idempotency_key="preview",
-                    receiver=receiver,
-                    attempt=1,
-                    title=compile_template(integration.config.title),
-                    text=compile_template(integration.config.text),
-                )
-                secrets = sorted(
-                    set(notifier.secrets()) | set(integration.config.secret_values()),
-                    key=len,
-                    reverse=True,
-                )
-                request = notifier.prepare(message)
-                out.append(
-                    f"--- {integration.key}: {request.method} {shown_url(request.url, secrets)}"
-                )
-                for name, value in request.headers.items():
-                    out.append(f"{name}: {redact(value, secrets)}")
-                out.append("")
-                text = request.body.decode("utf-8", errors="replace")
-                try:
-                    text = json.dumps(json.loads(text), indent=2, ensure_ascii=False)
-                except ValueError:
-                    pass
-                out.append(redact(text, secrets).rstrip("\n"))
+        for r in render_routed(runtime, labels, annotations, http, kind=kind):
+            if r.error is not None:
+                out.append(f"--- {r.key}: {r.error}")
+                continue
+            out.append(f"--- {r.key}: {r.method} {r.url}")
+            out.extend(f"{name}: {value}" for name, value in r.headers)
+            out.append("")
+            out.append(r.body)
     finally:
         asyncio.run(http.aclose())
     return "\n".join(out)

@@ -6,7 +6,8 @@ every alert of every webhook through the life cycle
 webhooks in one batch yield one transition and seven duplicates) and returns
 the rows to write. :class:`IngestService` runs it inside one transaction per
 batch of concurrent webhooks (group commit, :mod:`app.ingest.batcher`) and
-answers each webhook only after that transaction commits."""
+answers each webhook only after that transaction commits.
+"""
 
 import asyncio
 import json
@@ -24,7 +25,7 @@ from app.core.domain import (
     Webhook,
 )
 from app.core.fanout import notice_payload, notification_rows
-from app.core.lifecycle import on_alert
+from app.core.lifecycle import on_alert, skewed_fields
 from app.ingest.batcher import Batcher, Ticket
 from app.ingest.wire import ParsedWebhook
 from app.ops.clock import Clock
@@ -48,6 +49,9 @@ class IngestResult:
     notifications: int = 0
     by_status: dict[str, int] = field(default_factory=dict)
     transitions_to: dict[str, int] = field(default_factory=dict)
+    clock_skew: int = 0
+    # A few (fingerprint, which timestamps) of the skewed alerts, for the log.
+    skewed: list[tuple[str, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -97,7 +101,8 @@ def _apply_alert(
     result: IngestResult,
 ) -> None:
     fp = alert.fingerprint
-    step = on_alert(batch.records.get(fp), alert, webhook, runtime, now)
+    max_skew = runtime.config.ingest.max_clock_skew
+    step = on_alert(batch.records.get(fp), alert, webhook, runtime, now, max_skew)
     batch.records[fp] = step.record
     if step.verdict in (Verdict.DUPLICATE, Verdict.STALE):
         if step.verdict is Verdict.DUPLICATE:
@@ -162,9 +167,15 @@ def plan_batch(
         webhook = item.webhook
         result = IngestResult(accepted=len(webhook.alerts), rejected=len(item.rejected))
         group_firing = webhook.firing_count
+        max_skew = runtime.config.ingest.max_clock_skew
         for alert in webhook.alerts:
             key = alert.status.value
             result.by_status[key] = result.by_status.get(key, 0) + 1
+            skew = skewed_fields(alert, now, max_skew)
+            if skew:
+                result.clock_skew += 1
+                if len(result.skewed) < 3:
+                    result.skewed.append((alert.fingerprint, ",".join(skew)))
             if alert.fingerprint in confirmed:
                 result.duplicates += 1
                 continue
@@ -296,6 +307,16 @@ class IngestService:
                 m.deduplicated.inc(result.duplicates)
             if result.stale:
                 m.stale.inc(result.stale)
+            if result.clock_skew:
+                m.clock_skew.inc(result.clock_skew)
+                log.warning(
+                    "clock skew: timestamps from the future, ordered as received",
+                    extra={
+                        "source": source,
+                        "alerts": result.clock_skew,
+                        "examples": [f"{fp} {fields}" for fp, fields in result.skewed],
+                    },
+                )
             for to, n in result.transitions_to.items():
                 m.child(m.transitions, to).inc(n)
             if result.rejected:

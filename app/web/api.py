@@ -8,9 +8,11 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from app.delivery.replay import replay_dead
-from app.store import queries
+from app.store import audit, queries
 from app.store.engine import is_unavailable
 from app.store.outbox import ReplayStatus
+from app.web.audit import actor_of
+from app.web.audit import record as record_audit
 from app.web.guards import HTTPError, check_admin, error_response, int_param, json_response
 from app.web.state import services_of
 
@@ -105,7 +107,9 @@ async def replay(request: Request) -> Response:
     if not raw.isdigit():
         raise HTTPError(404, "no such notification")
     try:
-        result = await replay_dead(services.db, int(raw), services.clock.now())
+        result = await replay_dead(
+            services.db, int(raw), services.clock.now(), actor=actor_of(request), via="api"
+        )
     except Exception as exc:
         if is_unavailable(exc):
             raise HTTPError(503, "database unavailable", {"Retry-After": "1"}) from None
@@ -144,6 +148,13 @@ async def reload(request: Request) -> Response:
     services = services_of(request)
     check_admin(request, services.runtime().config.auth)
     ok, message = services.reload()
+    await record_audit(
+        request,
+        audit.Action.RELOAD,
+        target="config",
+        outcome="ok" if ok else "refused",
+        details=services.reload_details(ok, message),
+    )
     if not ok:
         raise HTTPError(400, f"config refused, the previous config stays in force:\n{message}")
     return json_response({"status": "ok", "config": message})

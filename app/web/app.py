@@ -15,14 +15,28 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import Route
 
-from app.bootstrap import assemble, close, make_tracer
+from app.bootstrap import Services, assemble, close, make_tracer
 from app.config.model import LoadedConfig
 from app.config.settings import Settings
 from app.ops.clock import Clock
-from app.web import api, health, ui, webhook
+from app.store.audit import ACTOR_SIGNAL, Action
+from app.web import api, audit, console, health, webhook
+from app.web.audit import record_for as record_audit_for
 from app.web.middleware import RequestMiddleware
 
 log = logging.getLogger(__name__)
+
+
+async def _reload_on_signal(services: Services) -> None:
+    ok, message = services.reload()
+    await record_audit_for(
+        services,
+        ACTOR_SIGNAL,
+        Action.RELOAD,
+        target="config",
+        outcome="ok" if ok else "refused",
+        details=services.reload_details(ok, message) | {"via": "SIGHUP"},
+    )
 
 
 def create_app(
@@ -54,7 +68,10 @@ def create_app(
             services.listen_for_other_processes()
         loop = asyncio.get_running_loop()
         if handle_sighup:
-            loop.add_signal_handler(signal.SIGHUP, services.reload)
+            loop.add_signal_handler(
+                signal.SIGHUP,
+                lambda: services.tasks.append(asyncio.ensure_future(_reload_on_signal(services))),
+            )
         log.info(
             "alertrelay started",
             extra={
@@ -79,8 +96,9 @@ def create_app(
         Route("/webhook/alertmanager", webhook.alertmanager, methods=["POST"]),
         Route("/webhook/grafana", webhook.grafana, methods=["POST"]),
         *api.routes,
+        *audit.routes,
         *health.routes,
-        *ui.routes,
+        *console.routes,
     ]
     return Starlette(
         debug=False,

@@ -14,6 +14,8 @@ from tests.helpers import JSON
 
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
+# The per-integration reference lives in docs/; its examples are checked too.
+INTEGRATIONS = (ROOT / "docs" / "integrations.md").read_text()
 
 
 def blocks(lang: str, section: str | None = None) -> list[str]:
@@ -21,6 +23,16 @@ def blocks(lang: str, section: str | None = None) -> list[str]:
     if section is not None:  # only the blocks of one "## " section
         text = README.split(f"\n## {section}\n", 1)[1].split("\n## ", 1)[0]
     return re.findall(rf"```{lang}\n(.*?)```", text, re.S)
+
+
+def doc_blocks(lang: str) -> list[str]:
+    return re.findall(rf"```{lang}\n(.*?)```", INTEGRATIONS, re.S)
+
+
+def test_readme_links_every_document_in_docs() -> None:
+    docs = sorted(p.name for p in (ROOT / "docs").glob("*.md"))
+    assert "integrations.md" in docs
+    assert [d for d in docs if f"docs/{d}" not in README] == []
 
 
 def with_secret_files(yaml_block: str, tmp_path: Path) -> str:
@@ -116,9 +128,9 @@ def test_documented_metrics_exist() -> None:
 
 
 def test_documented_endpoints_exist() -> None:
-    from app.web import api, health, ui
+    from app.web import api, audit, console, health
 
-    routes = {r.path for r in [*api.routes, *health.routes, *ui.routes]} | {"/webhook/alertmanager", "/webhook/grafana"}
+    routes = {r.path for r in [*api.routes, *audit.routes, *health.routes, *console.routes]} | {"/webhook/alertmanager", "/webhook/grafana"}
     table = README.split("## HTTP interface")[1].split("##")[0]
     documented = set(re.findall(r"`(?:GET|POST) (/[^`?\s]*)", table))
     assert documented <= routes, documented - routes
@@ -129,7 +141,7 @@ async def test_webhook_payload_example_is_what_is_sent(sqlite_url: str) -> None:
 
     from tests.sinks import WebhookSink, serve
 
-    (documented,) = [json.loads(b) for b in blocks("json") if '"version": "alertrelay/1"' in b]
+    (documented,) = [json.loads(b) for b in doc_blocks("json") if '"version": "alertrelay/1"' in b]
     quick = re.search(r"<<'EOF'\n(.*?)\nEOF", blocks("sh")[2], re.S)
     assert quick is not None
     sink = WebhookSink()
@@ -155,7 +167,7 @@ def test_one_receiver_of_each_kind_loads(tmp_path: Path) -> None:
     from app.delivery.preview import render_requests
     from app.notifiers import CONFIG_MODELS
 
-    (block,) = [b for b in blocks("yaml", "Integrations") if "name: everything" in b]
+    (block,) = [b for b in doc_blocks("yaml") if "name: everything" in b]
     runtime = compile_config(parse_config(with_secret_files(block, tmp_path), "README", {}))
     integrations = runtime.receivers["everything"]
     assert [i.name for i in integrations] == [name for name, _ in CONFIG_MODELS.values()]
@@ -165,8 +177,32 @@ def test_one_receiver_of_each_kind_loads(tmp_path: Path) -> None:
 
 
 def test_template_example_compiles(tmp_path: Path) -> None:
-    (block,) = [b for b in blocks("yaml", "Integrations") if b.startswith("slack_configs:")]
+    (block,) = [b for b in doc_blocks("yaml") if b.startswith("slack_configs:")]
     indented = "\n".join("    " + line for line in block.splitlines())
     text = f"route: {{receiver: r}}\nreceivers:\n  - name: r\n{indented}\n"
     loaded = parse_config(with_secret_files(text, tmp_path), "README", {})
     assert loaded.config.receivers[0].slack_configs[0].title is not None
+
+
+def test_retention_block_is_the_defaults() -> None:
+    import yaml
+
+    from app.config.fields import parse_duration
+    from app.config.model import RetentionConfig
+
+    (block,) = [b for b in blocks("yaml", "Retention and audit") if b.startswith("retention:")]
+    documented = {k: parse_duration(v) for k, v in yaml.safe_load(block)["retention"].items()}
+    assert documented == dict(RetentionConfig())
+
+
+def test_prune_dry_run_output_is_what_the_command_prints(tmp_path: Path) -> None:
+    import os
+
+    command, expected = _text_block("$ alertrelay prune --dry-run")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ALERTRELAY_")}
+    env["ALERTRELAY_DATABASE_URL"] = f"sqlite:///{tmp_path / 'alertrelay.db'}"
+    migrate = subprocess.run([sys.executable, "-m", "app", "migrate"], capture_output=True, text=True, timeout=60, env=env, cwd=ROOT)
+    assert migrate.returncode == 0, migrate.stderr
+    out = subprocess.run([sys.executable, "-m", "app", *command.split()[2:]], capture_output=True, text=True, timeout=60, env=env, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == expected
