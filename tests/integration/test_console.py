@@ -123,6 +123,34 @@ async def test_overview_counts_escapes_and_shows_versions(db_url: str) -> None:
     assert firing_row and re.findall(r"<td>(?:<a [^>]*>)?(\d+)", firing_row.group(1)) == ["1", "1", "2"]  # critical, warning, total
 
 
+def flag_flapping(db_url: str, alertname: str) -> None:
+    engine = sa.create_engine(sync_url(db_url))
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text("UPDATE alerts SET flapping=:t WHERE alertname=:n"), {"t": True, "n": alertname})
+    finally:
+        engine.dispose()
+
+
+async def test_overview_lists_firing_and_flapping_and_counts_recent_resolves(db_url: str) -> None:
+    clock = ManualClock(T0 + timedelta(minutes=10))
+    async with running_app(db_url, TWO_ROUTES_CONFIG, clock=clock) as (_, client):
+        for i in range(3):
+            await post(client, am_alert({"alertname": f"F{i}", "severity": "warning"}, starts_at=T0 + timedelta(seconds=i)))
+            clock.advance(1)
+        await post(client, am_alert({"alertname": "Wobbly", "severity": "critical"}, status="resolved"))
+        flag_flapping(db_url, "Wobbly")  # flapping while resolved: still needs a person
+        html = (await client.get("/")).text
+        assert names(html) == ["Wobbly", "F2", "F1", "F0"]  # newest change first
+        assert '<span class="state state-flapping">flapping</span>' in html
+        resolved_row = re.search(r">resolved</a>.*?</th>(.*?)</tr>", html, re.S)
+        assert resolved_row and re.findall(r"<td>(?:<a [^>]*>)?(\d+)", resolved_row.group(1))[-1] == "1"
+        clock.advance(25 * 3600)  # resolves older than a day are not counted
+        html = (await client.get("/")).text
+        resolved_row = re.search(r">resolved</a>.*?</th>(.*?)</tr>", html, re.S)
+        assert resolved_row and re.findall(r"<td>(\d+)", resolved_row.group(1))[-1] == "0"
+
+
 async def test_replay_needs_admin_sign_in_and_the_csrf_token(db_url: str) -> None:
     clock = ManualClock(T0 + timedelta(minutes=1))
     async with running_app(db_url, f"auth: {{admin_token: {ADMIN}}}\n" + TWO_ROUTES_CONFIG, clock=clock) as (_, client):
