@@ -21,6 +21,7 @@ from app.core.notices import Notice, apply_state, plan_reminder, plan_sweep, sta
 from app.core.routing import RouteResult
 from app.ops.clock import Clock
 from app.ops.metrics import Metrics
+from app.prune import Pruner
 from app.store import queries
 from app.store.alerts import AlertChanges, AlertUnit
 from app.store.engine import Database
@@ -52,6 +53,7 @@ class Sweeper:
         self._clock = clock
         self._metrics = metrics
         self._on_notifications = on_notifications
+        self.pruner = Pruner(db, runtime, clock, metrics)
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -60,6 +62,10 @@ class Sweeper:
                 await self.refresh_gauges()
             except Exception:
                 log.exception("sweep failed; retrying next interval")
+            try:
+                await self.pruner.tick()
+            except Exception:
+                log.exception("pruning failed; retrying next interval")
             interval = self._runtime().config.flapping.sweep_interval.total_seconds()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=interval)

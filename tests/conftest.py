@@ -21,7 +21,7 @@ from app.store.migrate import upgrade
 from app.web.app import create_app
 
 PG_URL = os.environ.get("ALERTRELAY_TEST_POSTGRES_URL")
-TABLES = "delivery_attempts, notifications, alert_transitions, alerts, quarantined_alerts"
+TABLES = "delivery_attempts, notifications, alert_transitions, alerts, quarantined_alerts, audit_log"
 
 
 def pg_admin_conn() -> psycopg.Connection[Any]:

@@ -158,6 +158,16 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
     )
 
 
+def cmd_prune(args: argparse.Namespace) -> int:
+    from app.prune import prune_command
+
+    settings = _settings()
+    loaded = _load(args.config or settings.config)
+    eff = effective(settings, loaded.config)
+    logs.configure("warning")
+    return asyncio.run(prune_command(eff.database_url, loaded, dry_run=args.dry_run))
+
+
 def cmd_example_config(args: argparse.Namespace) -> int:
     sys.stdout.write(example_config_text())
     return EXIT_OK
@@ -314,6 +324,13 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--replay", type=int, metavar="ID", help="replay one dead notification")
     group.add_argument("--replay-all", action="store_true", help="replay every dead notification")
     p.set_defaults(func=cmd_dead_letters)
+
+    p = sub.add_parser("prune", help="delete history past its retention now")
+    p.add_argument("--config")
+    p.add_argument(
+        "--dry-run", action="store_true", help="only count, per table, what would be deleted"
+    )
+    p.set_defaults(func=cmd_prune)
 
     p = sub.add_parser("migrate", help="upgrade the database schema to head")
     p.add_argument("--config")

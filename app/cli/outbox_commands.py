@@ -17,7 +17,7 @@ from app.ops.clock import SystemClock
 from app.ops.metrics import Metrics
 from app.ops.tracing import tracer_from_env
 from app.ops.version import version_info
-from app.store import migrate, outbox, queries
+from app.store import audit, migrate, outbox, queries
 from app.store.engine import Database, DatabaseSetupError
 from app.store.outbox import ReplayStatus
 from app.store.wakeup import OutboxListener
@@ -60,12 +60,20 @@ async def run_worker(settings: Settings, loaded: LoadedConfig) -> int:
     # loop through NOTIFY; the poll is the fallback.
     listener = OutboxListener(eff.database_url, wake) if db.kind == "postgresql" else None
 
+    reloads: list[asyncio.Task[None]] = []
+
     def reload() -> None:
+        details: dict[str, object] = {"via": "SIGHUP"}
         try:
             holder.reload()
             log.info("config reloaded")
+            outcome = "ok"
         except Exception as exc:
             log.error("config reload refused", extra={"error": str(exc)[:500]})
+            outcome = "refused"
+            details["errors"] = len(getattr(exc, "errors", [None]))
+        details["config_version"] = holder.current.loaded.version
+        reloads.append(asyncio.ensure_future(_audit_reload(db, clock, outcome, details)))
 
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
@@ -76,6 +84,7 @@ async def run_worker(settings: Settings, loaded: LoadedConfig) -> int:
         listener.start()
     try:
         await asyncio.gather(delivery.run(stop), sweeper.run(stop))
+        await asyncio.gather(*reloads, return_exceptions=True)
     finally:
         if listener is not None:
             await listener.stop()
@@ -86,6 +95,24 @@ async def run_worker(settings: Settings, loaded: LoadedConfig) -> int:
         await db.dispose()
         tracer.shutdown()
     return 0
+
+
+async def _audit_reload(
+    db: Database, clock: SystemClock, outcome: str, details: dict[str, object]
+) -> None:
+    try:
+        async with db.write() as conn:
+            await audit.record(
+                conn,
+                at=clock.now(),
+                actor=audit.ACTOR_SIGNAL,
+                action=audit.Action.RELOAD,
+                target="config",
+                outcome=outcome,
+                details=details,
+            )
+    except Exception as exc:
+        log.error("audit entry not written", extra={"error": type(exc).__name__})
 
 
 async def dead_letters(
@@ -119,7 +146,18 @@ async def dead_letters(
         failed = 0
         for nid in ids:
             async with db.write() as conn:
-                result = await outbox.replay(conn, db.kind, nid, clock.now())
+                now = clock.now()
+                result = await outbox.replay(conn, db.kind, nid, now)
+                await audit.record(
+                    conn,
+                    at=now,
+                    actor=audit.ACTOR_CLI,
+                    action=audit.Action.REPLAY,
+                    target=f"notification/{nid}",
+                    outcome=result.status.value,
+                    details={"via": "cli"}
+                    | ({"superseded_by": result.superseded_by} if result.superseded_by else {}),
+                )
             if result.status is ReplayStatus.REQUEUED:
                 print(f"{nid}: requeued")
             elif result.status is ReplayStatus.SUPERSEDED:

@@ -78,6 +78,24 @@ class ServerConfig(StrictModel):
         return self.ingest_timeout.total_seconds() + _INGEST_S_PER_ALERT * alerts
 
 
+class IngestConfig(StrictModel):
+    """``ingest:``: what the webhook endpoints tolerate from senders."""
+
+    # A startsAt/endsAt further ahead of our clock than this is treated as a
+    # wrong clock: ordered as "now" and flagged, so it cannot outrank later
+    # real events of the alert.
+    max_clock_skew: Duration = timedelta(minutes=5)
+    # The whole body must arrive within this, or the answer is 408: a client
+    # that announces more than it sends cannot hold a connection forever.
+    body_timeout: Duration = timedelta(seconds=30)
+
+    @model_validator(mode="after")
+    def _check(self) -> "IngestConfig":
+        if self.body_timeout.total_seconds() <= 0:
+            raise FieldError("body_timeout", "must be positive")
+        return self
+
+
 class DatabaseConfig(StrictModel):
     url: str = "sqlite:///alertrelay.db"
     # SQLite busy timeout and PostgreSQL lock/statement wait before a 503.
@@ -118,6 +136,27 @@ class AuthConfig(StrictModel):
     def webhook_secrets(self) -> list[bytes]:
         tokens = [self.webhook_token, *self.webhook_tokens]
         return [t.get_secret_value().encode() for t in tokens if t is not None]
+
+
+class RetentionConfig(StrictModel):
+    """How long history is kept; the sweeper prunes past it in small batches."""
+
+    resolved_alerts: Duration = timedelta(days=30)  # with their transitions
+    transitions: Duration = timedelta(days=90)
+    notifications: Duration = timedelta(days=30)  # sent ones
+    dead_letters: Duration = timedelta(days=90)
+    delivery_attempts: Duration = timedelta(days=14)
+    quarantine: Duration = timedelta(days=14)
+    audit: Duration = timedelta(days=365)
+
+    @model_validator(mode="after")
+    def _check(self) -> "RetentionConfig":
+        for name, value in self:
+            # A typo such as `0` or `5m` would otherwise delete what people
+            # are still looking at.
+            if value < timedelta(hours=1):
+                raise FieldError(name, "must be at least 1h")
+        return self
 
 
 class DedupConfig(StrictModel):
@@ -290,11 +329,13 @@ class ReceiverConfig(StrictModel):
 class Config(StrictModel):
     server: ServerConfig = ServerConfig()
     database: DatabaseConfig = DatabaseConfig()
+    ingest: IngestConfig = IngestConfig()
     auth: AuthConfig | None = None
     dedup: DedupConfig = DedupConfig()
     flapping: FlappingConfig = FlappingConfig()
     delivery: DeliveryConfig = DeliveryConfig()
     runbooks: RunbooksConfig = RunbooksConfig()
+    retention: RetentionConfig = RetentionConfig()
     global_: GlobalConfig = Field(default=GlobalConfig(), alias="global")
     route: RouteConfig
     receivers: list[ReceiverConfig] = Field(min_length=1)

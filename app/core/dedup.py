@@ -12,7 +12,7 @@ resolved; an occurrence seen only as resolved must have fired first).
 
 import enum
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from app.core.domain import Alert, Status
 
@@ -24,13 +24,31 @@ class Verdict(enum.StrEnum):
     STALE = "stale"
 
 
+DEFAULT_MAX_SKEW = timedelta(minutes=5)
+
+
 @dataclass(frozen=True, slots=True)
 class Position:
     status: Status
     occurrence: datetime
+    # Set when the occurrence's startsAt was beyond the allowed skew: the
+    # server time it is ordered at instead.
+    ordered_at: datetime | None = None
 
-    def key(self) -> tuple[datetime, int]:
-        return (self.occurrence, 0 if self.status is Status.FIRING else 1)
+
+def is_skewed(value: datetime | None, now: datetime, max_skew: timedelta) -> bool:
+    return value is not None and value > now + max_skew
+
+
+def _supersedes(stored: Position, starts_at: datetime, skewed: bool, now: datetime) -> bool:
+    """Does an event of another occurrence than the stored one come after it?"""
+    if stored.ordered_at is None:
+        # Honest against honest: the later startsAt is the later occurrence;
+        # a skewed event counts as happening now.
+        return (now if skewed else starts_at) > stored.occurrence
+    if not skewed:
+        return True  # a real event always supersedes a skewed occurrence
+    return now >= stored.ordered_at
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,13 +82,18 @@ def _resolved_at(alert: Alert, now: datetime) -> datetime:
     return min(max(ends, alert.starts_at), now)
 
 
-def decide(stored: Position | None, alert: Alert, now: datetime) -> Decision:
+def decide(
+    stored: Position | None,
+    alert: Alert,
+    now: datetime,
+    max_skew: timedelta = DEFAULT_MAX_SKEW,
+) -> Decision:
     """Compare ``alert`` with the stored position; ``now`` bounds event times.
 
     Times in the future (a skewed sender clock) are clamped to ``now`` so
-    they cannot inflate flap scores.
+    they cannot inflate flap scores, and order as described in the module
+    docstring.
     """
-    incoming = Position(alert.status, alert.starts_at)
     fired_at = min(alert.starts_at, now)
     if stored is None:
         if alert.status is Status.FIRING:
@@ -82,14 +105,18 @@ def decide(stored: Position | None, alert: Alert, now: datetime) -> Decision:
                 Edge(alert.starts_at, Status.FIRING, Status.RESOLVED, _resolved_at(alert, now)),
             ),
         )
-    if incoming.key() == stored.key():
+    same = alert.starts_at == stored.occurrence
+    if same and alert.status is stored.status:
         return Decision(Verdict.DUPLICATE)
-    if incoming.key() < stored.key():
+    if same and alert.status is Status.FIRING:
+        return Decision(Verdict.STALE)  # a late firing of an occurrence already resolved
+    skewed = is_skewed(alert.starts_at, now, max_skew)
+    if not same and not _supersedes(stored, alert.starts_at, skewed, now):
         return Decision(Verdict.STALE)
 
     edges: list[Edge] = []
     current = stored.status
-    if alert.starts_at > stored.occurrence:
+    if not same:
         if current is Status.FIRING:
             # The stored occurrence must have ended before the new one began.
             edges.append(

@@ -129,6 +129,11 @@ class AlertRecord:
     next_renotify_at: datetime | None = None
     renotify_count: int = 0
     content_hash: str = ""
+    # Clock skew of the current occurrence: when its startsAt was beyond the
+    # allowed skew, the server time it is ordered at; and which of the
+    # alert's timestamps were ("startsAt", "endsAt", comma-separated).
+    skewed_at: datetime | None = None
+    clock_skew: str | None = None
 
     @property
     def severity(self) -> str:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from app.config.compiled import Runtime
-from app.core.dedup import Position, Verdict, decide
+from app.core.dedup import Position, Verdict, decide, is_skewed
 from app.core.domain import (
     Alert,
     AlertRecord,
@@ -51,6 +51,9 @@ class IngestResult:
     notifications: int = 0
     by_status: dict[str, int] = field(default_factory=dict)
     transitions_to: dict[str, int] = field(default_factory=dict)
+    clock_skew: int = 0
+    # A few (fingerprint, which timestamps) of the skewed alerts, for the log.
+    skewed: list[tuple[str, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -119,8 +122,9 @@ def _apply_alert(
 ) -> None:
     fp = alert.fingerprint
     rec = batch.records.get(fp)
-    stored = Position(rec.status, rec.starts_at) if rec is not None else None
-    decision = decide(stored, alert, now)
+    stored = Position(rec.status, rec.starts_at, rec.skewed_at) if rec is not None else None
+    max_skew = runtime.config.ingest.max_clock_skew
+    decision = decide(stored, alert, now, max_skew)
 
     if decision.verdict in (Verdict.DUPLICATE, Verdict.STALE):
         assert rec is not None
@@ -160,6 +164,14 @@ def _apply_alert(
     if decision.verdict is Verdict.NEW:
         state.occurrence = alert.starts_at
     plan = plan_edges(fp, state, decision.edges, options.flap)
+
+    skew = skewed_fields(alert, now, max_skew)
+    if alert.starts_at != rec.starts_at or rec.clock_skew is None:
+        # A new occurrence starts its own record of skew.
+        rec.skewed_at = now if "startsAt" in skew else None
+        rec.clock_skew = ",".join(skew) or None
+    elif skew:
+        rec.clock_skew = ",".join(sorted({*rec.clock_skew.split(","), *skew}))
 
     rec.status = alert.status
     rec.starts_at = alert.starts_at
@@ -209,6 +221,20 @@ def _apply_alert(
         result.notifications += len(rows)
 
 
+def skewed_fields(alert: Alert, now: datetime, max_skew: timedelta) -> list[str]:
+    """Which of ``alert``'s timestamps are further ahead than ``max_skew``.
+
+    A firing alert's endsAt is an expiry, not an end, so only a resolve's
+    counts.
+    """
+    out = []
+    if is_skewed(alert.starts_at, now, max_skew):
+        out.append("startsAt")
+    if alert.status is Status.RESOLVED and is_skewed(alert.ends_at, now, max_skew):
+        out.append("endsAt")
+    return out
+
+
 def _schedule_renotify(
     rec: AlertRecord, notices: list[Notice], renotify_s: float, now: datetime
 ) -> None:
@@ -250,9 +276,15 @@ def plan_batch(
         webhook = item.webhook
         result = IngestResult(accepted=len(webhook.alerts), rejected=len(item.rejected))
         group_firing = webhook.firing_count
+        max_skew = runtime.config.ingest.max_clock_skew
         for alert in webhook.alerts:
             key = alert.status.value
             result.by_status[key] = result.by_status.get(key, 0) + 1
+            skew = skewed_fields(alert, now, max_skew)
+            if skew:
+                result.clock_skew += 1
+                if len(result.skewed) < 3:
+                    result.skewed.append((alert.fingerprint, ",".join(skew)))
             if alert.fingerprint in confirmed:
                 result.duplicates += 1
                 continue
@@ -384,6 +416,16 @@ class IngestService:
                 m.deduplicated.inc(result.duplicates)
             if result.stale:
                 m.stale.inc(result.stale)
+            if result.clock_skew:
+                m.clock_skew.inc(result.clock_skew)
+                log.warning(
+                    "clock skew: timestamps from the future, ordered as received",
+                    extra={
+                        "source": source,
+                        "alerts": result.clock_skew,
+                        "examples": [f"{fp} {fields}" for fp, fields in result.skewed],
+                    },
+                )
             for to, n in result.transitions_to.items():
                 m.child(m.transitions, to).inc(n)
             if result.rejected:

@@ -31,6 +31,11 @@ class Metrics:
             "Alerts older than the stored state (late deliveries), ignored",
             registry=r,
         )
+        self.clock_skew = Counter(
+            "alertrelay_alerts_clock_skew_total",
+            "Alerts whose startsAt or endsAt was further in the future than ingest.max_clock_skew",
+            registry=r,
+        )
         self.transitions = Counter(
             "alertrelay_alert_transitions_total", "Alert state transitions", ["to"], registry=r
         )
@@ -91,6 +96,12 @@ class Metrics:
         )
         self.config_reloads = Counter(
             "alertrelay_config_reloads_total", "Config reloads by result", ["result"], registry=r
+        )
+        self.pruned_rows = Counter(
+            "alertrelay_pruned_rows_total",
+            "Rows deleted because they were past their retention",
+            ["table"],
+            registry=r,
         )
         self.build_info = Gauge(
             "alertrelay_build_info", "Build information", ["version", "git_commit"], registry=r

@@ -73,6 +73,8 @@ def record_from_row(row: Any) -> AlertRecord:
         next_renotify_at=m["next_renotify_at"],
         renotify_count=m["renotify_count"],
         content_hash=m["content_hash"],
+        skewed_at=m["skewed_at"],
+        clock_skew=m["clock_skew"],
     )
 
 
@@ -105,6 +107,8 @@ def _row_values(rec: AlertRecord) -> dict[str, Any]:
         "next_renotify_at": rec.next_renotify_at,
         "renotify_count": rec.renotify_count,
         "content_hash": rec.content_hash,
+        "skewed_at": rec.skewed_at,
+        "clock_skew": rec.clock_skew,
     }
 
 

@@ -73,6 +73,11 @@ def alert_summary(m: Any) -> dict[str, Any]:
             "transitions": m["flap_transitions"],
         },
         "incident_key": m["incident_key"],
+        "clock_skew": (
+            {"fields": m["clock_skew"].split(","), "ordered_at": _ts(m["skewed_at"])}
+            if m["clock_skew"]
+            else None
+        ),
         "source": m["source"],
         "group_key": m["group_key"],
     }

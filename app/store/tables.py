@@ -101,6 +101,9 @@ alerts = sa.Table(
     sa.Column("renotify_count", sa.Integer(), nullable=False, server_default="0"),
     # domain.content_hash of annotations and generator URL (duplicate fast path).
     sa.Column("content_hash", sa.String(16), nullable=False, server_default=""),
+    # Migration 0003: a startsAt/endsAt from the future (see app/dedup.py).
+    sa.Column("skewed_at", UTCDateTime(), nullable=True),
+    sa.Column("clock_skew", sa.String(32), nullable=True),
     sa.Index(None, "status", "last_changed"),
     sa.Index(None, "flapping"),
     sa.Index(None, "next_renotify_at"),
@@ -127,6 +130,8 @@ alert_transitions = sa.Table(
     # Replays and races cannot double a transition.
     sa.UniqueConstraint("fingerprint", "occurrence", "to_status"),
     sa.Index(None, "fingerprint", "id"),
+    # Pruning walks the oldest first and stops at its limit.
+    sa.Index(None, "received_at"),
 )
 
 notifications = sa.Table(
@@ -188,6 +193,7 @@ delivery_attempts = sa.Table(
     sa.Column("error", sa.Text(), nullable=True),
     sa.Column("duration_ms", sa.Float(), nullable=True),
     sa.Index(None, "notification_id", "attempt"),
+    sa.Index(None, "started_at"),  # pruning, oldest first
 )
 
 quarantined_alerts = sa.Table(
@@ -200,4 +206,20 @@ quarantined_alerts = sa.Table(
     sa.Column("reason", sa.Text(), nullable=False),
     sa.Column("alert_json", sa.Text(), nullable=False),
     sa.Index(None, "received_at"),
+)
+
+# Who did what: replays, reloads, prunes (and acks). Append-only; pruned by age.
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("at", UTCDateTime(), nullable=False),
+    sa.Column("actor", sa.String(255), nullable=False),
+    sa.Column("action", sa.String(32), nullable=False),
+    sa.Column("target", sa.String(255), nullable=False, server_default=""),
+    sa.Column("outcome", sa.String(32), nullable=False),
+    sa.Column("details", JSONType, nullable=False),
+    sa.Index(None, "at"),
+    sa.Index(None, "action", "id"),
+    sa.Index(None, "actor", "id"),
 )

@@ -13,6 +13,7 @@ import signal
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 import httpx
 from starlette.applications import Starlette
@@ -29,11 +30,13 @@ from app.ops.clock import Clock, SystemClock
 from app.ops.metrics import Metrics
 from app.ops.tracing import tracer_from_env
 from app.ops.version import VersionInfo, version_info
+from app.store.audit import ACTOR_SIGNAL, Action
 from app.store.engine import Database
 from app.store.migrate import head_revision
 from app.store.wakeup import OutboxListener
 from app.sweeper import Sweeper
-from app.web import api, console, health, webhook
+from app.web import api, audit, console, health, webhook
+from app.web.audit import record_for as record_audit_for
 from app.web.middleware import RequestMiddleware
 
 log = logging.getLogger(__name__)
@@ -75,6 +78,26 @@ class Services:
         self.metrics.config_reloads.labels(result="success").inc()
         log.info("config reloaded", extra={"version": runtime.loaded.version})
         return True, runtime.loaded.summary()
+
+    def reload_details(self, ok: bool, message: str) -> dict[str, Any]:
+        """What the audit log keeps about a reload: the version now in force
+        and, when refused, how many problems the file had (not their text,
+        which may quote the file)."""
+        details: dict[str, Any] = {"config_version": self.runtime().loaded.version}
+        if not ok:
+            details["errors"] = len(message.splitlines())
+        return details
+
+    async def reload_on_signal(self) -> None:
+        ok, message = self.reload()
+        await record_audit_for(
+            self,
+            ACTOR_SIGNAL,
+            Action.RELOAD,
+            target="config",
+            outcome="ok" if ok else "refused",
+            details=self.reload_details(ok, message) | {"via": "SIGHUP"},
+        )
 
 
 def create_app(
@@ -153,7 +176,10 @@ def create_app(
                 services.listener.start()
         loop = asyncio.get_running_loop()
         if handle_sighup:
-            loop.add_signal_handler(signal.SIGHUP, services.reload)
+            loop.add_signal_handler(
+                signal.SIGHUP,
+                lambda: services.tasks.append(asyncio.ensure_future(services.reload_on_signal())),
+            )
         log.info(
             "alertrelay started",
             extra={"config": loaded.source, "config_version": loaded.version, "db": db.kind},
@@ -178,6 +204,7 @@ def create_app(
         Route("/webhook/alertmanager", webhook.alertmanager, methods=["POST"]),
         Route("/webhook/grafana", webhook.grafana, methods=["POST"]),
         *api.routes,
+        *audit.routes,
         *health.routes,
         *console.routes,
     ]

@@ -214,6 +214,56 @@ OPENAPI: dict[str, Any] = {
                 },
             }
         },
+        "/api/v1/audit": {
+            "get": {
+                "summary": "Who did what (replays, reloads, prunes), newest first",
+                "parameters": [
+                    {
+                        "name": "action",
+                        "in": "query",
+                        "schema": {
+                            "type": "string",
+                            "enum": ["replay", "reload", "prune", "ack", "unack"],
+                        },
+                    },
+                    {"name": "actor", "in": "query", "schema": {"type": "string"}},
+                    {
+                        "name": "since",
+                        "in": "query",
+                        "description": "RFC 3339 time with a zone; entries at or after it",
+                        "schema": {"type": "string", "format": "date-time"},
+                    },
+                    {
+                        "name": "until",
+                        "in": "query",
+                        "description": "RFC 3339 time with a zone; entries before it",
+                        "schema": {"type": "string", "format": "date-time"},
+                    },
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
+                    },
+                    {"name": "cursor", "in": "query", "schema": {"type": "string"}},
+                ],
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "properties": {
+                                "entries": {
+                                    "type": "array",
+                                    "items": {"$ref": "#/components/schemas/AuditEntry"},
+                                },
+                                "next_cursor": {"type": ["string", "null"]},
+                            },
+                        },
+                        "A page of audit entries",
+                    ),
+                    "400": _err("Bad parameter"),
+                },
+            }
+        },
         "/api/v1/runbooks/resolve": {
             "get": {
                 "summary": "Runbook lookup: every query parameter is a label",
@@ -371,6 +421,15 @@ OPENAPI: dict[str, Any] = {
                     "runbook_url": {"type": ["string", "null"]},
                     "duplicates": {"type": "integer"},
                     "flap": {"type": "object"},
+                    "clock_skew": {
+                        "description": "Set when the occurrence's startsAt or endsAt was "
+                        "further ahead than ingest.max_clock_skew",
+                        "type": ["object", "null"],
+                        "properties": {
+                            "fields": {"type": "array", "items": {"type": "string"}},
+                            "ordered_at": {"type": ["string", "null"]},
+                        },
+                    },
                 },
             },
             "AlertDetail": {
@@ -400,6 +459,21 @@ OPENAPI: dict[str, Any] = {
                     "dedup_key": {"type": "string"},
                     "attempts": {"type": "integer"},
                     "last_error": {"type": ["string", "null"]},
+                },
+            },
+            "AuditEntry": {
+                "type": "object",
+                "properties": {
+                    "id": {"type": "integer"},
+                    "at": {"type": "string", "format": "date-time"},
+                    "actor": {
+                        "type": "string",
+                        "description": "the credential's name, admin, cli, sighup or anonymous",
+                    },
+                    "action": {"type": "string"},
+                    "target": {"type": "string", "description": "e.g. notification/42, config"},
+                    "outcome": {"type": "string"},
+                    "details": {"type": "object"},
                 },
             },
         },
