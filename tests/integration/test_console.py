@@ -190,6 +190,18 @@ async def test_replay_needs_admin_sign_in_and_the_csrf_token(db_url: str) -> Non
         again = await client.get((await replay({"csrf_token": csrf})).headers["location"])
         assert "0 notifications requeued. Not replayed: #1 is not dead (already replayed or delivered)." in again.text
 
+        # Each replay is in the audit log, by the admin, via the console, and on its page.
+        entries = (await client.get("/api/v1/audit", params={"action": "replay"})).json()["entries"]
+        assert [(e["actor"], e["target"], e["outcome"], e["details"]["via"]) for e in entries] == [
+            ("admin", "notification/1", "not_dead", "console"),
+            ("admin", "notification/1", "requeued", "console"),
+        ]
+        audit_page = await client.get("/audit", params={"action": "replay"})
+        assert audit_page.status_code == 200 and audit_page.text.count("notification/1") == 2
+        assert "via=console" in audit_page.text
+        assert (await client.get("/audit", params={"action": "bogus"})).status_code == 400
+        assert "No entries." in (await client.get("/audit", params={"actor": "someone-else"})).text
+
         # The session ends after 12 hours.
         kill(db_url, 1)
         clock.advance(12 * 3600 + 1)

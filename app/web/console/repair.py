@@ -10,8 +10,9 @@ from urllib.parse import urlencode
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from app.store import console_reads, outbox
+from app.store import audit, console_reads, outbox
 from app.store.outbox import ReplayStatus
+from app.web.audit import actor_of
 from app.web.console import access
 from app.web.console.pages import page
 from app.web.console.view import render
@@ -59,9 +60,22 @@ async def _replay(request: Request, ids: list[int]) -> tuple[list[int], list[str
     services = request.app.state.services
     requeued: list[int] = []
     skipped: list[str] = []
+    actor = actor_of(request)
     for nid in ids:
         async with services.db.write() as conn:
-            result = await outbox.replay(conn, services.db.kind, nid, services.clock.now())
+            now = services.clock.now()
+            result = await outbox.replay(conn, services.db.kind, nid, now)
+            # In the replay's own transaction: no replay without its entry.
+            await audit.record(
+                conn,
+                at=now,
+                actor=actor,
+                action=audit.Action.REPLAY,
+                target=f"notification/{nid}",
+                outcome=result.status.value,
+                details={"via": "console"}
+                | ({"superseded_by": result.superseded_by} if result.superseded_by else {}),
+            )
         if result.status is ReplayStatus.REQUEUED:
             requeued.append(nid)
         elif result.status is ReplayStatus.SUPERSEDED:
