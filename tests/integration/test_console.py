@@ -190,6 +190,9 @@ async def test_replay_needs_admin_sign_in_and_the_csrf_token(db_url: str) -> Non
         again = await client.get((await replay({"csrf_token": csrf})).headers["location"])
         assert "0 notifications requeued. Not replayed: #1 is not dead (already replayed or delivered)." in again.text
 
+        crafted = await client.get("/dead-letters", params={"skipped": "Call 555-0100 now,1:not_dead", "requeued": "0"})
+        assert "555" not in crafted.text and "#1 is not dead" in crafted.text  # a link cannot put words on the page
+
         # Each replay is in the audit log, by the admin, via the console, and on its page.
         entries = (await client.get("/api/v1/audit", params={"action": "replay"})).json()["entries"]
         assert [(e["actor"], e["target"], e["outcome"], e["details"]["via"]) for e in entries] == [
