@@ -142,22 +142,22 @@ def _dead_prunable(c: Cutoffs) -> list[Any]:
     ]
 
 
+# Unsent notifications are few at any time, and found through the status
+# index: one short list per statement is cheaper than a lookup per row.
+def _unfinished(column: sa.Column[Any]) -> Any:
+    return sa.select(column).where(n.status.in_(_UNFINISHED))
+
+
 def _old_attempts(c: Cutoffs) -> list[Any]:
-    unfinished = (
-        sa.select(n.id).where(n.id == d.notification_id, n.status.in_(_UNFINISHED)).exists()
-    )
-    return [d.started_at < c.delivery_attempts, ~unfinished]
+    return [d.started_at < c.delivery_attempts, d.notification_id.not_in(_unfinished(n.id))]
 
 
 def _resolved_alert_prunable(c: Cutoffs) -> list[Any]:
-    unfinished = (
-        sa.select(n.id).where(n.fingerprint == a.fingerprint, n.status.in_(_UNFINISHED)).exists()
-    )
     return [
         a.status == Status.RESOLVED.value,
         a.last_changed < c.resolved_alerts,
         a.flapping.is_(False),
-        ~unfinished,
+        a.fingerprint.not_in(_unfinished(n.fingerprint)),
     ]
 
 
