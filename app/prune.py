@@ -13,10 +13,10 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from app.clock import Clock, SystemClock
-from app.config import LoadedConfig
-from app.metrics import Metrics
-from app.runtime import Runtime
+from app.config.compiled import Runtime
+from app.config.model import LoadedConfig
+from app.ops.clock import Clock, SystemClock
+from app.ops.metrics import Metrics
 from app.store import audit, migrate
 from app.store.engine import Database, DatabaseSetupError
 from app.store.retention import (

@@ -14,14 +14,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from app.clock import Clock
-from app.domain import AlertRecord, Status
-from app.fanout import notice_payload, notification_rows
-from app.metrics import Metrics
-from app.notices import Notice, apply_state, plan_reminder, plan_sweep, state_of
+from app.config.compiled import RouteOptions, Runtime
+from app.core.domain import AlertRecord, Status
+from app.core.fanout import notice_payload, notification_rows
+from app.core.notices import Notice, apply_state, plan_reminder, plan_sweep, state_of
+from app.core.routing import RouteResult
+from app.ops.clock import Clock
+from app.ops.metrics import Metrics
 from app.prune import Pruner
-from app.routing import RouteResult
-from app.runtime import RouteOptions, Runtime
 from app.store import queries
 from app.store.alerts import AlertChanges, AlertUnit
 from app.store.engine import Database

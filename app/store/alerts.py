@@ -24,8 +24,8 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.domain import AlertRecord, NotificationRow, QuarantineRow, Status, TransitionRow
-from app.domain import NotificationStatus as NS
+from app.core.domain import AlertRecord, NotificationRow, QuarantineRow, Status, TransitionRow
+from app.core.domain import NotificationStatus as NS
 from app.store.tables import alert_transitions, alerts, notifications, quarantined_alerts
 from app.store.wakeup import notify_outbox
 
@@ -73,6 +73,8 @@ def record_from_row(row: Any) -> AlertRecord:
         next_renotify_at=m["next_renotify_at"],
         renotify_count=m["renotify_count"],
         content_hash=m["content_hash"],
+        skewed_at=m["skewed_at"],
+        clock_skew=m["clock_skew"],
     )
 
 
@@ -105,6 +107,8 @@ def _row_values(rec: AlertRecord) -> dict[str, Any]:
         "next_renotify_at": rec.next_renotify_at,
         "renotify_count": rec.renotify_count,
         "content_hash": rec.content_hash,
+        "skewed_at": rec.skewed_at,
+        "clock_skew": rec.clock_skew,
     }
 
 

@@ -13,7 +13,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.domain import isoformat
+from app.core.domain import isoformat
 from app.store.queries import BadCursor, _decode_cursor, _encode_cursor
 from app.store.tables import audit_log
 

@@ -12,8 +12,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.domain import NotificationStatus as NS
-from app.domain import isoformat
+from app.core.domain import NotificationStatus as NS
+from app.core.domain import isoformat
 from app.store.tables import (
     alert_transitions,
     alerts,
@@ -73,6 +73,11 @@ def alert_summary(m: Any) -> dict[str, Any]:
             "transitions": m["flap_transitions"],
         },
         "incident_key": m["incident_key"],
+        "clock_skew": (
+            {"fields": m["clock_skew"].split(","), "ordered_at": _ts(m["skewed_at"])}
+            if m["clock_skew"]
+            else None
+        ),
         "source": m["source"],
         "group_key": m["group_key"],
     }

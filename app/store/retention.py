@@ -42,9 +42,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.config import RetentionConfig
-from app.domain import NotificationStatus as NS
-from app.domain import Status
+from app.config.model import RetentionConfig
+from app.core.domain import NotificationStatus as NS
+from app.core.domain import Status
 from app.store.engine import Database, is_lock_conflict
 from app.store.tables import (
     alert_transitions,

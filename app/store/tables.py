@@ -101,6 +101,9 @@ alerts = sa.Table(
     sa.Column("renotify_count", sa.Integer(), nullable=False, server_default="0"),
     # domain.content_hash of annotations and generator URL (duplicate fast path).
     sa.Column("content_hash", sa.String(16), nullable=False, server_default=""),
+    # Migration 0003: a startsAt/endsAt from the future (see app/dedup.py).
+    sa.Column("skewed_at", UTCDateTime(), nullable=True),
+    sa.Column("clock_skew", sa.String(32), nullable=True),
     sa.Index(None, "status", "last_changed"),
     sa.Index(None, "flapping"),
     sa.Index(None, "next_renotify_at"),

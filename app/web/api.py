@@ -12,7 +12,7 @@ from app.store.engine import is_unavailable
 from app.store.outbox import ReplayStatus
 from app.web.audit import actor_of
 from app.web.audit import record as record_audit
-from app.web.common import HTTPError, check_admin, error_response, int_param, json_response
+from app.web.guards import HTTPError, check_admin, error_response, int_param, json_response
 
 log = logging.getLogger(__name__)
 

@@ -20,22 +20,22 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import Route
 
-from app.clock import Clock, SystemClock
-from app.config import ConfigError, LoadedConfig
-from app.delivery import DeliveryWorker, default_worker_id
-from app.metrics import Metrics
+from app.config.compiled import Runtime, RuntimeHolder, build_runtime
+from app.config.model import ConfigError, LoadedConfig
+from app.config.settings import Effective, Settings, effective
+from app.delivery.worker import DeliveryWorker, default_worker_id
+from app.ingest.service import IngestService
 from app.notifiers.http import make_client
-from app.runtime import Runtime, RuntimeHolder, build_runtime
-from app.service import IngestService
-from app.settings import Effective, Settings, effective
+from app.ops.clock import Clock, SystemClock
+from app.ops.metrics import Metrics
+from app.ops.tracing import tracer_from_env
+from app.ops.version import VersionInfo, version_info
 from app.store.audit import ACTOR_SIGNAL, Action
 from app.store.engine import Database
 from app.store.migrate import head_revision
 from app.store.wakeup import OutboxListener
 from app.sweeper import Sweeper
-from app.tracing import tracer_from_env
-from app.version import VersionInfo, version_info
-from app.web import api, audit, health, ui, webhook
+from app.web import api, audit, console, health, webhook
 from app.web.audit import record_for as record_audit_for
 from app.web.middleware import RequestMiddleware
 
@@ -206,7 +206,7 @@ def create_app(
         *api.routes,
         *audit.routes,
         *health.routes,
-        *ui.routes,
+        *console.routes,
     ]
     return Starlette(
         debug=False,

@@ -10,7 +10,7 @@ from starlette.routing import Route
 
 from app.store import audit, queries
 from app.store.engine import is_unavailable
-from app.web.common import HTTPError, error_response, int_param, json_response
+from app.web.guards import HTTPError, error_response, int_param, json_response
 
 log = logging.getLogger(__name__)
 

@@ -23,6 +23,43 @@ _WEBHOOK_RESPONSES = {
     "503": _err("Database unavailable or busy; retry"),
 }
 
+_HTML = {"200": {"description": "HTML", "content": {"text/html": {}}}}
+_ACTION = {
+    "303": {"description": "Done; redirects to the page that shows the result"},
+    "401": {"description": "Not signed in with the admin token", "content": {"text/html": {}}},
+    "403": {
+        "description": "No CSRF token, or posted from another site",
+        "content": {"text/html": {}},
+    },
+}
+_FORM = {"content": {"application/x-www-form-urlencoded": {"schema": {"type": "object"}}}}
+# The web console: HTML pages for people, and the form posts behind its buttons.
+_CONSOLE: dict[str, Any] = {
+    "/": {"get": {"summary": "Console: overview", "responses": _HTML}},
+    "/alerts": {"get": {"summary": "Console: alerts, filtered and paged", "responses": _HTML}},
+    "/alerts/{fingerprint}": {"get": {"summary": "Console: one alert", "responses": _HTML}},
+    "/dead-letters": {"get": {"summary": "Console: dead letters", "responses": _HTML}},
+    "/dead-letters/{id}/replay": {
+        "post": {"summary": "Console: replay one", "requestBody": _FORM, "responses": _ACTION}
+    },
+    "/dead-letters/replay-all": {
+        "post": {"summary": "Console: replay all", "requestBody": _FORM, "responses": _ACTION}
+    },
+    "/routes": {"get": {"summary": "Console: route tree and label test", "responses": _HTML}},
+    "/console/sign-in": {
+        "post": {"summary": "Console: sign in", "requestBody": _FORM, "responses": _ACTION}
+    },
+    "/console/sign-out": {
+        "post": {"summary": "Console: sign out", "requestBody": _FORM, "responses": _ACTION}
+    },
+    "/static/{name}": {
+        "get": {
+            "summary": "Console stylesheet and script",
+            "responses": {"200": {"description": "CSS or JavaScript"}},
+        }
+    },
+}
+
 _STRING_MAP = {"type": "object", "additionalProperties": {"type": "string"}}
 
 OPENAPI: dict[str, Any] = {
@@ -311,12 +348,7 @@ OPENAPI: dict[str, Any] = {
                 },
             }
         },
-        "/": {
-            "get": {
-                "summary": "Read-only status page",
-                "responses": {"200": {"description": "HTML", "content": {"text/html": {}}}},
-            }
-        },
+        **_CONSOLE,
     },
     "components": {
         "securitySchemes": {
@@ -389,6 +421,15 @@ OPENAPI: dict[str, Any] = {
                     "runbook_url": {"type": ["string", "null"]},
                     "duplicates": {"type": "integer"},
                     "flap": {"type": "object"},
+                    "clock_skew": {
+                        "description": "Set when the occurrence's startsAt or endsAt was "
+                        "further ahead than ingest.max_clock_skew",
+                        "type": ["object", "null"],
+                        "properties": {
+                            "fields": {"type": "array", "items": {"type": "string"}},
+                            "ordered_at": {"type": ["string", "null"]},
+                        },
+                    },
                 },
             },
             "AlertDetail": {

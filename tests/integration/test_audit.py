@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 from starlette.applications import Starlette
 
-from app.clock import ManualClock
+from app.ops.clock import ManualClock
 from tests.conftest import running_app
 from tests.helpers import JSON, T0, am_alert, am_webhook, body, count, table_rows
 from tests.sinks import FakePagerDuty, Reply, serve

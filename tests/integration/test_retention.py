@@ -13,9 +13,9 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
-from app.clock import ManualClock
-from app.config import RetentionConfig
-from app.fingerprint import fingerprint
+from app.config.model import RetentionConfig
+from app.core.fingerprint import fingerprint
+from app.ops.clock import ManualClock
 from app.store.engine import Database
 from app.store.retention import Cutoffs, prune
 from tests.conftest import running_app

@@ -5,8 +5,8 @@ import sqlite3
 from datetime import timedelta
 from pathlib import Path
 
-from app.clock import ManualClock
-from app.config import RetentionConfig
+from app.config.model import RetentionConfig
+from app.ops.clock import ManualClock
 from app.store import migrate
 from app.store.retention import Cutoffs, file_space, incremental_vacuum, prune
 from tests.conftest import running_app

@@ -4,7 +4,7 @@ from datetime import timedelta
 
 import pytest
 
-from app.config import ConfigError, parse_config
+from app.config.model import ConfigError, parse_config
 
 BASE = "route: {receiver: r}\nreceivers: [{name: r, log_configs: [{}]}]\n"
 

@@ -1,0 +1,180 @@
+"""Domain values shared by ingest, storage and delivery."""
+
+import enum
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+
+class Status(enum.StrEnum):
+    FIRING = "firing"
+    RESOLVED = "resolved"
+
+
+class Source(enum.StrEnum):
+    ALERTMANAGER = "alertmanager"
+    GRAFANA = "grafana"
+
+
+class NoticeKind(enum.StrEnum):
+    """Why a notification is sent."""
+
+    FIRING = "firing"  # the alert started firing
+    RESOLVED = "resolved"  # the alert resolved
+    FLAPPING = "flapping"  # it started flapping; per-transition notices stop
+    STABLE = "stable"  # it stopped flapping; carries the current state
+    REMINDER = "reminder"  # still firing after renotify_interval
+
+
+class NotificationStatus(enum.StrEnum):
+    PENDING = "pending"
+    IN_FLIGHT = "in_flight"
+    SENT = "sent"
+    DEAD = "dead"
+
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def content_hash(annotations: Mapping[str, str], generator_url: str) -> str:
+    """Digest of what may change while an alert repeats (annotations, link).
+
+    Stored beside the alert so a duplicate can be confirmed by one indexed
+    comparison in SQL, without loading and comparing the annotations.
+    """
+    text = json.dumps([sorted(annotations.items()), generator_url], separators=(",", ":"))
+    return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """One alert of an accepted webhook, normalized and fingerprinted."""
+
+    fingerprint: str
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    status: Status
+    starts_at: datetime
+    ends_at: datetime | None
+    generator_url: str = ""
+    content_hash: str = ""
+
+    @property
+    def alertname(self) -> str:
+        return self.labels.get("alertname", "")
+
+
+@dataclass(frozen=True, slots=True)
+class Webhook:
+    """The envelope of one accepted webhook request."""
+
+    source: Source
+    alerts: list[Alert]
+    received_at: datetime
+    receiver: str = ""
+    group_key: str = ""
+    external_url: str = ""
+    group_labels: dict[str, str] = field(default_factory=dict)
+    truncated_alerts: int = 0
+
+    @property
+    def firing_count(self) -> int:
+        return sum(1 for a in self.alerts if a.status is Status.FIRING)
+
+
+def pagerduty_severity(severity: str) -> str:
+    """Map the ``severity`` label to one of PagerDuty's four values (SPEC §4)."""
+    value = severity.strip().lower()
+    if value in ("critical", "page"):
+        return "critical"
+    if value in ("error", "warning"):
+        return value
+    return "info"
+
+
+def isoformat(ts: datetime) -> str:
+    """RFC 3339 in UTC with a ``Z``, microseconds only when present."""
+    text = ts.astimezone(UTC).isoformat()
+    return text.replace("+00:00", "Z")
+
+
+@dataclass(slots=True)
+class AlertRecord:
+    """The stored state of one alert (one row per fingerprint)."""
+
+    fingerprint: str
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    status: Status
+    starts_at: datetime
+    ends_at: datetime | None
+    generator_url: str
+    source: str
+    group_key: str
+    first_seen: datetime
+    last_seen: datetime
+    last_changed: datetime
+    duplicate_count: int = 0
+    stale_count: int = 0
+    runbook_url: str | None = None
+    runbook_source: str | None = None
+    incident_key: str | None = None
+    flap_score: float = 0.0
+    flap_score_at: datetime | None = None
+    flapping: bool = False
+    flap_started_at: datetime | None = None
+    flap_transitions: int = 0
+    next_renotify_at: datetime | None = None
+    renotify_count: int = 0
+    content_hash: str = ""
+    # Clock skew of the current occurrence: when its startsAt was beyond the
+    # allowed skew, the server time it is ordered at; and which of the
+    # alert's timestamps were ("startsAt", "endsAt", comma-separated).
+    skewed_at: datetime | None = None
+    clock_skew: str | None = None
+
+    @property
+    def severity(self) -> str:
+        return self.labels.get("severity", "")[:64]
+
+    @property
+    def alertname(self) -> str:
+        return self.labels.get("alertname", "")[:255]
+
+
+@dataclass(frozen=True, slots=True)
+class TransitionRow:
+    fingerprint: str
+    occurrence: datetime
+    from_status: Status | None
+    to_status: Status
+    at: datetime
+    received_at: datetime
+    implied: bool
+    suppressed: str | None
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
+class NotificationRow:
+    idempotency_key: str
+    fingerprint: str
+    ordering_key: str
+    receiver: str
+    integration: str
+    integration_index: int
+    kind: NoticeKind
+    dedup_key: str
+    payload: dict[str, object]
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class QuarantineRow:
+    received_at: datetime
+    source: str
+    group_key: str
+    reason: str
+    alert_json: str
