@@ -195,7 +195,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "tests" / "perf" / "results")
     args = parser.parse_args()
 
-    from app.fingerprint import fingerprint
+    from app.core.fingerprint import fingerprint
     from app.store.migrate import upgrade
     from tests.perf.yearfill import fill
 

@@ -25,12 +25,12 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from app.config import parse_config
-from app.domain import AlertRecord, NoticeKind, Status, TransitionRow, isoformat
-from app.fanout import notice_payload, notification_rows
-from app.fingerprint import fingerprint
-from app.notices import Notice, incident_key
-from app.runtime import build_runtime
+from app.config.compiled import build_runtime
+from app.config.model import parse_config
+from app.core.domain import AlertRecord, NoticeKind, Status, TransitionRow, isoformat
+from app.core.fanout import notice_payload, notification_rows
+from app.core.fingerprint import fingerprint
+from app.core.notices import Notice, incident_key
 from app.store.alerts import _notification_values, _row_values, _transition_values
 from app.store.engine import sync_url
 from app.store.tables import (
