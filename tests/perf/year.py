@@ -181,6 +181,21 @@ def prune_under_load(db_url: str, args: argparse.Namespace, tmp: Path, files: di
     return out
 
 
+def existing(db_url: str) -> dict[str, Any]:
+    import sqlalchemy as sa
+
+    from app.store.engine import sync_url
+
+    engine = sa.create_engine(sync_url(db_url))
+    with engine.connect() as conn:
+        out: dict[str, Any] = {t: conn.exec_driver_sql(f"SELECT count(*) FROM {t}").scalar() for t in ("alerts", "alert_transitions", "notifications", "delivery_attempts")}
+        out["firing"] = conn.exec_driver_sql("SELECT count(*) FROM alerts WHERE status = 'firing'").scalar()
+        out["busiest"] = conn.exec_driver_sql("SELECT fingerprint FROM alerts WHERE status = 'firing' ORDER BY fingerprint LIMIT 1").scalar()
+    engine.dispose()
+    out["sqlite_bytes"] = sqlite_bytes(db_url)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--alerts", type=int, default=100_000)
@@ -191,6 +206,7 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=300)
     parser.add_argument("--delivery-rows", type=int, default=2000)
     parser.add_argument("--skip-empty", action="store_true", help="measure only the year database")
+    parser.add_argument("--sqlite-year-db", type=Path, help="a SQLite file this loader filled before: measured (and pruned) instead of filling anew")
     parser.add_argument("--postgres", default=os.environ.get("ALERTRELAY_TEST_POSTGRES_URL"))
     parser.add_argument("--out", type=Path, default=ROOT / "tests" / "perf" / "results")
     args = parser.parse_args()
@@ -214,10 +230,17 @@ def main() -> None:
         result: dict[str, Any] = {}
         for state in (["year"] if args.skip_empty else ["empty", "year"]):
             db_url = f"sqlite:///{tmp}/{state}.db" if target == "sqlite" else pg_database(args.postgres)
+            reuse = state == "year" and target == "sqlite" and args.sqlite_year_db is not None
+            if reuse:
+                db_url = f"sqlite:///{args.sqlite_year_db}"
             try:
                 upgrade(db_url)
                 detail_fp = fingerprint({"alertname": "Nothing"})
-                if state == "year":
+                if reuse:
+                    result["fill"] = existing(db_url)
+                    print(f"{target}: reusing {result['fill']}", flush=True)
+                    detail_fp = result["fill"].pop("busiest")
+                elif state == "year":
                     t = time.monotonic()
                     filled = fill(db_url, alerts_count=args.alerts, occurrences=args.occurrences)
                     result["fill"] = {"seconds": round(time.monotonic() - t), "alerts": filled.alerts, "transitions": filled.transitions, "notifications": filled.notifications, "delivery_attempts": filled.delivery_attempts, "firing": len(filled.firing or [])}
