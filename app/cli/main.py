@@ -1,4 +1,4 @@
-"""The ``alertrelay`` command (SPEC §1)."""
+"""The ``alertrelay`` command (README.md, "Commands")."""
 
 import argparse
 import asyncio
@@ -9,7 +9,7 @@ from collections.abc import Coroutine, Sequence
 from typing import Any
 
 from app.cli import status
-from app.config.compiled import Runtime, build_runtime
+from app.config.compiled import CompiledConfig, compile_config
 from app.config.model import ConfigError, LoadedConfig, example_config_text, load_config
 from app.config.settings import Settings, SettingsError, effective, load_settings
 from app.ops import logs
@@ -194,7 +194,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def describe_routes(runtime: Runtime, labels: dict[str, str]) -> dict[str, Any]:
+def describe_routes(runtime: CompiledConfig, labels: dict[str, str]) -> dict[str, Any]:
     result = runtime.route(labels)
     runbook = runtime.runbook(labels, {})
     options = result.options
@@ -249,7 +249,7 @@ def _print_routes(info: dict[str, Any]) -> None:
 
 def cmd_routes_test(args: argparse.Namespace) -> int:
     settings = _settings()
-    runtime = build_runtime(_load(args.config or settings.config, secrets_optional=True))
+    runtime = compile_config(_load(args.config or settings.config, secrets_optional=True))
     labels = _labels(args.labels)
     info = describe_routes(runtime, labels)
     if args.json:
@@ -267,7 +267,7 @@ def cmd_routes_test(args: argparse.Namespace) -> int:
 
 def cmd_runbook(args: argparse.Namespace) -> int:
     settings = _settings()
-    runtime = build_runtime(_load(args.config or settings.config, secrets_optional=True))
+    runtime = compile_config(_load(args.config or settings.config, secrets_optional=True))
     runbook = runtime.runbook(_labels(args.labels), {})
     if runbook.url is None:
         print("no runbook (no rule matched and no default)")

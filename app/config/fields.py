@@ -184,7 +184,7 @@ class DeliveryOverride(StrictModel):
 
 
 class DeliveryConfig(StrictModel):
-    """The top-level ``delivery:`` section (SPEC §3) with its defaults."""
+    """The top-level ``delivery:`` section with its defaults."""
 
     max_attempts: int = 10
     max_age: Duration = timedelta(hours=1)
