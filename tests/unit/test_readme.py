@@ -206,3 +206,18 @@ def test_prune_dry_run_output_is_what_the_command_prints(tmp_path: Path) -> None
     out = subprocess.run([sys.executable, "-m", "app", *command.split()[2:]], capture_output=True, text=True, timeout=60, env=env, cwd=ROOT)
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines() == expected
+
+
+async def test_quick_start_shows_the_builtin_runbook(sqlite_url: str) -> None:
+    """The quick start runs on the built-in config; the runbook link it promises is the one served."""
+    from app.config.model import BUILTIN_CONFIG
+
+    quick = blocks("sh")[2]
+    payload = re.search(r"<<'EOF'\n(.*?)\nEOF", quick, re.S)
+    assert payload is not None
+    async with running_app(sqlite_url, BUILTIN_CONFIG) as (_, client):
+        await client.post("/webhook/alertmanager", content=payload.group(1).encode(), headers=JSON)
+        fp = json.loads(payload.group(1))["alerts"][0]["fingerprint"]
+        detail = (await client.get(f"/api/v1/alerts/{fp}")).json()
+    assert detail["runbook_url"] == "https://runbooks.example.com/diskfull"
+    assert '"runbook_url": "https://runbooks.example.com/diskfull"' in README
