@@ -8,7 +8,7 @@ import sys
 from collections.abc import Coroutine, Sequence
 from typing import Any
 
-from app.cli import status
+from app.cli import check, status
 from app.config.compiled import CompiledConfig, compile_config
 from app.config.model import ConfigError, LoadedConfig, example_config_text, load_config
 from app.config.settings import Settings, SettingsError, effective, load_settings
@@ -182,18 +182,6 @@ def cmd_example_config(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_check_config(args: argparse.Namespace) -> int:
-    try:
-        loaded = load_config(args.file)
-    except ConfigError as exc:
-        print(f"{args.file}: invalid config, {len(exc.errors)} problem(s)", file=sys.stderr)
-        for error in exc.errors:
-            print(f"  {error}", file=sys.stderr)
-        return EXIT_CONFIG
-    print(loaded.summary())
-    return EXIT_OK
-
-
 def describe_routes(runtime: CompiledConfig, labels: dict[str, str]) -> dict[str, Any]:
     result = runtime.route(labels)
     runbook = runtime.runbook(labels, {})
@@ -321,9 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("example-config", help="print the example configuration")
     p.set_defaults(func=cmd_example_config)
 
-    p = sub.add_parser("check-config", help="validate a config file")
-    p.add_argument("file")
-    p.set_defaults(func=cmd_check_config)
+    check.add_parser(sub)
 
     p = sub.add_parser("routes", help="route tools")
     routes_sub = p.add_subparsers(dest="routes_command", required=True)

@@ -434,6 +434,28 @@ def _format_validation(exc: ValidationError) -> list[str]:
     return out
 
 
+def _raw_reference_errors(data: Any) -> list[str]:
+    """Routes naming a receiver that is not defined, read from the unvalidated document."""
+    if not isinstance(data, dict) or not isinstance(data.get("receivers"), list):
+        return []
+    names = {r.get("name") for r in data["receivers"] if isinstance(r, dict)}
+    errors: list[str] = []
+
+    def walk(route: Any, path: str) -> None:
+        if not isinstance(route, dict):
+            return
+        receiver = route.get("receiver")
+        if isinstance(receiver, str) and receiver not in names:
+            errors.append(f"{path}.receiver: no receiver named {receiver!r}")
+        children = route.get("routes")
+        if isinstance(children, list):
+            for i, child in enumerate(children):
+                walk(child, f"{path}.routes[{i}]")
+
+    walk(data.get("route"), "route")
+    return errors
+
+
 def _walk_routes(route: RouteConfig, path: str) -> Iterator[tuple[RouteConfig, str]]:
     yield route, path
     for i, child in enumerate(route.routes):
@@ -515,7 +537,10 @@ def parse_config(
         try:
             config = Config.model_validate(data)
         except ValidationError as exc:
-            raise ConfigError(_format_validation(exc), source) from None
+            # The references are checked on the raw document too, so one run
+            # lists a typo'd receiver beside a bad template.
+            errors = _format_validation(exc) + _raw_reference_errors(data)
+            raise ConfigError(errors, source) from None
     errors = cross_check(config)
     if errors:
         raise ConfigError(errors, source)
