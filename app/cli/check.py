@@ -5,12 +5,10 @@ import os
 import sys
 from typing import Any
 
-from sqlalchemy.exc import ArgumentError
-
 from app.config.model import ConfigError, load_config
 from app.config.settings import SettingsError, load_settings
 from app.config.yamlload import YamlError, load_yaml
-from app.store.engine import DatabaseSetupError, async_url
+from app.store.engine import url_problem
 
 EXIT_OK, EXIT_CONFIG, EXIT_USAGE = 0, 1, 2
 
@@ -28,17 +26,6 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument("--config", dest="config_flag", metavar="FILE", help="config file")
     p.set_defaults(func=cmd_check_config)
-
-
-def _database_url_problem(url: str) -> str | None:
-    """What ``serve`` would refuse about ``url``, or None."""
-    try:
-        async_url(url)
-    except DatabaseSetupError as exc:
-        return str(exc)
-    except (ArgumentError, ValueError):
-        return "not a database URL (sqlite:///path.db or postgresql://user@host/db)"
-    return None
 
 
 def _raw_database_url(path: str) -> str | None:
@@ -80,7 +67,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         problems.extend(exc.errors)
         url = settings.database_url or _raw_database_url(path)
     if url is not None:
-        problem = _database_url_problem(url)
+        problem = url_problem(url)
         if problem:
             where = "ALERTRELAY_DATABASE_URL" if settings.database_url else "database.url"
             problems.append(f"{where}: {problem}")

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Coroutine, Sequence
 from typing import Any
 
-from app.cli import check, status
+from app.cli import check, preflight, status
 from app.config.compiled import CompiledConfig, compile_config
 from app.config.model import ConfigError, LoadedConfig, example_config_text, load_config
 from app.config.settings import Settings, SettingsError, effective, load_settings
@@ -83,6 +83,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     )
     eff = effective(settings, loaded.config)
     logs.configure(eff.log_level)
+    # A port clash is the real error: report it before migrating anything.
+    clash = preflight.port_problem(eff.host, eff.port)
+    if clash:
+        return _fail(clash)
     try:
         upgrade(eff.database_url)
     except DatabaseSetupError as exc:
@@ -162,6 +166,9 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
     loaded = _load(args.config or settings.config)
     eff = effective(settings, loaded.config)
     logs.configure("warning")
+    missing = preflight.missing_database(eff.database_url)
+    if missing:
+        return _fail(missing)
     return asyncio.run(
         dead_letters(eff.database_url, loaded, replay=args.replay, replay_all=args.replay_all)
     )

@@ -7,6 +7,7 @@ import signal
 import sys
 
 from app.bootstrap import assemble, close
+from app.cli.preflight import not_migrated_hint
 from app.config.model import LoadedConfig
 from app.config.settings import Settings
 from app.core.domain import NotificationStatus, integration_key
@@ -102,7 +103,7 @@ async def dead_letters(
             async with db.read() as conn:
                 revision = await migrate.current_revision(conn)
         except DatabaseSetupError as exc:
-            print(str(exc), file=sys.stderr)
+            print(not_migrated_hint(str(exc)), file=sys.stderr)
             return 1
         if revision != migrate.head_revision():
             # The rows would not read right; serve and worker migrate on start.

@@ -370,3 +370,29 @@ def test_routes_test_and_runbook_without_secrets(tmp_path: Path) -> None:
     # serve still refuses the same config: it would have to send.
     served = subprocess.run([sys.executable, "-m", "app", "check-config", str(example)], capture_output=True, text=True, timeout=60, env=clean)
     assert served.returncode == 1 and "SLACK_WEBHOOK_URL is not set" in served.stderr
+
+
+def test_dead_letters_without_a_migrated_database_says_what_to_do(tmp_path: Path) -> None:
+    clean = {k: "" for k in os.environ if k.startswith("ALERTRELAY_")}
+    result = run("dead-letters", env=clean, cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.startswith("no database at sqlite:///alertrelay.db: run `alertrelay migrate`")
+    assert "--config" in result.stderr
+    assert not (tmp_path / "alertrelay.db").exists()  # no empty file left behind
+    (tmp_path / "alertrelay.db").touch()  # a file that was never migrated
+    result = run("dead-letters", env=clean, cwd=tmp_path)
+    assert result.returncode == 1 and "never migrated; run `alertrelay migrate`" in result.stderr
+
+
+def test_serve_reports_a_port_clash_before_migrating(tmp_path: Path) -> None:
+    import socket
+
+    clean = {k: "" for k in os.environ if k.startswith("ALERTRELAY_")}
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run("serve", "--port", str(port), env=clean, cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == f"cannot listen on 127.0.0.1:{port}: Address already in use"
+    assert not (tmp_path / "alertrelay.db").exists()  # nothing migrated first
