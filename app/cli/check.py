@@ -24,7 +24,12 @@ def add_parser(sub: Any) -> None:
     p.add_argument(
         "file", nargs="?", help="config file (same as --config; default: $ALERTRELAY_CONFIG)"
     )
-    p.add_argument("--config", dest="config_flag", metavar="FILE", help="config file")
+    p.add_argument(
+        "--config",
+        dest="config_flag",
+        metavar="FILE",
+        help="config file (default: $ALERTRELAY_CONFIG)",
+    )
     p.set_defaults(func=cmd_check_config)
 
 

@@ -20,6 +20,11 @@ log = logging.getLogger("alertrelay")
 
 EXIT_OK, EXIT_CONFIG, EXIT_USAGE = 0, 1, 2
 
+CONFIG_HELP = (
+    "config file (default: $ALERTRELAY_CONFIG, else the built-in config); the database is "
+    "$ALERTRELAY_DATABASE_URL, else database.url, else sqlite:///alertrelay.db"
+)
+
 
 def _fail(message: str, code: int = EXIT_CONFIG) -> int:
     print(message, file=sys.stderr)
@@ -286,31 +291,38 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("serve", help="run migrations, then serve HTTP and deliver")
-    p.add_argument("--config", help="config file (default: $ALERTRELAY_CONFIG or built-in)")
-    p.add_argument("--host", help="listen address (default 127.0.0.1)")
-    p.add_argument("--port", type=int, help="listen port (default 8080)")
+    p.add_argument("--config", metavar="FILE", help=CONFIG_HELP)
+    p.add_argument(
+        "--host",
+        help="listen address (default: $ALERTRELAY_HOST, else server.host, else 127.0.0.1)",
+    )
+    p.add_argument(
+        "--port",
+        type=int,
+        help="listen port (default: $ALERTRELAY_PORT, else server.port, else 8080)",
+    )
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("worker", help="deliver the outbox and sweep, without the HTTP server")
-    p.add_argument("--config")
+    p.add_argument("--config", metavar="FILE", help=CONFIG_HELP)
     p.set_defaults(func=cmd_worker)
 
     p = sub.add_parser("dead-letters", help="list dead notifications, or replay them")
-    p.add_argument("--config")
+    p.add_argument("--config", metavar="FILE", help=CONFIG_HELP)
     group = p.add_mutually_exclusive_group()
     group.add_argument("--replay", type=int, metavar="ID", help="replay one dead notification")
     group.add_argument("--replay-all", action="store_true", help="replay every dead notification")
     p.set_defaults(func=cmd_dead_letters)
 
     p = sub.add_parser("prune", help="delete history past its retention now")
-    p.add_argument("--config")
+    p.add_argument("--config", metavar="FILE", help=CONFIG_HELP)
     p.add_argument(
         "--dry-run", action="store_true", help="only count, per table, what would be deleted"
     )
     p.set_defaults(func=cmd_prune)
 
     p = sub.add_parser("migrate", help="upgrade the database schema to head")
-    p.add_argument("--config")
+    p.add_argument("--config", metavar="FILE", help=CONFIG_HELP)
     p.set_defaults(func=cmd_migrate)
 
     p = sub.add_parser("example-config", help="print the example configuration")
@@ -321,7 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("routes", help="route tools")
     routes_sub = p.add_subparsers(dest="routes_command", required=True)
     t = routes_sub.add_parser("test", help="which receivers an alert with these labels reaches")
-    t.add_argument("--config")
+    t.add_argument("--config", metavar="FILE", help=CONFIG_HELP)
     t.add_argument("--json", action="store_true", help="machine-readable output")
     t.add_argument(
         "--render", action="store_true", help="print the exact request each integration would send"
@@ -339,7 +351,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=cmd_routes_test)
 
     p = sub.add_parser("runbook", help="the runbook URL an alert with these labels gets")
-    p.add_argument("--config")
+    p.add_argument("--config", metavar="FILE", help=CONFIG_HELP)
     p.add_argument("labels", nargs="+", metavar="LABEL=VALUE")
     p.set_defaults(func=cmd_runbook)
 

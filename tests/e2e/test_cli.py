@@ -396,3 +396,19 @@ def test_serve_reports_a_port_clash_before_migrating(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1] == f"cannot listen on 127.0.0.1:{port}: Address already in use"
     assert not (tmp_path / "alertrelay.db").exists()  # nothing migrated first
+
+
+def test_every_commands_help_documents_config_and_the_environment() -> None:
+    from app.cli.main import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
+    commands = dict(sub.choices)
+    commands["routes test"] = next(a for a in commands.pop("routes")._actions if a.__class__.__name__ == "_SubParsersAction").choices["test"]
+    for name, command in commands.items():
+        text = command.format_help()
+        if any("--config" in a.option_strings for a in command._actions):
+            assert "$ALERTRELAY_CONFIG" in text, name
+    serve = commands["serve"].format_help()
+    assert "$ALERTRELAY_PORT" in serve and "8080" in serve and "$ALERTRELAY_HOST" in serve
+    assert "$ALERTRELAY_DATABASE_URL" in commands["dead-letters"].format_help()
