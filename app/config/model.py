@@ -415,12 +415,58 @@ _MESSAGES = {
     "extra_forbidden": "unknown key",
 }
 
+_AM_DOC = "see docs/alertmanager-config.md"
+# Keys an operator pastes from alertmanager.yml, keyed by (section, key): the
+# error says what alertrelay uses instead. Section "" is the top level,
+# "receiver" a receiver, "integration" any *_configs entry.
+_ALERTMANAGER_KEYS = {
+    ("", "templates"): "Alertmanager's Go templates do not apply: alertrelay's templates are "
+    f"Jinja2, in each integration's title and text ({_AM_DOC})",
+    ("", "inhibit_rules"): "inhibition stays in Alertmanager, which runs before alertrelay: "
+    f"keep inhibit_rules in alertmanager.yml ({_AM_DOC})",
+    ("", "time_intervals"): "muting by time stays in Alertmanager: keep time_intervals in "
+    f"alertmanager.yml ({_AM_DOC})",
+    ("", "mute_time_intervals"): "muting by time stays in Alertmanager: keep "
+    f"mute_time_intervals in alertmanager.yml ({_AM_DOC})",
+    ("global", "resolve_timeout"): "alertrelay takes each alert's endsAt as Alertmanager "
+    f"sends it; resolve_timeout configures Alertmanager: keep it there ({_AM_DOC})",
+    ("global", "slack_api_url"): "set api_url (or api_url_file) on each slack_configs "
+    f"entry ({_AM_DOC})",
+    ("global", "slack_api_url_file"): "set api_url_file on each slack_configs entry "
+    f"({_AM_DOC})",
+    ("global", "opsgenie_api_key"): f"set api_key on each opsgenie_configs entry ({_AM_DOC})",
+    ("global", "http_config"): "for a proxy, set global.proxy_url; credentials go in each "
+    f"integration's own key ({_AM_DOC})",
+    ("integration", "http_config"): "credentials go in the integration's own key (for "
+    "webhook_configs: token or token_file, sent as a bearer token); a proxy is "
+    f"global.proxy_url ({_AM_DOC})",
+}
+_INTEGRATION_LISTS = frozenset(CONFIG_MODELS)
+
+
+def _alertmanager_hint(loc: tuple[str | int, ...]) -> str | None:
+    if not loc:
+        return None
+    key = str(loc[-1])
+    parents = [p for p in loc[:-1] if isinstance(p, str)]
+    if not parents:
+        section = ""
+    elif parents[-1] == "global":
+        section = "global"
+    elif parents[-1] in _INTEGRATION_LISTS:
+        section = "integration"
+    else:
+        section = parents[-1]
+    return _ALERTMANAGER_KEYS.get((section, key))
+
 
 def _format_validation(exc: ValidationError) -> list[str]:
     out: list[str] = []
     for err in exc.errors():
         loc: tuple[str | int, ...] = tuple(err["loc"])
         message = _MESSAGES.get(err["type"], err["msg"])
+        if err["type"] == "extra_forbidden":
+            message = _alertmanager_hint(loc) or message
         cause = (err.get("ctx") or {}).get("error")
         if isinstance(cause, FieldError):
             # Raised by a model validator about one of its fields, or by the
