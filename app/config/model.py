@@ -432,8 +432,7 @@ _ALERTMANAGER_KEYS = {
     f"sends it; resolve_timeout configures Alertmanager: keep it there ({_AM_DOC})",
     ("global", "slack_api_url"): "set api_url (or api_url_file) on each slack_configs "
     f"entry ({_AM_DOC})",
-    ("global", "slack_api_url_file"): "set api_url_file on each slack_configs entry "
-    f"({_AM_DOC})",
+    ("global", "slack_api_url_file"): f"set api_url_file on each slack_configs entry ({_AM_DOC})",
     ("global", "opsgenie_api_key"): f"set api_key on each opsgenie_configs entry ({_AM_DOC})",
     ("global", "http_config"): "for a proxy, set global.proxy_url; credentials go in each "
     f"integration's own key ({_AM_DOC})",
