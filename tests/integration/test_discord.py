@@ -33,8 +33,9 @@ from app.notifiers.discord import (
 )
 from app.notifiers.http import make_client
 from app.ops.clock import SystemClock
+from tests.conformance import CANARY_PATH, Case
 from tests.helpers import notice_payload
-from tests.sinks import Reply, Sink, serve
+from tests.sinks import Reply, Sink, WebhookSink, serve
 
 TOKEN = "CANARYTOKEN-discord-0123456789abcdefghijklmnop"
 WEBHOOK_PATH = f"/api/webhooks/987654321/{TOKEN}"
@@ -458,3 +459,13 @@ async def test_identity_secrets_and_rate_limit(fake: tuple[FakeDiscord, str]) ->
         assert n.secrets() == [f"{base}{WEBHOOK_PATH}", TOKEN]
         async with notifier(base + "/other") as (other, _):
             assert other.destination() != n.destination()
+
+
+# The shared conformance suite (test_notifier_conformance.py) runs this case.
+CONFORMANCE = Case(
+    WebhookSink,
+    lambda url: {"webhook_url": f"{url}/api/webhooks/123456/{CANARY_PATH}"},
+    Reply(200, {"id": "1"}),
+    extra_dead=[Reply(400, {"code": 50035, "errors": {}, "message": "Invalid Form Body"})],
+    extra_retry=[Reply(429, {"message": "You are being rate limited.", "retry_after": 1.5, "global": False})],
+)

@@ -23,6 +23,7 @@ from app.notifiers.base import BuildContext, DeliveryError, Notifier
 from app.notifiers.googlechat import MESSAGE_LIMIT, GoogleChatConfig, chat_escape
 from app.notifiers.http import make_client
 from app.ops.clock import SystemClock
+from tests.conformance import CANARY_KEY, CANARY_PATH, CANARY_TOKEN, Case
 from tests.helpers import notice_payload
 from tests.sinks import Reply, WebhookSink, serve
 
@@ -443,3 +444,13 @@ async def test_destination_is_the_space_and_secrets_hold_key_and_token() -> None
     assert a.rate_limit() == RateLimit(per_second=55 / 60, burst=5)
     # A burst of 5 plus the refill over 60 s stays within 60 writes per 60 s.
     assert 5 + 60 * a.rate_limit().per_second <= 60
+
+
+# The shared conformance suite (test_notifier_conformance.py) runs this case.
+CONFORMANCE = Case(
+    WebhookSink,
+    lambda url: {"url": f"{url}/v1/spaces/{CANARY_PATH}/messages?key={CANARY_KEY}&token={CANARY_TOKEN}"},
+    Reply(200, {"name": "spaces/x/messages/y"}),
+    extra_dead=[Reply(403, {"error": {"code": 403, "message": "PERMISSION_DENIED", "status": "PERMISSION_DENIED"}})],
+    extra_retry=[Reply(429, {"error": {"code": 429, "message": "Too many requests", "status": "RESOURCE_EXHAUSTED"}})],
+)

@@ -21,8 +21,9 @@ from app.notifiers.base import BuildContext, DeliveryError, Notifier
 from app.notifiers.http import make_client
 from app.notifiers.mattermost import MattermostConfig
 from app.ops.clock import SystemClock
+from tests.conformance import CANARY_PATH, Case
 from tests.helpers import notice_payload
-from tests.sinks import Received, Reply, Sink, serve
+from tests.sinks import Received, Reply, Sink, WebhookSink, serve
 
 HOOK_PATH = "/hooks/mmsecretkey0123456789abcd"
 ZWJ = "\u200d"
@@ -319,3 +320,12 @@ async def test_resolved_with_duplicates(fake_mm: tuple[FakeMattermost, str]) -> 
         {"short": True, "title": "Ended", "value": "2026-11-22T10:05:00Z"},
         {"short": True, "title": "Duplicates", "value": "2"},
     ]
+
+
+# The shared conformance suite (test_notifier_conformance.py) runs this case.
+CONFORMANCE = Case(
+    WebhookSink,
+    lambda url: {"webhook_url": f"{url}/hooks/{CANARY_PATH}"},
+    Reply(200, "ok"),
+    extra_dead=[Reply(200, "not ok")],
+)

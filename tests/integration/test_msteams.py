@@ -25,6 +25,7 @@ from app.notifiers.base import BuildContext, DeliveryError, Notifier
 from app.notifiers.http import make_client
 from app.notifiers.msteams import REQUEST_LIMIT, MSTeamsConfig, md_escape
 from app.ops.clock import ManualClock, SystemClock
+from tests.conformance import CANARY_PATH, CANARY_TOKEN, Case
 from tests.conftest import running_app
 from tests.helpers import JSON, T0, am_alert, am_webhook, body, notice_payload, table_rows
 from tests.sinks import Reply, WebhookSink, serve
@@ -547,3 +548,16 @@ async def test_sink_10_failure_body_with_a_4xx_code_is_dead_at_once(
     assert [a["outcome"] for a in table_rows(sqlite_url, "delivery_attempts")] == ["dead"]
     assert len(sink.requests()) == 1
     assert "HTTP error 403" in row["last_error"] and SIG not in row["last_error"]
+
+
+# The shared conformance suite (test_notifier_conformance.py) runs this case.
+CONFORMANCE = Case(
+    WebhookSink,
+    lambda url: {
+        "webhook_url": f"{url}/workflows/{CANARY_PATH}/triggers/manual/paths/invoke"
+        f"?api-version=2016-06-01&sp=%2Ftriggers%2Fmanual%2Frun&sv=1.0&sig={CANARY_TOKEN}"
+    },
+    Reply(202, ""),
+    extra_dead=[Reply(413, "Request Entity too large")],
+    extra_retry=[Reply(200, "Webhook message delivery failed with error: Microsoft Teams endpoint returned HTTP error 429")],
+)

@@ -18,6 +18,7 @@ killing it.
 import asyncio
 import base64
 import contextlib
+import importlib
 import json
 import logging
 import socket
@@ -25,7 +26,7 @@ import ssl
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -43,17 +44,14 @@ from app.notifiers.base import BuildContext, DeliveryError, Notifier
 from app.notifiers.http import make_client
 from app.ops.clock import ManualClock, SystemClock
 from app.ops.logs import JsonFormatter
+from tests.conformance import CANARIES, CANARY_KEY, CANARY_PATH, CANARY_TOKEN, Case
 from tests.conftest import running_app
 from tests.helpers import JSON, T0, am_alert, am_webhook, body, table_rows
 from tests.integration.test_email import PASSWORD as SMTP_PASSWORD
 from tests.integration.test_email import USER as SMTP_USER
 from tests.integration.test_email import smtp_server
-from tests.sinks import ECHO, FakePagerDuty, Reply, Sink, WebhookSink, serve
+from tests.sinks import ECHO, Reply, Sink, serve
 
-CANARY_KEY = "CANARYKEY0123456789abcdef0123456"
-CANARY_PATH = "CANARYPATH-T000-B000-XXXXXXXX"
-CANARY_TOKEN = "CANARYTOKEN-s3cr3t"
-CANARIES = (CANARY_KEY, CANARY_PATH, CANARY_TOKEN)
 # The SMTP password, and the base64 forms AUTH PLAIN and LOGIN put on the wire.
 SMTP_CANARIES = (
     SMTP_PASSWORD,
@@ -62,78 +60,31 @@ SMTP_CANARIES = (
 )
 
 
-@dataclass
-class Case:
-    sink: Callable[[], Sink]
-    config: Callable[[str], dict[str, Any]]
-    success: Reply
-    # Failure replies the integration's API can give beyond the generic table.
-    extra_dead: list[Reply] = field(default_factory=list)
-    extra_retry: list[Reply] = field(default_factory=list)
-
-
-CASES: dict[str, Case] = {
-    "pagerduty": Case(
-        FakePagerDuty,
-        lambda url: {"routing_key": CANARY_KEY, "url": f"{url}/v2/enqueue"},
-        Reply(202, {"status": "success", "message": "Event processed"}),
-    ),
-    "webhook": Case(
-        WebhookSink,
-        lambda url: {"url": f"{url}/hook/{CANARY_PATH}", "token": CANARY_TOKEN},
-        Reply(200, "ok"),
-    ),
-    "discord": Case(
-        WebhookSink,
-        lambda url: {"webhook_url": f"{url}/api/webhooks/123456/{CANARY_PATH}"},
-        Reply(200, {"id": "1"}),
-        extra_dead=[Reply(400, {"code": 50035, "errors": {}, "message": "Invalid Form Body"})],
-        extra_retry=[Reply(429, {"message": "You are being rate limited.", "retry_after": 1.5, "global": False})],
-    ),
-    "opsgenie": Case(
-        WebhookSink,
-        lambda url: {"api_key": CANARY_KEY, "api_url": url},
-        Reply(202, {"result": "Request will be processed", "took": 0.1, "requestId": "r-1"}),
-        extra_dead=[Reply(422, {"message": "Request body is not processable.", "took": 0.0, "requestId": "r-2"})],
-    ),
-    "msteams": Case(
-        WebhookSink,
-        lambda url: {
-            "webhook_url": f"{url}/workflows/{CANARY_PATH}/triggers/manual/paths/invoke"
-            f"?api-version=2016-06-01&sp=%2Ftriggers%2Fmanual%2Frun&sv=1.0&sig={CANARY_TOKEN}"
-        },
-        Reply(202, ""),
-        extra_dead=[Reply(413, "Request Entity too large")],
-        extra_retry=[Reply(200, "Webhook message delivery failed with error: Microsoft Teams endpoint returned HTTP error 429")],
-    ),
-    "googlechat": Case(
-        WebhookSink,
-        lambda url: {"url": f"{url}/v1/spaces/{CANARY_PATH}/messages?key={CANARY_KEY}&token={CANARY_TOKEN}"},
-        Reply(200, {"name": "spaces/x/messages/y"}),
-        extra_dead=[Reply(403, {"error": {"code": 403, "message": "PERMISSION_DENIED", "status": "PERMISSION_DENIED"}})],
-        extra_retry=[Reply(429, {"error": {"code": 429, "message": "Too many requests", "status": "RESOURCE_EXHAUSTED"}})],
-    ),
-    "slack": Case(
-        WebhookSink,
-        lambda url: {"api_url": f"{url}/services/{CANARY_PATH}"},
-        Reply(200, "ok"),
-        extra_dead=[Reply(404, "channel_not_found"), Reply(410, "channel_is_archived"), Reply(200, "invalid_payload")],
-        extra_retry=[Reply(500, "rollup_error"), Reply(429, {"ok": False, "error": "rate_limited", "retry_after": 1})],
-    ),
-    "mattermost": Case(
-        WebhookSink,
-        lambda url: {"webhook_url": f"{url}/hooks/{CANARY_PATH}"},
-        Reply(200, "ok"),
-        extra_dead=[Reply(200, "not ok")],
-    ),
-}
-
 # Integrations that do not speak HTTP have suites of their own.
 NOT_HTTP = {"log", "email"}
 
 
+def _cases() -> tuple[dict[str, Case], list[str]]:
+    """Each registered HTTP integration's case, from its own test file; and
+    the integrations that have none."""
+    found: dict[str, Case] = {}
+    missing: list[str] = []
+    for name in sorted(FACTORIES):
+        if name in NOT_HTTP:
+            continue
+        try:
+            found[name] = importlib.import_module(f"tests.integration.test_{name}").CONFORMANCE
+        except (ImportError, AttributeError):
+            missing.append(f"tests/integration/test_{name}.py: CONFORMANCE")
+    return found, missing
+
+
+CASES, MISSING = _cases()
+
+
 def test_every_registered_http_notifier_is_in_the_table() -> None:
-    assert set(FACTORIES) - NOT_HTTP == set(CASES)
+    assert MISSING == []
+    assert len(CASES) == len(set(FACTORIES) - NOT_HTTP) > 0
     assert set(FACTORIES) <= {name for name, _ in CONFIG_MODELS.values()}
 
 

@@ -27,8 +27,9 @@ from app.notifiers.base import BuildContext, DeliveryError
 from app.notifiers.http import make_client
 from app.notifiers.opsgenie import OpsgenieConfig, OpsgenieNotifier, priority_for
 from app.ops.clock import SystemClock
+from tests.conformance import CANARY_KEY, Case
 from tests.helpers import notice_payload
-from tests.sinks import Reply, Sink, serve
+from tests.sinks import Reply, Sink, WebhookSink, serve
 
 KEY = "CANARYKEY-opsgenie-0123456789abcdef"
 ALIAS = "alertrelay/0123456789abcdef/20261122T100000.000000Z"
@@ -440,3 +441,12 @@ async def test_identity_secrets_and_rate_limit(fake: tuple[FakeOpsgenie, str]) -
         assert KEY not in n.destination()
         async with notifier(base, api_key="another-key-0123456789") as (other, _):
             assert other.destination() != n.destination()
+
+
+# The shared conformance suite (test_notifier_conformance.py) runs this case.
+CONFORMANCE = Case(
+    WebhookSink,
+    lambda url: {"api_key": CANARY_KEY, "api_url": url},
+    Reply(202, {"result": "Request will be processed", "took": 0.1, "requestId": "r-1"}),
+    extra_dead=[Reply(422, {"message": "Request body is not processable.", "took": 0.0, "requestId": "r-2"})],
+)

@@ -28,6 +28,7 @@ from app.notifiers.base import BuildContext, DeliveryError, Notifier
 from app.notifiers.http import make_client
 from app.notifiers.pagerduty import _TOO_LARGE, PagerDutyConfig
 from app.ops.clock import ManualClock, SystemClock
+from tests.conformance import CANARY_KEY, Case
 from tests.conftest import running_app
 from tests.helpers import JSON, T0, am_alert, am_webhook, body, table_rows
 from tests.sinks import FakePagerDuty, Reply, pd_invalid, serve
@@ -413,3 +414,11 @@ async def test_dedup_by_group_through_the_app(db_url: str) -> None:
     assert [(i["dedup_key"], i["open"]) for i in pd.all_incidents()] == [(GROUP_KEY_1, False)]
     assert pd.dropped == []
     assert accepted(pd)[0]["links"][0] == {"href": "https://runbooks.example.com/diskfull", "text": "Runbook"}
+
+
+# The shared conformance suite (test_notifier_conformance.py) runs this case.
+CONFORMANCE = Case(
+    FakePagerDuty,
+    lambda url: {"routing_key": CANARY_KEY, "url": f"{url}/v2/enqueue"},
+    Reply(202, {"status": "success", "message": "Event processed"}),
+)

@@ -22,8 +22,9 @@ from app.notifiers.base import BuildContext, DeliveryError, Notifier
 from app.notifiers.http import make_client
 from app.notifiers.slack import SlackConfig
 from app.ops.clock import SystemClock
+from tests.conformance import CANARY_PATH, Case
 from tests.helpers import notice_payload
-from tests.sinks import Received, Reply, Sink, serve
+from tests.sinks import Received, Reply, Sink, WebhookSink, serve
 
 HOOK_PATH = "/services/T0000/B0000/SLACKSECRETxxxxxxxxxx"
 ZWJ = "\u200d"
@@ -401,3 +402,13 @@ async def test_resolved_notice_says_when_it_ended(fake_slack: tuple[FakeSlack, s
     data = (await deliver(fake_slack, m)).json()
     assert data["blocks"][0]["text"]["text"] == "*[RESOLVED] DiskFull (critical): disk almost full*"
     assert "*Ended:* 2026-11-22T10:05:00Z" in _context(data)
+
+
+# The shared conformance suite (test_notifier_conformance.py) runs this case.
+CONFORMANCE = Case(
+    WebhookSink,
+    lambda url: {"api_url": f"{url}/services/{CANARY_PATH}"},
+    Reply(200, "ok"),
+    extra_dead=[Reply(404, "channel_not_found"), Reply(410, "channel_is_archived"), Reply(200, "invalid_payload")],
+    extra_retry=[Reply(500, "rollup_error"), Reply(429, {"ok": False, "error": "rate_limited", "retry_after": 1})],
+)
