@@ -3,6 +3,7 @@
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Any
 
 from starlette.requests import Request
@@ -24,6 +25,7 @@ OVERVIEW_ROWS = 50
 PAGE_DEFAULT = 50
 PAGE_MAX = 200
 NOTIFICATIONS_SHOWN = 50
+RESOLVED_WINDOW = timedelta(hours=24)  # the overview counts alerts resolved this recently
 
 Handler = Callable[[Request, float], Awaitable[Response]]
 
@@ -91,7 +93,7 @@ def _refresh_seconds(request: Request) -> int:
 async def overview(request: Request, started: float) -> Response:
     services = services_of(request)
     async with services.db.read() as conn:
-        counts = await console_reads.severity_counts(conn)
+        counts = await console_reads.severity_counts(conn, services.clock.now() - RESOLVED_WINDOW)
         active, more = await console_reads.search_alerts(
             conn,
             state="active",
@@ -142,12 +144,6 @@ async def alert_list(request: Request, started: float) -> Response:
             limit=limit,
             cursor=cursor,
         )
-        counts = await console_reads.severity_counts(conn)
-    known = {s for by_sev in counts.values() for s in by_sev if s}
-    severities = sorted(
-        known | set(SEVERITY_ORDER),
-        key=lambda s: (SEVERITY_ORDER.index(s) if s in SEVERITY_ORDER else 99, s),
-    )
     filters = {
         "state": state,
         "severity": severity,
@@ -165,7 +161,7 @@ async def alert_list(request: Request, started: float) -> Response:
         paged=cursor is not None,
         filters=filters,
         states=STATES,
-        severities=severities,
+        severities=SEVERITY_ORDER,
         receivers=receivers,
     )
 
