@@ -16,7 +16,7 @@ import pytest
 from starlette.requests import Request
 from starlette.responses import Response
 
-from app.config.model import GlobalConfig
+from app.config.globals import GlobalConfig
 from app.core.domain import NoticeKind
 from app.core.message import Message, build_message, compile_template
 from app.core.ratelimit import RateLimit

@@ -29,7 +29,8 @@ import trustme
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
-from app.config.model import ConfigError, GlobalConfig, parse_config
+from app.config.globals import GlobalConfig
+from app.config.model import ConfigError, parse_config
 from app.core.domain import NoticeKind
 from app.core.message import Message, build_message, compile_template
 from app.core.ratelimit import RateLimit

@@ -93,7 +93,7 @@ async def test_routing_fan_out_and_send_resolved(db_url: str) -> None:
 
 # Tests of what ingest stores, not of how fast: a deadline far above any CPU
 # starvation, so a 503 can only mean a conflict, never a loaded machine (under
-# CPU load the default 5 s deadline answered 503 in DUP-02 and the 10,000-alert
+# CPU load the default 5 s deadline answered 503 in the concurrent identical posts and the 10,000-alert
 # test). The deadline itself is tested in the deadline tests and the benchmarks.
 PATIENT = "server: {ingest_timeout: 60s}\n"
 

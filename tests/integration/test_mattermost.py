@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from app.config.model import GlobalConfig
+from app.config.globals import GlobalConfig
 from app.core.message import Message, build_message, compile_template
 from app.core.ratelimit import RateLimit
 from app.notifiers import build_notifier

@@ -35,7 +35,7 @@ import pytest
 import trustme
 from starlette.applications import Starlette
 
-from app.config.model import GlobalConfig
+from app.config.globals import GlobalConfig
 from app.core.domain import NoticeKind
 from app.core.message import Message, build_message
 from app.delivery.worker import DeliveryWorker

@@ -20,7 +20,7 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
-from app.config.model import GlobalConfig
+from app.config.globals import GlobalConfig
 from app.core.message import Message, build_message
 from app.delivery.worker import DeliveryWorker
 from app.notifiers import build_notifier

@@ -25,7 +25,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from app.config.compiled import build_runtime
+from app.config.compiled import compile_config
 from app.config.model import parse_config
 from app.core.domain import AlertRecord, NoticeKind, Status, TransitionRow, isoformat
 from app.core.fanout import notice_payload, notification_rows
@@ -165,7 +165,7 @@ def _copy(conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]) -> N
 def fill(db_url: str, *, alerts_count: int, occurrences: int = 5, firing_share: float = 0.02, seed: int = 2026, chunk: int = 500, progress: bool = True) -> Filled:
     """Write the year; the database must be migrated and empty."""
     rng = random.Random(seed)
-    runtime = build_runtime(parse_config(CONFIG, "year.yml", {}))
+    runtime = compile_config(parse_config(CONFIG, "year.yml", {}))
     now = datetime.now(UTC)
     engine = sa.create_engine(sync_url(db_url))
     if engine.dialect.name == "sqlite":
