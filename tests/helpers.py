@@ -31,7 +31,9 @@ def am_alert(
         "labels": labels,
         "annotations": annotations or {"summary": f"{labels.get('alertname', '')} summary"},
         "startsAt": ts(starts_at),
-        "endsAt": ts(ends_at) if ends_at else (ZERO_TIME if status == "firing" else ts(starts_at + timedelta(minutes=5))),
+        "endsAt": ts(ends_at)
+        if ends_at
+        else (ZERO_TIME if status == "firing" else ts(starts_at + timedelta(minutes=5))),
         "generatorURL": "http://prometheus.example:9090/graph?g0.expr=up",
         "fingerprint": fingerprint(labels),
     }
@@ -39,7 +41,9 @@ def am_alert(
     return alert
 
 
-def am_webhook(alerts: list[dict[str, Any]], group_key: str = '{}:{alertname="Test"}', **extra: Any) -> dict[str, Any]:
+def am_webhook(
+    alerts: list[dict[str, Any]], group_key: str = '{}:{alertname="Test"}', **extra: Any
+) -> dict[str, Any]:
     body: dict[str, Any] = {
         "receiver": "alertrelay",
         "status": "firing" if any(a.get("status") == "firing" for a in alerts) else "resolved",
@@ -62,7 +66,13 @@ def body(payload: Any) -> bytes:
 
 JSON = {"Content-Type": "application/json"}
 
-async def eventually(check: Callable[[], Awaitable[Any]], within: float = 10.0, what: str = "", interval: float = 0.02) -> Any:
+
+async def eventually(
+    check: Callable[[], Awaitable[Any]],
+    within: float = 10.0,
+    what: str = "",
+    interval: float = 0.02,
+) -> Any:
     """Poll an async check until it returns something truthy; fail after ``within`` seconds.
 
     Tests wait for the state they assert, not for a fixed time: on a loaded
@@ -93,7 +103,9 @@ async def settle_sqlite_threads(before: set[threading.Thread], within: float = 1
     deadline = time.monotonic() + within
     while alive := sqlite_threads() - before:
         if time.monotonic() > deadline:
-            raise AssertionError(f"{len(alive)} SQLite connection thread(s) still running {within} s after the app stopped")
+            raise AssertionError(
+                f"{len(alive)} SQLite connection thread(s) still running {within} s after the app stopped"
+            )
         await asyncio.sleep(0.01)
 
 
@@ -155,7 +167,9 @@ def count(db_url: str, table: str, where: str = "1=1") -> int:
     engine = sa.create_engine(sync_url(db_url))
     try:
         with engine.connect() as conn:
-            return int(conn.execute(sa.text(f"SELECT count(*) FROM {table} WHERE {where}")).scalar_one())
+            return int(
+                conn.execute(sa.text(f"SELECT count(*) FROM {table} WHERE {where}")).scalar_one()
+            )
     finally:
         engine.dispose()
 

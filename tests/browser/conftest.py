@@ -26,7 +26,6 @@ except ImportError:  # pragma: no cover - the test extra installs it
     sync_playwright = None  # type: ignore[assignment]
 
 
-
 def config(sink_url: str, fragile_url: str) -> str:
     return f"""
 auth:

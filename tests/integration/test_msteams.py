@@ -110,7 +110,9 @@ async def teams(cfg: MSTeamsConfig) -> AsyncIterator[Notifier]:
     http = make_client()
     try:
         yield build_notifier(
-            "msteams", cfg, BuildContext(global_config=GlobalConfig(), http=http, clock=SystemClock())
+            "msteams",
+            cfg,
+            BuildContext(global_config=GlobalConfig(), http=http, clock=SystemClock()),
         )
     finally:
         await http.aclose()
@@ -221,9 +223,11 @@ async def test_no_links_no_actions_and_multiline_description(sink: TeamsSink, ur
     card = await sent_card(sink, config(url), message(p))
     assert card["actions"] == []
     # A TextBlock needs a blank line for a line break.
-    assert {"type": "TextBlock", "text": "line one\n\nline two\n\nline three", "wrap": True} in card[
-        "body"
-    ]
+    assert {
+        "type": "TextBlock",
+        "text": "line one\n\nline two\n\nline three",
+        "wrap": True,
+    } in card["body"]
     assert not any("Received" in t for t in texts(card))
 
 
@@ -239,7 +243,9 @@ async def test_no_links_no_actions_and_multiline_description(sink: TeamsSink, ur
         (NoticeKind.STABLE, "resolved", "Good"),
     ],
 )
-async def test_heading_colour(sink: TeamsSink, url: str, kind: NoticeKind, status: str, colour: str) -> None:
+async def test_heading_colour(
+    sink: TeamsSink, url: str, kind: NoticeKind, status: str, colour: str
+) -> None:
     card = await sent_card(sink, config(url), message(payload(kind, status=status)))
     heading = card["body"][0]
     assert heading["style"] == "heading" and heading["color"] == colour
@@ -483,7 +489,9 @@ async def test_failure_body_echoing_the_url_is_redacted(sink: TeamsSink, url: st
 async def test_destination_secrets_and_rate_limit() -> None:
     async with teams(config(f"https://a.logic.azure.com{PATH}?{QUERY}")) as a:
         pass
-    async with teams(config(f"https://a.logic.azure.com{PATH}?{QUERY.replace(SIG, 'other-sig-00')}")) as b:
+    async with teams(
+        config(f"https://a.logic.azure.com{PATH}?{QUERY.replace(SIG, 'other-sig-00')}")
+    ) as b:
         pass
     assert a.rate_limit() == RateLimit(per_second=4.0, burst=4)
     assert SIG in a.secrets() and f"https://a.logic.azure.com{PATH}?{QUERY}" in a.secrets()
@@ -515,7 +523,9 @@ async def test_sink_10_never_marked_delivered_on_a_failure_body(
     clock = ManualClock(T0 + timedelta(minutes=1))
     async with running_app(sqlite_url, _app_config(url), clock=clock) as (app, client):
         alert = am_alert({"alertname": "DiskFull", "severity": "critical"})
-        r = await client.post("/webhook/alertmanager", content=body(am_webhook([alert])), headers=JSON)
+        r = await client.post(
+            "/webhook/alertmanager", content=body(am_webhook([alert])), headers=JSON
+        )
         assert r.status_code == 200
         for attempt in (1, 2):
             async with asyncio.timeout(30):
@@ -559,5 +569,10 @@ CONFORMANCE = Case(
     },
     Reply(202, ""),
     extra_dead=[Reply(413, "Request Entity too large")],
-    extra_retry=[Reply(200, "Webhook message delivery failed with error: Microsoft Teams endpoint returned HTTP error 429")],
+    extra_retry=[
+        Reply(
+            200,
+            "Webhook message delivery failed with error: Microsoft Teams endpoint returned HTTP error 429",
+        )
+    ],
 )

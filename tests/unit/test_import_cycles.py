@@ -14,6 +14,7 @@ from pathlib import Path
 
 APP = Path(__file__).resolve().parents[2] / "app"
 
+
 def _name(path: Path, root: Path) -> str:
     parts = list(path.relative_to(root.parent).with_suffix("").parts)
     if parts[-1] == "__init__":
@@ -100,7 +101,9 @@ def test_the_circle_check_catches_a_circle(tmp_path: Path) -> None:
     (pkg / "__init__.py").write_text("")
     (pkg / "sub" / "__init__.py").write_text("from app.sub import b\n")
     (pkg / "a.py").write_text("def f():\n    from app.sub.b import g\n    return g\n")
-    (pkg / "sub" / "b.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from app import a\n")
+    (pkg / "sub" / "b.py").write_text(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from app import a\n"
+    )
     (pkg / "c.py").write_text("import app.a\n")
     found = circles(import_graph(pkg))
     # app.a runs app.sub (the package of what it imports), which runs b, which imports a.
