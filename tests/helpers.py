@@ -4,11 +4,16 @@ import asyncio
 import json
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from app.core.fingerprint import fingerprint
+
+if TYPE_CHECKING:
+    from app.core.message import Message
+    from app.notifiers.base import Notifier
 
 ZERO_TIME = "0001-01-01T00:00:00Z"
 T0 = datetime(2026, 11, 21, 19, 16, 43, tzinfo=UTC)
@@ -199,3 +204,41 @@ def notice_payload(kind: str = "firing", **over: Any) -> dict[str, Any]:
     }
     data.update(over)
     return data
+
+
+def sink_message(
+    payload: dict[str, Any], cfg: Any = None, *, receiver: str = "team", notification_id: int = 1
+) -> "Message":
+    """The message as the delivery attempt builds it, with the config's title/text overrides."""
+    from app.core.message import build_message, compile_template
+
+    return build_message(
+        payload,
+        notification_id=notification_id,
+        idempotency_key="k" * 64,
+        receiver=receiver,
+        attempt=1,
+        title=compile_template(cfg.title) if cfg else None,
+        text=compile_template(cfg.text) if cfg else None,
+    )
+
+
+@asynccontextmanager
+async def sink_notifier(
+    name: str, cfg: Any, global_config: Any = None
+) -> AsyncIterator["Notifier"]:
+    """The registered notifier for ``cfg``, on its own HTTP client, closed afterwards."""
+    from app.config.globals import GlobalConfig
+    from app.notifiers import build_notifier
+    from app.notifiers.base import BuildContext
+    from app.notifiers.http import make_client
+    from app.ops.clock import SystemClock
+
+    http = make_client()
+    try:
+        ctx = BuildContext(
+            global_config=global_config or GlobalConfig(), http=http, clock=SystemClock()
+        )
+        yield build_notifier(name, cfg, ctx)
+    finally:
+        await http.aclose()

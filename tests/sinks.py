@@ -112,6 +112,24 @@ class WebhookSink(Sink):
         return [r.json() for r in self.requests() if 200 <= r.status < 300]
 
 
+class QuerySink(WebhookSink):
+    """Records the query string too (the sink base class keeps only the path)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.queries: list[str] = []
+
+    def reset(self) -> None:
+        super().reset()
+        with self._lock:
+            self.queries.clear()
+
+    async def _handle(self, request: Request) -> Response:
+        with self._lock:
+            self.queries.append(request.url.query)
+        return await super()._handle(request)
+
+
 PD_SEVERITIES = ("critical", "error", "warning", "info")
 PD_ACTIONS = ("trigger", "acknowledge", "resolve")
 

@@ -6,26 +6,20 @@ notice, title/text overrides, and Google's error answers.
 """
 
 import re
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import pytest
-from starlette.requests import Request
-from starlette.responses import Response
 
-from app.config.globals import GlobalConfig
 from app.core.domain import NoticeKind
-from app.core.message import Message, build_message, compile_template
+from app.core.message import Message
 from app.core.ratelimit import RateLimit
-from app.notifiers import build_notifier
-from app.notifiers.base import BuildContext, DeliveryError, Notifier
+from app.notifiers.base import DeliveryError, Notifier
 from app.notifiers.googlechat import MESSAGE_LIMIT, GoogleChatConfig, chat_escape
-from app.notifiers.http import make_client
-from app.ops.clock import SystemClock
 from tests.conformance import CANARY_KEY, CANARY_PATH, CANARY_TOKEN, Case
-from tests.helpers import notice_payload
-from tests.sinks import Reply, WebhookSink, serve
+from tests.helpers import notice_payload, sink_message, sink_notifier
+from tests.sinks import QuerySink, Reply, WebhookSink, serve
 
 KEY = "AIzaSyDdI0hCZtE6vySjMm-WEfRq3CPzqKqqsHI"
 TOKEN = "chat-token-canary-0123456789abcdef"
@@ -37,24 +31,8 @@ CREATED = Reply(200, {"name": "spaces/AAAAbCdEfGh/messages/x.y", "thread": {"nam
 OUR_TAGS = {"<b>", "</b>", "<br>", "<i>", "</i>", "</font>"}
 
 
-class ChatSink(WebhookSink):
-    """Records the query string too (the sink base class keeps only the path)."""
-
+class ChatSink(QuerySink):
     default = CREATED
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.queries: list[str] = []
-
-    def reset(self) -> None:
-        super().reset()
-        with self._lock:
-            self.queries.clear()
-
-    async def _handle(self, request: Request) -> Response:
-        with self._lock:
-            self.queries.append(request.url.query)
-        return await super()._handle(request)
 
 
 @pytest.fixture(scope="module")
@@ -92,28 +70,11 @@ def config(url: str, **extra: Any) -> GoogleChatConfig:
 
 
 def message(p: dict[str, Any], cfg: GoogleChatConfig | None = None) -> Message:
-    return build_message(
-        p,
-        notification_id=1,
-        idempotency_key="k" * 64,
-        receiver="chat",
-        attempt=1,
-        title=compile_template(cfg.title) if cfg else None,
-        text=compile_template(cfg.text) if cfg else None,
-    )
+    return sink_message(p, cfg, receiver="chat")
 
 
-@asynccontextmanager
-async def chat(cfg: GoogleChatConfig) -> AsyncIterator[Notifier]:
-    http = make_client()
-    try:
-        yield build_notifier(
-            "googlechat",
-            cfg,
-            BuildContext(global_config=GlobalConfig(), http=http, clock=SystemClock()),
-        )
-    finally:
-        await http.aclose()
+def chat(cfg: GoogleChatConfig) -> AbstractAsyncContextManager[Notifier]:
+    return sink_notifier("googlechat", cfg)
 
 
 async def sent(sink: ChatSink, cfg: GoogleChatConfig, *messages: Message) -> list[dict[str, Any]]:

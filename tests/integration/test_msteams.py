@@ -7,28 +7,33 @@ including a 2xx whose body reports a failure.
 
 import asyncio
 import re
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
+from contextlib import AbstractAsyncContextManager
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from starlette.requests import Request
-from starlette.responses import Response
 
-from app.config.globals import GlobalConfig
 from app.core.domain import NoticeKind
-from app.core.message import Message, build_message, compile_template
+from app.core.message import Message
 from app.core.ratelimit import RateLimit
-from app.notifiers import build_notifier
-from app.notifiers.base import BuildContext, DeliveryError, Notifier
-from app.notifiers.http import make_client
+from app.notifiers.base import DeliveryError, Notifier
 from app.notifiers.msteams import REQUEST_LIMIT, MSTeamsConfig, md_escape
-from app.ops.clock import ManualClock, SystemClock
+from app.ops.clock import ManualClock
 from tests.conformance import CANARY_PATH, CANARY_TOKEN, Case
 from tests.conftest import running_app
-from tests.helpers import JSON, T0, am_alert, am_webhook, body, notice_payload, table_rows
-from tests.sinks import Reply, WebhookSink, serve
+from tests.helpers import (
+    JSON,
+    T0,
+    am_alert,
+    am_webhook,
+    body,
+    notice_payload,
+    sink_message,
+    sink_notifier,
+    table_rows,
+)
+from tests.sinks import QuerySink, Reply, WebhookSink, serve
 
 SIG = "S1GN4TUR3-teams-canary-0123456789"
 PATH = "/workflows/0f8b6e0a1c2d4e5f/triggers/manual/paths/invoke"
@@ -39,24 +44,8 @@ LEGACY_429 = (
 )
 
 
-class TeamsSink(WebhookSink):
-    """Records the query string too (the sink base class keeps only the path)."""
-
+class TeamsSink(QuerySink):
     default = Reply(202, "")
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.queries: list[str] = []
-
-    def reset(self) -> None:
-        super().reset()
-        with self._lock:
-            self.queries.clear()
-
-    async def _handle(self, request: Request) -> Response:
-        with self._lock:
-            self.queries.append(request.url.query)
-        return await super()._handle(request)
 
 
 @pytest.fixture(scope="module")
@@ -94,28 +83,11 @@ def config(url: str, **extra: Any) -> MSTeamsConfig:
 
 
 def message(p: dict[str, Any], cfg: MSTeamsConfig | None = None) -> Message:
-    return build_message(
-        p,
-        notification_id=1,
-        idempotency_key="k" * 64,
-        receiver="team",
-        attempt=1,
-        title=compile_template(cfg.title) if cfg else None,
-        text=compile_template(cfg.text) if cfg else None,
-    )
+    return sink_message(p, cfg, receiver="team")
 
 
-@asynccontextmanager
-async def teams(cfg: MSTeamsConfig) -> AsyncIterator[Notifier]:
-    http = make_client()
-    try:
-        yield build_notifier(
-            "msteams",
-            cfg,
-            BuildContext(global_config=GlobalConfig(), http=http, clock=SystemClock()),
-        )
-    finally:
-        await http.aclose()
+def teams(cfg: MSTeamsConfig) -> AbstractAsyncContextManager[Notifier]:
+    return sink_notifier("msteams", cfg)
 
 
 async def sent_card(sink: TeamsSink, cfg: MSTeamsConfig, m: Message) -> dict[str, Any]:

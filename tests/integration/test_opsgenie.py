@@ -20,7 +20,7 @@ from starlette.responses import Response
 
 from app.config.globals import GlobalConfig
 from app.core.domain import NoticeKind
-from app.core.message import Message, build_message, compile_template
+from app.core.message import Message
 from app.core.ratelimit import RateLimit
 from app.notifiers import build_notifier
 from app.notifiers.base import BuildContext, DeliveryError
@@ -28,7 +28,7 @@ from app.notifiers.http import make_client
 from app.notifiers.opsgenie import OpsgenieConfig, OpsgenieNotifier, priority_for
 from app.ops.clock import SystemClock
 from tests.conformance import CANARY_KEY, Case
-from tests.helpers import notice_payload
+from tests.helpers import notice_payload, sink_message
 from tests.sinks import Reply, Sink, WebhookSink, serve
 
 KEY = "CANARYKEY-opsgenie-0123456789abcdef"
@@ -178,15 +178,7 @@ def payload(kind: NoticeKind = NoticeKind.FIRING, **overrides: Any) -> dict[str,
 
 
 def message(data: dict[str, Any], cfg: OpsgenieConfig | None = None) -> Message:
-    return build_message(
-        data,
-        notification_id=7,
-        idempotency_key="k" * 64,
-        receiver="oncall",
-        attempt=1,
-        title=compile_template(cfg.title) if cfg else None,
-        text=compile_template(cfg.text) if cfg else None,
-    )
+    return sink_message(data, cfg, receiver="oncall", notification_id=7)
 
 
 @asynccontextmanager

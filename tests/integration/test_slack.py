@@ -7,23 +7,19 @@ answering Slack's own error strings when a message breaks them.
 
 import json
 import re
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import pytest
 
-from app.config.globals import GlobalConfig
 from app.core.domain import NoticeKind
-from app.core.message import Message, build_message, compile_template
+from app.core.message import Message
 from app.core.ratelimit import RateLimit
-from app.notifiers import build_notifier
-from app.notifiers.base import BuildContext, DeliveryError, Notifier
-from app.notifiers.http import make_client
+from app.notifiers.base import DeliveryError, Notifier
 from app.notifiers.slack import SlackConfig
-from app.ops.clock import SystemClock
 from tests.conformance import CANARY_PATH, Case
-from tests.helpers import notice_payload
+from tests.helpers import notice_payload, sink_message, sink_notifier
 from tests.sinks import Received, Reply, Sink, WebhookSink, serve
 
 HOOK_PATH = "/services/T0000/B0000/SLACKSECRETxxxxxxxxxx"
@@ -91,25 +87,11 @@ def config(url: str, **extra: Any) -> SlackConfig:
 
 def message(cfg: SlackConfig | None = None, **over: Any) -> Message:
     """The message as the delivery loop builds it, with the config's overrides."""
-    return build_message(
-        payload(**over),
-        notification_id=1,
-        idempotency_key="k" * 64,
-        receiver="team",
-        attempt=1,
-        title=compile_template(cfg.title) if cfg else None,
-        text=compile_template(cfg.text) if cfg else None,
-    )
+    return sink_message(payload(**over), cfg)
 
 
-@asynccontextmanager
-async def slack(cfg: SlackConfig) -> AsyncIterator[Notifier]:
-    http = make_client()
-    try:
-        ctx = BuildContext(global_config=GlobalConfig(), http=http, clock=SystemClock())
-        yield build_notifier("slack", cfg, ctx)
-    finally:
-        await http.aclose()
+def slack(cfg: SlackConfig) -> AbstractAsyncContextManager[Notifier]:
+    return sink_notifier("slack", cfg)
 
 
 async def deliver(
