@@ -17,12 +17,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from jinja2 import Template
 
 from app.config.compiled import Integration
 from app.core.message import Message, build_message, compile_template
+from app.core.payload import NoticePayload
 from app.core.ratelimit import RateLimit, TokenBucket
 from app.core.retry import GiveUp, RetryPolicy, next_attempt
 from app.notifiers import build_notifier
@@ -59,7 +59,7 @@ class Prepared:
 
     def message(
         self,
-        payload: dict[str, Any],
+        payload: NoticePayload,
         *,
         notification_id: int,
         idempotency_key: str,

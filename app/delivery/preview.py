@@ -17,6 +17,7 @@ from app.core.domain import AlertRecord, NoticeKind, Status
 from app.core.fanout import notice_payload
 from app.core.fingerprint import fingerprint
 from app.core.notices import Notice, incident_key
+from app.core.payload import NoticePayload
 from app.delivery.attempt import prepare
 from app.notifiers.base import BuildContext, redact
 from app.ops.clock import SystemClock
@@ -24,7 +25,7 @@ from app.ops.clock import SystemClock
 
 def _payload(
     runtime: CompiledConfig, labels: dict[str, str], annotations: dict[str, str], kind: str
-) -> dict[str, object]:
+) -> NoticePayload:
     now = SystemClock().now()
     fp = fingerprint(labels)
     notice_kind = NoticeKind(kind)
@@ -98,7 +99,7 @@ class RenderedRequest:
 def render_integration(
     runtime: CompiledConfig,
     integration: Integration,
-    payload: dict[str, object],
+    payload: NoticePayload,
     http: httpx.AsyncClient,
     *,
     notification_id: int = 0,
