@@ -10,7 +10,8 @@ from starlette.routing import Route
 from app.store import outbox, queries
 from app.store.engine import is_unavailable
 from app.store.outbox import ReplayStatus
-from app.web.common import HTTPError, check_admin, error_response, int_param, json_response
+from app.web.access import authorize
+from app.web.common import HTTPError, error_response, int_param, json_response
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +99,7 @@ async def get_notification(request: Request) -> Response:
 async def replay(request: Request) -> Response:
     """Put a dead notification back in line (admin). Replaying twice sends once."""
     services = request.app.state.services
-    check_admin(request, services.runtime().config.auth)
+    authorize(request, "admin")
     raw = request.path_params["id"]
     if not raw.isdigit():
         raise HTTPError(404, "no such notification")
@@ -141,7 +142,7 @@ async def quarantine(request: Request) -> Response:
 @_handled
 async def reload(request: Request) -> Response:
     services = request.app.state.services
-    check_admin(request, services.runtime().config.auth)
+    authorize(request, "admin")
     ok, message = services.reload()
     if not ok:
         raise HTTPError(400, f"config refused, the previous config stays in force:\n{message}")

@@ -34,6 +34,7 @@ from app.sweeper import Sweeper
 from app.tracing import tracer_from_env
 from app.version import VersionInfo, version_info
 from app.web import api, health, ui, webhook
+from app.web.access import AuthBackoff, ReadGuard, exposure_warnings
 from app.web.middleware import RequestMiddleware
 
 log = logging.getLogger(__name__)
@@ -57,12 +58,16 @@ class Services:
     head_revision: str
     started_at: datetime
     wake_delivery: asyncio.Event = field(default_factory=asyncio.Event)
+    auth_backoff: AuthBackoff = field(default_factory=AuthBackoff)
     listener: OutboxListener | None = None  # PostgreSQL: rows queued by other processes
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     def runtime(self) -> Runtime:
         return self.holder.current
+
+    def warnings(self) -> list[str]:
+        return exposure_warnings(self.effective.host, self.runtime().config.auth)
 
     def reload(self) -> tuple[bool, str]:
         """Reload the config file; on error the old config stays in force."""
@@ -154,6 +159,8 @@ def create_app(
         loop = asyncio.get_running_loop()
         if handle_sighup:
             loop.add_signal_handler(signal.SIGHUP, services.reload)
+        for warning in services.warnings():
+            log.warning(warning)
         log.info(
             "alertrelay started",
             extra={"config": loaded.source, "config_version": loaded.version, "db": db.kind},
@@ -185,5 +192,5 @@ def create_app(
         debug=False,
         routes=routes,
         lifespan=lifespan,
-        middleware=[Middleware(RequestMiddleware, tracer=tracer)],
+        middleware=[Middleware(RequestMiddleware, tracer=tracer), Middleware(ReadGuard)],
     )

@@ -55,6 +55,7 @@ async def health(request: Request) -> Response:
             "dead_letters": outbox.get("dead", 0),
         },
         "config": {"source": runtime.loaded.source, "version": runtime.loaded.version},
+        "warnings": services.warnings(),
         "version": services.version.as_dict(),
         "started_at": services.started_at.isoformat(),
     }

@@ -19,9 +19,9 @@ from app.batcher import BatcherClosed, Ticket
 from app.config import ServerConfig
 from app.domain import Source
 from app.store.engine import DatabaseUnavailable
+from app.web.access import authorize
 from app.web.common import (
     HTTPError,
-    check_webhook_auth,
     error_response,
     json_response,
     read_body,
@@ -62,7 +62,7 @@ async def _handle(request: Request, source: Source) -> Response:
     services = request.app.state.services
     runtime = services.runtime()
     server = runtime.config.server
-    check_webhook_auth(request, runtime.config.auth)
+    authorize(request, "webhook")
     require_json(request)
     ticket = services.ingest.announce()
     try:
