@@ -17,7 +17,7 @@ from app.matchers import parse_matchers
 from app.notifiers.base import IntegrationConfig
 from app.routing import Route, RouteResult, route
 from app.runbooks import Runbook, RunbookCatalog, RunbookRule, resolve
-from app.templating import text_env
+from app.templating import url_env
 
 
 @dataclass(frozen=True)
@@ -89,7 +89,7 @@ def _compile_route(
 
 
 def _compile_runbooks(config: Config) -> RunbookCatalog:
-    env = text_env()
+    env = url_env()
     rules = tuple(
         RunbookRule(
             matchers=tuple(m for entry in rule.matchers for m in parse_matchers(entry)),
