@@ -1,5 +1,6 @@
 """Helpers the HTTP handlers share: errors, body limits, parameters."""
 
+import asyncio
 from typing import Any
 
 from starlette.requests import Request
@@ -28,8 +29,14 @@ def json_response(data: Any, status_code: int = 200) -> JSONResponse:
     return JSONResponse(data, status_code=status_code)
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """Read at most ``limit`` bytes; 413 as soon as the body is known to be larger."""
+async def read_body(request: Request, limit: int, timeout_s: float) -> bytes:
+    """Read at most ``limit`` bytes within ``timeout_s``.
+
+    413 as soon as the body is known to be larger; 408, closing the
+    connection, when it has not all arrived in time (a client that announces
+    more than it sends would otherwise hold the connection forever). A
+    client that goes away meanwhile raises ``ClientDisconnect``.
+    """
     declared = request.headers.get("content-length")
     if declared is not None:
         if not declared.isdigit():
@@ -38,11 +45,19 @@ async def read_body(request: Request, limit: int) -> bytes:
             raise HTTPError(413, f"body of {declared} bytes is over the limit of {limit}")
     chunks: list[bytes] = []
     total = 0
-    async for chunk in request.stream():
-        total += len(chunk)
-        if total > limit:
-            raise HTTPError(413, f"body is over the limit of {limit} bytes")
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(timeout_s):
+            async for chunk in request.stream():
+                total += len(chunk)
+                if total > limit:
+                    raise HTTPError(413, f"body is over the limit of {limit} bytes")
+                chunks.append(chunk)
+    except TimeoutError:
+        raise HTTPError(
+            408,
+            f"request body not received within {timeout_s:g}s",
+            {"Connection": "close"},
+        ) from None
     return b"".join(chunks)
 
 

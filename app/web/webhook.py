@@ -11,7 +11,7 @@ import asyncio
 import logging
 import time
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from app.alertmanager import PayloadError, parse_webhook
@@ -54,6 +54,14 @@ async def _receive(request: Request, source: Source) -> Response:
         if code >= 500:
             log.warning("webhook not stored", extra={"source": source.value, "reason": exc.message})
         return error_response(exc)
+    except ClientDisconnect:
+        # The client went away mid-body: its fault, not ours, and nothing was
+        # stored. 499 (as nginx counts it) keeps it out of the 5xx alerts.
+        code = 499
+        log.info(
+            "webhook client disconnected before sending its body", extra={"source": source.value}
+        )
+        return Response(status_code=499)
     finally:
         services.metrics.webhook_answered(source.value, code, time.perf_counter() - started)
 
@@ -75,7 +83,8 @@ async def _store(
     request: Request, source: Source, server: ServerConfig, ticket: Ticket
 ) -> Response:
     services = request.app.state.services
-    body = await read_body(request, server.max_body_size)
+    ingest = services.runtime().config.ingest
+    body = await read_body(request, server.max_body_size, ingest.body_timeout.total_seconds())
     try:
         parsed = parse_webhook(body, source, services.clock.now(), server.max_alerts_per_request)
     except PayloadError as exc:
