@@ -14,13 +14,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from app.clock import Clock
-from app.domain import AlertRecord, Status
-from app.fanout import notice_payload, notification_rows
-from app.metrics import Metrics
-from app.notices import Notice, apply_state, plan_reminder, plan_sweep, state_of
-from app.routing import RouteResult
-from app.runtime import RouteOptions, Runtime
+from app.config.compiled import RouteOptions, Runtime
+from app.core.domain import AlertRecord, Status
+from app.core.fanout import notice_payload, notification_rows
+from app.core.notices import Notice, apply_state, plan_reminder, plan_sweep, state_of
+from app.core.routing import RouteResult
+from app.ops.clock import Clock
+from app.ops.metrics import Metrics
+from app.prune import Pruner
 from app.store import queries
 from app.store.alerts import AlertChanges, AlertUnit
 from app.store.engine import Database
@@ -52,6 +53,7 @@ class Sweeper:
         self._clock = clock
         self._metrics = metrics
         self._on_notifications = on_notifications
+        self.pruner = Pruner(db, runtime, clock, metrics)
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -60,6 +62,10 @@ class Sweeper:
                 await self.refresh_gauges()
             except Exception:
                 log.exception("sweep failed; retrying next interval")
+            try:
+                await self.pruner.tick()
+            except Exception:
+                log.exception("pruning failed; retrying next interval")
             interval = self._runtime().config.flapping.sweep_interval.total_seconds()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=interval)

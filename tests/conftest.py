@@ -14,14 +14,14 @@ import pytest
 from sqlalchemy.engine import make_url
 from starlette.applications import Starlette
 
-from app.clock import Clock
-from app.config import LoadedConfig, parse_config
-from app.settings import Settings
+from app.config.model import LoadedConfig, parse_config
+from app.config.settings import Settings
+from app.ops.clock import Clock
 from app.store.migrate import upgrade
 from app.web.app import create_app
 
 PG_URL = os.environ.get("ALERTRELAY_TEST_POSTGRES_URL")
-TABLES = "delivery_attempts, notifications, alert_transitions, alerts, quarantined_alerts"
+TABLES = "delivery_attempts, notifications, alert_transitions, alerts, quarantined_alerts, audit_log"
 
 
 def pg_admin_conn() -> psycopg.Connection[Any]:
@@ -128,5 +128,11 @@ def pytest_configure(config: pytest.Config) -> None:
         missing.append("amtool is not installed")
     if not shutil.which("promtool"):
         missing.append("promtool (Debian package prometheus) is not installed")
+    if not (shutil.which("chromium") or shutil.which("chromium-browser")):
+        missing.append("chromium (Debian package chromium) is not installed")
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        missing.append("playwright (the test extra) is not installed")
     if missing:
         raise pytest.UsageError("ALERTRELAY_TEST_REQUIRE_ALL: " + "; ".join(missing))

@@ -4,7 +4,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from app.fingerprint import fingerprint
+from app.core.fingerprint import fingerprint
 
 ZERO_TIME = "0001-01-01T00:00:00Z"
 T0 = datetime(2026, 11, 21, 19, 16, 43, tzinfo=UTC)

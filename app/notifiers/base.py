@@ -11,16 +11,16 @@ from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import Field, model_validator
 
-from app.confbase import DeliveryOverride, FieldError, StrictModel
-from app.templating import TemplateSyntaxError, text_env
+from app.config.fields import DeliveryOverride, FieldError, StrictModel
+from app.config.templating import TemplateSyntaxError, text_env
 
 if TYPE_CHECKING:
     import httpx
 
-    from app.clock import Clock
-    from app.config import GlobalConfig
-    from app.ratelimit import RateLimit
-    from app.render import Message
+    from app.config.model import GlobalConfig
+    from app.core.message import Message
+    from app.core.ratelimit import RateLimit
+    from app.ops.clock import Clock
 
 
 class RateLimitConfig(StrictModel):

@@ -23,8 +23,10 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pydantic import SecretStr, model_validator
 
-from app.confbase import secret_url_from
-from app.domain import NoticeKind
+from app.config.fields import secret_url_from
+from app.core.domain import NoticeKind
+from app.core.message import Message, cut
+from app.core.ratelimit import RateLimit
 from app.notifiers import http
 from app.notifiers.base import (
     BuildContext,
@@ -33,8 +35,6 @@ from app.notifiers.base import (
     Prepared,
     destination_id,
 )
-from app.ratelimit import RateLimit
-from app.render import Message, cut
 
 # Discord's limits, in characters (protocols.md §3.4).
 CONTENT_LIMIT = 2000

@@ -41,8 +41,11 @@ import aiosmtplib
 from jinja2 import Template
 from pydantic import Field, SecretStr, model_validator
 
-from app.confbase import FieldError, secret_from
-from app.domain import NoticeKind
+from app.config.fields import FieldError, secret_from
+from app.config.templating import TemplateSyntaxError, html_env
+from app.core.domain import NoticeKind
+from app.core.message import Message, cut
+from app.core.ratelimit import RateLimit
 from app.notifiers.base import (
     BuildContext,
     DeliveryError,
@@ -51,12 +54,9 @@ from app.notifiers.base import (
     destination_id,
     redact,
 )
-from app.ratelimit import RateLimit
-from app.render import Message, cut
-from app.templating import TemplateSyntaxError, html_env
 
 if TYPE_CHECKING:
-    from app.config import GlobalConfig
+    from app.config.model import GlobalConfig
 
 log = logging.getLogger(__name__)
 

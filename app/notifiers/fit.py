@@ -11,7 +11,7 @@ log2(n) renderings.
 
 from collections.abc import Callable
 
-from app.render import cut
+from app.core.message import cut
 
 
 def longest_fit(text: str, floor: int, fits: Callable[[str], bool]) -> str:

@@ -22,13 +22,13 @@ from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from pydantic import SecretStr, model_validator
 
-from app.confbase import secret_url_from
-from app.domain import NoticeKind
+from app.config.fields import secret_url_from
+from app.core.domain import NoticeKind
+from app.core.message import Message, cut
+from app.core.ratelimit import RateLimit
 from app.notifiers import http
 from app.notifiers.base import BuildContext, IntegrationConfig, Prepared, destination_id
 from app.notifiers.fit import largest_fit, longest_fit
-from app.ratelimit import RateLimit
-from app.render import Message, cut
 
 MESSAGE_LIMIT = 32_000  # bytes, the whole message including cards (spaces.messages.create)
 THREAD_KEY_LIMIT = 4000  # characters

@@ -16,8 +16,8 @@ from typing import Any
 
 import httpx
 
+from app.core.retry import parse_retry_after
 from app.notifiers.base import DeliveryError, redact
-from app.retry import parse_retry_after
 
 MAX_RESPONSE_BYTES = 64 * 1024
 RETRYABLE_STATUS = frozenset({408, 429})

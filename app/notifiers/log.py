@@ -4,8 +4,8 @@ import json
 import sys
 from typing import Literal
 
+from app.core.message import Message
 from app.notifiers.base import BuildContext, IntegrationConfig, Prepared, destination_id
-from app.render import Message
 
 
 class LogConfig(IntegrationConfig):

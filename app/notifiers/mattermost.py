@@ -22,8 +22,10 @@ from typing import Any, ClassVar
 
 from pydantic import SecretStr, field_validator, model_validator
 
-from app.confbase import check_http_url, secret_url_from
-from app.domain import Status
+from app.config.fields import check_http_url, secret_url_from
+from app.core.domain import Status
+from app.core.message import Message, cut
+from app.core.ratelimit import RateLimit
 from app.notifiers import http
 from app.notifiers.base import BuildContext, IntegrationConfig, Prepared, destination_id
 from app.notifiers.slackcompat import (
@@ -37,8 +39,6 @@ from app.notifiers.slackcompat import (
     title_and_text,
     url_secrets,
 )
-from app.ratelimit import RateLimit
-from app.render import Message, cut
 
 POST_LIMIT = 16383  # characters of a post (Mattermost ≥ 5.0; Alertmanager cuts there too)
 TITLE_LIMIT = 1024

@@ -22,8 +22,11 @@ from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import SecretStr, model_validator
 
-from app.confbase import secret_url_from
-from app.domain import NoticeKind
+from app.config.fields import secret_url_from
+from app.core.domain import NoticeKind
+from app.core.message import Message, cut
+from app.core.ratelimit import RateLimit
+from app.core.retry import parse_retry_after
 from app.notifiers import http
 from app.notifiers.base import (
     BuildContext,
@@ -34,9 +37,6 @@ from app.notifiers.base import (
     redact,
 )
 from app.notifiers.fit import largest_fit, longest_fit
-from app.ratelimit import RateLimit
-from app.render import Message, cut
-from app.retry import parse_retry_after
 
 # Teams rejects messages over "28 KB". Read as 28,000 bytes (not 28,672) so the
 # whole request is under the limit whichever way the KB is meant.

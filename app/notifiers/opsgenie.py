@@ -14,12 +14,12 @@ from urllib.parse import quote
 
 from pydantic import SecretStr, field_validator, model_validator
 
-from app.confbase import check_http_url, secret_from
-from app.domain import NoticeKind, Status
+from app.config.fields import check_http_url, secret_from
+from app.core.domain import NoticeKind, Status
+from app.core.message import Message, cut
+from app.core.ratelimit import RateLimit
 from app.notifiers import http
 from app.notifiers.base import BuildContext, IntegrationConfig, Prepared, destination_id
-from app.ratelimit import RateLimit
-from app.render import Message, cut
 
 # Opsgenie's limits, in characters (docs.opsgenie.com, "Alerts and alert fields").
 MESSAGE_LIMIT = 130

@@ -14,12 +14,12 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 
-from app.confbase import check_http_url, secret_from
-from app.domain import NoticeKind, Status, pagerduty_severity
+from app.config.fields import check_http_url, secret_from
+from app.core.domain import NoticeKind, Status, pagerduty_severity
+from app.core.message import Message, compile_template, cut, render_field
+from app.core.ratelimit import RateLimit
 from app.notifiers import http
 from app.notifiers.base import BuildContext, IntegrationConfig, Prepared, destination_id
-from app.ratelimit import RateLimit
-from app.render import Message, compile_template, cut, render_field
 
 EVENT_LIMIT = 512_000  # bytes; PagerDuty's 512 KB as Alertmanager reads it
 SUMMARY_LIMIT = 1024  # characters

@@ -21,8 +21,10 @@ from typing import Any, ClassVar
 
 from pydantic import SecretStr, model_validator
 
-from app.confbase import secret_url_from
-from app.domain import Status
+from app.config.fields import secret_url_from
+from app.core.domain import Status
+from app.core.message import Message
+from app.core.ratelimit import RateLimit
 from app.notifiers import http
 from app.notifiers.base import BuildContext, IntegrationConfig, Prepared, destination_id
 from app.notifiers.slackcompat import (
@@ -35,8 +37,6 @@ from app.notifiers.slackcompat import (
     title_and_text,
     url_secrets,
 )
-from app.ratelimit import RateLimit
-from app.render import Message
 
 SECTION_LIMIT = 3000  # characters of a section's text (Block Kit)
 TITLE_LIMIT = 1024  # Alertmanager cuts Slack titles at 1024 too

@@ -15,12 +15,12 @@ from dataclasses import replace
 from datetime import datetime
 from urllib.parse import urlsplit
 
-from app.domain import NoticeKind, Status
+from app.core.domain import NoticeKind, Status
+from app.core.message import Message, cut, default_text, default_title
 from app.notifiers import http
 from app.notifiers.base import DeliveryError, redact
-from app.render import Message, cut, default_text, default_title
 
-MARKER = "…"  # app.render.cut's marker
+MARKER = "…"  # app.core.message.cut's marker
 
 RED = "#D92D20"  # critical, page, error
 ORANGE = "#F79009"  # warning
@@ -125,7 +125,7 @@ def title_and_text(m: Message, data: Escape, whole: Escape) -> tuple[str, str]:
 
 
 def cut_markup(text: str, limit: int) -> str:
-    """``app.render.cut`` for escaped text: never leave half an entity or a lone backslash."""
+    """``app.core.message.cut`` for escaped text: never leave half an entity or a lone backslash."""
     out = cut(text, limit)
     if out == text:
         return text

@@ -5,10 +5,10 @@ from typing import Any, ClassVar
 
 from pydantic import SecretStr, model_validator
 
-from app.confbase import secret_from, secret_url_from
+from app.config.fields import secret_from, secret_url_from
+from app.core.message import Message
 from app.notifiers import http
 from app.notifiers.base import BuildContext, IntegrationConfig, Prepared, destination_id
-from app.render import Message
 
 PAYLOAD_VERSION = "alertrelay/1"
 

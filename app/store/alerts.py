@@ -24,8 +24,8 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.domain import AlertRecord, NotificationRow, QuarantineRow, Status, TransitionRow
-from app.domain import NotificationStatus as NS
+from app.core.domain import AlertRecord, NotificationRow, QuarantineRow, Status, TransitionRow
+from app.core.domain import NotificationStatus as NS
 from app.store.tables import alert_transitions, alerts, notifications, quarantined_alerts
 from app.store.wakeup import notify_outbox
 

@@ -23,8 +23,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.domain import NoticeKind
-from app.domain import NotificationStatus as NS
+from app.core.domain import NoticeKind
+from app.core.domain import NotificationStatus as NS
 from app.store.tables import UTCDateTime, delivery_attempts, notifications
 from app.store.wakeup import notify_outbox
 

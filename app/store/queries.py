@@ -12,8 +12,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.domain import NotificationStatus as NS
-from app.domain import isoformat
+from app.core.domain import NotificationStatus as NS
+from app.core.domain import isoformat
 from app.store.tables import (
     alert_transitions,
     alerts,

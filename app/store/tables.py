@@ -130,6 +130,8 @@ alert_transitions = sa.Table(
     # Replays and races cannot double a transition.
     sa.UniqueConstraint("fingerprint", "occurrence", "to_status"),
     sa.Index(None, "fingerprint", "id"),
+    # Pruning walks the oldest first and stops at its limit.
+    sa.Index(None, "received_at"),
 )
 
 notifications = sa.Table(
@@ -191,6 +193,7 @@ delivery_attempts = sa.Table(
     sa.Column("error", sa.Text(), nullable=True),
     sa.Column("duration_ms", sa.Float(), nullable=True),
     sa.Index(None, "notification_id", "attempt"),
+    sa.Index(None, "started_at"),  # pruning, oldest first
 )
 
 quarantined_alerts = sa.Table(
@@ -203,4 +206,20 @@ quarantined_alerts = sa.Table(
     sa.Column("reason", sa.Text(), nullable=False),
     sa.Column("alert_json", sa.Text(), nullable=False),
     sa.Index(None, "received_at"),
+)
+
+# Who did what: replays, reloads, prunes (and acks). Append-only; pruned by age.
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("at", UTCDateTime(), nullable=False),
+    sa.Column("actor", sa.String(255), nullable=False),
+    sa.Column("action", sa.String(32), nullable=False),
+    sa.Column("target", sa.String(255), nullable=False, server_default=""),
+    sa.Column("outcome", sa.String(32), nullable=False),
+    sa.Column("details", JSONType, nullable=False),
+    sa.Index(None, "at"),
+    sa.Index(None, "action", "id"),
+    sa.Index(None, "actor", "id"),
 )

@@ -27,8 +27,8 @@ from typing import Literal
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.config import AuthConfig, NamedUser
-from app.web.common import HTTPError, error_response
+from app.config.model import AuthConfig, NamedUser
+from app.web.guards import HTTPError, error_response
 
 Endpoint = Literal["webhook", "admin", "read"]
 
@@ -38,7 +38,7 @@ OPEN_PATHS = frozenset(
 )
 
 
-def _credentials(conn: HTTPConnection) -> tuple[str, bytes]:
+def credentials(conn: HTTPConnection) -> tuple[str, bytes]:
     header = conn.headers.get("authorization")
     if not header:
         return "", b""
@@ -191,7 +191,7 @@ def authorize(conn: HTTPConnection, endpoint: Endpoint) -> str:
     wait = backoff.retry_after(client, now)
     if wait is not None:
         raise HTTPError(429, "too many wrong credentials; retry later", {"Retry-After": str(wait)})
-    scheme, value = _credentials(conn)
+    scheme, value = credentials(conn)
     if endpoint == "webhook":
         actor = webhook_actor(auth, scheme, value)
     elif endpoint == "admin":
@@ -204,6 +204,9 @@ def authorize(conn: HTTPConnection, endpoint: Endpoint) -> str:
         challenge = _CHALLENGE[endpoint]
         if endpoint == "webhook" and not auth.webhook_secrets():
             challenge = 'Basic realm="alertrelay"'
+        if endpoint == "read" and auth.read is not None and _basic_capable(auth):
+            # A browser opening the console can answer a Basic challenge.
+            challenge = 'Basic realm="alertrelay-read"'
         what = {"webhook": "credentials", "admin": "admin credentials", "read": "read credentials"}
         raise HTTPError(
             401, f"missing or invalid {what[endpoint]}", {"WWW-Authenticate": challenge}
@@ -211,6 +214,13 @@ def authorize(conn: HTTPConnection, endpoint: Endpoint) -> str:
     backoff.success(client)
     conn.state.actor = actor
     return actor
+
+
+def _basic_capable(auth: AuthConfig) -> bool:
+    read = auth.read
+    return read is not None and (
+        read.basic_auth is not None or any(u.password is not None for u in read.users)
+    )
 
 
 def _open_actor(auth: AuthConfig | None, endpoint: Endpoint) -> str | None:
@@ -251,8 +261,10 @@ def needs_read(method: str, path: str, auth: AuthConfig | None) -> bool:
     """Is this request a read that ``auth.read`` guards?"""
     if auth is None or auth.read is None or method not in ("GET", "HEAD"):
         return False
-    if path in OPEN_PATHS or path.startswith("/ack/"):
-        return False  # probes; the one-click ack link carries its own signed token
+    if path in OPEN_PATHS or path.startswith(("/ack/", "/static/")):
+        # Probes; the one-click ack link carries its own signed token; the
+        # console's stylesheet and script hold no data.
+        return False
     if path == "/metrics":
         return auth.read.metrics
     return True

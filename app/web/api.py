@@ -7,11 +7,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from app.store import outbox, queries
+from app.store import audit, outbox, queries
 from app.store.engine import is_unavailable
 from app.store.outbox import ReplayStatus
 from app.web.access import authorize
-from app.web.common import HTTPError, error_response, int_param, json_response
+from app.web.audit import actor_of
+from app.web.audit import record as record_audit
+from app.web.guards import HTTPError, error_response, int_param, json_response
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +107,19 @@ async def replay(request: Request) -> Response:
         raise HTTPError(404, "no such notification")
     try:
         async with services.db.write() as conn:
-            result = await outbox.replay(conn, services.db.kind, int(raw), services.clock.now())
+            now = services.clock.now()
+            result = await outbox.replay(conn, services.db.kind, int(raw), now)
+            # In the replay's own transaction: no replay without its entry.
+            await audit.record(
+                conn,
+                at=now,
+                actor=actor_of(request),
+                action=audit.Action.REPLAY,
+                target=f"notification/{int(raw)}",
+                outcome=result.status.value,
+                details={"via": "api"}
+                | ({"superseded_by": result.superseded_by} if result.superseded_by else {}),
+            )
     except Exception as exc:
         if is_unavailable(exc):
             raise HTTPError(503, "database unavailable", {"Retry-After": "1"}) from None
@@ -144,6 +158,13 @@ async def reload(request: Request) -> Response:
     services = request.app.state.services
     authorize(request, "admin")
     ok, message = services.reload()
+    await record_audit(
+        request,
+        audit.Action.RELOAD,
+        target="config",
+        outcome="ok" if ok else "refused",
+        details=services.reload_details(ok, message),
+    )
     if not ok:
         raise HTTPError(400, f"config refused, the previous config stays in force:\n{message}")
     return json_response({"status": "ok", "config": message})

@@ -13,28 +13,31 @@ import signal
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 import httpx
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import Route
 
-from app.clock import Clock, SystemClock
-from app.config import ConfigError, LoadedConfig
-from app.delivery import DeliveryWorker, default_worker_id
-from app.metrics import Metrics
+from app.config.compiled import Runtime, RuntimeHolder, build_runtime
+from app.config.model import ConfigError, LoadedConfig
+from app.config.settings import Effective, Settings, effective
+from app.delivery.worker import DeliveryWorker, default_worker_id
+from app.ingest.service import IngestService
 from app.notifiers.http import make_client
-from app.runtime import Runtime, RuntimeHolder, build_runtime
-from app.service import IngestService
-from app.settings import Effective, Settings, effective
+from app.ops.clock import Clock, SystemClock
+from app.ops.metrics import Metrics
+from app.ops.tracing import tracer_from_env
+from app.ops.version import VersionInfo, version_info
+from app.store.audit import ACTOR_SIGNAL, Action
 from app.store.engine import Database
 from app.store.migrate import head_revision
 from app.store.wakeup import OutboxListener
 from app.sweeper import Sweeper
-from app.tracing import tracer_from_env
-from app.version import VersionInfo, version_info
-from app.web import api, health, ui, webhook
+from app.web import api, audit, console, health, webhook
 from app.web.access import AuthBackoff, ReadGuard, exposure_warnings
+from app.web.audit import record_for as record_audit_for
 from app.web.middleware import RequestMiddleware
 
 log = logging.getLogger(__name__)
@@ -80,6 +83,26 @@ class Services:
         self.metrics.config_reloads.labels(result="success").inc()
         log.info("config reloaded", extra={"version": runtime.loaded.version})
         return True, runtime.loaded.summary()
+
+    def reload_details(self, ok: bool, message: str) -> dict[str, Any]:
+        """What the audit log keeps about a reload: the version now in force
+        and, when refused, how many problems the file had (not their text,
+        which may quote the file)."""
+        details: dict[str, Any] = {"config_version": self.runtime().loaded.version}
+        if not ok:
+            details["errors"] = len(message.splitlines())
+        return details
+
+    async def reload_on_signal(self) -> None:
+        ok, message = self.reload()
+        await record_audit_for(
+            self,
+            ACTOR_SIGNAL,
+            Action.RELOAD,
+            target="config",
+            outcome="ok" if ok else "refused",
+            details=self.reload_details(ok, message) | {"via": "SIGHUP"},
+        )
 
 
 def create_app(
@@ -158,7 +181,10 @@ def create_app(
                 services.listener.start()
         loop = asyncio.get_running_loop()
         if handle_sighup:
-            loop.add_signal_handler(signal.SIGHUP, services.reload)
+            loop.add_signal_handler(
+                signal.SIGHUP,
+                lambda: services.tasks.append(asyncio.ensure_future(services.reload_on_signal())),
+            )
         for warning in services.warnings():
             log.warning(warning)
         log.info(
@@ -185,8 +211,9 @@ def create_app(
         Route("/webhook/alertmanager", webhook.alertmanager, methods=["POST"]),
         Route("/webhook/grafana", webhook.grafana, methods=["POST"]),
         *api.routes,
+        *audit.routes,
         *health.routes,
-        *ui.routes,
+        *console.routes,
     ]
     return Starlette(
         debug=False,

@@ -9,8 +9,8 @@ import time
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.logs import request_id
-from app.tracing import Span, Tracer
+from app.ops.logs import request_id
+from app.ops.tracing import Span, Tracer
 
 log = logging.getLogger("alertrelay.access")
 

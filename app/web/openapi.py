@@ -23,6 +23,43 @@ _WEBHOOK_RESPONSES = {
     "503": _err("Database unavailable or busy; retry"),
 }
 
+_HTML = {"200": {"description": "HTML", "content": {"text/html": {}}}}
+_ACTION = {
+    "303": {"description": "Done; redirects to the page that shows the result"},
+    "401": {"description": "Not signed in with the admin token", "content": {"text/html": {}}},
+    "403": {
+        "description": "No CSRF token, or posted from another site",
+        "content": {"text/html": {}},
+    },
+}
+_FORM = {"content": {"application/x-www-form-urlencoded": {"schema": {"type": "object"}}}}
+# The web console: HTML pages for people, and the form posts behind its buttons.
+_CONSOLE: dict[str, Any] = {
+    "/": {"get": {"summary": "Console: overview", "responses": _HTML}},
+    "/alerts": {"get": {"summary": "Console: alerts, filtered and paged", "responses": _HTML}},
+    "/alerts/{fingerprint}": {"get": {"summary": "Console: one alert", "responses": _HTML}},
+    "/dead-letters": {"get": {"summary": "Console: dead letters", "responses": _HTML}},
+    "/dead-letters/{id}/replay": {
+        "post": {"summary": "Console: replay one", "requestBody": _FORM, "responses": _ACTION}
+    },
+    "/dead-letters/replay-all": {
+        "post": {"summary": "Console: replay all", "requestBody": _FORM, "responses": _ACTION}
+    },
+    "/routes": {"get": {"summary": "Console: route tree and label test", "responses": _HTML}},
+    "/console/sign-in": {
+        "post": {"summary": "Console: sign in", "requestBody": _FORM, "responses": _ACTION}
+    },
+    "/console/sign-out": {
+        "post": {"summary": "Console: sign out", "requestBody": _FORM, "responses": _ACTION}
+    },
+    "/static/{name}": {
+        "get": {
+            "summary": "Console stylesheet and script",
+            "responses": {"200": {"description": "CSS or JavaScript"}},
+        }
+    },
+}
+
 _STRING_MAP = {"type": "object", "additionalProperties": {"type": "string"}}
 
 OPENAPI: dict[str, Any] = {
@@ -177,6 +214,56 @@ OPENAPI: dict[str, Any] = {
                 },
             }
         },
+        "/api/v1/audit": {
+            "get": {
+                "summary": "Who did what (replays, reloads, prunes), newest first",
+                "parameters": [
+                    {
+                        "name": "action",
+                        "in": "query",
+                        "schema": {
+                            "type": "string",
+                            "enum": ["replay", "reload", "prune", "ack", "unack"],
+                        },
+                    },
+                    {"name": "actor", "in": "query", "schema": {"type": "string"}},
+                    {
+                        "name": "since",
+                        "in": "query",
+                        "description": "RFC 3339 time with a zone; entries at or after it",
+                        "schema": {"type": "string", "format": "date-time"},
+                    },
+                    {
+                        "name": "until",
+                        "in": "query",
+                        "description": "RFC 3339 time with a zone; entries before it",
+                        "schema": {"type": "string", "format": "date-time"},
+                    },
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
+                    },
+                    {"name": "cursor", "in": "query", "schema": {"type": "string"}},
+                ],
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "properties": {
+                                "entries": {
+                                    "type": "array",
+                                    "items": {"$ref": "#/components/schemas/AuditEntry"},
+                                },
+                                "next_cursor": {"type": ["string", "null"]},
+                            },
+                        },
+                        "A page of audit entries",
+                    ),
+                    "400": _err("Bad parameter"),
+                },
+            }
+        },
         "/api/v1/runbooks/resolve": {
             "get": {
                 "summary": "Runbook lookup: every query parameter is a label",
@@ -261,12 +348,7 @@ OPENAPI: dict[str, Any] = {
                 },
             }
         },
-        "/": {
-            "get": {
-                "summary": "Read-only status page",
-                "responses": {"200": {"description": "HTML", "content": {"text/html": {}}}},
-            }
-        },
+        **_CONSOLE,
     },
     "components": {
         "securitySchemes": {
@@ -377,6 +459,21 @@ OPENAPI: dict[str, Any] = {
                     "dedup_key": {"type": "string"},
                     "attempts": {"type": "integer"},
                     "last_error": {"type": ["string", "null"]},
+                },
+            },
+            "AuditEntry": {
+                "type": "object",
+                "properties": {
+                    "id": {"type": "integer"},
+                    "at": {"type": "string", "format": "date-time"},
+                    "actor": {
+                        "type": "string",
+                        "description": "the credential's name, admin, cli, sighup or anonymous",
+                    },
+                    "action": {"type": "string"},
+                    "target": {"type": "string", "description": "e.g. notification/42, config"},
+                    "outcome": {"type": "string"},
+                    "details": {"type": "object"},
                 },
             },
         },

@@ -14,13 +14,13 @@ import time
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
-from app.alertmanager import PayloadError, parse_webhook
-from app.batcher import BatcherClosed, Ticket
-from app.config import ServerConfig
-from app.domain import Source
+from app.config.model import ServerConfig
+from app.core.domain import Source
+from app.ingest.batcher import BatcherClosed, Ticket
+from app.ingest.wire import PayloadError, parse_webhook
 from app.store.engine import DatabaseUnavailable
 from app.web.access import authorize
-from app.web.common import (
+from app.web.guards import (
     HTTPError,
     error_response,
     json_response,

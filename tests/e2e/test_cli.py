@@ -304,6 +304,6 @@ receivers:
     ],
 )
 def test_preview_urls_hide_exactly_the_secret_parts(url: str, secrets: list[str], shown: str) -> None:
-    from app.preview import shown_url
+    from app.delivery.preview import shown_url
 
     assert shown_url(url, secrets) == shown

@@ -97,6 +97,6 @@ receivers:
 
 
 def _fp() -> str:
-    from app.fingerprint import fingerprint
+    from app.core.fingerprint import fingerprint
 
     return fingerprint(LABELS)

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from app.clock import ManualClock
+from app.ops.clock import ManualClock
 from tests.conftest import running_app
 from tests.helpers import JSON, LOG_CONFIG, T0, TWO_ROUTES_CONFIG, am_alert, am_webhook, body
 

@@ -5,7 +5,7 @@ from datetime import timedelta
 
 import pytest
 
-from app.clock import ManualClock
+from app.ops.clock import ManualClock
 from tests.conftest import running_app
 from tests.helpers import JSON, LOG_CONFIG, T0, am_alert, am_webhook, body, table_rows
 

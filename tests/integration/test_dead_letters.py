@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 from starlette.applications import Starlette
 
-from app.clock import Clock, ManualClock
+from app.ops.clock import Clock, ManualClock
 from tests.conftest import running_app
 from tests.helpers import JSON, T0, am_alert, am_webhook, body, table_rows
 from tests.sinks import ECHO, FakePagerDuty, Reply, WebhookSink, serve

@@ -12,8 +12,8 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
-from app.clock import ManualClock
-from app.delivery import DeliveryWorker
+from app.delivery.worker import DeliveryWorker
+from app.ops.clock import ManualClock
 from tests.conftest import running_app
 from tests.helpers import JSON, T0, am_alert, am_webhook, body, table_rows
 from tests.sinks import FakePagerDuty, Reply, WebhookSink, serve

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 import yaml
 
-from app.config import load_config
-from app.metrics import Metrics
+from app.config.model import load_config
+from app.ops.metrics import Metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"

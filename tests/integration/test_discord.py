@@ -16,9 +16,10 @@ import pytest
 from starlette.requests import Request
 from starlette.responses import Response
 
-from app.clock import SystemClock
-from app.config import GlobalConfig
-from app.domain import NoticeKind
+from app.config.model import GlobalConfig
+from app.core.domain import NoticeKind
+from app.core.message import Message, build_message, compile_template
+from app.core.ratelimit import RateLimit
 from app.notifiers import build_notifier
 from app.notifiers.base import BuildContext, DeliveryError
 from app.notifiers.discord import (
@@ -31,8 +32,7 @@ from app.notifiers.discord import (
     escape_markdown,
 )
 from app.notifiers.http import make_client
-from app.ratelimit import RateLimit
-from app.render import Message, build_message, compile_template
+from app.ops.clock import SystemClock
 from tests.helpers import notice_payload
 from tests.sinks import Reply, Sink, serve
 

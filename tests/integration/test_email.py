@@ -30,15 +30,15 @@ import trustme
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
-from app.clock import ManualClock, SystemClock
-from app.config import ConfigError, GlobalConfig, parse_config
-from app.domain import NoticeKind
+from app.config.model import ConfigError, GlobalConfig, parse_config
+from app.core.domain import NoticeKind
+from app.core.message import Message, build_message, compile_template
+from app.core.ratelimit import RateLimit
 from app.notifiers import CONFIG_MODELS, FACTORIES, build_notifier
 from app.notifiers.base import BuildContext, DeliveryError, Notifier
 from app.notifiers.email import SUBJECT_LIMIT, TEXT_LIMIT, EmailConfig, EmailNotifier
 from app.notifiers.http import make_client
-from app.ratelimit import RateLimit
-from app.render import Message, build_message, compile_template
+from app.ops.clock import ManualClock, SystemClock
 
 USER = "relay-user"
 PASSWORD = "CANARY-smtp-p4ssw0rd"

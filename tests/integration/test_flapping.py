@@ -10,9 +10,9 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
-from app.clock import ManualClock
-from app.fingerprint import fingerprint
-from app.flapping import FlapParams, FlapState, add_transitions, score_at
+from app.core.fingerprint import fingerprint
+from app.core.flapping import FlapParams, FlapState, add_transitions, score_at
+from app.ops.clock import ManualClock
 from tests.conftest import running_app
 from tests.helpers import JSON, T0, am_alert, am_webhook, body, table_rows
 from tests.sinks import FakePagerDuty, WebhookSink, serve

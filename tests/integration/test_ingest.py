@@ -9,8 +9,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from app.clock import ManualClock
-from app.fingerprint import fingerprint
+from app.core.fingerprint import fingerprint
+from app.ops.clock import ManualClock
 from tests.conftest import running_app
 from tests.helpers import (
     JSON,

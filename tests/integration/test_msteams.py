@@ -16,15 +16,15 @@ import pytest
 from starlette.requests import Request
 from starlette.responses import Response
 
-from app.clock import ManualClock, SystemClock
-from app.config import GlobalConfig
-from app.domain import NoticeKind
+from app.config.model import GlobalConfig
+from app.core.domain import NoticeKind
+from app.core.message import Message, build_message, compile_template
+from app.core.ratelimit import RateLimit
 from app.notifiers import build_notifier
 from app.notifiers.base import BuildContext, DeliveryError, Notifier
 from app.notifiers.http import make_client
 from app.notifiers.msteams import REQUEST_LIMIT, MSTeamsConfig, md_escape
-from app.ratelimit import RateLimit
-from app.render import Message, build_message, compile_template
+from app.ops.clock import ManualClock, SystemClock
 from tests.conftest import running_app
 from tests.helpers import JSON, T0, am_alert, am_webhook, body, notice_payload, table_rows
 from tests.sinks import Reply, WebhookSink, serve

@@ -34,15 +34,15 @@ import pytest
 import trustme
 from starlette.applications import Starlette
 
-from app.clock import ManualClock, SystemClock
-from app.config import GlobalConfig
-from app.delivery import DeliveryWorker
-from app.domain import NoticeKind
-from app.logs import JsonFormatter
+from app.config.model import GlobalConfig
+from app.core.domain import NoticeKind
+from app.core.message import Message, build_message
+from app.delivery.worker import DeliveryWorker
 from app.notifiers import CONFIG_MODELS, FACTORIES, build_notifier
 from app.notifiers.base import BuildContext, DeliveryError, Notifier
 from app.notifiers.http import make_client
-from app.render import Message, build_message
+from app.ops.clock import ManualClock, SystemClock
+from app.ops.logs import JsonFormatter
 from tests.conftest import running_app
 from tests.helpers import JSON, T0, am_alert, am_webhook, body, table_rows
 from tests.integration.test_email import PASSWORD as SMTP_PASSWORD

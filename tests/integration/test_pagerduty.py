@@ -21,14 +21,14 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
-from app.clock import ManualClock, SystemClock
-from app.config import GlobalConfig
-from app.delivery import DeliveryWorker
+from app.config.model import GlobalConfig
+from app.core.message import Message, build_message
+from app.delivery.worker import DeliveryWorker
 from app.notifiers import build_notifier
 from app.notifiers.base import BuildContext, DeliveryError, Notifier
 from app.notifiers.http import make_client
 from app.notifiers.pagerduty import _TOO_LARGE, PagerDutyConfig
-from app.render import Message, build_message
+from app.ops.clock import ManualClock, SystemClock
 from tests.conftest import running_app
 from tests.helpers import JSON, T0, am_alert, am_webhook, body, table_rows
 from tests.sinks import FakePagerDuty, Reply, pd_invalid, serve

@@ -13,15 +13,15 @@ from typing import Any
 
 import pytest
 
-from app.clock import SystemClock
-from app.config import GlobalConfig
-from app.domain import NoticeKind
+from app.config.model import GlobalConfig
+from app.core.domain import NoticeKind
+from app.core.message import Message, build_message, compile_template
+from app.core.ratelimit import RateLimit
 from app.notifiers import build_notifier
 from app.notifiers.base import BuildContext, DeliveryError, Notifier
 from app.notifiers.http import make_client
 from app.notifiers.slack import SlackConfig
-from app.ratelimit import RateLimit
-from app.render import Message, build_message, compile_template
+from app.ops.clock import SystemClock
 from tests.helpers import notice_payload
 from tests.sinks import Received, Reply, Sink, serve
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from app.tracing import tracer_from_env
+from app.ops.tracing import tracer_from_env
 from tests.conftest import running_app
 from tests.e2e.harness import alertrelay, wait_until
 from tests.helpers import JSON, am_alert, am_webhook, body

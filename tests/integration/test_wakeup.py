@@ -25,8 +25,8 @@ import httpx
 import pytest
 from sqlalchemy.engine import make_url
 
-from app.clock import Clock, ManualClock
-from app.delivery import DeliveryWorker
+from app.delivery.worker import DeliveryWorker
+from app.ops.clock import Clock, ManualClock
 from app.store import outbox
 from app.store.wakeup import OutboxListener
 from tests.conftest import pg_admin_conn, running_app

@@ -5,7 +5,7 @@ import random
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from app.fingerprint import fingerprint
+from app.core.fingerprint import fingerprint
 
 # One start time per run: every body of the pool must describe the same
 # occurrences, or later-built bodies would look like new (or stale) events.

@@ -4,8 +4,14 @@ from pathlib import Path
 
 import pytest
 
-from app.config import BUILTIN_CONFIG, ConfigError, example_config_text, load_config, parse_config
-from app.runtime import build_runtime
+from app.config.compiled import build_runtime
+from app.config.model import (
+    BUILTIN_CONFIG,
+    ConfigError,
+    example_config_text,
+    load_config,
+    parse_config,
+)
 
 MINIMAL = "route: {receiver: r}\nreceivers: [{name: r, log_configs: [{}]}]\n"
 

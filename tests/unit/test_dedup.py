@@ -4,8 +4,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from app.dedup import Position, Verdict, decide
-from app.domain import Alert, Status
+from app.core.dedup import Position, Verdict, decide
+from app.core.domain import Alert, Status
 
 F, R = Status.FIRING, Status.RESOLVED
 S1 = datetime(2026, 1, 1, 10, 0, tzinfo=UTC)

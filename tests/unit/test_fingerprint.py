@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from app.fingerprint import fingerprint
+from app.core.fingerprint import fingerprint
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 

@@ -12,10 +12,10 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.dedup import Position, decide
-from app.domain import Alert, NoticeKind, Status
-from app.flapping import FlapParams, FlapState, score_at
-from app.notices import AlertNoticeState, Notice, plan_edges, plan_reminder, plan_sweep
+from app.core.dedup import Position, decide
+from app.core.domain import Alert, NoticeKind, Status
+from app.core.flapping import FlapParams, FlapState, score_at
+from app.core.notices import AlertNoticeState, Notice, plan_edges, plan_reminder, plan_sweep
 
 F, R = Status.FIRING, Status.RESOLVED
 T0 = datetime(2026, 1, 1, tzinfo=UTC)

@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from app.flapping import (
+from app.core.flapping import (
     FlapChange,
     FlapParams,
     FlapState,

@@ -2,7 +2,7 @@
 
 import pytest
 
-from app.matchers import MatcherError, MatchType, parse_matcher, parse_matchers
+from app.core.matchers import MatcherError, MatchType, parse_matcher, parse_matchers
 
 LABELS = {"alertname": "DiskFull", "severity": "critical", "env": "prod", "empty": ""}
 

@@ -2,10 +2,10 @@
 
 from datetime import UTC, datetime, timedelta
 
-from app.dedup import Position, decide
-from app.domain import Alert, NoticeKind, Status
-from app.flapping import FlapParams, FlapState
-from app.notices import AlertNoticeState, incident_key, plan_edges, plan_reminder, plan_sweep
+from app.core.dedup import Position, decide
+from app.core.domain import Alert, NoticeKind, Status
+from app.core.flapping import FlapParams, FlapState
+from app.core.notices import AlertNoticeState, incident_key, plan_edges, plan_reminder, plan_sweep
 
 F, R = Status.FIRING, Status.RESOLVED
 T0 = datetime(2026, 1, 1, tzinfo=UTC)

@@ -2,7 +2,7 @@
 
 import pytest
 
-from app.ratelimit import RateLimit, TokenBucket
+from app.core.ratelimit import RateLimit, TokenBucket
 
 
 def test_burst_then_steady_rate() -> None:

@@ -6,9 +6,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from app.cli import describe_routes
-from app.config import parse_config
-from app.runtime import build_runtime
+from app.cli.main import describe_routes
+from app.config.compiled import build_runtime
+from app.config.model import parse_config
 from tests.conftest import running_app
 from tests.helpers import JSON
 
@@ -107,7 +107,7 @@ def test_check_config_output_is_what_the_command_prints(tmp_path: Path) -> None:
 
 
 def test_documented_metrics_exist() -> None:
-    from app.metrics import Metrics
+    from app.ops.metrics import Metrics
 
     exported = {m.name for m in Metrics().registry.collect()}
     documented = set(re.findall(r"`(alertrelay_[a-z_]+)", README.split("## Metrics")[1].split("##")[0]))
@@ -116,9 +116,9 @@ def test_documented_metrics_exist() -> None:
 
 
 def test_documented_endpoints_exist() -> None:
-    from app.web import api, health, ui
+    from app.web import api, audit, console, health
 
-    routes = {r.path for r in [*api.routes, *health.routes, *ui.routes]} | {"/webhook/alertmanager", "/webhook/grafana"}
+    routes = {r.path for r in [*api.routes, *audit.routes, *health.routes, *console.routes]} | {"/webhook/alertmanager", "/webhook/grafana"}
     table = README.split("## HTTP interface")[1].split("##")[0]
     documented = set(re.findall(r"`(?:GET|POST) (/[^`?\s]*)", table))
     assert documented <= routes, documented - routes
@@ -152,8 +152,8 @@ receivers: [{{name: page, webhook_configs: [{{url: "{url}/hook"}}]}}]
 
 
 def test_one_receiver_of_each_kind_loads(tmp_path: Path) -> None:
+    from app.delivery.preview import render_requests
     from app.notifiers import CONFIG_MODELS
-    from app.preview import render_requests
 
     (block,) = [b for b in blocks("yaml", "Integrations") if "name: everything" in b]
     runtime = build_runtime(parse_config(with_secret_files(block, tmp_path), "README", {}))
@@ -170,3 +170,27 @@ def test_template_example_compiles(tmp_path: Path) -> None:
     text = f"route: {{receiver: r}}\nreceivers:\n  - name: r\n{indented}\n"
     loaded = parse_config(with_secret_files(text, tmp_path), "README", {})
     assert loaded.config.receivers[0].slack_configs[0].title is not None
+
+
+def test_retention_block_is_the_defaults() -> None:
+    import yaml
+
+    from app.config.fields import parse_duration
+    from app.config.model import RetentionConfig
+
+    (block,) = [b for b in blocks("yaml", "Retention and audit") if b.startswith("retention:")]
+    documented = {k: parse_duration(v) for k, v in yaml.safe_load(block)["retention"].items()}
+    assert documented == dict(RetentionConfig())
+
+
+def test_prune_dry_run_output_is_what_the_command_prints(tmp_path: Path) -> None:
+    import os
+
+    command, expected = _text_block("$ alertrelay prune --dry-run")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ALERTRELAY_")}
+    env["ALERTRELAY_DATABASE_URL"] = f"sqlite:///{tmp_path / 'alertrelay.db'}"
+    migrate = subprocess.run([sys.executable, "-m", "app", "migrate"], capture_output=True, text=True, timeout=60, env=env, cwd=ROOT)
+    assert migrate.returncode == 0, migrate.stderr
+    out = subprocess.run([sys.executable, "-m", "app", *command.split()[2:]], capture_output=True, text=True, timeout=60, env=env, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == expected

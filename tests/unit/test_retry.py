@@ -5,8 +5,15 @@ from email.utils import format_datetime
 
 import pytest
 
-from app.confbase import DeliveryConfig
-from app.retry import GiveUp, Retry, RetryPolicy, backoff_ceiling, next_attempt, parse_retry_after
+from app.config.fields import DeliveryConfig
+from app.core.retry import (
+    GiveUp,
+    Retry,
+    RetryPolicy,
+    backoff_ceiling,
+    next_attempt,
+    parse_retry_after,
+)
 
 NOW = datetime(2026, 11, 21, 19, 16, 43, tzinfo=UTC)
 # The defaults of SPEC §3, except a 60 s cap so the cap shows within ten attempts.

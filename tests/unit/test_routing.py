@@ -2,8 +2,8 @@
 
 import pytest
 
-from app.matchers import parse_matchers
-from app.routing import Route, route
+from app.core.matchers import parse_matchers
+from app.core.routing import Route, route
 
 
 def r(receiver: str, matchers: str = "", cont: bool = False, routes: tuple[Route[None], ...] = ()) -> Route[None]:

@@ -2,8 +2,8 @@
 
 import pytest
 
-from app.config import parse_config
-from app.runtime import build_runtime
+from app.config.compiled import build_runtime
+from app.config.model import parse_config
 
 CONFIG = """
 runbooks:

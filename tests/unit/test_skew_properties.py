@@ -11,11 +11,11 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.alertmanager import ParsedWebhook
-from app.config import parse_config
-from app.domain import Alert, AlertRecord, NoticeKind, Source, Status, Webhook
-from app.runtime import build_runtime
-from app.service import plan_batch
+from app.config.compiled import build_runtime
+from app.config.model import parse_config
+from app.core.domain import Alert, AlertRecord, NoticeKind, Source, Status, Webhook
+from app.ingest.service import plan_batch
+from app.ingest.wire import ParsedWebhook
 
 F, R = Status.FIRING, Status.RESOLVED
 T0 = datetime(2026, 6, 1, tzinfo=UTC)

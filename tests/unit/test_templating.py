@@ -21,9 +21,8 @@ import pytest
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import SandboxedEnvironment
 
-from app.config import parse_config
-from app.render import Message, build_message, compile_template, default_title
-from app.templating import (
+from app.config.model import parse_config
+from app.config.templating import (
     MAX_OUTPUT,
     MAX_REPEAT,
     RENDER_SECONDS,
@@ -31,6 +30,7 @@ from app.templating import (
     html_env,
     text_env,
 )
+from app.core.message import Message, build_message, compile_template, default_title
 from tests.helpers import notice_payload
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -118,7 +118,7 @@ def test_an_escaping_override_falls_back_to_the_default(
 ) -> None:
     monkeypatch.setenv("ALERTRELAY_TEST_CANARY", CANARY)
     source, outcome = ESCAPES[case]
-    with caplog.at_level(logging.WARNING, logger="app.render"):
+    with caplog.at_level(logging.WARNING, logger="app.core.message"):
         m = message(title=source, text=f"before {source} after")
     assert m.title == default_title(m) == "[FIRING] DiskFull (critical): disk almost full"
     if outcome == "raises":

@@ -5,8 +5,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from app.alertmanager import MAX_DEPTH, MAX_NUMBER_CHARS, PayloadError, parse_webhook
-from app.domain import Source, Status
+from app.core.domain import Source, Status
+from app.ingest.wire import MAX_DEPTH, MAX_NUMBER_CHARS, PayloadError, parse_webhook
 from tests.helpers import am_alert, am_webhook, body
 
 NOW = datetime(2026, 11, 22, tzinfo=UTC)
@@ -223,7 +223,7 @@ def test_surrogates_and_nul_become_replacement_characters() -> None:
 
 def test_fingerprint_recomputed_and_mismatch_reported() -> None:
     # Label sets and fingerprints from the vectors of protocols.md §1.4, not
-    # from app.fingerprint, so the expected values are independent of it.
+    # from app.core.fingerprint, so the expected values are independent of it.
     a = am_alert({"severity": "warning", "job": "foo"})
     a["fingerprint"] = "0000000000000000"
     b = am_alert({"foo": "bar"})

@@ -1,0 +1,388 @@
+"""The ``alertrelay`` command (SPEC §1)."""
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Coroutine, Sequence
+from typing import Any
+
+from app.config.compiled import Runtime, build_runtime
+from app.config.model import ConfigError, LoadedConfig, example_config_text, load_config
+from app.config.settings import Settings, effective
+from app.ops import logs
+from app.store.engine import DatabaseSetupError, redact_url
+
+log = logging.getLogger("alertrelay")
+
+EXIT_OK, EXIT_CONFIG, EXIT_USAGE = 0, 1, 2
+
+
+def _fail(message: str, code: int = EXIT_CONFIG) -> int:
+    print(message, file=sys.stderr)
+    return code
+
+
+def _settings() -> Settings:
+    try:
+        return Settings()
+    except Exception as exc:
+        raise SystemExit(_fail(f"invalid ALERTRELAY_* environment: {exc}", EXIT_USAGE)) from None
+
+
+def _load(path: str | None) -> LoadedConfig:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        print(f"{exc.source or path}: invalid config", file=sys.stderr)
+        for error in exc.errors:
+            print(f"  {error}", file=sys.stderr)
+        raise SystemExit(EXIT_CONFIG) from None
+
+
+def _labels(pairs: Sequence[str]) -> dict[str, str]:
+    labels: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise SystemExit(_fail(f"expected LABEL=VALUE, got {pair!r}", EXIT_USAGE))
+        labels[name] = value
+    return labels
+
+
+# ------------------------------------------------------------------ commands
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from app.store.migrate import upgrade
+    from app.web.app import create_app
+
+    settings = _settings()
+    config_path = args.config or settings.config
+    loaded = _load(config_path)
+    settings = settings.model_copy(
+        update={
+            "config": config_path,
+            "host": args.host or settings.host,
+            "port": args.port if args.port is not None else settings.port,
+        }
+    )
+    eff = effective(settings, loaded.config)
+    logs.configure(eff.log_level)
+    try:
+        upgrade(eff.database_url)
+    except DatabaseSetupError as exc:
+        return _fail(str(exc))
+    except Exception as exc:
+        return _fail(f"cannot migrate {redact_url(eff.database_url)}: {str(exc).splitlines()[0]}")
+    app = create_app(settings, loaded, handle_sighup=True)
+    config = uvicorn.Config(
+        app,
+        host=eff.host,
+        port=eff.port,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        loop="auto",
+        http="auto",
+        server_header=False,
+        timeout_keep_alive=30,
+        timeout_graceful_shutdown=15,
+    )
+    server = uvicorn.Server(config)
+    try:
+        server.run()
+    except DatabaseSetupError as exc:
+        return _fail(str(exc))
+    # uvicorn exits cleanly when the lifespan fails; report it as a failure.
+    return EXIT_OK if server.started else EXIT_CONFIG
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from app.store.migrate import head_revision, upgrade
+
+    settings = _settings()
+    loaded = _load(args.config or settings.config)
+    eff = effective(settings, loaded.config)
+    logs.configure("warning")
+    try:
+        upgrade(eff.database_url)
+    except Exception as exc:
+        return _fail(f"cannot migrate {redact_url(eff.database_url)}: {str(exc).splitlines()[0]}")
+    print(f"{redact_url(eff.database_url)}: at revision {head_revision()} (head)")
+    return EXIT_OK
+
+
+def _run(main: "Coroutine[Any, Any, int]") -> int:
+    """Run on uvloop when it is installed, as `serve` does through uvicorn."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(main)
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from app.cli.outbox_commands import run_worker
+
+    settings = _settings()
+    config_path = args.config or settings.config
+    loaded = _load(config_path)
+    settings = settings.model_copy(update={"config": config_path})
+    eff = effective(settings, loaded.config)
+    logs.configure(eff.log_level)
+    from app.store.migrate import upgrade
+
+    try:
+        upgrade(eff.database_url)
+    except Exception as exc:
+        return _fail(f"cannot migrate {redact_url(eff.database_url)}: {str(exc).splitlines()[0]}")
+    return _run(run_worker(settings, loaded))
+
+
+def cmd_dead_letters(args: argparse.Namespace) -> int:
+    from app.cli.outbox_commands import dead_letters
+
+    settings = _settings()
+    loaded = _load(args.config or settings.config)
+    eff = effective(settings, loaded.config)
+    logs.configure("warning")
+    return asyncio.run(
+        dead_letters(eff.database_url, loaded, replay=args.replay, replay_all=args.replay_all)
+    )
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    from app.prune import prune_command
+
+    settings = _settings()
+    loaded = _load(args.config or settings.config)
+    eff = effective(settings, loaded.config)
+    logs.configure("warning")
+    return asyncio.run(prune_command(eff.database_url, loaded, dry_run=args.dry_run))
+
+
+def cmd_example_config(args: argparse.Namespace) -> int:
+    sys.stdout.write(example_config_text())
+    return EXIT_OK
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    try:
+        loaded = load_config(args.file)
+    except ConfigError as exc:
+        print(f"{args.file}: invalid config, {len(exc.errors)} problem(s)", file=sys.stderr)
+        for error in exc.errors:
+            print(f"  {error}", file=sys.stderr)
+        return EXIT_CONFIG
+    print(loaded.summary())
+    return EXIT_OK
+
+
+def describe_routes(runtime: Runtime, labels: dict[str, str]) -> dict[str, Any]:
+    result = runtime.route(labels)
+    runbook = runtime.runbook(labels, {})
+    options = result.options
+    receivers = []
+    for name in result.receivers:
+        receivers.append(
+            {
+                "receiver": name,
+                "integrations": [
+                    {"integration": i.key, "send_resolved": i.send_resolved}
+                    for i in runtime.receivers.get(name, ())
+                ],
+            }
+        )
+    flap = options.flap if options else None
+    return {
+        "labels": labels,
+        "routes": [r.path for r in result.routes],
+        "receivers": receivers,
+        "runbook": {"url": runbook.url, "source": runbook.source},
+        "flapping": None
+        if flap is None
+        else {
+            "enabled": flap.enabled,
+            "half_life_s": flap.half_life_s,
+            "enter_score": flap.enter_score,
+            "exit_score": flap.exit_score,
+            "max_score": flap.max_score,
+        },
+        "renotify_interval_s": options.renotify_s if options else None,
+    }
+
+
+def _print_routes(info: dict[str, Any]) -> None:
+    print(", ".join(r["receiver"] for r in info["receivers"]))
+    print(f"  routes:   {', '.join(info['routes'])}")
+    for r in info["receivers"]:
+        for i in r["integrations"]:
+            print(f"  {i['integration']:<30} send_resolved={str(i['send_resolved']).lower()}")
+    rb = info["runbook"]
+    print(f"  runbook:  {rb['url'] or '(none)'} ({rb['source']})")
+    flap = info["flapping"]
+    if flap is not None:
+        state = "on" if flap["enabled"] else "off"
+        print(
+            f"  flapping: {state}, half-life {flap['half_life_s']:g}s, "
+            f"enter {flap['enter_score']:g}, exit {flap['exit_score']:g}, max {flap['max_score']:g}"
+        )
+    renotify = info["renotify_interval_s"]
+    print(f"  renotify: {'never' if not renotify else f'every {renotify:g}s'}")
+
+
+def cmd_routes_test(args: argparse.Namespace) -> int:
+    settings = _settings()
+    runtime = build_runtime(_load(args.config or settings.config))
+    labels = _labels(args.labels)
+    info = describe_routes(runtime, labels)
+    if args.json:
+        print(json.dumps(info, indent=2))
+    else:
+        _print_routes(info)
+    if args.render:
+        from app.delivery.preview import render_requests
+
+        annotations = _labels(args.annotation or [])
+        print()
+        print(render_requests(runtime, labels, annotations, kind=args.kind))
+    return EXIT_OK
+
+
+def cmd_runbook(args: argparse.Namespace) -> int:
+    settings = _settings()
+    runtime = build_runtime(_load(args.config or settings.config))
+    runbook = runtime.runbook(_labels(args.labels), {})
+    if runbook.url is None:
+        print("no runbook (no rule matched and no default)")
+        return EXIT_OK
+    print(runbook.url)
+    print(f"  from {runbook.source}")
+    return EXIT_OK
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """Nagios plugin conventions: 0 OK, 1 WARNING, 2 CRITICAL; one line."""
+    url = args.url.rstrip("/") + "/health?detailed=true"
+    try:
+        with urllib.request.urlopen(url, timeout=args.timeout) as resp:  # noqa: S310 - operator URL
+            body = json.loads(resp.read(65536))
+    except urllib.error.HTTPError as exc:
+        try:
+            body = json.loads(exc.read(65536))
+        except ValueError:
+            body = {}
+        print(f"ALERTRELAY CRITICAL - HTTP {exc.code} from {args.url} ({body.get('status', '?')})")
+        return 2
+    except (OSError, ValueError) as exc:
+        print(f"ALERTRELAY CRITICAL - {args.url} unreachable: {exc}")
+        return 2
+    if body.get("status") != "healthy":
+        print(f"ALERTRELAY CRITICAL - {body.get('status', 'unknown')}")
+        return 2
+    delivery = body.get("delivery", {})
+    backlog = int(delivery.get("backlog", 0))
+    dead = int(delivery.get("dead_letters", 0))
+    perf = f"| backlog={backlog};{args.warn_backlog} dead={dead};{args.warn_dead}"
+    if backlog > args.warn_backlog or dead > args.warn_dead:
+        print(f"ALERTRELAY WARNING - backlog {backlog}, dead letters {dead} {perf}")
+        return 1
+    print(f"ALERTRELAY OK - backlog {backlog}, dead letters {dead} {perf}")
+    return 0
+
+
+# ------------------------------------------------------------------ parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="alertrelay",
+        description="Durable Alertmanager webhook relay: dedup, flapping, runbooks, delivery.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("serve", help="run migrations, then serve HTTP and deliver")
+    p.add_argument("--config", help="config file (default: $ALERTRELAY_CONFIG or built-in)")
+    p.add_argument("--host", help="listen address (default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="listen port (default 8080)")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("worker", help="deliver the outbox and sweep, without the HTTP server")
+    p.add_argument("--config")
+    p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("dead-letters", help="list dead notifications, or replay them")
+    p.add_argument("--config")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--replay", type=int, metavar="ID", help="replay one dead notification")
+    group.add_argument("--replay-all", action="store_true", help="replay every dead notification")
+    p.set_defaults(func=cmd_dead_letters)
+
+    p = sub.add_parser("prune", help="delete history past its retention now")
+    p.add_argument("--config")
+    p.add_argument(
+        "--dry-run", action="store_true", help="only count, per table, what would be deleted"
+    )
+    p.set_defaults(func=cmd_prune)
+
+    p = sub.add_parser("migrate", help="upgrade the database schema to head")
+    p.add_argument("--config")
+    p.set_defaults(func=cmd_migrate)
+
+    p = sub.add_parser("example-config", help="print the example configuration")
+    p.set_defaults(func=cmd_example_config)
+
+    p = sub.add_parser("check-config", help="validate a config file")
+    p.add_argument("file")
+    p.set_defaults(func=cmd_check_config)
+
+    p = sub.add_parser("routes", help="route tools")
+    routes_sub = p.add_subparsers(dest="routes_command", required=True)
+    t = routes_sub.add_parser("test", help="which receivers an alert with these labels reaches")
+    t.add_argument("--config")
+    t.add_argument("--json", action="store_true", help="machine-readable output")
+    t.add_argument(
+        "--render", action="store_true", help="print the exact request each integration would send"
+    )
+    t.add_argument(
+        "--kind",
+        default="firing",
+        choices=["firing", "resolved", "flapping", "stable", "reminder"],
+        help="which notification to render (with --render)",
+    )
+    t.add_argument(
+        "--annotation", action="append", metavar="NAME=VALUE", help="an annotation (repeatable)"
+    )
+    t.add_argument("labels", nargs="+", metavar="LABEL=VALUE")
+    t.set_defaults(func=cmd_routes_test)
+
+    p = sub.add_parser("runbook", help="the runbook URL an alert with these labels gets")
+    p.add_argument("--config")
+    p.add_argument("labels", nargs="+", metavar="LABEL=VALUE")
+    p.set_defaults(func=cmd_runbook)
+
+    p = sub.add_parser("status", help="Nagios-style check of a running instance")
+    p.add_argument("--url", default="http://127.0.0.1:8080")
+    p.add_argument("--warn-backlog", type=int, default=100, help="WARNING above this many queued")
+    p.add_argument("--warn-dead", type=int, default=0, help="WARNING above this many dead letters")
+    p.add_argument("--timeout", type=float, default=5.0)
+    p.set_defaults(func=cmd_status)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        result: int = args.func(args)
+    except DatabaseSetupError as exc:
+        return _fail(str(exc))
+    except KeyboardInterrupt:
+        return 130
+    return result

@@ -1,0 +1,211 @@
+"""``alertrelay worker`` and ``alertrelay dead-letters``: the outbox without the HTTP server."""
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+
+from app.config.compiled import RuntimeHolder, build_runtime
+from app.config.model import LoadedConfig
+from app.config.settings import Settings, effective
+from app.core.domain import NotificationStatus
+from app.delivery.worker import DeliveryWorker, default_worker_id
+from app.notifiers.http import make_client
+from app.ops.clock import SystemClock
+from app.ops.metrics import Metrics
+from app.ops.tracing import tracer_from_env
+from app.ops.version import version_info
+from app.store import audit, migrate, outbox, queries
+from app.store.engine import Database, DatabaseSetupError
+from app.store.outbox import ReplayStatus
+from app.store.wakeup import OutboxListener
+from app.sweeper import Sweeper
+
+log = logging.getLogger("alertrelay.worker")
+
+
+async def run_worker(settings: Settings, loaded: LoadedConfig) -> int:
+    """Deliver and sweep until SIGTERM or SIGINT; SIGHUP reloads the config."""
+    eff = effective(settings, loaded.config)
+    config = loaded.config
+    db = Database(
+        eff.database_url,
+        busy_timeout_s=config.database.busy_timeout.total_seconds(),
+        pool_size=config.database.pool_size,
+    )
+    await db.check()
+    vinfo = version_info(settings.git_commit, settings.build_time)
+    metrics = Metrics(vinfo.version, vinfo.git_commit)
+    holder = RuntimeHolder(build_runtime(loaded), settings.config)
+    clock = SystemClock()
+    wake = asyncio.Event()
+    stop = asyncio.Event()
+    http = make_client(config.global_.proxy_url)
+    tracer = tracer_from_env(os.environ, vinfo.version)
+    delivery = DeliveryWorker(
+        db,
+        lambda: holder.current,
+        clock,
+        metrics,
+        http,
+        worker_id=settings.worker_id or default_worker_id(),
+        wake=wake,
+        version=vinfo.version,
+        tracer=tracer,
+    )
+    sweeper = Sweeper(db, lambda: holder.current, clock, metrics, on_notifications=wake.set)
+    # Ingest runs in other processes: on PostgreSQL their commits wake this
+    # loop through NOTIFY; the poll is the fallback.
+    listener = OutboxListener(eff.database_url, wake) if db.kind == "postgresql" else None
+
+    reloads: list[asyncio.Task[None]] = []
+
+    def reload() -> None:
+        details: dict[str, object] = {"via": "SIGHUP"}
+        try:
+            holder.reload()
+            log.info("config reloaded")
+            outcome = "ok"
+        except Exception as exc:
+            log.error("config reload refused", extra={"error": str(exc)[:500]})
+            outcome = "refused"
+            details["errors"] = len(getattr(exc, "errors", [None]))
+        details["config_version"] = holder.current.loaded.version
+        reloads.append(asyncio.ensure_future(_audit_reload(db, clock, outcome, details)))
+
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, reload)
+    log.info("alertrelay worker started", extra={"db": db.kind, "config": loaded.source})
+    if listener is not None:
+        listener.start()
+    try:
+        await asyncio.gather(delivery.run(stop), sweeper.run(stop))
+        await asyncio.gather(*reloads, return_exceptions=True)
+    finally:
+        if listener is not None:
+            await listener.stop()
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            with contextlib.suppress(Exception):
+                loop.remove_signal_handler(sig)
+        await http.aclose()
+        await db.dispose()
+        tracer.shutdown()
+    return 0
+
+
+async def _audit_reload(
+    db: Database, clock: SystemClock, outcome: str, details: dict[str, object]
+) -> None:
+    try:
+        async with db.write() as conn:
+            await audit.record(
+                conn,
+                at=clock.now(),
+                actor=audit.ACTOR_SIGNAL,
+                action=audit.Action.RELOAD,
+                target="config",
+                outcome=outcome,
+                details=details,
+            )
+    except Exception as exc:
+        log.error("audit entry not written", extra={"error": type(exc).__name__})
+
+
+async def dead_letters(
+    database_url: str, loaded: LoadedConfig, *, replay: int | None, replay_all: bool
+) -> int:
+    """List dead notifications, or replay one or all; 1 when anything asked for was not done."""
+    db = Database(database_url, busy_timeout_s=loaded.config.database.busy_timeout.total_seconds())
+    clock = SystemClock()
+    try:
+        try:
+            await db.check()
+            async with db.read() as conn:
+                revision = await migrate.current_revision(conn)
+        except DatabaseSetupError as exc:
+            print(str(exc), file=sys.stderr)
+            return 1
+        if revision != migrate.head_revision():
+            # The rows would not read right; serve and worker migrate on start.
+            print(
+                f"the database schema is at revision {revision}, this alertrelay needs "
+                f"{migrate.head_revision()}: run `alertrelay migrate` first",
+                file=sys.stderr,
+            )
+            return 1
+        if replay is None and not replay_all:
+            return await _list_dead(db)
+        async with db.read() as conn:
+            ids = [replay] if replay is not None else await outbox.dead_ids(conn)
+        if not ids:
+            print("no dead notifications")
+        failed = 0
+        for nid in ids:
+            async with db.write() as conn:
+                now = clock.now()
+                result = await outbox.replay(conn, db.kind, nid, now)
+                await audit.record(
+                    conn,
+                    at=now,
+                    actor=audit.ACTOR_CLI,
+                    action=audit.Action.REPLAY,
+                    target=f"notification/{nid}",
+                    outcome=result.status.value,
+                    details={"via": "cli"}
+                    | ({"superseded_by": result.superseded_by} if result.superseded_by else {}),
+                )
+            if result.status is ReplayStatus.REQUEUED:
+                print(f"{nid}: requeued")
+            elif result.status is ReplayStatus.SUPERSEDED:
+                # Asked for by id it is a refusal; in --replay-all it is expected.
+                print(
+                    f"{nid}: not replayed, superseded by notification {result.superseded_by}"
+                    " (a later notification for the same alert and destination exists)",
+                    file=sys.stderr if replay is not None else sys.stdout,
+                )
+                failed += replay is not None
+            elif result.status is ReplayStatus.NOT_FOUND:
+                print(f"notification {nid} not found", file=sys.stderr)
+                failed += 1
+            else:
+                print(
+                    f"notification {nid} is not dead (already replayed or delivered)",
+                    file=sys.stderr,
+                )
+                failed += 1
+        return 1 if failed else 0
+    finally:
+        await db.dispose()
+
+
+_LIST_LIMIT = 1000
+
+
+async def _list_dead(db: Database) -> int:
+    async with db.read() as conn:
+        rows, more = await queries.list_notifications(
+            conn,
+            status=NotificationStatus.DEAD.value,
+            fingerprint=None,
+            limit=_LIST_LIMIT,
+            cursor=None,
+        )
+    if not rows:
+        print("no dead notifications")
+    for n in rows:
+        where = f"{n['receiver']}/{n['integration']}/{n['integration_index']}"
+        print(
+            f"{n['id']:>8}  {n['dead_at']}  {where}  {n['kind']:<9} {n['fingerprint']}"
+            f"  attempts={n['attempts']}  {n['last_error'] or ''}"
+        )
+    if more is not None:
+        print(
+            f"showing the newest {_LIST_LIMIT} dead notifications; more exist "
+            "(GET /api/v1/notifications?status=dead pages through all)",
+            file=sys.stderr,
+        )
+    return 0

@@ -1,0 +1,188 @@
+"""The compiled form of one config, swapped whole on reload.
+
+Built once from a validated :class:`~app.config.model.Config`: the route tree with
+its inherited per-route options, each receiver's integrations with their
+effective delivery settings, and the runbook catalog with compiled
+templates. Request handlers and loops read ``Runtime`` and never the raw
+config, so a reload is one atomic pointer swap.
+"""
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from app.config.fields import DeliveryConfig
+from app.config.model import Config, FlappingConfig, LoadedConfig, RouteConfig
+from app.config.templating import url_env
+from app.core.flapping import FlapParams
+from app.core.matchers import parse_matchers
+from app.core.routing import Route, RouteResult, route
+from app.core.runbooks import Runbook, RunbookCatalog, RunbookRule, resolve
+from app.notifiers.base import IntegrationConfig
+
+
+@dataclass(frozen=True)
+class RouteOptions:
+    flap: FlapParams
+    renotify_s: float
+
+
+@dataclass(frozen=True)
+class Integration:
+    """One configured destination: ``receivers[i].<kind>_configs[j]``."""
+
+    receiver: str
+    name: str  # "pagerduty", "slack", ...
+    index: int
+    config: IntegrationConfig
+    delivery: DeliveryConfig
+    # Sends in flight to this destination at once: its own `concurrency` when
+    # the receiver or integration sets one, else half the process's slots, so
+    # a destination that hangs cannot hold every slot (reliability.md OBX-05).
+    concurrency_cap: int = 1
+
+    @property
+    def key(self) -> str:
+        return f"{self.receiver}/{self.name}/{self.index}"
+
+    @property
+    def send_resolved(self) -> bool:
+        return self.config.effective_send_resolved
+
+
+def flap_params(cfg: FlappingConfig) -> FlapParams:
+    return FlapParams(
+        half_life_s=cfg.half_life.total_seconds(),
+        enter_score=cfg.enter_score,
+        exit_score=cfg.exit_score,
+        max_score=cfg.max_score,
+        enabled=cfg.enabled,
+    )
+
+
+def _compile_route(
+    cfg: RouteConfig,
+    parent_receiver: str,
+    parent_flapping: FlappingConfig,
+    parent_renotify_s: float,
+    path: str,
+) -> Route[RouteOptions]:
+    receiver = cfg.receiver or parent_receiver
+    flapping = parent_flapping.merged(cfg.flapping)
+    renotify_s = (
+        cfg.renotify_interval.total_seconds()
+        if cfg.renotify_interval is not None
+        else parent_renotify_s
+    )
+    matchers = tuple(m for entry in cfg.matcher_strings() for m in parse_matchers(entry))
+    children = tuple(
+        _compile_route(child, receiver, flapping, renotify_s, f"{path}.routes[{i}]")
+        for i, child in enumerate(cfg.routes)
+    )
+    return Route(
+        receiver=receiver,
+        matchers=matchers,
+        continue_=cfg.continue_,
+        routes=children,
+        options=RouteOptions(flap_params(flapping), renotify_s),
+        path=path,
+    )
+
+
+def _compile_runbooks(config: Config) -> RunbookCatalog:
+    env = url_env()
+    rules = tuple(
+        RunbookRule(
+            matchers=tuple(m for entry in rule.matchers for m in parse_matchers(entry)),
+            template=env.from_string(rule.url),
+            source=f"runbooks.rules[{i}]",
+        )
+        for i, rule in enumerate(config.runbooks.rules)
+    )
+    default = env.from_string(config.runbooks.default) if config.runbooks.default else None
+    return RunbookCatalog(rules, default)
+
+
+_ROUTE_CACHE_SIZE = 16384
+
+
+@dataclass(frozen=True, eq=False)
+class Runtime:
+    loaded: LoadedConfig
+    tree: Route[RouteOptions]
+    receivers: Mapping[str, tuple[Integration, ...]]
+    runbooks: RunbookCatalog
+    integrations: Mapping[str, Integration] = field(default_factory=dict)
+    # Alertmanager resends the same label sets all day; routing each set once
+    # per config is enough. A reload builds a new Runtime with an empty cache.
+    _route_cache: dict[tuple[tuple[str, str], ...], RouteResult[RouteOptions]] = field(
+        default_factory=dict, repr=False
+    )
+
+    @property
+    def config(self) -> Config:
+        return self.loaded.config
+
+    def route(self, labels: Mapping[str, str]) -> RouteResult[RouteOptions]:
+        key = tuple(sorted(labels.items()))
+        found = self._route_cache.get(key)
+        if found is None:
+            if len(self._route_cache) >= _ROUTE_CACHE_SIZE:
+                self._route_cache.clear()
+            found = self._route_cache[key] = route(self.tree, labels)
+        return found
+
+    def runbook(self, labels: Mapping[str, str], annotations: Mapping[str, str]) -> Runbook:
+        return resolve(self.runbooks, labels, annotations)
+
+
+def build_runtime(loaded: LoadedConfig) -> Runtime:
+    config = loaded.config
+    root_receiver = config.route.receiver or ""
+    tree = _compile_route(
+        config.route,
+        root_receiver,
+        config.flapping,
+        config.dedup.renotify_interval.total_seconds(),
+        "route",
+    )
+    receivers: dict[str, tuple[Integration, ...]] = {}
+    flat: dict[str, Integration] = {}
+    for receiver in config.receivers:
+        items = []
+        for _key, name, index, entry in receiver.integrations():
+            own = [
+                o.concurrency
+                for o in (receiver.delivery, entry.delivery)
+                if o is not None and o.concurrency is not None
+            ]
+            integration = Integration(
+                receiver=receiver.name,
+                name=name,
+                index=index,
+                config=entry,
+                delivery=config.delivery.merged(receiver.delivery, entry.delivery),
+                concurrency_cap=own[-1] if own else max(1, config.delivery.concurrency // 2),
+            )
+            items.append(integration)
+            flat[integration.key] = integration
+        receivers[receiver.name] = tuple(items)
+    return Runtime(loaded, tree, receivers, _compile_runbooks(config), flat)
+
+
+class RuntimeHolder:
+    """The current :class:`Runtime`; ``reload`` swaps it or leaves it untouched."""
+
+    def __init__(self, runtime: Runtime, path: str | None) -> None:
+        self.current = runtime
+        self.path = path
+        self.loaded_at = 0.0
+
+    def reload(self) -> Runtime:
+        """Re-read the config file. Raises ``ConfigError``; the old config stays then."""
+        from app.config.model import ConfigError, load_config
+
+        if self.path is None:
+            raise ConfigError(["no config file to reload: alertrelay runs on its built-in config"])
+        runtime = build_runtime(load_config(self.path))
+        self.current = runtime
+        return runtime

@@ -1,0 +1,59 @@
+"""Deployment knobs from the environment (``ALERTRELAY_*``), above the config file.
+
+Precedence, highest first: command-line flags, environment variables, the
+config file, built-in defaults.
+"""
+
+from dataclasses import dataclass
+
+from pydantic import field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from app.config.model import Config
+
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ALERTRELAY_", extra="ignore")
+
+    config: str | None = None
+    database_url: str | None = None
+    host: str | None = None
+    port: int | None = None
+    log_level: str | None = None
+    git_commit: str | None = None
+    build_time: str | None = None
+    # Names this process in leases and delivery attempts (default host:pid).
+    worker_id: str | None = None
+
+    @field_validator("config", "database_url", "host", "log_level", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @field_validator("log_level")
+    @classmethod
+    def _level(cls, value: str | None) -> str | None:
+        if value is not None and value.lower() not in LOG_LEVELS:
+            raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
+        return value.lower() if value else value
+
+
+@dataclass(frozen=True)
+class Effective:
+    """The values in force once flags, environment and file are combined."""
+
+    database_url: str
+    host: str
+    port: int
+    log_level: str
+
+
+def effective(settings: Settings, config: Config) -> Effective:
+    return Effective(
+        database_url=settings.database_url or config.database.url,
+        host=settings.host or config.server.host,
+        port=settings.port if settings.port is not None else config.server.port,
+        log_level=(settings.log_level or config.server.log_level).lower(),
+    )

@@ -1,0 +1,100 @@
+"""From a notice to outbox rows: one per integration of every routed receiver.
+
+Each row carries a self-contained payload (the alert as it was when the
+notice was decided), so retries and replays send the same content whatever
+the alert did since. Keys are deterministic:
+
+* ``idempotency_key`` = sha256(fingerprint, notice identity, integration):
+  the same notice can never be queued twice for one destination;
+* ``ordering_key`` = sha256(fingerprint, integration): rows sharing it are
+  delivered strictly in id order, so a resolve never overtakes its trigger.
+"""
+
+import hashlib
+from datetime import datetime
+from typing import Any
+
+from app.config.compiled import RouteOptions, Runtime
+from app.core.domain import AlertRecord, NoticeKind, NotificationRow, isoformat
+from app.core.notices import Notice
+from app.core.routing import RouteResult
+
+
+def _sha(*parts: str) -> str:
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
+
+
+def ordering_key(fingerprint: str, integration_key: str) -> str:
+    return _sha(fingerprint, integration_key)[:32]
+
+
+def notice_payload(
+    rec: AlertRecord,
+    notice: Notice,
+    now: datetime,
+    *,
+    external_url: str = "",
+    am_receiver: str = "",
+    group_firing: int | None = None,
+) -> dict[str, Any]:
+    """The message model's input, stored with the row (JSON-safe)."""
+    return {
+        "kind": notice.kind.value,
+        "status": notice.status.value,
+        "fingerprint": rec.fingerprint,
+        "alertname": rec.alertname,
+        "labels": rec.labels,
+        "annotations": rec.annotations,
+        "severity": rec.severity,
+        "starts_at": isoformat(notice.occurrence),
+        "ends_at": isoformat(rec.ends_at) if rec.ends_at else None,
+        "generator_url": rec.generator_url,
+        "runbook_url": rec.runbook_url,
+        "dedup_key": notice.dedup_key,
+        "group_key": rec.group_key,
+        "external_url": external_url,
+        "am_receiver": am_receiver,
+        "source": rec.source,
+        # Firing alerts in the webhook's group when this was decided; None
+        # when not decided from a webhook (sweeper notices).
+        "group_firing": group_firing,
+        "duplicates": rec.duplicate_count,
+        "flap": {
+            "score": round(notice.flap_score, 3),
+            "flapping": notice.kind is NoticeKind.FLAPPING
+            or (rec.flapping and notice.kind is not NoticeKind.STABLE),
+            "transitions": notice.transitions,
+        },
+        "decided_at": isoformat(now),
+    }
+
+
+def notification_rows(
+    rec: AlertRecord,
+    notice: Notice,
+    payload: dict[str, Any],
+    routed: RouteResult[RouteOptions],
+    runtime: Runtime,
+    now: datetime,
+) -> list[NotificationRow]:
+    rows: list[NotificationRow] = []
+    for receiver in routed.receivers:
+        for integration in runtime.receivers.get(receiver, ()):
+            if notice.kind is NoticeKind.RESOLVED and not integration.send_resolved:
+                continue
+            key = integration.key
+            rows.append(
+                NotificationRow(
+                    idempotency_key=_sha(rec.fingerprint, notice.identity, key),
+                    fingerprint=rec.fingerprint,
+                    ordering_key=ordering_key(rec.fingerprint, key),
+                    receiver=integration.receiver,
+                    integration=integration.name,
+                    integration_index=integration.index,
+                    kind=notice.kind,
+                    dedup_key=notice.dedup_key,
+                    payload=payload,
+                    created_at=now,
+                )
+            )
+    return rows

@@ -1,0 +1,173 @@
+"""``routes test --render``: the exact requests an alert would cause, sent nowhere."""
+
+import asyncio
+import json
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import httpx
+
+from app.config.compiled import Integration, Runtime
+from app.core.domain import AlertRecord, NoticeKind, Status
+from app.core.fanout import notice_payload
+from app.core.fingerprint import fingerprint
+from app.core.message import build_message, compile_template
+from app.core.notices import Notice, incident_key
+from app.notifiers import build_notifier
+from app.notifiers.base import BuildContext, redact
+from app.ops.clock import SystemClock
+
+
+def _payload(
+    runtime: Runtime, labels: dict[str, str], annotations: dict[str, str], kind: str
+) -> dict[str, object]:
+    now = SystemClock().now()
+    fp = fingerprint(labels)
+    notice_kind = NoticeKind(kind)
+    status = Status.RESOLVED if notice_kind is NoticeKind.RESOLVED else Status.FIRING
+    runbook = runtime.runbook(labels, annotations)
+    rec = AlertRecord(
+        fingerprint=fp,
+        labels=labels,
+        annotations=annotations,
+        status=status,
+        starts_at=now,
+        ends_at=now if status is Status.RESOLVED else None,
+        generator_url="",
+        source="alertmanager",
+        group_key="",
+        first_seen=now,
+        last_seen=now,
+        last_changed=now,
+        runbook_url=runbook.url,
+        runbook_source=runbook.source,
+    )
+    flapping = notice_kind in (NoticeKind.FLAPPING, NoticeKind.STABLE)
+    notice = Notice(
+        notice_kind,
+        status,
+        now,
+        incident_key(fp, now),
+        "preview",
+        4.2 if flapping else 1.0,
+        5 if flapping else 0,
+    )
+    return notice_payload(rec, notice, now)
+
+
+def _is_url(secret: str) -> bool:
+    return secret.startswith(("http://", "https://"))
+
+
+def shown_url(url: str, secrets: list[str]) -> str:
+    """``url`` with its secret parts redacted, keeping the rest readable.
+
+    A webhook URL is a secret as a whole, and its notifier also names the
+    part that is the credential (Slack's key, Discord's token, Teams' ``sig``),
+    so only that part is hidden. A secret URL with no such part named (a
+    ``webhook_configs`` URL may hide a credential anywhere) shows only its
+    scheme, host and port.
+    """
+    shown = redact(url, [s for s in secrets if not _is_url(s)])
+    parts = urlsplit(url)
+    secret_url = any(_is_url(s) and s in url for s in secrets)
+    # Credentials in the authority (user:password@) are never shown either.
+    if secret_url and (shown == url or "@" in parts.netloc):
+        host = f"[{parts.hostname}]" if parts.hostname and ":" in parts.hostname else parts.hostname
+        port = f":{parts.port}" if parts.port else ""
+        return f"{parts.scheme}://{host}{port}/<redacted>"
+    return shown
+
+
+@dataclass(frozen=True)
+class RenderedRequest:
+    """One integration's request as it would go out, every secret redacted."""
+
+    key: str  # receiver/integration/index
+    method: str = ""
+    url: str = ""
+    headers: tuple[tuple[str, str], ...] = ()
+    body: str = ""
+    error: str | None = None  # why no request could be built
+
+
+def render_integration(
+    runtime: Runtime,
+    integration: Integration,
+    payload: dict[str, object],
+    http: httpx.AsyncClient,
+    *,
+    notification_id: int = 0,
+    idempotency_key: str = "preview",
+    attempt: int = 1,
+) -> RenderedRequest:
+    """The request ``integration`` would send for ``payload``; ``http`` is never used to send."""
+    ctx = BuildContext(runtime.config.global_, http, SystemClock())
+    try:
+        notifier = build_notifier(integration.name, integration.config, ctx)
+    except LookupError as exc:
+        return RenderedRequest(integration.key, error=str(exc))
+    message = build_message(
+        payload,
+        notification_id=notification_id,
+        idempotency_key=idempotency_key,
+        receiver=integration.receiver,
+        attempt=attempt,
+        title=compile_template(integration.config.title),
+        text=compile_template(integration.config.text),
+    )
+    secrets = sorted(
+        set(notifier.secrets()) | set(integration.config.secret_values()),
+        key=len,
+        reverse=True,
+    )
+    request = notifier.prepare(message)
+    text = request.body.decode("utf-8", errors="replace")
+    try:
+        text = json.dumps(json.loads(text), indent=2, ensure_ascii=False)
+    except ValueError:
+        pass
+    return RenderedRequest(
+        integration.key,
+        request.method,
+        shown_url(request.url, secrets),
+        tuple((name, redact(value, secrets)) for name, value in request.headers.items()),
+        redact(text, secrets).rstrip("\n"),
+    )
+
+
+def render_routed(
+    runtime: Runtime,
+    labels: dict[str, str],
+    annotations: dict[str, str],
+    http: httpx.AsyncClient,
+    *,
+    kind: str = "firing",
+) -> list[RenderedRequest]:
+    """Every routed integration's request for an alert with these labels."""
+    payload = _payload(runtime, labels, annotations, kind)
+    return [
+        render_integration(runtime, integration, payload, http)
+        for receiver in runtime.route(labels).receivers
+        for integration in runtime.receivers.get(receiver, ())
+    ]
+
+
+def render_requests(
+    runtime: Runtime, labels: dict[str, str], annotations: dict[str, str], *, kind: str = "firing"
+) -> str:
+    """Each routed integration's request, secrets redacted, as text."""
+    out: list[str] = []
+    http = httpx.AsyncClient()  # never used: prepare() does not send
+    try:
+        for r in render_routed(runtime, labels, annotations, http, kind=kind):
+            if r.error is not None:
+                out.append(f"--- {r.key}: {r.error}")
+                continue
+            out.append(f"--- {r.key}: {r.method} {r.url}")
+            out.extend(f"{name}: {value}" for name, value in r.headers)
+            out.append("")
+            out.append(r.body)
+    finally:
+        asyncio.run(http.aclose())
+    return "\n".join(out)

@@ -1,0 +1,544 @@
+"""The outbox delivery loop: claim, send, record — at least once, never silently lost.
+
+Each turn records the outcomes of finished sends and claims new due rows in
+one short transaction; the sends themselves run outside any transaction,
+each under its integration's total deadline. A claim is a lease: if this
+process dies, the lease expires and any worker delivers the row again, with
+the same dedup key. The loop wakes at once when ingest commits new rows, so
+a healthy sink gets a notification within milliseconds of the webhook.
+
+The loop claims ahead: up to one more share of rows than it may send at
+once waits, claimed, in a local queue, and the next send starts the moment
+one lands, while the next transaction refills the queue. Without it sends
+and transactions took turns and a fast sink idled half the time.
+"""
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import socket
+import time
+import uuid
+from collections import Counter, deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import httpx
+from jinja2 import Template
+
+from app.config.compiled import Integration, Runtime
+from app.core.message import build_message, compile_template
+from app.core.ratelimit import RateLimit, TokenBucket
+from app.core.retry import GiveUp, RetryPolicy, next_attempt
+from app.notifiers import build_notifier
+from app.notifiers.base import BuildContext, DeliveryError, Notifier, redact
+from app.ops.clock import Clock
+from app.ops.failpoints import failpoint
+from app.ops.metrics import Metrics
+from app.ops.tracing import Tracer
+from app.store import outbox
+from app.store.engine import Database
+from app.store.outbox import Claimed, Outcome, Result
+
+log = logging.getLogger(__name__)
+
+_MAX_ERROR = 1000
+_SHUTDOWN_GRACE_CAP_S = 30.0
+
+
+@dataclass
+class _Prepared:
+    notifier: Notifier
+    title: Template | None
+    text: Template | None
+    secrets: list[str]
+    rate_limit: RateLimit | None
+
+
+def effective_rate_limit(integration: Integration, notifier: Notifier) -> RateLimit | None:
+    """The integration's ``rate_limit:`` if set (``per_second: 0`` = none), else the service's."""
+    configured = integration.config.rate_limit
+    if configured is not None:
+        if configured.per_second <= 0:
+            return None
+        return RateLimit(configured.per_second, configured.burst)
+    return notifier.rate_limit()
+
+
+class DeliveryWorker:
+    """Delivers the outbox from one process (any number of them may share a PostgreSQL)."""
+
+    def __init__(
+        self,
+        db: Database,
+        runtime: Callable[[], Runtime],
+        clock: Clock,
+        metrics: Metrics,
+        http: httpx.AsyncClient,
+        *,
+        worker_id: str,
+        wake: asyncio.Event,
+        version: str = "dev",
+        poll_interval: float = 0.5,
+        rand: Callable[[], float] = random.random,
+        tracer: Tracer | None = None,
+    ) -> None:
+        self._db = db
+        self._runtime = runtime
+        self._clock = clock
+        self._metrics = metrics
+        self._http = http
+        self._worker_id = worker_id[:64]
+        self._wake = wake
+        self._version = version
+        self._poll = poll_interval
+        self._rand = rand
+        self._tracer = tracer or Tracer()
+        self._inflight: dict[int, asyncio.Task[None]] = {}
+        # In flight or claimed and waiting, per integration key.
+        self._per_integration: Counter[str] = Counter()
+        self._sending: Counter[str] = Counter()  # in flight only
+        self._ready: deque[tuple[Claimed, Runtime]] = deque()
+        self._outcomes: list[Outcome] = []
+        self._landed = asyncio.Event()
+        self._stopping = False
+        self._prepared: dict[str, _Prepared] = {}
+        self._prepared_for: Runtime | None = None
+        self._buckets: dict[str, TokenBucket] = {}
+        self._expired_checked = 0.0
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._inflight)
+
+    @property
+    def held(self) -> int:
+        """Rows this worker holds a lease on: sending, or claimed and waiting."""
+        return len(self._inflight) + len(self._ready)
+
+    # ------------------------------------------------------------------ loop
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await self.step()
+            except Exception as exc:
+                # The database is down or busy: keep the outcomes, try again.
+                log.warning("delivery step failed", extra={"error": str(exc).splitlines()[0][:200]})
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=1.0)
+                continue
+            await self._wait(stop)
+        await self.shutdown()
+
+    async def _wait(self, stop: asyncio.Event) -> None:
+        if self._outcomes:
+            return
+        waiters = [asyncio.ensure_future(e.wait()) for e in (stop, self._wake, self._landed)]
+        try:
+            await asyncio.wait(waiters, timeout=self._poll, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waiters:
+                w.cancel()
+        self._wake.clear()
+        self._landed.clear()
+
+    async def step(self) -> int:
+        """Record finished sends and claim due rows in one transaction; start the sends."""
+        runtime = self._runtime()
+        outcomes, self._outcomes = self._outcomes, []
+        # Claim up to twice the send slots: the second share waits, claimed.
+        free = 2 * runtime.config.delivery.concurrency - self.held
+        claimed: list[Claimed] = []
+        lost: set[int] = set()
+        if not outcomes and (free <= 0 or self._stopping):
+            return 0
+        now = self._clock.now()
+        try:
+            async with self._db.write() as conn:
+                lost = await outbox.finish(conn, outcomes, self._worker_id)
+                if free > 0 and not self._stopping:
+                    claimed = await outbox.claim(
+                        conn,
+                        self._db.kind,
+                        worker=self._worker_id,
+                        token=uuid.uuid4().hex,
+                        now=now,
+                        lease_until=now + timedelta(seconds=_lease_s(runtime)),
+                        limit=free,
+                        room=lambda r, i, x: self._room(runtime, r, i, x),
+                        exclude=self._saturated(runtime),
+                        expired_leases=self._expired_check_due(),
+                    )
+        except BaseException:
+            self._outcomes = outcomes + self._outcomes  # record them next time
+            raise
+        self._account(outcomes, lost)
+        for row in claimed:
+            failpoint("after_claim_commit")
+            self._per_integration[row.integration_key] += 1
+            self._ready.append((row, runtime))
+        self._pump()
+        return len(claimed)
+
+    def _expired_check_due(self) -> bool:
+        # Expired leases are rare (a worker died or hung): look once a second.
+        now = time.monotonic()
+        if now - self._expired_checked < 1.0:
+            return False
+        self._expired_checked = now
+        return True
+
+    async def drain(self) -> None:
+        """Run until nothing is due or in flight (tests and one-shot use; bound it
+        with ``asyncio.timeout``)."""
+        while True:
+            started = await self.step()
+            if self._inflight or self._ready:
+                await asyncio.wait(
+                    list(self._inflight.values()), return_when=asyncio.FIRST_COMPLETED
+                )
+                continue
+            if not started and not self._outcomes:
+                return
+
+    async def shutdown(self) -> None:
+        """Finish in-flight sends (bounded), hand back the rest, record everything."""
+        self._stopping = True
+        while self._ready:  # claimed, never started: back in line at once
+            row, _ = self._ready.popleft()
+            self._release_unstarted(row)
+        if self._inflight:
+            grace = min(_grace_s(self._runtime()), _SHUTDOWN_GRACE_CAP_S)
+            await asyncio.wait(list(self._inflight.values()), timeout=grace)
+        for task in list(self._inflight.values()):
+            task.cancel()
+        if self._inflight:
+            await asyncio.gather(*self._inflight.values(), return_exceptions=True)
+        for _ in range(3):
+            if not self._outcomes:
+                break
+            try:
+                await self.step()
+            except Exception as exc:
+                log.warning(
+                    "could not record outcomes at shutdown", extra={"error": str(exc)[:200]}
+                )
+                await asyncio.sleep(0.5)
+
+    # ------------------------------------------------------------------ sending
+
+    def _saturated(self, runtime: Runtime) -> list[tuple[str, str, int]]:
+        out = []
+        for key, count in self._per_integration.items():
+            integration = runtime.integrations.get(key)
+            if integration is not None and count >= 2 * integration.concurrency_cap:
+                out.append((integration.receiver, integration.name, integration.index))
+        return out
+
+    def _pump(self) -> None:
+        """Start waiting rows while their destination and the process have room."""
+        if not self._ready or self._stopping:
+            return
+        limit = self._runtime().config.delivery.concurrency
+        waiting: deque[tuple[Claimed, Runtime]] = deque()
+        while self._ready:
+            row, runtime = self._ready.popleft()
+            integration = runtime.integrations.get(row.integration_key)
+            cap = integration.concurrency_cap if integration is not None else limit
+            if len(self._inflight) < limit and self._sending[row.integration_key] < cap:
+                self._start(row, runtime)
+            else:
+                waiting.append((row, runtime))
+        self._ready = waiting
+
+    def _release_unstarted(self, row: Claimed) -> None:
+        self._per_integration[row.integration_key] -= 1
+        if self._per_integration[row.integration_key] <= 0:
+            del self._per_integration[row.integration_key]
+        self._outcomes.append(self._released(row, 0.0))
+
+    def _released(self, row: Claimed, duration_ms: float) -> Outcome:
+        """Handed back at shutdown: due again at once, the attempt not held against it."""
+        return Outcome(
+            row.id,
+            row.lease_token,
+            row.attempt,
+            Result.RELEASED,
+            self._clock.now(),
+            duration_ms,
+            row.integration,
+            started_at=row.claimed_at,
+            error="released unsent at shutdown",
+        )
+
+    def _room(self, runtime: Runtime, receiver: str, name: str, index: int) -> int:
+        """How many more rows of this destination may be held (sending or waiting)."""
+        integration = runtime.integrations.get(f"{receiver}/{name}/{index}")
+        if integration is None:  # gone from the config: it will go dead at once
+            return runtime.config.delivery.concurrency
+        return 2 * integration.concurrency_cap - self._per_integration.get(integration.key, 0)
+
+    def _start(self, row: Claimed, runtime: Runtime) -> None:
+        key = row.integration_key
+        self._sending[key] += 1
+        task = asyncio.create_task(self._deliver(row, runtime), name=f"deliver-{row.id}")
+        self._inflight[row.id] = task
+
+        def done(_: asyncio.Task[None]) -> None:
+            self._inflight.pop(row.id, None)
+            for counter in (self._per_integration, self._sending):
+                counter[key] -= 1
+                if counter[key] <= 0:
+                    del counter[key]
+            self._landed.set()
+            self._pump()  # the next waiting row starts now, not after a transaction
+
+        task.add_done_callback(done)
+
+    def _prepare(self, runtime: Runtime, integration: Integration) -> _Prepared:
+        if runtime is not self._prepared_for:
+            self._prepared = {}
+            self._prepared_for = runtime
+        found = self._prepared.get(integration.key)
+        if found is None:
+            ctx = BuildContext(
+                global_config=runtime.config.global_,
+                http=self._http,
+                clock=self._clock,
+                version=self._version,
+            )
+            notifier = build_notifier(integration.name, integration.config, ctx)
+            found = _Prepared(
+                notifier=notifier,
+                title=compile_template(integration.config.title),
+                text=compile_template(integration.config.text),
+                secrets=sorted(
+                    set(notifier.secrets()) | set(integration.config.secret_values()),
+                    key=len,
+                    reverse=True,
+                ),
+                rate_limit=effective_rate_limit(integration, notifier),
+            )
+            self._prepared[integration.key] = found
+        return found
+
+    async def _deliver(self, row: Claimed, runtime: Runtime) -> None:
+        started = self._clock.now()
+        clock0 = time.perf_counter()
+        integration = runtime.integrations.get(row.integration_key)
+        # The span names the destination by receiver and integration only:
+        # its URL or key is often the credential.
+        with self._tracer.span(
+            f"deliver {row.integration}",
+            kind="client",
+            attributes={
+                "alertrelay.notification_id": row.id,
+                "alertrelay.receiver": row.receiver,
+                "alertrelay.integration": row.integration,
+                "alertrelay.kind": row.kind.value,
+                "alertrelay.attempt": row.attempt,
+            },
+        ) as span:
+            try:
+                outcome = await self._attempt(row, runtime, integration, started, clock0)
+            except asyncio.CancelledError:
+                self._outcomes.append(self._released(row, (time.perf_counter() - clock0) * 1000))
+                span.set("alertrelay.outcome", Result.RELEASED.value)
+                raise
+            span.set("alertrelay.outcome", outcome.result.value)
+            if outcome.status_code is not None:
+                span.set("http.response.status_code", outcome.status_code)
+            if outcome.result in (Result.RETRY, Result.DEAD) and outcome.error:
+                span.error(outcome.error[:200])
+        self._outcomes.append(outcome)
+
+    async def _attempt(
+        self,
+        row: Claimed,
+        runtime: Runtime,
+        integration: Integration | None,
+        started: datetime,
+        clock0: float,
+    ) -> Outcome:
+        def outcome(
+            result: Result,
+            *,
+            error: str | None = None,
+            status_code: int | None = None,
+            next_attempt_at: datetime | None = None,
+        ) -> Outcome:
+            return Outcome(
+                row.id,
+                row.lease_token,
+                row.attempt,
+                result,
+                self._clock.now(),
+                (time.perf_counter() - clock0) * 1000,
+                row.integration,
+                started_at=row.claimed_at,
+                next_attempt_at=next_attempt_at,
+                error=error,
+                status_code=status_code,
+            )
+
+        if integration is None:
+            return outcome(Result.DEAD, error=f"{row.integration_key} is no longer in the config")
+        policy = RetryPolicy.from_config(integration.delivery)
+        if row.attempt > policy.max_attempts:
+            # Claimed again after its lease ran out, with no attempts left: the
+            # process died during the last ones (a crash loop ends here).
+            return outcome(
+                Result.DEAD,
+                error=f"gave up after {row.attempt - 1} attempts; the last was interrupted",
+            )
+        try:
+            prepared = self._prepare(runtime, integration)
+        except Exception as exc:
+            return outcome(
+                Result.DEAD, error=f"{integration.name}: cannot build: {exc}"[:_MAX_ERROR]
+            )
+
+        if prepared.rate_limit is not None:
+            bucket = self._bucket(prepared.notifier.destination(), prepared.rate_limit)
+            wait = bucket.reserve(time.monotonic())
+            # Waiting holds a claimed row, so only for a fraction of the lease;
+            # otherwise the row goes back in line for when a slot is free.
+            if wait > _lease_s(runtime) / 3:
+                bucket.cancel()
+                return outcome(
+                    Result.DEFERRED,
+                    error=f"rate limited: next slot in {wait:.1f}s",
+                    next_attempt_at=self._clock.now() + timedelta(seconds=wait),
+                )
+            if wait > 0:
+                await asyncio.sleep(wait)
+        message = build_message(
+            row.payload,
+            notification_id=row.id,
+            idempotency_key=row.idempotency_key,
+            receiver=row.receiver,
+            attempt=row.attempt,
+            title=prepared.title,
+            text=prepared.text,
+        )
+        timeout_s = integration.delivery.timeout.total_seconds()
+        error: DeliveryError | None = None
+        note: str | None = None
+        try:
+            async with asyncio.timeout(timeout_s):
+                note = await prepared.notifier.send(message)
+        except DeliveryError as exc:
+            error = exc
+        except TimeoutError:
+            error = DeliveryError(
+                f"{integration.name}: no complete answer within {timeout_s:g}s", retryable=True
+            )
+        except Exception as exc:  # a bug in a notifier: keep the loop and the row alive
+            # Its text, and its traceback's, may quote a URL or key: log them
+            # formatted and redacted, never as exc_info (a handler would print
+            # them raw, or with the frames' locals).
+            log.error(
+                "notifier failed",
+                extra={
+                    "notification": row.id,
+                    "integration": integration.name,
+                    "error_type": type(exc).__name__,
+                    "error": redact(str(exc), prepared.secrets)[:_MAX_ERROR],
+                    "traceback": redact(
+                        logging.Formatter().formatException((type(exc), exc, exc.__traceback__)),
+                        prepared.secrets,
+                    )[-4 * _MAX_ERROR :],
+                },
+            )
+            error = DeliveryError(
+                f"{integration.name}: internal error {type(exc).__name__}", retryable=True
+            )
+        failpoint("after_send_before_mark")
+
+        name = integration.name
+        self._metrics.child(self._metrics.notification_duration, name).observe(
+            time.perf_counter() - clock0
+        )
+        if error is None:
+            return outcome(Result.SENT, error=note)
+        text = redact(error.message, prepared.secrets)[:_MAX_ERROR]
+        decision = (
+            next_attempt(
+                row.attempt,
+                row.queued_at,
+                self._clock.now(),
+                policy,
+                error.retry_after,
+                self._rand,
+            )
+            if error.retryable
+            else GiveUp("not retryable")
+        )
+        if isinstance(decision, GiveUp):
+            log.warning(
+                "notification dead",
+                extra={
+                    "notification": row.id,
+                    "receiver": row.receiver,
+                    "integration": name,
+                    "error": text,
+                    "why": decision.reason,
+                },
+            )
+            return outcome(
+                Result.DEAD, error=f"{text} ({decision.reason})", status_code=error.status_code
+            )
+        log.info(
+            "notification will be retried",
+            extra={
+                "notification": row.id,
+                "integration": name,
+                "error": text,
+                "in_s": round(decision.delay_s, 2),
+            },
+        )
+        return outcome(
+            Result.RETRY, error=text, status_code=error.status_code, next_attempt_at=decision.at
+        )
+
+    def _bucket(self, destination: str, limit: RateLimit) -> TokenBucket:
+        bucket = self._buckets.get(destination)
+        if bucket is None or bucket.limit != limit:
+            bucket = self._buckets[destination] = TokenBucket(limit, time.monotonic())
+        return bucket
+
+    def _account(self, outcomes: list[Outcome], lost: set[int]) -> None:
+        m = self._metrics
+        for o in outcomes:
+            if o.id in lost:
+                m.lease_lost.inc()
+                log.warning(
+                    "lease lost: another worker owns this notification now",
+                    extra={"notification": o.id},
+                )
+                continue
+            label = {Result.SENT: "sent", Result.RETRY: "retried", Result.DEAD: "dead"}.get(
+                o.result
+            )
+            if label is None:
+                continue
+            m.child(m.notifications, o.integration, label).inc()
+
+
+def default_worker_id() -> str:
+    """``host:pid``: names this process in leases and in the delivery log."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _lease_s(runtime: Runtime) -> float:
+    leases = [i.delivery.lease.total_seconds() for i in runtime.integrations.values()]
+    return max([runtime.config.delivery.lease.total_seconds(), *leases])
+
+
+def _grace_s(runtime: Runtime) -> float:
+    timeouts = [i.delivery.timeout.total_seconds() for i in runtime.integrations.values()]
+    return max([runtime.config.delivery.timeout.total_seconds(), *timeouts]) + 1.0

@@ -1,0 +1,440 @@
+"""The ingest use case: webhooks → alert state, transitions and outbox rows.
+
+:func:`plan_batch` is pure: given the stored alerts a batch touches, it
+applies every alert of every webhook in arrival order (so eight identical
+webhooks in one batch yield one transition and seven duplicates) and returns
+the rows to write. :class:`IngestService` runs it inside one transaction per
+batch of concurrent webhooks (group commit, :mod:`app.ingest.batcher`) and answers
+each webhook only after that transaction commits.
+"""
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from app.config.compiled import Runtime
+from app.core.dedup import Position, Verdict, decide, is_skewed
+from app.core.domain import (
+    Alert,
+    AlertRecord,
+    NoticeKind,
+    QuarantineRow,
+    Status,
+    TransitionRow,
+    Webhook,
+)
+from app.core.fanout import notice_payload, notification_rows
+from app.core.notices import Notice, apply_state, plan_edges, state_of
+from app.ingest.batcher import Batcher, Ticket
+from app.ingest.wire import ParsedWebhook
+from app.ops.clock import Clock
+from app.ops.metrics import Metrics
+from app.store.alerts import AlertChanges, AlertUnit, ConcurrentInsert, DuplicateKey
+from app.store.engine import Database, DatabaseUnavailable, is_lock_conflict, is_unavailable
+
+log = logging.getLogger(__name__)
+
+_MAX_QUARANTINE_JSON = 65536
+_CONFLICT_RETRIES = 5
+
+
+@dataclass
+class IngestResult:
+    accepted: int = 0
+    rejected: int = 0
+    duplicates: int = 0
+    stale: int = 0
+    transitions: int = 0
+    notifications: int = 0
+    by_status: dict[str, int] = field(default_factory=dict)
+    transitions_to: dict[str, int] = field(default_factory=dict)
+    clock_skew: int = 0
+    # A few (fingerprint, which timestamps) of the skewed alerts, for the log.
+    skewed: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass
+class _Batch:
+    """Alert records touched by one batch, and how each must be written."""
+
+    records: dict[str, AlertRecord]
+    new: set[str] = field(default_factory=set)
+    changed: set[str] = field(default_factory=set)
+    seen: set[str] = field(default_factory=set)
+
+
+def duplicate_candidates(items: list[ParsedWebhook]) -> list[DuplicateKey]:
+    """Alerts the duplicate fast path may confirm in SQL.
+
+    A fingerprint qualifies when all its occurrences in the batch carry the
+    same position and content; if they differ, order matters and the whole
+    fingerprint takes the full path.
+    """
+    seen: dict[str, tuple[tuple[str, datetime, str], int]] = {}
+    mixed: set[str] = set()
+    for item in items:
+        for alert in item.webhook.alerts:
+            key = (alert.status.value, alert.starts_at, alert.content_hash)
+            found = seen.get(alert.fingerprint)
+            if found is None:
+                seen[alert.fingerprint] = (key, 1)
+            elif found[0] != key:
+                mixed.add(alert.fingerprint)
+            else:
+                seen[alert.fingerprint] = (key, found[1] + 1)
+    return [
+        DuplicateKey(fp, key[0], key[1], key[2], n)
+        for fp, (key, n) in seen.items()
+        if fp not in mixed
+    ]
+
+
+def _new_record(alert: Alert, webhook: Webhook, now: datetime) -> AlertRecord:
+    return AlertRecord(
+        fingerprint=alert.fingerprint,
+        labels=alert.labels,
+        annotations=alert.annotations,
+        status=alert.status,
+        starts_at=alert.starts_at,
+        ends_at=alert.ends_at,
+        generator_url=alert.generator_url,
+        source=webhook.source.value,
+        group_key=webhook.group_key,
+        first_seen=now,
+        last_seen=now,
+        last_changed=now,
+        content_hash=alert.content_hash,
+    )
+
+
+def _apply_alert(
+    batch: _Batch,
+    alert: Alert,
+    webhook: Webhook,
+    group_firing: int,
+    runtime: Runtime,
+    now: datetime,
+    changes: AlertChanges,
+    result: IngestResult,
+) -> None:
+    fp = alert.fingerprint
+    rec = batch.records.get(fp)
+    stored = Position(rec.status, rec.starts_at, rec.skewed_at) if rec is not None else None
+    max_skew = runtime.config.ingest.max_clock_skew
+    decision = decide(stored, alert, now, max_skew)
+
+    if decision.verdict in (Verdict.DUPLICATE, Verdict.STALE):
+        assert rec is not None
+        rec.last_seen = now
+        if decision.verdict is Verdict.DUPLICATE:
+            rec.duplicate_count += 1
+            result.duplicates += 1
+            if alert.content_hash != rec.content_hash:
+                # Annotations often carry live values; keep the latest, and
+                # the runbook they may name, without notifying anyone.
+                rec.annotations = alert.annotations
+                rec.generator_url = alert.generator_url
+                rec.content_hash = alert.content_hash
+                runbook = runtime.runbook(rec.labels, rec.annotations)
+                rec.runbook_url, rec.runbook_source = runbook.url, runbook.source
+                if fp not in batch.new:
+                    batch.changed.add(fp)
+        else:
+            rec.stale_count += 1
+            result.stale += 1
+        if fp not in batch.new and fp not in batch.changed:
+            batch.seen.add(fp)
+        return
+
+    routed = runtime.route(alert.labels)
+    options = routed.options
+    assert options is not None  # the root route always matches
+    if rec is None:
+        rec = _new_record(alert, webhook, now)
+        batch.records[fp] = rec
+        batch.new.add(fp)
+    elif fp not in batch.new:
+        batch.changed.add(fp)
+        batch.seen.discard(fp)
+
+    state = state_of(rec)
+    if decision.verdict is Verdict.NEW:
+        state.occurrence = alert.starts_at
+    plan = plan_edges(fp, state, decision.edges, options.flap)
+
+    skew = skewed_fields(alert, now, max_skew)
+    if alert.starts_at != rec.starts_at or rec.clock_skew is None:
+        # A new occurrence starts its own record of skew.
+        rec.skewed_at = now if "startsAt" in skew else None
+        rec.clock_skew = ",".join(skew) or None
+    elif skew:
+        rec.clock_skew = ",".join(sorted({*rec.clock_skew.split(","), *skew}))
+
+    rec.status = alert.status
+    rec.starts_at = alert.starts_at
+    rec.ends_at = alert.ends_at
+    rec.annotations = alert.annotations
+    rec.generator_url = alert.generator_url
+    rec.content_hash = alert.content_hash
+    rec.source = webhook.source.value
+    if webhook.group_key:
+        rec.group_key = webhook.group_key
+    rec.last_seen = now
+    rec.last_changed = now
+    apply_state(rec, state)
+    runbook = runtime.runbook(rec.labels, rec.annotations)
+    rec.runbook_url, rec.runbook_source = runbook.url, runbook.source
+    _schedule_renotify(rec, plan.notices, options.renotify_s, now)
+
+    for record in plan.records:
+        edge = record.edge
+        changes.transitions.append(
+            TransitionRow(
+                fingerprint=fp,
+                occurrence=edge.occurrence,
+                from_status=edge.from_status,
+                to_status=edge.to_status,
+                at=edge.at,
+                received_at=now,
+                implied=edge.implied,
+                suppressed=record.suppressed,
+                source=webhook.source.value,
+            )
+        )
+        result.transitions += 1
+        key = edge.to_status.value
+        result.transitions_to[key] = result.transitions_to.get(key, 0) + 1
+    for notice in plan.notices:
+        payload = notice_payload(
+            rec,
+            notice,
+            now,
+            external_url=webhook.external_url,
+            am_receiver=webhook.receiver,
+            group_firing=group_firing,
+        )
+        rows = notification_rows(rec, notice, payload, routed, runtime, now)
+        changes.notifications.extend(rows)
+        result.notifications += len(rows)
+
+
+def skewed_fields(alert: Alert, now: datetime, max_skew: timedelta) -> list[str]:
+    """Which of ``alert``'s timestamps are further ahead than ``max_skew``.
+
+    A firing alert's endsAt is an expiry, not an end, so only a resolve's
+    counts.
+    """
+    out = []
+    if is_skewed(alert.starts_at, now, max_skew):
+        out.append("startsAt")
+    if alert.status is Status.RESOLVED and is_skewed(alert.ends_at, now, max_skew):
+        out.append("endsAt")
+    return out
+
+
+def _schedule_renotify(
+    rec: AlertRecord, notices: list[Notice], renotify_s: float, now: datetime
+) -> None:
+    opened = any(
+        n.kind is NoticeKind.FIRING or (n.kind is NoticeKind.STABLE and n.status is Status.FIRING)
+        for n in notices
+    )
+    if rec.status is Status.RESOLVED:
+        rec.next_renotify_at = None
+    elif opened:
+        rec.renotify_count = 0
+        rec.next_renotify_at = now + timedelta(seconds=renotify_s) if renotify_s > 0 else None
+
+
+def _quarantine_json(raw: object) -> str:
+    try:
+        text = json.dumps(raw, ensure_ascii=True, separators=(",", ":"), default=str)
+    except (TypeError, ValueError):
+        text = repr(raw)
+    return text[:_MAX_QUARANTINE_JSON]
+
+
+def plan_batch(
+    items: list[ParsedWebhook],
+    stored: dict[str, AlertRecord],
+    runtime: Runtime,
+    now: datetime,
+    confirmed: frozenset[str] | set[str] = frozenset(),
+) -> tuple[AlertChanges, list[IngestResult]]:
+    """Decide a batch in arrival order; return the writes and one result per webhook.
+
+    ``confirmed`` holds fingerprints the duplicate fast path already counted
+    in SQL: their alerts are duplicates and need nothing more.
+    """
+    batch = _Batch(records=stored)
+    changes = AlertChanges()
+    results: list[IngestResult] = []
+    for item in items:
+        webhook = item.webhook
+        result = IngestResult(accepted=len(webhook.alerts), rejected=len(item.rejected))
+        group_firing = webhook.firing_count
+        max_skew = runtime.config.ingest.max_clock_skew
+        for alert in webhook.alerts:
+            key = alert.status.value
+            result.by_status[key] = result.by_status.get(key, 0) + 1
+            skew = skewed_fields(alert, now, max_skew)
+            if skew:
+                result.clock_skew += 1
+                if len(result.skewed) < 3:
+                    result.skewed.append((alert.fingerprint, ",".join(skew)))
+            if alert.fingerprint in confirmed:
+                result.duplicates += 1
+                continue
+            _apply_alert(batch, alert, webhook, group_firing, runtime, now, changes, result)
+        for rejected in item.rejected:
+            changes.quarantined.append(
+                QuarantineRow(
+                    received_at=now,
+                    source=webhook.source.value,
+                    group_key=webhook.group_key[:1000],
+                    reason=rejected.reason,
+                    alert_json=_quarantine_json(rejected.raw),
+                )
+            )
+        results.append(result)
+    changes.new = [batch.records[fp] for fp in sorted(batch.new)]
+    changes.changed = [batch.records[fp] for fp in sorted(batch.changed)]
+    changes.seen = [batch.records[fp] for fp in sorted(batch.seen - batch.changed - batch.new)]
+    return changes, results
+
+
+class IngestService:
+    """Applies webhooks in group-committed batches."""
+
+    def __init__(
+        self,
+        db: Database,
+        runtime: Callable[[], Runtime],
+        clock: Clock,
+        metrics: Metrics,
+        *,
+        on_notifications: Callable[[], None] = lambda: None,
+        max_batch_alerts: int = 5000,
+    ) -> None:
+        self._db = db
+        self._runtime = runtime
+        self._clock = clock
+        self._metrics = metrics
+        self._on_notifications = on_notifications
+        self._batcher: Batcher[ParsedWebhook, IngestResult] = Batcher(
+            self._apply_batch,
+            max_weight=max_batch_alerts,
+            name="ingest-batcher",
+        )
+        self._batcher.on_batch = metrics.ingest_batch.observe
+
+    def start(self) -> None:
+        self._batcher.start()
+
+    async def stop(self) -> None:
+        await self._batcher.stop()
+
+    def announce(self) -> Ticket:
+        """Call when a webhook arrives, before parsing it: the batcher then waits
+        for it instead of committing its neighbours without it."""
+        return self._batcher.announce()
+
+    async def ingest(self, parsed: ParsedWebhook, ticket: Ticket | None = None) -> IngestResult:
+        """Store one webhook; returns once it is committed."""
+        weight = len(parsed.webhook.alerts) + len(parsed.rejected)
+        return await self._batcher.submit(parsed, weight, ticket)
+
+    async def _apply_batch(self, items: list[ParsedWebhook]) -> list[IngestResult | Exception]:
+        try:
+            results: list[IngestResult | Exception] = list(await self._commit(items))
+        except Exception as exc:
+            if is_unavailable(exc) or len(items) == 1:
+                return [_as_unavailable(exc)] * len(items)
+            # Something in this batch broke the transaction: retry each webhook
+            # alone so one poison request cannot fail its neighbours.
+            log.warning("batch failed, retrying webhooks one by one", exc_info=True)
+            results = []
+            for item in items:
+                try:
+                    results.extend(await self._commit([item]))
+                except Exception as single:
+                    results.append(_as_unavailable(single))
+        self._account(items, results)
+        return results
+
+    async def _commit(self, items: list[ParsedWebhook]) -> list[IngestResult]:
+        for attempt in range(_CONFLICT_RETRIES):
+            runtime = self._runtime()
+            now = self._clock.now()
+            fingerprints = {a.fingerprint for item in items for a in item.webhook.alerts}
+            candidates = duplicate_candidates(items)
+            try:
+                async with self._db.write() as conn:
+                    unit = AlertUnit(conn, self._db.kind)
+                    # Alertmanager's steady state is repeats: confirm them in one
+                    # statement, and load full rows only for what may change.
+                    confirmed = (
+                        await unit.touch_duplicates(candidates, now) if candidates else set()
+                    )
+                    rest = fingerprints - confirmed
+                    stored = await unit.load(rest) if rest else {}
+                    changes, results = plan_batch(items, stored, runtime, now, confirmed)
+                    await unit.write(changes)
+            except ConcurrentInsert:
+                # Another replica created one of these alerts meanwhile; the
+                # retry finds and locks its row.
+                await asyncio.sleep(0.005 * (attempt + 1))
+                continue
+            except Exception as exc:
+                if not is_lock_conflict(exc):
+                    raise
+                # Two replicas locked overlapping alerts in different orders
+                # (PostgreSQL aborted one): the retry runs alone.
+                await asyncio.sleep(0.005 * (attempt + 1))
+                continue
+            if changes.notifications:
+                self._on_notifications()
+            return results
+        raise DatabaseUnavailable("alerts kept being inserted concurrently; retry")
+
+    def _account(self, items: list[ParsedWebhook], results: list[IngestResult | Exception]) -> None:
+        m = self._metrics
+        for item, result in zip(items, results, strict=True):
+            source = item.webhook.source.value
+            if item.mismatches:
+                m.fingerprint_mismatches.labels(source=source).inc(len(item.mismatches))
+            if item.webhook.truncated_alerts:
+                m.truncated.labels(source=source).inc(item.webhook.truncated_alerts)
+            if isinstance(result, Exception):
+                continue
+            for status, n in result.by_status.items():
+                m.child(m.alerts_received, status).inc(n)
+            if result.duplicates:
+                m.deduplicated.inc(result.duplicates)
+            if result.stale:
+                m.stale.inc(result.stale)
+            if result.clock_skew:
+                m.clock_skew.inc(result.clock_skew)
+                log.warning(
+                    "clock skew: timestamps from the future, ordered as received",
+                    extra={
+                        "source": source,
+                        "alerts": result.clock_skew,
+                        "examples": [f"{fp} {fields}" for fp, fields in result.skewed],
+                    },
+                )
+            for to, n in result.transitions_to.items():
+                m.child(m.transitions, to).inc(n)
+            if result.rejected:
+                m.child(m.quarantined, source).inc(result.rejected)
+
+
+def _as_unavailable(exc: Exception) -> Exception:
+    if isinstance(exc, DatabaseUnavailable):
+        return exc
+    if not is_unavailable(exc):
+        log.error("ingest failed", exc_info=exc)
+    return DatabaseUnavailable(str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__)

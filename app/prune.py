@@ -1,0 +1,142 @@
+"""Retention: the sweeper's continuous pruning and ``alertrelay prune``.
+
+The sweeper prunes a bounded amount on every sweep: at most ``ROWS`` rows
+per statement, ``BATCHES`` statements per rule and ``BUDGET_S`` seconds per
+sweep, then gives SQLite's freed pages back (a bounded number per sweep).
+A year of backlog therefore drains over hours while ingest and delivery go
+on; ``alertrelay prune`` drains it now, batch after batch, with the same
+statements.
+"""
+
+import logging
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from app.config.compiled import Runtime
+from app.config.model import LoadedConfig
+from app.ops.clock import Clock, SystemClock
+from app.ops.metrics import Metrics
+from app.store import audit, migrate
+from app.store.engine import Database, DatabaseSetupError
+from app.store.retention import (
+    TABLES,
+    Cutoffs,
+    PruneReport,
+    count_prunable,
+    file_space,
+    incremental_vacuum,
+    prune,
+)
+
+log = logging.getLogger(__name__)
+
+ROWS = 500  # per statement: a few milliseconds of write lock
+BATCHES = 20  # per rule and sweep
+BUDGET_S = 2.0  # per sweep, all rules together
+VACUUM_PAGES = 4096  # per sweep: 16 MiB at the default page size
+
+
+@dataclass
+class Pruner:
+    """What the sweeper calls once per sweep."""
+
+    db: Database
+    runtime: Callable[[], Runtime]
+    clock: Clock
+    metrics: Metrics
+
+    async def tick(self) -> PruneReport:
+        cutoffs = Cutoffs.at(self.clock.now(), self.runtime().config.retention)
+        report = await prune(
+            self.db,
+            cutoffs,
+            rows=ROWS,
+            batches_per_rule=BATCHES,
+            budget_s=BUDGET_S,
+            on_batch=self._count,
+        )
+        if any(report.deleted.values()):
+            log.info("pruned", extra={"deleted": report.deleted, "complete": report.complete})
+        space = await file_space(self.db)
+        if space is not None and space.auto_vacuum == "incremental" and space.free_bytes:
+            await incremental_vacuum(self.db, VACUUM_PAGES)
+        return report
+
+    def _count(self, table: str, deleted: int) -> None:
+        self.metrics.child(self.metrics.pruned_rows, table).inc(deleted)
+
+
+def _mib(size: int) -> str:
+    return f"{size / 2**20:.1f} MiB"
+
+
+async def prune_command(database_url: str, loaded: LoadedConfig, *, dry_run: bool) -> int:
+    """Prune everything past retention now; print per table what went (or would go)."""
+    db = Database(database_url, busy_timeout_s=loaded.config.database.busy_timeout.total_seconds())
+    clock = SystemClock()
+    try:
+        try:
+            await db.check()
+            async with db.read() as conn:
+                revision = await migrate.current_revision(conn)
+        except DatabaseSetupError as exc:
+            print(str(exc), file=sys.stderr)
+            return 1
+        if revision != migrate.head_revision():
+            print(
+                f"the database schema is at revision {revision}, this alertrelay needs "
+                f"{migrate.head_revision()}: run `alertrelay migrate` first",
+                file=sys.stderr,
+            )
+            return 1
+        now = clock.now()
+        cutoffs = Cutoffs.at(now, loaded.config.retention)
+        if dry_run:
+            async with db.read() as conn:
+                counts = await count_prunable(conn, cutoffs)
+            for table in TABLES:
+                print(f"{table:<20} {counts[table]:>10} would be deleted")
+            return 0
+        before = await file_space(db)
+        report = await prune(db, cutoffs, rows=ROWS, batches_per_rule=None)
+        for table in TABLES:
+            print(f"{table:<20} {report.deleted[table]:>10} deleted")
+        details: dict[str, object] = {"deleted": report.deleted}
+        if before is not None:
+            # Hand every freed page back, a bounded step at a time.
+            space = await file_space(db)
+            assert space is not None
+            if space.auto_vacuum == "incremental":
+                steps = space.free_bytes // (VACUUM_PAGES * 512) + 1  # pages are >= 512 bytes
+                for _ in range(steps):
+                    await incremental_vacuum(db, VACUUM_PAGES)
+                    space = await file_space(db)
+                    if space is None or not space.free_bytes:
+                        break
+            after = await file_space(db)
+            assert after is not None
+            print(
+                f"SQLite file {_mib(before.size_bytes)} -> {_mib(after.size_bytes)}"
+                f" (auto_vacuum={after.auto_vacuum})"
+            )
+            details["file_bytes"] = {"before": before.size_bytes, "after": after.size_bytes}
+        if not report.complete:
+            print(
+                f"{report.lock_conflicts} batch(es) met a lock conflict; "
+                "the sweeper prunes the rest",
+                file=sys.stderr,
+            )
+        async with db.write() as conn:
+            await audit.record(
+                conn,
+                at=clock.now(),
+                actor=audit.ACTOR_CLI,
+                action=audit.Action.PRUNE,
+                target="history",
+                outcome="ok" if report.complete else "partial",
+                details=details,
+            )
+        return 0
+    finally:
+        await db.dispose()

@@ -1,0 +1,189 @@
+"""Read models of the web console: filtered alert lists, counts, notifications with attempts.
+
+Every list is paged by keyset (the last row seen), like the API, so a page
+costs the same with a hundred alerts or a hundred thousand.
+"""
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app.core.domain import NotificationStatus as NS
+from app.store.queries import (
+    BadCursor,
+    _decode_cursor,
+    _encode_cursor,
+    _ts,
+    alert_summary,
+    notification_view,
+)
+from app.store.tables import alerts, delivery_attempts, notifications
+
+__all__ = [
+    "BadCursor",
+    "alert_notifications",
+    "dead_letters",
+    "notifications_by_id",
+    "search_alerts",
+    "severity_counts",
+]
+
+
+def _like_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+async def search_alerts(
+    conn: AsyncConnection,
+    *,
+    state: str | None,
+    severity: str | None,
+    receiver: str | None,
+    text: str | None,
+    limit: int,
+    cursor: str | None,
+) -> tuple[list[dict[str, Any]], str | None]:
+    """Alerts most recently changed first, filtered.
+
+    ``state`` is firing, resolved, flapping or active (firing or flapping);
+    ``receiver`` keeps alerts that have a notification for that receiver;
+    ``text`` is a case-insensitive substring of the labels (names and values).
+    """
+    a = alerts.c
+    query = sa.select(alerts)
+    if state == "flapping":
+        query = query.where(a.flapping.is_(True))
+    elif state == "active":  # what needs a person: firing, or flapping in either state
+        query = query.where(sa.or_(a.status == "firing", a.flapping.is_(True)))
+    elif state is not None:
+        query = query.where(a.status == state)
+    if severity is not None:
+        query = query.where(a.severity == severity)
+    if receiver is not None:
+        n = notifications.c
+        query = query.where(
+            sa.exists().where(n.fingerprint == a.fingerprint, n.receiver == receiver)
+        )
+    if text:
+        pattern = f"%{_like_escape(text.lower())}%"
+        query = query.where(sa.func.lower(sa.cast(a.labels, sa.Text)).like(pattern, escape="\\"))
+    if cursor:
+        changed, fp = _decode_cursor(cursor, 2)
+        try:
+            changed_at = datetime.fromisoformat(changed)
+        except (TypeError, ValueError):
+            raise BadCursor("cursor: not a cursor this page made") from None
+        query = query.where(
+            sa.tuple_(a.last_changed, a.fingerprint)
+            < sa.tuple_(sa.literal(changed_at, a.last_changed.type), sa.literal(fp))
+        )
+    query = query.order_by(a.last_changed.desc(), a.fingerprint.desc()).limit(limit + 1)
+    rows = [r._mapping for r in await conn.execute(query)]
+    more = len(rows) > limit
+    rows = rows[:limit]
+    next_cursor = (
+        _encode_cursor(rows[-1]["last_changed"], rows[-1]["fingerprint"]) if more and rows else None
+    )
+    return [alert_summary(r) for r in rows], next_cursor
+
+
+async def severity_counts(conn: AsyncConnection) -> dict[str, dict[str, int]]:
+    """``{state: {severity: count}}`` for firing, resolved and flapping."""
+    a = alerts.c
+    out: dict[str, dict[str, int]] = {"firing": {}, "flapping": {}, "resolved": {}}
+    rows = await conn.execute(
+        sa.select(a.status, a.flapping, a.severity, sa.func.count()).group_by(
+            a.status, a.flapping, a.severity
+        )
+    )
+    for status, flapping, severity, count in rows:
+        key = str(status)
+        out.setdefault(key, {})
+        out[key][str(severity)] = out[key].get(str(severity), 0) + int(count)
+        if flapping:
+            out["flapping"][str(severity)] = out["flapping"].get(str(severity), 0) + int(count)
+    return out
+
+
+def _attempt_view(m: Any) -> dict[str, Any]:
+    return {
+        "attempt": m["attempt"],
+        "worker": m["worker"],
+        "started_at": _ts(m["started_at"]),
+        "finished_at": _ts(m["finished_at"]),
+        "outcome": m["outcome"],
+        "status_code": m["status_code"],
+        "error": m["error"],
+        "duration_ms": m["duration_ms"],
+    }
+
+
+async def _with_attempts(conn: AsyncConnection, rows: list[Any]) -> list[dict[str, Any]]:
+    out = []
+    for m in rows:
+        view = notification_view(m, with_payload=True)
+        view["idempotency_key"] = m["idempotency_key"]
+        view["attempt_log"] = []
+        out.append(view)
+    if out:
+        d = delivery_attempts.c
+        by_id = {v["id"]: v for v in out}
+        attempts = await conn.execute(
+            sa.select(delivery_attempts)
+            .where(d.notification_id.in_(list(by_id)))
+            .order_by(d.notification_id, d.id)
+        )
+        for r in attempts:
+            by_id[r._mapping["notification_id"]]["attempt_log"].append(_attempt_view(r._mapping))
+    return out
+
+
+async def alert_notifications(
+    conn: AsyncConnection, fingerprint: str, limit: int
+) -> list[dict[str, Any]]:
+    """An alert's newest notifications, each with its payload and every attempt."""
+    n = notifications.c
+    rows = await conn.execute(
+        sa.select(notifications)
+        .where(n.fingerprint == fingerprint)
+        .order_by(n.id.desc())
+        .limit(limit)
+    )
+    return await _with_attempts(conn, [r._mapping for r in rows])
+
+
+async def notifications_by_id(conn: AsyncConnection, ids: list[int]) -> list[dict[str, Any]]:
+    if not ids:
+        return []
+    n = notifications.c
+    rows = await conn.execute(sa.select(notifications).where(n.id.in_(ids)).order_by(n.id))
+    return [notification_view(r._mapping) for r in rows]
+
+
+async def dead_letters(
+    conn: AsyncConnection, *, limit: int, cursor: str | None
+) -> tuple[list[dict[str, Any]], str | None]:
+    """Dead notifications, newest first, with their alert's name."""
+    n = notifications.c
+    query = (
+        sa.select(notifications, alerts.c.alertname)
+        .select_from(notifications.outerjoin(alerts, alerts.c.fingerprint == n.fingerprint))
+        .where(n.status == NS.DEAD.value)
+    )
+    if cursor:
+        (last_id,) = _decode_cursor(cursor, 1)
+        if not isinstance(last_id, int):
+            raise BadCursor("cursor: not a cursor this page made")
+        query = query.where(n.id < last_id)
+    rows = [r._mapping for r in await conn.execute(query.order_by(n.id.desc()).limit(limit + 1))]
+    more = len(rows) > limit
+    rows = rows[:limit]
+    items = []
+    for m in rows:
+        view = notification_view(m)
+        view["alertname"] = m["alertname"]
+        items.append(view)
+    next_cursor = _encode_cursor(rows[-1]["id"]) if more and rows else None
+    return items, next_cursor

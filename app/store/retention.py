@@ -1,0 +1,358 @@
+"""Pruning history past its retention, a bounded batch at a time.
+
+Each rule names rows one table no longer needs. A batch deletes at most
+``rows`` of them, oldest first, in its own short transaction: ingest and
+delivery get the write lock between batches, so no webhook waits behind a
+long delete. On PostgreSQL the batch's rows are chosen with ``FOR UPDATE
+SKIP LOCKED``: replicas pruning at the same moment take different rows, and
+a pruner never waits for a row that ingest, delivery or a replay holds (so
+it cannot deadlock with them); what it skips, a later batch takes.
+
+What is never pruned, whatever its age:
+
+* a firing or flapping alert; the transitions of a firing alert's current
+  occurrence, and of a flapping alert's current flap;
+* a pending or in-flight notification, and the delivery attempts of one;
+* a dead notification younger than ``dead_letters``;
+* a sent notification while another notification for the same alert and
+  destination (its ordering key) is still pending, in flight or dead: an
+  unsent resolve or a message update may still rely on what that one
+  established, and a dead notification's replay looks for later rows to
+  know it has been superseded;
+* a resolved alert that still has a notification pending or in flight.
+
+Acknowledgements, when they are stored, belong here as a rule of their own
+that keeps an ack while its occurrence is the alert's current one and the
+alert fires.
+
+Rules that delete children run before their parents' rules: old attempts
+before notifications (a notification past its retention has only attempts
+past theirs), the transitions of the alerts about to go before those
+alerts. So the foreign keys' cascades have next to nothing left to do and
+every statement stays bounded.
+"""
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from functools import partial
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app.config.model import RetentionConfig
+from app.core.domain import NotificationStatus as NS
+from app.core.domain import Status
+from app.store.engine import Database, is_lock_conflict
+from app.store.tables import (
+    alert_transitions,
+    alerts,
+    audit_log,
+    delivery_attempts,
+    notifications,
+    quarantined_alerts,
+)
+
+# The tables pruning deletes from, in the order they are reported.
+TABLES = (
+    "alerts",
+    "alert_transitions",
+    "notifications",
+    "delivery_attempts",
+    "quarantined_alerts",
+    "audit_log",
+)
+
+_UNFINISHED = (NS.PENDING.value, NS.IN_FLIGHT.value)
+
+
+@dataclass(frozen=True)
+class Cutoffs:
+    """Rows older than these times are past their retention."""
+
+    resolved_alerts: datetime
+    transitions: datetime
+    notifications: datetime
+    dead_letters: datetime
+    delivery_attempts: datetime
+    quarantine: datetime
+    audit: datetime
+
+    @classmethod
+    def at(cls, now: datetime, retention: RetentionConfig) -> "Cutoffs":
+        return cls(
+            resolved_alerts=now - retention.resolved_alerts,
+            transitions=now - retention.transitions,
+            notifications=now - retention.notifications,
+            dead_letters=now - retention.dead_letters,
+            delivery_attempts=now - retention.delivery_attempts,
+            quarantine=now - retention.quarantine,
+            audit=now - retention.audit,
+        )
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    table: sa.Table
+    key: sa.Column[Any]
+    order: tuple[sa.Column[Any], ...]  # an index walk that finds the oldest first
+    where: Callable[[Cutoffs], list[Any]]
+    # The same rows without a batch's limits, for counting (when they differ).
+    counted: Callable[[Cutoffs], list[Any]] | None = None
+
+    def all_rows(self, cutoffs: Cutoffs) -> list[Any]:
+        return (self.counted or self.where)(cutoffs)
+
+
+n = notifications.c
+t = alert_transitions.c
+a = alerts.c
+d = delivery_attempts.c
+_other = notifications.alias("other_notification")
+_alert = alerts.alias("current_alert")
+_history = alert_transitions.alias("history")
+
+
+def _sent_prunable(c: Cutoffs) -> list[Any]:
+    unsettled_sibling = (
+        sa.select(_other.c.id)
+        .where(
+            _other.c.ordering_key == n.ordering_key,
+            _other.c.status.in_([*_UNFINISHED, NS.DEAD.value]),
+        )
+        .exists()
+    )
+    return [
+        n.status == NS.SENT.value,
+        # next_attempt_at <= sent_at, so this bound walks the status index.
+        n.next_attempt_at < c.notifications,
+        n.sent_at < c.notifications,
+        ~unsettled_sibling,
+    ]
+
+
+def _dead_prunable(c: Cutoffs) -> list[Any]:
+    return [
+        n.status == NS.DEAD.value,
+        n.next_attempt_at < c.dead_letters,
+        n.dead_at < c.dead_letters,
+    ]
+
+
+def _old_attempts(c: Cutoffs) -> list[Any]:
+    unfinished = (
+        sa.select(n.id).where(n.id == d.notification_id, n.status.in_(_UNFINISHED)).exists()
+    )
+    return [d.started_at < c.delivery_attempts, ~unfinished]
+
+
+def _resolved_alert_prunable(c: Cutoffs) -> list[Any]:
+    unfinished = (
+        sa.select(n.id).where(n.fingerprint == a.fingerprint, n.status.in_(_UNFINISHED)).exists()
+    )
+    return [
+        a.status == Status.RESOLVED.value,
+        a.last_changed < c.resolved_alerts,
+        a.flapping.is_(False),
+        ~unfinished,
+    ]
+
+
+_HISTORY_ALERTS = 100  # alerts whose transitions one batch takes
+
+
+def _history_of_pruned_alerts(c: Cutoffs, *, batch: bool = True) -> list[Any]:
+    """Transitions of the alerts the next rule deletes.
+
+    A batch takes the oldest few such alerts that still have transitions,
+    not all of them: a subquery over every prunable alert would be computed
+    again for each batch, which at a year's backlog is most of the table.
+    """
+    owners = sa.select(a.fingerprint).where(*_resolved_alert_prunable(c))
+    if batch:
+        has_history = (
+            sa.select(_history.c.id).where(_history.c.fingerprint == a.fingerprint).exists()
+        )
+        owners = owners.where(has_history).order_by(a.last_changed).limit(_HISTORY_ALERTS)
+    return [
+        t.fingerprint.in_(owners),
+        # A transition received after the cutoff belongs to an alert that came
+        # back to life since the batch was chosen: never part of this history.
+        t.received_at < c.resolved_alerts,
+    ]
+
+
+def _old_transitions(c: Cutoffs) -> list[Any]:
+    still_needed = (
+        sa.select(_alert.c.fingerprint)
+        .where(
+            _alert.c.fingerprint == t.fingerprint,
+            sa.or_(
+                sa.and_(_alert.c.status == Status.FIRING.value, _alert.c.starts_at == t.occurrence),
+                sa.and_(
+                    _alert.c.flapping.is_(True),
+                    sa.or_(
+                        _alert.c.flap_started_at.is_(None),
+                        t.received_at >= _alert.c.flap_started_at,
+                    ),
+                ),
+            ),
+        )
+        .exists()
+    )
+    return [t.received_at < c.transitions, ~still_needed]
+
+
+RULES = (
+    Rule("old delivery attempts", delivery_attempts, d.id, (d.started_at,), _old_attempts),
+    Rule("sent notifications", notifications, n.id, (n.next_attempt_at, n.id), _sent_prunable),
+    Rule("dead notifications", notifications, n.id, (n.next_attempt_at, n.id), _dead_prunable),
+    Rule("old transitions", alert_transitions, t.id, (t.received_at,), _old_transitions),
+    Rule(
+        "history of pruned alerts",
+        alert_transitions,
+        t.id,
+        (t.id,),
+        _history_of_pruned_alerts,
+        counted=partial(_history_of_pruned_alerts, batch=False),
+    ),
+    Rule("resolved alerts", alerts, a.fingerprint, (a.last_changed,), _resolved_alert_prunable),
+    Rule(
+        "quarantined alerts",
+        quarantined_alerts,
+        quarantined_alerts.c.id,
+        (quarantined_alerts.c.received_at,),
+        lambda c: [quarantined_alerts.c.received_at < c.quarantine],
+    ),
+    Rule(
+        "audit entries",
+        audit_log,
+        audit_log.c.id,
+        (audit_log.c.at,),
+        lambda c: [audit_log.c.at < c.audit],
+    ),
+)
+
+
+async def delete_batch(
+    conn: AsyncConnection, dialect: str, rule: Rule, cutoffs: Cutoffs, rows: int
+) -> int:
+    """Delete at most ``rows`` of the rule's oldest rows; returns how many went."""
+    chosen = sa.select(rule.key).where(*rule.where(cutoffs)).order_by(*rule.order).limit(rows)
+    if dialect == "postgresql":
+        chosen = chosen.with_for_update(skip_locked=True, of=rule.table)
+    result = await conn.execute(rule.table.delete().where(rule.key.in_(chosen)))
+    return int(result.rowcount or 0)
+
+
+async def count_prunable(conn: AsyncConnection, cutoffs: Cutoffs) -> dict[str, int]:
+    """Per table, how many rows pruning would delete now (``prune --dry-run``)."""
+    out: dict[str, int] = {}
+    for table in TABLES:
+        conditions = [sa.and_(*r.all_rows(cutoffs)) for r in RULES if r.table.name == table]
+        query = sa.select(sa.func.count()).select_from(metadata_table(table))
+        out[table] = int((await conn.execute(query.where(sa.or_(*conditions)))).scalar_one())
+    return out
+
+
+def metadata_table(name: str) -> sa.Table:
+    for rule in RULES:
+        if rule.table.name == name:
+            return rule.table
+    raise KeyError(name)
+
+
+@dataclass
+class PruneReport:
+    deleted: dict[str, int]
+    batches: int = 0
+    complete: bool = True  # False: stopped at a limit with rows left
+    lock_conflicts: int = 0
+
+
+async def prune(
+    db: Database,
+    cutoffs: Cutoffs,
+    *,
+    rows: int,
+    batches_per_rule: int | None,
+    budget_s: float | None = None,
+    on_batch: Callable[[str, int], None] = lambda table, deleted: None,
+) -> PruneReport:
+    """Run every rule in batches of ``rows``, each batch its own transaction.
+
+    A rule stops when a batch comes back short, after ``batches_per_rule``
+    batches, or when ``budget_s`` seconds have gone by (then the report is
+    not ``complete``; the next call carries on). A batch that meets a lock
+    conflict (PostgreSQL deadlock or lock timeout) is skipped, not retried.
+    """
+    report = PruneReport(deleted=dict.fromkeys(TABLES, 0))
+    start = time.monotonic()
+    for rule in RULES:
+        done = 0
+        while batches_per_rule is None or done < batches_per_rule:
+            if budget_s is not None and time.monotonic() - start > budget_s:
+                report.complete = False
+                return report
+            try:
+                async with db.write() as conn:
+                    deleted = await delete_batch(conn, db.kind, rule, cutoffs, rows)
+            except Exception as exc:
+                if not is_lock_conflict(exc):
+                    raise
+                report.lock_conflicts += 1
+                report.complete = False
+                break
+            done += 1
+            report.batches += 1
+            report.deleted[rule.table.name] += deleted
+            if deleted:
+                on_batch(rule.table.name, deleted)
+            if deleted < rows:
+                break
+        else:
+            report.complete = False
+    return report
+
+
+@dataclass(frozen=True)
+class FileSpace:
+    """SQLite's file: its size and the free pages inside it."""
+
+    auto_vacuum: str
+    size_bytes: int
+    free_bytes: int
+
+
+_AUTO_VACUUM = {0: "none", 1: "full", 2: "incremental"}
+
+
+async def file_space(db: Database) -> FileSpace | None:
+    """None on PostgreSQL (it reuses space with autovacuum on its own)."""
+    if db.kind != "sqlite":
+        return None
+    async with db.read() as conn:
+        mode = (await conn.exec_driver_sql("PRAGMA auto_vacuum")).scalar()
+        size = (await conn.exec_driver_sql("PRAGMA page_size")).scalar() or 0
+        pages = (await conn.exec_driver_sql("PRAGMA page_count")).scalar() or 0
+        free = (await conn.exec_driver_sql("PRAGMA freelist_count")).scalar() or 0
+    return FileSpace(_AUTO_VACUUM.get(int(mode or 0), str(mode)), size * pages, size * free)
+
+
+async def incremental_vacuum(db: Database, pages: int) -> None:
+    """Give up to ``pages`` free pages back to the file system (SQLite only).
+
+    Each call holds the write lock only while it moves that many pages. The
+    pragma frees one page per step of its statement, and Python's sqlite3
+    steps a PRAGMA once per ``execute``, so it runs as a script, which
+    steps it to the end.
+    """
+    if db.kind != "sqlite":
+        return
+    async with db.write_engine.connect() as conn:
+        raw = await conn.get_raw_connection()
+        driver: Any = raw.driver_connection
+        await driver.executescript(f"PRAGMA incremental_vacuum({int(pages)})")

@@ -1,0 +1,102 @@
+"""``GET /api/v1/audit`` and the actor name that audit entries carry."""
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from app.store import audit, queries
+from app.store.engine import is_unavailable
+from app.web.guards import HTTPError, error_response, int_param, json_response
+
+log = logging.getLogger(__name__)
+
+ACTOR_ANONYMOUS = "anonymous"  # no auth section: nobody had to say who they are
+
+
+def actor_of(request: Request) -> str:
+    """Who made this request: the authenticated name when the auth layer set
+    one (``request.state.actor``), else ``admin`` for the admin token, or
+    ``anonymous`` when no credentials are configured at all."""
+    named = getattr(request.state, "actor", None)
+    if isinstance(named, str) and named:
+        return named
+    if request.app.state.services.runtime().config.auth is None:
+        return ACTOR_ANONYMOUS
+    return audit.ACTOR_ADMIN
+
+
+async def record(request: Request, action: audit.Action, **fields: Any) -> None:
+    """Write one entry in its own transaction (for actions that are not a
+    database change, such as a reload). A database that is down loses the
+    entry, not the action: that is logged."""
+    services = request.app.state.services
+    await record_for(services, actor_of(request), action, **fields)
+
+
+async def record_for(services: Any, actor: str, action: audit.Action, **fields: Any) -> None:
+    try:
+        async with services.db.write() as conn:
+            await audit.record(conn, at=services.clock.now(), actor=actor, action=action, **fields)
+    except Exception as exc:
+        log.error(
+            "audit entry not written",
+            extra={"action": action.value, "actor": actor, "error": type(exc).__name__},
+        )
+
+
+def _time_param(request: Request, name: str) -> datetime | None:
+    raw = request.query_params.get(name)
+    if not raw:
+        return None
+    try:
+        value = datetime.fromisoformat(raw.replace("Z", "+00:00").replace(" ", "+"))
+    except ValueError:
+        raise HTTPError(
+            400, f"{name}: expected an RFC 3339 time such as 2026-01-02T03:04:05Z"
+        ) from None
+    if value.tzinfo is None:
+        raise HTTPError(400, f"{name}: the time needs a zone (Z or +hh:mm)")
+    return value.astimezone(UTC)
+
+
+_ACTIONS = tuple(a.value for a in audit.Action)
+
+
+async def list_audit(request: Request) -> Response:
+    try:
+        action = request.query_params.get("action") or None
+        if action is not None and action not in _ACTIONS:
+            raise HTTPError(400, f"action: must be one of {', '.join(_ACTIONS)}")
+        actor = request.query_params.get("actor") or None
+        since = _time_param(request, "since")
+        until = _time_param(request, "until")
+        limit = int_param(request, "limit", 100, 1, 1000)
+        cursor = request.query_params.get("cursor") or None
+        services = request.app.state.services
+        try:
+            async with services.db.read() as conn:
+                items, next_cursor = await audit.list_entries(
+                    conn,
+                    action=action,
+                    actor=actor,
+                    since=since,
+                    until=until,
+                    limit=limit,
+                    cursor=cursor,
+                )
+        except queries.BadCursor as exc:
+            raise HTTPError(400, str(exc)) from None
+        except Exception as exc:
+            if is_unavailable(exc):
+                raise HTTPError(503, "database unavailable", {"Retry-After": "1"}) from None
+            raise
+    except HTTPError as exc:
+        return error_response(exc)
+    return json_response({"entries": items, "next_cursor": next_cursor})
+
+
+routes = [Route("/api/v1/audit", list_audit, methods=["GET"])]

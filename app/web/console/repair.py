@@ -1,0 +1,140 @@
+"""Dead letters and replay, and signing in with the admin token.
+
+Actions answer with a redirect to the page that shows their result
+(post/redirect/get), so reloading that page never repeats the action.
+"""
+
+import logging
+from urllib.parse import urlencode
+
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from app.store import console_reads, outbox
+from app.store.outbox import ReplayStatus
+from app.web.console import access
+from app.web.console.pages import page
+from app.web.console.view import render
+from app.web.guards import HTTPError
+
+log = logging.getLogger(__name__)
+
+DEAD_PAGE = 50
+SHOWN_RESULTS = 50  # replayed ids listed on the result page; the rest are counted
+
+
+def _count(raw: str) -> int:
+    return int(raw) if raw.isdigit() and len(raw) < 10 else 0
+
+
+def _ids(raw: str) -> list[int]:
+    return [int(p) for p in raw.split(",")[:SHOWN_RESULTS] if p.isdigit() and len(p) < 19]
+
+
+@page
+async def dead_letters(request: Request, started: float) -> Response:
+    services = request.app.state.services
+    cursor = request.query_params.get("cursor") or None
+    replayed = _ids(request.query_params.get("replayed", ""))
+    async with services.db.read() as conn:
+        items, next_cursor = await console_reads.dead_letters(conn, limit=DEAD_PAGE, cursor=cursor)
+        watched = await console_reads.notifications_by_id(conn, replayed)
+    params = request.query_params
+    return render(
+        request,
+        "dead_letters.html",
+        started,
+        title="Dead letters",
+        items=items,
+        next_cursor=next_cursor,
+        paged=cursor is not None,
+        watched=watched,
+        requeued=_count(params.get("requeued", "")),
+        skipped=params.get("skipped", "")[:400],
+        admin=access.admin_state(request, services.runtime().config.auth),
+    )
+
+
+async def _replay(request: Request, ids: list[int]) -> tuple[list[int], list[str]]:
+    services = request.app.state.services
+    requeued: list[int] = []
+    skipped: list[str] = []
+    for nid in ids:
+        async with services.db.write() as conn:
+            result = await outbox.replay(conn, services.db.kind, nid, services.clock.now())
+        if result.status is ReplayStatus.REQUEUED:
+            requeued.append(nid)
+        elif result.status is ReplayStatus.SUPERSEDED:
+            skipped.append(f"#{nid} superseded by #{result.superseded_by}")
+        elif result.status is ReplayStatus.NOT_FOUND:
+            skipped.append(f"#{nid} not found")
+        else:
+            skipped.append(f"#{nid} is not dead (already replayed or delivered)")
+    if requeued:
+        services.wake_delivery.set()
+    log.info("console replay", extra={"requeued": len(requeued), "skipped": len(skipped)})
+    return requeued, skipped
+
+
+def _result(requeued: list[int], skipped: list[str]) -> RedirectResponse:
+    query = urlencode(
+        {
+            "replayed": ",".join(str(i) for i in requeued[:SHOWN_RESULTS]),
+            "requeued": str(len(requeued)),
+            "skipped": "; ".join(skipped[:10])
+            + (f"; and {len(skipped) - 10} more" if len(skipped) > 10 else ""),
+        }
+    )
+    return RedirectResponse(f"/dead-letters?{query}", status_code=303)
+
+
+async def _action(request: Request) -> None:
+    await access.check_csrf(request)
+    access.require_admin(request, request.app.state.services.runtime().config.auth)
+
+
+@page
+async def replay_one(request: Request, started: float) -> Response:
+    await _action(request)
+    raw = request.path_params["id"]
+    if not raw.isdigit() or len(raw) > 18:
+        raise HTTPError(404, "No such notification.")
+    requeued, skipped = await _replay(request, [int(raw)])
+    return _result(requeued, skipped)
+
+
+@page
+async def replay_all(request: Request, started: float) -> Response:
+    await _action(request)
+    services = request.app.state.services
+    async with services.db.read() as conn:
+        ids = await outbox.dead_ids(conn)
+    requeued, skipped = await _replay(request, ids)
+    return _result(requeued, skipped)
+
+
+@page
+async def sign_in(request: Request, started: float) -> Response:
+    fields = await access.check_csrf(request)
+    auth = request.app.state.services.runtime().config.auth
+    target = access.safe_next(fields.get("next"))
+    response: Response = RedirectResponse(target, status_code=303)
+    if not access.sign_in(request, auth, fields.get("admin_token", ""), response):
+        log.warning("console sign-in refused")
+        return render(
+            request,
+            "error.html",
+            started,
+            status_code=401,
+            message="That is not the admin token.",
+            back=target,
+        )
+    return response
+
+
+@page
+async def sign_out(request: Request, started: float) -> Response:
+    fields = await access.check_csrf(request)
+    response = RedirectResponse(access.safe_next(fields.get("next")), status_code=303)
+    access.sign_out(response)
+    return response

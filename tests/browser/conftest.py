@@ -1,0 +1,102 @@
+"""A real Chromium (Debian's package) driven by Playwright against ``alertrelay serve``.
+
+Browser downloads are not possible on these machines, so Playwright is
+pointed at the system browser. Without it (or without Playwright) these
+tests skip, except under ALERTRELAY_TEST_REQUIRE_ALL=1, where the top-level
+conftest turns the missing browser into an error.
+"""
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.harness import Proc, alertrelay
+from tests.sinks import Reply, WebhookSink, serve
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+ADMIN_TOKEN = "console-admin-s3cret"
+PAGE_SECRET = "pagekey-9f8e7d"  # a secret part of the page receiver's URL; never shown
+
+try:
+    from playwright.sync_api import Browser, sync_playwright
+except ImportError:  # pragma: no cover - the test extra installs it
+    sync_playwright = None  # type: ignore[assignment]
+
+
+
+def config(sink_url: str, fragile_url: str) -> str:
+    return f"""
+auth:
+  admin_token: {ADMIN_TOKEN}
+runbooks:
+  default: "https://runbooks.example.com/{{{{ labels.alertname | lower }}}}"
+route:
+  receiver: chat
+  routes:
+    - matchers: ['alertname="ReplayMe"']
+      receiver: fragile
+    - matchers: ['severity="critical"']
+      receiver: page
+receivers:
+  - name: page
+    webhook_configs: [{{url: "{sink_url}/page/{PAGE_SECRET}"}}]
+  - name: chat
+    webhook_configs: [{{url: "{sink_url}/chat"}}]
+  - name: fragile
+    delivery: {{max_attempts: 1}}
+    webhook_configs: [{{url: "{fragile_url}/fragile"}}]
+"""
+
+
+class Console:
+    """The served app and its sinks, shared by the tests of a module."""
+
+    def __init__(self, proc: Proc, sink: WebhookSink, fragile: WebhookSink) -> None:
+        self.proc = proc
+        self.url = proc.url
+        self.sink = sink
+        self.fragile = fragile
+
+
+@pytest.fixture(scope="session")
+def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
+    if CHROMIUM is None or sync_playwright is None:
+        pytest.skip("chromium or playwright not installed")
+    tmp = tmp_path_factory.mktemp("console")
+    sink, fragile = WebhookSink(), WebhookSink()
+    with serve(sink) as sink_url, serve(fragile) as fragile_url:
+        with alertrelay(tmp, config(sink_url, fragile_url)) as proc:
+            yield Console(proc, sink, fragile)
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator["Browser"]:
+    if CHROMIUM is None or sync_playwright is None:
+        pytest.skip("chromium or playwright not installed")
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser: "Browser") -> Iterator[Any]:
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    pg = context.new_page()
+    pg.set_default_timeout(10_000)
+    yield pg
+    context.close()
+
+
+IMAGES = Path(__file__).resolve().parents[2] / "docs" / "images"
+
+
+def fail_next(sink: WebhookSink) -> None:
+    sink.default = Reply(400, "bad request: no such channel")
+
+
+def recover(sink: WebhookSink) -> None:
+    sink.default = Reply()

@@ -1,0 +1,322 @@
+"""Retention: what pruning deletes, and everything it must keep, on SQLite and PostgreSQL.
+
+History is made through the real app (webhooks, delivery to local sinks)
+with a hand-moved clock, then the sweeper's pruner runs at a later time.
+"""
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import datetime, timedelta
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+
+from app.config.model import RetentionConfig
+from app.core.fingerprint import fingerprint
+from app.ops.clock import ManualClock
+from app.store.engine import Database
+from app.store.retention import Cutoffs, prune
+from tests.conftest import running_app
+from tests.helpers import JSON, T0, am_alert, am_webhook, body, count, table_rows
+from tests.sinks import FakePagerDuty, Reply, serve
+
+KEY = "RETENTIONKEY0123456789abcdef0123"
+DAY = 86400.0
+
+
+def config(pd_url: str, extra: str = "") -> str:
+    return f"""
+{extra}
+delivery: {{initial_backoff: 1s, max_backoff: 60s, timeout: 2s, lease: 10s}}
+route:
+  receiver: page
+receivers:
+  - name: page
+    pagerduty_configs: [{{routing_key: {KEY}, url: "{pd_url}/v2/enqueue", rate_limit: {{per_second: 0}}}}]
+"""
+
+
+@asynccontextmanager
+async def relay(
+    db_url: str, extra: str = ""
+) -> AsyncIterator[tuple[Starlette, httpx.AsyncClient, FakePagerDuty, ManualClock]]:
+    pd = FakePagerDuty()
+    clock = ManualClock(T0)
+    with serve(pd) as pd_url:
+        async with running_app(db_url, config(pd_url, extra), clock=clock) as (app, client):
+            yield app, client, pd, clock
+
+
+def labels(name: str) -> dict[str, str]:
+    return {"alertname": name, "severity": "critical"}
+
+
+async def post(client: httpx.AsyncClient, name: str, status: str, starts: datetime, ends: datetime | None = None) -> None:
+    alert = am_alert(labels(name), status=status, starts_at=starts, ends_at=ends)
+    r = await client.post("/webhook/alertmanager", content=body(am_webhook([alert])), headers=JSON)
+    assert r.status_code == 200, r.text
+
+
+async def deliver(app: Starlette) -> None:
+    async with asyncio.timeout(30):
+        await app.state.services.delivery.drain()
+
+
+async def prune_all(app: Starlette) -> dict[str, int]:
+    """The sweeper's pruning, tick after tick until it has nothing left."""
+    total: dict[str, int] = {}
+    for _ in range(50):
+        report = await app.state.services.sweeper.pruner.tick()
+        for table, n in report.deleted.items():
+            total[table] = total.get(table, 0) + n
+        if report.complete and not any(report.deleted.values()):
+            return total
+    raise AssertionError("pruning did not finish in 50 ticks")
+
+
+def fp(name: str) -> str:
+    return fingerprint(labels(name))
+
+
+def notes(db_url: str, name: str) -> list[dict]:
+    return [r for r in table_rows(db_url, "notifications") if r["fingerprint"] == fp(name)]
+
+
+# ------------------------------------------------------------------ alerts
+
+
+async def test_a_firing_alert_older_than_retention_is_kept_and_its_resolve_closes_the_incident(db_url: str) -> None:
+    async with relay(db_url) as (app, client, pd, clock):
+        await post(client, "Forever", "firing", T0)  # fires, and is never heard of again for months
+        await post(client, "Gone", "firing", T0)
+        clock.advance(60)
+        await post(client, "Gone", "resolved", T0, T0 + timedelta(minutes=1))
+        await deliver(app)
+        assert len(pd.open_incidents()) == 1
+
+        clock.advance(200 * DAY)  # past every retention but audit
+        deleted = await prune_all(app)
+        assert deleted["alerts"] == 1 and deleted["alert_transitions"] == 2
+        assert count(db_url, "alerts", f"fingerprint = '{fp('Forever')}'") == 1
+        assert count(db_url, "alerts", f"fingerprint = '{fp('Gone')}'") == 0
+        # The firing alert's current occurrence keeps its transition...
+        kept = [t for t in table_rows(db_url, "alert_transitions") if t["fingerprint"] == fp("Forever")]
+        assert [t["to_status"] for t in kept] == ["firing"]
+        # ...and its sent trigger may go: the incident key lives on the alert.
+        assert notes(db_url, "Forever") == []
+
+        await post(client, "Forever", "resolved", T0, clock.now())
+        await deliver(app)
+    resolve = notes(db_url, "Forever")
+    assert [(n["kind"], n["status"]) for n in resolve] == [("resolved", "sent")]
+    assert pd.open_incidents() == []  # the resolve found the trigger's dedup_key
+    assert resolve[0]["dedup_key"] == pd.all_incidents()[0]["dedup_key"]
+
+
+async def test_a_resolved_alert_younger_than_retention_is_kept(db_url: str) -> None:
+    async with relay(db_url) as (app, client, pd, clock):
+        await post(client, "Recent", "firing", T0)
+        await post(client, "Recent", "resolved", T0, T0 + timedelta(minutes=1))
+        await deliver(app)
+        clock.advance(29 * DAY)
+        deleted = await prune_all(app)
+    assert deleted["alerts"] == 0 and deleted["alert_transitions"] == 0
+    assert count(db_url, "alert_transitions") == 2 and count(db_url, "alerts") == 1
+
+
+async def test_a_flapping_alert_is_kept_with_its_flap(db_url: str) -> None:
+    async with relay(db_url) as (app, client, pd, clock):
+        for i in range(6):  # toggles every 5 minutes: flapping from the fourth transition
+            clock.set(T0 + timedelta(minutes=5 * i))
+            occurrence = T0 + timedelta(minutes=10 * (i // 2))
+            if i % 2 == 0:
+                await post(client, "Flappy", "firing", occurrence)
+            else:
+                await post(client, "Flappy", "resolved", occurrence, clock.now())
+        await deliver(app)
+        (alert,) = table_rows(db_url, "alerts", "fingerprint")
+        assert alert["flapping"] and alert["status"] == "resolved"
+        # Jump far ahead without a sweep: the alert is still marked flapping.
+        clock.advance(100 * DAY)
+        deleted = await prune_all(app)
+        assert deleted["alerts"] == 0
+        # The transitions since the flap began stay; the four before it go.
+        assert deleted["alert_transitions"] == 4
+        kept = table_rows(db_url, "alert_transitions")
+        assert [t["suppressed"] for t in kept] == ["flapping", "flapping"]
+        assert min(t["at"] for t in kept) == alert["flap_started_at"]
+        # Once the sweeper has ended the flap, the resolved alert goes at its time.
+        await app.state.services.sweeper.sweep_once()
+        await deliver(app)
+        clock.advance(31 * DAY)
+        deleted = await prune_all(app)
+    assert deleted["alerts"] == 1 and count(db_url, "alert_transitions") == 0
+
+
+async def test_old_transitions_of_a_long_lived_alert_go_but_its_current_occurrence_stays(db_url: str) -> None:
+    async with relay(db_url) as (app, client, pd, clock):
+        await post(client, "Busy", "firing", T0)
+        await post(client, "Busy", "resolved", T0, T0 + timedelta(minutes=1))
+        clock.advance(95 * DAY)
+        later = clock.now()
+        await post(client, "Busy", "firing", later)  # a new occurrence, 95 days on
+        await deliver(app)
+        deleted = await prune_all(app)
+    assert deleted["alert_transitions"] == 2 and deleted["alerts"] == 0
+    (t,) = table_rows(db_url, "alert_transitions")
+    assert t["to_status"] == "firing" and t["occurrence"] == later
+
+
+# ------------------------------------------------------------------ notifications
+
+
+async def test_a_pending_resolve_keeps_its_alert_trigger_and_attempts(db_url: str) -> None:
+    async with relay(db_url) as (app, client, pd, clock):
+        await post(client, "Stuck", "firing", T0)
+        await deliver(app)
+        pd.default = Reply(500, "down")  # type: ignore[misc]
+        clock.advance(60)
+        await post(client, "Stuck", "resolved", T0, clock.now())
+        await deliver(app)
+        (_, resolve) = notes(db_url, "Stuck")
+        assert resolve["status"] == "pending" and resolve["attempts"] == 1
+
+        clock.advance(100 * DAY)  # the resolve is still queued (nothing delivered meanwhile)
+        deleted = await prune_all(app)
+        # Past their own ages: the transitions (90d) and the trigger's attempt
+        # (14d). Kept: the alert, the pending resolve with its attempt, and the
+        # sent trigger beside it.
+        assert deleted["alert_transitions"] == 2 and deleted["delivery_attempts"] == 1
+        assert deleted["alerts"] == 0 and deleted["notifications"] == 0
+        assert count(db_url, "alerts") == 1
+        assert [n["status"] for n in notes(db_url, "Stuck")] == ["sent", "pending"]
+        (attempt,) = table_rows(db_url, "delivery_attempts")
+        assert attempt["notification_id"] == resolve["id"]
+
+        pd.default = Reply(202)  # type: ignore[misc]
+        await deliver(app)
+        assert pd.open_incidents() == []
+        clock.advance(31 * DAY)
+        deleted = await prune_all(app)
+    assert deleted == {
+        "alerts": 1,
+        "alert_transitions": 0,
+        "notifications": 2,
+        "delivery_attempts": 2,
+        "quarantined_alerts": 0,
+        "audit_log": 0,
+    }
+
+
+async def test_a_dead_letter_is_kept_until_dead_letters_and_still_knows_it_was_superseded(db_url: str) -> None:
+    async with relay(db_url) as (app, client, pd, clock):
+        pd.script(Reply(400, "bad event"))  # the trigger dies at once
+        await post(client, "Dead", "firing", T0)
+        await deliver(app)
+        clock.advance(60)
+        await post(client, "Dead", "resolved", T0, clock.now())
+        await deliver(app)
+        trigger, resolve = notes(db_url, "Dead")
+        assert (trigger["status"], resolve["status"]) == ("dead", "sent")
+
+        clock.advance(89 * DAY)  # past notifications (30d) and attempts (14d), not dead_letters
+        deleted = await prune_all(app)
+        assert deleted["delivery_attempts"] == 2 and deleted["notifications"] == 0
+        # The sent resolve stays beside the dead trigger: a replay must still
+        # see that a later notification settled the incident.
+        r = await client.post(f"/api/v1/notifications/{trigger['id']}/replay")
+        assert r.status_code == 409 and "superseded" in r.json()["error"]
+
+        clock.advance(2 * DAY)
+        deleted = await prune_all(app)
+    assert deleted["notifications"] == 2 and count(db_url, "notifications") == 0
+
+
+async def test_quarantine_and_audit_entries_go_at_their_own_ages(db_url: str) -> None:
+    async with relay(db_url) as (app, client, pd, clock):
+        bad = am_alert(labels("Bad"), startsAt="not a time")
+        r = await client.post("/webhook/alertmanager", content=body(am_webhook([bad])), headers=JSON)
+        assert r.status_code == 200
+        assert (await client.post("/-/reload")).status_code == 400  # no config file: an audited refusal
+        assert count(db_url, "quarantined_alerts") == 1 and count(db_url, "audit_log") == 1
+        clock.advance(15 * DAY)
+        deleted = await prune_all(app)
+        assert deleted["quarantined_alerts"] == 1 and deleted["audit_log"] == 0
+        clock.advance(351 * DAY)
+        deleted = await prune_all(app)
+        assert deleted["audit_log"] == 1
+        metrics = (await client.get("/metrics")).text
+    assert 'alertrelay_pruned_rows_total{table="quarantined_alerts"} 1.0' in metrics
+    assert 'alertrelay_pruned_rows_total{table="audit_log"} 1.0' in metrics
+
+
+# ------------------------------------------------------------------ batches and replicas
+
+
+async def make_history(client: httpx.AsyncClient, app: Starlette, clock: ManualClock, alerts: int) -> None:
+    """``alerts`` alerts that fired and resolved at T0 (one webhook each way)."""
+    firing = [am_alert(labels(f"Old{i}"), starts_at=T0) for i in range(alerts)]
+    r = await client.post("/webhook/alertmanager", content=body(am_webhook(firing)), headers=JSON)
+    assert r.status_code == 200
+    clock.advance(60)
+    resolved = [am_alert(labels(f"Old{i}"), status="resolved", starts_at=T0, ends_at=clock.now()) for i in range(alerts)]
+    r = await client.post("/webhook/alertmanager", content=body(am_webhook(resolved)), headers=JSON)
+    assert r.status_code == 200
+    await deliver(app)
+
+
+async def test_each_statement_deletes_at_most_its_batch(db_url: str) -> None:
+    async with relay(db_url) as (app, client, pd, clock):
+        await make_history(client, app, clock, 7)
+        db: Database = app.state.services.db
+        cutoffs = Cutoffs.at(clock.now() + timedelta(days=400), RetentionConfig())
+        batches: list[tuple[str, int]] = []
+        report = await prune(db, cutoffs, rows=3, batches_per_rule=1, on_batch=lambda t, n: batches.append((t, n)))
+        assert not report.complete
+        assert batches and max(n for _, n in batches) == 3
+        report = await prune(db, cutoffs, rows=3, batches_per_rule=None)
+        assert report.complete
+    for table in ("alerts", "alert_transitions", "notifications", "delivery_attempts"):
+        assert count(db_url, table) == 0, table
+
+
+@pytest.mark.postgres
+async def test_replicas_prune_together_while_ingest_goes_on(db_url: str) -> None:
+    """Three pruners (three engines, as three replicas) and live ingest at once:
+    every old row goes exactly once, nothing new goes, and nobody deadlocks."""
+    if not db_url.startswith("postgresql"):
+        pytest.skip("replicas share PostgreSQL")
+    async with relay(db_url) as (app, client, pd, clock):
+        await make_history(client, app, clock, 300)
+        before = {t: count(db_url, t) for t in ("alerts", "alert_transitions", "notifications", "delivery_attempts")}
+        clock.advance(100 * DAY)
+        cutoffs = Cutoffs.at(clock.now(), RetentionConfig())
+        replicas = [Database(db_url) for _ in range(3)]
+
+        async def ingest() -> None:
+            for i in range(20):
+                await post(client, f"Old{i}", "firing", clock.now())  # some old alerts come back
+
+        try:
+            results = await asyncio.gather(
+                *(prune(db, cutoffs, rows=25, batches_per_rule=None) for db in replicas), ingest()
+            )
+        finally:
+            for db in replicas:
+                await db.dispose()
+    reports = results[:3]
+    assert all(r.lock_conflicts == 0 for r in reports)  # type: ignore[union-attr]
+    gone = {t: sum(r.deleted[t] for r in reports) for t in before}  # type: ignore[union-attr]
+    assert count(db_url, "alerts") == 20 and count(db_url, "alerts", "status = 'firing'") == 20
+    # No row counted twice, none missed: what is left is what was there, less
+    # what the pruners report, plus what ingest added (one transition and one
+    # queued notification per alert that came back).
+    assert count(db_url, "alert_transitions") == 20  # old history all gone, new firing kept
+    assert gone["alert_transitions"] == before["alert_transitions"]
+    assert count(db_url, "notifications") == before["notifications"] - gone["notifications"] + 20
+    assert count(db_url, "delivery_attempts") == before["delivery_attempts"] - gone["delivery_attempts"]
+    assert 280 <= gone["alerts"] <= 300
+    # An old sent notification stays only beside its alert's new, unsent one.
+    assert count(db_url, "notifications", "status = 'sent'") <= 40
