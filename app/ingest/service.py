@@ -342,10 +342,15 @@ class IngestService:
         for it instead of committing its neighbours without it."""
         return self._batcher.announce()
 
-    async def ingest(self, parsed: ParsedWebhook, ticket: Ticket | None = None) -> IngestResult:
-        """Store one webhook; returns once it is committed."""
+    async def ingest(
+        self, parsed: ParsedWebhook, ticket: Ticket | None = None, deadline_s: float | None = None
+    ) -> IngestResult:
+        """Store one webhook; returns once it is committed.
+
+        ``TimeoutError`` means it was not and will not be stored (see
+        :meth:`Batcher.submit`)."""
         weight = len(parsed.webhook.alerts) + len(parsed.rejected)
-        return await self._batcher.submit(parsed, weight, ticket)
+        return await self._batcher.submit(parsed, weight, ticket, deadline_s)
 
     async def _apply_batch(self, items: list[ParsedWebhook]) -> list[IngestResult | Exception]:
         try:

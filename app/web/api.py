@@ -86,12 +86,21 @@ async def list_notifications(request: Request) -> Response:
     return json_response({"notifications": items, "next_cursor": next_cursor})
 
 
+_MAX_ID = 2**63 - 1  # ids are 64-bit signed integers in both databases
+
+
+def _notification_id(raw: str) -> int:
+    """A notification id from the path; anything that cannot be one is a 404
+    (an id past 64 bits would otherwise overflow the database driver)."""
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 19 or int(raw) > _MAX_ID:
+        raise HTTPError(404, "no such notification")
+    return int(raw)
+
+
 @_handled
 async def get_notification(request: Request) -> Response:
     raw = request.path_params["id"]
-    if not raw.isdigit():
-        raise HTTPError(404, "no such notification")
-    item = await _read(request, queries.get_notification, int(raw))
+    item = await _read(request, queries.get_notification, _notification_id(raw))
     if item is None:
         raise HTTPError(404, f"no notification {raw}")
     return json_response(item)
@@ -103,12 +112,11 @@ async def replay(request: Request) -> Response:
     services = request.app.state.services
     authorize(request, "admin")
     raw = request.path_params["id"]
-    if not raw.isdigit():
-        raise HTTPError(404, "no such notification")
+    notification_id = _notification_id(raw)
     try:
         async with services.db.write() as conn:
             now = services.clock.now()
-            result = await outbox.replay(conn, services.db.kind, int(raw), now)
+            result = await outbox.replay(conn, services.db.kind, notification_id, now)
             # In the replay's own transaction: no replay without its entry.
             await audit.record(
                 conn,

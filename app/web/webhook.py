@@ -7,7 +7,6 @@ cannot commit in time, which Alertmanager retries. A refused request stores
 nothing.
 """
 
-import asyncio
 import logging
 import time
 
@@ -100,8 +99,9 @@ async def _store(
 
     try:
         weight = len(parsed.webhook.alerts) + len(parsed.rejected)
-        async with asyncio.timeout(server.ingest_deadline_s(weight)):
-            result = await services.ingest.ingest(parsed, ticket)
+        result = await services.ingest.ingest(
+            parsed, ticket, deadline_s=server.ingest_deadline_s(weight)
+        )
     except TimeoutError:
         raise HTTPError(
             503, "database busy: not stored in time, retry", {"Retry-After": "1"}
