@@ -7,6 +7,7 @@ cannot commit in time, which Alertmanager retries. A refused request stores
 nothing.
 """
 
+import asyncio
 import logging
 import time
 
@@ -30,6 +31,9 @@ from app.web.guards import (
 log = logging.getLogger(__name__)
 
 _REJECTED_SHOWN = 20
+# Bodies up to this size parse inline: a thread hop would cost more than the
+# parse (Alertmanager's usual webhook is a few KiB).
+_PARSE_INLINE_BYTES = 64 * 1024
 
 
 async def alertmanager(request: Request) -> Response:
@@ -85,7 +89,14 @@ async def _store(
     ingest = services.runtime().config.ingest
     body = await read_body(request, server.max_body_size, ingest.body_timeout.total_seconds())
     try:
-        parsed = parse_webhook(body, source, services.clock.now(), server.max_alerts_per_request)
+        args = (body, source, services.clock.now(), server.max_alerts_per_request)
+        if len(body) > _PARSE_INLINE_BYTES:
+            # A big group takes long to parse; in a thread the event loop
+            # keeps answering meanwhile (the parser is Python code, so the
+            # GIL is handed back every few milliseconds).
+            parsed = await asyncio.to_thread(parse_webhook, *args)
+        else:
+            parsed = parse_webhook(*args)
     except PayloadError as exc:
         raise HTTPError(exc.status_code, exc.message) from None
 
