@@ -1,7 +1,7 @@
 """Engines and transactions for SQLite (embedded) and PostgreSQL (scale-out).
 
 SQLite runs in WAL with ``synchronous=FULL`` (a committed alert survives a
-power loss, reliability.md §1.5) and every write transaction starts with
+power loss) and every write transaction starts with
 ``BEGIN IMMEDIATE``: a deferred transaction that reads and then writes fails
 at once with "database is locked" instead of waiting. Writers share one
 connection, so in-process writers queue in asyncio rather than on file locks;
@@ -10,10 +10,10 @@ readers have their own pool and never block the writer.
 
 import asyncio
 import json
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from functools import partial
 from typing import Any
 
@@ -23,6 +23,8 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from app.ops.clock import SystemClock
+
 
 class DatabaseUnavailable(Exception):
     """The database cannot take the work now (down, locked, or too slow)."""
@@ -30,7 +32,7 @@ class DatabaseUnavailable(Exception):
 
 @dataclass(frozen=True)
 class WriteFailure:
-    since: float  # epoch seconds of the latest failed write
+    at: datetime  # when the latest write failed
     error: str  # its first line (driver and message; never SQL parameters)
 
 
@@ -193,7 +195,7 @@ class Database:
         except Exception as exc:
             if is_unavailable(exc) and not is_lock_conflict(exc):
                 first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-                self.write_failure = WriteFailure(time.time(), first[:200])
+                self.write_failure = WriteFailure(SystemClock().now(), first[:200])
             raise
         self.write_failure = None
 

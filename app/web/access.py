@@ -185,7 +185,7 @@ def authorize(conn: HTTPConnection, endpoint: Endpoint) -> str:
         conn.state.actor = actor
         return actor
     assert auth is not None
-    backoff: AuthBackoff = services.auth_backoff
+    backoff: AuthBackoff = conn.app.state.auth_backoff
     client = client_key(conn)
     now = services.clock.now()
     wait = backoff.retry_after(client, now)

@@ -2,7 +2,6 @@
 
 import asyncio
 import logging
-from datetime import UTC, datetime
 from typing import Any
 
 from starlette.requests import Request
@@ -11,7 +10,9 @@ from starlette.routing import Route
 
 from app.store import queries
 from app.store.migrate import current_revision
+from app.web.access import exposure_warnings
 from app.web.openapi import OPENAPI
+from app.web.state import services_of
 
 log = logging.getLogger(__name__)
 
@@ -19,7 +20,7 @@ _CHECK_TIMEOUT_S = 2.0
 
 
 async def _database_state(request: Request) -> dict[str, Any]:
-    services = request.app.state.services
+    services = services_of(request)
     try:
         async with asyncio.timeout(_CHECK_TIMEOUT_S):
             latency = await services.db.ping()
@@ -41,12 +42,12 @@ def _write_problem(request: Request) -> str | None:
     failure = request.app.state.services.db.write_failure
     if failure is None:
         return None
-    since = datetime.fromtimestamp(failure.since, UTC).isoformat(timespec="seconds")
+    since = failure.at.isoformat(timespec="seconds")
     return f"database writes failing (last at {since}): {failure.error}"
 
 
 async def health(request: Request) -> Response:
-    services = request.app.state.services
+    services = services_of(request)
     db = await _database_state(request)
     status = "healthy" if db["ok"] else "unhealthy"
     code = 200 if db["ok"] else 503
@@ -72,7 +73,7 @@ async def health(request: Request) -> Response:
             "dead_letters": outbox.get("dead", 0),
         },
         "config": {"source": runtime.loaded.source, "version": runtime.loaded.version},
-        "warnings": services.warnings(),
+        "warnings": exposure_warnings(services.effective.host, runtime.config.auth),
         "version": services.version.as_dict(),
         "started_at": services.started_at.isoformat(),
     }
@@ -98,11 +99,11 @@ async def ready(request: Request) -> Response:
 
 
 async def version(request: Request) -> Response:
-    return JSONResponse(request.app.state.services.version.as_dict())
+    return JSONResponse(services_of(request).version.as_dict())
 
 
 async def metrics(request: Request) -> Response:
-    services = request.app.state.services
+    services = services_of(request)
     try:
         async with asyncio.timeout(_CHECK_TIMEOUT_S):
             async with services.db.read() as conn:
