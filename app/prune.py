@@ -2,7 +2,8 @@
 
 The sweeper prunes a bounded amount on every sweep: at most ``ROWS`` rows
 per statement, ``BATCHES`` statements per rule and ``BUDGET_S`` seconds per
-sweep, then gives SQLite's freed pages back (a bounded number per sweep).
+sweep, then gives SQLite's freed pages back (``VACUUM_STEPS`` steps of
+``VACUUM_PAGES`` pages per sweep).
 A year of backlog therefore drains over hours while ingest and delivery go
 on; ``alertrelay prune`` drains it now, batch after batch, with the same
 statements.
@@ -13,7 +14,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from app.config.compiled import Runtime
+from app.config.compiled import CompiledConfig
 from app.config.model import LoadedConfig
 from app.ops.clock import Clock, SystemClock
 from app.ops.metrics import Metrics
@@ -31,10 +32,14 @@ from app.store.retention import (
 
 log = logging.getLogger(__name__)
 
-ROWS = 500  # per statement: a few milliseconds of write lock
-BATCHES = 20  # per rule and sweep
+ROWS = 100  # per statement: a few milliseconds of write lock (5-40 ms measured on SQLite)
+BATCHES = 50  # per rule and sweep
 BUDGET_S = 2.0  # per sweep, all rules together
-VACUUM_PAGES = 4096  # per sweep: 16 MiB at the default page size
+# Pages one incremental vacuum step moves (2 MiB at the default page size:
+# 30-50 ms of write lock measured on SQLite; 4,096 pages took 270-410 ms),
+# and steps per sweep.
+VACUUM_PAGES = 512
+VACUUM_STEPS = 8
 
 
 @dataclass
@@ -42,7 +47,7 @@ class Pruner:
     """What the sweeper calls once per sweep."""
 
     db: Database
-    runtime: Callable[[], Runtime]
+    runtime: Callable[[], CompiledConfig]
     clock: Clock
     metrics: Metrics
 
@@ -58,8 +63,10 @@ class Pruner:
         )
         if any(report.deleted.values()):
             log.info("pruned", extra={"deleted": report.deleted, "complete": report.complete})
-        space = await file_space(self.db)
-        if space is not None and space.auto_vacuum == "incremental" and space.free_bytes:
+        for _ in range(VACUUM_STEPS):
+            space = await file_space(self.db)
+            if space is None or space.auto_vacuum != "incremental" or not space.free_bytes:
+                break
             await incremental_vacuum(self.db, VACUUM_PAGES)
         return report
 

@@ -132,12 +132,16 @@ _UPDATE_SEEN = (
 
 # The duplicate fast path: one statement confirms and counts every alert that
 # repeats its stored position and content; its row lock makes the check atomic.
+# SQLite cannot search an index with a row-value IN list: the plain list of
+# fingerprints beside it lets it use the primary key instead of scanning
+# every alert (a year of 100,000 alerts: 200 ms per webhook, ingest 10x slower).
 _TOUCH_DUPLICATES = (
     alerts.update()
     .where(
+        alerts.c.fingerprint.in_(sa.bindparam("fps", expanding=True)),
         sa.tuple_(
             alerts.c.fingerprint, alerts.c.status, alerts.c.starts_at, alerts.c.content_hash
-        ).in_(sa.bindparam("keys", expanding=True))
+        ).in_(sa.bindparam("keys", expanding=True)),
     )
     .values(last_seen=sa.bindparam("now"), duplicate_count=alerts.c.duplicate_count + 1)
     .returning(alerts.c.fingerprint)
@@ -237,7 +241,10 @@ class AlertUnit:
             for start in range(0, len(ordered), _TOUCH_CHUNK):
                 chunk = ordered[start : start + _TOUCH_CHUNK]
                 params = [(k.fingerprint, k.status, k.starts_at, k.content_hash) for k in chunk]
-                result = await self.conn.execute(_TOUCH_DUPLICATES, {"keys": params, "now": now})
+                result = await self.conn.execute(
+                    _TOUCH_DUPLICATES,
+                    {"keys": params, "fps": [k.fingerprint for k in chunk], "now": now},
+                )
                 confirmed.update(row[0] for row in result)
         extra = [
             {"b_fingerprint": k.fingerprint, "b_extra": k.count - 1}

@@ -32,6 +32,7 @@ alerts. So the foreign keys' cascades have next to nothing left to do and
 every statement stays bounded.
 """
 
+import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -142,22 +143,22 @@ def _dead_prunable(c: Cutoffs) -> list[Any]:
     ]
 
 
+# Unsent notifications are few at any time, and found through the status
+# index: one short list per statement is cheaper than a lookup per row.
+def _unfinished(column: sa.Column[Any]) -> Any:
+    return sa.select(column).where(n.status.in_(_UNFINISHED))
+
+
 def _old_attempts(c: Cutoffs) -> list[Any]:
-    unfinished = (
-        sa.select(n.id).where(n.id == d.notification_id, n.status.in_(_UNFINISHED)).exists()
-    )
-    return [d.started_at < c.delivery_attempts, ~unfinished]
+    return [d.started_at < c.delivery_attempts, d.notification_id.not_in(_unfinished(n.id))]
 
 
 def _resolved_alert_prunable(c: Cutoffs) -> list[Any]:
-    unfinished = (
-        sa.select(n.id).where(n.fingerprint == a.fingerprint, n.status.in_(_UNFINISHED)).exists()
-    )
     return [
         a.status == Status.RESOLVED.value,
         a.last_changed < c.resolved_alerts,
         a.flapping.is_(False),
-        ~unfinished,
+        a.fingerprint.not_in(_unfinished(n.fingerprint)),
     ]
 
 
@@ -265,6 +266,14 @@ def metadata_table(name: str) -> sa.Table:
     raise KeyError(name)
 
 
+_MAX_CONFLICTS = 5
+_BACKOFF_S = 0.5
+
+
+def _is_busy(exc: BaseException) -> bool:
+    return "database is locked" in str(getattr(exc, "orig", exc))
+
+
 @dataclass
 class PruneReport:
     deleted: dict[str, int]
@@ -287,12 +296,14 @@ async def prune(
     A rule stops when a batch comes back short, after ``batches_per_rule``
     batches, or when ``budget_s`` seconds have gone by (then the report is
     not ``complete``; the next call carries on). A batch that meets a lock
-    conflict (PostgreSQL deadlock or lock timeout) is skipped, not retried.
+    conflict (a PostgreSQL deadlock or lock timeout, SQLite busy past its
+    timeout) is retried after a pause, up to ``_MAX_CONFLICTS`` times in a row.
     """
     report = PruneReport(deleted=dict.fromkeys(TABLES, 0))
     start = time.monotonic()
     for rule in RULES:
         done = 0
+        conflicts = 0
         while batches_per_rule is None or done < batches_per_rule:
             if budget_s is not None and time.monotonic() - start > budget_s:
                 report.complete = False
@@ -301,11 +312,19 @@ async def prune(
                 async with db.write() as conn:
                     deleted = await delete_batch(conn, db.kind, rule, cutoffs, rows)
             except Exception as exc:
-                if not is_lock_conflict(exc):
+                if not (is_lock_conflict(exc) or _is_busy(exc)):
                     raise
+                # Another process held the lock past the busy timeout (SQLite:
+                # a busy serve; PostgreSQL: a deadlock or lock timeout). Step
+                # back and let it work; give up on this rule after a few.
                 report.lock_conflicts += 1
-                report.complete = False
-                break
+                conflicts += 1
+                if conflicts >= _MAX_CONFLICTS:
+                    report.complete = False
+                    break
+                await asyncio.sleep(_BACKOFF_S * conflicts)
+                continue
+            conflicts = 0
             done += 1
             report.batches += 1
             report.deleted[rule.table.name] += deleted

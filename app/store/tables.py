@@ -105,6 +105,7 @@ alerts = sa.Table(
     sa.Column("skewed_at", UTCDateTime(), nullable=True),
     sa.Column("clock_skew", sa.String(32), nullable=True),
     sa.Index(None, "status", "last_changed"),
+    sa.Index(None, "status", "flapping", "severity"),  # counts read the index only
     sa.Index(None, "flapping"),
     sa.Index(None, "next_renotify_at"),
 )
@@ -170,6 +171,7 @@ notifications = sa.Table(
     sa.Index(None, "status", "lease_expires_at", "id"),
     sa.Index(None, "ordering_key", "id"),
     sa.Index(None, "fingerprint", "id"),
+    sa.Index(None, "status", "id"),  # lists by status, newest first
 )
 
 delivery_attempts = sa.Table(

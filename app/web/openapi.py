@@ -1,4 +1,4 @@
-"""The OpenAPI 3.1 description of alertrelay's HTTP interface (SPEC §2)."""
+"""The OpenAPI 3.1 description of alertrelay's HTTP interface."""
 
 from typing import Any
 

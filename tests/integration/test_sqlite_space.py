@@ -1,4 +1,4 @@
-"""SQLite gives pruned space back: migration 0003 switches on incremental
+"""SQLite gives pruned space back: migration 0004 switches on incremental
 auto-vacuum for new and existing files, and pruning then shrinks the file."""
 
 import sqlite3

@@ -23,6 +23,7 @@ from starlette.responses import Response
 
 from app.config.model import AuthConfig
 from app.web.guards import HTTPError, check_admin, read_body
+from app.web.state import services_of
 
 CSRF_COOKIE = "alertrelay_csrf"
 CSRF_FIELD = "csrf_token"
@@ -114,7 +115,7 @@ def _sign(key: bytes, expires: int) -> str:
 
 
 def _now(request: Request) -> float:
-    return float(request.app.state.services.clock.now().timestamp())
+    return float(services_of(request).clock.now().timestamp())
 
 
 def admin_state(request: Request, auth: AuthConfig | None) -> str:

@@ -9,12 +9,14 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from app.core.domain import integration_key
 from app.delivery.preview import RenderedRequest, render_integration
 from app.store import console_reads, queries
 from app.store.engine import is_unavailable
 from app.web.console import access
 from app.web.console.view import SEVERITY_ORDER, render
 from app.web.guards import HTTPError
+from app.web.state import services_of
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +35,7 @@ def page(fn: Handler) -> Callable[[Request], Awaitable[Response]]:
 
     async def handler(request: Request) -> Response:
         started = time.perf_counter()
-        services = request.app.state.services
+        services = services_of(request)
         try:
             access.require_read(request, services.runtime().config.auth)
             return await fn(request, started)
@@ -76,7 +78,7 @@ def _limit(request: Request) -> int:
 
 
 def _with_receivers(request: Request, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    runtime = request.app.state.services.runtime()
+    runtime = services_of(request).runtime()
     for item in items:
         item["receivers"] = list(runtime.route(item["labels"]).receivers)
     return items
@@ -89,7 +91,7 @@ def _refresh_seconds(request: Request) -> int:
 
 @page
 async def overview(request: Request, started: float) -> Response:
-    services = request.app.state.services
+    services = services_of(request)
     async with services.db.read() as conn:
         counts = await console_reads.severity_counts(conn, services.clock.now() - RESOLVED_WINDOW)
         active, more = await console_reads.search_alerts(
@@ -123,7 +125,7 @@ async def overview(request: Request, started: float) -> Response:
 
 @page
 async def alert_list(request: Request, started: float) -> Response:
-    services = request.app.state.services
+    services = services_of(request)
     runtime = services.runtime()
     receivers = [r.name for r in runtime.config.receivers]
     state = _choice(request, "state", STATES)
@@ -166,9 +168,9 @@ async def alert_list(request: Request, started: float) -> Response:
 
 def _rendered(request: Request, note: dict[str, Any]) -> RenderedRequest | None:
     """The request this notification makes with the current config, secrets redacted."""
-    services = request.app.state.services
+    services = services_of(request)
     runtime = services.runtime()
-    key = f"{note['receiver']}/{note['integration']}/{note['integration_index']}"
+    key = integration_key(note["receiver"], note["integration"], note["integration_index"])
     integration = runtime.integrations.get(key)
     if integration is None:
         return None
@@ -191,7 +193,7 @@ def _rendered(request: Request, note: dict[str, Any]) -> RenderedRequest | None:
 
 @page
 async def alert_detail(request: Request, started: float) -> Response:
-    services = request.app.state.services
+    services = services_of(request)
     fingerprint = request.path_params["fingerprint"]
     async with services.db.read() as conn:
         alert = await queries.get_alert(conn, fingerprint)

@@ -18,6 +18,7 @@ from app.web.console import access
 from app.web.console.pages import page
 from app.web.console.view import render
 from app.web.guards import HTTPError
+from app.web.state import services_of
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,7 @@ def _ids(raw: str) -> list[int]:
 
 @page
 async def dead_letters(request: Request, started: float) -> Response:
-    services = request.app.state.services
+    services = services_of(request)
     cursor = request.query_params.get("cursor") or None
     replayed = _ids(request.query_params.get("replayed", ""))
     async with services.db.read() as conn:
@@ -61,7 +62,7 @@ async def dead_letters(request: Request, started: float) -> Response:
 
 
 async def _replay(request: Request, ids: list[int]) -> tuple[list[int], list[str]]:
-    services = request.app.state.services
+    services = services_of(request)
     requeued: list[int] = []
     skipped: list[str] = []
     actor = actor_of(request)
@@ -130,7 +131,7 @@ def skipped_text(raw: str, more: int) -> list[str]:
 
 async def _action(request: Request) -> None:
     await access.check_csrf(request)
-    access.require_admin(request, request.app.state.services.runtime().config.auth)
+    access.require_admin(request, services_of(request).runtime().config.auth)
 
 
 @page
@@ -146,7 +147,7 @@ async def replay_one(request: Request, started: float) -> Response:
 @page
 async def replay_all(request: Request, started: float) -> Response:
     await _action(request)
-    services = request.app.state.services
+    services = services_of(request)
     async with services.db.read() as conn:
         ids = await outbox.dead_ids(conn)
     requeued, skipped = await _replay(request, ids)
@@ -156,7 +157,7 @@ async def replay_all(request: Request, started: float) -> Response:
 @page
 async def sign_in(request: Request, started: float) -> Response:
     fields = await access.check_csrf(request)
-    auth = request.app.state.services.runtime().config.auth
+    auth = services_of(request).runtime().config.auth
     target = access.safe_next(fields.get("next"))
     response: Response = RedirectResponse(target, status_code=303)
     if not access.sign_in(request, auth, fields.get("admin_token", ""), response):

@@ -19,6 +19,7 @@ from starlette.responses import HTMLResponse
 
 from app.core.domain import isoformat
 from app.web.console import access
+from app.web.state import services_of
 
 HERE = Path(__file__).resolve().parent
 STATIC = HERE / "static"
@@ -117,7 +118,7 @@ def render(
     **context: Any,
 ) -> HTMLResponse:
     """Render ``name``; the footer shows the time spent since ``started``."""
-    services = request.app.state.services
+    services = services_of(request)
     now = services.clock.now()
 
     def elapsed_ms() -> str:
