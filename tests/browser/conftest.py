@@ -62,7 +62,7 @@ class Console:
         self.fragile = fragile
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
     if CHROMIUM is None or sync_playwright is None:
         pytest.skip("chromium or playwright not installed")
@@ -73,10 +73,10 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
             yield Console(proc, sink, fragile)
 
 
-# Module scope, not session: while Playwright's sync API is open it keeps an
+# Package scope, not session: while Playwright's sync API is open it keeps an
 # event loop running in this thread, and every async test that ran after it
 # would fail with "Cannot run the event loop while another loop is running".
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def browser() -> Iterator["Browser"]:
     if CHROMIUM is None or sync_playwright is None:
         pytest.skip("chromium or playwright not installed")
