@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from app.config.compiled import Runtime
+from app.config.compiled import CompiledConfig
 from app.config.model import LoadedConfig
 from app.ops.clock import Clock, SystemClock
 from app.ops.metrics import Metrics
@@ -47,7 +47,7 @@ class Pruner:
     """What the sweeper calls once per sweep."""
 
     db: Database
-    runtime: Callable[[], Runtime]
+    runtime: Callable[[], CompiledConfig]
     clock: Clock
     metrics: Metrics
 

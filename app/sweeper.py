@@ -5,6 +5,7 @@ calmed down (one stable notice each), and queues ``renotify_interval``
 reminders for alerts still firing. Rows are locked while they are decided
 (``SKIP LOCKED`` on PostgreSQL, so replicas share the sweep), and each
 change commits with its outbox rows in one transaction, exactly like ingest.
+What each tick does to an alert is decided by :mod:`app.core.lifecycle`.
 """
 
 import asyncio
@@ -12,12 +13,13 @@ import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from app.config.compiled import RouteOptions, Runtime
-from app.core.domain import AlertRecord, Status
+from app.config.compiled import CompiledConfig
+from app.core.domain import AlertRecord
 from app.core.fanout import notice_payload, notification_rows
-from app.core.notices import Notice, apply_state, plan_reminder, plan_sweep, state_of
+from app.core.lifecycle import RouteOptions, on_reminder, on_sweep
+from app.core.notices import Notice
 from app.core.routing import RouteResult
 from app.ops.clock import Clock
 from app.ops.metrics import Metrics
@@ -42,7 +44,7 @@ class Sweeper:
     def __init__(
         self,
         db: Database,
-        runtime: Callable[[], Runtime],
+        runtime: Callable[[], CompiledConfig],
         clock: Clock,
         metrics: Metrics,
         *,
@@ -102,16 +104,15 @@ class Sweeper:
             for rec in found:
                 routed = runtime.route(rec.labels)
                 assert routed.options is not None
-                state = state_of(rec)
-                notice = plan_sweep(rec.fingerprint, state, routed.options.flap, now)
-                if notice is None:
+                step = on_sweep(rec, routed.options, now)
+                if not step.changed:
                     continue  # still flapping: the score decays on read, nothing to write
-                apply_state(rec, state)
                 result.stable += 1
-                if rec.status is Status.FIRING:
-                    _reschedule(rec, routed.options.renotify_s, now, reset=True)
-                changes.changed.append(rec)
-                result.notifications += _queue(changes, rec, notice, routed, runtime, now)
+                changes.changed.append(step.record)
+                for notice in step.notices:
+                    result.notifications += _queue(
+                        changes, step.record, notice, routed, runtime, now
+                    )
             await unit.write(changes)
         return len(found), (found[-1].fingerprint if found else after)
 
@@ -125,16 +126,13 @@ class Sweeper:
             for rec in found:
                 routed = runtime.route(rec.labels)
                 assert routed.options is not None
-                state = state_of(rec)
-                notice = plan_reminder(rec.fingerprint, state, rec.renotify_count + 1)
-                apply_state(rec, state)
-                rec.renotify_count += 1
-                _reschedule(rec, routed.options.renotify_s, now, reset=False)
-                changes.changed.append(rec)
-                if notice is None:
-                    continue
-                result.reminders += 1
-                result.notifications += _queue(changes, rec, notice, routed, runtime, now)
+                step = on_reminder(rec, routed.options, now)
+                changes.changed.append(step.record)
+                for notice in step.notices:
+                    result.reminders += 1
+                    result.notifications += _queue(
+                        changes, step.record, notice, routed, runtime, now
+                    )
             await unit.write(changes)
         return len(found)
 
@@ -144,7 +142,7 @@ def _queue(
     rec: AlertRecord,
     notice: Notice,
     routed: RouteResult[RouteOptions],
-    runtime: Runtime,
+    runtime: CompiledConfig,
     now: datetime,
 ) -> int:
     """Add the notice's outbox rows, one per integration it routes to; returns how many."""
@@ -152,9 +150,3 @@ def _queue(
     rows = notification_rows(rec, notice, payload, routed, runtime, now)
     changes.notifications.extend(rows)
     return len(rows)
-
-
-def _reschedule(rec: AlertRecord, renotify_s: float, now: datetime, *, reset: bool) -> None:
-    if reset:
-        rec.renotify_count = 0
-    rec.next_renotify_at = now + timedelta(seconds=renotify_s) if renotify_s > 0 else None

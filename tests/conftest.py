@@ -19,6 +19,7 @@ from app.config.settings import Settings
 from app.ops.clock import Clock
 from app.store.migrate import upgrade
 from app.web.app import create_app
+from tests.helpers import settle_sqlite_threads, sqlite_threads
 
 PG_URL = os.environ.get("ALERTRELAY_TEST_POSTGRES_URL")
 TABLES = "delivery_attempts, notifications, alert_transitions, alerts, quarantined_alerts, audit_log"
@@ -109,10 +110,12 @@ async def running_app(
     delivery by hand."""
     settings = Settings(database_url=db_url, config=config_path)
     app = create_app(settings, load(config_text, env), clock=clock, background=background)
+    threads = sqlite_threads()
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://alertrelay.test") as client:
             yield app, client
+    await settle_sqlite_threads(threads)
 
 
 def pytest_configure(config: pytest.Config) -> None:

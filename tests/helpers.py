@@ -1,6 +1,10 @@
 """Payload builders and small utilities shared by the tests."""
 
+import asyncio
 import json
+import threading
+import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -57,6 +61,41 @@ def body(payload: Any) -> bytes:
 
 
 JSON = {"Content-Type": "application/json"}
+
+async def eventually(check: Callable[[], Awaitable[Any]], within: float = 10.0, what: str = "", interval: float = 0.02) -> Any:
+    """Poll an async check until it returns something truthy; fail after ``within`` seconds.
+
+    Tests wait for the state they assert, not for a fixed time: on a loaded
+    machine a background step can take far longer than usual, and on a quiet
+    one the wait ends at once."""
+    deadline = time.monotonic() + within
+    last: Any = None
+    while True:
+        last = await check()
+        if last:
+            return last
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what or check}: not within {within} s (last: {last!r})")
+        await asyncio.sleep(interval)
+
+
+def sqlite_threads() -> set[threading.Thread]:
+    return {t for t in threading.enumerate() if "_connection_worker_thread" in t.name}
+
+
+async def settle_sqlite_threads(before: set[threading.Thread], within: float = 10.0) -> None:
+    """Wait until the aiosqlite threads started since ``before`` have exited.
+
+    A failed connect hands its "stop" to the connection's thread without
+    waiting; if the test's event loop closes before that thread gets the CPU,
+    the thread raises "Event loop is closed" into whichever test runs next
+    (seen under CPU load after test_health_unhealthy_when_database_is_gone)."""
+    deadline = time.monotonic() + within
+    while alive := sqlite_threads() - before:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{len(alive)} SQLite connection thread(s) still running {within} s after the app stopped")
+        await asyncio.sleep(0.01)
+
 
 LOG_CONFIG = """
 route:

@@ -1,7 +1,6 @@
 """Local HTTP sinks served by uvicorn on 127.0.0.1, in a thread of their own.
 
-``FakePagerDuty`` follows the Events API v2 dedup state machine
-(reference/protocols.md §2.2); ``WebhookSink`` records whatever it gets. Both
+``FakePagerDuty`` follows the Events API v2 dedup state machine; ``WebhookSink`` records whatever it gets. Both
 answer from a script: each request takes the next scripted ``Reply`` (or the
 default success), which can set a status, headers, a body, a delay before
 answering, or a trickle of bytes.
@@ -111,7 +110,7 @@ PD_ACTIONS = ("trigger", "acknowledge", "resolve")
 
 
 def pd_invalid(*errors: str) -> Reply:
-    """PagerDuty's answer to an event it will not take (reference/protocols.md §2.3)."""
+    """PagerDuty's answer to an event it will not take."""
     return Reply(400, {"status": "invalid event", "message": "Event object is invalid", "errors": list(errors)})
 
 
@@ -119,7 +118,7 @@ class FakePagerDuty(Sink):
     """PagerDuty's dedup rules: trigger opens or adds; resolve closes an open
     incident and is dropped otherwise; a trigger after a resolve opens a new one.
 
-    It validates as the real Events API v2 does (protocols.md §2.1): a
+    It validates as the real Events API v2 does: a
     trigger needs a payload with a summary of at most 1,024 characters, a
     source, and one of the four severities; a trigger without ``dedup_key``
     gets a generated one (returned in the answer, and always a new incident);

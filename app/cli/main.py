@@ -1,19 +1,19 @@
-"""The ``alertrelay`` command (SPEC §1)."""
+"""The ``alertrelay`` command (README.md, "Commands")."""
 
 import argparse
 import asyncio
 import json
 import logging
 import sys
-import urllib.error
-import urllib.request
 from collections.abc import Coroutine, Sequence
 from typing import Any
 
-from app.config.compiled import Runtime, build_runtime
+from app.cli import status
+from app.config.compiled import CompiledConfig, compile_config
 from app.config.model import ConfigError, LoadedConfig, example_config_text, load_config
-from app.config.settings import Settings, effective
+from app.config.settings import Settings, SettingsError, effective, load_settings
 from app.ops import logs
+from app.ops.version import version_info
 from app.store.engine import DatabaseSetupError, redact_url
 
 log = logging.getLogger("alertrelay")
@@ -28,19 +28,28 @@ def _fail(message: str, code: int = EXIT_CONFIG) -> int:
 
 def _settings() -> Settings:
     try:
-        return Settings()
-    except Exception as exc:
-        raise SystemExit(_fail(f"invalid ALERTRELAY_* environment: {exc}", EXIT_USAGE)) from None
+        return load_settings()
+    except SettingsError as exc:
+        raise SystemExit(_fail(f"alertrelay: {exc}", EXIT_USAGE)) from None
 
 
-def _load(path: str | None) -> LoadedConfig:
+def _load(path: str | None, *, secrets_optional: bool = False) -> LoadedConfig:
     try:
-        return load_config(path)
+        loaded = load_config(path, secrets_optional=secrets_optional)
     except ConfigError as exc:
         print(f"{exc.source or path}: invalid config", file=sys.stderr)
         for error in exc.errors:
             print(f"  {error}", file=sys.stderr)
         raise SystemExit(EXIT_CONFIG) from None
+    if loaded.unresolved:
+        # Routing needs no secret; say which ones were skipped, never their values.
+        print(
+            f"note: {len(loaded.unresolved)} secret(s) not resolved (not needed here):",
+            file=sys.stderr,
+        )
+        for item in loaded.unresolved:
+            print(f"  {item}", file=sys.stderr)
+    return loaded
 
 
 def _labels(pairs: Sequence[str]) -> dict[str, str]:
@@ -185,7 +194,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def describe_routes(runtime: Runtime, labels: dict[str, str]) -> dict[str, Any]:
+def describe_routes(runtime: CompiledConfig, labels: dict[str, str]) -> dict[str, Any]:
     result = runtime.route(labels)
     runbook = runtime.runbook(labels, {})
     options = result.options
@@ -240,7 +249,7 @@ def _print_routes(info: dict[str, Any]) -> None:
 
 def cmd_routes_test(args: argparse.Namespace) -> int:
     settings = _settings()
-    runtime = build_runtime(_load(args.config or settings.config))
+    runtime = compile_config(_load(args.config or settings.config, secrets_optional=True))
     labels = _labels(args.labels)
     info = describe_routes(runtime, labels)
     if args.json:
@@ -258,7 +267,7 @@ def cmd_routes_test(args: argparse.Namespace) -> int:
 
 def cmd_runbook(args: argparse.Namespace) -> int:
     settings = _settings()
-    runtime = build_runtime(_load(args.config or settings.config))
+    runtime = compile_config(_load(args.config or settings.config, secrets_optional=True))
     runbook = runtime.runbook(_labels(args.labels), {})
     if runbook.url is None:
         print("no runbook (no rule matched and no default)")
@@ -268,36 +277,6 @@ def cmd_runbook(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_status(args: argparse.Namespace) -> int:
-    """Nagios plugin conventions: 0 OK, 1 WARNING, 2 CRITICAL; one line."""
-    url = args.url.rstrip("/") + "/health?detailed=true"
-    try:
-        with urllib.request.urlopen(url, timeout=args.timeout) as resp:  # noqa: S310 - operator URL
-            body = json.loads(resp.read(65536))
-    except urllib.error.HTTPError as exc:
-        try:
-            body = json.loads(exc.read(65536))
-        except ValueError:
-            body = {}
-        print(f"ALERTRELAY CRITICAL - HTTP {exc.code} from {args.url} ({body.get('status', '?')})")
-        return 2
-    except (OSError, ValueError) as exc:
-        print(f"ALERTRELAY CRITICAL - {args.url} unreachable: {exc}")
-        return 2
-    if body.get("status") != "healthy":
-        print(f"ALERTRELAY CRITICAL - {body.get('status', 'unknown')}")
-        return 2
-    delivery = body.get("delivery", {})
-    backlog = int(delivery.get("backlog", 0))
-    dead = int(delivery.get("dead_letters", 0))
-    perf = f"| backlog={backlog};{args.warn_backlog} dead={dead};{args.warn_dead}"
-    if backlog > args.warn_backlog or dead > args.warn_dead:
-        print(f"ALERTRELAY WARNING - backlog {backlog}, dead letters {dead} {perf}")
-        return 1
-    print(f"ALERTRELAY OK - backlog {backlog}, dead letters {dead} {perf}")
-    return 0
-
-
 # ------------------------------------------------------------------ parser
 
 
@@ -305,6 +284,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="alertrelay",
         description="Durable Alertmanager webhook relay: dedup, flapping, runbooks, delivery.",
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"alertrelay {version_info().version}"
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -368,17 +350,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("labels", nargs="+", metavar="LABEL=VALUE")
     p.set_defaults(func=cmd_runbook)
 
-    p = sub.add_parser("status", help="Nagios-style check of a running instance")
-    p.add_argument("--url", default="http://127.0.0.1:8080")
-    p.add_argument("--warn-backlog", type=int, default=100, help="WARNING above this many queued")
-    p.add_argument("--warn-dead", type=int, default=0, help="WARNING above this many dead letters")
-    p.add_argument("--timeout", type=float, default=5.0)
-    p.set_defaults(func=cmd_status)
+    status.add_parser(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if args.command == "status":  # a monitoring plugin's usage error is UNKNOWN
+            return status.usage_error(f"unrecognized arguments: {' '.join(extra)}")
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         result: int = args.func(args)
     except DatabaseSetupError as exc:

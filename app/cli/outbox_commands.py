@@ -3,102 +3,64 @@
 import asyncio
 import contextlib
 import logging
-import os
 import signal
 import sys
 
-from app.config.compiled import RuntimeHolder, build_runtime
+from app.bootstrap import assemble, close
 from app.config.model import LoadedConfig
-from app.config.settings import Settings, effective
-from app.core.domain import NotificationStatus
-from app.delivery.worker import DeliveryWorker, default_worker_id
-from app.notifiers.http import make_client
-from app.ops.clock import SystemClock
-from app.ops.metrics import Metrics
-from app.ops.tracing import tracer_from_env
-from app.ops.version import version_info
+from app.config.settings import Settings
+from app.core.domain import NotificationStatus, integration_key
+from app.delivery.replay import replay_dead
+from app.ops.clock import Clock, SystemClock
 from app.store import audit, migrate, outbox, queries
 from app.store.engine import Database, DatabaseSetupError
 from app.store.outbox import ReplayStatus
-from app.store.wakeup import OutboxListener
-from app.sweeper import Sweeper
 
 log = logging.getLogger("alertrelay.worker")
 
 
 async def run_worker(settings: Settings, loaded: LoadedConfig) -> int:
     """Deliver and sweep until SIGTERM or SIGINT; SIGHUP reloads the config."""
-    eff = effective(settings, loaded.config)
-    config = loaded.config
-    db = Database(
-        eff.database_url,
-        busy_timeout_s=config.database.busy_timeout.total_seconds(),
-        pool_size=config.database.pool_size,
-    )
-    await db.check()
-    vinfo = version_info(settings.git_commit, settings.build_time)
-    metrics = Metrics(vinfo.version, vinfo.git_commit)
-    holder = RuntimeHolder(build_runtime(loaded), settings.config)
-    clock = SystemClock()
-    wake = asyncio.Event()
+    services = await assemble(settings, loaded)
     stop = asyncio.Event()
-    http = make_client(config.global_.proxy_url)
-    tracer = tracer_from_env(os.environ, vinfo.version)
-    delivery = DeliveryWorker(
-        db,
-        lambda: holder.current,
-        clock,
-        metrics,
-        http,
-        worker_id=settings.worker_id or default_worker_id(),
-        wake=wake,
-        version=vinfo.version,
-        tracer=tracer,
-    )
-    sweeper = Sweeper(db, lambda: holder.current, clock, metrics, on_notifications=wake.set)
-    # Ingest runs in other processes: on PostgreSQL their commits wake this
-    # loop through NOTIFY; the poll is the fallback.
-    listener = OutboxListener(eff.database_url, wake) if db.kind == "postgresql" else None
-
     reloads: list[asyncio.Task[None]] = []
 
     def reload() -> None:
         details: dict[str, object] = {"via": "SIGHUP"}
         try:
-            holder.reload()
+            services.holder.reload()
             log.info("config reloaded")
             outcome = "ok"
         except Exception as exc:
             log.error("config reload refused", extra={"error": str(exc)[:500]})
             outcome = "refused"
             details["errors"] = len(getattr(exc, "errors", [None]))
-        details["config_version"] = holder.current.loaded.version
-        reloads.append(asyncio.ensure_future(_audit_reload(db, clock, outcome, details)))
+        details["config_version"] = services.holder.current.loaded.version
+        reloads.append(
+            asyncio.ensure_future(_audit_reload(services.db, services.clock, outcome, details))
+        )
 
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
     loop.add_signal_handler(signal.SIGHUP, reload)
-    log.info("alertrelay worker started", extra={"db": db.kind, "config": loaded.source})
-    if listener is not None:
-        listener.start()
+    log.info("alertrelay worker started", extra={"db": services.db.kind, "config": loaded.source})
+    # Ingest runs in other processes: on PostgreSQL their commits wake this
+    # loop through NOTIFY; the poll is the fallback.
+    services.listen_for_other_processes()
     try:
-        await asyncio.gather(delivery.run(stop), sweeper.run(stop))
+        await asyncio.gather(services.delivery.run(stop), services.sweeper.run(stop))
         await asyncio.gather(*reloads, return_exceptions=True)
     finally:
-        if listener is not None:
-            await listener.stop()
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             with contextlib.suppress(Exception):
                 loop.remove_signal_handler(sig)
-        await http.aclose()
-        await db.dispose()
-        tracer.shutdown()
+        await close(services)
     return 0
 
 
 async def _audit_reload(
-    db: Database, clock: SystemClock, outcome: str, details: dict[str, object]
+    db: Database, clock: Clock, outcome: str, details: dict[str, object]
 ) -> None:
     try:
         async with db.write() as conn:
@@ -145,19 +107,7 @@ async def dead_letters(
             print("no dead notifications")
         failed = 0
         for nid in ids:
-            async with db.write() as conn:
-                now = clock.now()
-                result = await outbox.replay(conn, db.kind, nid, now)
-                await audit.record(
-                    conn,
-                    at=now,
-                    actor=audit.ACTOR_CLI,
-                    action=audit.Action.REPLAY,
-                    target=f"notification/{nid}",
-                    outcome=result.status.value,
-                    details={"via": "cli"}
-                    | ({"superseded_by": result.superseded_by} if result.superseded_by else {}),
-                )
+            result = await replay_dead(db, nid, clock.now(), actor=audit.ACTOR_CLI, via="cli")
             if result.status is ReplayStatus.REQUEUED:
                 print(f"{nid}: requeued")
             elif result.status is ReplayStatus.SUPERSEDED:
@@ -197,7 +147,7 @@ async def _list_dead(db: Database) -> int:
     if not rows:
         print("no dead notifications")
     for n in rows:
-        where = f"{n['receiver']}/{n['integration']}/{n['integration_index']}"
+        where = integration_key(n["receiver"], n["integration"], n["integration_index"])
         print(
             f"{n['id']:>8}  {n['dead_at']}  {where}  {n['kind']:<9} {n['fingerprint']}"
             f"  attempts={n['attempts']}  {n['last_error'] or ''}"

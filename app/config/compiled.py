@@ -3,7 +3,7 @@
 Built once from a validated :class:`~app.config.model.Config`: the route tree with
 its inherited per-route options, each receiver's integrations with their
 effective delivery settings, and the runbook catalog with compiled
-templates. Request handlers and loops read ``Runtime`` and never the raw
+templates. Request handlers and loops read ``CompiledConfig`` and never the raw
 config, so a reload is one atomic pointer swap.
 """
 
@@ -13,17 +13,13 @@ from dataclasses import dataclass, field
 from app.config.fields import DeliveryConfig
 from app.config.model import Config, FlappingConfig, LoadedConfig, RouteConfig
 from app.config.templating import text_env
+from app.core.domain import integration_key
 from app.core.flapping import FlapParams
+from app.core.lifecycle import RouteOptions
 from app.core.matchers import parse_matchers
 from app.core.routing import Route, RouteResult, route
 from app.core.runbooks import Runbook, RunbookCatalog, RunbookRule, resolve
 from app.notifiers.base import IntegrationConfig
-
-
-@dataclass(frozen=True)
-class RouteOptions:
-    flap: FlapParams
-    renotify_s: float
 
 
 @dataclass(frozen=True)
@@ -37,12 +33,12 @@ class Integration:
     delivery: DeliveryConfig
     # Sends in flight to this destination at once: its own `concurrency` when
     # the receiver or integration sets one, else half the process's slots, so
-    # a destination that hangs cannot hold every slot (reliability.md OBX-05).
+    # a destination that hangs cannot hold every slot.
     concurrency_cap: int = 1
 
     @property
     def key(self) -> str:
-        return f"{self.receiver}/{self.name}/{self.index}"
+        return integration_key(self.receiver, self.name, self.index)
 
     @property
     def send_resolved(self) -> bool:
@@ -106,14 +102,14 @@ _ROUTE_CACHE_SIZE = 16384
 
 
 @dataclass(frozen=True, eq=False)
-class Runtime:
+class CompiledConfig:
     loaded: LoadedConfig
     tree: Route[RouteOptions]
     receivers: Mapping[str, tuple[Integration, ...]]
     runbooks: RunbookCatalog
     integrations: Mapping[str, Integration] = field(default_factory=dict)
     # Alertmanager resends the same label sets all day; routing each set once
-    # per config is enough. A reload builds a new Runtime with an empty cache.
+    # per config is enough. A reload builds a new CompiledConfig with an empty cache.
     _route_cache: dict[tuple[tuple[str, str], ...], RouteResult[RouteOptions]] = field(
         default_factory=dict, repr=False
     )
@@ -135,7 +131,7 @@ class Runtime:
         return resolve(self.runbooks, labels, annotations)
 
 
-def build_runtime(loaded: LoadedConfig) -> Runtime:
+def compile_config(loaded: LoadedConfig) -> CompiledConfig:
     config = loaded.config
     root_receiver = config.route.receiver or ""
     tree = _compile_route(
@@ -166,23 +162,23 @@ def build_runtime(loaded: LoadedConfig) -> Runtime:
             items.append(integration)
             flat[integration.key] = integration
         receivers[receiver.name] = tuple(items)
-    return Runtime(loaded, tree, receivers, _compile_runbooks(config), flat)
+    return CompiledConfig(loaded, tree, receivers, _compile_runbooks(config), flat)
 
 
-class RuntimeHolder:
-    """The current :class:`Runtime`; ``reload`` swaps it or leaves it untouched."""
+class ConfigHolder:
+    """The current :class:`CompiledConfig`; ``reload`` swaps it or leaves it untouched."""
 
-    def __init__(self, runtime: Runtime, path: str | None) -> None:
+    def __init__(self, runtime: CompiledConfig, path: str | None) -> None:
         self.current = runtime
         self.path = path
         self.loaded_at = 0.0
 
-    def reload(self) -> Runtime:
+    def reload(self) -> CompiledConfig:
         """Re-read the config file. Raises ``ConfigError``; the old config stays then."""
         from app.config.model import ConfigError, load_config
 
         if self.path is None:
             raise ConfigError(["no config file to reload: alertrelay runs on its built-in config"])
-        runtime = build_runtime(load_config(self.path))
+        runtime = compile_config(load_config(self.path))
         self.current = runtime
         return runtime

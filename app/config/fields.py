@@ -21,6 +21,8 @@ from pydantic import (
     field_validator,
 )
 
+from app.config import unresolved
+
 
 class FieldError(ValueError):
     """A validation error about one named field of the model being validated."""
@@ -143,7 +145,9 @@ def secret_from(
         try:
             data = {**data, name: read_secret_file(path)}
         except ValueError as exc:
-            raise FieldError(file_key, str(exc)) from None
+            if not unresolved.note(f"{file_key}: {exc}"):
+                raise FieldError(file_key, str(exc)) from None
+            data = {**data, name: unresolved.PLACEHOLDER}
     elif inline in (None, ""):
         missing = MissingSecret(f"required{what} (or {file_key})") if required else None
         data = {**data, name: missing}
@@ -180,7 +184,7 @@ class DeliveryOverride(StrictModel):
 
 
 class DeliveryConfig(StrictModel):
-    """The top-level ``delivery:`` section (SPEC §3) with its defaults."""
+    """The top-level ``delivery:`` section with its defaults."""
 
     max_attempts: int = 10
     max_age: Duration = timedelta(hours=1)

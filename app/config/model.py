@@ -1,4 +1,4 @@
-"""The YAML config file (SPEC §3): strict models, cross-checks, ``load_config``.
+"""The YAML config file (README.md, "Configuration"): strict models, cross-checks, ``load_config``.
 
 Unknown keys are errors; every error is reported with its YAML path, e.g.
 ``receivers[2].pagerduty_configs[0].routing_key: required``. Validation is
@@ -10,6 +10,7 @@ of ``check-config`` lists every problem of a phase at once.
 import hashlib
 import os
 from collections.abc import Iterator, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 
+from app.config import unresolved
 from app.config.fields import (
     DeliveryConfig,
     DeliveryOverride,
@@ -385,6 +387,8 @@ class LoadedConfig:
     config: Config
     source: str  # the file path, or "built-in"
     version: str  # sha256 of the file text, shortened; changes on every edit
+    # Secrets left as placeholders (loaded with secrets_optional): never sent.
+    unresolved: tuple[str, ...] = ()
 
     def summary(self) -> str:
         c = self.config
@@ -483,24 +487,39 @@ def cross_check(config: Config) -> list[str]:
     return errors
 
 
-def parse_config(text: str, source: str, env: Mapping[str, str] | None = None) -> LoadedConfig:
-    """Validate config ``text``; raise :class:`ConfigError` with every problem."""
-    try:
-        data = load_yaml(text, os.environ if env is None else env)
-    except YamlError as exc:
-        raise ConfigError(exc.errors, source) from None
-    try:
-        config = Config.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(_format_validation(exc), source) from None
+def parse_config(
+    text: str,
+    source: str,
+    env: Mapping[str, str] | None = None,
+    *,
+    secrets_optional: bool = False,
+) -> LoadedConfig:
+    """Validate config ``text``; raise :class:`ConfigError` with every problem.
+
+    With ``secrets_optional`` (commands that only route), secrets that cannot
+    be resolved are listed in ``LoadedConfig.unresolved`` instead of failing."""
+    optional: AbstractContextManager[list[str]] = (
+        unresolved.secrets_optional() if secrets_optional else nullcontext([])
+    )
+    with optional as missing:
+        try:
+            data = load_yaml(text, os.environ if env is None else env)
+        except YamlError as exc:
+            raise ConfigError(exc.errors, source) from None
+        try:
+            config = Config.model_validate(data)
+        except ValidationError as exc:
+            raise ConfigError(_format_validation(exc), source) from None
     errors = cross_check(config)
     if errors:
         raise ConfigError(errors, source)
     version = hashlib.sha256(text.encode()).hexdigest()[:12]
-    return LoadedConfig(config, source, version)
+    return LoadedConfig(config, source, version, tuple(missing))
 
 
-def load_config(path: str | None, env: Mapping[str, str] | None = None) -> LoadedConfig:
+def load_config(
+    path: str | None, env: Mapping[str, str] | None = None, *, secrets_optional: bool = False
+) -> LoadedConfig:
     """Load ``path``, or the built-in config when ``path`` is None."""
     if path is None:
         return parse_config(BUILTIN_CONFIG, "built-in", env)
@@ -510,7 +529,7 @@ def load_config(path: str | None, env: Mapping[str, str] | None = None) -> Loade
         raise ConfigError([f"cannot read {path}: {exc.strerror or exc}"], path) from None
     except UnicodeDecodeError:
         raise ConfigError([f"cannot read {path}: not UTF-8 text"], path) from None
-    return parse_config(text, path, env)
+    return parse_config(text, path, env, secrets_optional=secrets_optional)
 
 
 def example_config_text() -> str:

@@ -4,9 +4,10 @@ Precedence, highest first: command-line flags, environment variables, the
 config file, built-in defaults.
 """
 
+import os
 from dataclasses import dataclass
 
-from pydantic import field_validator
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.config.model import Config
@@ -20,7 +21,7 @@ class Settings(BaseSettings):
     config: str | None = None
     database_url: str | None = None
     host: str | None = None
-    port: int | None = None
+    port: int | None = Field(default=None, ge=0, le=65535)
     log_level: str | None = None
     git_commit: str | None = None
     build_time: str | None = None
@@ -38,6 +39,31 @@ class Settings(BaseSettings):
         if value is not None and value.lower() not in LOG_LEVELS:
             raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
         return value.lower() if value else value
+
+
+# What each variable accepts, for errors an operator can act on.
+_ACCEPTS = {
+    "port": "a port number, 0 to 65535",
+    "log_level": "one of " + ", ".join(LOG_LEVELS),
+}
+
+
+class SettingsError(ValueError):
+    """An ``ALERTRELAY_*`` variable with a value it cannot take: one line per variable."""
+
+
+def load_settings() -> Settings:
+    """``Settings()`` from the environment, or one clear line per bad variable."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            field = str(error["loc"][0]) if error["loc"] else "?"
+            name = f"ALERTRELAY_{field.upper()}"
+            accepts = _ACCEPTS.get(field, "a string")
+            problems.append(f"{name}={os.environ.get(name, '')!r} is invalid: expected {accepts}")
+        raise SettingsError("; ".join(problems)) from None
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 Operator templates (runbook URLs, notification titles and texts, the email
 ``html:``) run in a ``SandboxedEnvironment``; alert data only ever reaches
 them as variables, never as template source, so a label value such as
-``{{ 7*7 }}`` renders literally (reliability.md SEC-10). Jinja2 ≥ 3.1.6 is
+``{{ 7*7 }}`` renders literally. Jinja2 ≥ 3.1.6 is
 required (pyproject.toml): it closes the ``str.format`` escapes up to
 CVE-2025-27516 (``|attr("format")``).
 

@@ -12,6 +12,8 @@ from typing import Any
 
 import yaml
 
+from app.config import unresolved
+
 
 class YamlError(ValueError):
     def __init__(self, errors: list[str]) -> None:
@@ -71,6 +73,8 @@ def _substitute(
             return env[name]
         if default is not None:
             return default
+        if unresolved.note(f"{join_path(path)}: ${{{name}}} is not set"):
+            return unresolved.PLACEHOLDER
         errors.append(f"{join_path(path)}: environment variable {name} is not set")
         return ""
 

@@ -85,7 +85,7 @@ class Webhook:
 
 
 def pagerduty_severity(severity: str) -> str:
-    """Map the ``severity`` label to one of PagerDuty's four values (SPEC §4)."""
+    """Map the ``severity`` label to one of PagerDuty's four values."""
     value = severity.strip().lower()
     if value in ("critical", "page"):
         return "critical"
@@ -94,13 +94,22 @@ def pagerduty_severity(severity: str) -> str:
     return "info"
 
 
+def integration_key(receiver: str, integration: str, index: int) -> str:
+    """Names one configured destination, ``receivers[r].<integration>_configs[index]``.
+
+    The outbox's ordering key and idempotency key hash it, the delivery loop
+    counts its sends by it, and it is how operators see the destination.
+    """
+    return f"{receiver}/{integration}/{index}"
+
+
 def isoformat(ts: datetime) -> str:
     """RFC 3339 in UTC with a ``Z``, microseconds only when present."""
     text = ts.astimezone(UTC).isoformat()
     return text.replace("+00:00", "Z")
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class AlertRecord:
     """The stored state of one alert (one row per fingerprint)."""
 

@@ -14,8 +14,9 @@ import hashlib
 from datetime import datetime
 from typing import Any
 
-from app.config.compiled import RouteOptions, Runtime
+from app.config.compiled import CompiledConfig
 from app.core.domain import AlertRecord, NoticeKind, NotificationRow, isoformat
+from app.core.lifecycle import RouteOptions
 from app.core.notices import Notice
 from app.core.routing import RouteResult
 
@@ -74,7 +75,7 @@ def notification_rows(
     notice: Notice,
     payload: dict[str, Any],
     routed: RouteResult[RouteOptions],
-    runtime: Runtime,
+    runtime: CompiledConfig,
     now: datetime,
 ) -> list[NotificationRow]:
     rows: list[NotificationRow] = []

@@ -1,7 +1,7 @@
 """Alertmanager's alert fingerprint: FNV-1a 64 over the sorted label set.
 
-Reproduces prometheus/common ``model.LabelSet.Fingerprint()`` (see
-reference/protocols.md §1.4): names sorted byte-wise, each name and value
+Reproduces prometheus/common ``model.LabelSet.Fingerprint()`` from
+Alertmanager's Go code: names sorted byte-wise, each name and value
 followed by the separator byte 0xFF, formatted as ``%016x``.
 """
 

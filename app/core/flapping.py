@@ -1,6 +1,6 @@
 """Flap detection: an exponentially decayed transition score with hysteresis.
 
-reference/protocols.md §5.4 (the RFC 2439 route-flap-damping scheme): each
+The scheme of RFC 2439 route-flap damping: each
 firing↔resolved transition adds 1; the score halves every ``half_life`` and
 is capped at ``max_score``; at ``enter_score`` the alert starts flapping and
 at or under ``exit_score`` it stops.

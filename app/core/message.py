@@ -5,7 +5,7 @@ description, labels, the runbook and generator links, duplicates seen, and
 the flap state. Operators may override ``title`` and ``text`` per
 integration with Jinja2 (sandboxed); alert data only ever enters a template
 as variables, never as template source, so a label such as ``{{ 7*7 }}``
-stays literal (SEC-10).
+stays literal.
 """
 
 import logging

@@ -6,7 +6,7 @@ out, and which incident key each notice carries.
 
 The *incident key* (PagerDuty's ``dedup_key``) names the downstream incident
 that is open for the alert. A firing notice opens one keyed by fingerprint
-and occurrence (SPEC §4); a resolve closes the open one. While an alert
+and occurrence; a resolve closes the open one. While an alert
 flaps, per-transition notices stop and the flapping notice holds one
 incident open; the stable notice at the end triggers or resolves that same
 key, so no incident stays open for a resolved alert and none is resolved
@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from app.core.dedup import Edge
-from app.core.domain import AlertRecord, NoticeKind, Status, isoformat
+from app.core.domain import NoticeKind, Status, isoformat
 from app.core.flapping import (
     FlapChange,
     FlapParams,
@@ -68,26 +68,6 @@ class AlertNoticeState:
     flap: FlapState
     flap_started_at: datetime | None = None
     flap_transitions: int = 0  # transitions in the current burst
-
-
-def state_of(rec: AlertRecord) -> AlertNoticeState:
-    return AlertNoticeState(
-        status=rec.status,
-        occurrence=rec.starts_at,
-        incident_key=rec.incident_key,
-        flap=FlapState(rec.flap_score, rec.flap_score_at, rec.flapping),
-        flap_started_at=rec.flap_started_at,
-        flap_transitions=rec.flap_transitions,
-    )
-
-
-def apply_state(rec: AlertRecord, state: AlertNoticeState) -> None:
-    rec.incident_key = state.incident_key
-    rec.flap_score = state.flap.score
-    rec.flap_score_at = state.flap.at
-    rec.flapping = state.flap.flapping
-    rec.flap_started_at = state.flap_started_at
-    rec.flap_transitions = state.flap_transitions
 
 
 @dataclass(slots=True)

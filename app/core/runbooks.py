@@ -1,6 +1,6 @@
 """Which runbook link an alert gets.
 
-Order (SPEC §4): the alert's own ``runbook_url`` annotation; else the first
+Order: the alert's own ``runbook_url`` annotation; else the first
 ``runbooks.rules`` entry whose matchers match; else ``runbooks.default``;
 else none. Only absolute http(s) URLs are ever returned: a link that
 renders to anything else is skipped, so ``javascript:`` or a relative path

@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from app.config.compiled import Integration, Runtime
+from app.config.compiled import CompiledConfig, Integration
 from app.core.domain import AlertRecord, NoticeKind, Status
 from app.core.fanout import notice_payload
 from app.core.fingerprint import fingerprint
@@ -19,7 +19,7 @@ from app.ops.clock import SystemClock
 
 
 def _payload(
-    runtime: Runtime, labels: dict[str, str], annotations: dict[str, str], kind: str
+    runtime: CompiledConfig, labels: dict[str, str], annotations: dict[str, str], kind: str
 ) -> dict[str, object]:
     now = SystemClock().now()
     fp = fingerprint(labels)
@@ -92,7 +92,7 @@ class RenderedRequest:
 
 
 def render_integration(
-    runtime: Runtime,
+    runtime: CompiledConfig,
     integration: Integration,
     payload: dict[str, object],
     http: httpx.AsyncClient,
@@ -137,7 +137,7 @@ def render_integration(
 
 
 def render_routed(
-    runtime: Runtime,
+    runtime: CompiledConfig,
     labels: dict[str, str],
     annotations: dict[str, str],
     http: httpx.AsyncClient,
@@ -154,7 +154,11 @@ def render_routed(
 
 
 def render_requests(
-    runtime: Runtime, labels: dict[str, str], annotations: dict[str, str], *, kind: str = "firing"
+    runtime: CompiledConfig,
+    labels: dict[str, str],
+    annotations: dict[str, str],
+    *,
+    kind: str = "firing",
 ) -> str:
     """Each routed integration's request, secrets redacted, as text."""
     out: list[str] = []

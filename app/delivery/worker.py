@@ -29,7 +29,8 @@ from datetime import datetime, timedelta
 import httpx
 from jinja2 import Template
 
-from app.config.compiled import Integration, Runtime
+from app.config.compiled import CompiledConfig, Integration
+from app.core.domain import integration_key
 from app.core.message import build_message, compile_template
 from app.core.ratelimit import RateLimit, TokenBucket
 from app.core.retry import GiveUp, RetryPolicy, next_attempt
@@ -74,7 +75,7 @@ class DeliveryWorker:
     def __init__(
         self,
         db: Database,
-        runtime: Callable[[], Runtime],
+        runtime: Callable[[], CompiledConfig],
         clock: Clock,
         metrics: Metrics,
         http: httpx.AsyncClient,
@@ -101,12 +102,12 @@ class DeliveryWorker:
         # In flight or claimed and waiting, per integration key.
         self._per_integration: Counter[str] = Counter()
         self._sending: Counter[str] = Counter()  # in flight only
-        self._ready: deque[tuple[Claimed, Runtime]] = deque()
+        self._ready: deque[tuple[Claimed, CompiledConfig]] = deque()
         self._outcomes: list[Outcome] = []
         self._landed = asyncio.Event()
         self._stopping = False
         self._prepared: dict[str, _Prepared] = {}
-        self._prepared_for: Runtime | None = None
+        self._prepared_for: CompiledConfig | None = None
         self._buckets: dict[str, TokenBucket] = {}
         self._expired_checked = 0.0
 
@@ -231,7 +232,7 @@ class DeliveryWorker:
 
     # ------------------------------------------------------------------ sending
 
-    def _saturated(self, runtime: Runtime) -> list[tuple[str, str, int]]:
+    def _saturated(self, runtime: CompiledConfig) -> list[tuple[str, str, int]]:
         out = []
         for key, count in self._per_integration.items():
             integration = runtime.integrations.get(key)
@@ -244,7 +245,7 @@ class DeliveryWorker:
         if not self._ready or self._stopping:
             return
         limit = self._runtime().config.delivery.concurrency
-        waiting: deque[tuple[Claimed, Runtime]] = deque()
+        waiting: deque[tuple[Claimed, CompiledConfig]] = deque()
         while self._ready:
             row, runtime = self._ready.popleft()
             integration = runtime.integrations.get(row.integration_key)
@@ -275,14 +276,14 @@ class DeliveryWorker:
             error="released unsent at shutdown",
         )
 
-    def _room(self, runtime: Runtime, receiver: str, name: str, index: int) -> int:
+    def _room(self, runtime: CompiledConfig, receiver: str, name: str, index: int) -> int:
         """How many more rows of this destination may be held (sending or waiting)."""
-        integration = runtime.integrations.get(f"{receiver}/{name}/{index}")
+        integration = runtime.integrations.get(integration_key(receiver, name, index))
         if integration is None:  # gone from the config: it will go dead at once
             return runtime.config.delivery.concurrency
         return 2 * integration.concurrency_cap - self._per_integration.get(integration.key, 0)
 
-    def _start(self, row: Claimed, runtime: Runtime) -> None:
+    def _start(self, row: Claimed, runtime: CompiledConfig) -> None:
         key = row.integration_key
         self._sending[key] += 1
         task = asyncio.create_task(self._deliver(row, runtime), name=f"deliver-{row.id}")
@@ -299,7 +300,7 @@ class DeliveryWorker:
 
         task.add_done_callback(done)
 
-    def _prepare(self, runtime: Runtime, integration: Integration) -> _Prepared:
+    def _prepare(self, runtime: CompiledConfig, integration: Integration) -> _Prepared:
         if runtime is not self._prepared_for:
             self._prepared = {}
             self._prepared_for = runtime
@@ -326,7 +327,7 @@ class DeliveryWorker:
             self._prepared[integration.key] = found
         return found
 
-    async def _deliver(self, row: Claimed, runtime: Runtime) -> None:
+    async def _deliver(self, row: Claimed, runtime: CompiledConfig) -> None:
         started = self._clock.now()
         clock0 = time.perf_counter()
         integration = runtime.integrations.get(row.integration_key)
@@ -359,7 +360,7 @@ class DeliveryWorker:
     async def _attempt(
         self,
         row: Claimed,
-        runtime: Runtime,
+        runtime: CompiledConfig,
         integration: Integration | None,
         started: datetime,
         clock0: float,
@@ -534,11 +535,11 @@ def default_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def _lease_s(runtime: Runtime) -> float:
+def _lease_s(runtime: CompiledConfig) -> float:
     leases = [i.delivery.lease.total_seconds() for i in runtime.integrations.values()]
     return max([runtime.config.delivery.lease.total_seconds(), *leases])
 
 
-def _grace_s(runtime: Runtime) -> float:
+def _grace_s(runtime: CompiledConfig) -> float:
     timeouts = [i.delivery.timeout.total_seconds() for i in runtime.integrations.values()]
     return max([runtime.config.delivery.timeout.total_seconds(), *timeouts]) + 1.0

@@ -1,11 +1,12 @@
 """The ingest use case: webhooks → alert state, transitions and outbox rows.
 
-:func:`plan_batch` is pure: given the stored alerts a batch touches, it
-applies every alert of every webhook in arrival order (so eight identical
+:func:`plan_batch` is pure: given the stored alerts a batch touches, it runs
+every alert of every webhook through the life cycle
+(:func:`app.core.lifecycle.on_alert`) in arrival order (so eight identical
 webhooks in one batch yield one transition and seven duplicates) and returns
 the rows to write. :class:`IngestService` runs it inside one transaction per
-batch of concurrent webhooks (group commit, :mod:`app.ingest.batcher`) and answers
-each webhook only after that transaction commits.
+batch of concurrent webhooks (group commit, :mod:`app.ingest.batcher`) and
+answers each webhook only after that transaction commits.
 """
 
 import asyncio
@@ -13,21 +14,18 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from app.config.compiled import Runtime
-from app.core.dedup import Position, Verdict, decide, is_skewed
+from app.config.compiled import CompiledConfig
+from app.core.dedup import Verdict
 from app.core.domain import (
     Alert,
     AlertRecord,
-    NoticeKind,
     QuarantineRow,
-    Status,
-    TransitionRow,
     Webhook,
 )
 from app.core.fanout import notice_payload, notification_rows
-from app.core.notices import Notice, apply_state, plan_edges, state_of
+from app.core.lifecycle import on_alert, skewed_fields
 from app.ingest.batcher import Batcher, Ticket
 from app.ingest.wire import ParsedWebhook
 from app.ops.clock import Clock
@@ -92,161 +90,54 @@ def duplicate_candidates(items: list[ParsedWebhook]) -> list[DuplicateKey]:
     ]
 
 
-def _new_record(alert: Alert, webhook: Webhook, now: datetime) -> AlertRecord:
-    return AlertRecord(
-        fingerprint=alert.fingerprint,
-        labels=alert.labels,
-        annotations=alert.annotations,
-        status=alert.status,
-        starts_at=alert.starts_at,
-        ends_at=alert.ends_at,
-        generator_url=alert.generator_url,
-        source=webhook.source.value,
-        group_key=webhook.group_key,
-        first_seen=now,
-        last_seen=now,
-        last_changed=now,
-        content_hash=alert.content_hash,
-    )
-
-
 def _apply_alert(
     batch: _Batch,
     alert: Alert,
     webhook: Webhook,
     group_firing: int,
-    runtime: Runtime,
+    runtime: CompiledConfig,
     now: datetime,
     changes: AlertChanges,
     result: IngestResult,
 ) -> None:
     fp = alert.fingerprint
-    rec = batch.records.get(fp)
-    stored = Position(rec.status, rec.starts_at, rec.skewed_at) if rec is not None else None
     max_skew = runtime.config.ingest.max_clock_skew
-    decision = decide(stored, alert, now, max_skew)
-
-    if decision.verdict in (Verdict.DUPLICATE, Verdict.STALE):
-        assert rec is not None
-        rec.last_seen = now
-        if decision.verdict is Verdict.DUPLICATE:
-            rec.duplicate_count += 1
+    step = on_alert(batch.records.get(fp), alert, webhook, runtime, now, max_skew)
+    batch.records[fp] = step.record
+    if step.verdict in (Verdict.DUPLICATE, Verdict.STALE):
+        if step.verdict is Verdict.DUPLICATE:
             result.duplicates += 1
-            if alert.content_hash != rec.content_hash:
-                # Annotations often carry live values; keep the latest, and
-                # the runbook they may name, without notifying anyone.
-                rec.annotations = alert.annotations
-                rec.generator_url = alert.generator_url
-                rec.content_hash = alert.content_hash
-                runbook = runtime.runbook(rec.labels, rec.annotations)
-                rec.runbook_url, rec.runbook_source = runbook.url, runbook.source
-                if fp not in batch.new:
-                    batch.changed.add(fp)
         else:
-            rec.stale_count += 1
             result.stale += 1
+        if step.changed and fp not in batch.new:
+            batch.changed.add(fp)
         if fp not in batch.new and fp not in batch.changed:
             batch.seen.add(fp)
         return
-
-    routed = runtime.route(alert.labels)
-    options = routed.options
-    assert options is not None  # the root route always matches
-    if rec is None:
-        rec = _new_record(alert, webhook, now)
-        batch.records[fp] = rec
+    if step.verdict is Verdict.NEW:
         batch.new.add(fp)
     elif fp not in batch.new:
         batch.changed.add(fp)
         batch.seen.discard(fp)
 
-    state = state_of(rec)
-    if decision.verdict is Verdict.NEW:
-        state.occurrence = alert.starts_at
-    plan = plan_edges(fp, state, decision.edges, options.flap)
-
-    skew = skewed_fields(alert, now, max_skew)
-    if alert.starts_at != rec.starts_at or rec.clock_skew is None:
-        # A new occurrence starts its own record of skew.
-        rec.skewed_at = now if "startsAt" in skew else None
-        rec.clock_skew = ",".join(skew) or None
-    elif skew:
-        rec.clock_skew = ",".join(sorted({*rec.clock_skew.split(","), *skew}))
-
-    rec.status = alert.status
-    rec.starts_at = alert.starts_at
-    rec.ends_at = alert.ends_at
-    rec.annotations = alert.annotations
-    rec.generator_url = alert.generator_url
-    rec.content_hash = alert.content_hash
-    rec.source = webhook.source.value
-    if webhook.group_key:
-        rec.group_key = webhook.group_key
-    rec.last_seen = now
-    rec.last_changed = now
-    apply_state(rec, state)
-    runbook = runtime.runbook(rec.labels, rec.annotations)
-    rec.runbook_url, rec.runbook_source = runbook.url, runbook.source
-    _schedule_renotify(rec, plan.notices, options.renotify_s, now)
-
-    for record in plan.records:
-        edge = record.edge
-        changes.transitions.append(
-            TransitionRow(
-                fingerprint=fp,
-                occurrence=edge.occurrence,
-                from_status=edge.from_status,
-                to_status=edge.to_status,
-                at=edge.at,
-                received_at=now,
-                implied=edge.implied,
-                suppressed=record.suppressed,
-                source=webhook.source.value,
-            )
-        )
+    changes.transitions.extend(step.transitions)
+    for transition in step.transitions:
         result.transitions += 1
-        key = edge.to_status.value
+        key = transition.to_status.value
         result.transitions_to[key] = result.transitions_to.get(key, 0) + 1
-    for notice in plan.notices:
+    assert step.routed is not None
+    for notice in step.notices:
         payload = notice_payload(
-            rec,
+            step.record,
             notice,
             now,
             external_url=webhook.external_url,
             am_receiver=webhook.receiver,
             group_firing=group_firing,
         )
-        rows = notification_rows(rec, notice, payload, routed, runtime, now)
+        rows = notification_rows(step.record, notice, payload, step.routed, runtime, now)
         changes.notifications.extend(rows)
         result.notifications += len(rows)
-
-
-def skewed_fields(alert: Alert, now: datetime, max_skew: timedelta) -> list[str]:
-    """Which of ``alert``'s timestamps are further ahead than ``max_skew``.
-
-    A firing alert's endsAt is an expiry, not an end, so only a resolve's
-    counts.
-    """
-    out = []
-    if is_skewed(alert.starts_at, now, max_skew):
-        out.append("startsAt")
-    if alert.status is Status.RESOLVED and is_skewed(alert.ends_at, now, max_skew):
-        out.append("endsAt")
-    return out
-
-
-def _schedule_renotify(
-    rec: AlertRecord, notices: list[Notice], renotify_s: float, now: datetime
-) -> None:
-    opened = any(
-        n.kind is NoticeKind.FIRING or (n.kind is NoticeKind.STABLE and n.status is Status.FIRING)
-        for n in notices
-    )
-    if rec.status is Status.RESOLVED:
-        rec.next_renotify_at = None
-    elif opened:
-        rec.renotify_count = 0
-        rec.next_renotify_at = now + timedelta(seconds=renotify_s) if renotify_s > 0 else None
 
 
 def _quarantine_json(raw: object) -> str:
@@ -260,7 +151,7 @@ def _quarantine_json(raw: object) -> str:
 def plan_batch(
     items: list[ParsedWebhook],
     stored: dict[str, AlertRecord],
-    runtime: Runtime,
+    runtime: CompiledConfig,
     now: datetime,
     confirmed: frozenset[str] | set[str] = frozenset(),
 ) -> tuple[AlertChanges, list[IngestResult]]:
@@ -312,7 +203,7 @@ class IngestService:
     def __init__(
         self,
         db: Database,
-        runtime: Callable[[], Runtime],
+        runtime: Callable[[], CompiledConfig],
         clock: Clock,
         metrics: Metrics,
         *,

@@ -2,7 +2,7 @@
 
 Lenient where Alertmanager may grow (unknown fields are ignored) and strict
 where a wrong answer would hurt: every malformed body is a 400 and never a
-500 (a 5xx makes Alertmanager retry it forever, reliability.md §1.6), an
+500 (a 5xx makes Alertmanager retry it forever), an
 envelope that is not a webhook is a 422 naming the field, and a bad alert
 inside a good envelope is rejected alone so the others are still stored.
 """
@@ -69,7 +69,7 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 # A webhook carries no numbers but ``truncatedAlerts`` (and Grafana's sample
 # values): anything longer than this is an attack, not data. Without the cap
-# a 10**6-digit fraction is accepted as a float (reliability.md IN-03).
+# a 10**6-digit fraction is accepted as a float.
 MAX_NUMBER_CHARS = 100
 # An Alertmanager webhook nests 4 deep and Grafana's a little more. The cap
 # is checked on the raw bytes, so a deep body is refused by a limit of ours

@@ -1,4 +1,4 @@
-"""Discord webhooks with embeds (protocols.md §3.4).
+"""Discord webhooks with embeds.
 
 One message per notification: a short ``content`` line (what a push
 notification shows) and one embed with the title, the text, a few fields and
@@ -36,7 +36,7 @@ from app.notifiers.base import (
     destination_id,
 )
 
-# Discord's limits, in characters (protocols.md §3.4).
+# Discord's limits, in characters.
 CONTENT_LIMIT = 2000
 TITLE_LIMIT = 256
 DESCRIPTION_LIMIT = 4096

@@ -1,4 +1,4 @@
-"""Email over SMTP with aiosmtplib (protocols.md §4).
+"""Email over SMTP with aiosmtplib.
 
 The connection follows Alertmanager's rules, with one stricter one:
 
@@ -19,7 +19,7 @@ quoted-printable. Its ``Message-ID`` comes from the notification's
 idempotency key, so a retry after a connection dropped between DATA and the
 server's answer is the same message to a mail system that deduplicates, and
 recognisably the same to a human. Anything that reaches a header is
-stripped of control characters first (SEC-13): a label cannot add a
+stripped of control characters first: a label cannot add a
 ``Bcc:``.
 """
 

@@ -1,4 +1,4 @@
-"""Google Chat incoming webhooks with one thread per alert (protocols.md §3.3).
+"""Google Chat incoming webhooks with one thread per alert.
 
 The message carries a short ``text`` (the title in bold and a runbook link,
 in Chat's own formatting) and a ``cardsV2`` card: the title as header, then

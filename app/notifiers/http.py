@@ -49,8 +49,8 @@ def make_client(proxy: str | None = None) -> httpx.AsyncClient:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("httpcore").setLevel(logging.WARNING)
     return httpx.AsyncClient(
-        trust_env=False,  # HTTP(S)_PROXY must not redirect alerts (SEC-09)
-        follow_redirects=False,  # nor may a sink's 3xx (SEC-08)
+        trust_env=False,  # HTTP(S)_PROXY must not redirect alerts
+        follow_redirects=False,  # nor may a sink's 3xx
         proxy=proxy,
         timeout=httpx.Timeout(10.0),
         limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
@@ -89,7 +89,7 @@ async def post(
                 chunks.append(chunk)
                 size += len(chunk)
                 if size >= MAX_RESPONSE_BYTES:
-                    break  # a hostile sink cannot make us read more (SINK-15)
+                    break  # a hostile sink cannot make us read more
             body = b"".join(chunks)[:MAX_RESPONSE_BYTES]
             return Reply(response.status_code, response.headers, body)
     except httpx.TimeoutException:

@@ -1,4 +1,4 @@
-"""Mattermost incoming webhooks (reference/protocols.md §3.5).
+"""Mattermost incoming webhooks.
 
 One post per notice. Its ``text`` is Mattermost Markdown: the title in bold,
 the body, then links to the runbook and the source; one Slack-style

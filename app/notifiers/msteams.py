@@ -1,4 +1,4 @@
-"""Microsoft Teams via a Workflows webhook and an Adaptive Card (protocols.md §3.2).
+"""Microsoft Teams via a Workflows webhook and an Adaptive Card.
 
 The request is the envelope Teams documents for Adaptive Cards over an
 incoming webhook (the same one Alertmanager's ``msteamsv2`` sends): a
@@ -11,7 +11,7 @@ Alert data is data: TextBlocks and facts render a Markdown subset, so every
 string from an alert is Markdown-escaped (a label cannot add a link, bold
 text or a list). Workflows answer 202 when the flow run is queued; legacy
 connectors answered 200 with ``1``, and reported throttling as a 200 whose
-body says the delivery failed. Such a body is a failure (SINK-10).
+body says the delivery failed. Such a body is a failure.
 """
 
 import json
@@ -302,7 +302,7 @@ class MSTeamsNotifier:
         return None
 
     def _check_body(self, reply: http.Reply) -> None:
-        """A 2xx whose body reports a failed delivery is a failure (SINK-10)."""
+        """A 2xx whose body reports a failed delivery is a failure."""
         text = reply.text()
         if not text or text == _LEGACY_SUCCESS or not _FAILURE_BODY.search(text):
             return

@@ -1,7 +1,7 @@
 """Opsgenie Alert API v2: create, and close by alias.
 
-One Opsgenie alert per alert occurrence: the ``alias`` is the stable key of
-SPEC §4 (``dedup_key``), so a resolve closes what its firing opened, on every
+One Opsgenie alert per alert occurrence: the ``alias`` is the stable incident
+key (``dedup_key``, docs/architecture.md), so a resolve closes what its firing opened, on every
 replica and after every replay, and a repeat or a flapping notice only adds
 to the open alert's count (Opsgenie dedups creates by alias). Opsgenie
 answers both requests with 202 and processes them asynchronously.

@@ -1,7 +1,7 @@
-"""PagerDuty Events API v2 (reference/protocols.md §2).
+"""PagerDuty Events API v2.
 
 One incident per alert occurrence: the ``dedup_key`` is the stable incident
-key of SPEC §4, so a resolve closes what its trigger opened, on every
+key (docs/architecture.md), so a resolve closes what its trigger opened, on every
 replica and after every replay. ``dedup_by: group`` uses Alertmanager's own
 per-group key (sha256 of the groupKey) instead; then a resolve is sent only
 when no alert of the group still fires, or it would close the group's

@@ -1,4 +1,4 @@
-"""Slack incoming webhooks (reference/protocols.md §3.1).
+"""Slack incoming webhooks.
 
 One message per notice: ``text`` is the notification fallback (title, then
 the start of the body); ``blocks`` hold the title; one ``attachments`` entry
@@ -6,7 +6,7 @@ carries the colour bar (severity; resolved green; flapping purple) and, as
 blocks, the body, a context line (status, severity, start, duplicates, flap
 state, a link to the source) and a Runbook button.
 
-Alert data is only data (SEC-14). Slack decodes exactly ``&amp;``, ``&lt;``
+Alert data is only data. Slack decodes exactly ``&amp;``, ``&lt;``
 and ``&gt;``, so escaping ``&``, ``<`` and ``>`` in alert data means no label
 can produce ``<!channel>``, ``<@U…>`` or a ``<url|text>`` link; a word-initial
 ``@`` gets a zero-width joiner; and text objects are ``verbatim``, so Slack

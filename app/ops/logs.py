@@ -1,7 +1,7 @@
 """JSON-lines logging with a per-request id.
 
 One event is one line: ``json.dumps`` escapes CR, LF and control
-characters, so label values cannot forge extra log lines (SEC-12).
+characters, so label values cannot forge extra log lines.
 """
 
 import contextvars

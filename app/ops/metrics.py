@@ -1,4 +1,4 @@
-"""Prometheus metrics; names are part of the public contract (SPEC §5)."""
+"""Prometheus metrics; names are part of the public contract (README.md, "Metrics")."""
 
 from typing import Any
 

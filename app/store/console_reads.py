@@ -35,6 +35,37 @@ def _like_escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
+def _change_key(alert: dict[str, Any]) -> tuple[datetime, str]:
+    return datetime.fromisoformat(alert["last_changed"].replace("Z", "+00:00")), alert[
+        "fingerprint"
+    ]
+
+
+async def _active(
+    conn: AsyncConnection, limit: int, cursor: str | None
+) -> tuple[list[dict[str, Any]], str | None]:
+    """Firing or flapping, newest change first, as two index walks merged.
+
+    One query with ``status = 'firing' OR flapping`` makes the database sort
+    every firing alert for each page (90 ms at 10,000 on SQLite).
+    """
+    firing, more_firing = await search_alerts(
+        conn, state="firing", severity=None, receiver=None, text=None, limit=limit, cursor=cursor
+    )
+    flapping, more_flapping = await search_alerts(
+        conn, state="flapping", severity=None, receiver=None, text=None, limit=limit, cursor=cursor
+    )
+    merged: dict[str, dict[str, Any]] = {a["fingerprint"]: a for a in firing + flapping}
+    items = sorted(merged.values(), key=_change_key, reverse=True)
+    more = more_firing is not None or more_flapping is not None or len(items) > limit
+    items = items[:limit]
+    next_cursor = None
+    if more and items:
+        last = items[-1]
+        next_cursor = _encode_cursor(*_change_key(last))
+    return items, next_cursor
+
+
 async def search_alerts(
     conn: AsyncConnection,
     *,
@@ -52,6 +83,8 @@ async def search_alerts(
     ``text`` is a case-insensitive substring of the labels (names and values).
     """
     a = alerts.c
+    if state == "active" and not (severity or receiver or text):
+        return await _active(conn, limit, cursor)
     query = sa.select(alerts)
     if state == "flapping":
         query = query.where(a.flapping.is_(True))
@@ -89,21 +122,27 @@ async def search_alerts(
     return [alert_summary(r) for r in rows], next_cursor
 
 
-async def severity_counts(conn: AsyncConnection) -> dict[str, dict[str, int]]:
-    """``{state: {severity: count}}`` for firing, resolved and flapping."""
+async def severity_counts(
+    conn: AsyncConnection, resolved_since: datetime
+) -> dict[str, dict[str, int]]:
+    """``{state: {severity: count}}``: firing, flapping, and resolved since ``resolved_since``.
+
+    Each count walks an index range (status, or the flapping flag), never the
+    whole table: resolved alerts pile up for as long as retention keeps them,
+    so only the recent ones are counted.
+    """
     a = alerts.c
-    out: dict[str, dict[str, int]] = {"firing": {}, "flapping": {}, "resolved": {}}
-    rows = await conn.execute(
-        sa.select(a.status, a.flapping, a.severity, sa.func.count()).group_by(
-            a.status, a.flapping, a.severity
+    out: dict[str, dict[str, int]] = {}
+    queries = {
+        "firing": a.status == "firing",
+        "flapping": a.flapping.is_(True),
+        "resolved": sa.and_(a.status == "resolved", a.last_changed >= resolved_since),
+    }
+    for state, where in queries.items():
+        rows = await conn.execute(
+            sa.select(a.severity, sa.func.count()).where(where).group_by(a.severity)
         )
-    )
-    for status, flapping, severity, count in rows:
-        key = str(status)
-        out.setdefault(key, {})
-        out[key][str(severity)] = out[key].get(str(severity), 0) + int(count)
-        if flapping:
-            out["flapping"][str(severity)] = out["flapping"].get(str(severity), 0) + int(count)
+        out[state] = {str(severity): int(count) for severity, count in rows}
     return out
 
 

@@ -1,7 +1,7 @@
 """Engines and transactions for SQLite (embedded) and PostgreSQL (scale-out).
 
 SQLite runs in WAL with ``synchronous=FULL`` (a committed alert survives a
-power loss, reliability.md §1.5) and every write transaction starts with
+power loss) and every write transaction starts with
 ``BEGIN IMMEDIATE``: a deferred transaction that reads and then writes fails
 at once with "database is locked" instead of waiting. Writers share one
 connection, so in-process writers queue in asyncio rather than on file locks;

@@ -23,7 +23,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.core.domain import NoticeKind
+from app.core.domain import NoticeKind, integration_key
 from app.core.domain import NotificationStatus as NS
 from app.store.tables import UTCDateTime, delivery_attempts, notifications
 from app.store.wakeup import notify_outbox
@@ -59,7 +59,7 @@ class Claimed:
 
     @property
     def integration_key(self) -> str:
-        return f"{self.receiver}/{self.integration}/{self.integration_index}"
+        return integration_key(self.receiver, self.integration, self.integration_index)
 
 
 @dataclass(frozen=True)

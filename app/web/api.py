@@ -7,12 +7,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from app.store import audit, outbox, queries
+from app.delivery.replay import replay_dead
+from app.store import audit, queries
 from app.store.engine import is_unavailable
 from app.store.outbox import ReplayStatus
 from app.web.audit import actor_of
 from app.web.audit import record as record_audit
 from app.web.guards import HTTPError, check_admin, error_response, int_param, json_response
+from app.web.state import services_of
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +23,7 @@ _NOTIFICATION_STATUSES = ("pending", "in_flight", "sent", "dead")
 
 
 async def _read(request: Request, fn: Any, *args: Any, **kwargs: Any) -> Any:
-    services = request.app.state.services
+    services = services_of(request)
     try:
         async with services.db.read() as conn:
             return await fn(conn, *args, **kwargs)
@@ -99,26 +101,15 @@ async def get_notification(request: Request) -> Response:
 @_handled
 async def replay(request: Request) -> Response:
     """Put a dead notification back in line (admin). Replaying twice sends once."""
-    services = request.app.state.services
+    services = services_of(request)
     check_admin(request, services.runtime().config.auth)
     raw = request.path_params["id"]
     if not raw.isdigit():
         raise HTTPError(404, "no such notification")
     try:
-        async with services.db.write() as conn:
-            now = services.clock.now()
-            result = await outbox.replay(conn, services.db.kind, int(raw), now)
-            # In the replay's own transaction: no replay without its entry.
-            await audit.record(
-                conn,
-                at=now,
-                actor=actor_of(request),
-                action=audit.Action.REPLAY,
-                target=f"notification/{int(raw)}",
-                outcome=result.status.value,
-                details={"via": "api"}
-                | ({"superseded_by": result.superseded_by} if result.superseded_by else {}),
-            )
+        result = await replay_dead(
+            services.db, int(raw), services.clock.now(), actor=actor_of(request), via="api"
+        )
     except Exception as exc:
         if is_unavailable(exc):
             raise HTTPError(503, "database unavailable", {"Retry-After": "1"}) from None
@@ -141,7 +132,7 @@ async def replay(request: Request) -> Response:
 @_handled
 async def resolve_runbook(request: Request) -> Response:
     labels = {k: v for k, v in request.query_params.multi_items()}
-    runbook = request.app.state.services.runtime().runbook(labels, {})
+    runbook = services_of(request).runtime().runbook(labels, {})
     return json_response({"url": runbook.url, "source": runbook.source, "labels": labels})
 
 
@@ -154,7 +145,7 @@ async def quarantine(request: Request) -> Response:
 
 @_handled
 async def reload(request: Request) -> Response:
-    services = request.app.state.services
+    services = services_of(request)
     check_admin(request, services.runtime().config.auth)
     ok, message = services.reload()
     await record_audit(

@@ -11,6 +11,7 @@ from starlette.routing import Route
 from app.store import audit, queries
 from app.store.engine import is_unavailable
 from app.web.guards import HTTPError, error_response, int_param, json_response
+from app.web.state import services_of
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +25,7 @@ def actor_of(request: Request) -> str:
     named = getattr(request.state, "actor", None)
     if isinstance(named, str) and named:
         return named
-    if request.app.state.services.runtime().config.auth is None:
+    if services_of(request).runtime().config.auth is None:
         return ACTOR_ANONYMOUS
     return audit.ACTOR_ADMIN
 
@@ -33,7 +34,7 @@ async def record(request: Request, action: audit.Action, **fields: Any) -> None:
     """Write one entry in its own transaction (for actions that are not a
     database change, such as a reload). A database that is down loses the
     entry, not the action: that is logged."""
-    services = request.app.state.services
+    services = services_of(request)
     await record_for(services, actor_of(request), action, **fields)
 
 
@@ -76,7 +77,7 @@ async def list_audit(request: Request) -> Response:
         until = _time_param(request, "until")
         limit = int_param(request, "limit", 100, 1, 1000)
         cursor = request.query_params.get("cursor") or None
-        services = request.app.state.services
+        services = services_of(request)
         try:
             async with services.db.read() as conn:
                 items, next_cursor = await audit.list_entries(

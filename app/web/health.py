@@ -11,6 +11,7 @@ from starlette.routing import Route
 from app.store import queries
 from app.store.migrate import current_revision
 from app.web.openapi import OPENAPI
+from app.web.state import services_of
 
 log = logging.getLogger(__name__)
 
@@ -18,7 +19,7 @@ _CHECK_TIMEOUT_S = 2.0
 
 
 async def _database_state(request: Request) -> dict[str, Any]:
-    services = request.app.state.services
+    services = services_of(request)
     try:
         async with asyncio.timeout(_CHECK_TIMEOUT_S):
             latency = await services.db.ping()
@@ -37,7 +38,7 @@ async def _database_state(request: Request) -> dict[str, Any]:
 
 
 async def health(request: Request) -> Response:
-    services = request.app.state.services
+    services = services_of(request)
     db = await _database_state(request)
     status = "healthy" if db["ok"] else "unhealthy"
     code = 200 if db["ok"] else 503
@@ -78,11 +79,11 @@ async def ready(request: Request) -> Response:
 
 
 async def version(request: Request) -> Response:
-    return JSONResponse(request.app.state.services.version.as_dict())
+    return JSONResponse(services_of(request).version.as_dict())
 
 
 async def metrics(request: Request) -> Response:
-    services = request.app.state.services
+    services = services_of(request)
     try:
         async with asyncio.timeout(_CHECK_TIMEOUT_S):
             async with services.db.read() as conn:

@@ -1,4 +1,4 @@
-"""The OpenAPI 3.1 description of alertrelay's HTTP interface (SPEC §2)."""
+"""The OpenAPI 3.1 description of alertrelay's HTTP interface."""
 
 from typing import Any
 
@@ -46,6 +46,7 @@ _CONSOLE: dict[str, Any] = {
         "post": {"summary": "Console: replay all", "requestBody": _FORM, "responses": _ACTION}
     },
     "/routes": {"get": {"summary": "Console: route tree and label test", "responses": _HTML}},
+    "/audit": {"get": {"summary": "Console: audit log", "responses": _HTML}},
     "/console/sign-in": {
         "post": {"summary": "Console: sign in", "requestBody": _FORM, "responses": _ACTION}
     },

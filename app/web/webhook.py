@@ -1,6 +1,6 @@
 """``POST /webhook/alertmanager`` and ``POST /webhook/grafana``.
 
-Answers (SPEC §2): 200 only once the alerts and the notifications they cause
+Answers (README.md, "HTTP interface"): 200 only once the alerts and the notifications they cause
 are committed; 400 malformed JSON; 401 credentials; 413 too large; 415 not
 JSON; 422 not a webhook envelope (naming the field); 503 when the database
 cannot commit in time, which Alertmanager retries. A refused request stores
@@ -27,6 +27,7 @@ from app.web.guards import (
     read_body,
     require_json,
 )
+from app.web.state import services_of
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ async def grafana(request: Request) -> Response:
 
 
 async def _receive(request: Request, source: Source) -> Response:
-    services = request.app.state.services
+    services = services_of(request)
     started = time.perf_counter()
     code = 500
     try:
@@ -59,7 +60,7 @@ async def _receive(request: Request, source: Source) -> Response:
 
 
 async def _handle(request: Request, source: Source) -> Response:
-    services = request.app.state.services
+    services = services_of(request)
     runtime = services.runtime()
     server = runtime.config.server
     check_webhook_auth(request, runtime.config.auth)
@@ -74,7 +75,7 @@ async def _handle(request: Request, source: Source) -> Response:
 async def _store(
     request: Request, source: Source, server: ServerConfig, ticket: Ticket
 ) -> Response:
-    services = request.app.state.services
+    services = services_of(request)
     body = await read_body(request, server.max_body_size)
     try:
         parsed = parse_webhook(body, source, services.clock.now(), server.max_alerts_per_request)

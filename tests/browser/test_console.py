@@ -167,7 +167,8 @@ def test_overview_at_phone_width_has_no_horizontal_scroll(console: Console, brow
     context = browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=1)
     page = context.new_page()
     try:
-        for path in ("/", "/alerts", "/dead-letters", "/routes?labels=alertname%3DDiskFull"):
+        fp = http_json("GET", console.url + "/api/v1/alerts?state=firing&limit=1")["alerts"][0]["fingerprint"]
+        for path in ("/", "/alerts", f"/alerts/{fp}", "/dead-letters", "/routes?labels=alertname%3DDiskFull%0Aseverity%3Dcritical", "/audit"):
             page.goto(console.url + path)
             widths = page.evaluate("[document.documentElement.scrollWidth, document.documentElement.clientWidth]")
             assert widths[0] <= widths[1], f"{path}: content {widths[0]} px wide in a {widths[1]} px viewport"
@@ -192,7 +193,7 @@ def test_unnamed_control_detector() -> None:
 def test_every_page_names_every_control(console: Console, page: Any) -> None:
     post(console, firing("AccessibleAlert", instance="a11y-1"))
     fp = http_json("GET", console.url + "/api/v1/alerts?state=firing")["alerts"][0]["fingerprint"]
-    paths = ["/", "/alerts", f"/alerts/{fp}", "/dead-letters", "/routes?labels=alertname%3DX%0Aseverity%3Dcritical", "/alerts/nonexistent"]
+    paths = ["/", "/alerts", f"/alerts/{fp}", "/dead-letters", "/routes?labels=alertname%3DX%0Aseverity%3Dcritical", "/audit", "/alerts/nonexistent"]
     for signed_in in (False, True):
         if signed_in:
             page.goto(console.url + "/dead-letters")

@@ -154,7 +154,7 @@ def test_serve_on_the_builtin_defaults_and_status(tmp_path: Path) -> None:
 
 
 def test_serve_takes_config_database_host_and_port_from_the_environment(tmp_path: Path) -> None:
-    """SPEC §1: ALERTRELAY_CONFIG, _DATABASE_URL, _HOST, _PORT, _LOG_LEVEL without flags."""
+    """ALERTRELAY_CONFIG, _DATABASE_URL, _HOST, _PORT, _LOG_LEVEL without flags."""
     port = free_port()
     config = tmp_path / "env.yml"
     config.write_text("route: {receiver: from-env}\nreceivers: [{name: from-env, log_configs: [{}]}]\n")

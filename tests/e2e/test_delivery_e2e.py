@@ -45,7 +45,7 @@ def post(url: str, payload: object) -> None:
 @pytest.mark.parametrize(
     ("failpoint", "sends_before_crash"),
     [("after_send_before_mark", 1), ("after_claim_commit", 0)],
-    ids=["CRASH-02", "CRASH-03"],
+    ids=["killed-after-send", "killed-after-claim"],
 )
 def test_kill_mid_delivery_loses_nothing(tmp_path: Path, db_url: str, failpoint: str, sends_before_crash: int) -> None:
     pd = FakePagerDuty()

@@ -227,7 +227,7 @@ async def test_replay_of_an_unknown_id_fails_clearly(db_url: str) -> None:
 
 
 async def test_replay_of_a_superseded_trigger_is_refused(db_url: str, tmp_path: Path) -> None:
-    """DLQ-04 through the command: a dead trigger whose alert resolved since stays dead."""
+    """Through the command: a dead trigger whose alert resolved since stays dead."""
     async with relay(db_url) as (app, client, pd, hook, text):
         pd.script(Reply(400, "bad"))
         await fire(client, "Gone")

@@ -1,4 +1,4 @@
-"""Outbox delivery against local sinks, on SQLite and PostgreSQL (reliability.md §2)."""
+"""Outbox delivery against local sinks, on SQLite and PostgreSQL."""
 
 import asyncio
 import time
@@ -257,7 +257,7 @@ async def test_dlq_01_exhaustion_and_dlq_02_replay_once(db_url: str) -> None:
 
 
 async def test_concurrent_replays_requeue_once(db_url: str) -> None:
-    """DLQ-03: two admin calls for the same id at once."""
+    """Two admin calls for the same id at once."""
     async with setup(db_url, max_attempts=1) as (app, client, pd, hook, clock):
         pd.script(Reply(500))
         await fire(client)
@@ -268,7 +268,7 @@ async def test_concurrent_replays_requeue_once(db_url: str) -> None:
 
 
 async def test_stale_dead_trigger_is_not_replayed(db_url: str) -> None:
-    """DLQ-04: a dead trigger whose alert since resolved would open an orphan incident."""
+    """A dead trigger whose alert since resolved would open an orphan incident."""
     async with setup(db_url, max_attempts=1) as (app, client, pd, hook, clock):
         pd.script(Reply(500))
         await fire(client)
@@ -323,7 +323,7 @@ async def test_obx_02_zombie_worker_cannot_overwrite(db_url: str) -> None:
 
 
 async def test_poison_notifier_error_keeps_the_loop_alive(db_url: str) -> None:
-    """CRASH-04: the row records a failed attempt; the others still go out."""
+    """A notifier that raises: the row records a failed attempt; the others still go out."""
     async with setup(db_url) as (app, client, pd, hook, clock):
         pd.script(Reply(202, b"\xff" * 10, headers={"Content-Type": "application/json"}))
         for i in range(5):
@@ -334,7 +334,7 @@ async def test_poison_notifier_error_keeps_the_loop_alive(db_url: str) -> None:
 
 
 async def test_redirects_are_not_followed(db_url: str) -> None:
-    """SINK-14 / SEC-08: a 3xx is a failure, and its target is never contacted."""
+    """A 3xx is a failure, and its target is never contacted."""
     canary = WebhookSink()
     with serve(canary) as canary_url:
         async with setup(db_url) as (app, client, pd, hook, clock):
@@ -425,7 +425,7 @@ async def test_new_rows_wake_a_loop_that_would_poll_once_a_minute(db_url: str) -
 
 
 async def test_secrets_never_reach_logs_database_api_or_metrics(db_url: str, caplog: pytest.LogCaptureFixture) -> None:
-    """SEC-11: canary routing key, URL path and token through failures and retries."""
+    """Secrets never leak: canary routing key, URL path and token through failures and retries."""
     from tests.sinks import ECHO
 
     pd, hook = FakePagerDuty(), WebhookSink()

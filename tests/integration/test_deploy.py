@@ -70,7 +70,7 @@ def test_dashboard_queries_use_only_exported_metrics() -> None:
         for target in panel["targets"]:
             used.update(_NAME.findall(target["expr"]))
     assert used and used <= exported, used - exported
-    # Every family of SPEC §5 is on the dashboard but build_info (used for the instance picker).
+    # Every documented metric family is on the dashboard but build_info (used for the instance picker).
     families = {n.removesuffix("_bucket") for n in used}
     for name in ["alertrelay_webhooks_total", "alertrelay_alerts_received_total", "alertrelay_alerts_deduplicated_total",
                  "alertrelay_alert_transitions_total", "alertrelay_alerts_flapping", "alertrelay_notifications_total",

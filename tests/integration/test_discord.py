@@ -1,6 +1,6 @@
 """Discord webhooks against a local fake that checks Discord's own limits.
 
-``FakeDiscord`` answers like Discord (protocols.md §3.4): 200 with a message
+``FakeDiscord`` answers like Discord: 200 with a message
 object for ``?wait=true``, and 400 ``Invalid Form Body`` (code 50035) when a
 text limit or the 6,000-character embed total is broken, counting text
 trimmed as Discord does. Every request's raw path and query are recorded.

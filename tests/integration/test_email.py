@@ -3,10 +3,9 @@
 The conformance table is HTTP-only, so email has its own: the exact message
 and envelope the server receives, TLS (STARTTLS required by default, implicit
 TLS, certificates verified against a trustme CA), credentials only ever over
-TLS, SMTP replies mapped to retry or dead-letter (reliability.md SINK-12,
-SINK-13), a stable Message-ID across retries, no secret in any error
-(SEC-11), no header injection through alert data (SEC-13), and escaped HTML
-(SEC-14).
+TLS, SMTP replies mapped to retry or dead-letter, a stable Message-ID across
+retries, no secret in any error, no header injection through alert data, and
+escaped HTML.
 """
 
 import asyncio
@@ -119,7 +118,7 @@ class Recorder:
         if self.data_delay:
             await asyncio.sleep(self.data_delay)
         if reply == DROP:
-            # The message is in, the answer never comes (SINK-12).
+            # The message is in, the answer never comes.
             server.transport.close()
             await asyncio.sleep(5)  # cancelled when the connection is lost
         if reply.startswith("250"):
@@ -515,7 +514,7 @@ async def test_headers_that_only_look_reserved_are_sent(ctx: BuildContext) -> No
 
 
 async def test_header_injection_through_labels_and_headers(ctx: BuildContext) -> None:
-    """SEC-13: CR/LF in a label (used in the Subject) or a configured header adds no header."""
+    """CR/LF in a label (used in the Subject) or a configured header adds no header."""
     evil = "DiskFull\r\nBcc: x@example.invalid"
     labels = {"alertname": evil, "severity": "critical\nBcc: y@example.invalid", "team": "a\rb"}
     annotations = {"summary": "s\r\n\r\nInjected body\r\nBcc: z@example.invalid", "description": "d"}
@@ -549,7 +548,7 @@ async def test_header_injection_through_labels_and_headers(ctx: BuildContext) ->
 
 
 async def test_html_is_autoescaped(ctx: BuildContext) -> None:
-    """SEC-14: label and annotation values are text in the HTML part."""
+    """Label and annotation values are text in the HTML part."""
     labels = {"alertname": "<script>alert(1)</script>", "severity": "critical", "x": '"><img src=x onerror=alert(2)>'}
     annotations = {"summary": "<b>bold</b> & {{ 7*7 }}", "description": "<a href='javascript:alert(3)'>click</a>"}
     n = notifier(config(2525), ctx)
@@ -575,7 +574,7 @@ async def test_starttls_with_a_private_ca_and_auth_after_tls(ctx: BuildContext, 
 
 
 async def test_starttls_is_required_by_default(ctx: BuildContext, ca_file: str) -> None:
-    """SINK-13: a server that does not offer STARTTLS gets no message and no credentials."""
+    """A server that does not offer STARTTLS gets no message and no credentials."""
     with smtp_server(auth_require_tls=False) as (rec, port):  # offers AUTH in the clear, no STARTTLS
         raw = {"to": TO, "from": SENDER, "smarthost": f"127.0.0.1:{port}", "auth_username": USER, "auth_password": PASSWORD, "tls_ca_file": ca_file}
         n = notifier(EmailConfig.model_validate(raw), ctx)
@@ -666,7 +665,7 @@ async def test_a_server_echoing_the_credentials_is_redacted(ctx: BuildContext, c
         assert "<redacted>" in e.message
 
 
-# ------------------------------------------------------------------ SMTP replies (SINK-12, SINK-13)
+# ------------------------------------------------------------------ SMTP replies
 
 
 async def deliver(n: Notifier, m: Message, max_attempts: int = 5) -> tuple[int, list[DeliveryError]]:

@@ -316,7 +316,7 @@ async def test_label_values_cannot_mention_or_link(sink: ChatSink, url: str) -> 
         "<b>amp</b>: a &amp;amp; b",
         '<b>html</b>: &lt;a href="https://evil.example"&gt;x&lt;/a&gt;&lt;font color="red"&gt;y&lt;/font&gt;',
         "<b>link</b>: &lt;https://evil.example/steal|click here&gt;",
-        "<b>tpl</b>: {{ 7*7 }}",  # literal, never rendered (SEC-10)
+        "<b>tpl</b>: {{ 7*7 }}",  # literal, never rendered
     ]
     assert widgets(msg)[0]["decoratedText"]["text"] == "ping &lt;users/all&gt;"
     assert widgets(msg)[1]["textParagraph"]["text"] == "&lt;b&gt;bold?&lt;/b&gt;<br>&lt;users/123&gt;"

@@ -107,7 +107,7 @@ async def test_a_compressed_answer_is_not_asked_for() -> None:
 
 @pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
 async def test_redirects_are_not_followed(status: int) -> None:
-    """SEC-08: the Location target never hears from us, and the 3xx is a dead end."""
+    """Redirects: the Location target never hears from us, and the 3xx is a dead end."""
     sink, target = WebhookSink(), WebhookSink()
     with serve(target) as target_url, serve(sink) as sink_url:
         sink.script(Reply(status, "", headers={"Location": f"{target_url}/stolen"}))
@@ -175,7 +175,7 @@ PROXY_VARS = ["HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_pro
 
 
 async def test_proxy_variables_of_the_environment_are_ignored(monkeypatch: pytest.MonkeyPatch) -> None:
-    """SEC-09: HTTP(S)_PROXY/ALL_PROXY must not send alerts (and their URLs) elsewhere."""
+    """HTTP(S)_PROXY/ALL_PROXY must not send alerts (and their URLs) elsewhere."""
     sink = WebhookSink()
     with fake_proxy() as proxy, serve(sink) as sink_url:
         for var in ("NO_PROXY", "no_proxy"):

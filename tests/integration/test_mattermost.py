@@ -1,4 +1,4 @@
-"""Mattermost incoming webhooks against a local fake Mattermost (reference/protocols.md §3.5).
+"""Mattermost incoming webhooks against a local fake Mattermost.
 
 The fake answers ``ok`` like Mattermost, refuses what Mattermost cannot parse
 with its JSON error, and refuses a post over 16,383 characters (the real

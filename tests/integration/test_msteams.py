@@ -2,7 +2,7 @@
 
 The exact request, Markdown escaping of alert data, the 28 KB limit, the
 flapping notice, title/text overrides, and the answers Teams gives,
-including a 2xx whose body reports a failure (reliability.md SINK-10).
+including a 2xx whose body reports a failure.
 """
 
 import asyncio
@@ -327,7 +327,7 @@ async def test_label_values_cannot_inject_markdown(sink: TeamsSink, url: str) ->
         "heading": "\\# Pwned",
         "link": "\\[click me\\]\\(https://evil.example/steal\\)",
         "list": "\\- one",
-        "tpl": "{{ 7\\*7 }}",  # literal, never rendered (SEC-10)
+        "tpl": "{{ 7\\*7 }}",  # literal, never rendered
     }
     for text in texts(card):
         # No unescaped link syntax, emphasis or code anywhere Teams renders Markdown.
@@ -489,7 +489,7 @@ async def test_destination_secrets_and_rate_limit() -> None:
     assert SIG not in a.destination() and a.destination() != b.destination()
 
 
-# --- SINK-10 through the delivery loop ----------------------------------------------------
+# --- A failure in a 2xx body through the delivery loop ----------------------------------------------------
 
 
 def _app_config(url: str) -> str:

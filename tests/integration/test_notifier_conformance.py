@@ -1,4 +1,4 @@
-"""Every notifier through the same table (ARCHITECTURE rule 6).
+"""Every notifier through the same table (docs/architecture.md, rules of the house).
 
 2xx is sent; 5xx, 408 and 429 are retried (with the sink's Retry-After); any
 other 4xx is dead; a hang is cut by the deadline; a refused connection is
@@ -314,7 +314,7 @@ async def test_connection_refused_is_retryable_and_secret_free(name: str, sinks:
 
 @pytest.mark.parametrize("name", sorted(CASES))
 async def test_huge_answer_is_read_only_in_part(name: str, sinks: dict[str, tuple[Sink, str]]) -> None:
-    """SINK-15: at most 64 KiB of an answer is read."""
+    """At most 64 KiB of an answer is read."""
     async with notifier_for(name, sinks, Reply(500, "x" * 5_000_000)) as (notifier, _):
         with pytest.raises(DeliveryError) as info:
             await notifier.send(message())
@@ -423,7 +423,7 @@ async def test_failed_delivery_through_the_app_stores_and_logs_no_secret(
     smtp_tls: tuple[ssl.SSLContext, str],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """SEC-11 for every registered notifier: a retryable failure, then a dead one."""
+    """No secret in errors, for every registered notifier: a retryable failure, then a dead one."""
     clock = ManualClock(T0 + timedelta(minutes=1))
     async with destination(name, sinks, smtp_tls, "retry", "dead") as dest:
         async with running_app(db_url, app_config(name, dest.entry, max_attempts=3), clock=clock) as (app, client):

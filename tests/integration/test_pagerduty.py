@@ -1,7 +1,6 @@
-"""pagerduty_configs against FakePagerDuty served by uvicorn (reference/protocols.md §2).
+"""pagerduty_configs against FakePagerDuty served by uvicorn.
 
-The exact Events API v2 body for trigger and resolve, the severity mapping of
-SPEC §4, the 1,024-character summary and 512 KB event limits with their
+The exact Events API v2 body for trigger and resolve, the severity mapping, the 1,024-character summary and 512 KB event limits with their
 markers, the dedup_key (per occurrence by default, sha256 of the groupKey
 with ``dedup_by: group``, never over 255 characters), and, through the app on
 SQLite and PostgreSQL, fire then resolve ending with every incident resolved.
@@ -39,7 +38,7 @@ RUNBOOK = "https://runbooks.example.com/diskfull"
 GENERATOR = "http://prometheus:9090/graph?g0.expr=up"
 LABELS = {"alertname": "DiskFull", "severity": "critical", "instance": "db-1", "job": "node", "namespace": "prod"}
 ANNOTATIONS = {"summary": "disk almost full", "description": "92% used on /var"}
-GROUP_KEY_1 = "6b86b273ff34fce19d6b804eff5a3f5747ada4eaa22f1d49c01e52ddb7875b4b"  # sha256("1"), protocols.md §2.5
+GROUP_KEY_1 = "6b86b273ff34fce19d6b804eff5a3f5747ada4eaa22f1d49c01e52ddb7875b4b"  # sha256("1")
 
 
 def message(kind: str = "firing", drop: tuple[str, ...] = (), **changes: Any) -> Message:

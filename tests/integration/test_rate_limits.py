@@ -1,4 +1,4 @@
-"""Rate limits per destination and isolation between destinations (issue 5, OBX-05)."""
+"""Rate limits per destination and isolation between destinations."""
 
 import asyncio
 import threading
@@ -63,7 +63,7 @@ receivers:
 
 
 async def test_a_hanging_destination_does_not_delay_the_others(sqlite_url: str) -> None:
-    """OBX-05: one sink black-holed with notifications queued; the other's still arrive at once."""
+    """One sink black-holed with notifications queued; the other's still arrive at once."""
     stuck, healthy = WebhookSink(), WebhookSink()
     stuck.default = Reply(200, "ok", delay=30)  # type: ignore[misc]
     with serve(stuck) as stuck_url, serve(healthy) as healthy_url:

@@ -1,4 +1,4 @@
-"""Slack incoming webhooks against a local fake Slack (reference/protocols.md §3.1).
+"""Slack incoming webhooks against a local fake Slack.
 
 The fake answers ``ok`` like Slack and enforces the limits Slack documents
 (≤ 50 blocks, section text ≤ 3,000 characters, ~13k characters of blocks),

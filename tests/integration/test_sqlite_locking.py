@@ -1,6 +1,6 @@
 """SQLite as the embedded default: WAL, synchronous=FULL, and BEGIN IMMEDIATE writers.
 
-reliability.md §1.5: a deferred transaction that reads and then writes, while
+A deferred transaction that reads and then writes, while
 another connection holds the write lock, fails at once with "database is
 locked" whatever the busy timeout (SQLite cannot wait without risking a
 deadlock). Writers that take the lock up front (BEGIN IMMEDIATE) wait their

@@ -142,3 +142,57 @@ def test_the_outside_check_catches_a_sibling_folder(tmp_path: Path) -> None:
     finally:
         probe.unlink()
     assert any("parents[3]" in h for h in hits) and any("shared" in h for h in hits)
+
+
+# Documents that live outside the repository (the design notes it was built
+# from): a reader of a clone cannot follow a citation of them. The names are
+# split so this file does not match itself.
+_OUTSIDE = re.compile(
+    "|".join(
+        [
+            "SP" + r"EC\s*§",
+            "SP" + r"EC\.md",
+            r"\b(?:reliability|protocols|landscape|style-anchors|pitfalls)" + r"\.md",
+            "ARCHI" + r"TECTURE(?:\.md| rule)",
+            # the item ids of the reliability catalogue those notes hold
+            r"\b(?:OBX|SEC|DUP|FLAP|SINK|CRASH|IN|ING|TIME|DLQ)" + r"-\d{2}\b",
+        ]
+    )
+)
+_TEXT = {".py", ".md", ".toml", ".yml", ".yaml", ".html", ".txt", ".sh", ".ini", ".cfg", ""}
+
+
+def _citations(path: Path) -> list[str]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (UnicodeDecodeError, OSError):
+        return []
+    return [
+        f"line {n}: {m.group(0)}"
+        for n, line in enumerate(text.splitlines(), 1)
+        for m in _OUTSIDE.finditer(line)
+    ]
+
+
+def _repository_text_files() -> list[Path]:
+    files = [REPO / "README.md", REPO / "pyproject.toml", REPO / "Dockerfile", REPO / ".ci" / "run"]
+    for folder in ("app", "tests", "migrations", "deploy", "docs"):
+        files += [
+            p
+            for p in (REPO / folder).rglob("*")
+            if p.is_file() and p.suffix in _TEXT and ".venv" not in p.parts
+        ]
+    return [p for p in files if p.is_file()]
+
+
+def test_nothing_cites_a_document_outside_the_repository() -> None:
+    offenders = {
+        str(p.relative_to(REPO)): hits for p in _repository_text_files() if (hits := _citations(p))
+    }
+    assert offenders == {}
+
+
+def test_the_citation_check_catches_one(tmp_path: Path) -> None:
+    probe = tmp_path / "probe.py"
+    probe.write_text('"""See ' + "SP" + 'EC §4 and reliability' + '.md OBX' + '-05."""\n')
+    assert len(_citations(probe)) == 3

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from app.config.compiled import build_runtime
+from app.config.compiled import compile_config
 from app.config.model import (
     BUILTIN_CONFIG,
     ConfigError,
@@ -39,7 +39,7 @@ def test_example_config_is_valid_with_its_variables() -> None:
         "TEAMS_WEBHOOK_URL": "https://example.logic.azure.com/workflows/1",
     }
     loaded = parse_config(example_config_text(), "example", env)
-    rt = build_runtime(loaded)
+    rt = compile_config(loaded)
     assert rt.route({"alertname": "X", "severity": "critical"}).receivers == ("page",)
     assert rt.route({"alertname": "Watchdog", "severity": "none"}).receivers == ("blackhole",)
     assert rt.route({"alertname": "X"}).receivers == ("chat",)
@@ -176,7 +176,7 @@ receivers:
     webhook_configs: [{url: "http://127.0.0.1:1/hook", token: s3cret}]
     log_configs: [{stream: stderr}]
 """
-    rt = build_runtime(parse_config(text, "t", {}))
+    rt = compile_config(parse_config(text, "t", {}))
     names = [i.name for i in rt.receivers["all"]]
     assert names == [
         "pagerduty", "opsgenie", "email", "slack", "msteams", "googlechat", "discord", "mattermost", "webhook", "log",
@@ -208,7 +208,7 @@ route:
           flapping: {enabled: false}
 receivers: [{name: root}]
 """
-    rt = build_runtime(parse_config(text, "t", {}))
+    rt = compile_config(parse_config(text, "t", {}))
     child = rt.route({"team": "db"}).options
     assert child is not None and child.flap.enter_score == 6 and child.flap.half_life_s == 600 and child.renotify_s == 0
     grandchild = rt.route({"team": "db", "alertname": "Watchdog"})

@@ -1,4 +1,4 @@
-"""Fingerprint vectors from reference/protocols.md §1.4 and the real 0.25 payloads."""
+"""Fingerprint vectors from Alertmanager's own tests and the real 0.25 payloads."""
 
 import json
 from pathlib import Path

@@ -1,5 +1,5 @@
-"""FLAP-02 as a property: duplicates and reordered replays never change the outcome;
-and the PagerDuty contract of SPEC §4 holds whatever the flap did.
+"""Flap detection as a property: duplicates and reordered replays never change the outcome;
+and the PagerDuty contract holds whatever the flap did.
 
 A random flap history is applied once cleanly, once with every webhook
 repeated one to three times and with firing/resolved of the same occurrence
@@ -7,15 +7,18 @@ arriving in either order (as an HA pair and retries deliver them). Both runs
 must record the same transitions, the same score and the same flapping flag.
 """
 
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.core.dedup import Position, decide
-from app.core.domain import Alert, NoticeKind, Status
+from app.core.domain import Alert, AlertRecord, NoticeKind, Source, Status, Webhook
 from app.core.flapping import FlapParams, FlapState, score_at
-from app.core.notices import AlertNoticeState, Notice, plan_edges, plan_reminder, plan_sweep
+from app.core.lifecycle import RouteOptions, on_alert, on_reminder, on_sweep
+from app.core.notices import Notice
+from app.core.routing import Route, RouteResult
+from app.core.runbooks import NO_RUNBOOK, Runbook
 
 F, R = Status.FIRING, Status.RESOLVED
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -24,10 +27,29 @@ FP = "00000000000000ff"
 Event = tuple[Status, datetime, datetime | None]  # status, startsAt, endsAt
 
 
+WEBHOOK = Webhook(Source.ALERTMANAGER, [], T0)
+
+
+class Rules:
+    """One route with the run's flap parameters; no runbooks."""
+
+    def __init__(self, params: FlapParams) -> None:
+        self.options = RouteOptions(params, renotify_s=3600)
+
+    def route(self, labels: Mapping[str, str]) -> RouteResult[RouteOptions]:
+        return RouteResult((Route("team", options=self.options),), ("team",))
+
+    def runbook(self, labels: Mapping[str, str], annotations: Mapping[str, str]) -> Runbook:
+        return NO_RUNBOOK
+
+
 class Run:
+    """Feeds one alert's webhooks, sweeps and reminders through the life cycle."""
+
     def __init__(self, params: FlapParams) -> None:
         self.params = params
-        self.state: AlertNoticeState | None = None
+        self.rules = Rules(params)
+        self.state: AlertRecord | None = None
         self.edges: set[tuple[datetime, Status]] = set()
         self.notices: list[str] = []
         self.planned: list[Notice] = []  # this run's notices not yet handed to a sink
@@ -35,24 +57,34 @@ class Run:
     def apply(self, event: Event, now: datetime) -> None:
         status, starts, ends = event
         alert = Alert(FP, {"a": "b"}, {}, status, starts, ends)
-        stored = Position(self.state.status, self.state.occurrence) if self.state else None
-        d = decide(stored, alert, now)
-        if self.state is None:
-            self.state = AlertNoticeState(status, starts, None, FlapState())
-        plan = plan_edges(FP, self.state, d.edges, self.params)
-        for record in plan.records:
-            key = (record.edge.occurrence, record.edge.to_status)
+        step = on_alert(self.state, alert, WEBHOOK, self.rules, now)
+        self.state = step.record
+        for transition in step.transitions:
+            key = (transition.occurrence, transition.to_status)
             assert key not in self.edges  # no transition is ever recorded twice
             self.edges.add(key)
-        self.notices += [n.kind.value for n in plan.notices]
-        self.planned += plan.notices
+        self.notices += [n.kind.value for n in step.notices]
+        self.planned += step.notices
+
+    def sweep(self, at: datetime) -> Notice | None:
+        assert self.state is not None
+        step = on_sweep(self.state, self.rules.options, at)
+        self.state = step.record
+        return step.notices[0] if step.notices else None
+
+    def remind(self, at: datetime) -> Notice | None:
+        assert self.state is not None
+        step = on_reminder(self.state, self.rules.options, at)
+        self.state = step.record
+        return step.notices[0] if step.notices else None
 
     def finish(self, at: datetime) -> tuple[bool, float]:
-        assert self.state is not None
-        notice = plan_sweep(FP, self.state, self.params, at)
+        notice = self.sweep(at)
         if notice is not None:
             self.notices.append(notice.kind.value)
-        return self.state.flap.flapping, score_at(self.state.flap, at, self.params)
+        assert self.state is not None
+        flap = FlapState(self.state.flap_score, self.state.flap_score_at, self.state.flapping)
+        return self.state.flapping, score_at(flap, at, self.params)
 
 
 @st.composite
@@ -142,7 +174,7 @@ def test_a_flap_always_ends_with_one_stable_notice(history: list[Event], delays:
     end = max((e[2] or e[1]) for e in history)
     for minute in range(0, 24 * 60, 1):  # sweep every minute for a day
         run.finish(end + timedelta(minutes=minute))
-    assert run.state is not None and not run.state.flap.flapping
+    assert run.state is not None and not run.state.flapping
     assert run.notices.count("flapping") == run.notices.count("stable")
 
 
@@ -162,10 +194,10 @@ class PagerDuty:
             self.open.add(notice.dedup_key)
 
 
-def check_incidents(state: AlertNoticeState, pd: PagerDuty) -> None:
-    """The contract of SPEC §4 at every step: one incident open exactly while the
+def check_incidents(state: AlertRecord, pd: PagerDuty) -> None:
+    """The incident contract at every step: one incident open exactly while the
     alert fires or flaps (the flapping notice holds one open), none otherwise."""
-    if state.status is Status.FIRING or state.flap.flapping:
+    if state.status is Status.FIRING or state.flapping:
         assert pd.open == {state.incident_key}, (state, pd.open)
     else:
         assert pd.open == set(), (state, pd.open)
@@ -195,7 +227,6 @@ def test_no_incident_left_open_for_a_resolved_alert_and_none_closed_while_it_fir
     every step) with an incident open exactly when the alert is firing."""
     stream = replayed(history, repeats, swaps)
     run, pd = Run(params), PagerDuty()
-    reminder_count = 0
     now = T0
     for step, (event, at) in enumerate(deliver(stream, delays + delays)):
         run.apply(event, at)
@@ -206,23 +237,22 @@ def test_no_incident_left_open_for_a_resolved_alert_and_none_closed_while_it_fir
         now = at
         # The sweeper runs between webhooks, zero to three times, a minute apart.
         for k in range(sweeps[step % len(sweeps)]):
-            swept = plan_sweep(FP, run.state, params, now + timedelta(minutes=k + 1))
+            swept = run.sweep(now + timedelta(minutes=k + 1))
             if swept is not None:
                 pd.deliver(swept)
         if reminders[step % len(reminders)]:
-            reminder_count += 1
-            reminder = plan_reminder(FP, run.state, reminder_count)
+            reminder = run.remind(now)
             if reminder is not None:
                 pd.deliver(reminder)
         check_incidents(run.state, pd)
     # Then a long quiet spell: every flap calms down and the end state holds.
     assert run.state is not None
     for minute in range(1, 24 * 60, 5):
-        swept = plan_sweep(FP, run.state, params, now + timedelta(minutes=minute))
+        swept = run.sweep(now + timedelta(minutes=minute))
         if swept is not None:
             pd.deliver(swept)
         check_incidents(run.state, pd)
-    assert not run.state.flap.flapping
+    assert not run.state.flapping
     last = history[-1]
     assert run.state.status is last[0]
     assert (pd.open == set()) is (last[0] is Status.RESOLVED)

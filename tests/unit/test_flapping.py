@@ -1,4 +1,4 @@
-"""The decayed transition score with hysteresis: reference/protocols.md §5.4."""
+"""The decayed transition score with hysteresis (RFC 2439 style)."""
 
 import math
 from datetime import UTC, datetime, timedelta

@@ -7,13 +7,15 @@ import sys
 from pathlib import Path
 
 from app.cli.main import describe_routes
-from app.config.compiled import build_runtime
+from app.config.compiled import compile_config
 from app.config.model import parse_config
 from tests.conftest import running_app
 from tests.helpers import JSON
 
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
+# The per-integration reference lives in docs/; its examples are checked too.
+INTEGRATIONS = (ROOT / "docs" / "integrations.md").read_text()
 
 
 def blocks(lang: str, section: str | None = None) -> list[str]:
@@ -21,6 +23,16 @@ def blocks(lang: str, section: str | None = None) -> list[str]:
     if section is not None:  # only the blocks of one "## " section
         text = README.split(f"\n## {section}\n", 1)[1].split("\n## ", 1)[0]
     return re.findall(rf"```{lang}\n(.*?)```", text, re.S)
+
+
+def doc_blocks(lang: str) -> list[str]:
+    return re.findall(rf"```{lang}\n(.*?)```", INTEGRATIONS, re.S)
+
+
+def test_readme_links_every_document_in_docs() -> None:
+    docs = sorted(p.name for p in (ROOT / "docs").glob("*.md"))
+    assert "integrations.md" in docs
+    assert [d for d in docs if f"docs/{d}" not in README] == []
 
 
 def with_secret_files(yaml_block: str, tmp_path: Path) -> str:
@@ -66,7 +78,7 @@ async def test_quick_start_payload_and_fingerprint(sqlite_url: str) -> None:
 
 
 def test_small_config_is_valid_and_routes_as_documented(tmp_path: Path) -> None:
-    runtime = build_runtime(parse_config(small_config(tmp_path), "README", {}))
+    runtime = compile_config(parse_config(small_config(tmp_path), "README", {}))
     info = describe_routes(runtime, {"alertname": "DiskFull", "severity": "critical"})
     assert [r["receiver"] for r in info["receivers"]] == ["page"]
     assert info["runbook"] == {"url": "https://wiki.example.com/storage#DiskFull", "source": "runbooks.rules[0]"}
@@ -129,7 +141,7 @@ async def test_webhook_payload_example_is_what_is_sent(sqlite_url: str) -> None:
 
     from tests.sinks import WebhookSink, serve
 
-    (documented,) = [json.loads(b) for b in blocks("json") if '"version": "alertrelay/1"' in b]
+    (documented,) = [json.loads(b) for b in doc_blocks("json") if '"version": "alertrelay/1"' in b]
     quick = re.search(r"<<'EOF'\n(.*?)\nEOF", blocks("sh")[2], re.S)
     assert quick is not None
     sink = WebhookSink()
@@ -155,8 +167,8 @@ def test_one_receiver_of_each_kind_loads(tmp_path: Path) -> None:
     from app.delivery.preview import render_requests
     from app.notifiers import CONFIG_MODELS
 
-    (block,) = [b for b in blocks("yaml", "Integrations") if "name: everything" in b]
-    runtime = build_runtime(parse_config(with_secret_files(block, tmp_path), "README", {}))
+    (block,) = [b for b in doc_blocks("yaml") if "name: everything" in b]
+    runtime = compile_config(parse_config(with_secret_files(block, tmp_path), "README", {}))
     integrations = runtime.receivers["everything"]
     assert [i.name for i in integrations] == [name for name, _ in CONFIG_MODELS.values()]
     rendered = render_requests(runtime, {"alertname": "DiskFull", "severity": "critical"}, {"summary": "full"})
@@ -165,7 +177,7 @@ def test_one_receiver_of_each_kind_loads(tmp_path: Path) -> None:
 
 
 def test_template_example_compiles(tmp_path: Path) -> None:
-    (block,) = [b for b in blocks("yaml", "Integrations") if b.startswith("slack_configs:")]
+    (block,) = [b for b in doc_blocks("yaml") if b.startswith("slack_configs:")]
     indented = "\n".join("    " + line for line in block.splitlines())
     text = f"route: {{receiver: r}}\nreceivers:\n  - name: r\n{indented}\n"
     loaded = parse_config(with_secret_files(text, tmp_path), "README", {})

@@ -16,7 +16,7 @@ from app.core.retry import (
 )
 
 NOW = datetime(2026, 11, 21, 19, 16, 43, tzinfo=UTC)
-# The defaults of SPEC §3, except a 60 s cap so the cap shows within ten attempts.
+# The documented defaults, except a 60 s cap so the cap shows within ten attempts.
 POLICY = RetryPolicy(max_attempts=10, max_age_s=3600, initial_backoff_s=1, max_backoff_s=60, max_retry_after_s=600)
 
 

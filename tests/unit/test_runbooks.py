@@ -2,7 +2,7 @@
 
 import pytest
 
-from app.config.compiled import build_runtime
+from app.config.compiled import compile_config
 from app.config.model import parse_config
 
 CONFIG = """
@@ -22,7 +22,7 @@ receivers: [{name: r}]
 
 @pytest.fixture(scope="module")
 def runtime():  # type: ignore[no-untyped-def]
-    return build_runtime(parse_config(CONFIG, "t", {}))
+    return compile_config(parse_config(CONFIG, "t", {}))
 
 
 @pytest.mark.parametrize(
@@ -50,7 +50,7 @@ def test_resolution_table(runtime, labels, annotations, url, source) -> None:  #
 
 
 def test_no_default_no_rule_gives_none() -> None:
-    rt = build_runtime(parse_config("route: {receiver: r}\nreceivers: [{name: r}]", "t", {}))
+    rt = compile_config(parse_config("route: {receiver: r}\nreceivers: [{name: r}]", "t", {}))
     got = rt.runbook({"alertname": "X"}, {})
     assert (got.url, got.source) == (None, "none")
 

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.config.compiled import build_runtime
+from app.config.compiled import compile_config
 from app.config.model import parse_config
 from app.core.domain import Alert, AlertRecord, NoticeKind, Source, Status, Webhook
 from app.ingest.service import plan_batch
@@ -20,7 +20,7 @@ from app.ingest.wire import ParsedWebhook
 F, R = Status.FIRING, Status.RESOLVED
 T0 = datetime(2026, 6, 1, tzinfo=UTC)
 FP = "00000000000000aa"
-RUNTIME = build_runtime(
+RUNTIME = compile_config(
     parse_config(
         """
 flapping: {enabled: false}

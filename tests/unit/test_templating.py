@@ -1,4 +1,4 @@
-"""Operator templates cannot escape the sandbox or hang a worker (reliability.md SEC-10).
+"""Operator templates cannot escape the sandbox or hang a worker.
 
 The escapes are the published payload styles: ``str.format`` reaching
 attributes (CVE-2016-10745), ``str.format_map`` (CVE-2019-10906), an indirect

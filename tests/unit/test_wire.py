@@ -28,21 +28,21 @@ GOOD = am_webhook([am_alert({"alertname": "A"})])
 @pytest.mark.parametrize(
     "raw",
     [
-        b"",  # IN-01 empty
+        b"",  # empty
         b"   \n",
         b'{"version": "4", "alerts": [',  # truncated
         body(GOOD) + b"garbage",  # trailing garbage
         b"\xef\xbb\xbf" + body(GOOD),  # BOM
         b"\xff\xfe{}",  # not UTF-8
-        b"[" * 1_000 + b"]" * 1_000,  # IN-02 deep nesting
+        b"[" * 1_000 + b"]" * 1_000,  # deep nesting
         b"[" * 100_000 + b"]" * 100_000,
         b'{"a":' * 5000 + b"1" + b"}" * 5000,
-        b'{"version": "4", "alerts": [], "n": ' + b"9" * 4301 + b"}",  # IN-03 huge int
-        b'{"version": "4", "alerts": [], "n": NaN}',  # IN-04
+        b'{"version": "4", "alerts": [], "n": ' + b"9" * 4301 + b"}",  # huge int
+        b'{"version": "4", "alerts": [], "n": NaN}',  # NaN
         b'{"version": "4", "alerts": [], "n": Infinity}',
         b'{"version": "4", "alerts": [], "n": -Infinity}',
         b'{"version": "4", "alerts": [], "n": 1e999999}',  # overflows to inf silently otherwise
-        b'{"version": "4", "version": "4", "alerts": []}',  # IN-07 duplicate keys
+        b'{"version": "4", "version": "4", "alerts": []}',  # duplicate keys
     ],
 )
 def test_malformed_json_is_400(raw: bytes) -> None:
@@ -59,7 +59,7 @@ def refusal(raw: bytes) -> str:
 @pytest.mark.parametrize(
     "number",
     [
-        b"0." + b"1" * 1_000_000,  # IN-03: 10**6-digit fraction
+        b"0." + b"1" * 1_000_000,  # a 10**6-digit fraction
         b"9" * 4301,  # past CPython's int digit limit
         b"1" * (MAX_NUMBER_CHARS + 1),  # far below it: still refused by our own cap
         b"-0." + b"0" * MAX_NUMBER_CHARS + b"1e5",
@@ -88,7 +88,7 @@ def test_depth_cap_is_explicit_and_exact() -> None:
     # depth counts the envelope, then each object and list inside it.
     assert parse(nested(MAX_DEPTH)).webhook.alerts == []
     assert refusal(nested(MAX_DEPTH + 1)) == f"JSON nested too deeply: more than {MAX_DEPTH} levels"
-    # IN-02's depths are refused by the cap before json.loads runs, not by
+    # Deep nesting are refused by the cap before json.loads runs, not by
     # the RecursionError backstop (whose message has no limit in it).
     for depth in (1_000, 5_000, 100_000):
         assert refusal(b"[" * depth + b"]" * depth) == f"JSON nested too deeply: more than {MAX_DEPTH} levels"
@@ -173,7 +173,7 @@ def test_times() -> None:
     assert wh.alerts[0].ends_at is None  # Go's zero time means "not ended"
     assert wh.alerts[1].starts_at == datetime(2026, 11, 21, 19, 16, 43, tzinfo=UTC)
     assert wh.alerts[1].ends_at == datetime(2026, 11, 21, 19, 20, tzinfo=UTC)
-    # No year bound short of datetime's own: reliability.md TIME-02 wants a
+    # No year bound short of datetime's own: the aim is a
     # skewed endsAt of 9999-12-31 accepted, and every datetime sum downstream
     # is taken from the clock's now (event times are clamped to it), which
     # tests/integration/test_ingest.py checks on both databases.
@@ -222,12 +222,12 @@ def test_surrogates_and_nul_become_replacement_characters() -> None:
 
 
 def test_fingerprint_recomputed_and_mismatch_reported() -> None:
-    # Label sets and fingerprints from the vectors of protocols.md §1.4, not
+    # Label sets and fingerprints from Alertmanager's own test vectors, not
     # from app.core.fingerprint, so the expected values are independent of it.
     a = am_alert({"severity": "warning", "job": "foo"})
     a["fingerprint"] = "0000000000000000"
     b = am_alert({"foo": "bar"})
-    del b["fingerprint"]  # IN-11: older senders
+    del b["fingerprint"]  # older senders
     parsed = parse(body(am_webhook([a, b])))
     assert [(m.index, m.sent, m.computed) for m in parsed.mismatches] == [(0, "0000000000000000", "9266ef3da838ad95")]
     assert [x.fingerprint for x in parsed.webhook.alerts] == ["9266ef3da838ad95", "3fff2c2d7595e046"]

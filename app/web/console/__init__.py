@@ -2,7 +2,7 @@
 
 from starlette.routing import BaseRoute, Route
 
-from app.web.console import pages, repair, routes_page, static
+from app.web.console import assets, audit_page, pages, repair, routes_page
 
 routes: list[BaseRoute] = [
     Route("/", pages.overview, methods=["GET"]),
@@ -12,7 +12,8 @@ routes: list[BaseRoute] = [
     Route("/dead-letters/replay-all", repair.replay_all, methods=["POST"]),
     Route("/dead-letters/{id}/replay", repair.replay_one, methods=["POST"]),
     Route("/routes", routes_page.routes_page, methods=["GET"]),
+    Route("/audit", audit_page.audit_page, methods=["GET"]),
     Route("/console/sign-in", repair.sign_in, methods=["POST"]),
     Route("/console/sign-out", repair.sign_out, methods=["POST"]),
-    Route("/static/{name}", static.static_file, methods=["GET"]),
+    Route("/static/{name}", assets.static_file, methods=["GET"]),
 ]

@@ -23,6 +23,7 @@ from starlette.responses import Response
 
 from app.config.model import AuthConfig
 from app.web.guards import HTTPError, check_admin, read_body
+from app.web.state import services_of
 
 CSRF_COOKIE = "alertrelay_csrf"
 CSRF_FIELD = "csrf_token"
@@ -75,11 +76,11 @@ def _same_origin(request: Request) -> bool:
 async def check_csrf(request: Request) -> dict[str, str]:
     """Read the posted form and refuse it (403) unless it came from our own page."""
     media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-    if media != "application/x-www-form-urlencoded":
-        raise HTTPError(415, "a console form is posted as application/x-www-form-urlencoded")
-    # Our forms are a few short fields; the standard library parses them
-    # (no multipart parser needed).
+    # Our forms are a few short url-encoded fields; the standard library parses
+    # them. Anything else cannot carry the token, so it is refused below.
     raw = await read_body(request, FORM_LIMIT)
+    if media != "application/x-www-form-urlencoded":
+        raw = b""
     try:
         pairs = parse_qsl(raw.decode("utf-8"), keep_blank_values=True, max_num_fields=20)
     except (UnicodeDecodeError, ValueError):
@@ -114,7 +115,7 @@ def _sign(key: bytes, expires: int) -> str:
 
 
 def _now(request: Request) -> float:
-    return float(request.app.state.services.clock.now().timestamp())
+    return float(services_of(request).clock.now().timestamp())
 
 
 def admin_state(request: Request, auth: AuthConfig | None) -> str:

@@ -3,17 +3,20 @@
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 
+from app.core.domain import integration_key
 from app.delivery.preview import RenderedRequest, render_integration
 from app.store import console_reads, queries
 from app.store.engine import is_unavailable
 from app.web.console import access
 from app.web.console.view import SEVERITY_ORDER, render
 from app.web.guards import HTTPError
+from app.web.state import services_of
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +25,7 @@ OVERVIEW_ROWS = 50
 PAGE_DEFAULT = 50
 PAGE_MAX = 200
 NOTIFICATIONS_SHOWN = 50
+RESOLVED_WINDOW = timedelta(hours=24)  # the overview counts alerts resolved this recently
 
 Handler = Callable[[Request, float], Awaitable[Response]]
 
@@ -31,7 +35,7 @@ def page(fn: Handler) -> Callable[[Request], Awaitable[Response]]:
 
     async def handler(request: Request) -> Response:
         started = time.perf_counter()
-        services = request.app.state.services
+        services = services_of(request)
         try:
             access.require_read(request, services.runtime().config.auth)
             return await fn(request, started)
@@ -74,7 +78,7 @@ def _limit(request: Request) -> int:
 
 
 def _with_receivers(request: Request, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    runtime = request.app.state.services.runtime()
+    runtime = services_of(request).runtime()
     for item in items:
         item["receivers"] = list(runtime.route(item["labels"]).receivers)
     return items
@@ -87,9 +91,9 @@ def _refresh_seconds(request: Request) -> int:
 
 @page
 async def overview(request: Request, started: float) -> Response:
-    services = request.app.state.services
+    services = services_of(request)
     async with services.db.read() as conn:
-        counts = await console_reads.severity_counts(conn)
+        counts = await console_reads.severity_counts(conn, services.clock.now() - RESOLVED_WINDOW)
         active, more = await console_reads.search_alerts(
             conn,
             state="active",
@@ -121,7 +125,7 @@ async def overview(request: Request, started: float) -> Response:
 
 @page
 async def alert_list(request: Request, started: float) -> Response:
-    services = request.app.state.services
+    services = services_of(request)
     runtime = services.runtime()
     receivers = [r.name for r in runtime.config.receivers]
     state = _choice(request, "state", STATES)
@@ -140,12 +144,6 @@ async def alert_list(request: Request, started: float) -> Response:
             limit=limit,
             cursor=cursor,
         )
-        counts = await console_reads.severity_counts(conn)
-    known = {s for by_sev in counts.values() for s in by_sev if s}
-    severities = sorted(
-        known | set(SEVERITY_ORDER),
-        key=lambda s: (SEVERITY_ORDER.index(s) if s in SEVERITY_ORDER else 99, s),
-    )
     filters = {
         "state": state,
         "severity": severity,
@@ -163,16 +161,16 @@ async def alert_list(request: Request, started: float) -> Response:
         paged=cursor is not None,
         filters=filters,
         states=STATES,
-        severities=severities,
+        severities=SEVERITY_ORDER,
         receivers=receivers,
     )
 
 
 def _rendered(request: Request, note: dict[str, Any]) -> RenderedRequest | None:
     """The request this notification makes with the current config, secrets redacted."""
-    services = request.app.state.services
+    services = services_of(request)
     runtime = services.runtime()
-    key = f"{note['receiver']}/{note['integration']}/{note['integration_index']}"
+    key = integration_key(note["receiver"], note["integration"], note["integration_index"])
     integration = runtime.integrations.get(key)
     if integration is None:
         return None
@@ -195,7 +193,7 @@ def _rendered(request: Request, note: dict[str, Any]) -> RenderedRequest | None:
 
 @page
 async def alert_detail(request: Request, started: float) -> Response:
-    services = request.app.state.services
+    services = services_of(request)
     fingerprint = request.path_params["fingerprint"]
     async with services.db.read() as conn:
         alert = await queries.get_alert(conn, fingerprint)

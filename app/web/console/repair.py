@@ -5,22 +5,26 @@ Actions answer with a redirect to the page that shows their result
 """
 
 import logging
+import re
 from urllib.parse import urlencode
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from app.store import console_reads, outbox
+from app.store import audit, console_reads, outbox
 from app.store.outbox import ReplayStatus
+from app.web.audit import actor_of
 from app.web.console import access
 from app.web.console.pages import page
 from app.web.console.view import render
 from app.web.guards import HTTPError
+from app.web.state import services_of
 
 log = logging.getLogger(__name__)
 
 DEAD_PAGE = 50
 SHOWN_RESULTS = 50  # replayed ids listed on the result page; the rest are counted
+SHOWN_SKIPPED = 10
 
 
 def _count(raw: str) -> int:
@@ -33,7 +37,7 @@ def _ids(raw: str) -> list[int]:
 
 @page
 async def dead_letters(request: Request, started: float) -> Response:
-    services = request.app.state.services
+    services = services_of(request)
     cursor = request.query_params.get("cursor") or None
     replayed = _ids(request.query_params.get("replayed", ""))
     async with services.db.read() as conn:
@@ -50,26 +54,39 @@ async def dead_letters(request: Request, started: float) -> Response:
         paged=cursor is not None,
         watched=watched,
         requeued=_count(params.get("requeued", "")),
-        skipped=params.get("skipped", "")[:400],
+        skipped="; ".join(
+            skipped_text(params.get("skipped", ""), _count(params.get("more_skipped", "")))
+        ),
         admin=access.admin_state(request, services.runtime().config.auth),
     )
 
 
 async def _replay(request: Request, ids: list[int]) -> tuple[list[int], list[str]]:
-    services = request.app.state.services
+    services = services_of(request)
     requeued: list[int] = []
     skipped: list[str] = []
+    actor = actor_of(request)
     for nid in ids:
         async with services.db.write() as conn:
-            result = await outbox.replay(conn, services.db.kind, nid, services.clock.now())
+            now = services.clock.now()
+            result = await outbox.replay(conn, services.db.kind, nid, now)
+            # In the replay's own transaction: no replay without its entry.
+            await audit.record(
+                conn,
+                at=now,
+                actor=actor,
+                action=audit.Action.REPLAY,
+                target=f"notification/{nid}",
+                outcome=result.status.value,
+                details={"via": "console"}
+                | ({"superseded_by": result.superseded_by} if result.superseded_by else {}),
+            )
         if result.status is ReplayStatus.REQUEUED:
             requeued.append(nid)
         elif result.status is ReplayStatus.SUPERSEDED:
-            skipped.append(f"#{nid} superseded by #{result.superseded_by}")
-        elif result.status is ReplayStatus.NOT_FOUND:
-            skipped.append(f"#{nid} not found")
+            skipped.append(f"{nid}:superseded:{result.superseded_by}")
         else:
-            skipped.append(f"#{nid} is not dead (already replayed or delivered)")
+            skipped.append(f"{nid}:{result.status.value}")
     if requeued:
         services.wake_delivery.set()
     log.info("console replay", extra={"requeued": len(requeued), "skipped": len(skipped)})
@@ -77,20 +94,44 @@ async def _replay(request: Request, ids: list[int]) -> tuple[list[int], list[str
 
 
 def _result(requeued: list[int], skipped: list[str]) -> RedirectResponse:
+    # The result page reads ids and status codes back, never free text, so a
+    # crafted link cannot make the page say anything else.
     query = urlencode(
         {
             "replayed": ",".join(str(i) for i in requeued[:SHOWN_RESULTS]),
             "requeued": str(len(requeued)),
-            "skipped": "; ".join(skipped[:10])
-            + (f"; and {len(skipped) - 10} more" if len(skipped) > 10 else ""),
+            "skipped": ",".join(skipped[:SHOWN_SKIPPED]),
+            "more_skipped": str(max(0, len(skipped) - SHOWN_SKIPPED)),
         }
     )
     return RedirectResponse(f"/dead-letters?{query}", status_code=303)
 
 
+_SKIP = re.compile(r"^(\d{1,18}):(superseded|not_found|not_dead)(?::(\d{1,18}))?$")
+
+
+def skipped_text(raw: str, more: int) -> list[str]:
+    """``7:superseded:9,8:not_dead`` as sentences."""
+    out = []
+    for item in raw.split(",")[:SHOWN_SKIPPED]:
+        m = _SKIP.match(item)
+        if m is None:
+            continue
+        nid, status, by = m.groups()
+        if status == "superseded" and by:
+            out.append(f"#{nid} is superseded by #{by} (a later notification for the same alert)")
+        elif status == "not_found":
+            out.append(f"#{nid} was not found")
+        else:
+            out.append(f"#{nid} is not dead (already replayed or delivered)")
+    if more > 0:
+        out.append(f"and {more} more")
+    return out
+
+
 async def _action(request: Request) -> None:
     await access.check_csrf(request)
-    access.require_admin(request, request.app.state.services.runtime().config.auth)
+    access.require_admin(request, services_of(request).runtime().config.auth)
 
 
 @page
@@ -106,7 +147,7 @@ async def replay_one(request: Request, started: float) -> Response:
 @page
 async def replay_all(request: Request, started: float) -> Response:
     await _action(request)
-    services = request.app.state.services
+    services = services_of(request)
     async with services.db.read() as conn:
         ids = await outbox.dead_ids(conn)
     requeued, skipped = await _replay(request, ids)
@@ -116,7 +157,7 @@ async def replay_all(request: Request, started: float) -> Response:
 @page
 async def sign_in(request: Request, started: float) -> Response:
     fields = await access.check_csrf(request)
-    auth = request.app.state.services.runtime().config.auth
+    auth = services_of(request).runtime().config.auth
     target = access.safe_next(fields.get("next"))
     response: Response = RedirectResponse(target, status_code=303)
     if not access.sign_in(request, auth, fields.get("admin_token", ""), response):

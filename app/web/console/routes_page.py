@@ -11,6 +11,7 @@ from app.delivery.preview import render_routed
 from app.web.console.pages import page
 from app.web.console.view import render
 from app.web.guards import HTTPError
+from app.web.state import services_of
 
 KINDS = ("firing", "resolved", "flapping", "stable", "reminder")
 MAX_LABELS = 64
@@ -54,7 +55,7 @@ def parse_pairs(text: str, what: str) -> dict[str, str]:
 
 @page
 async def routes_page(request: Request, started: float) -> Response:
-    services = request.app.state.services
+    services = services_of(request)
     runtime = services.runtime()
     params = request.query_params
     labels_text = params.get("labels", "")[:8000]

@@ -19,6 +19,7 @@ from starlette.responses import HTMLResponse
 
 from app.core.domain import isoformat
 from app.web.console import access
+from app.web.state import services_of
 
 HERE = Path(__file__).resolve().parent
 STATIC = HERE / "static"
@@ -30,13 +31,14 @@ class NavItem:
     title: str
 
 
-# Pages in the navigation bar. Features that add a page (heartbeats, the
-# audit log) append theirs with ``add_nav``.
+# Pages in the navigation bar. Features that add a page (heartbeats)
+# append theirs with ``add_nav``.
 NAV: list[NavItem] = [
     NavItem("/", "Overview"),
     NavItem("/alerts", "Alerts"),
     NavItem("/dead-letters", "Dead letters"),
     NavItem("/routes", "Routes"),
+    NavItem("/audit", "Audit log"),
 ]
 
 
@@ -116,7 +118,7 @@ def render(
     **context: Any,
 ) -> HTMLResponse:
     """Render ``name``; the footer shows the time spent since ``started``."""
-    services = request.app.state.services
+    services = services_of(request)
     now = services.clock.now()
 
     def elapsed_ms() -> str:
