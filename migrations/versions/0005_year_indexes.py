@@ -30,7 +30,9 @@ def upgrade() -> None:
             unique=False,
         )
     with op.batch_alter_table("notifications", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_notifications_status_id"), ["status", "id"], unique=False)
+        batch_op.create_index(
+            batch_op.f("ix_notifications_status_id"), ["status", "id"], unique=False
+        )
 
 
 def downgrade() -> None:

@@ -22,7 +22,9 @@ def plan(db_url: str, stmt: Any, params: dict[str, Any] | None = None) -> str:
     sent: list[tuple[str, Any]] = []
 
     @sa.event.listens_for(engine, "before_cursor_execute")
-    def capture(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
+    def capture(
+        conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool
+    ) -> None:
         sent.append((statement, parameters))
 
     try:
@@ -40,14 +42,18 @@ def test_the_duplicate_fast_path_searches_the_primary_key(sqlite_url: str) -> No
     """Every repeated webhook runs it: a scan cost 200 ms per webhook at 100,000 alerts."""
     now = datetime(2026, 1, 1, tzinfo=UTC)
     keys = [("0123456789abcdef", "firing", now, "h"), ("fedcba9876543210", "firing", now, "h")]
-    shown = plan(sqlite_url, _TOUCH_DUPLICATES, {"keys": keys, "fps": [k[0] for k in keys], "now": now})
+    shown = plan(
+        sqlite_url, _TOUCH_DUPLICATES, {"keys": keys, "fps": [k[0] for k in keys], "now": now}
+    )
     assert "SCAN alerts" not in shown, shown
     assert "SEARCH alerts USING INDEX sqlite_autoindex_alerts_1 (fingerprint=?)" in shown, shown
 
 
 def test_counts_by_state_and_severity_read_an_index_only(sqlite_url: str) -> None:
     a = alerts.c
-    stmt = sa.select(a.status, a.flapping, a.severity, sa.func.count()).group_by(a.status, a.flapping, a.severity)
+    stmt = sa.select(a.status, a.flapping, a.severity, sa.func.count()).group_by(
+        a.status, a.flapping, a.severity
+    )
     shown = plan(sqlite_url, stmt)
     assert "USING COVERING INDEX ix_alerts_status_flapping_severity" in shown, shown
 
