@@ -26,7 +26,6 @@ except ImportError:  # pragma: no cover - the test extra installs it
     sync_playwright = None  # type: ignore[assignment]
 
 
-
 def config(sink_url: str, fragile_url: str) -> str:
     return f"""
 auth:
@@ -61,7 +60,7 @@ class Console:
         self.fragile = fragile
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
     if CHROMIUM is None or sync_playwright is None:
         pytest.skip("chromium or playwright not installed")
@@ -72,10 +71,12 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
             yield Console(proc, sink, fragile)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser() -> Iterator["Browser"]:
     if CHROMIUM is None or sync_playwright is None:
         pytest.skip("chromium or playwright not installed")
+    # Package scope: sync_playwright keeps an event loop running in this thread
+    # while it lives, and later sync tests that call asyncio.run() would fail.
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         yield b

@@ -28,20 +28,50 @@ def runtime():  # type: ignore[no-untyped-def]
 @pytest.mark.parametrize(
     ("labels", "annotations", "url", "source"),
     [
-        ({"alertname": "DiskFull"}, {"runbook_url": "https://own.example/x"}, "https://own.example/x", "annotation"),
-        ({"alertname": "DiskFull"}, {}, "https://wiki.example.com/storage#DiskFull", "runbooks.rules[0]"),
+        (
+            {"alertname": "DiskFull"},
+            {"runbook_url": "https://own.example/x"},
+            "https://own.example/x",
+            "annotation",
+        ),
+        (
+            {"alertname": "DiskFull"},
+            {},
+            "https://wiki.example.com/storage#DiskFull",
+            "runbooks.rules[0]",
+        ),
         (
             {"alertname": "PGDown", "team": "db", "severity": "critical", "instance": "a b&c"},
             {},
             "https://wiki.example.com/db/PGDown?inst=a%20b%26c",
             "runbooks.rules[1]",
         ),
-        ({"alertname": "PGDown", "team": "db", "severity": "warning"}, {}, "https://runbooks.example.com/pgdown", "runbooks.default"),
+        (
+            {"alertname": "PGDown", "team": "db", "severity": "warning"},
+            {},
+            "https://runbooks.example.com/pgdown",
+            "runbooks.default",
+        ),
         # A rule that renders a non-http URL is skipped, never returned.
-        ({"alertname": "X", "team": "broken"}, {}, "https://runbooks.example.com/x", "runbooks.default"),
+        (
+            {"alertname": "X", "team": "broken"},
+            {},
+            "https://runbooks.example.com/x",
+            "runbooks.default",
+        ),
         # A non-http annotation is ignored, and so is whitespace around it.
-        ({"alertname": "Y"}, {"runbook_url": "javascript:alert(1)"}, "https://runbooks.example.com/y", "runbooks.default"),
-        ({"alertname": "Y"}, {"runbook_url": "  https://own.example/y  "}, "https://own.example/y", "annotation"),
+        (
+            {"alertname": "Y"},
+            {"runbook_url": "javascript:alert(1)"},
+            "https://runbooks.example.com/y",
+            "runbooks.default",
+        ),
+        (
+            {"alertname": "Y"},
+            {"runbook_url": "  https://own.example/y  "},
+            "https://own.example/y",
+            "annotation",
+        ),
     ],
 )
 def test_resolution_table(runtime, labels, annotations, url, source) -> None:  # type: ignore[no-untyped-def]
@@ -64,4 +94,7 @@ def test_label_values_are_data_not_templates(runtime) -> None:  # type: ignore[n
 def test_spaces_and_unicode_in_labels_are_percent_encoded(runtime) -> None:  # type: ignore[no-untyped-def]
     got = runtime.runbook({"alertname": "Disk Full ü"}, {})
     assert got.url == "https://wiki.example.com/storage#Disk%20Full%20%C3%BC"
-    assert runtime.runbook({}, {"runbook_url": "https://x.example/a%20b"}).url == "https://x.example/a%20b"
+    assert (
+        runtime.runbook({}, {"runbook_url": "https://x.example/a%20b"}).url
+        == "https://x.example/a%20b"
+    )
