@@ -96,7 +96,9 @@ def test_firing_alert_appears_on_the_overview_within_one_refresh(
     )  # severity as text, receiver
 
 
-def test_filter_open_and_timeline_shows_firing_then_resolved(console: Console, page: Any, images: Path) -> None:
+def test_filter_open_and_timeline_shows_firing_then_resolved(
+    console: Console, page: Any, images: Path
+) -> None:
     post(console, firing("DiskFilling", instance="db-7"), firing("DiskFilling", instance="db-8"))
     page.goto(console.url + "/alerts")
     page.get_by_label("State").select_option("firing")
