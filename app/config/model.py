@@ -8,15 +8,24 @@ of ``check-config`` lists every problem of a phase at once.
 """
 
 import hashlib
+import hmac
 import os
 from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BeforeValidator,
+    Field,
+    SecretStr,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
 from app.config import unresolved
 from app.config.fields import (
@@ -25,24 +34,14 @@ from app.config.fields import (
     Duration,
     FieldError,
     StrictModel,
-    check_http_url,
     secret_from,
 )
+from app.config.globals import GlobalConfig
 from app.config.templating import TemplateSyntaxError, text_env
 from app.config.yamlload import YamlError, join_path, load_yaml
 from app.core.matchers import MatcherError, parse_matchers
 from app.notifiers import CONFIG_MODELS
 from app.notifiers.base import IntegrationConfig
-from app.notifiers.discord import DiscordConfig
-from app.notifiers.email import EmailConfig, connection, parse_smarthost
-from app.notifiers.googlechat import GoogleChatConfig
-from app.notifiers.log import LogConfig
-from app.notifiers.mattermost import MattermostConfig
-from app.notifiers.msteams import MSTeamsConfig
-from app.notifiers.opsgenie import OpsgenieConfig
-from app.notifiers.pagerduty import PagerDutyConfig
-from app.notifiers.slack import SlackConfig
-from app.notifiers.webhook import WebhookConfig
 
 MiB = 1024 * 1024
 
@@ -108,6 +107,31 @@ class DatabaseConfig(StrictModel):
     pool_size: int = Field(default=5, ge=1)
 
 
+def _credential(data: Any, name: str, *, required: bool = False) -> Any:
+    """A configured credential never resolves to nothing (auth never fails open).
+
+    ``webhook_token: ${TOKEN}`` with TOKEN set to "" would otherwise read as
+    "no token" and open the endpoint; an empty ``*_file`` is already refused
+    by :func:`secret_from`.
+    """
+    if not isinstance(data, dict):
+        return data
+    value = data.get(name)
+    if name in data and value is not None and (not isinstance(value, str) or not value.strip()):
+        raise FieldError(
+            name, "is empty: a configured credential must have a value (is its variable set?)"
+        )
+    return secret_from(data, name, required=required)
+
+
+def _not_empty(value: Any) -> Any:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        raise ValueError(
+            "is empty: a configured credential must have a value (is its variable set?)"
+        )
+    return value
+
+
 class BasicAuthConfig(StrictModel):
     username: str
     password: SecretStr
@@ -115,32 +139,93 @@ class BasicAuthConfig(StrictModel):
     @model_validator(mode="before")
     @classmethod
     def _secrets(cls, data: Any) -> Any:
-        return secret_from(data, "password", required=True) if isinstance(data, dict) else data
+        return _credential(data, "password", required=True)
+
+    @field_validator("username")
+    @classmethod
+    def _username(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("is empty: a configured credential must have a value")
+        return value
+
+    def matches(self, decoded: bytes) -> bool:
+        return hmac.compare_digest(
+            decoded, f"{self.username}:{self.password.get_secret_value()}".encode()
+        )
 
 
-class AuthConfig(StrictModel):
-    """Webhook credentials (bearer tokens or basic auth) and the admin token.
+class NamedUser(StrictModel):
+    """One person or script with its own credential, named in the audit log.
 
-    ``webhook_tokens`` lists extra accepted tokens so a token can be rotated
-    without a window where Alertmanager is refused.
+    It authenticates with its bearer ``token``, or with basic auth as
+    ``name`` and ``password``.
     """
 
-    webhook_token: SecretStr | None = None
-    webhook_tokens: list[SecretStr] = []
-    basic_auth: BasicAuthConfig | None = None
-    admin_token: SecretStr | None = None
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._@-]+$")
+    token: SecretStr | None = None
+    password: SecretStr | None = None
 
     @model_validator(mode="before")
     @classmethod
     def _secrets(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            data = secret_from(data, "webhook_token", required=False)
-            data = secret_from(data, "admin_token", required=False)
+        data = _credential(data, "token")
+        data = _credential(data, "password")
+        if isinstance(data, dict) and data.get("token") is None and data.get("password") is None:
+            raise FieldError("token", "required (or token_file, password, password_file)")
+        return data
+
+
+class ReadAuthConfig(StrictModel):
+    """``auth.read``: the credential every read needs (the admin's works too)."""
+
+    token: SecretStr | None = None
+    basic_auth: BasicAuthConfig | None = None
+    users: list[NamedUser] = []
+    # /metrics is read by Prometheus, which may scrape without credentials.
+    metrics: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _secrets(cls, data: Any) -> Any:
+        data = _credential(data, "token")
+        if isinstance(data, dict) and not (
+            data.get("token") or data.get("basic_auth") or data.get("users")
+        ):
+            raise FieldError("token", "required (or token_file, basic_auth or users)")
+        return data
+
+
+class AuthConfig(StrictModel):
+    """Webhook credentials (bearer tokens or basic auth), the admin token, reads.
+
+    ``webhook_tokens`` lists extra accepted tokens so a token can be rotated
+    without a window where Alertmanager is refused. ``admin_users`` are named
+    admin credentials, so the audit log can say who acted.
+    """
+
+    webhook_token: SecretStr | None = None
+    webhook_tokens: list[Annotated[SecretStr, BeforeValidator(_not_empty)]] = []
+    basic_auth: BasicAuthConfig | None = None
+    admin_token: SecretStr | None = None
+    admin_users: list[NamedUser] = []
+    read: ReadAuthConfig | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _secrets(cls, data: Any) -> Any:
+        data = _credential(data, "webhook_token")
+        data = _credential(data, "admin_token")
         return data
 
     def webhook_secrets(self) -> list[bytes]:
         tokens = [self.webhook_token, *self.webhook_tokens]
         return [t.get_secret_value().encode() for t in tokens if t is not None]
+
+    def has_webhook_credential(self) -> bool:
+        return bool(self.webhook_secrets()) or self.basic_auth is not None
+
+    def has_admin_credential(self) -> bool:
+        return self.admin_token is not None or bool(self.admin_users)
 
 
 class RetentionConfig(StrictModel):
@@ -224,41 +309,6 @@ class RunbooksConfig(StrictModel):
         return self
 
 
-class GlobalConfig(StrictModel):
-    smtp_smarthost: str | None = None
-    smtp_from: str | None = None
-    smtp_hello: str = "localhost"
-    smtp_auth_username: str | None = None
-    smtp_auth_password: SecretStr | None = None
-    smtp_require_tls: bool = True
-    pagerduty_url: str = "https://events.pagerduty.com/v2/enqueue"
-    opsgenie_api_url: str = "https://api.opsgenie.com/"
-    # Shown as the "source"/client link of notifications when set.
-    external_url: str | None = None
-    # Outbound HTTP goes through this proxy when set; HTTP(S)_PROXY in the
-    # environment is never used, so nothing redirects alerts by accident.
-    proxy_url: str | None = None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _secrets(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            data = secret_from(data, "smtp_auth_password", required=False)
-        return data
-
-    @model_validator(mode="after")
-    def _check(self) -> "GlobalConfig":
-        check_http_url(self.pagerduty_url, "pagerduty_url")
-        check_http_url(self.opsgenie_api_url, "opsgenie_api_url")
-        if self.external_url is not None:
-            check_http_url(self.external_url, "external_url")
-        if self.proxy_url is not None:
-            check_http_url(self.proxy_url, "proxy_url")
-        if self.smtp_smarthost is not None:
-            parse_smarthost(self.smtp_smarthost, "smtp_smarthost")
-        return self
-
-
 # Alertmanager route keys that make no sense here: grouping and timing are
 # Alertmanager's job upstream. Named explicitly so the error says why.
 _ALERTMANAGER_ONLY_ROUTE_KEYS = (
@@ -309,19 +359,9 @@ class RouteConfig(StrictModel):
         return out
 
 
-class ReceiverConfig(StrictModel):
+class _Receiver(StrictModel):
     name: str = Field(min_length=1)
     delivery: DeliveryOverride | None = None
-    pagerduty_configs: list[PagerDutyConfig] = []
-    opsgenie_configs: list[OpsgenieConfig] = []
-    email_configs: list[EmailConfig] = []
-    slack_configs: list[SlackConfig] = []
-    msteams_configs: list[MSTeamsConfig] = []
-    googlechat_configs: list[GoogleChatConfig] = []
-    discord_configs: list[DiscordConfig] = []
-    mattermost_configs: list[MattermostConfig] = []
-    webhook_configs: list[WebhookConfig] = []
-    log_configs: list[LogConfig] = []
 
     def integrations(self) -> Iterator[tuple[str, str, int, IntegrationConfig]]:
         """Yield (config key, integration name, index, config) in delivery order."""
@@ -329,6 +369,18 @@ class ReceiverConfig(StrictModel):
             entries: list[IntegrationConfig] = getattr(self, key)
             for index, entry in enumerate(entries):
                 yield key, name, index, entry
+
+
+# A receiver lists any of the registered integrations: one `<name>_configs`
+# list per entry of the registry (app/notifiers/__init__.py), in its order.
+if TYPE_CHECKING:
+    ReceiverConfig = _Receiver
+else:
+    ReceiverConfig = create_model(
+        "ReceiverConfig",
+        __base__=_Receiver,
+        **{key: (list[model], []) for key, (_name, model) in CONFIG_MODELS.items()},
+    )
 
 
 class Config(StrictModel):
@@ -547,16 +599,7 @@ def cross_check(config: Config) -> list[str]:
             if entry.delivery is not None:
                 merged_d = config.delivery.merged(receiver.delivery, entry.delivery)
                 errors += [f"{ipath}.delivery.{f}: {m}" for f, m in merged_d.problems()]
-            if isinstance(entry, EmailConfig):
-                if entry.smarthost is None and g.smtp_smarthost is None:
-                    errors.append(f"{ipath}.smarthost: required (or set global.smtp_smarthost)")
-                if entry.from_ is None and g.smtp_from is None:
-                    errors.append(f"{ipath}.from: required (or set global.smtp_from)")
-                if (entry.smarthost or g.smtp_smarthost) and connection(entry, g).plaintext_auth:
-                    errors.append(
-                        f"{ipath}.require_tls: credentials are never sent without TLS; "
-                        "keep require_tls true or use implicit TLS (port 465)"
-                    )
+            errors += [f"{ipath}.{f}: {m}" for f, m in entry.cross_check(g)]
     return errors
 
 

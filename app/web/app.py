@@ -21,6 +21,7 @@ from app.config.settings import Settings, effective
 from app.ops.clock import Clock
 from app.store.audit import ACTOR_SIGNAL, Action
 from app.web import api, audit, console, health, webhook
+from app.web.access import AuthBackoff, ReadGuard, exposure_warnings
 from app.web.audit import record_for as record_audit_for
 from app.web.middleware import RequestMiddleware
 
@@ -73,6 +74,8 @@ def create_app(
                 signal.SIGHUP,
                 lambda: services.tasks.append(asyncio.ensure_future(_reload_on_signal(services))),
             )
+        for warning in exposure_warnings(services.effective.host, loaded.config.auth):
+            log.warning(warning)
         log.info(
             "alertrelay started",
             extra={
@@ -101,9 +104,15 @@ def create_app(
         *health.routes,
         *console.routes,
     ]
-    return Starlette(
+    app = Starlette(
         debug=False,
         routes=routes,
         lifespan=lifespan,
-        middleware=[Middleware(RequestMiddleware, tracer=tracer, access_log=access_log)],
+        middleware=[
+            Middleware(RequestMiddleware, tracer=tracer, access_log=access_log),
+            Middleware(ReadGuard),
+        ],
     )
+    # Per process, like the metrics: which clients are backing off.
+    app.state.auth_backoff = AuthBackoff()
+    return app
