@@ -30,13 +30,17 @@ def constraints() -> dict[str, str]:
 
 def test_hadolint_passes() -> None:
     hadolint = shutil.which("hadolint") or str(Path(sys.executable).parent / "hadolint")
-    result = subprocess.run([hadolint, "Dockerfile"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [hadolint, "Dockerfile"], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_base_image_pinned_and_dependencies_from_the_lock_file() -> None:
     bases = re.findall(r"^FROM (\S+)", DOCKERFILE, re.M)
-    assert len(bases) == 2 and all(re.fullmatch(r"python:3\.11\.\d+-slim-bookworm( AS build)?", b) for b in bases), bases
+    assert len(bases) == 2 and all(
+        re.fullmatch(r"python:3\.11\.\d+-slim-bookworm( AS build)?", b) for b in bases
+    ), bases
     assert "--constraint constraints.txt '.[postgres,otel]'" in DOCKERFILE
     assert "--constraint /etc/alertrelay/constraints.txt 'alertrelay[postgres,otel]'" in DOCKERFILE
     # CI installs from the same file, through pip's own variable.
@@ -46,7 +50,10 @@ def test_base_image_pinned_and_dependencies_from_the_lock_file() -> None:
 def test_the_lock_file_pins_every_dependency_within_its_range() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     pins = constraints()
-    wanted = [*project["dependencies"], *(d for extra in project["optional-dependencies"].values() for d in extra)]
+    wanted = [
+        *project["dependencies"],
+        *(d for extra in project["optional-dependencies"].values() for d in extra),
+    ]
     for spec in wanted:
         req = Requirement(spec)
         if req.marker is not None and not req.marker.evaluate():
@@ -57,8 +64,21 @@ def test_the_lock_file_pins_every_dependency_within_its_range() -> None:
 
 
 def test_dockerignore_keeps_the_context_small() -> None:
-    ignored = {line for line in (ROOT / ".dockerignore").read_text().splitlines() if line and not line.startswith("#")}
-    assert {".git", ".venv", "*.db", "*.db-wal", "**/__pycache__", ".mypy_cache", ".pytest_cache", ".ruff_cache"} <= ignored
+    ignored = {
+        line
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line and not line.startswith("#")
+    }
+    assert {
+        ".git",
+        ".venv",
+        "*.db",
+        "*.db-wal",
+        "**/__pycache__",
+        ".mypy_cache",
+        ".pytest_cache",
+        ".ruff_cache",
+    } <= ignored
     # Nothing the build copies is ignored.
     for copied in ("app", "migrations", "pyproject.toml", "README.md", "constraints.txt"):
         assert copied not in ignored
@@ -74,7 +94,9 @@ def run_healthcheck(env: dict[str, str]) -> int:
     # The image has the console script on PATH; here it is the venv's.
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
     clean = {k: v for k, v in os.environ.items() if not k.startswith("ALERTRELAY_")}
-    return subprocess.run(healthcheck_command(), env={**clean, "PATH": path, **env}, capture_output=True, timeout=30).returncode
+    return subprocess.run(
+        healthcheck_command(), env={**clean, "PATH": path, **env}, capture_output=True, timeout=30
+    ).returncode
 
 
 def test_healthcheck_follows_the_configured_port(tmp_path: Path) -> None:
@@ -98,4 +120,7 @@ def test_readme_docker_section_config_loads(tmp_path: Path) -> None:
     token.write_text("0123456789abcdef\n")
     loaded = parse_config(yaml_text.replace("/run/secrets/webhook-token", str(token)), "readme", {})
     assert loaded.config.auth is not None and loaded.config.auth.webhook_token is not None
-    assert "ALERTRELAY_CONFIG=/etc/alertrelay/alertrelay.yml" in section and "-v alertrelay-data:/var/lib/alertrelay" in section
+    assert (
+        "ALERTRELAY_CONFIG=/etc/alertrelay/alertrelay.yml" in section
+        and "-v alertrelay-data:/var/lib/alertrelay" in section
+    )

@@ -33,9 +33,15 @@ def shipped_alerts() -> list[dict[str, str]]:
         for group in doc["groups"]:
             for rule in group["rules"]:
                 if "alert" in rule:
-                    alerts.append({"alertname": rule["alert"], "severity": rule["labels"]["severity"]})
+                    alerts.append(
+                        {"alertname": rule["alert"], "severity": rule["labels"]["severity"]}
+                    )
     # alertmanager.yml's comment shows the rules it is written for.
-    comment = "\n".join(line[1:] for line in (ROOT / "alertmanager.yml").read_text().splitlines() if line.startswith("#"))
+    comment = "\n".join(
+        line[1:]
+        for line in (ROOT / "alertmanager.yml").read_text().splitlines()
+        if line.startswith("#")
+    )
     for name, severity in re.findall(r"- alert: (\w+)\n(?:.*\n)*?\s+severity: (\w+)", comment):
         alerts.append({"alertname": name, "severity": severity})
     return alerts
@@ -52,13 +58,25 @@ def kubernetes_config(tmp_path: Path) -> Path:
 # What each config intends, by severity; Watchdog (severity none) is the
 # pipeline's heartbeat and must reach the receiver that sends nothing.
 INTENT: dict[str, dict[str, str]] = {
-    "example": {"critical": "page", "warning": "chat-and-mail", "info": "chat", "Watchdog": "blackhole"},
-    "kubernetes": {"critical": "oncall", "warning": "oncall", "info": "chat-only", "Watchdog": "nobody"},
+    "example": {
+        "critical": "page",
+        "warning": "chat-and-mail",
+        "info": "chat",
+        "Watchdog": "blackhole",
+    },
+    "kubernetes": {
+        "critical": "oncall",
+        "warning": "oncall",
+        "info": "chat-only",
+        "Watchdog": "nobody",
+    },
     "built-in": {"critical": "log", "warning": "log", "info": "log", "Watchdog": "log"},
 }
 
 
-def routes_test(config: Path | None, labels: dict[str, str], capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
+def routes_test(
+    config: Path | None, labels: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> dict[str, Any]:
     args = ["routes", "test", "--json"]
     if config is not None:
         args += ["--config", str(config)]
@@ -78,13 +96,26 @@ def no_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_the_shipped_alerts_are_all_found() -> None:
     alerts = shipped_alerts()
     names = {a["alertname"] for a in alerts}
-    assert {"AlertrelayDown", "ErrorBudgetFastBurn", "ErrorBudgetSlowBurn", "HighErrorRate", "DiskFillingUp", "Watchdog"} <= names
+    assert {
+        "AlertrelayDown",
+        "ErrorBudgetFastBurn",
+        "ErrorBudgetSlowBurn",
+        "HighErrorRate",
+        "DiskFillingUp",
+        "Watchdog",
+    } <= names
     assert {a["severity"] for a in alerts} == {"critical", "warning", "info", "none"}
 
 
 @pytest.mark.parametrize("name", sorted(INTENT))
-def test_every_shipped_alert_reaches_its_intended_receiver(name: str, tmp_path: Path, no_secrets: None, capsys: pytest.CaptureFixture[str]) -> None:
-    config = {"example": ROOT / "app" / "examples" / "alertrelay.yml", "kubernetes": kubernetes_config(tmp_path), "built-in": None}[name]
+def test_every_shipped_alert_reaches_its_intended_receiver(
+    name: str, tmp_path: Path, no_secrets: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = {
+        "example": ROOT / "app" / "examples" / "alertrelay.yml",
+        "kubernetes": kubernetes_config(tmp_path),
+        "built-in": None,
+    }[name]
     intent = INTENT[name]
     wrong = []
     for alert in shipped_alerts():
@@ -102,11 +133,27 @@ def test_every_shipped_alert_reaches_its_intended_receiver(name: str, tmp_path: 
     assert not wrong, wrong
 
 
-@pytest.mark.skipif(shutil.which("amtool") is None, reason="amtool is not installed (CI installs it)")
+@pytest.mark.skipif(
+    shutil.which("amtool") is None, reason="amtool is not installed (CI installs it)"
+)
 def test_alertmanager_yml_hands_every_shipped_alert_to_alertrelay() -> None:
     for alert in shipped_alerts():
         result = subprocess.run(
-            ["amtool", "config", "routes", "test", "--config.file", str(ROOT / "alertmanager.yml"), *(f"{k}={v}" for k, v in alert.items())],
-            capture_output=True, text=True, timeout=30,
+            [
+                "amtool",
+                "config",
+                "routes",
+                "test",
+                "--config.file",
+                str(ROOT / "alertmanager.yml"),
+                *(f"{k}={v}" for k, v in alert.items()),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
         )
-        assert result.returncode == 0 and result.stdout.strip() == "alertrelay", (alert, result.stdout, result.stderr)
+        assert result.returncode == 0 and result.stdout.strip() == "alertrelay", (
+            alert,
+            result.stdout,
+            result.stderr,
+        )

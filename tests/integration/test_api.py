@@ -301,5 +301,11 @@ async def test_alertmanager_paths_and_standard_collectors(sqlite_url: str) -> No
         ready = await client.get("/-/ready")
         assert ready.status_code == 200 and ready.json() == {"status": "ready"}
         text = (await client.get("/metrics")).text
-    for name in ("process_resident_memory_bytes", "process_cpu_seconds_total", "process_open_fds", "python_info", "python_gc_collections_total"):
+    for name in (
+        "process_resident_memory_bytes",
+        "process_cpu_seconds_total",
+        "process_open_fds",
+        "python_info",
+        "python_gc_collections_total",
+    ):
         assert f"# TYPE {name} " in text, name

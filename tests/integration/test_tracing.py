@@ -178,7 +178,13 @@ class GrpcCollector:
 
     def span_names(self) -> set[str]:
         with self.lock:
-            return {span.name for r in self.requests for rs in r.resource_spans for ss in rs.scope_spans for span in ss.spans}
+            return {
+                span.name
+                for r in self.requests
+                for rs in r.resource_spans
+                for ss in rs.scope_spans
+                for span in ss.spans
+            }
 
     def stop(self) -> None:
         self.server.stop(grace=None)
@@ -194,21 +200,40 @@ def test_serve_exports_spans_over_otlp_grpc_when_asked(tmp_path: Path) -> None:
             "OTEL_EXPORTER_OTLP_INSECURE": "true",
             "OTEL_BSP_SCHEDULE_DELAY": "200",
         }
-        with alertrelay(tmp_path, "route: {receiver: r}\nreceivers: [{name: r, log_configs: [{}]}]\n", env=env) as proc:
+        with alertrelay(
+            tmp_path, "route: {receiver: r}\nreceivers: [{name: r, log_configs: [{}]}]\n", env=env
+        ) as proc:
             import urllib.request
 
-            req = urllib.request.Request(proc.url + "/webhook/alertmanager", data=body(am_webhook([am_alert({"alertname": "Grpc"})])), headers=JSON, method="POST")
+            req = urllib.request.Request(
+                proc.url + "/webhook/alertmanager",
+                data=body(am_webhook([am_alert({"alertname": "Grpc"})])),
+                headers=JSON,
+                method="POST",
+            )
             with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310
                 assert resp.status == 200
-            wait_until(lambda: "POST /webhook/alertmanager" in collector.span_names(), 20, what=lambda: f"spans over gRPC: {collector.span_names()}")
+            wait_until(
+                lambda: "POST /webhook/alertmanager" in collector.span_names(),
+                20,
+                what=lambda: f"spans over gRPC: {collector.span_names()}",
+            )
             proc.kill(signal.SIGTERM)
     finally:
         collector.stop()
 
 
-def test_an_unknown_otlp_protocol_turns_tracing_off_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+def test_an_unknown_otlp_protocol_turns_tracing_off_with_a_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     from app.ops.tracing import tracer_from_env
 
-    tracer = tracer_from_env({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:1", "OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"}, "0")
+    tracer = tracer_from_env(
+        {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:1",
+            "OTEL_EXPORTER_OTLP_PROTOCOL": "http/json",
+        },
+        "0",
+    )
     assert not tracer.enabled
     assert "must be grpc or http/protobuf" in caplog.text
