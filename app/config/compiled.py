@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from app.config.fields import DeliveryConfig
 from app.config.model import Config, FlappingConfig, LoadedConfig, RouteConfig
-from app.config.templating import text_env
+from app.config.templating import url_env
 from app.core.domain import integration_key
 from app.core.flapping import FlapParams
 from app.core.lifecycle import RouteOptions
@@ -85,7 +85,7 @@ def _compile_route(
 
 
 def _compile_runbooks(config: Config) -> RunbookCatalog:
-    env = text_env()
+    env = url_env()
     rules = tuple(
         RunbookRule(
             matchers=tuple(m for entry in rule.matchers for m in parse_matchers(entry)),

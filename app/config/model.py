@@ -8,15 +8,17 @@ of ``check-config`` lists every problem of a phase at once.
 """
 
 import hashlib
+import hmac
 import os
 from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import (
+    BeforeValidator,
     Field,
     SecretStr,
     ValidationError,
@@ -102,6 +104,31 @@ class DatabaseConfig(StrictModel):
     pool_size: int = Field(default=5, ge=1)
 
 
+def _credential(data: Any, name: str, *, required: bool = False) -> Any:
+    """A configured credential never resolves to nothing (auth never fails open).
+
+    ``webhook_token: ${TOKEN}`` with TOKEN set to "" would otherwise read as
+    "no token" and open the endpoint; an empty ``*_file`` is already refused
+    by :func:`secret_from`.
+    """
+    if not isinstance(data, dict):
+        return data
+    value = data.get(name)
+    if name in data and value is not None and (not isinstance(value, str) or not value.strip()):
+        raise FieldError(
+            name, "is empty: a configured credential must have a value (is its variable set?)"
+        )
+    return secret_from(data, name, required=required)
+
+
+def _not_empty(value: Any) -> Any:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        raise ValueError(
+            "is empty: a configured credential must have a value (is its variable set?)"
+        )
+    return value
+
+
 class BasicAuthConfig(StrictModel):
     username: str
     password: SecretStr
@@ -109,32 +136,93 @@ class BasicAuthConfig(StrictModel):
     @model_validator(mode="before")
     @classmethod
     def _secrets(cls, data: Any) -> Any:
-        return secret_from(data, "password", required=True) if isinstance(data, dict) else data
+        return _credential(data, "password", required=True)
+
+    @field_validator("username")
+    @classmethod
+    def _username(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("is empty: a configured credential must have a value")
+        return value
+
+    def matches(self, decoded: bytes) -> bool:
+        return hmac.compare_digest(
+            decoded, f"{self.username}:{self.password.get_secret_value()}".encode()
+        )
 
 
-class AuthConfig(StrictModel):
-    """Webhook credentials (bearer tokens or basic auth) and the admin token.
+class NamedUser(StrictModel):
+    """One person or script with its own credential, named in the audit log.
 
-    ``webhook_tokens`` lists extra accepted tokens so a token can be rotated
-    without a window where Alertmanager is refused.
+    It authenticates with its bearer ``token``, or with basic auth as
+    ``name`` and ``password``.
     """
 
-    webhook_token: SecretStr | None = None
-    webhook_tokens: list[SecretStr] = []
-    basic_auth: BasicAuthConfig | None = None
-    admin_token: SecretStr | None = None
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._@-]+$")
+    token: SecretStr | None = None
+    password: SecretStr | None = None
 
     @model_validator(mode="before")
     @classmethod
     def _secrets(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            data = secret_from(data, "webhook_token", required=False)
-            data = secret_from(data, "admin_token", required=False)
+        data = _credential(data, "token")
+        data = _credential(data, "password")
+        if isinstance(data, dict) and data.get("token") is None and data.get("password") is None:
+            raise FieldError("token", "required (or token_file, password, password_file)")
+        return data
+
+
+class ReadAuthConfig(StrictModel):
+    """``auth.read``: the credential every read needs (the admin's works too)."""
+
+    token: SecretStr | None = None
+    basic_auth: BasicAuthConfig | None = None
+    users: list[NamedUser] = []
+    # /metrics is read by Prometheus, which may scrape without credentials.
+    metrics: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _secrets(cls, data: Any) -> Any:
+        data = _credential(data, "token")
+        if isinstance(data, dict) and not (
+            data.get("token") or data.get("basic_auth") or data.get("users")
+        ):
+            raise FieldError("token", "required (or token_file, basic_auth or users)")
+        return data
+
+
+class AuthConfig(StrictModel):
+    """Webhook credentials (bearer tokens or basic auth), the admin token, reads.
+
+    ``webhook_tokens`` lists extra accepted tokens so a token can be rotated
+    without a window where Alertmanager is refused. ``admin_users`` are named
+    admin credentials, so the audit log can say who acted.
+    """
+
+    webhook_token: SecretStr | None = None
+    webhook_tokens: list[Annotated[SecretStr, BeforeValidator(_not_empty)]] = []
+    basic_auth: BasicAuthConfig | None = None
+    admin_token: SecretStr | None = None
+    admin_users: list[NamedUser] = []
+    read: ReadAuthConfig | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _secrets(cls, data: Any) -> Any:
+        data = _credential(data, "webhook_token")
+        data = _credential(data, "admin_token")
         return data
 
     def webhook_secrets(self) -> list[bytes]:
         tokens = [self.webhook_token, *self.webhook_tokens]
         return [t.get_secret_value().encode() for t in tokens if t is not None]
+
+    def has_webhook_credential(self) -> bool:
+        return bool(self.webhook_secrets()) or self.basic_auth is not None
+
+    def has_admin_credential(self) -> bool:
+        return self.admin_token is not None or bool(self.admin_users)
 
 
 class RetentionConfig(StrictModel):

@@ -188,6 +188,40 @@ def text_env() -> BoundedSandbox:
     return BoundedSandbox(autoescape=False, keep_trailing_newline=False, finalize=_data_only)
 
 
+# While a URL template renders, each printed value is collected here and a
+# marker printed in its place, so the caller can encode it for its position.
+_URL_VALUES: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar(
+    "url_values", default=None
+)
+URL_MARK = "\x00"
+
+
+def _url_marker(value: Any) -> Any:
+    value = _data_only(value)
+    values = _URL_VALUES.get()
+    if values is None or isinstance(value, Undefined):
+        return value
+    values.append("" if value is None else str(value))
+    return f"{URL_MARK}{len(values) - 1}{URL_MARK}"
+
+
+def render_marked(template: Template, **context: Any) -> tuple[str, list[str]]:
+    """Render a :func:`url_env` template: the text with a marker for every
+    printed value (``\\x00<index>\\x00``), and the values."""
+    values: list[str] = []
+    token = _URL_VALUES.set(values)
+    try:
+        return template.render(**context), values
+    finally:
+        _URL_VALUES.reset(token)
+
+
+@lru_cache(maxsize=1)
+def url_env() -> BoundedSandbox:
+    """Environment for URL templates (runbooks): see :func:`render_marked`."""
+    return BoundedSandbox(autoescape=False, keep_trailing_newline=False, finalize=_url_marker)
+
+
 @lru_cache(maxsize=1)
 def html_env() -> BoundedSandbox:
     """Environment for HTML output (email bodies, the status page): autoescaped."""

@@ -56,6 +56,8 @@ class _Entry(Generic[T, R]):
     future: asyncio.Future[R] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
+    taken: bool = False  # handed to the handler: its outcome will be known
+    withdrawn: bool = False  # its submitter gave up first: never handed over
 
 
 # The handler returns one result or exception per item, in order.
@@ -92,7 +94,21 @@ class Batcher(Generic[T, R]):
         if it never comes."""
         return Ticket(self)
 
-    async def submit(self, item: T, weight: int = 1, ticket: Ticket | None = None) -> R:
+    async def submit(
+        self,
+        item: T,
+        weight: int = 1,
+        ticket: Ticket | None = None,
+        deadline_s: float | None = None,
+    ) -> R:
+        """Queue ``item`` and return its result once its batch is done.
+
+        With ``deadline_s``: raises ``TimeoutError`` only if the item was never
+        handed to the handler, and then it never will be — so a caller that
+        answers "not stored" tells the truth. An item already in a
+        transaction when the time runs out waits for that transaction's
+        outcome instead (bounded by the database's own lock timeout).
+        """
         if self._closed or self._task is None:
             if ticket is not None:
                 ticket.close()
@@ -104,6 +120,15 @@ class Batcher(Generic[T, R]):
         self._arrived.set()
         # Shielded: a caller that gives up (timeout, disconnect) must not
         # cancel a batch other callers share.
+        if deadline_s is None:
+            return await asyncio.shield(entry.future)
+        try:
+            async with asyncio.timeout(deadline_s):
+                return await asyncio.shield(entry.future)
+        except TimeoutError:
+            if not entry.taken:
+                entry.withdrawn = True
+                raise
         return await asyncio.shield(entry.future)
 
     async def stop(self) -> None:
@@ -158,6 +183,11 @@ class Batcher(Generic[T, R]):
         self._last_size = len(batch)
 
     async def _process(self, batch: list[_Entry[T, R]]) -> None:
+        batch = [e for e in batch if not e.withdrawn]
+        if not batch:
+            return
+        for entry in batch:
+            entry.taken = True
         if self.on_batch is not None:
             self.on_batch(len(batch))
         try:

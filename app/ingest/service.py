@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 
 _MAX_QUARANTINE_JSON = 65536
 _CONFLICT_RETRIES = 5
+_PLAN_INLINE_ALERTS = 200
 
 
 @dataclass
@@ -88,6 +89,11 @@ def duplicate_candidates(items: list[ParsedWebhook]) -> list[DuplicateKey]:
         for fp, (key, n) in seen.items()
         if fp not in mixed
     ]
+
+
+def _batch_keys(items: list[ParsedWebhook]) -> tuple[set[str], list[DuplicateKey]]:
+    fingerprints = {a.fingerprint for item in items for a in item.webhook.alerts}
+    return fingerprints, duplicate_candidates(items)
 
 
 def _apply_alert(
@@ -233,10 +239,12 @@ class IngestService:
         for it instead of committing its neighbours without it."""
         return self._batcher.announce()
 
-    async def ingest(self, parsed: ParsedWebhook, ticket: Ticket | None = None) -> IngestResult:
+    async def ingest(
+        self, parsed: ParsedWebhook, ticket: Ticket | None = None, deadline_s: float | None = None
+    ) -> IngestResult:
         """Store one webhook; returns once it is committed."""
         weight = len(parsed.webhook.alerts) + len(parsed.rejected)
-        return await self._batcher.submit(parsed, weight, ticket)
+        return await self._batcher.submit(parsed, weight, ticket, deadline_s)
 
     async def _apply_batch(self, items: list[ParsedWebhook]) -> list[IngestResult | Exception]:
         try:
@@ -260,8 +268,11 @@ class IngestService:
         for attempt in range(_CONFLICT_RETRIES):
             runtime = self._runtime()
             now = self._clock.now()
-            fingerprints = {a.fingerprint for item in items for a in item.webhook.alerts}
-            candidates = duplicate_candidates(items)
+            weight = sum(len(item.webhook.alerts) for item in items)
+            if weight > _PLAN_INLINE_ALERTS:
+                fingerprints, candidates = await asyncio.to_thread(_batch_keys, items)
+            else:
+                fingerprints, candidates = _batch_keys(items)
             try:
                 async with self._db.write() as conn:
                     unit = AlertUnit(conn, self._db.kind)
@@ -272,7 +283,13 @@ class IngestService:
                     )
                     rest = fingerprints - confirmed
                     stored = await unit.load(rest) if rest else {}
-                    changes, results = plan_batch(items, stored, runtime, now, confirmed)
+                    args = (items, stored, runtime, now, confirmed)
+                    if len(fingerprints) - len(confirmed) > _PLAN_INLINE_ALERTS:
+                        # Planning thousands of changes is seconds of Python:
+                        # in a thread, the event loop keeps answering.
+                        changes, results = await asyncio.to_thread(plan_batch, *args)
+                    else:
+                        changes, results = plan_batch(*args)
                     await unit.write(changes)
             except ConcurrentInsert:
                 # Another replica created one of these alerts meanwhile; the

@@ -94,6 +94,13 @@ class Metrics:
             "Delivery outcomes discarded because another worker re-claimed the row",
             registry=r,
         )
+        self.auth_failures = Counter(
+            "alertrelay_auth_failures_total",
+            "Requests refused for missing or wrong credentials, by endpoint kind "
+            "(webhook, admin, read)",
+            ["endpoint"],
+            registry=r,
+        )
         self.config_reloads = Counter(
             "alertrelay_config_reloads_total", "Config reloads by result", ["result"], registry=r
         )

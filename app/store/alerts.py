@@ -13,10 +13,10 @@ Creation is thus serialized without ``INSERT … RETURNING``, which costs 3 s
 per 10,000 rows through psycopg's executemany against 0.4 s without.
 """
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg_types
@@ -29,7 +29,10 @@ from app.core.domain import NotificationStatus as NS
 from app.store.tables import alert_transitions, alerts, notifications, quarantined_alerts
 from app.store.wakeup import notify_outbox
 
-_CHUNK = 2000
+_CHUNK = 500  # fingerprints per locking SELECT (compiled on the loop's thread)
+# Rows per executemany in a write (see AlertUnit._execute_sliced).
+_WRITE_SLICE = 250
+T = TypeVar("T")
 
 # pg_advisory_xact_lock is volatile, so PostgreSQL calls it after the sort:
 # every replica takes the locks in fingerprint order.
@@ -152,7 +155,7 @@ _ADD_DUPLICATES = (
     .values(duplicate_count=alerts.c.duplicate_count + sa.bindparam("b_extra"))
 )
 # Keys per fast-path statement; SQLite allows 32,766 bound values.
-_TOUCH_CHUNK = 2000
+_TOUCH_CHUNK = 250  # small: each slice compiles on the event loop's thread
 
 # PostgreSQL plans a long row-value IN list as an OR per row (10,000 keys took
 # 3.3 s); joining against unnest() of four arrays is one hash join instead.
@@ -294,46 +297,59 @@ class AlertUnit:
             query = query.with_for_update(skip_locked=True)
         return [record_from_row(r) for r in await self.conn.execute(query)]
 
+    async def _execute_sliced(
+        self, statement: Any, items: Sequence[T], values: Callable[[T], dict[str, Any]]
+    ) -> None:
+        """``executemany`` in slices, each slice's rows built just before it:
+        rows and parameters are prepared on the event loop's thread, and
+        10,000 at once would stall it for seconds; between slices the loop
+        answers other requests."""
+        for start in range(0, len(items), _WRITE_SLICE):
+            rows = [values(item) for item in items[start : start + _WRITE_SLICE]]
+            await self.conn.execute(statement, rows)
+
     async def write(self, changes: AlertChanges) -> None:
         if changes.new:
-            rows = sorted((_row_values(r) for r in changes.new), key=lambda v: v["fingerprint"])
+            new = sorted(changes.new, key=lambda r: r.fingerprint)
             try:
-                await self.conn.execute(alerts.insert(), rows)
+                await self._execute_sliced(alerts.insert(), new, _row_values)
             except sa.exc.IntegrityError as exc:
                 raise ConcurrentInsert(str(exc.orig)[:200]) from None
         if changes.changed:
-            params = [{f"b_{k}": v for k, v in _row_values(r).items()} for r in changes.changed]
-            await self.conn.execute(_UPDATE_FULL, params)
+            await self._execute_sliced(
+                _UPDATE_FULL,
+                changes.changed,
+                lambda r: {f"b_{k}": v for k, v in _row_values(r).items()},
+            )
         if changes.seen:
-            await self.conn.execute(
+            await self._execute_sliced(
                 _UPDATE_SEEN,
-                [
-                    {
-                        "b_fingerprint": r.fingerprint,
-                        "b_last_seen": r.last_seen,
-                        "b_duplicate_count": r.duplicate_count,
-                        "b_stale_count": r.stale_count,
-                    }
-                    for r in changes.seen
-                ],
+                changes.seen,
+                lambda r: {
+                    "b_fingerprint": r.fingerprint,
+                    "b_last_seen": r.last_seen,
+                    "b_duplicate_count": r.duplicate_count,
+                    "b_stale_count": r.stale_count,
+                },
             )
         if changes.transitions:
-            await self.conn.execute(
+            await self._execute_sliced(
                 self._insert(alert_transitions).on_conflict_do_nothing(),
-                [_transition_values(t) for t in changes.transitions],
+                changes.transitions,
+                _transition_values,
             )
         if changes.notifications:
-            await self.conn.execute(
+            await self._execute_sliced(
                 self._insert(notifications).on_conflict_do_nothing(),
-                [_notification_values(n) for n in changes.notifications],
+                changes.notifications,
+                _notification_values,
             )
             if self.dialect == "postgresql":
                 # Wakes delivery in other processes, on commit only (app/store/wakeup.py).
                 await notify_outbox(self.conn)
         if changes.quarantined:
-            await self.conn.execute(
-                quarantined_alerts.insert(),
-                [_quarantine_values(q) for q in changes.quarantined],
+            await self._execute_sliced(
+                quarantined_alerts.insert(), changes.quarantined, _quarantine_values
             )
 
 

@@ -12,6 +12,8 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime
 from functools import partial
 from typing import Any
 
@@ -21,9 +23,17 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from app.ops.clock import SystemClock
+
 
 class DatabaseUnavailable(Exception):
     """The database cannot take the work now (down, locked, or too slow)."""
+
+
+@dataclass(frozen=True)
+class WriteFailure:
+    at: datetime  # when the latest write failed
+    error: str  # its first line (driver and message; never SQL parameters)
 
 
 class DatabaseSetupError(Exception):
@@ -85,6 +95,7 @@ class Database:
     def __init__(self, url: str, *, busy_timeout_s: float = 5.0, pool_size: int = 5) -> None:
         self.url = url
         self.busy_timeout_s = busy_timeout_s
+        self.write_failure: WriteFailure | None = None
         driver_url = async_url(url)
         self.kind = make_url(driver_url).get_backend_name()
         if self.kind == "sqlite":
@@ -171,10 +182,22 @@ class Database:
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
-        """A write transaction: committed on exit, rolled back on error."""
-        async with self.write_engine.connect() as conn:
-            async with conn.begin():
-                yield conn
+        """A write transaction: committed on exit, rolled back on error.
+
+        Its outcome is remembered for health: the database can answer reads
+        and still refuse every write (a full disk), and then health must not
+        say "healthy". The next write that commits clears it.
+        """
+        try:
+            async with self.write_engine.connect() as conn:
+                async with conn.begin():
+                    yield conn
+        except Exception as exc:
+            if is_unavailable(exc) and not is_lock_conflict(exc):
+                first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                self.write_failure = WriteFailure(SystemClock().now(), first[:200])
+            raise
+        self.write_failure = None
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:

@@ -11,9 +11,10 @@ from app.delivery.replay import replay_dead
 from app.store import audit, queries
 from app.store.engine import is_unavailable
 from app.store.outbox import ReplayStatus
+from app.web.access import authorize
 from app.web.audit import actor_of
 from app.web.audit import record as record_audit
-from app.web.guards import HTTPError, check_admin, error_response, int_param, json_response
+from app.web.guards import HTTPError, error_response, int_param, json_response
 from app.web.state import services_of
 
 log = logging.getLogger(__name__)
@@ -87,12 +88,21 @@ async def list_notifications(request: Request) -> Response:
     return json_response({"notifications": items, "next_cursor": next_cursor})
 
 
+_MAX_ID = 2**63 - 1  # ids are 64-bit signed integers in both databases
+
+
+def _notification_id(raw: str) -> int:
+    """A notification id from the path; anything that cannot be one is a 404
+    (an id past 64 bits would otherwise overflow the database driver)."""
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 19 or int(raw) > _MAX_ID:
+        raise HTTPError(404, "no such notification")
+    return int(raw)
+
+
 @_handled
 async def get_notification(request: Request) -> Response:
     raw = request.path_params["id"]
-    if not raw.isdigit():
-        raise HTTPError(404, "no such notification")
-    item = await _read(request, queries.get_notification, int(raw))
+    item = await _read(request, queries.get_notification, _notification_id(raw))
     if item is None:
         raise HTTPError(404, f"no notification {raw}")
     return json_response(item)
@@ -102,13 +112,12 @@ async def get_notification(request: Request) -> Response:
 async def replay(request: Request) -> Response:
     """Put a dead notification back in line (admin). Replaying twice sends once."""
     services = services_of(request)
-    check_admin(request, services.runtime().config.auth)
+    authorize(request, "admin")
     raw = request.path_params["id"]
-    if not raw.isdigit():
-        raise HTTPError(404, "no such notification")
+    notification_id = _notification_id(raw)
     try:
         result = await replay_dead(
-            services.db, int(raw), services.clock.now(), actor=actor_of(request), via="api"
+            services.db, notification_id, services.clock.now(), actor=actor_of(request), via="api"
         )
     except Exception as exc:
         if is_unavailable(exc):
@@ -146,7 +155,7 @@ async def quarantine(request: Request) -> Response:
 @_handled
 async def reload(request: Request) -> Response:
     services = services_of(request)
-    check_admin(request, services.runtime().config.auth)
+    authorize(request, "admin")
     ok, message = services.reload()
     await record_audit(
         request,

@@ -20,6 +20,7 @@ from app.config.model import LoadedConfig
 from app.config.settings import Settings
 from app.ops.clock import Clock
 from app.web import api, audit, console, health, webhook
+from app.web.access import AuthBackoff, ReadGuard, exposure_warnings
 from app.web.middleware import RequestMiddleware
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,8 @@ def create_app(
                 signal.SIGHUP,
                 lambda: services.tasks.append(asyncio.ensure_future(services.reload_on_signal())),
             )
+        for warning in exposure_warnings(services.effective.host, loaded.config.auth):
+            log.warning(warning)
         log.info(
             "alertrelay started",
             extra={
@@ -86,9 +89,12 @@ def create_app(
         *health.routes,
         *console.routes,
     ]
-    return Starlette(
+    app = Starlette(
         debug=False,
         routes=routes,
         lifespan=lifespan,
-        middleware=[Middleware(RequestMiddleware, tracer=tracer)],
+        middleware=[Middleware(RequestMiddleware, tracer=tracer), Middleware(ReadGuard)],
     )
+    # Per process, like the metrics: which clients are backing off.
+    app.state.auth_backoff = AuthBackoff()
+    return app

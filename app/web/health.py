@@ -10,6 +10,7 @@ from starlette.routing import Route
 
 from app.store import queries
 from app.store.migrate import current_revision
+from app.web.access import exposure_warnings
 from app.web.openapi import OPENAPI
 from app.web.state import services_of
 
@@ -37,13 +38,29 @@ async def _database_state(request: Request) -> dict[str, Any]:
     }
 
 
+def _write_problem(request: Request) -> str | None:
+    failure = services_of(request).db.write_failure
+    if failure is None:
+        return None
+    since = failure.at.isoformat(timespec="seconds")
+    return f"database writes failing (last at {since}): {failure.error}"
+
+
 async def health(request: Request) -> Response:
     services = services_of(request)
     db = await _database_state(request)
     status = "healthy" if db["ok"] else "unhealthy"
     code = 200 if db["ok"] else 503
+    write_problem = _write_problem(request)
+    if write_problem is not None and db["ok"]:
+        # Reads work, writes do not (a full disk): webhooks are being refused.
+        status, code = "degraded", 503
+        db["writes"] = write_problem
     if request.query_params.get("detailed") not in ("true", "1", "yes"):
-        return JSONResponse({"status": status}, status_code=code)
+        short: dict[str, str] = {"status": status}
+        if write_problem is not None:
+            short["reason"] = write_problem
+        return JSONResponse(short, status_code=code)
     runtime = services.runtime()
     outbox = db.pop("outbox", {})
     body = {
@@ -56,6 +73,7 @@ async def health(request: Request) -> Response:
             "dead_letters": outbox.get("dead", 0),
         },
         "config": {"source": runtime.loaded.source, "version": runtime.loaded.version},
+        "warnings": exposure_warnings(services.effective.host, runtime.config.auth),
         "version": services.version.as_dict(),
         "started_at": services.started_at.isoformat(),
     }
@@ -71,6 +89,8 @@ async def ready(request: Request) -> Response:
     problems = []
     if not db["ok"]:
         problems.append("database unreachable")
+    elif (write_problem := _write_problem(request)) is not None:
+        problems.append(write_problem)
     elif not db["at_head"]:
         problems.append(f"database schema at {db['revision']}, not at head")
     if problems:

@@ -6,6 +6,7 @@ import os
 import re
 import time
 
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.ops.logs import request_id
@@ -75,6 +76,9 @@ class RequestMiddleware:
 
         try:
             await self.app(scope, receive, send_with_id)
+        except ClientDisconnect:
+            # Gone mid-request: nothing to answer, and not a server error.
+            status = status or 499
         except Exception:
             log.exception("unhandled error", extra={"path": scope.get("path")})
             if status == 0:

@@ -480,3 +480,42 @@ OPENAPI: dict[str, Any] = {
         },
     },
 }
+
+# Answers any operation can give besides its own, added to each one that
+# does not describe them itself, so the document lists every status code
+# the service sends (the fuzzing tests hold it to that).
+_OPEN = {"/health", "/live", "/ready", "/version", "/openapi.json", "/-/healthy", "/-/ready"}
+
+
+def _error(description: str, console: bool) -> dict[str, Any]:
+    return (
+        {"description": description, "content": {"text/html": {}}} if console else _err(description)
+    )
+
+
+def _common_responses(spec: dict[str, Any]) -> None:
+    for path, item in spec["paths"].items():
+        for method, operation in item.items():
+            responses = operation.setdefault("responses", {})
+            console = "text/html" in str(responses) or path.startswith(
+                ("/console", "/dead-letters")
+            )
+            extra: dict[str, dict[str, Any]] = {}
+            if path not in _OPEN:
+                extra["401"] = _err("Missing or wrong credentials (auth.read for reads)")
+                extra["429"] = _err("Too many wrong credentials from this client; see Retry-After")
+            if method != "get" and path not in _OPEN:
+                extra["403"] = _err("Refused: admin credential not configured, or a forged form")
+            if path.startswith("/static/"):
+                extra["404"] = {"description": "No such file", "content": {"text/plain": {}}}
+            elif "{" in path:
+                extra["404"] = _error("No such resource", console)
+            if operation.get("parameters") or method != "get":
+                extra["400"] = _error("Invalid parameter or body", console)
+            if "requestBody" in operation or (console and method == "post"):
+                extra["415"] = _error("Not the expected content type", console)
+            for code, response in extra.items():
+                responses.setdefault(code, response)
+
+
+_common_responses(OPENAPI)

@@ -11,7 +11,7 @@ import asyncio
 import logging
 import time
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from app.config.model import ServerConfig
@@ -19,9 +19,9 @@ from app.core.domain import Source
 from app.ingest.batcher import BatcherClosed, Ticket
 from app.ingest.wire import PayloadError, parse_webhook
 from app.store.engine import DatabaseUnavailable
+from app.web.access import authorize
 from app.web.guards import (
     HTTPError,
-    check_webhook_auth,
     error_response,
     json_response,
     read_body,
@@ -32,6 +32,9 @@ from app.web.state import services_of
 log = logging.getLogger(__name__)
 
 _REJECTED_SHOWN = 20
+# Bodies up to this size parse inline: a thread hop would cost more than the
+# parse (Alertmanager's usual webhook is a few KiB).
+_PARSE_INLINE_BYTES = 64 * 1024
 
 
 async def alertmanager(request: Request) -> Response:
@@ -55,6 +58,14 @@ async def _receive(request: Request, source: Source) -> Response:
         if code >= 500:
             log.warning("webhook not stored", extra={"source": source.value, "reason": exc.message})
         return error_response(exc)
+    except ClientDisconnect:
+        # The client went away mid-body: its fault, not ours, and nothing was
+        # stored. 499 (as nginx counts it) keeps it out of the 5xx alerts.
+        code = 499
+        log.info(
+            "webhook client disconnected before sending its body", extra={"source": source.value}
+        )
+        return Response(status_code=499)
     finally:
         services.metrics.webhook_answered(source.value, code, time.perf_counter() - started)
 
@@ -63,7 +74,7 @@ async def _handle(request: Request, source: Source) -> Response:
     services = services_of(request)
     runtime = services.runtime()
     server = runtime.config.server
-    check_webhook_auth(request, runtime.config.auth)
+    authorize(request, "webhook")
     require_json(request)
     ticket = services.ingest.announce()
     try:
@@ -76,9 +87,17 @@ async def _store(
     request: Request, source: Source, server: ServerConfig, ticket: Ticket
 ) -> Response:
     services = services_of(request)
-    body = await read_body(request, server.max_body_size)
+    ingest = services.runtime().config.ingest
+    body = await read_body(request, server.max_body_size, ingest.body_timeout.total_seconds())
     try:
-        parsed = parse_webhook(body, source, services.clock.now(), server.max_alerts_per_request)
+        args = (body, source, services.clock.now(), server.max_alerts_per_request)
+        if len(body) > _PARSE_INLINE_BYTES:
+            # A big group takes long to parse; in a thread the event loop
+            # keeps answering meanwhile (the parser is Python code, so the
+            # GIL is handed back every few milliseconds).
+            parsed = await asyncio.to_thread(parse_webhook, *args)
+        else:
+            parsed = parse_webhook(*args)
     except PayloadError as exc:
         raise HTTPError(exc.status_code, exc.message) from None
 
@@ -92,8 +111,9 @@ async def _store(
 
     try:
         weight = len(parsed.webhook.alerts) + len(parsed.rejected)
-        async with asyncio.timeout(server.ingest_deadline_s(weight)):
-            result = await services.ingest.ingest(parsed, ticket)
+        result = await services.ingest.ingest(
+            parsed, ticket, deadline_s=server.ingest_deadline_s(weight)
+        )
     except TimeoutError:
         raise HTTPError(
             503, "database busy: not stored in time, retry", {"Retry-After": "1"}

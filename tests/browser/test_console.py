@@ -3,13 +3,14 @@
 import re
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.responses import HTMLResponse
 from starlette.routing import Route
 
-from tests.browser.conftest import ADMIN_TOKEN, IMAGES, PAGE_SECRET, Console, fail_next, recover
+from tests.browser.conftest import ADMIN_TOKEN, PAGE_SECRET, Console, fail_next, recover
 from tests.e2e.harness import http_json, wait_until
 from tests.helpers import am_alert, am_webhook
 from tests.sinks import serve_app
@@ -51,7 +52,7 @@ def resolved(
     )
 
 
-def test_overview_screenshot(console: Console, page: Any) -> None:
+def test_overview_screenshot(console: Console, page: Any, images: Path) -> None:
     # Runs first in this module, so the picture shows only these.
     post(
         console,
@@ -71,8 +72,8 @@ def test_overview_screenshot(console: Console, page: Any) -> None:
     )
     page.goto(console.url + "/")
     page.get_by_role("link", name="KubePodCrashLooping", exact=True).wait_for()
-    page.screenshot(path=str(IMAGES / "overview.png"), full_page=True)
-    assert (IMAGES / "overview.png").stat().st_size > 10_000
+    page.screenshot(path=str(images / "overview.png"), full_page=True)
+    assert (images / "overview.png").stat().st_size > 10_000
 
 
 def test_firing_alert_appears_on_the_overview_within_one_refresh(
@@ -95,7 +96,9 @@ def test_firing_alert_appears_on_the_overview_within_one_refresh(
     )  # severity as text, receiver
 
 
-def test_filter_open_and_timeline_shows_firing_then_resolved(console: Console, page: Any) -> None:
+def test_filter_open_and_timeline_shows_firing_then_resolved(
+    console: Console, page: Any, images: Path
+) -> None:
     post(console, firing("DiskFilling", instance="db-7"), firing("DiskFilling", instance="db-8"))
     page.goto(console.url + "/alerts")
     page.get_by_label("State").select_option("firing")
@@ -123,7 +126,7 @@ def test_filter_open_and_timeline_shows_firing_then_resolved(console: Console, p
     text = page.locator("#main").inner_text()
     assert "Message reference" in text and PAGE_SECRET not in page.content()
     page.locator(".note-card summary").first.click()  # show the message as sent
-    page.screenshot(path=str(IMAGES / "alert.png"), full_page=True)
+    page.screenshot(path=str(images / "alert.png"), full_page=True)
 
 
 def test_dead_letter_replayed_with_the_button_turns_sent(console: Console, page: Any) -> None:

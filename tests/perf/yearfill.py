@@ -19,7 +19,7 @@ last occurrence has no resolve yet), 1% of notifications are dead letters,
 
 import random
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -137,10 +137,15 @@ def _alert_history(
                 )
             )
             previous = status
-            rec.status, rec.starts_at = status, occurrence
-            rec.ends_at = None if status is Status.FIRING else at
-            rec.last_seen = rec.last_changed = received
-            rec.incident_key = key if status is Status.FIRING else None
+            rec = replace(
+                rec,
+                status=status,
+                starts_at=occurrence,
+                ends_at=None if status is Status.FIRING else at,
+                last_seen=received,
+                last_changed=received,
+                incident_key=key if status is Status.FIRING else None,
+            )
             kind = NoticeKind.FIRING if status is Status.FIRING else NoticeKind.RESOLVED
             notice = Notice(kind, status, occurrence, key, f"{kind}|{isoformat(occurrence)}")
             payload = notice_payload(
@@ -149,7 +154,7 @@ def _alert_history(
             for row in notification_rows(rec, notice, payload, routed, runtime, received):
                 notes.append(_notification_values(row))
     if firing:
-        rec.next_renotify_at = now + timedelta(hours=rng.uniform(0, 4))
+        rec = replace(rec, next_renotify_at=now + timedelta(hours=rng.uniform(0, 4)))
     return _row_values(rec), transitions, notes, []
 
 

@@ -22,7 +22,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from app.config.model import AuthConfig
-from app.web.guards import HTTPError, check_admin, read_body
+from app.web.access import admin_actor, credentials
+from app.web.guards import HTTPError, read_body
 from app.web.state import services_of
 
 CSRF_COOKIE = "alertrelay_csrf"
@@ -126,11 +127,9 @@ def admin_state(request: Request, auth: AuthConfig | None) -> str:
     if key is None:
         return "disabled"
     if request.headers.get("authorization"):
-        try:
-            check_admin(request, auth)
-        except HTTPError:
-            return "signed-out"
-        return "signed-in"
+        # Only a look: a read credential on a page is no failed admin attempt.
+        scheme, value = credentials(request)
+        return "signed-in" if admin_actor(auth, scheme, value) is not None else "signed-out"
     raw = request.cookies.get(ADMIN_COOKIE, "")
     expires, _, _mac = raw.partition(".")
     if expires.isdigit() and int(expires) > _now(request):
@@ -172,8 +171,8 @@ def sign_out(response: Response) -> None:
 
 
 def require_read(request: Request, auth: AuthConfig | None) -> None:
-    """Reads of the console. The read credential is not part of the config yet:
-    today every page is readable by whoever reaches the port, as ``/`` was."""
+    """Reads of the console: ``auth.read`` is enforced for every page by the
+    ``ReadGuard`` middleware (app/web/access.py) before a handler runs."""
     del request, auth
 
 
