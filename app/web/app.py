@@ -17,7 +17,7 @@ from starlette.routing import Route
 
 from app.bootstrap import assemble, close, make_tracer
 from app.config.model import LoadedConfig
-from app.config.settings import Settings
+from app.config.settings import Settings, effective
 from app.ops.clock import Clock
 from app.web import api, audit, console, health, webhook
 from app.web.access import AuthBackoff, ReadGuard, exposure_warnings
@@ -37,6 +37,7 @@ def create_app(
     """Build the app. ``background=False`` leaves the sweeper and delivery
     loops to be driven by hand (tests with a manual clock)."""
     tracer = make_tracer(settings)
+    access_log = effective(settings, loaded.config).access_log
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -93,7 +94,10 @@ def create_app(
         debug=False,
         routes=routes,
         lifespan=lifespan,
-        middleware=[Middleware(RequestMiddleware, tracer=tracer), Middleware(ReadGuard)],
+        middleware=[
+            Middleware(RequestMiddleware, tracer=tracer, access_log=access_log),
+            Middleware(ReadGuard),
+        ],
     )
     # Per process, like the metrics: which clients are backing off.
     app.state.auth_backoff = AuthBackoff()

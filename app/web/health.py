@@ -127,6 +127,9 @@ routes = [
     Route("/health", health, methods=["GET"]),
     Route("/live", live, methods=["GET"]),
     Route("/ready", ready, methods=["GET"]),
+    # Alertmanager's and Prometheus's own paths, so probes written for them work.
+    Route("/-/healthy", live, methods=["GET"]),
+    Route("/-/ready", ready, methods=["GET"]),
     Route("/version", version, methods=["GET"]),
     Route("/metrics", metrics, methods=["GET"]),
     Route("/openapi.json", openapi, methods=["GET"]),
