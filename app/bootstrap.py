@@ -29,7 +29,7 @@ from app.ops.version import VersionInfo, version_info
 from app.store.engine import Database
 from app.store.migrate import head_revision
 from app.store.wakeup import OutboxListener
-from app.sweeper import Sweeper
+from app.sweeper.loop import Sweeper
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,9 @@ from app.web.app import create_app
 from tests.helpers import settle_sqlite_threads, sqlite_threads
 
 PG_URL = os.environ.get("ALERTRELAY_TEST_POSTGRES_URL")
-TABLES = "delivery_attempts, notifications, alert_transitions, alerts, quarantined_alerts, audit_log"
+TABLES = (
+    "delivery_attempts, notifications, alert_transitions, alerts, quarantined_alerts, audit_log"
+)
 
 
 def pg_admin_conn() -> psycopg.Connection[Any]:
@@ -65,7 +67,10 @@ def pg_session_url() -> Iterator[str | None]:
 
 
 def _truncate_pg(url: str) -> None:
-    with psycopg.connect(make_url(url).set(drivername="postgresql").render_as_string(hide_password=False), autocommit=True) as conn:
+    with psycopg.connect(
+        make_url(url).set(drivername="postgresql").render_as_string(hide_password=False),
+        autocommit=True,
+    ) as conn:
         conn.execute(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
 
 
@@ -113,7 +118,9 @@ async def running_app(
     threads = sqlite_threads()
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://alertrelay.test") as client:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://alertrelay.test"
+        ) as client:
             yield app, client
     await settle_sqlite_threads(threads)
 

@@ -4,11 +4,16 @@ import asyncio
 import json
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from app.core.fingerprint import fingerprint
+
+if TYPE_CHECKING:
+    from app.core.message import Message
+    from app.notifiers.base import Notifier
 
 ZERO_TIME = "0001-01-01T00:00:00Z"
 T0 = datetime(2026, 11, 21, 19, 16, 43, tzinfo=UTC)
@@ -31,7 +36,9 @@ def am_alert(
         "labels": labels,
         "annotations": annotations or {"summary": f"{labels.get('alertname', '')} summary"},
         "startsAt": ts(starts_at),
-        "endsAt": ts(ends_at) if ends_at else (ZERO_TIME if status == "firing" else ts(starts_at + timedelta(minutes=5))),
+        "endsAt": ts(ends_at)
+        if ends_at
+        else (ZERO_TIME if status == "firing" else ts(starts_at + timedelta(minutes=5))),
         "generatorURL": "http://prometheus.example:9090/graph?g0.expr=up",
         "fingerprint": fingerprint(labels),
     }
@@ -39,7 +46,9 @@ def am_alert(
     return alert
 
 
-def am_webhook(alerts: list[dict[str, Any]], group_key: str = '{}:{alertname="Test"}', **extra: Any) -> dict[str, Any]:
+def am_webhook(
+    alerts: list[dict[str, Any]], group_key: str = '{}:{alertname="Test"}', **extra: Any
+) -> dict[str, Any]:
     body: dict[str, Any] = {
         "receiver": "alertrelay",
         "status": "firing" if any(a.get("status") == "firing" for a in alerts) else "resolved",
@@ -62,7 +71,13 @@ def body(payload: Any) -> bytes:
 
 JSON = {"Content-Type": "application/json"}
 
-async def eventually(check: Callable[[], Awaitable[Any]], within: float = 10.0, what: str = "", interval: float = 0.02) -> Any:
+
+async def eventually(
+    check: Callable[[], Awaitable[Any]],
+    within: float = 10.0,
+    what: str = "",
+    interval: float = 0.02,
+) -> Any:
     """Poll an async check until it returns something truthy; fail after ``within`` seconds.
 
     Tests wait for the state they assert, not for a fixed time: on a loaded
@@ -93,7 +108,9 @@ async def settle_sqlite_threads(before: set[threading.Thread], within: float = 1
     deadline = time.monotonic() + within
     while alive := sqlite_threads() - before:
         if time.monotonic() > deadline:
-            raise AssertionError(f"{len(alive)} SQLite connection thread(s) still running {within} s after the app stopped")
+            raise AssertionError(
+                f"{len(alive)} SQLite connection thread(s) still running {within} s after the app stopped"
+            )
         await asyncio.sleep(0.01)
 
 
@@ -155,7 +172,9 @@ def count(db_url: str, table: str, where: str = "1=1") -> int:
     engine = sa.create_engine(sync_url(db_url))
     try:
         with engine.connect() as conn:
-            return int(conn.execute(sa.text(f"SELECT count(*) FROM {table} WHERE {where}")).scalar_one())
+            return int(
+                conn.execute(sa.text(f"SELECT count(*) FROM {table} WHERE {where}")).scalar_one()
+            )
     finally:
         engine.dispose()
 
@@ -185,3 +204,41 @@ def notice_payload(kind: str = "firing", **over: Any) -> dict[str, Any]:
     }
     data.update(over)
     return data
+
+
+def sink_message(
+    payload: dict[str, Any], cfg: Any = None, *, receiver: str = "team", notification_id: int = 1
+) -> "Message":
+    """The message as the delivery attempt builds it, with the config's title/text overrides."""
+    from app.core.message import build_message, compile_template
+
+    return build_message(
+        payload,
+        notification_id=notification_id,
+        idempotency_key="k" * 64,
+        receiver=receiver,
+        attempt=1,
+        title=compile_template(cfg.title) if cfg else None,
+        text=compile_template(cfg.text) if cfg else None,
+    )
+
+
+@asynccontextmanager
+async def sink_notifier(
+    name: str, cfg: Any, global_config: Any = None
+) -> AsyncIterator["Notifier"]:
+    """The registered notifier for ``cfg``, on its own HTTP client, closed afterwards."""
+    from app.config.globals import GlobalConfig
+    from app.notifiers import build_notifier
+    from app.notifiers.base import BuildContext
+    from app.notifiers.http import make_client
+    from app.ops.clock import SystemClock
+
+    http = make_client()
+    try:
+        ctx = BuildContext(
+            global_config=global_config or GlobalConfig(), http=http, clock=SystemClock()
+        )
+        yield build_notifier(name, cfg, ctx)
+    finally:
+        await http.aclose()

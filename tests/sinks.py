@@ -56,7 +56,9 @@ class Sink:
         self._lock = threading.Lock()
         self._script: list[Reply] = []
         self.received: list[Received] = []
-        self.app = Starlette(routes=[Route("/{path:path}", self._handle, methods=["POST", "PUT", "GET"])])
+        self.app = Starlette(
+            routes=[Route("/{path:path}", self._handle, methods=["POST", "PUT", "GET"])]
+        )
 
     def reset(self) -> None:
         with self._lock:
@@ -82,7 +84,11 @@ class Sink:
         body = await request.body()
         reply = self.decide(body, self._next())
         with self._lock:
-            self.received.append(Received(time.monotonic(), request.url.path, dict(request.headers), body, reply.status))
+            self.received.append(
+                Received(
+                    time.monotonic(), request.url.path, dict(request.headers), body, reply.status
+                )
+            )
         if reply.delay:
             await asyncio.sleep(reply.delay)
         content = reply.body if isinstance(reply.body, (str, bytes)) else json.dumps(reply.body)
@@ -91,6 +97,7 @@ class Sink:
             content = f"rejected {request.url.path}?{request.url.query} auth={auth} body={body.decode(errors='replace')}"
         data = content.encode() if isinstance(content, str) else content
         if reply.trickle:
+
             async def drip():  # type: ignore[no-untyped-def]
                 for i in range(len(data)):
                     yield data[i : i + 1]
@@ -105,13 +112,34 @@ class WebhookSink(Sink):
         return [r.json() for r in self.requests() if 200 <= r.status < 300]
 
 
+class QuerySink(WebhookSink):
+    """Records the query string too (the sink base class keeps only the path)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.queries: list[str] = []
+
+    def reset(self) -> None:
+        super().reset()
+        with self._lock:
+            self.queries.clear()
+
+    async def _handle(self, request: Request) -> Response:
+        with self._lock:
+            self.queries.append(request.url.query)
+        return await super()._handle(request)
+
+
 PD_SEVERITIES = ("critical", "error", "warning", "info")
 PD_ACTIONS = ("trigger", "acknowledge", "resolve")
 
 
 def pd_invalid(*errors: str) -> Reply:
     """PagerDuty's answer to an event it will not take."""
-    return Reply(400, {"status": "invalid event", "message": "Event object is invalid", "errors": list(errors)})
+    return Reply(
+        400,
+        {"status": "invalid event", "message": "Event object is invalid", "errors": list(errors)},
+    )
 
 
 class FakePagerDuty(Sink):
@@ -155,7 +183,9 @@ class FakePagerDuty(Sink):
             errors.append("'routing_key' is missing or blank")
         action = event.get("event_action")
         if action not in PD_ACTIONS:
-            errors.append("'event_action' is invalid (must be one of trigger, acknowledge, resolve)")
+            errors.append(
+                "'event_action' is invalid (must be one of trigger, acknowledge, resolve)"
+            )
         key = event.get("dedup_key")
         if key is not None and (not isinstance(key, str) or len(key) > 255):
             errors.append("'dedup_key' must be a string of at most 255 characters")
@@ -173,7 +203,9 @@ class FakePagerDuty(Sink):
             if not isinstance(payload.get("source"), str) or not payload["source"]:
                 errors.append("'payload.source' is missing or blank")
             if payload.get("severity") not in PD_SEVERITIES:
-                errors.append("'payload.severity' is invalid (must be one of critical, error, warning, info)")
+                errors.append(
+                    "'payload.severity' is invalid (must be one of critical, error, warning, info)"
+                )
         return errors
 
     def decide(self, body: bytes, reply: Reply) -> Reply:
@@ -197,7 +229,9 @@ class FakePagerDuty(Sink):
             open_ = self._open(routing, key)
             if action == "trigger":
                 if open_ is None:
-                    self.incidents.append({"routing_key": routing, "dedup_key": key, "open": True, "events": [event]})
+                    self.incidents.append(
+                        {"routing_key": routing, "dedup_key": key, "open": True, "events": [event]}
+                    )
                 else:
                     open_["events"].append(event)
             elif action == "resolve":
@@ -213,7 +247,11 @@ class FakePagerDuty(Sink):
 
     def _open(self, routing: str, key: str) -> dict[str, Any] | None:
         for incident in self.incidents:
-            if incident["routing_key"] == routing and incident["dedup_key"] == key and incident["open"]:
+            if (
+                incident["routing_key"] == routing
+                and incident["dedup_key"] == key
+                and incident["open"]
+            ):
                 return incident
         return None
 
@@ -229,7 +267,9 @@ class FakePagerDuty(Sink):
 @contextmanager
 def serve_app(app: Starlette) -> Iterator[str]:
     """Serve an ASGI app on 127.0.0.1 (a free port) in a thread; yields its base URL."""
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off", access_log=False)
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=0, log_level="warning", lifespan="off", access_log=False
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -168,7 +168,7 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
 
 
 def cmd_prune(args: argparse.Namespace) -> int:
-    from app.prune import prune_command
+    from app.sweeper.prune import prune_command
 
     settings = _settings()
     loaded = _load(args.config or settings.config)

@@ -233,3 +233,11 @@ def secret_url_from(data: Any, name: str, *, required: bool = True) -> Any:
     if isinstance(value, str):
         check_http_url(value, name, secret=True)
     return data
+
+
+def parse_smarthost(value: str, field: str) -> tuple[str, int]:
+    """``host:port`` (an IPv6 host may be bracketed) as (host, port)."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise FieldError(field, f"{value!r} must be host:port")
+    return host.strip("[]"), int(port)

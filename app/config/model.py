@@ -15,13 +15,14 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import (
     BeforeValidator,
     Field,
     SecretStr,
     ValidationError,
+    create_model,
     field_validator,
     model_validator,
 )
@@ -33,24 +34,14 @@ from app.config.fields import (
     Duration,
     FieldError,
     StrictModel,
-    check_http_url,
     secret_from,
 )
+from app.config.globals import GlobalConfig
 from app.config.templating import TemplateSyntaxError, text_env
 from app.config.yamlload import YamlError, join_path, load_yaml
 from app.core.matchers import MatcherError, parse_matchers
 from app.notifiers import CONFIG_MODELS
 from app.notifiers.base import IntegrationConfig
-from app.notifiers.discord import DiscordConfig
-from app.notifiers.email import EmailConfig, connection, parse_smarthost
-from app.notifiers.googlechat import GoogleChatConfig
-from app.notifiers.log import LogConfig
-from app.notifiers.mattermost import MattermostConfig
-from app.notifiers.msteams import MSTeamsConfig
-from app.notifiers.opsgenie import OpsgenieConfig
-from app.notifiers.pagerduty import PagerDutyConfig
-from app.notifiers.slack import SlackConfig
-from app.notifiers.webhook import WebhookConfig
 
 MiB = 1024 * 1024
 
@@ -315,41 +306,6 @@ class RunbooksConfig(StrictModel):
         return self
 
 
-class GlobalConfig(StrictModel):
-    smtp_smarthost: str | None = None
-    smtp_from: str | None = None
-    smtp_hello: str = "localhost"
-    smtp_auth_username: str | None = None
-    smtp_auth_password: SecretStr | None = None
-    smtp_require_tls: bool = True
-    pagerduty_url: str = "https://events.pagerduty.com/v2/enqueue"
-    opsgenie_api_url: str = "https://api.opsgenie.com/"
-    # Shown as the "source"/client link of notifications when set.
-    external_url: str | None = None
-    # Outbound HTTP goes through this proxy when set; HTTP(S)_PROXY in the
-    # environment is never used, so nothing redirects alerts by accident.
-    proxy_url: str | None = None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _secrets(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            data = secret_from(data, "smtp_auth_password", required=False)
-        return data
-
-    @model_validator(mode="after")
-    def _check(self) -> "GlobalConfig":
-        check_http_url(self.pagerduty_url, "pagerduty_url")
-        check_http_url(self.opsgenie_api_url, "opsgenie_api_url")
-        if self.external_url is not None:
-            check_http_url(self.external_url, "external_url")
-        if self.proxy_url is not None:
-            check_http_url(self.proxy_url, "proxy_url")
-        if self.smtp_smarthost is not None:
-            parse_smarthost(self.smtp_smarthost, "smtp_smarthost")
-        return self
-
-
 # Alertmanager route keys that make no sense here: grouping and timing are
 # Alertmanager's job upstream. Named explicitly so the error says why.
 _ALERTMANAGER_ONLY_ROUTE_KEYS = (
@@ -400,19 +356,9 @@ class RouteConfig(StrictModel):
         return out
 
 
-class ReceiverConfig(StrictModel):
+class _Receiver(StrictModel):
     name: str = Field(min_length=1)
     delivery: DeliveryOverride | None = None
-    pagerduty_configs: list[PagerDutyConfig] = []
-    opsgenie_configs: list[OpsgenieConfig] = []
-    email_configs: list[EmailConfig] = []
-    slack_configs: list[SlackConfig] = []
-    msteams_configs: list[MSTeamsConfig] = []
-    googlechat_configs: list[GoogleChatConfig] = []
-    discord_configs: list[DiscordConfig] = []
-    mattermost_configs: list[MattermostConfig] = []
-    webhook_configs: list[WebhookConfig] = []
-    log_configs: list[LogConfig] = []
 
     def integrations(self) -> Iterator[tuple[str, str, int, IntegrationConfig]]:
         """Yield (config key, integration name, index, config) in delivery order."""
@@ -420,6 +366,18 @@ class ReceiverConfig(StrictModel):
             entries: list[IntegrationConfig] = getattr(self, key)
             for index, entry in enumerate(entries):
                 yield key, name, index, entry
+
+
+# A receiver lists any of the registered integrations: one `<name>_configs`
+# list per entry of the registry (app/notifiers/__init__.py), in its order.
+if TYPE_CHECKING:
+    ReceiverConfig = _Receiver
+else:
+    ReceiverConfig = create_model(
+        "ReceiverConfig",
+        __base__=_Receiver,
+        **{key: (list[model], []) for key, (_name, model) in CONFIG_MODELS.items()},
+    )
 
 
 class Config(StrictModel):
@@ -568,16 +526,7 @@ def cross_check(config: Config) -> list[str]:
             if entry.delivery is not None:
                 merged_d = config.delivery.merged(receiver.delivery, entry.delivery)
                 errors += [f"{ipath}.delivery.{f}: {m}" for f, m in merged_d.problems()]
-            if isinstance(entry, EmailConfig):
-                if entry.smarthost is None and g.smtp_smarthost is None:
-                    errors.append(f"{ipath}.smarthost: required (or set global.smtp_smarthost)")
-                if entry.from_ is None and g.smtp_from is None:
-                    errors.append(f"{ipath}.from: required (or set global.smtp_from)")
-                if (entry.smarthost or g.smtp_smarthost) and connection(entry, g).plaintext_auth:
-                    errors.append(
-                        f"{ipath}.require_tls: credentials are never sent without TLS; "
-                        "keep require_tls true or use implicit TLS (port 465)"
-                    )
+            errors += [f"{ipath}.{f}: {m}" for f, m in entry.cross_check(g)]
     return errors
 
 

@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from app.core.payload import NoticePayload
+
 
 class Status(enum.StrEnum):
     FIRING = "firing"
@@ -176,7 +178,7 @@ class NotificationRow:
     integration_index: int
     kind: NoticeKind
     dedup_key: str
-    payload: dict[str, object]
+    payload: NoticePayload
     created_at: datetime
 
 

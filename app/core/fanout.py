@@ -12,12 +12,12 @@ the alert did since. Keys are deterministic:
 
 import hashlib
 from datetime import datetime
-from typing import Any
 
 from app.config.compiled import CompiledConfig
 from app.core.domain import AlertRecord, NoticeKind, NotificationRow, isoformat
 from app.core.lifecycle import RouteOptions
 from app.core.notices import Notice
+from app.core.payload import NoticePayload
 from app.core.routing import RouteResult
 
 
@@ -37,7 +37,7 @@ def notice_payload(
     external_url: str = "",
     am_receiver: str = "",
     group_firing: int | None = None,
-) -> dict[str, Any]:
+) -> NoticePayload:
     """The message model's input, stored with the row (JSON-safe)."""
     return {
         "kind": notice.kind.value,
@@ -56,8 +56,6 @@ def notice_payload(
         "external_url": external_url,
         "am_receiver": am_receiver,
         "source": rec.source,
-        # Firing alerts in the webhook's group when this was decided; None
-        # when not decided from a webhook (sweeper notices).
         "group_firing": group_firing,
         "duplicates": rec.duplicate_count,
         "flap": {
@@ -73,7 +71,7 @@ def notice_payload(
 def notification_rows(
     rec: AlertRecord,
     notice: Notice,
-    payload: dict[str, Any],
+    payload: NoticePayload,
     routed: RouteResult[RouteOptions],
     runtime: CompiledConfig,
     now: datetime,

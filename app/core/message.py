@@ -9,6 +9,7 @@ stays literal.
 """
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -16,6 +17,7 @@ from jinja2 import Template
 
 from app.config.templating import text_env
 from app.core.domain import NoticeKind, Status
+from app.core.payload import NoticePayload
 from app.core.runbooks import is_http_url
 
 log = logging.getLogger(__name__)
@@ -58,7 +60,7 @@ class Message:
     notification_id: int
     idempotency_key: str
     attempt: int
-    payload: dict[str, Any] = field(repr=False, default_factory=dict)
+    payload: Mapping[str, object] = field(repr=False, default_factory=dict)
 
     @property
     def firing(self) -> bool:
@@ -161,7 +163,7 @@ def compile_template(source: str | None) -> Template | None:
 
 
 def build_message(
-    payload: dict[str, Any],
+    payload: NoticePayload,
     *,
     notification_id: int,
     idempotency_key: str,

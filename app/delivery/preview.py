@@ -1,4 +1,9 @@
-"""``routes test --render``: the exact requests an alert would cause, sent nowhere."""
+"""``routes test --render``: the exact requests an alert would cause, sent nowhere.
+
+Each request is built by the delivery attempt's own steps
+(:func:`app.delivery.attempt.prepare` and :meth:`~app.delivery.attempt.Prepared.message`),
+then redacted instead of sent.
+"""
 
 import asyncio
 import json
@@ -11,16 +16,16 @@ from app.config.compiled import CompiledConfig, Integration
 from app.core.domain import AlertRecord, NoticeKind, Status
 from app.core.fanout import notice_payload
 from app.core.fingerprint import fingerprint
-from app.core.message import build_message, compile_template
 from app.core.notices import Notice, incident_key
-from app.notifiers import build_notifier
+from app.core.payload import NoticePayload
+from app.delivery.attempt import prepare
 from app.notifiers.base import BuildContext, redact
 from app.ops.clock import SystemClock
 
 
 def _payload(
     runtime: CompiledConfig, labels: dict[str, str], annotations: dict[str, str], kind: str
-) -> dict[str, object]:
+) -> NoticePayload:
     now = SystemClock().now()
     fp = fingerprint(labels)
     notice_kind = NoticeKind(kind)
@@ -94,7 +99,7 @@ class RenderedRequest:
 def render_integration(
     runtime: CompiledConfig,
     integration: Integration,
-    payload: dict[str, object],
+    payload: NoticePayload,
     http: httpx.AsyncClient,
     *,
     notification_id: int = 0,
@@ -104,23 +109,19 @@ def render_integration(
     """The request ``integration`` would send for ``payload``; ``http`` is never used to send."""
     ctx = BuildContext(runtime.config.global_, http, SystemClock())
     try:
-        notifier = build_notifier(integration.name, integration.config, ctx)
+        prepared = prepare(integration, ctx)
     except LookupError as exc:
         return RenderedRequest(integration.key, error=str(exc))
-    message = build_message(
+    # The same preparation and message a delivery attempt makes.
+    message = prepared.message(
         payload,
         notification_id=notification_id,
         idempotency_key=idempotency_key,
         receiver=integration.receiver,
         attempt=attempt,
-        title=compile_template(integration.config.title),
-        text=compile_template(integration.config.text),
     )
-    secrets = sorted(
-        set(notifier.secrets()) | set(integration.config.secret_values()),
-        key=len,
-        reverse=True,
-    )
+    secrets = prepared.secrets
+    notifier = prepared.notifier
     request = notifier.prepare(message)
     text = request.body.decode("utf-8", errors="replace")
     try:

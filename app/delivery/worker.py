@@ -23,19 +23,15 @@ import time
 import uuid
 from collections import Counter, deque
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import httpx
-from jinja2 import Template
 
 from app.config.compiled import CompiledConfig, Integration
 from app.core.domain import integration_key
-from app.core.message import build_message, compile_template
 from app.core.ratelimit import RateLimit, TokenBucket
-from app.core.retry import GiveUp, RetryPolicy, next_attempt
-from app.notifiers import build_notifier
-from app.notifiers.base import BuildContext, DeliveryError, Notifier, redact
+from app.delivery.attempt import Attempt, Prepared, prepare
+from app.notifiers.base import BuildContext
 from app.ops.clock import Clock
 from app.ops.failpoints import failpoint
 from app.ops.metrics import Metrics
@@ -46,27 +42,7 @@ from app.store.outbox import Claimed, Outcome, Result
 
 log = logging.getLogger(__name__)
 
-_MAX_ERROR = 1000
 _SHUTDOWN_GRACE_CAP_S = 30.0
-
-
-@dataclass
-class _Prepared:
-    notifier: Notifier
-    title: Template | None
-    text: Template | None
-    secrets: list[str]
-    rate_limit: RateLimit | None
-
-
-def effective_rate_limit(integration: Integration, notifier: Notifier) -> RateLimit | None:
-    """The integration's ``rate_limit:`` if set (``per_second: 0`` = none), else the service's."""
-    configured = integration.config.rate_limit
-    if configured is not None:
-        if configured.per_second <= 0:
-            return None
-        return RateLimit(configured.per_second, configured.burst)
-    return notifier.rate_limit()
 
 
 class DeliveryWorker:
@@ -106,7 +82,7 @@ class DeliveryWorker:
         self._outcomes: list[Outcome] = []
         self._landed = asyncio.Event()
         self._stopping = False
-        self._prepared: dict[str, _Prepared] = {}
+        self._prepared: dict[str, Prepared] = {}
         self._prepared_for: CompiledConfig | None = None
         self._buckets: dict[str, TokenBucket] = {}
         self._expired_checked = 0.0
@@ -300,7 +276,8 @@ class DeliveryWorker:
 
         task.add_done_callback(done)
 
-    def _prepare(self, runtime: CompiledConfig, integration: Integration) -> _Prepared:
+    def _prepare(self, runtime: CompiledConfig, integration: Integration) -> Prepared:
+        """The destination's notifier and templates, built once per config."""
         if runtime is not self._prepared_for:
             self._prepared = {}
             self._prepared_for = runtime
@@ -312,25 +289,20 @@ class DeliveryWorker:
                 clock=self._clock,
                 version=self._version,
             )
-            notifier = build_notifier(integration.name, integration.config, ctx)
-            found = _Prepared(
-                notifier=notifier,
-                title=compile_template(integration.config.title),
-                text=compile_template(integration.config.text),
-                secrets=sorted(
-                    set(notifier.secrets()) | set(integration.config.secret_values()),
-                    key=len,
-                    reverse=True,
-                ),
-                rate_limit=effective_rate_limit(integration, notifier),
-            )
-            self._prepared[integration.key] = found
+            found = self._prepared[integration.key] = prepare(integration, ctx)
         return found
 
     async def _deliver(self, row: Claimed, runtime: CompiledConfig) -> None:
-        started = self._clock.now()
         clock0 = time.perf_counter()
         integration = runtime.integrations.get(row.integration_key)
+        attempt = Attempt(
+            self._clock,
+            self._metrics,
+            self._rand,
+            prepared=lambda i: self._prepare(runtime, i),
+            bucket=self._bucket,
+            lease_s=_lease_s(runtime),
+        )
         # The span names the destination by receiver and integration only:
         # its URL or key is often the credential.
         with self._tracer.span(
@@ -345,7 +317,7 @@ class DeliveryWorker:
             },
         ) as span:
             try:
-                outcome = await self._attempt(row, runtime, integration, started, clock0)
+                outcome = await attempt.run(row, integration)
             except asyncio.CancelledError:
                 self._outcomes.append(self._released(row, (time.perf_counter() - clock0) * 1000))
                 span.set("alertrelay.outcome", Result.RELEASED.value)
@@ -356,155 +328,6 @@ class DeliveryWorker:
             if outcome.result in (Result.RETRY, Result.DEAD) and outcome.error:
                 span.error(outcome.error[:200])
         self._outcomes.append(outcome)
-
-    async def _attempt(
-        self,
-        row: Claimed,
-        runtime: CompiledConfig,
-        integration: Integration | None,
-        started: datetime,
-        clock0: float,
-    ) -> Outcome:
-        def outcome(
-            result: Result,
-            *,
-            error: str | None = None,
-            status_code: int | None = None,
-            next_attempt_at: datetime | None = None,
-        ) -> Outcome:
-            return Outcome(
-                row.id,
-                row.lease_token,
-                row.attempt,
-                result,
-                self._clock.now(),
-                (time.perf_counter() - clock0) * 1000,
-                row.integration,
-                started_at=row.claimed_at,
-                next_attempt_at=next_attempt_at,
-                error=error,
-                status_code=status_code,
-            )
-
-        if integration is None:
-            return outcome(Result.DEAD, error=f"{row.integration_key} is no longer in the config")
-        policy = RetryPolicy.from_config(integration.delivery)
-        if row.attempt > policy.max_attempts:
-            # Claimed again after its lease ran out, with no attempts left: the
-            # process died during the last ones (a crash loop ends here).
-            return outcome(
-                Result.DEAD,
-                error=f"gave up after {row.attempt - 1} attempts; the last was interrupted",
-            )
-        try:
-            prepared = self._prepare(runtime, integration)
-        except Exception as exc:
-            return outcome(
-                Result.DEAD, error=f"{integration.name}: cannot build: {exc}"[:_MAX_ERROR]
-            )
-
-        if prepared.rate_limit is not None:
-            bucket = self._bucket(prepared.notifier.destination(), prepared.rate_limit)
-            wait = bucket.reserve(time.monotonic())
-            # Waiting holds a claimed row, so only for a fraction of the lease;
-            # otherwise the row goes back in line for when a slot is free.
-            if wait > _lease_s(runtime) / 3:
-                bucket.cancel()
-                return outcome(
-                    Result.DEFERRED,
-                    error=f"rate limited: next slot in {wait:.1f}s",
-                    next_attempt_at=self._clock.now() + timedelta(seconds=wait),
-                )
-            if wait > 0:
-                await asyncio.sleep(wait)
-        message = build_message(
-            row.payload,
-            notification_id=row.id,
-            idempotency_key=row.idempotency_key,
-            receiver=row.receiver,
-            attempt=row.attempt,
-            title=prepared.title,
-            text=prepared.text,
-        )
-        timeout_s = integration.delivery.timeout.total_seconds()
-        error: DeliveryError | None = None
-        note: str | None = None
-        try:
-            async with asyncio.timeout(timeout_s):
-                note = await prepared.notifier.send(message)
-        except DeliveryError as exc:
-            error = exc
-        except TimeoutError:
-            error = DeliveryError(
-                f"{integration.name}: no complete answer within {timeout_s:g}s", retryable=True
-            )
-        except Exception as exc:  # a bug in a notifier: keep the loop and the row alive
-            # Its text, and its traceback's, may quote a URL or key: log them
-            # formatted and redacted, never as exc_info (a handler would print
-            # them raw, or with the frames' locals).
-            log.error(
-                "notifier failed",
-                extra={
-                    "notification": row.id,
-                    "integration": integration.name,
-                    "error_type": type(exc).__name__,
-                    "error": redact(str(exc), prepared.secrets)[:_MAX_ERROR],
-                    "traceback": redact(
-                        logging.Formatter().formatException((type(exc), exc, exc.__traceback__)),
-                        prepared.secrets,
-                    )[-4 * _MAX_ERROR :],
-                },
-            )
-            error = DeliveryError(
-                f"{integration.name}: internal error {type(exc).__name__}", retryable=True
-            )
-        failpoint("after_send_before_mark")
-
-        name = integration.name
-        self._metrics.child(self._metrics.notification_duration, name).observe(
-            time.perf_counter() - clock0
-        )
-        if error is None:
-            return outcome(Result.SENT, error=note)
-        text = redact(error.message, prepared.secrets)[:_MAX_ERROR]
-        decision = (
-            next_attempt(
-                row.attempt,
-                row.queued_at,
-                self._clock.now(),
-                policy,
-                error.retry_after,
-                self._rand,
-            )
-            if error.retryable
-            else GiveUp("not retryable")
-        )
-        if isinstance(decision, GiveUp):
-            log.warning(
-                "notification dead",
-                extra={
-                    "notification": row.id,
-                    "receiver": row.receiver,
-                    "integration": name,
-                    "error": text,
-                    "why": decision.reason,
-                },
-            )
-            return outcome(
-                Result.DEAD, error=f"{text} ({decision.reason})", status_code=error.status_code
-            )
-        log.info(
-            "notification will be retried",
-            extra={
-                "notification": row.id,
-                "integration": name,
-                "error": text,
-                "in_s": round(decision.delay_s, 2),
-            },
-        )
-        return outcome(
-            Result.RETRY, error=text, status_code=error.status_code, next_attempt_at=decision.at
-        )
 
     def _bucket(self, destination: str, limit: RateLimit) -> TokenBucket:
         bucket = self._buckets.get(destination)

@@ -17,7 +17,7 @@ from app.config.templating import TemplateSyntaxError, text_env
 if TYPE_CHECKING:
     import httpx
 
-    from app.config.model import GlobalConfig
+    from app.config.globals import GlobalConfig
     from app.core.message import Message
     from app.core.ratelimit import RateLimit
     from app.ops.clock import Clock
@@ -47,6 +47,10 @@ class IntegrationConfig(StrictModel):
     rate_limit: RateLimitConfig | None = None
     title: str | None = None
     text: str | None = None
+
+    def cross_check(self, g: "GlobalConfig") -> list[tuple[str, str]]:
+        """Problems that need the ``global:`` section too, as (field, message)."""
+        return []
 
     @model_validator(mode="after")
     def _templates_compile(self) -> "IntegrationConfig":

@@ -41,7 +41,7 @@ import aiosmtplib
 from jinja2 import Template
 from pydantic import Field, SecretStr, model_validator
 
-from app.config.fields import FieldError, secret_from
+from app.config.fields import FieldError, parse_smarthost, secret_from
 from app.config.templating import TemplateSyntaxError, html_env
 from app.core.domain import NoticeKind
 from app.core.message import Message, cut
@@ -56,7 +56,7 @@ from app.notifiers.base import (
 )
 
 if TYPE_CHECKING:
-    from app.config.model import GlobalConfig
+    from app.config.globals import GlobalConfig
 
 log = logging.getLogger(__name__)
 
@@ -79,13 +79,6 @@ _COLOURS = {
     NoticeKind.RESOLVED: "#2e7d32",
     NoticeKind.FLAPPING: "#c77700",
 }
-
-
-def parse_smarthost(value: str, field: str) -> tuple[str, int]:
-    host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise FieldError(field, f"{value!r} must be host:port")
-    return host.strip("[]"), int(port)
 
 
 def header_safe(value: str) -> str:
@@ -155,6 +148,9 @@ class EmailConfig(IntegrationConfig):
     html: str | None = None  # Jinja2 override of the HTML body
     headers: dict[str, str] = {}
 
+    def cross_check(self, g: "GlobalConfig") -> list[tuple[str, str]]:
+        return _email_cross_check(self, g)
+
     @model_validator(mode="before")
     @classmethod
     def _secrets(cls, data: Any) -> Any:
@@ -217,6 +213,23 @@ class Connection:
     def plaintext_auth(self) -> bool:
         """Credentials are set but the connection would never be encrypted."""
         return self.username is not None and not (self.implicit_tls or self.starttls)
+
+
+def _email_cross_check(config: EmailConfig, g: "GlobalConfig") -> list[tuple[str, str]]:
+    problems: list[tuple[str, str]] = []
+    if config.smarthost is None and g.smtp_smarthost is None:
+        problems.append(("smarthost", "required (or set global.smtp_smarthost)"))
+    if config.from_ is None and g.smtp_from is None:
+        problems.append(("from", "required (or set global.smtp_from)"))
+    if (config.smarthost or g.smtp_smarthost) and connection(config, g).plaintext_auth:
+        problems.append(
+            (
+                "require_tls",
+                "credentials are never sent without TLS; "
+                "keep require_tls true or use implicit TLS (port 465)",
+            )
+        )
+    return problems
 
 
 def connection(config: EmailConfig, g: "GlobalConfig") -> Connection:

@@ -1,4 +1,4 @@
-"""Generic JSON webhook; its payload is documented in README.md ("Webhook payload")."""
+"""Generic JSON webhook; its payload is documented in docs/integrations.md ("Webhook payload")."""
 
 import json
 from typing import Any, ClassVar

@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.core.domain import NoticeKind, integration_key
 from app.core.domain import NotificationStatus as NS
+from app.core.payload import NoticePayload
 from app.store.tables import UTCDateTime, delivery_attempts, notifications
 from app.store.wakeup import notify_outbox
 
@@ -50,7 +51,7 @@ class Claimed:
     integration_index: int
     kind: NoticeKind
     dedup_key: str
-    payload: dict[str, Any]
+    payload: NoticePayload  # as fanout wrote it (JSON)
     created_at: datetime
     queued_at: datetime  # when it last joined the queue (a replay restarts max_age)
     attempt: int  # this attempt's number, counted at claim

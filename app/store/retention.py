@@ -289,13 +289,16 @@ async def prune(
     rows: int,
     batches_per_rule: int | None,
     budget_s: float | None = None,
+    pause_ratio: float = 0.0,
     on_batch: Callable[[str, int], None] = lambda table, deleted: None,
 ) -> PruneReport:
     """Run every rule in batches of ``rows``, each batch its own transaction.
 
     A rule stops when a batch comes back short, after ``batches_per_rule``
     batches, or when ``budget_s`` seconds have gone by (then the report is
-    not ``complete``; the next call carries on). A batch that meets a lock
+    not ``complete``; the next call carries on). After each batch it waits
+    ``pause_ratio`` times as long as the batch took, so other writers get
+    the lock in between (SQLite has one writer at a time). A batch that meets a lock
     conflict (a PostgreSQL deadlock or lock timeout, SQLite busy past its
     timeout) is retried after a pause, up to ``_MAX_CONFLICTS`` times in a row.
     """
@@ -308,6 +311,7 @@ async def prune(
             if budget_s is not None and time.monotonic() - start > budget_s:
                 report.complete = False
                 return report
+            began = time.monotonic()
             try:
                 async with db.write() as conn:
                     deleted = await delete_batch(conn, db.kind, rule, cutoffs, rows)
@@ -325,6 +329,8 @@ async def prune(
                 await asyncio.sleep(_BACKOFF_S * conflicts)
                 continue
             conflicts = 0
+            if pause_ratio:
+                await asyncio.sleep((time.monotonic() - began) * pause_ratio)
             done += 1
             report.batches += 1
             report.deleted[rule.table.name] += deleted

@@ -6,6 +6,7 @@ tests skip, except under ALERTRELAY_TEST_REQUIRE_ALL=1, where the top-level
 conftest turns the missing browser into an error.
 """
 
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +25,6 @@ try:
     from playwright.sync_api import Browser, sync_playwright
 except ImportError:  # pragma: no cover - the test extra installs it
     sync_playwright = None  # type: ignore[assignment]
-
 
 
 def config(sink_url: str, fragile_url: str) -> str:
@@ -72,12 +72,13 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
             yield Console(proc, sink, fragile)
 
 
+# Package scope, not session: while Playwright's sync API is open it keeps an
+# event loop running in this thread, and every async test that ran after it
+# would fail with "Cannot run the event loop while another loop is running".
 @pytest.fixture(scope="package")
 def browser() -> Iterator["Browser"]:
     if CHROMIUM is None or sync_playwright is None:
         pytest.skip("chromium or playwright not installed")
-    # Package scope: sync_playwright keeps an event loop running in this thread
-    # while it lives, and later sync tests that call asyncio.run() would fail.
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         yield b
@@ -93,7 +94,17 @@ def page(browser: "Browser") -> Iterator[Any]:
     context.close()
 
 
-IMAGES = Path(__file__).resolve().parents[2] / "docs" / "images"
+DOCS_IMAGES = Path(__file__).resolve().parents[2] / "docs" / "images"
+
+
+@pytest.fixture(scope="session")
+def images(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the screenshots go: README's docs/images/ when
+    ALERTRELAY_UPDATE_SCREENSHOTS=1, else a scratch folder (so a test run
+    does not change committed files)."""
+    if os.environ.get("ALERTRELAY_UPDATE_SCREENSHOTS") == "1":
+        return DOCS_IMAGES
+    return tmp_path_factory.mktemp("screenshots")
 
 
 def fail_next(sink: WebhookSink) -> None:

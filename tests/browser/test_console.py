@@ -3,13 +3,14 @@
 import re
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.responses import HTMLResponse
 from starlette.routing import Route
 
-from tests.browser.conftest import ADMIN_TOKEN, IMAGES, PAGE_SECRET, Console, fail_next, recover
+from tests.browser.conftest import ADMIN_TOKEN, PAGE_SECRET, Console, fail_next, recover
 from tests.e2e.harness import http_json, wait_until
 from tests.helpers import am_alert, am_webhook
 from tests.sinks import serve_app
@@ -28,46 +29,76 @@ def ago(minutes: float) -> datetime:
 START = ago(17)
 
 
-def firing(name: str, severity: str = "critical", minutes: float | None = None, **labels: str) -> dict[str, Any]:
-    return am_alert({"alertname": name, "severity": severity, **labels}, starts_at=START if minutes is None else ago(minutes), annotations={"summary": f"{name} on {labels.get('instance', 'all')}"})
+def firing(
+    name: str, severity: str = "critical", minutes: float | None = None, **labels: str
+) -> dict[str, Any]:
+    return am_alert(
+        {"alertname": name, "severity": severity, **labels},
+        starts_at=START if minutes is None else ago(minutes),
+        annotations={"summary": f"{name} on {labels.get('instance', 'all')}"},
+    )
 
 
-def resolved(name: str, severity: str = "critical", minutes: float | None = None, **labels: str) -> dict[str, Any]:
+def resolved(
+    name: str, severity: str = "critical", minutes: float | None = None, **labels: str
+) -> dict[str, Any]:
     start = START if minutes is None else ago(minutes)
-    return am_alert({"alertname": name, "severity": severity, **labels}, status="resolved", starts_at=start, ends_at=start + timedelta(minutes=5), annotations={"summary": f"{name} on {labels.get('instance', 'all')}"})
+    return am_alert(
+        {"alertname": name, "severity": severity, **labels},
+        status="resolved",
+        starts_at=start,
+        ends_at=start + timedelta(minutes=5),
+        annotations={"summary": f"{name} on {labels.get('instance', 'all')}"},
+    )
 
 
-def test_overview_screenshot(console: Console, page: Any) -> None:
+def test_overview_screenshot(console: Console, page: Any, images: Path) -> None:
     # Runs first in this module, so the picture shows only these.
     post(
         console,
         firing("KubePodCrashLooping", minutes=4, instance="10.0.0.12:9100", namespace="payments"),
         firing("NodeFilesystemSpaceFillingUp", minutes=95, instance="db-2:9100"),
-        am_alert({"alertname": "HighErrorRate", "severity": "warning", "service": "checkout"}, starts_at=ago(12), annotations={"summary": "5xx above 2% for 10m"}),
-        am_alert({"alertname": "TargetDown", "severity": "info", "job": "node"}, starts_at=ago(40), annotations={"summary": "1 of 40 node targets down"}),
+        am_alert(
+            {"alertname": "HighErrorRate", "severity": "warning", "service": "checkout"},
+            starts_at=ago(12),
+            annotations={"summary": "5xx above 2% for 10m"},
+        ),
+        am_alert(
+            {"alertname": "TargetDown", "severity": "info", "job": "node"},
+            starts_at=ago(40),
+            annotations={"summary": "1 of 40 node targets down"},
+        ),
         resolved("CertificateExpiring", severity="warning", minutes=300, instance="edge-1"),
     )
     page.goto(console.url + "/")
     page.get_by_role("link", name="KubePodCrashLooping", exact=True).wait_for()
-    page.screenshot(path=str(IMAGES / "overview.png"), full_page=True)
-    assert (IMAGES / "overview.png").stat().st_size > 10_000
+    page.screenshot(path=str(images / "overview.png"), full_page=True)
+    assert (images / "overview.png").stat().st_size > 10_000
 
 
-def test_firing_alert_appears_on_the_overview_within_one_refresh(console: Console, page: Any) -> None:
+def test_firing_alert_appears_on_the_overview_within_one_refresh(
+    console: Console, page: Any
+) -> None:
     page.goto(console.url + "/?refresh=2")
     assert "NewlyFiring" not in page.locator("#live").inner_text()
     page.evaluate("window.__sameDocument = true")
     post(console, firing("NewlyFiring", instance="web-3"))
     started = time.monotonic()
-    page.locator("#live").get_by_role("link", name="NewlyFiring", exact=True).wait_for(timeout=6_000)
+    page.locator("#live").get_by_role("link", name="NewlyFiring", exact=True).wait_for(
+        timeout=6_000
+    )
     assert time.monotonic() - started < 4.5  # one 2 s refresh, with room for a loaded machine
     # Refreshed in place by the script, not by reloading the page.
     assert page.evaluate("window.__sameDocument") is True
     row = page.locator("#live tr", has_text="NewlyFiring")
-    assert "critical" in row.inner_text() and "page" in row.inner_text()  # severity as text, receiver
+    assert (
+        "critical" in row.inner_text() and "page" in row.inner_text()
+    )  # severity as text, receiver
 
 
-def test_filter_open_and_timeline_shows_firing_then_resolved(console: Console, page: Any) -> None:
+def test_filter_open_and_timeline_shows_firing_then_resolved(
+    console: Console, page: Any, images: Path
+) -> None:
     post(console, firing("DiskFilling", instance="db-7"), firing("DiskFilling", instance="db-8"))
     page.goto(console.url + "/alerts")
     page.get_by_label("State").select_option("firing")
@@ -86,18 +117,29 @@ def test_filter_open_and_timeline_shows_firing_then_resolved(console: Console, p
     states = page.locator(".timeline li .state").all_inner_texts()
     assert states == ["firing", "resolved"]
     # Its page lists the notifications sent to the page receiver, with the request as sent.
-    wait_until(lambda: (page.reload(), page.locator(".note-card .status-sent").count() >= 2)[1], 15, interval=0.5, what="both notifications sent")
+    wait_until(
+        lambda: (page.reload(), page.locator(".note-card .status-sent").count() >= 2)[1],
+        15,
+        interval=0.5,
+        what="both notifications sent",
+    )
     text = page.locator("#main").inner_text()
     assert "Message reference" in text and PAGE_SECRET not in page.content()
     page.locator(".note-card summary").first.click()  # show the message as sent
-    page.screenshot(path=str(IMAGES / "alert.png"), full_page=True)
+    page.screenshot(path=str(images / "alert.png"), full_page=True)
 
 
 def test_dead_letter_replayed_with_the_button_turns_sent(console: Console, page: Any) -> None:
     fail_next(console.fragile)
     post(console, am_alert({"alertname": "ReplayMe", "severity": "warning"}))
     note = wait_until(
-        lambda: [n for n in http_json("GET", console.url + "/api/v1/notifications?status=dead")["notifications"] if n["receiver"] == "fragile"],
+        lambda: [
+            n
+            for n in http_json("GET", console.url + "/api/v1/notifications?status=dead")[
+                "notifications"
+            ]
+            if n["receiver"] == "fragile"
+        ],
         15,
         what="the fragile notification dead",
     )[0]
@@ -105,7 +147,9 @@ def test_dead_letter_replayed_with_the_button_turns_sent(console: Console, page:
     page.goto(console.url + "/dead-letters")
     row = page.locator(f"#dead-{note['id']}")
     assert "HTTP 400" in row.inner_text()  # why it died
-    assert page.get_by_role("button", name=f"Replay notification {note['id']}").count() == 0  # not signed in
+    assert (
+        page.get_by_role("button", name=f"Replay notification {note['id']}").count() == 0
+    )  # not signed in
     page.get_by_label("Admin token").fill(ADMIN_TOKEN)
     page.get_by_role("button", name="Sign in to act").click()
     page.get_by_role("button", name=f"Replay notification {note['id']}").click()
@@ -123,7 +167,9 @@ def test_dead_letter_replayed_with_the_button_turns_sent(console: Console, page:
 def test_routes_form_shows_receiver_and_rendered_message(console: Console, page: Any) -> None:
     page.goto(console.url + "/routes")
     assert "route.routes[1]" in page.locator(".tree").inner_text()
-    page.get_by_label("Labels, one NAME=VALUE per line").fill("alertname=DiskFull\nseverity=critical\ninstance=db-1")
+    page.get_by_label("Labels, one NAME=VALUE per line").fill(
+        "alertname=DiskFull\nseverity=critical\ninstance=db-1"
+    )
     page.get_by_role("button", name="Show what happens").click()
     result = page.locator("#route-result")
     assert result.locator(".receivers").inner_text() == "page"
@@ -136,7 +182,16 @@ def test_routes_form_shows_receiver_and_rendered_message(console: Console, page:
 def test_cross_site_post_without_token_is_refused(console: Console, page: Any) -> None:
     fail_next(console.fragile)
     post(console, am_alert({"alertname": "ReplayMe", "severity": "warning", "try": "csrf"}))
-    wait_until(lambda: [n for n in http_json("GET", console.url + "/api/v1/notifications?status=dead")["notifications"] if n["receiver"] == "fragile"], 15)
+    wait_until(
+        lambda: [
+            n
+            for n in http_json("GET", console.url + "/api/v1/notifications?status=dead")[
+                "notifications"
+            ]
+            if n["receiver"] == "fragile"
+        ],
+        15,
+    )
     recover(console.fragile)
     # Signed in as admin in this browser...
     page.goto(console.url + "/dead-letters")
@@ -144,7 +199,16 @@ def test_cross_site_post_without_token_is_refused(console: Console, page: Any) -
     page.get_by_role("button", name="Sign in to act").click()
     page.get_by_role("button", name="Replay all dead letters").wait_for()
     # ...a page on another site posts the replay-all form without a token.
-    evil = Starlette(routes=[Route("/", lambda r: HTMLResponse(f'<form method="post" action="{console.url}/dead-letters/replay-all"><button>Win a prize</button></form>'))])
+    evil = Starlette(
+        routes=[
+            Route(
+                "/",
+                lambda r: HTMLResponse(
+                    f'<form method="post" action="{console.url}/dead-letters/replay-all"><button>Win a prize</button></form>'
+                ),
+            )
+        ]
+    )
     with serve_app(evil) as evil_url:
         page.goto(evil_url.replace("127.0.0.1", "localhost"))
         with page.expect_navigation() as nav:
@@ -155,7 +219,9 @@ def test_cross_site_post_without_token_is_refused(console: Console, page: Any) -
     dead = http_json("GET", console.url + "/api/v1/notifications?status=dead")["notifications"]
     assert dead, "the cross-site post replayed nothing"
     # A same-site request with the admin session but without the token is refused too.
-    answer = page.request.post(console.url + "/dead-letters/replay-all", form={"next": "/"}, max_redirects=0)
+    answer = page.request.post(
+        console.url + "/dead-letters/replay-all", form={"next": "/"}, max_redirects=0
+    )
     assert answer.status == 403
     page.goto(console.url + "/dead-letters")
     page.get_by_role("button", name="Replay all dead letters").click()
@@ -163,20 +229,49 @@ def test_cross_site_post_without_token_is_refused(console: Console, page: Any) -
 
 
 def test_overview_at_phone_width_has_no_horizontal_scroll(console: Console, browser: Any) -> None:
-    post(console, firing("VeryLongAlertNameThatKeepsGoingAndGoingWithoutAnySpaces", instance="node-exporter-0123456789.prod.example.internal:9100"))
+    post(
+        console,
+        firing(
+            "VeryLongAlertNameThatKeepsGoingAndGoingWithoutAnySpaces",
+            instance="node-exporter-0123456789.prod.example.internal:9100",
+        ),
+    )
     context = browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=1)
     page = context.new_page()
     try:
-        fp = http_json("GET", console.url + "/api/v1/alerts?state=firing&limit=1")["alerts"][0]["fingerprint"]
-        for path in ("/", "/alerts", f"/alerts/{fp}", "/dead-letters", "/routes?labels=alertname%3DDiskFull%0Aseverity%3Dcritical", "/audit"):
+        fp = http_json("GET", console.url + "/api/v1/alerts?state=firing&limit=1")["alerts"][0][
+            "fingerprint"
+        ]
+        for path in (
+            "/",
+            "/alerts",
+            f"/alerts/{fp}",
+            "/dead-letters",
+            "/routes?labels=alertname%3DDiskFull%0Aseverity%3Dcritical",
+            "/audit",
+        ):
             page.goto(console.url + path)
-            widths = page.evaluate("[document.documentElement.scrollWidth, document.documentElement.clientWidth]")
-            assert widths[0] <= widths[1], f"{path}: content {widths[0]} px wide in a {widths[1]} px viewport"
+            widths = page.evaluate(
+                "[document.documentElement.scrollWidth, document.documentElement.clientWidth]"
+            )
+            assert widths[0] <= widths[1], (
+                f"{path}: content {widths[0]} px wide in a {widths[1]} px viewport"
+            )
     finally:
         context.close()
 
 
-CONTROLS = ("button", "link", "textbox", "searchbox", "combobox", "checkbox", "radio", "listbox", "spinbutton")
+CONTROLS = (
+    "button",
+    "link",
+    "textbox",
+    "searchbox",
+    "combobox",
+    "checkbox",
+    "radio",
+    "listbox",
+    "spinbutton",
+)
 UNNAMED = re.compile(r"^\s*- (" + "|".join(CONTROLS) + r")(?:\s*$|:|\s+\[)")
 
 
@@ -187,13 +282,25 @@ def unnamed_controls(snapshot: str) -> list[str]:
 
 def test_unnamed_control_detector() -> None:
     assert unnamed_controls('- button "Replay"\n- link "Alerts":\n  - /url: /alerts') == []
-    assert unnamed_controls("- button\n- combobox:\n  - option \"a\"\n- textbox [disabled]") == ["- button", "- combobox:", "- textbox [disabled]"]
+    assert unnamed_controls('- button\n- combobox:\n  - option "a"\n- textbox [disabled]') == [
+        "- button",
+        "- combobox:",
+        "- textbox [disabled]",
+    ]
 
 
 def test_every_page_names_every_control(console: Console, page: Any) -> None:
     post(console, firing("AccessibleAlert", instance="a11y-1"))
     fp = http_json("GET", console.url + "/api/v1/alerts?state=firing")["alerts"][0]["fingerprint"]
-    paths = ["/", "/alerts", f"/alerts/{fp}", "/dead-letters", "/routes?labels=alertname%3DX%0Aseverity%3Dcritical", "/audit", "/alerts/nonexistent"]
+    paths = [
+        "/",
+        "/alerts",
+        f"/alerts/{fp}",
+        "/dead-letters",
+        "/routes?labels=alertname%3DX%0Aseverity%3Dcritical",
+        "/audit",
+        "/alerts/nonexistent",
+    ]
     for signed_in in (False, True):
         if signed_in:
             page.goto(console.url + "/dead-letters")
@@ -203,6 +310,12 @@ def test_every_page_names_every_control(console: Console, page: Any) -> None:
             page.goto(console.url + path)
             snapshot = page.locator("body").aria_snapshot()
             assert unnamed_controls(snapshot) == [], f"{path}:\n{snapshot}"
-            assert page.get_by_role("main").count() == 1 and page.get_by_role("navigation", name="Console").count() == 1
+            assert (
+                page.get_by_role("main").count() == 1
+                and page.get_by_role("navigation", name="Console").count() == 1
+            )
             assert page.get_by_role("heading", level=1).count() == 1, path
-            assert "config" in page.locator("footer").inner_text() and " ms " in page.locator("footer").inner_text()
+            assert (
+                "config" in page.locator("footer").inner_text()
+                and " ms " in page.locator("footer").inner_text()
+            )

@@ -25,7 +25,9 @@ T = TypeVar("T")
 
 ALERTMANAGER = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
 AMTOOL = shutil.which("amtool")
-needs_alertmanager = pytest.mark.skipif(ALERTMANAGER is None, reason="Alertmanager binary not installed")
+needs_alertmanager = pytest.mark.skipif(
+    ALERTMANAGER is None, reason="Alertmanager binary not installed"
+)
 
 
 def free_port() -> int:
@@ -35,7 +37,10 @@ def free_port() -> int:
 
 
 def wait_until(
-    check: Callable[[], T | None], timeout: float = 20.0, interval: float = 0.1, what: str | Callable[[], str] = ""
+    check: Callable[[], T | None],
+    timeout: float = 20.0,
+    interval: float = 0.1,
+    what: str | Callable[[], str] = "",
 ) -> T:
     deadline = time.monotonic() + timeout
     last_error: Exception | None = None
@@ -48,12 +53,25 @@ def wait_until(
             last_error = exc
         time.sleep(interval)
     described = what() if callable(what) else what
-    raise AssertionError(f"timed out after {timeout}s waiting for {described or check}: {last_error}")
+    raise AssertionError(
+        f"timed out after {timeout}s waiting for {described or check}: {last_error}"
+    )
 
 
-def http_json(method: str, url: str, payload: Any = None, headers: dict[str, str] | None = None, timeout: float = 5.0) -> Any:
+def http_json(
+    method: str,
+    url: str,
+    payload: Any = None,
+    headers: dict[str, str] | None = None,
+    timeout: float = 5.0,
+) -> Any:
     data = json.dumps(payload).encode() if payload is not None else None
-    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json", **(headers or {})})
+    req = urllib.request.Request(
+        url,
+        data=data,
+        method=method,
+        headers={"Content-Type": "application/json", **(headers or {})},
+    )
     with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310
         body = resp.read()
     return json.loads(body) if body else None
@@ -75,15 +93,34 @@ class Proc:
 
 
 @contextlib.contextmanager
-def alertrelay(tmp: Path, config: str, db_url: str | None = None, env: dict[str, str] | None = None, name: str = "alertrelay") -> Iterator[Proc]:
+def alertrelay(
+    tmp: Path,
+    config: str,
+    db_url: str | None = None,
+    env: dict[str, str] | None = None,
+    name: str = "alertrelay",
+) -> Iterator[Proc]:
     port = free_port()
     config_path = tmp / f"{name}.yml"
     config_path.write_text(config)
     log_path = tmp / f"{name}.log"
-    full_env = {**os.environ, "ALERTRELAY_DATABASE_URL": db_url or f"sqlite:///{tmp}/{name}.db", **(env or {})}
+    full_env = {
+        **os.environ,
+        "ALERTRELAY_DATABASE_URL": db_url or f"sqlite:///{tmp}/{name}.db",
+        **(env or {}),
+    }
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "app", "serve", "--config", str(config_path), "--port", str(port)],
+            [
+                sys.executable,
+                "-m",
+                "app",
+                "serve",
+                "--config",
+                str(config_path),
+                "--port",
+                str(port),
+            ],
             stdout=log,
             stderr=subprocess.STDOUT,
             env=full_env,
@@ -125,7 +162,11 @@ def alertmanager(tmp: Path, config: str, name: str = "am") -> Iterator[Proc]:
         )
     proc = Proc(process, f"http://127.0.0.1:{port}", log_path)
     try:
-        wait_until(lambda: process.poll() is None and http_json("GET", proc.url + "/api/v2/status"), 30, what="alertmanager up")
+        wait_until(
+            lambda: process.poll() is None and http_json("GET", proc.url + "/api/v2/status"),
+            30,
+            what="alertmanager up",
+        )
         yield proc
     finally:
         proc.kill(signal.SIGTERM) if process.poll() is None else None
@@ -135,7 +176,14 @@ def am_post_alerts(am: Proc, alerts: list[dict[str, Any]]) -> None:
     http_json("POST", am.url + "/api/v2/alerts", alerts)
 
 
-def alertmanager_config(webhook_url: str, token_file: Path, *, group_wait: str = "1s", group_interval: str = "1s", repeat_interval: str = "2s") -> str:
+def alertmanager_config(
+    webhook_url: str,
+    token_file: Path,
+    *,
+    group_wait: str = "1s",
+    group_interval: str = "1s",
+    repeat_interval: str = "2s",
+) -> str:
     return f"""
 route:
   receiver: alertrelay

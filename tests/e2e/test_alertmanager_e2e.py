@@ -43,7 +43,12 @@ def _iso(t: datetime) -> str:
 
 @pytest.mark.skipif(AMTOOL is None, reason="amtool not installed")
 def test_shipped_alertmanager_yml_passes_amtool() -> None:
-    result = subprocess.run([AMTOOL, "check-config", str(ROOT / "alertmanager.yml")], capture_output=True, text=True, timeout=30)
+    result = subprocess.run(
+        [AMTOOL, "check-config", str(ROOT / "alertmanager.yml")],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS" in result.stdout
 
@@ -62,7 +67,15 @@ def test_alertmanager_to_outbox(tmp_path: Path) -> None:
                 {"alertname": "E2EDisk", "instance": "b", "severity": "warning"},
                 {"alertname": "E2ECpu", "instance": "c", "severity": "critical"},
             ]
-            firing = [{"labels": lb, "annotations": {"summary": "e2e"}, "startsAt": _iso(now), "endsAt": _iso(now + timedelta(hours=1))} for lb in labels]
+            firing = [
+                {
+                    "labels": lb,
+                    "annotations": {"summary": "e2e"},
+                    "startsAt": _iso(now),
+                    "endsAt": _iso(now + timedelta(hours=1)),
+                }
+                for lb in labels
+            ]
             am_post_alerts(am, firing)
 
             def all_firing() -> list[dict[str, object]] | None:
@@ -72,18 +85,31 @@ def test_alertmanager_to_outbox(tmp_path: Path) -> None:
             wait_until(all_firing, 30, what="3 firing alerts")
             # Alertmanager repeats the groups (repeat_interval 2s): duplicates, no rows.
             wait_until(
-                lambda: all(a["duplicates"] >= 1 for a in http_json("GET", relay.url + "/api/v1/alerts")["alerts"]),
+                lambda: all(
+                    a["duplicates"] >= 1
+                    for a in http_json("GET", relay.url + "/api/v1/alerts")["alerts"]
+                ),
                 30,
                 what="repeats counted as duplicates",
             )
             resolved = [dict(a, endsAt=_iso(datetime.now(UTC))) for a in firing]
             am_post_alerts(am, resolved)
-            wait_until(lambda: len(http_json("GET", relay.url + "/api/v1/alerts?state=resolved")["alerts"]) == 3, 30, what="3 resolved")
+            wait_until(
+                lambda: (
+                    len(http_json("GET", relay.url + "/api/v1/alerts?state=resolved")["alerts"])
+                    == 3
+                ),
+                30,
+                what="3 resolved",
+            )
             metrics = urllib_get(relay.url + "/metrics")
     rows = table_rows(db_url, "notifications")
     # One row per transition and integration: critical → page (2 integrations), warning → chat (1).
     expected = sorted(
-        [("firing", "page")] * 4 + [("resolved", "page")] * 4 + [("firing", "chat")] + [("resolved", "chat")]
+        [("firing", "page")] * 4
+        + [("resolved", "page")] * 4
+        + [("firing", "chat")]
+        + [("resolved", "chat")]
     )
     assert sorted((r["kind"], r["receiver"]) for r in rows) == expected
     assert len(table_rows(db_url, "alert_transitions")) == 6

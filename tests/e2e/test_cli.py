@@ -40,7 +40,9 @@ receivers:
 """
 
 
-def run(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def run(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "app", *args],
         capture_output=True,
@@ -61,24 +63,38 @@ def config_file(tmp_path: Path) -> Path:
 def test_check_config_ok_and_errors(tmp_path: Path, config_file: Path) -> None:
     ok = run("check-config", str(config_file))
     assert ok.returncode == 0
-    assert ok.stdout.startswith(f"{config_file}: OK, 3 receivers, 2 integrations, 4 routes, 1 runbook rules")
+    assert ok.stdout.startswith(
+        f"{config_file}: OK, 3 receivers, 2 integrations, 4 routes, 1 runbook rules"
+    )
     bad = tmp_path / "bad.yml"
-    bad.write_text(CONFIG.replace("routing_key: 0123456789abcdef0123456789abcdef", "url: x") + "bogus: 1\n")
+    bad.write_text(
+        CONFIG.replace("routing_key: 0123456789abcdef0123456789abcdef", "url: x") + "bogus: 1\n"
+    )
     result = run("check-config", str(bad))
     assert result.returncode == 1
-    assert "receivers[0].pagerduty_configs[0].routing_key: required (or routing_key_file)" in result.stderr
-    assert "receivers[0].pagerduty_configs[0].url: 'x' must be an absolute http:// or https:// URL" in result.stderr
+    assert (
+        "receivers[0].pagerduty_configs[0].routing_key: required (or routing_key_file)"
+        in result.stderr
+    )
+    assert (
+        "receivers[0].pagerduty_configs[0].url: 'x' must be an absolute http:// or https:// URL"
+        in result.stderr
+    )
     assert "bogus: unknown key" in result.stderr
     missing = run("check-config", str(tmp_path / "nope.yml"))
     assert missing.returncode == 1 and "cannot read" in missing.stderr
 
 
 def test_routes_test_like_amtool(config_file: Path) -> None:
-    result = run("routes", "test", "--config", str(config_file), "alertname=DiskFull", "severity=critical")
+    result = run(
+        "routes", "test", "--config", str(config_file), "alertname=DiskFull", "severity=critical"
+    )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0] == "page, chat"
-    assert "runbook:  https://wiki.example.com/storage#DiskFull (runbooks.rules[0])" in result.stdout
+    assert (
+        "runbook:  https://wiki.example.com/storage#DiskFull (runbooks.rules[0])" in result.stdout
+    )
     assert "page/pagerduty/0" in result.stdout and "chat/slack/0" in result.stdout
     assert "SECRET" not in result.stdout and "0123456789abcdef" not in result.stdout
     watchdog = run("routes", "test", "--config", str(config_file), "--json", "alertname=Watchdog")
@@ -93,7 +109,10 @@ def test_routes_test_like_amtool(config_file: Path) -> None:
 def test_runbook_command(config_file: Path) -> None:
     result = run("runbook", "--config", str(config_file), "alertname=CPUHigh")
     assert result.returncode == 0
-    assert result.stdout.splitlines() == ["https://runbooks.example.com/cpuhigh", "  from runbooks.default"]
+    assert result.stdout.splitlines() == [
+        "https://runbooks.example.com/cpuhigh",
+        "  from runbooks.default",
+    ]
 
 
 def test_example_config_prints_and_validates(tmp_path: Path) -> None:
@@ -127,7 +146,13 @@ def test_serve_on_the_builtin_defaults_and_status(tmp_path: Path) -> None:
     """`alertrelay serve` with no config: SQLite ./alertrelay.db, one log receiver."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("ALERTRELAY_")}
-    proc = subprocess.Popen([sys.executable, "-m", "app", "serve", "--port", str(port)], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "app", "serve", "--port", str(port)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     try:
         url = f"http://127.0.0.1:{port}"
         wait_until(lambda: http_json("GET", url + "/ready"), 30, what="default serve ready")
@@ -137,7 +162,12 @@ def test_serve_on_the_builtin_defaults_and_status(tmp_path: Path) -> None:
         assert status.returncode == 0 and status.stdout.startswith("ALERTRELAY OK")
         import urllib.request
 
-        req = urllib.request.Request(url + "/webhook/alertmanager", data=body(am_webhook([am_alert({"alertname": "Quick"})])), headers=JSON, method="POST")
+        req = urllib.request.Request(
+            url + "/webhook/alertmanager",
+            data=body(am_webhook([am_alert({"alertname": "Quick"})])),
+            headers=JSON,
+            method="POST",
+        )
         with urllib.request.urlopen(req, timeout=5) as resp:  # noqa: S310
             assert resp.status == 200
         alerts = http_json("GET", url + "/api/v1/alerts")["alerts"]
@@ -157,7 +187,9 @@ def test_serve_takes_config_database_host_and_port_from_the_environment(tmp_path
     """ALERTRELAY_CONFIG, _DATABASE_URL, _HOST, _PORT, _LOG_LEVEL without flags."""
     port = free_port()
     config = tmp_path / "env.yml"
-    config.write_text("route: {receiver: from-env}\nreceivers: [{name: from-env, log_configs: [{}]}]\n")
+    config.write_text(
+        "route: {receiver: from-env}\nreceivers: [{name: from-env, log_configs: [{}]}]\n"
+    )
     db = tmp_path / "elsewhere.db"
     env = {k: v for k, v in os.environ.items() if not k.startswith("ALERTRELAY_")}
     env |= {
@@ -167,15 +199,28 @@ def test_serve_takes_config_database_host_and_port_from_the_environment(tmp_path
         "ALERTRELAY_PORT": str(port),
         "ALERTRELAY_LOG_LEVEL": "warning",
     }
-    proc = subprocess.Popen([sys.executable, "-m", "app", "serve"], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "app", "serve"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     try:
         url = f"http://127.0.0.1:{port}"
-        wait_until(lambda: http_json("GET", url + "/ready"), 30, what="serve from the environment ready")
+        wait_until(
+            lambda: http_json("GET", url + "/ready"), 30, what="serve from the environment ready"
+        )
         info = http_json("GET", url + "/health?detailed=true")
         assert info["config"]["source"] == str(config), info["config"]
         import urllib.request
 
-        req = urllib.request.Request(url + "/webhook/alertmanager", data=body(am_webhook([am_alert({"alertname": "Env"})])), headers=JSON, method="POST")
+        req = urllib.request.Request(
+            url + "/webhook/alertmanager",
+            data=body(am_webhook([am_alert({"alertname": "Env"})])),
+            headers=JSON,
+            method="POST",
+        )
         with urllib.request.urlopen(req, timeout=5) as resp:  # noqa: S310
             assert resp.status == 200
         detail = http_json("GET", url + "/api/v1/alerts")["alerts"][0]
@@ -247,7 +292,16 @@ receivers:
   - name: chat
     slack_configs: [{{api_url: "{slack_hook}", title: "{{{{ labels.team }}}}: {{{{ default_title }}}}"}}]
 """)
-        args = ["routes", "test", "--config", str(config), "--render", "alertname=DiskFull", "severity=critical", "team=storage"]
+        args = [
+            "routes",
+            "test",
+            "--config",
+            str(config),
+            "--render",
+            "alertname=DiskFull",
+            "severity=critical",
+            "team=storage",
+        ]
         result = run(*args, "--annotation", "summary=Disk on db-1 is 95% full")
         resolved = run(*args, "--kind", "resolved")
         assert pagerduty.requests() == [] and slack.requests() == []  # printed, sent nowhere
@@ -270,7 +324,11 @@ receivers:
     assert isinstance(details, dict)
     assert details["summary"] == "[FIRING] DiskFull (critical): Disk on db-1 is 95% full"
     assert details["severity"] == "critical"
-    assert details["custom_details"]["labels"] == {"alertname": "DiskFull", "severity": "critical", "team": "storage"}
+    assert details["custom_details"]["labels"] == {
+        "alertname": "DiskFull",
+        "severity": "critical",
+        "team": "storage",
+    }
     assert event["links"] == [{"href": runbook, "text": "Runbook"}]
 
     line, headers, message = requests["chat/slack/0"]
@@ -278,7 +336,9 @@ receivers:
     assert line == f"POST {slack_url}/services/T0000/B0000/<redacted>"
     assert headers == {"Content-Type": "application/json"}
     title = "storage: [FIRING] DiskFull (critical): Disk on db-1 is 95% full"  # the title override, rendered
-    assert message["blocks"] == [{"type": "section", "text": {"type": "mrkdwn", "text": f"*{title}*", "verbatim": True}}]
+    assert message["blocks"] == [
+        {"type": "section", "text": {"type": "mrkdwn", "text": f"*{title}*", "verbatim": True}}
+    ]
     assert str(message["text"]).startswith(title + "\nDisk on db-1 is 95% full")
     (attachment,) = message["attachments"]  # type: ignore[misc]
     buttons = [e for b in attachment["blocks"] if b["type"] == "actions" for e in b["elements"]]
@@ -294,16 +354,38 @@ receivers:
     ("url", "secrets", "shown"),
     [
         # The notifier names the credential part: only that part is hidden.
-        ("https://hooks.slack.com/services/T0/B0/KEYKEY123", ["https://hooks.slack.com/services/T0/B0/KEYKEY123", "KEYKEY123"], "https://hooks.slack.com/services/T0/B0/<redacted>"),
-        ("https://discord.com/api/webhooks/42/TOKTOK987", ["https://discord.com/api/webhooks/42/TOKTOK987", "TOKTOK987"], "https://discord.com/api/webhooks/42/<redacted>"),
+        (
+            "https://hooks.slack.com/services/T0/B0/KEYKEY123",
+            ["https://hooks.slack.com/services/T0/B0/KEYKEY123", "KEYKEY123"],
+            "https://hooks.slack.com/services/T0/B0/<redacted>",
+        ),
+        (
+            "https://discord.com/api/webhooks/42/TOKTOK987",
+            ["https://discord.com/api/webhooks/42/TOKTOK987", "TOKTOK987"],
+            "https://discord.com/api/webhooks/42/<redacted>",
+        ),
         # A secret URL with no part named, or with user:password@, shows where it goes only.
-        ("https://hook.example:8443/in?token=abcdef", ["https://hook.example:8443/in?token=abcdef"], "https://hook.example:8443/<redacted>"),
-        ("https://u:pw@mm.example/hooks/KEYKEY123", ["https://u:pw@mm.example/hooks/KEYKEY123", "KEYKEY123"], "https://mm.example/<redacted>"),
+        (
+            "https://hook.example:8443/in?token=abcdef",
+            ["https://hook.example:8443/in?token=abcdef"],
+            "https://hook.example:8443/<redacted>",
+        ),
+        (
+            "https://u:pw@mm.example/hooks/KEYKEY123",
+            ["https://u:pw@mm.example/hooks/KEYKEY123", "KEYKEY123"],
+            "https://mm.example/<redacted>",
+        ),
         # A URL that is no secret (PagerDuty's key travels in the body) is shown as it is.
-        ("https://events.pagerduty.com/v2/enqueue", ["f00dfeedf00dfeed"], "https://events.pagerduty.com/v2/enqueue"),
+        (
+            "https://events.pagerduty.com/v2/enqueue",
+            ["f00dfeedf00dfeed"],
+            "https://events.pagerduty.com/v2/enqueue",
+        ),
     ],
 )
-def test_preview_urls_hide_exactly_the_secret_parts(url: str, secrets: list[str], shown: str) -> None:
+def test_preview_urls_hide_exactly_the_secret_parts(
+    url: str, secrets: list[str], shown: str
+) -> None:
     from app.delivery.preview import shown_url
 
     assert shown_url(url, secrets) == shown

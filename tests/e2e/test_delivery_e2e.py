@@ -26,7 +26,9 @@ from tests.sinks import FakePagerDuty, Reply, WebhookSink, serve
 KEY = "R0UT1NGKEY0123456789abcdef012345"
 
 
-def relay_config(pd_url: str, *, lease: str = "2s", timeout: str = "1s", concurrency: int = 16) -> str:
+def relay_config(
+    pd_url: str, *, lease: str = "2s", timeout: str = "1s", concurrency: int = 16
+) -> str:
     return f"""
 delivery: {{timeout: {timeout}, lease: {lease}, initial_backoff: 1s, concurrency: {concurrency}}}
 runbooks:
@@ -47,20 +49,32 @@ def post(url: str, payload: object) -> None:
     [("after_send_before_mark", 1), ("after_claim_commit", 0)],
     ids=["killed-after-send", "killed-after-claim"],
 )
-def test_kill_mid_delivery_loses_nothing(tmp_path: Path, db_url: str, failpoint: str, sends_before_crash: int) -> None:
+def test_kill_mid_delivery_loses_nothing(
+    tmp_path: Path, db_url: str, failpoint: str, sends_before_crash: int
+) -> None:
     pd = FakePagerDuty()
     with serve(pd) as pd_url:
         config = relay_config(pd_url)
-        with alertrelay(tmp_path, config, db_url, env={"ALERTRELAY_FAILPOINT": failpoint}, name="doomed") as relay:
+        with alertrelay(
+            tmp_path, config, db_url, env={"ALERTRELAY_FAILPOINT": failpoint}, name="doomed"
+        ) as relay:
             post(relay.url, am_webhook([am_alert({"alertname": "Crash", "severity": "critical"})]))
-            wait_until(lambda: relay.process.poll() is not None, 15, what="the failpoint to kill the process")
+            wait_until(
+                lambda: relay.process.poll() is not None,
+                15,
+                what="the failpoint to kill the process",
+            )
             assert relay.process.returncode == -signal.SIGKILL
         assert len(pd.requests()) == sends_before_crash
         (row,) = table_rows(db_url, "notifications")
         assert row["status"] == "in_flight" and row["attempts"] == 1
         started = time.monotonic()
         with alertrelay(tmp_path, config, db_url, name="restarted"):
-            wait_until(lambda: table_rows(db_url, "notifications")[0]["status"] == "sent", 20, what="redelivery, well inside the 120 s lease")
+            wait_until(
+                lambda: table_rows(db_url, "notifications")[0]["status"] == "sent",
+                20,
+                what="redelivery, well inside the 120 s lease",
+            )
         # Re-claimed once the 2 s lease ran out (plus the poll), not later.
         assert time.monotonic() - started < 2 + 0.5 + 8
     requests = pd.requests()
@@ -86,7 +100,9 @@ def test_sigterm_finishes_the_send_in_flight(tmp_path: Path, db_url: str) -> Non
     assert len(pd.requests()) == 1
 
 
-def test_sigterm_releases_the_leases_of_sends_that_outlast_the_grace(tmp_path: Path, db_url: str) -> None:
+def test_sigterm_releases_the_leases_of_sends_that_outlast_the_grace(
+    tmp_path: Path, db_url: str
+) -> None:
     """A sink that holds its sends past the shutdown grace: SIGTERM hands the
     rows back (pending, no lease), so a restart delivers them now, not after
     the lease.
@@ -102,10 +118,19 @@ def test_sigterm_releases_the_leases_of_sends_that_outlast_the_grace(tmp_path: P
         # concurrency 4: two sends at once to one integration, two more claimed and waiting.
         config = relay_config(hung_url, lease="120s", timeout="40s", concurrency=4)
         with alertrelay(tmp_path, config, db_url, name="stopping") as relay:
-            alerts = [am_alert({"alertname": "Hang", "instance": f"h{i}", "severity": "critical"}) for i in range(3)]
+            alerts = [
+                am_alert({"alertname": "Hang", "instance": f"h{i}", "severity": "critical"})
+                for i in range(3)
+            ]
             post(relay.url, am_webhook(alerts))
             wait_until(lambda: len(hung.requests()) == 2, 10, what="two sends to start")
-            wait_until(lambda: [r["status"] for r in table_rows(db_url, "notifications")] == ["in_flight"] * 3, 5, what="all three claimed")
+            wait_until(
+                lambda: (
+                    [r["status"] for r in table_rows(db_url, "notifications")] == ["in_flight"] * 3
+                ),
+                5,
+                what="all three claimed",
+            )
             signalled = time.monotonic()
             relay.process.send_signal(signal.SIGTERM)
             relay.process.wait(timeout=45)
@@ -118,13 +143,26 @@ def test_sigterm_releases_the_leases_of_sends_that_outlast_the_grace(tmp_path: P
         rows = table_rows(db_url, "notifications")
         assert [r["status"] for r in rows] == ["pending"] * 3, log
         for r in rows:
-            assert (r["lease_owner"], r["lease_token"], r["lease_expires_at"]) == (None, None, None), r
+            assert (r["lease_owner"], r["lease_token"], r["lease_expires_at"]) == (
+                None,
+                None,
+                None,
+            ), r
             assert r["attempts"] == 0  # handed back unsent: the attempt is not held against it
         assert [a["outcome"] for a in table_rows(db_url, "delivery_attempts")] == ["released"] * 3
         started_keys = {r.json()["dedup_key"] for r in hung.requests()}
 
-        with alertrelay(tmp_path, relay_config(healthy_url, lease="120s", timeout="40s"), db_url, name="restarted"):
-            wait_until(lambda: {r["status"] for r in table_rows(db_url, "notifications")} == {"sent"}, 10, what="redelivery, well inside the 120 s lease")
+        with alertrelay(
+            tmp_path,
+            relay_config(healthy_url, lease="120s", timeout="40s"),
+            db_url,
+            name="restarted",
+        ):
+            wait_until(
+                lambda: {r["status"] for r in table_rows(db_url, "notifications")} == {"sent"},
+                10,
+                what="redelivery, well inside the 120 s lease",
+            )
             time.sleep(1.0)  # a second delivery of any row would show up now
     keys = Counter(r.json()["dedup_key"] for r in healthy.requests())
     assert len(keys) == 3 and set(keys.values()) == {1}, keys  # each row exactly once
@@ -160,7 +198,9 @@ receivers: [{{name: r, webhook_configs: [{{url: "{hook_url}/h"}}]}}]
                     )
                 )
         try:
-            wait_until(lambda: len(hook.requests()) >= 2000, 90, interval=0.2, what="2,000 deliveries")
+            wait_until(
+                lambda: len(hook.requests()) >= 2000, 90, interval=0.2, what="2,000 deliveries"
+            )
             time.sleep(1.0)  # anything extra would show up now
         finally:
             for w in workers:
@@ -184,7 +224,9 @@ def _fill_outbox(db_url: str, config: str, n: int) -> None:
     async def fill() -> None:
         async with running_app(db_url, config) as (_, client):
             alerts = [am_alert({"alertname": "Replica", "instance": f"i{i}"}) for i in range(n)]
-            r = await client.post("/webhook/alertmanager", content=body(am_webhook(alerts)), headers=JSON)
+            r = await client.post(
+                "/webhook/alertmanager", content=body(am_webhook(alerts)), headers=JSON
+            )
             assert r.json()["notifications"] == n
 
     asyncio.run(fill())
@@ -201,22 +243,41 @@ def test_alertmanager_to_pagerduty_end_to_end(tmp_path: Path) -> None:
     token.write_text("t0k3n")
     with serve(pd) as pd_url:
         config = "auth: {webhook_token: t0k3n}\n" + relay_config(pd_url, lease="20s", timeout="5s")
-        with alertrelay(tmp_path, config) as relay, alertmanager(tmp_path, alertmanager_config(relay.url + "/webhook/alertmanager", token)) as am:
+        with (
+            alertrelay(tmp_path, config) as relay,
+            alertmanager(
+                tmp_path, alertmanager_config(relay.url + "/webhook/alertmanager", token)
+            ) as am,
+        ):
             now = datetime.now(UTC)
             alerts = [
-                {"labels": {"alertname": f"E2E{name}", "severity": sev, "instance": f"h{i}"},
-                 "annotations": {"summary": f"{name} is bad"} | ({"runbook_url": "https://wiki.example.com/own"} if i == 0 else {}),
-                 "startsAt": _iso(now), "endsAt": _iso(now + timedelta(hours=1))}
-                for i, (name, sev) in enumerate([("Disk", "critical"), ("Cpu", "warning"), ("Mem", "page")])
+                {
+                    "labels": {"alertname": f"E2E{name}", "severity": sev, "instance": f"h{i}"},
+                    "annotations": {"summary": f"{name} is bad"}
+                    | ({"runbook_url": "https://wiki.example.com/own"} if i == 0 else {}),
+                    "startsAt": _iso(now),
+                    "endsAt": _iso(now + timedelta(hours=1)),
+                }
+                for i, (name, sev) in enumerate(
+                    [("Disk", "critical"), ("Cpu", "warning"), ("Mem", "page")]
+                )
             ]
             am_post_alerts(am, alerts)
             wait_until(lambda: len(pd.open_incidents()) == 3, 30, what="3 incidents open")
             am_post_alerts(am, [dict(a, endsAt=_iso(datetime.now(UTC))) for a in alerts])
-            wait_until(lambda: not pd.open_incidents() and len(pd.all_incidents()) == 3, 30, what="all resolved")
+            wait_until(
+                lambda: not pd.open_incidents() and len(pd.all_incidents()) == 3,
+                30,
+                what="all resolved",
+            )
             time.sleep(3)  # Alertmanager repeats: no new incidents may appear
     incidents = pd.all_incidents()
     assert len(incidents) == 3 and not pd.open_incidents() and pd.dropped == []
     runbooks = sorted(i["events"][0]["links"][0]["href"] for i in incidents)
-    assert runbooks == ["https://runbooks.example.com/e2ecpu", "https://runbooks.example.com/e2emem", "https://wiki.example.com/own"]
+    assert runbooks == [
+        "https://runbooks.example.com/e2ecpu",
+        "https://runbooks.example.com/e2emem",
+        "https://wiki.example.com/own",
+    ]
     severities = sorted(i["events"][0]["payload"]["severity"] for i in incidents)
     assert severities == ["critical", "critical", "warning"]

@@ -25,7 +25,11 @@ def _iso(t: datetime) -> str:
 
 @needs_alertmanager
 def test_toggling_alert_gives_one_flapping_notice_and_one_stable_notice(tmp_path: Path) -> None:
-    pd, chat, slack = FakePagerDuty(), WebhookSink(), WebhookSink()  # WebhookSink answers 200 "ok", as Slack does
+    pd, chat, slack = (
+        FakePagerDuty(),
+        WebhookSink(),
+        WebhookSink(),
+    )  # WebhookSink answers 200 "ok", as Slack does
     token = tmp_path / "token"
     token.write_text("t0k3n")
     with serve(pd) as pd_url, serve(chat) as chat_url, serve(slack) as slack_url:
@@ -65,13 +69,35 @@ receivers:
                         time.sleep(0.02)
                     occurrence = start + timedelta(seconds=3 * (i // 2))
                     ends = at + timedelta(hours=1) if i % 2 == 0 else at
-                    am_post_alerts(am, [{"labels": LABELS, "annotations": {"summary": "flaps"}, "startsAt": _iso(occurrence), "endsAt": _iso(ends)}])
-                wait_until(lambda: len(http_json("GET", relay.url + f"/api/v1/alerts/{_fp()}")["transitions"]) == 8, 30, what="all 8 transitions")
+                    am_post_alerts(
+                        am,
+                        [
+                            {
+                                "labels": LABELS,
+                                "annotations": {"summary": "flaps"},
+                                "startsAt": _iso(occurrence),
+                                "endsAt": _iso(ends),
+                            }
+                        ],
+                    )
+                wait_until(
+                    lambda: (
+                        len(http_json("GET", relay.url + f"/api/v1/alerts/{_fp()}")["transitions"])
+                        == 8
+                    ),
+                    30,
+                    what="all 8 transitions",
+                )
                 detail = http_json("GET", relay.url + f"/api/v1/alerts/{_fp()}")
                 assert detail["flap"]["flapping"] is True
                 during = [b["kind"] for b in chat.bodies()]
                 # Calm after ~19 s (10 s * log2(5.72 / 1.5)); then one stable notice.
-                wait_until(lambda: chat.bodies() and chat.bodies()[-1]["kind"] == "stable", 40, interval=0.25, what="the stable notice")
+                wait_until(
+                    lambda: chat.bodies() and chat.bodies()[-1]["kind"] == "stable",
+                    40,
+                    interval=0.25,
+                    what="the stable notice",
+                )
                 time.sleep(2)  # nothing more may follow
     kinds = [b["kind"] for b in chat.bodies()]
     assert during == ["firing", "resolved", "firing", "resolved", "flapping"]

@@ -76,13 +76,19 @@ def test_clients_that_disconnect_mid_body_count_as_499_without_a_traceback(tmp_p
             sock.sendall(_headers(len(payload)) + payload[: len(payload) // 2])
             time.sleep(0.02)
             sock.close()
-        wait_until(lambda: _webhook_codes(proc.url).get("499") == 20, 10, what=lambda: f"20 x 499; got {_webhook_codes(proc.url)}")
+        wait_until(
+            lambda: _webhook_codes(proc.url).get("499") == 20,
+            10,
+            what=lambda: f"20 x 499; got {_webhook_codes(proc.url)}",
+        )
         codes = _webhook_codes(proc.url)
         assert "500" not in codes, codes
         log = proc.log()
         assert "Traceback" not in log, log[-3000:]
         entries = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
-        assert entries and not [e for e in entries if e["level"] in ("error", "critical") or "exc" in e], log[-3000:]
+        assert entries and not [
+            e for e in entries if e["level"] in ("error", "critical") or "exc" in e
+        ], log[-3000:]
         assert http_json("GET", proc.url + "/api/v1/alerts")["alerts"] == []
         # A complete request on a fresh connection still works.
         sock = _connect(proc.url)

@@ -28,7 +28,9 @@ def status(*args: str, env: dict[str, str] | None = None) -> subprocess.Complete
 
 def one_line(result: subprocess.CompletedProcess[str], state: str) -> str:
     lines = result.stdout.splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"ALERTRELAY {state} - "), result.stdout + result.stderr
+    assert len(lines) == 1 and lines[0].startswith(f"ALERTRELAY {state} - "), (
+        result.stdout + result.stderr
+    )
     return lines[0]
 
 
@@ -61,8 +63,18 @@ def test_warning_when_the_backlog_is_over_its_threshold(tmp_path: Path) -> None:
         pass  # a port that refused connections a moment ago: deliveries keep retrying
     config = f"route: {{receiver: hook}}\nreceivers: [{{name: hook, webhook_configs: [{{url: '{sink_url}/x'}}]}}]\n"
     with alertrelay(tmp_path, config) as relay:
-        http_json("POST", relay.url + "/webhook/alertmanager", am_webhook([am_alert({"alertname": "Stuck"})]))
-        wait_until(lambda: http_json("GET", relay.url + "/health?detailed=true")["delivery"]["backlog"] == 1, 20, what="a backlog of 1")
+        http_json(
+            "POST",
+            relay.url + "/webhook/alertmanager",
+            am_webhook([am_alert({"alertname": "Stuck"})]),
+        )
+        wait_until(
+            lambda: (
+                http_json("GET", relay.url + "/health?detailed=true")["delivery"]["backlog"] == 1
+            ),
+            20,
+            what="a backlog of 1",
+        )
         result = status("--url", relay.url, "--warn-backlog", "0")
         assert result.returncode == 1
         assert "backlog 1, dead letters 0 | backlog=1;0;;0" in one_line(result, "WARNING")
@@ -84,7 +96,11 @@ def test_critical_when_its_database_is_gone(tmp_path: Path) -> None:
         with alertrelay(tmp_path, LOG, db_url=db_url) as relay:
             assert status("--url", relay.url).returncode == 0
             drop_pg_database(db_url)  # terminates its connections; new ones fail
-            wait_until(lambda: status("--url", relay.url).returncode == 2, 30, what="CRITICAL after the database went away")
+            wait_until(
+                lambda: status("--url", relay.url).returncode == 2,
+                30,
+                what="CRITICAL after the database went away",
+            )
             result = status("--url", relay.url)
             assert "unhealthy (HTTP 503)" in one_line(result, "CRITICAL")
     finally:
@@ -92,7 +108,13 @@ def test_critical_when_its_database_is_gone(tmp_path: Path) -> None:
 
 
 def test_unknown_for_what_the_check_cannot_judge(tmp_path: Path) -> None:
-    for bad in ("localhost:8080", "ftp://127.0.0.1:21", "http://", "http://127.0.0.1:http", "http://127.0.0.1:8080/?x=1"):
+    for bad in (
+        "localhost:8080",
+        "ftp://127.0.0.1:21",
+        "http://",
+        "http://127.0.0.1:http",
+        "http://127.0.0.1:8080/?x=1",
+    ):
         result = status("--url", bad)
         assert result.returncode == 3, (bad, result.stdout)
         assert "invalid --url" in one_line(result, "UNKNOWN")
@@ -112,7 +134,9 @@ def test_unknown_for_what_the_check_cannot_judge(tmp_path: Path) -> None:
     sink.default = Reply(status=200, body="<html>hello</html>")  # type: ignore[misc]
     with serve(sink) as url:
         result = status("--url", url)
-        assert result.returncode == 3 and "is not alertrelay's answer" in one_line(result, "UNKNOWN")
+        assert result.returncode == 3 and "is not alertrelay's answer" in one_line(
+            result, "UNKNOWN"
+        )
         sink.default = Reply(status=200, body={"status": "healthy"})  # type: ignore[misc]
         result = status("--url", url)
         assert result.returncode == 3 and one_line(result, "UNKNOWN")
@@ -121,6 +145,13 @@ def test_unknown_for_what_the_check_cannot_judge(tmp_path: Path) -> None:
 def test_help_documents_the_exit_codes_and_the_environment() -> None:
     result = status("--help")
     assert result.returncode == 0
-    for text in ("3 UNKNOWN", "2 CRITICAL", "ALERTRELAY_PORT", "ALERTRELAY_CONFIG", "--warn-backlog", "default 100", "SECONDS"):
+    for text in (
+        "3 UNKNOWN",
+        "2 CRITICAL",
+        "ALERTRELAY_PORT",
+        "ALERTRELAY_CONFIG",
+        "--warn-backlog",
+        "default 100",
+        "SECONDS",
+    ):
         assert text in result.stdout, text
-

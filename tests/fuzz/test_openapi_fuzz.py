@@ -23,11 +23,14 @@ from tests.helpers import LOG_CONFIG
 
 pytestmark = pytest.mark.slow
 
-CONFIG = """
+CONFIG = (
+    """
 auth:
   webhook_token: hook
   admin_token: admin
-""" + LOG_CONFIG
+"""
+    + LOG_CONFIG
+)
 
 COUNTS = {"requests": 0, "5xx": 0}
 # What the service promises about its answers: never a server error, only
@@ -58,16 +61,29 @@ def test_every_operation_answers_per_its_schema_and_never_5xx(api: schemathesis.
     failures: list[str] = []
     for operation in operations:
 
-        @settings(max_examples=15, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck), database=None)
+        @settings(
+            max_examples=15,
+            deadline=None,
+            derandomize=True,
+            suppress_health_check=list(HealthCheck),
+            database=None,
+        )
         @given(case=operation.as_strategy())
         def run(case: schemathesis.Case) -> None:
             # Credentials that fit the endpoint, so handlers behind auth are reached.
             admin = case.path.startswith(("/api", "/-/"))
-            response = case.call(headers={"Authorization": "Bearer admin" if admin else "Bearer hook"})
+            response = case.call(
+                headers={"Authorization": "Bearer admin" if admin else "Bearer hook"}
+            )
             COUNTS["requests"] += 1
             if response.status_code >= 500:
                 COUNTS["5xx"] += 1
-            assert response.status_code < 500, (case.method, case.formatted_path, response.status_code, response.text[:300])
+            assert response.status_code < 500, (
+                case.method,
+                case.formatted_path,
+                response.status_code,
+                response.text[:300],
+            )
             case.validate_response(response, checks=CHECKS)
 
         try:

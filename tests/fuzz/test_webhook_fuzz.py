@@ -27,7 +27,17 @@ TABLES = ("alerts", "alert_transitions", "notifications", "quarantined_alerts")
 label_names = st.from_regex(r"[a-zA-Z_][a-zA-Z0-9_]{0,10}", fullmatch=True)
 label_values = st.text(max_size=20)
 times = st.sampled_from(
-    ["2026-11-21T19:16:43Z", "2026-11-21T19:16:43.123456+02:00", "0001-01-01T00:00:00Z", "9999-12-31T23:59:59Z", "2026-02-30T00:00:00Z", "yesterday", "", None, 17]
+    [
+        "2026-11-21T19:16:43Z",
+        "2026-11-21T19:16:43.123456+02:00",
+        "0001-01-01T00:00:00Z",
+        "9999-12-31T23:59:59Z",
+        "2026-02-30T00:00:00Z",
+        "yesterday",
+        "",
+        None,
+        17,
+    ]
 )
 
 
@@ -51,8 +61,14 @@ def alerts(draw: st.DrawFn) -> dict[str, Any]:
 
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=10),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=5), children, max_size=4),
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=10),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=5), children, max_size=4)
+    ),
     max_leaves=20,
 )
 
@@ -65,8 +81,17 @@ def envelopes(draw: st.DrawFn) -> bytes:
             st.one_of(
                 json_values.map(lambda v: json.dumps(v).encode()),
                 st.binary(max_size=200),
-                st.integers(1, 200).map(lambda n: b'{"alerts":' + b"[" * n * 10 + b"]" * n * 10 + b"}"),
-                st.sampled_from([b'{"version":"4","alerts":[],"x":1e999999}', b'{"version":"4","version":"4","alerts":[]}', b"\xef\xbb\xbf{}", b'{"version":"4","alerts":[NaN]}']),
+                st.integers(1, 200).map(
+                    lambda n: b'{"alerts":' + b"[" * n * 10 + b"]" * n * 10 + b"}"
+                ),
+                st.sampled_from(
+                    [
+                        b'{"version":"4","alerts":[],"x":1e999999}',
+                        b'{"version":"4","version":"4","alerts":[]}',
+                        b"\xef\xbb\xbf{}",
+                        b'{"version":"4","alerts":[NaN]}',
+                    ]
+                ),
             )
         )
     envelope: dict[str, Any] = {
@@ -82,13 +107,21 @@ def envelopes(draw: st.DrawFn) -> bytes:
         "alerts": draw(st.lists(alerts(), max_size=6)),
     }
     if kind == "almost":
-        key = draw(st.sampled_from(["version", "alerts", "groupKey", "truncatedAlerts", "groupLabels", "receiver"]))
+        key = draw(
+            st.sampled_from(
+                ["version", "alerts", "groupKey", "truncatedAlerts", "groupLabels", "receiver"]
+            )
+        )
         envelope[key] = draw(st.sampled_from([None, "3", -1, [], {"": "x"}, 4.5]))
     return json.dumps(envelope).encode()
 
 
-@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+@pytest.fixture(
+    scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, str]]:
     tmp: Path = tmp_path_factory.mktemp("webhook-fuzz")
     if request.param == "sqlite":
         db_url = f"sqlite:///{tmp}/fuzz.db"
@@ -116,17 +149,36 @@ def test_webhook_envelopes_keep_the_invariants(server: tuple[str, str]) -> None:
 
     def rows() -> dict[str, int]:
         with engine.connect() as conn:
-            return {t: int(conn.execute(sa.text(f"SELECT count(*) FROM {t}")).scalar_one()) for t in TABLES}
+            return {
+                t: int(conn.execute(sa.text(f"SELECT count(*) FROM {t}")).scalar_one())
+                for t in TABLES
+            }
 
     def stored(fp: str) -> bool:
         with engine.connect() as conn:
-            return conn.execute(sa.text("SELECT 1 FROM alerts WHERE fingerprint = :fp"), {"fp": fp}).first() is not None
+            return (
+                conn.execute(
+                    sa.text("SELECT 1 FROM alerts WHERE fingerprint = :fp"), {"fp": fp}
+                ).first()
+                is not None
+            )
 
-    @settings(max_examples=100, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=100,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
     @given(payload=envelopes())
     def check(payload: bytes) -> None:
         before = rows()
-        r = httpx.post(url + "/webhook/alertmanager", content=payload, headers={"Content-Type": "application/json"}, timeout=30)
+        r = httpx.post(
+            url + "/webhook/alertmanager",
+            content=payload,
+            headers={"Content-Type": "application/json"},
+            timeout=30,
+        )
         seen[str(r.status_code)] = seen.get(str(r.status_code), 0) + 1
         assert r.status_code < 500, (r.status_code, r.text, payload[:300])
         after = rows()
@@ -135,7 +187,9 @@ def test_webhook_envelopes_keep_the_invariants(server: tuple[str, str]) -> None:
             assert after == before, (r.status_code, r.text, payload[:300])
             return
         answer = r.json()
-        assert after["quarantined_alerts"] - before["quarantined_alerts"] == answer["rejected_total"]
+        assert (
+            after["quarantined_alerts"] - before["quarantined_alerts"] == answer["rejected_total"]
+        )
         assert answer["accepted"] + answer["rejected_total"] == len(json.loads(payload)["alerts"])
         # Every accepted alert is stored: its fingerprint is a row now.
         sent = json.loads(payload)["alerts"]

@@ -23,12 +23,24 @@ async def seed(client, n: int = 5, resolved: int = 2, clock: ManualClock | None 
     for i in range(n):
         if clock:
             clock.advance(1)
-        r = await client.post("/webhook/alertmanager", content=body(am_webhook([am_alert({"alertname": f"A{i}", "severity": "critical"})])), headers=JSON)
+        r = await client.post(
+            "/webhook/alertmanager",
+            content=body(am_webhook([am_alert({"alertname": f"A{i}", "severity": "critical"})])),
+            headers=JSON,
+        )
         assert r.status_code == 200, r.text
     for i in range(resolved):
         if clock:
             clock.advance(1)
-        r = await client.post("/webhook/alertmanager", content=body(am_webhook([am_alert({"alertname": f"A{i}", "severity": "critical"}, status="resolved")])), headers=JSON)
+        r = await client.post(
+            "/webhook/alertmanager",
+            content=body(
+                am_webhook(
+                    [am_alert({"alertname": f"A{i}", "severity": "critical"}, status="resolved")]
+                )
+            ),
+            headers=JSON,
+        )
         assert r.status_code == 200, r.text
 
 
@@ -68,7 +80,10 @@ async def test_alert_detail_with_transitions_and_notifications(db_url: str) -> N
         assert detail["status"] == "resolved"
         assert detail["runbook_url"] == "https://runbooks.example.com/a0"
         assert detail["flap"]["score"] > 0 and detail["flap"]["flapping"] is False
-        assert [(t["from"], t["to"]) for t in detail["transitions"]] == [("firing", "resolved"), (None, "firing")]
+        assert [(t["from"], t["to"]) for t in detail["transitions"]] == [
+            ("firing", "resolved"),
+            (None, "firing"),
+        ]
         assert [(n["kind"], n["receiver"], n["integration"]) for n in detail["notifications"]] == [
             ("resolved", "page", "log"),
             ("resolved", "page", "webhook"),
@@ -91,7 +106,9 @@ async def test_notification_list(db_url: str) -> None:
         await seed(client, 3, 0)
         page = (await client.get("/api/v1/notifications?status=pending&limit=4")).json()
         assert len(page["notifications"]) == 4 and page["next_cursor"]
-        rest = (await client.get(f"/api/v1/notifications?status=pending&cursor={page['next_cursor']}")).json()
+        rest = (
+            await client.get(f"/api/v1/notifications?status=pending&cursor={page['next_cursor']}")
+        ).json()
         ids = [n["id"] for n in page["notifications"] + rest["notifications"]]
         assert ids == sorted(ids, reverse=True) and len(ids) == 9
         assert (await client.get("/api/v1/notifications?status=dead")).json()["notifications"] == []
@@ -100,7 +117,9 @@ async def test_notification_list(db_url: str) -> None:
 
 async def test_runbook_resolve_endpoint(sqlite_url: str) -> None:
     async with running_app(sqlite_url, TWO_ROUTES_CONFIG) as (_, client):
-        r = (await client.get("/api/v1/runbooks/resolve?alertname=DiskFull&severity=critical")).json()
+        r = (
+            await client.get("/api/v1/runbooks/resolve?alertname=DiskFull&severity=critical")
+        ).json()
         assert r == {
             "url": "https://wiki.example.com/storage#DiskFull",
             "source": "runbooks.rules[0]",
@@ -123,8 +142,15 @@ async def test_health_ready_live_version(db_url: str) -> None:
         detailed = await eventually(answered, 20, "a healthy detailed answer")
         assert detailed["status"] == "healthy"
         assert detailed["database"]["ok"] is True and detailed["database"]["at_head"] is True
-        assert detailed["delivery"] == {"backlog": 2, "pending": 2, "in_flight": 0, "dead_letters": 0}
-        assert detailed["config"]["source"] == "test.yml" and len(detailed["config"]["version"]) == 12
+        assert detailed["delivery"] == {
+            "backlog": 2,
+            "pending": 2,
+            "in_flight": 0,
+            "dead_letters": 0,
+        }
+        assert (
+            detailed["config"]["source"] == "test.yml" and len(detailed["config"]["version"]) == 12
+        )
         assert (await client.get("/ready")).json() == {"status": "ready"}
         assert (await client.get("/live")).json() == {"status": "alive"}
         version = (await client.get("/version")).json()
@@ -132,7 +158,9 @@ async def test_health_ready_live_version(db_url: str) -> None:
         assert version["version"] == "0.1.0"
 
 
-async def test_health_unhealthy_when_database_is_gone(tmp_path: Path, sqlite_template: Path) -> None:
+async def test_health_unhealthy_when_database_is_gone(
+    tmp_path: Path, sqlite_template: Path
+) -> None:
     import shutil
 
     db = tmp_path / "gone.db"
@@ -147,7 +175,11 @@ async def test_health_unhealthy_when_database_is_gone(tmp_path: Path, sqlite_tem
             assert (await client.get("/ready")).status_code == 503
             r = await client.get("/api/v1/alerts")
             assert r.status_code == 503 and "Traceback" not in r.text
-            r = await client.post("/webhook/alertmanager", content=body(am_webhook([am_alert({"alertname": "X"})])), headers=JSON)
+            r = await client.post(
+                "/webhook/alertmanager",
+                content=body(am_webhook([am_alert({"alertname": "X"})])),
+                headers=JSON,
+            )
             assert r.status_code == 503
         finally:
             shutil.move(str(tmp_path) + ".moved", str(tmp_path))
@@ -197,7 +229,16 @@ async def test_status_page(sqlite_url: str) -> None:
     async with running_app(sqlite_url, TWO_ROUTES_CONFIG) as (_, client):
         await client.post(
             "/webhook/alertmanager",
-            content=body(am_webhook([am_alert({"alertname": "<script>x</script>", "severity": "critical"}, annotations={"summary": "disk <b>full</b>"})])),
+            content=body(
+                am_webhook(
+                    [
+                        am_alert(
+                            {"alertname": "<script>x</script>", "severity": "critical"},
+                            annotations={"summary": "disk <b>full</b>"},
+                        )
+                    ]
+                )
+            ),
             headers=JSON,
         )
         r = await client.get("/")
@@ -207,7 +248,9 @@ async def test_status_page(sqlite_url: str) -> None:
     assert "https://runbooks.example.com/" in r.text
 
 
-async def test_reload_needs_admin_and_keeps_old_config_on_error(sqlite_url: str, tmp_path: Path) -> None:
+async def test_reload_needs_admin_and_keeps_old_config_on_error(
+    sqlite_url: str, tmp_path: Path
+) -> None:
     path = tmp_path / "alertrelay.yml"
     config = "auth: {admin_token: adm1n}\n" + LOG_CONFIG
     path.write_text(config)
@@ -215,7 +258,9 @@ async def test_reload_needs_admin_and_keeps_old_config_on_error(sqlite_url: str,
         services = app.state.services
         old = services.runtime().loaded.version
         assert (await client.post("/-/reload")).status_code == 401
-        assert (await client.post("/-/reload", headers={"Authorization": "Bearer nope"})).status_code == 401
+        assert (
+            await client.post("/-/reload", headers={"Authorization": "Bearer nope"})
+        ).status_code == 401
         path.write_text(config + "bogus: 1\n")
         r = await client.post("/-/reload", headers={"Authorization": "Bearer adm1n"})
         assert r.status_code == 400 and "bogus: unknown key" in r.json()["error"]
@@ -242,4 +287,7 @@ async def test_responses_carry_a_request_id(sqlite_url: str, path: str) -> None:
         r = await client.get(path, headers={"X-Request-Id": "abc-123"})
         assert r.headers["x-request-id"] == "abc-123"
         r = await client.get(path, headers={"X-Request-Id": "bad id\nwith newline"})
-        assert r.headers["x-request-id"] != "bad id\nwith newline" and len(r.headers["x-request-id"]) == 16
+        assert (
+            r.headers["x-request-id"] != "bad id\nwith newline"
+            and len(r.headers["x-request-id"]) == 16
+        )

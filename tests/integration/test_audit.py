@@ -15,6 +15,7 @@ import httpx
 from starlette.applications import Starlette
 
 from app.ops.clock import ManualClock
+from app.web.app import _reload_on_signal
 from tests.conftest import running_app
 from tests.helpers import JSON, T0, am_alert, am_webhook, body, count, table_rows
 from tests.sinks import FakePagerDuty, Reply, serve
@@ -40,14 +41,20 @@ receivers:
 ADMIN_HEADERS = {"Authorization": f"Bearer {ADMIN}"}
 
 
-async def dead_trigger(app: Starlette, client: httpx.AsyncClient, pd: FakePagerDuty, name: str, starts: datetime = T0) -> int:
+async def dead_trigger(
+    app: Starlette, client: httpx.AsyncClient, pd: FakePagerDuty, name: str, starts: datetime = T0
+) -> int:
     pd.script(Reply(400, "bad"))
     alert = am_alert({"alertname": name, "severity": "critical"}, starts_at=starts)
     r = await client.post("/webhook/alertmanager", content=body(am_webhook([alert])), headers=JSON)
     assert r.status_code == 200
     async with asyncio.timeout(30):
         await app.state.services.delivery.drain()
-    (row,) = [n for n in table_rows(app.state.services.db.url, "notifications") if n["payload"]["alertname"] == name]
+    (row,) = [
+        n
+        for n in table_rows(app.state.services.db.url, "notifications")
+        if n["payload"]["alertname"] == name
+    ]
     assert row["status"] == "dead"
     return int(row["id"])
 
@@ -58,22 +65,31 @@ async def entries(client: httpx.AsyncClient, **params: str) -> list[dict]:
     return r.json()["entries"]
 
 
-async def test_replays_and_reloads_are_recorded_with_actor_target_and_outcome(db_url: str, tmp_path: Path) -> None:
+async def test_replays_and_reloads_are_recorded_with_actor_target_and_outcome(
+    db_url: str, tmp_path: Path
+) -> None:
     pd = FakePagerDuty()
     clock = ManualClock(T0)
     with serve(pd) as pd_url:
         path = tmp_path / "alertrelay.yml"
         path.write_text(config(pd_url))
-        async with running_app(db_url, config(pd_url), clock=clock, config_path=str(path)) as (app, client):
+        async with running_app(db_url, config(pd_url), clock=clock, config_path=str(path)) as (
+            app,
+            client,
+        ):
             nid = await dead_trigger(app, client, pd, "Audited")
             first_version = app.state.services.runtime().loaded.version
 
             assert (await client.post(f"/api/v1/notifications/{nid}/replay")).status_code == 401
             assert count(db_url, "audit_log") == 0  # a refused credential is not an action
             clock.advance(1)
-            assert (await client.post(f"/api/v1/notifications/{nid}/replay", headers=ADMIN_HEADERS)).status_code == 200
+            assert (
+                await client.post(f"/api/v1/notifications/{nid}/replay", headers=ADMIN_HEADERS)
+            ).status_code == 200
             clock.advance(1)
-            assert (await client.post(f"/api/v1/notifications/{nid}/replay", headers=ADMIN_HEADERS)).status_code == 409
+            assert (
+                await client.post(f"/api/v1/notifications/{nid}/replay", headers=ADMIN_HEADERS)
+            ).status_code == 409
 
             clock.advance(1)
             path.write_text(config(pd_url, receiver="page2"))
@@ -83,7 +99,7 @@ async def test_replays_and_reloads_are_recorded_with_actor_target_and_outcome(db
             path.write_text("route: {receiver: nowhere}\nreceivers: []\n")
             assert (await client.post("/-/reload", headers=ADMIN_HEADERS)).status_code == 400
             clock.advance(1)
-            await app.state.services.reload_on_signal()  # what SIGHUP runs
+            await _reload_on_signal(app.state.services)  # what SIGHUP runs
 
             listed = await entries(client)
     assert second_version != first_version
@@ -125,7 +141,10 @@ async def test_filters_and_cursor_paging(db_url: str, tmp_path: Path) -> None:
             since = (T0 + timedelta(minutes=2)).isoformat().replace("+00:00", "Z")
             until = (T0 + timedelta(minutes=4)).isoformat().replace("+00:00", "+00:00")
             window = await entries(client, since=since, until=until)
-            assert [e["target"] for e in window] == [f"notification/{ids[2]}", f"notification/{ids[1]}"]
+            assert [e["target"] for e in window] == [
+                f"notification/{ids[2]}",
+                f"notification/{ids[1]}",
+            ]
 
             seen: list[int] = []
             cursor = None
@@ -186,9 +205,18 @@ async def test_the_cli_replays_and_prunes_as_cli(db_url: str, tmp_path: Path) ->
             old_dead = await dead_trigger(app, client, pd, "OldDead", long_ago)
             for i in range(3):
                 alert = am_alert({"alertname": f"Old{i}"}, starts_at=long_ago)
-                await client.post("/webhook/alertmanager", content=body(am_webhook([alert])), headers=JSON)
-                done = am_alert({"alertname": f"Old{i}"}, status="resolved", starts_at=long_ago, ends_at=long_ago + timedelta(minutes=1))
-                await client.post("/webhook/alertmanager", content=body(am_webhook([done])), headers=JSON)
+                await client.post(
+                    "/webhook/alertmanager", content=body(am_webhook([alert])), headers=JSON
+                )
+                done = am_alert(
+                    {"alertname": f"Old{i}"},
+                    status="resolved",
+                    starts_at=long_ago,
+                    ends_at=long_ago + timedelta(minutes=1),
+                )
+                await client.post(
+                    "/webhook/alertmanager", content=body(am_webhook([done])), headers=JSON
+                )
             await app.state.services.delivery.drain()
             now = datetime.now(UTC)  # the command prunes by the real clock
             clock.set(now)  # and one dead letter that is recent
@@ -205,14 +233,20 @@ async def test_the_cli_replays_and_prunes_as_cli(db_url: str, tmp_path: Path) ->
 
     done = await asyncio.to_thread(cli, db_url, "prune", config_file=path)
     assert done.returncode == 0, done.stderr
-    deleted = {line.split()[0]: int(line.split()[1]) for line in done.stdout.splitlines() if line.split()[2:] == ["deleted"]}
+    deleted = {
+        line.split()[0]: int(line.split()[1])
+        for line in done.stdout.splitlines()
+        if line.split()[2:] == ["deleted"]
+    }
     assert deleted == would
     assert count(db_url, "alerts") == 2 and count(db_url, "notifications") == 1
     assert count(db_url, "notifications", f"id = {old_dead}") == 0
     if db_url.startswith("sqlite"):
         assert "SQLite file" in done.stdout and "auto_vacuum=incremental" in done.stdout
 
-    replay = await asyncio.to_thread(cli, db_url, "dead-letters", "--replay", str(recent_dead), config_file=path)
+    replay = await asyncio.to_thread(
+        cli, db_url, "dead-letters", "--replay", str(recent_dead), config_file=path
+    )
     assert replay.returncode == 0, replay.stderr
 
     log = table_rows(db_url, "audit_log")

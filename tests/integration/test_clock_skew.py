@@ -20,19 +20,31 @@ def _alert(status: str, starts_at: str) -> dict[str, object]:
     return alert
 
 
-async def test_year_9999_firing_and_resolve_do_not_make_later_real_events_stale(db_url: str, caplog: pytest.LogCaptureFixture) -> None:
+async def test_year_9999_firing_and_resolve_do_not_make_later_real_events_stale(
+    db_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
     clock = ManualClock(T0)
     async with running_app(db_url, LOG_CONFIG, clock=clock) as (app, client):
         with caplog.at_level(logging.WARNING):
-            r = await client.post("/webhook/alertmanager", content=body(am_webhook([_alert("firing", YEAR_9999)])), headers=JSON)
+            r = await client.post(
+                "/webhook/alertmanager",
+                content=body(am_webhook([_alert("firing", YEAR_9999)])),
+                headers=JSON,
+            )
         assert r.status_code == 200 and r.json()["transitions"] == 1
         assert any("clock skew" in rec.getMessage() for rec in caplog.records)
         clock.advance(60)
-        r = await client.post("/webhook/alertmanager", content=body(am_webhook([_alert("resolved", YEAR_9999)])), headers=JSON)
+        r = await client.post(
+            "/webhook/alertmanager",
+            content=body(am_webhook([_alert("resolved", YEAR_9999)])),
+            headers=JSON,
+        )
         assert r.json()["transitions"] == 1
         clock.advance(60)
         now = clock.now().isoformat().replace("+00:00", "Z")
-        r = await client.post("/webhook/alertmanager", content=body(am_webhook([_alert("firing", now)])), headers=JSON)
+        r = await client.post(
+            "/webhook/alertmanager", content=body(am_webhook([_alert("firing", now)])), headers=JSON
+        )
         assert r.json()["stale"] == 0, r.json()
         assert r.json()["transitions"] == 1 and r.json()["notifications"] == 1
         fp = am_alert(LABELS)["fingerprint"]
@@ -49,28 +61,55 @@ async def test_a_clock_one_hour_fast_is_flagged_and_superseded(db_url: str) -> N
     fast = T0 + timedelta(hours=1)
     async with running_app(db_url, LOG_CONFIG, clock=clock) as (_, client):
         alert = am_alert(LABELS, starts_at=fast)
-        r = await client.post("/webhook/alertmanager", content=body(am_webhook([alert])), headers=JSON)
+        r = await client.post(
+            "/webhook/alertmanager", content=body(am_webhook([alert])), headers=JSON
+        )
         assert r.json()["transitions"] == 1
         # Alertmanager's repeat of the same skewed occurrence is a duplicate, not a new page.
         clock.advance(30)
-        r = await client.post("/webhook/alertmanager", content=body(am_webhook([alert])), headers=JSON)
+        r = await client.post(
+            "/webhook/alertmanager", content=body(am_webhook([alert])), headers=JSON
+        )
         assert r.json()["duplicates"] == 1 and r.json()["notifications"] == 0
         view = (await client.get(f"/api/v1/alerts/{alert['fingerprint']}")).json()
-        assert view["clock_skew"] == {"fields": ["startsAt"], "ordered_at": T0.isoformat().replace("+00:00", "Z")}
+        assert view["clock_skew"] == {
+            "fields": ["startsAt"],
+            "ordered_at": T0.isoformat().replace("+00:00", "Z"),
+        }
         clock.advance(30)
-        r = await client.post("/webhook/alertmanager", content=body(am_webhook([am_alert(LABELS, status="resolved", starts_at=fast, ends_at=fast)])), headers=JSON)
+        r = await client.post(
+            "/webhook/alertmanager",
+            content=body(
+                am_webhook([am_alert(LABELS, status="resolved", starts_at=fast, ends_at=fast)])
+            ),
+            headers=JSON,
+        )
         assert r.json()["transitions"] == 1 and r.json()["notifications"] == 1
         # The sender's clock is fixed: its next real occurrence pages again.
         clock.advance(60)
-        r = await client.post("/webhook/alertmanager", content=body(am_webhook([am_alert(LABELS, starts_at=clock.now() - timedelta(seconds=10))])), headers=JSON)
-        assert r.json()["transitions"] == 1 and r.json()["notifications"] == 1 and r.json()["stale"] == 0
+        r = await client.post(
+            "/webhook/alertmanager",
+            content=body(
+                am_webhook([am_alert(LABELS, starts_at=clock.now() - timedelta(seconds=10))])
+            ),
+            headers=JSON,
+        )
+        assert (
+            r.json()["transitions"] == 1
+            and r.json()["notifications"] == 1
+            and r.json()["stale"] == 0
+        )
 
 
 async def test_within_the_allowed_skew_nothing_is_flagged(db_url: str) -> None:
     clock = ManualClock(T0)
-    async with running_app(db_url, LOG_CONFIG + "ingest:\n  max_clock_skew: 10m\n", clock=clock) as (_, client):
+    async with running_app(
+        db_url, LOG_CONFIG + "ingest:\n  max_clock_skew: 10m\n", clock=clock
+    ) as (_, client):
         alert = am_alert(LABELS, starts_at=T0 + timedelta(minutes=9))
-        r = await client.post("/webhook/alertmanager", content=body(am_webhook([alert])), headers=JSON)
+        r = await client.post(
+            "/webhook/alertmanager", content=body(am_webhook([alert])), headers=JSON
+        )
         assert r.json()["transitions"] == 1
         view = (await client.get(f"/api/v1/alerts/{alert['fingerprint']}")).json()
         assert view["clock_skew"] is None

@@ -19,13 +19,19 @@ ADMIN = "adm1n-console-token"
 
 
 async def post(client: httpx.AsyncClient, *alerts: dict) -> None:
-    r = await client.post("/webhook/alertmanager", content=body(am_webhook(list(alerts))), headers=JSON)
+    r = await client.post(
+        "/webhook/alertmanager", content=body(am_webhook(list(alerts))), headers=JSON
+    )
     assert r.status_code == 200 and r.json()["accepted"] == len(alerts), r.text
 
 
 def names(html: str) -> list[str]:
     """Alert names in the list table, in page order."""
-    table = html.split('<table class="list">', 1)[1].split("</table>", 1)[0] if '<table class="list">' in html else ""
+    table = (
+        html.split('<table class="list">', 1)[1].split("</table>", 1)[0]
+        if '<table class="list">' in html
+        else ""
+    )
     return [unescape(n) for n in re.findall(r'<a href="/alerts/[0-9a-f]{16}">([^<]*)</a>', table)]
 
 
@@ -41,7 +47,9 @@ def kill(db_url: str, notification_id: int) -> None:
     try:
         with engine.begin() as conn:
             conn.execute(
-                sa.text("UPDATE notifications SET status='dead', attempts=1, last_error='no such channel', last_status_code=400, dead_at=created_at WHERE id=:id"),
+                sa.text(
+                    "UPDATE notifications SET status='dead', attempts=1, last_error='no such channel', last_status_code=400, dead_at=created_at WHERE id=:id"
+                ),
                 {"id": notification_id},
             )
     finally:
@@ -55,7 +63,13 @@ async def test_filters_and_keyset_paging(db_url: str) -> None:
     async with running_app(db_url, TWO_ROUTES_CONFIG) as (_, client):
         await post(
             client,
-            *[am_alert({"alertname": f"A{i}", "severity": sev, "instance": f"db-{i}"}, starts_at=T0 + timedelta(seconds=i)) for i, sev in enumerate(SEVERITIES)],
+            *[
+                am_alert(
+                    {"alertname": f"A{i}", "severity": sev, "instance": f"db-{i}"},
+                    starts_at=T0 + timedelta(seconds=i),
+                )
+                for i, sev in enumerate(SEVERITIES)
+            ],
             am_alert({"alertname": "Percent", "severity": "info", "note": "100%_full"}),
             am_alert({"alertname": "Gone", "severity": "critical"}, status="resolved"),
         )
@@ -72,7 +86,9 @@ async def test_filters_and_keyset_paging(db_url: str) -> None:
         # Receiver: alerts with a notification for it (mail takes critical and warning; chat the rest).
         mail = names((await client.get("/alerts", params={"receiver": "mail"})).text)
         assert sorted(mail) == ["A0", "A1", "A3", "A4", "A6"]
-        chat = names((await client.get("/alerts", params={"receiver": "chat", "state": "firing"})).text)
+        chat = names(
+            (await client.get("/alerts", params={"receiver": "chat", "state": "firing"})).text
+        )
         assert sorted(chat) == ["A2", "A5", "Percent"]
 
         # Keyset paging: follow "Next page" to the end; every alert once, newest change first.
@@ -96,7 +112,11 @@ async def test_filters_and_keyset_paging(db_url: str) -> None:
 
         assert (await client.get("/alerts", params={"cursor": "not-a-cursor"})).status_code == 400
         r = await client.get("/alerts", params={"state": "bogus"})
-        assert r.status_code == 400 and "state: must be one of" in r.text and r.headers["content-type"].startswith("text/html")
+        assert (
+            r.status_code == 400
+            and "state: must be one of" in r.text
+            and r.headers["content-type"].startswith("text/html")
+        )
         assert (await client.get("/alerts", params={"receiver": "nobody"})).status_code == 400
 
 
@@ -104,7 +124,10 @@ async def test_overview_counts_escapes_and_shows_versions(db_url: str) -> None:
     async with running_app(db_url, TWO_ROUTES_CONFIG) as (app, client):
         await post(
             client,
-            am_alert({"alertname": "<script>x</script>", "severity": "critical"}, annotations={"summary": "disk <b>full</b>"}),
+            am_alert(
+                {"alertname": "<script>x</script>", "severity": "critical"},
+                annotations={"summary": "disk <b>full</b>"},
+            ),
             am_alert({"alertname": "Warm", "severity": "warning"}),
             am_alert({"alertname": "Old", "severity": "warning"}, status="resolved"),
         )
@@ -116,18 +139,27 @@ async def test_overview_counts_escapes_and_shows_versions(db_url: str) -> None:
     assert "disk &lt;b&gt;full&lt;/b&gt;" in html
     assert set(names(html)) == {"<script>x</script>", "Warm"}  # firing ones only
     assert "https://runbooks.example.com/warm" in html
-    assert config_version in html and re.search(r"in <span class=\"render-ms\">[0-9.]+</span> ms", html)
+    assert config_version in html and re.search(
+        r"in <span class=\"render-ms\">[0-9.]+</span> ms", html
+    )
     assert re.search(r'"render;dur=[0-9.]+"|render;dur=[0-9.]+', r.headers["server-timing"])
     counts = html.split('<table class="counts">', 1)[1].split("</table>", 1)[0]
     firing_row = re.search(r">firing</a></th>(.*?)</tr>", counts, re.S)
-    assert firing_row and re.findall(r"<td>(?:<a [^>]*>)?(\d+)", firing_row.group(1)) == ["1", "1", "2"]  # critical, warning, total
+    assert firing_row and re.findall(r"<td>(?:<a [^>]*>)?(\d+)", firing_row.group(1)) == [
+        "1",
+        "1",
+        "2",
+    ]  # critical, warning, total
 
 
 def flag_flapping(db_url: str, alertname: str) -> None:
     engine = sa.create_engine(sync_url(db_url))
     try:
         with engine.begin() as conn:
-            conn.execute(sa.text("UPDATE alerts SET flapping=:t WHERE alertname=:n"), {"t": True, "n": alertname})
+            conn.execute(
+                sa.text("UPDATE alerts SET flapping=:t WHERE alertname=:n"),
+                {"t": True, "n": alertname},
+            )
     finally:
         engine.dispose()
 
@@ -136,15 +168,26 @@ async def test_overview_lists_firing_and_flapping_and_counts_recent_resolves(db_
     clock = ManualClock(T0 + timedelta(minutes=10))
     async with running_app(db_url, TWO_ROUTES_CONFIG, clock=clock) as (_, client):
         for i in range(3):
-            await post(client, am_alert({"alertname": f"F{i}", "severity": "warning"}, starts_at=T0 + timedelta(seconds=i)))
+            await post(
+                client,
+                am_alert(
+                    {"alertname": f"F{i}", "severity": "warning"},
+                    starts_at=T0 + timedelta(seconds=i),
+                ),
+            )
             clock.advance(1)
-        await post(client, am_alert({"alertname": "Wobbly", "severity": "critical"}, status="resolved"))
+        await post(
+            client, am_alert({"alertname": "Wobbly", "severity": "critical"}, status="resolved")
+        )
         flag_flapping(db_url, "Wobbly")  # flapping while resolved: still needs a person
         html = (await client.get("/")).text
         assert names(html) == ["Wobbly", "F2", "F1", "F0"]  # newest change first
         assert '<span class="state state-flapping">flapping</span>' in html
         resolved_row = re.search(r">resolved</a>.*?</th>(.*?)</tr>", html, re.S)
-        assert resolved_row and re.findall(r"<td>(?:<a [^>]*>)?(\d+)", resolved_row.group(1))[-1] == "1"
+        assert (
+            resolved_row
+            and re.findall(r"<td>(?:<a [^>]*>)?(\d+)", resolved_row.group(1))[-1] == "1"
+        )
         clock.advance(25 * 3600)  # resolves older than a day are not counted
         html = (await client.get("/")).text
         resolved_row = re.search(r">resolved</a>.*?</th>(.*?)</tr>", html, re.S)
@@ -153,45 +196,81 @@ async def test_overview_lists_firing_and_flapping_and_counts_recent_resolves(db_
 
 async def test_replay_needs_admin_sign_in_and_the_csrf_token(db_url: str) -> None:
     clock = ManualClock(T0 + timedelta(minutes=1))
-    async with running_app(db_url, f"auth: {{admin_token: {ADMIN}}}\n" + TWO_ROUTES_CONFIG, clock=clock) as (_, client):
+    async with running_app(
+        db_url, f"auth: {{admin_token: {ADMIN}}}\n" + TWO_ROUTES_CONFIG, clock=clock
+    ) as (_, client):
         await post(client, am_alert({"alertname": "Dies", "severity": "info"}))
         kill(db_url, 1)
 
         page = await client.get("/dead-letters")
-        assert page.status_code == 200 and 'id="dead-1"' in page.text and "HTTP 400: no such channel" in page.text
+        assert (
+            page.status_code == 200
+            and 'id="dead-1"' in page.text
+            and "HTTP 400: no such channel" in page.text
+        )
         assert "Replay notification 1" not in page.text and "Admin token" in page.text
         csrf = token(page.text)
         assert client.cookies.get("alertrelay_csrf") == csrf
 
-        async def replay(fields: dict[str, str], headers: dict[str, str] | None = None) -> httpx.Response:
+        async def replay(
+            fields: dict[str, str], headers: dict[str, str] | None = None
+        ) -> httpx.Response:
             return await client.post("/dead-letters/1/replay", data=fields, headers=headers or {})
 
         assert (await replay({"csrf_token": csrf})).status_code == 401  # not signed in
-        r = await client.post("/console/sign-in", data={"csrf_token": csrf, "admin_token": "wrong", "next": "/dead-letters"})
+        r = await client.post(
+            "/console/sign-in",
+            data={"csrf_token": csrf, "admin_token": "wrong", "next": "/dead-letters"},
+        )
         assert r.status_code == 401 and "alertrelay_admin" not in client.cookies
-        r = await client.post("/console/sign-in", data={"admin_token": ADMIN, "next": "/dead-letters"})
+        r = await client.post(
+            "/console/sign-in", data={"admin_token": ADMIN, "next": "/dead-letters"}
+        )
         assert r.status_code == 403  # signing in is a form like any other
-        r = await client.post("/console/sign-in", data={"csrf_token": csrf, "admin_token": ADMIN, "next": "https://evil.example/"})
-        assert r.status_code == 303 and r.headers["location"] == "/" and client.cookies.get("alertrelay_admin")
+        r = await client.post(
+            "/console/sign-in",
+            data={"csrf_token": csrf, "admin_token": ADMIN, "next": "https://evil.example/"},
+        )
+        assert (
+            r.status_code == 303
+            and r.headers["location"] == "/"
+            and client.cookies.get("alertrelay_admin")
+        )
 
         # Signed in, but the form must still carry the token that matches the cookie.
         assert (await replay({})).status_code == 403
         assert (await replay({"csrf_token": "x" * 43})).status_code == 403
-        assert (await replay({"csrf_token": csrf}, {"Origin": "https://evil.example"})).status_code == 403
-        assert (await replay({"csrf_token": csrf}, {"Sec-Fetch-Site": "cross-site"})).status_code == 403
+        assert (
+            await replay({"csrf_token": csrf}, {"Origin": "https://evil.example"})
+        ).status_code == 403
+        assert (
+            await replay({"csrf_token": csrf}, {"Sec-Fetch-Site": "cross-site"})
+        ).status_code == 403
         assert (await client.get("/api/v1/notifications/1")).json()["status"] == "dead"
 
-        r = await replay({"csrf_token": csrf}, {"Origin": "http://alertrelay.test", "Sec-Fetch-Site": "same-origin"})
-        assert r.status_code == 303 and r.headers["location"].startswith("/dead-letters?replayed=1&requeued=1")
+        r = await replay(
+            {"csrf_token": csrf},
+            {"Origin": "http://alertrelay.test", "Sec-Fetch-Site": "same-origin"},
+        )
+        assert r.status_code == 303 and r.headers["location"].startswith(
+            "/dead-letters?replayed=1&requeued=1"
+        )
         result = await client.get(r.headers["location"])
         assert "1 notification requeued." in result.text and 'id="watched-1"' in result.text
         assert re.search(r'id="watched-1".*?status-pending">pending<', result.text, re.S)
         assert (await client.get("/api/v1/notifications/1")).json()["status"] == "pending"
         again = await client.get((await replay({"csrf_token": csrf})).headers["location"])
-        assert "0 notifications requeued. Not replayed: #1 is not dead (already replayed or delivered)." in again.text
+        assert (
+            "0 notifications requeued. Not replayed: #1 is not dead (already replayed or delivered)."
+            in again.text
+        )
 
-        crafted = await client.get("/dead-letters", params={"skipped": "Call 555-0100 now,1:not_dead", "requeued": "0"})
-        assert "555" not in crafted.text and "#1 is not dead" in crafted.text  # a link cannot put words on the page
+        crafted = await client.get(
+            "/dead-letters", params={"skipped": "Call 555-0100 now,1:not_dead", "requeued": "0"}
+        )
+        assert (
+            "555" not in crafted.text and "#1 is not dead" in crafted.text
+        )  # a link cannot put words on the page
 
         # Each replay is in the audit log, by the admin, via the console, and on its page.
         entries = (await client.get("/api/v1/audit", params={"action": "replay"})).json()["entries"]
@@ -211,28 +290,44 @@ async def test_replay_needs_admin_sign_in_and_the_csrf_token(db_url: str) -> Non
         assert (await replay({"csrf_token": csrf})).status_code == 401
         # A script may send the admin token as a bearer header instead of signing in.
         client.cookies.delete("alertrelay_admin")
-        r = await client.post("/dead-letters/replay-all", data={"csrf_token": csrf}, headers={"Authorization": f"Bearer {ADMIN}"})
+        r = await client.post(
+            "/dead-letters/replay-all",
+            data={"csrf_token": csrf},
+            headers={"Authorization": f"Bearer {ADMIN}"},
+        )
         assert r.status_code == 303 and "requeued=1" in r.headers["location"]
-        r = await client.post("/dead-letters/replay-all", data={"csrf_token": csrf}, headers={"Authorization": "Bearer nope"})
+        r = await client.post(
+            "/dead-letters/replay-all",
+            data={"csrf_token": csrf},
+            headers={"Authorization": "Bearer nope"},
+        )
         assert r.status_code == 401
 
 
 async def test_actions_closed_without_admin_token_and_open_without_auth(db_url: str) -> None:
     async with running_app(db_url, "auth: {webhook_token: t}\n" + LOG_CONFIG) as (_, client):
         headers = {**JSON, "Authorization": "Bearer t"}
-        await client.post("/webhook/alertmanager", content=body(am_webhook([am_alert({"alertname": "X"})])), headers=headers)
+        await client.post(
+            "/webhook/alertmanager",
+            content=body(am_webhook([am_alert({"alertname": "X"})])),
+            headers=headers,
+        )
         kill(db_url, 1)
         page = await client.get("/dead-letters")
         assert "Actions are disabled" in page.text and "Replay notification" not in page.text
         assert "<form" not in page.text.split('<main id="main">', 1)[1]
-        r = await client.post("/dead-letters/1/replay", data={"csrf_token": client.cookies["alertrelay_csrf"]})
+        r = await client.post(
+            "/dead-letters/1/replay", data={"csrf_token": client.cookies["alertrelay_csrf"]}
+        )
         assert r.status_code == 403 and "set auth.admin_token" in r.text
     async with running_app(db_url, LOG_CONFIG) as (_, client):
         await post(client, am_alert({"alertname": "Y"}))
         kill(db_url, 2)
         page = await client.get("/dead-letters")
         assert "Replay notification 2" in page.text and "Admin token" not in page.text
-        assert (await client.post("/dead-letters/2/replay", data={})).status_code == 403  # still needs the token
+        assert (
+            await client.post("/dead-letters/2/replay", data={})
+        ).status_code == 403  # still needs the token
         r = await client.post("/dead-letters/2/replay", data={"csrf_token": token(page.text)})
         assert r.status_code == 303
 
@@ -251,11 +346,15 @@ receivers:
 
 async def test_alert_page_shows_each_notification_with_secrets_redacted(db_url: str) -> None:
     async with running_app(db_url, SECRET_CONFIG) as (_, client):
-        await post(client, am_alert({"alertname": "DiskFull", "severity": "critical", "instance": "db-1"}))
+        await post(
+            client, am_alert({"alertname": "DiskFull", "severity": "critical", "instance": "db-1"})
+        )
         fp = (await client.get("/api/v1/alerts")).json()["alerts"][0]["fingerprint"]
         kill(db_url, 1)
         html = (await client.get(f"/alerts/{fp}")).text
-        routes = (await client.get("/routes", params={"labels": "alertname=DiskFull\nseverity=critical"})).text
+        routes = (
+            await client.get("/routes", params={"labels": "alertname=DiskFull\nseverity=critical"})
+        ).text
         missing = await client.get("/alerts/ffffffffffffffff")
     for page in (html, routes):
         assert PD_KEY not in page and HOOK_SECRET not in page
@@ -285,8 +384,14 @@ async def test_static_assets_are_cached_by_etag(sqlite_url: str) -> None:
     async with running_app(sqlite_url, LOG_CONFIG) as (_, client):
         css = await client.get("/static/console.css")
         assert css.status_code == 200 and css.headers["content-type"].startswith("text/css")
-        again = await client.get("/static/console.css", headers={"If-None-Match": css.headers["etag"]})
+        again = await client.get(
+            "/static/console.css", headers={"If-None-Match": css.headers["etag"]}
+        )
         assert again.status_code == 304 and again.content == b""
-        assert (await client.get("/static/console.js")).headers["content-type"].startswith("text/javascript")
+        assert (
+            (await client.get("/static/console.js"))
+            .headers["content-type"]
+            .startswith("text/javascript")
+        )
         assert (await client.get("/static/..%2Fview.py")).status_code == 404
         assert (await client.get("/static/secret.txt")).status_code == 404

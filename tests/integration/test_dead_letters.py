@@ -41,7 +41,9 @@ receivers:
 
 
 @asynccontextmanager
-async def relay(db_url: str, clock: Clock | None = None) -> AsyncIterator[tuple[Starlette, httpx.AsyncClient, FakePagerDuty, WebhookSink, str]]:
+async def relay(
+    db_url: str, clock: Clock | None = None
+) -> AsyncIterator[tuple[Starlette, httpx.AsyncClient, FakePagerDuty, WebhookSink, str]]:
     pd, hook = FakePagerDuty(), WebhookSink()
     with serve(pd) as pd_url, serve(hook) as hook_url:
         text = config(pd_url, hook_url)
@@ -106,7 +108,9 @@ async def test_a_replayed_row_still_dies_at_max_age_from_its_replay(db_url: str)
         await fire(client, "Old")
         await drain(app)
         clock.advance(2 * 3600)
-        assert (await client.post(f"/api/v1/notifications/{pd_row(db_url)['id']}/replay")).status_code == 200
+        assert (
+            await client.post(f"/api/v1/notifications/{pd_row(db_url)['id']}/replay")
+        ).status_code == 200
         pd.default = Reply(500, "down")  # type: ignore[misc]
         await drain(app)
         clock.advance(3601)  # an hour after the replay
@@ -119,7 +123,9 @@ async def test_a_replayed_row_still_dies_at_max_age_from_its_replay(db_url: str)
 # ------------------------------------------------------------ the command
 
 
-def run(db_url: str, *args: str, config_file: Path | None = None) -> subprocess.CompletedProcess[str]:
+def run(
+    db_url: str, *args: str, config_file: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ALERTRELAY_")}
     env["ALERTRELAY_DATABASE_URL"] = db_url
     extra = ["--config", str(config_file)] if config_file is not None else []
@@ -185,12 +191,16 @@ async def test_replay_one_requeues_exactly_that_row_once(db_url: str, tmp_path: 
     after = {r["id"]: r for r in rows(db_url)}
     assert after[target["id"]]["status"] == "pending" and after[target["id"]]["replays"] == 1
     assert after[target["id"]]["attempts"] == 0 and after[target["id"]]["dead_at"] is None
-    assert [i for i, r in after.items() if r["status"] == "dead"] == sorted(set(after) - {target["id"]})
+    assert [i for i, r in after.items() if r["status"] == "dead"] == sorted(
+        set(after) - {target["id"]}
+    )
     # Again: refused, and still queued once.
     again = await asyncio.to_thread(run, db_url, "--replay", str(target["id"]), config_file=path)
     assert again.returncode == 1
     assert f"notification {target['id']} is not dead" in again.stderr
-    assert {r["id"]: (r["status"], r["replays"]) for r in rows(db_url)} == {i: (r["status"], r["replays"]) for i, r in after.items()}
+    assert {r["id"]: (r["status"], r["replays"]) for r in rows(db_url)} == {
+        i: (r["status"], r["replays"]) for i, r in after.items()
+    }
     no_secret(result.stdout, result.stderr, again.stdout, again.stderr)
     # Delivered once, with a healthy sink.
     async with relay(db_url) as (app, client, pd, hook, _):
@@ -239,7 +249,10 @@ async def test_replay_of_a_superseded_trigger_is_refused(db_url: str, tmp_path: 
     result = await asyncio.to_thread(run, db_url, "--replay", str(trigger["id"]))
     assert result.returncode == 1
     later = [r for r in rows(db_url) if r["integration"] == "pagerduty"][1]["id"]
-    assert f"{trigger['id']}: not replayed, superseded by notification {later}" in result.stdout + result.stderr
+    assert (
+        f"{trigger['id']}: not replayed, superseded by notification {later}"
+        in result.stdout + result.stderr
+    )
     assert rows_by_id(db_url)[trigger["id"]]["status"] == "dead"
 
 
@@ -251,13 +264,16 @@ def test_unreachable_database_fails_without_a_traceback_or_password(tmp_path: Pa
 
 
 def pd_row_of(db_url: str, name: str) -> dict[str, Any]:
-    (row,) = [r for r in rows(db_url) if r["integration"] == "pagerduty" and r["payload"]["alertname"] == name]
+    (row,) = [
+        r
+        for r in rows(db_url)
+        if r["integration"] == "pagerduty" and r["payload"]["alertname"] == name
+    ]
     return row
 
 
 def rows_by_id(db_url: str) -> dict[int, dict[str, Any]]:
     return {r["id"]: r for r in rows(db_url)}
-
 
 
 def test_a_database_behind_the_code_is_refused(sqlite_url: str) -> None:
@@ -267,5 +283,8 @@ def test_a_database_behind_the_code_is_refused(sqlite_url: str) -> None:
     migrate.downgrade(sqlite_url, "0001")
     result = run(sqlite_url)
     assert result.returncode == 1 and "Traceback" not in result.stderr
-    assert f"schema is at revision 0001, this alertrelay needs {migrate.head_revision()}" in result.stderr
+    assert (
+        f"schema is at revision 0001, this alertrelay needs {migrate.head_revision()}"
+        in result.stderr
+    )
     assert "alertrelay migrate" in result.stderr

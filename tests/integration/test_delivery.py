@@ -42,16 +42,29 @@ receivers:
 
 
 @asynccontextmanager
-async def setup(db_url: str, **delivery: Any) -> AsyncIterator[tuple[Starlette, httpx.AsyncClient, FakePagerDuty, WebhookSink, ManualClock]]:
+async def setup(
+    db_url: str, **delivery: Any
+) -> AsyncIterator[tuple[Starlette, httpx.AsyncClient, FakePagerDuty, WebhookSink, ManualClock]]:
     pd, hook = FakePagerDuty(), WebhookSink()
     clock = ManualClock(T0 + timedelta(minutes=1))
     with serve(pd) as pd_url, serve(hook) as hook_url:
-        async with running_app(db_url, config(pd_url, hook_url, **delivery), clock=clock) as (app, client):
+        async with running_app(db_url, config(pd_url, hook_url, **delivery), clock=clock) as (
+            app,
+            client,
+        ):
             yield app, client, pd, hook, clock
 
 
-async def fire(client: httpx.AsyncClient, name: str = "DiskFull", status: str = "firing", **kw: Any) -> None:
-    r = await client.post("/webhook/alertmanager", content=body(am_webhook([am_alert({"alertname": name, "severity": "critical"}, status=status, **kw)])), headers=JSON)
+async def fire(
+    client: httpx.AsyncClient, name: str = "DiskFull", status: str = "firing", **kw: Any
+) -> None:
+    r = await client.post(
+        "/webhook/alertmanager",
+        content=body(
+            am_webhook([am_alert({"alertname": name, "severity": "critical"}, status=status, **kw)])
+        ),
+        headers=JSON,
+    )
     assert r.status_code == 200, r.text
 
 
@@ -161,13 +174,24 @@ async def test_sink_03_04_total_deadline(db_url: str, mode: str) -> None:
 
 async def test_sink_07_pagerduty_400_is_dead_at_once(db_url: str) -> None:
     async with setup(db_url) as (app, client, pd, hook, clock):
-        pd.script(Reply(400, {"status": "invalid event", "message": "Event object is invalid", "errors": ["Service key is the wrong length (should be 32 characters)"]}))
+        pd.script(
+            Reply(
+                400,
+                {
+                    "status": "invalid event",
+                    "message": "Event object is invalid",
+                    "errors": ["Service key is the wrong length (should be 32 characters)"],
+                },
+            )
+        )
         await fire(client)
         await drain(app)
         metrics = (await client.get("/metrics")).text
     row = [r for r in rows(db_url) if r["integration"] == "pagerduty"][0]
     assert row["status"] == "dead" and row["attempts"] == 1
-    assert row["last_error"].startswith("pagerduty: HTTP 400: Event object is invalid: Service key is the wrong length")
+    assert row["last_error"].startswith(
+        "pagerduty: HTTP 400: Event object is invalid: Service key is the wrong length"
+    )
     assert len(row["last_error"]) <= 1024
     assert ROUTING_KEY not in row["last_error"]
     assert 'alertrelay_notifications_total{integration="pagerduty",result="dead"} 1.0' in metrics
@@ -191,7 +215,13 @@ async def test_ord_01_resolve_waits_for_its_trigger(db_url: str) -> None:
     # trigger could have eaten one of the scripted 5xx and been retried, and
     # that order would look the same. So check everything that reached the sink.
     sent = [(r.json()["event_action"], r.json()["dedup_key"], r.status) for r in pd.requests()]
-    assert [(a, s) for a, _, s in sent] == [("trigger", 500), ("trigger", 503), ("trigger", 502), ("trigger", 202), ("resolve", 202)]
+    assert [(a, s) for a, _, s in sent] == [
+        ("trigger", 500),
+        ("trigger", 503),
+        ("trigger", 502),
+        ("trigger", 202),
+        ("resolve", 202),
+    ]
     assert_resolves_follow_accepted_triggers(sent)
 
 
@@ -263,7 +293,9 @@ async def test_concurrent_replays_requeue_once(db_url: str) -> None:
         await fire(client)
         await drain(app)
         dead_id = [r for r in rows(db_url) if r["status"] == "dead"][0]["id"]
-        results = await asyncio.gather(*(client.post(f"/api/v1/notifications/{dead_id}/replay") for _ in range(4)))
+        results = await asyncio.gather(
+            *(client.post(f"/api/v1/notifications/{dead_id}/replay") for _ in range(4))
+        )
         assert sorted(r.status_code for r in results) == [200, 409, 409, 409]
 
 
@@ -288,8 +320,16 @@ async def test_replay_needs_the_admin_token(sqlite_url: str) -> None:
         text = "auth: {webhook_token: w, admin_token: adm1n}\n" + config(pd_url, hook_url)
         async with running_app(sqlite_url, text) as (_, client):
             assert (await client.post("/api/v1/notifications/1/replay")).status_code == 401
-            assert (await client.post("/api/v1/notifications/1/replay", headers={"Authorization": "Bearer w"})).status_code == 401
-            assert (await client.post("/api/v1/notifications/1/replay", headers={"Authorization": "Bearer adm1n"})).status_code == 404
+            assert (
+                await client.post(
+                    "/api/v1/notifications/1/replay", headers={"Authorization": "Bearer w"}
+                )
+            ).status_code == 401
+            assert (
+                await client.post(
+                    "/api/v1/notifications/1/replay", headers={"Authorization": "Bearer adm1n"}
+                )
+            ).status_code == 404
 
 
 async def test_obx_02_zombie_worker_cannot_overwrite(db_url: str) -> None:
@@ -299,7 +339,15 @@ async def test_obx_02_zombie_worker_cannot_overwrite(db_url: str) -> None:
         pd.script(Reply(202, {"status": "success"}, delay=1.0))  # A's send is slow
         await fire(client)
         a = worker(app)
-        b = DeliveryWorker(services.db, services.runtime, clock, services.metrics, services.http, worker_id="B", wake=asyncio.Event())
+        b = DeliveryWorker(
+            services.db,
+            services.runtime,
+            clock,
+            services.metrics,
+            services.http,
+            worker_id="B",
+            wake=asyncio.Event(),
+        )
         await a.step()  # A claims both rows and starts sending
         await asyncio.sleep(0.2)
         clock.advance(11)  # past the 10 s lease: A looks dead
@@ -315,7 +363,9 @@ async def test_obx_02_zombie_worker_cannot_overwrite(db_url: str) -> None:
     keys = [r.json()["dedup_key"] for r in pd.requests()]
     assert len(keys) == 2 and len(set(keys)) == 1  # two sends, one incident
     assert len(pd.all_incidents()) == 1
-    attempts = [a for a in rows(db_url, "delivery_attempts") if a["notification_id"] == pd_row["id"]]
+    attempts = [
+        a for a in rows(db_url, "delivery_attempts") if a["notification_id"] == pd_row["id"]
+    ]
     assert sorted(a["outcome"] for a in attempts) == ["lease_lost", "sent"]
     # A had claimed both rows (PagerDuty and webhook); B took both over.
     assert "alertrelay_lease_lost_total 2.0" in metrics
@@ -354,13 +404,18 @@ async def test_removed_integration_goes_dead_visibly(sqlite_url: str, tmp_path: 
         path.write_text(text)
         async with running_app(sqlite_url, text, config_path=str(path)) as (app, client):
             await fire(client)
-            path.write_text(text.replace(f'    webhook_configs: [{{url: "{hook_url}/hook"}}]\n', ""))
+            path.write_text(
+                text.replace(f'    webhook_configs: [{{url: "{hook_url}/hook"}}]\n', "")
+            )
             r = await client.post("/-/reload", headers={"Authorization": "Bearer a"})
             assert r.status_code == 200, r.text
             await drain(app)
     by = {r["integration"]: r for r in table_rows(sqlite_url, "notifications")}
     assert by["pagerduty"]["status"] == "sent"
-    assert by["webhook"]["status"] == "dead" and by["webhook"]["last_error"] == "page/webhook/0 is no longer in the config"
+    assert (
+        by["webhook"]["status"] == "dead"
+        and by["webhook"]["last_error"] == "page/webhook/0 is no longer in the config"
+    )
 
 
 async def post_one_by_one(client: httpx.AsyncClient, hook: WebhookSink, n: int = 20) -> list[float]:
@@ -410,7 +465,16 @@ async def test_new_rows_wake_a_loop_that_would_poll_once_a_minute(db_url: str) -
         text = f"route: {{receiver: r}}\nreceivers: [{{name: r, webhook_configs: [{{url: '{hook_url}/h'}}]}}]\n"
         async with running_app(db_url, text) as (app, client):
             s = app.state.services
-            loop = DeliveryWorker(s.db, s.runtime, s.clock, s.metrics, s.http, worker_id="slow-poll", wake=s.wake_delivery, poll_interval=60.0)
+            loop = DeliveryWorker(
+                s.db,
+                s.runtime,
+                s.clock,
+                s.metrics,
+                s.http,
+                worker_id="slow-poll",
+                wake=s.wake_delivery,
+                poll_interval=60.0,
+            )
             stop = asyncio.Event()
             task = asyncio.create_task(loop.run(stop))
             try:
@@ -424,7 +488,9 @@ async def test_new_rows_wake_a_loop_that_would_poll_once_a_minute(db_url: str) -
     assert {r["status"] for r in rows(db_url)} == {"sent"} and len(rows(db_url)) == 10
 
 
-async def test_secrets_never_reach_logs_database_api_or_metrics(db_url: str, caplog: pytest.LogCaptureFixture) -> None:
+async def test_secrets_never_reach_logs_database_api_or_metrics(
+    db_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
     """Secrets never leak: canary routing key, URL path and token through failures and retries."""
     from tests.sinks import ECHO
 
@@ -464,10 +530,14 @@ receivers:
             assert canary not in text_
 
 
-async def test_log_integration_prints_one_json_line(sqlite_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+async def test_log_integration_prints_one_json_line(
+    sqlite_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     import json
 
-    async with running_app(sqlite_url, "route: {receiver: r}\nreceivers: [{name: r, log_configs: [{}]}]\n") as (app, client):
+    async with running_app(
+        sqlite_url, "route: {receiver: r}\nreceivers: [{name: r, log_configs: [{}]}]\n"
+    ) as (app, client):
         await client.post(
             "/webhook/alertmanager",
             content=body(am_webhook([am_alert({"alertname": "Line", "x": "a\nb"})])),
@@ -477,4 +547,8 @@ async def test_log_integration_prints_one_json_line(sqlite_url: str, capsys: pyt
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
     assert len(lines) == 1
     record = json.loads(lines[0])
-    assert record["alertname"] == "Line" and record["kind"] == "firing" and record["labels"]["x"] == "a\nb"
+    assert (
+        record["alertname"] == "Line"
+        and record["kind"] == "firing"
+        and record["labels"]["x"] == "a\nb"
+    )

@@ -38,15 +38,22 @@ receivers:
 
 
 @asynccontextmanager
-async def failing_sink(db_url: str, strict: str, strict_hook: str = "") -> AsyncIterator[tuple[Starlette, httpx.AsyncClient, WebhookSink, ManualClock]]:
+async def failing_sink(
+    db_url: str, strict: str, strict_hook: str = ""
+) -> AsyncIterator[tuple[Starlette, httpx.AsyncClient, WebhookSink, ManualClock]]:
     hook = WebhookSink()
     hook.default = Reply(500, "down")  # type: ignore[misc]
     clock = ManualClock(T0 + timedelta(minutes=1))
     with serve(hook) as hook_url:
-        async with running_app(db_url, config(hook_url, strict, strict_hook), clock=clock) as (app, client):
+        async with running_app(db_url, config(hook_url, strict, strict_hook), clock=clock) as (
+            app,
+            client,
+        ):
             r = await client.post(
                 "/webhook/alertmanager",
-                content=body(am_webhook([am_alert({"alertname": "DiskFull", "severity": "critical"})])),
+                content=body(
+                    am_webhook([am_alert({"alertname": "DiskFull", "severity": "critical"})])
+                ),
                 headers=JSON,
             )
             assert r.status_code == 200, r.text
@@ -69,7 +76,12 @@ def hits(hook: WebhookSink, path: str) -> int:
 
 
 async def test_receiver_max_attempts_override(db_url: str) -> None:
-    async with failing_sink(db_url, "    delivery: {max_attempts: 2}") as (app, client, hook, clock):
+    async with failing_sink(db_url, "    delivery: {max_attempts: 2}") as (
+        app,
+        client,
+        hook,
+        clock,
+    ):
         for _ in range(5):
             await drain(app)
             clock.advance(61)  # past any backoff under the 60 s cap
@@ -84,7 +96,9 @@ async def test_receiver_max_attempts_override(db_url: str) -> None:
 
 async def test_integration_override_beats_its_receivers(db_url: str) -> None:
     """Integration over receiver over global: the receiver says 2, its webhook says 4."""
-    async with failing_sink(db_url, "    delivery: {max_attempts: 2}", strict_hook=", delivery: {max_attempts: 4}") as (app, client, hook, clock):
+    async with failing_sink(
+        db_url, "    delivery: {max_attempts: 2}", strict_hook=", delivery: {max_attempts: 4}"
+    ) as (app, client, hook, clock):
         for _ in range(6):
             await drain(app)
             clock.advance(61)

@@ -23,7 +23,10 @@ def _exported() -> set[str]:
     names: set[str] = set()
     for family in Metrics().registry.collect():
         names.add(family.name)
-        suffixes = {"counter": ["_total", "_created"], "histogram": ["_bucket", "_count", "_sum", "_created"]}
+        suffixes = {
+            "counter": ["_total", "_created"],
+            "histogram": ["_bucket", "_count", "_sum", "_created"],
+        }
         names.update(family.name + s for s in suffixes.get(family.type, []))
     return names
 
@@ -44,18 +47,36 @@ def test_alert_rules_use_only_exported_metrics_and_are_complete() -> None:
         assert rule["annotations"]["summary"] and rule["annotations"]["description"]
     # The delivery guarantees an operator must watch are covered.
     watched = {name for r in rules for name in _NAME.findall(r["expr"])}
-    assert {"alertrelay_outbox_pending", "alertrelay_outbox_dead", "alertrelay_notifications_total"} <= watched
+    assert {
+        "alertrelay_outbox_pending",
+        "alertrelay_outbox_dead",
+        "alertrelay_notifications_total",
+    } <= watched
 
 
-@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool is not installed (CI installs it)")
+@pytest.mark.skipif(
+    shutil.which("promtool") is None, reason="promtool is not installed (CI installs it)"
+)
 def test_alert_rules_pass_promtool_and_their_unit_tests() -> None:
     """PromQL that Prometheus accepts, and alerts that fire when they should (and not before)."""
     rules_dir = DEPLOY / "prometheus"
-    for args in (["check", "rules", "alertrelay-rules.yml"], ["test", "rules", "alertrelay-rules.test.yml"]):
-        result = subprocess.run(["promtool", *args], cwd=rules_dir, capture_output=True, text=True, timeout=60)
+    for args in (
+        ["check", "rules", "alertrelay-rules.yml"],
+        ["test", "rules", "alertrelay-rules.test.yml"],
+    ):
+        result = subprocess.run(
+            ["promtool", *args], cwd=rules_dir, capture_output=True, text=True, timeout=60
+        )
         assert result.returncode == 0, result.stdout + result.stderr
-    tested = set(re.findall(r"alertname: (\w+)", (rules_dir / "alertrelay-rules.test.yml").read_text()))
-    assert {"AlertrelayDown", "AlertrelayOutboxBacklog", "AlertrelayDeadLetters", "AlertrelayDeliveryRetrying"} <= tested
+    tested = set(
+        re.findall(r"alertname: (\w+)", (rules_dir / "alertrelay-rules.test.yml").read_text())
+    )
+    assert {
+        "AlertrelayDown",
+        "AlertrelayOutboxBacklog",
+        "AlertrelayDeadLetters",
+        "AlertrelayDeliveryRetrying",
+    } <= tested
 
 
 def test_dashboard_queries_use_only_exported_metrics() -> None:
@@ -72,10 +93,18 @@ def test_dashboard_queries_use_only_exported_metrics() -> None:
     assert used and used <= exported, used - exported
     # Every documented metric family is on the dashboard but build_info (used for the instance picker).
     families = {n.removesuffix("_bucket") for n in used}
-    for name in ["alertrelay_webhooks_total", "alertrelay_alerts_received_total", "alertrelay_alerts_deduplicated_total",
-                 "alertrelay_alert_transitions_total", "alertrelay_alerts_flapping", "alertrelay_notifications_total",
-                 "alertrelay_notification_duration_seconds", "alertrelay_outbox_pending", "alertrelay_outbox_dead",
-                 "alertrelay_webhook_duration_seconds"]:
+    for name in [
+        "alertrelay_webhooks_total",
+        "alertrelay_alerts_received_total",
+        "alertrelay_alerts_deduplicated_total",
+        "alertrelay_alert_transitions_total",
+        "alertrelay_alerts_flapping",
+        "alertrelay_notifications_total",
+        "alertrelay_notification_duration_seconds",
+        "alertrelay_outbox_pending",
+        "alertrelay_outbox_dead",
+        "alertrelay_webhook_duration_seconds",
+    ]:
         assert name in families, name
     assert "alertrelay_build_info" in json.dumps(dash["templating"])
 
@@ -113,15 +142,24 @@ async def test_kubernetes_deployment_matches_the_image_and_the_app(sqlite_url: s
     cmd = json.loads(re.search(r"^CMD (\[.*\])$", dockerfile, re.M).group(1))  # type: ignore[union-attr]
     assert container["args"] == cmd
     assert f"USER {pod['securityContext']['runAsUser']}:" in dockerfile
-    assert docs["Deployment"]["spec"]["replicas"] == 1 and docs["Deployment"]["spec"]["strategy"]["type"] == "Recreate"
-    assert pod["terminationGracePeriodSeconds"] > 30  # the worker's shutdown grace is capped at 30 s
+    assert (
+        docs["Deployment"]["spec"]["replicas"] == 1
+        and docs["Deployment"]["spec"]["strategy"]["type"] == "Recreate"
+    )
+    assert (
+        pod["terminationGracePeriodSeconds"] > 30
+    )  # the worker's shutdown grace is capped at 30 s
     port = container["ports"][0]["containerPort"]
     assert f"EXPOSE {port}" in dockerfile
     annotations = docs["Deployment"]["spec"]["template"]["metadata"]["annotations"]
     assert annotations["prometheus.io/port"] == str(port)
-    paths = [container[p]["httpGet"]["path"] for p in ("livenessProbe", "readinessProbe", "startupProbe")]
+    paths = [
+        container[p]["httpGet"]["path"] for p in ("livenessProbe", "readinessProbe", "startupProbe")
+    ]
     paths.append(annotations["prometheus.io/path"])
-    assert docs["Service"]["spec"]["selector"] == docs["Deployment"]["spec"]["selector"]["matchLabels"]
+    assert (
+        docs["Service"]["spec"]["selector"] == docs["Deployment"]["spec"]["selector"]["matchLabels"]
+    )
     async with running_app(sqlite_url, LOG_CONFIG) as (_, client):
         for path in paths:
             r = await client.get(path)

@@ -16,9 +16,9 @@ import pytest
 from starlette.requests import Request
 from starlette.responses import Response
 
-from app.config.model import GlobalConfig
+from app.config.globals import GlobalConfig
 from app.core.domain import NoticeKind
-from app.core.message import Message, build_message, compile_template
+from app.core.message import Message
 from app.core.ratelimit import RateLimit
 from app.notifiers import build_notifier
 from app.notifiers.base import BuildContext, DeliveryError
@@ -33,8 +33,9 @@ from app.notifiers.discord import (
 )
 from app.notifiers.http import make_client
 from app.ops.clock import SystemClock
-from tests.helpers import notice_payload
-from tests.sinks import Reply, Sink, serve
+from tests.conformance import CANARY_PATH, Case
+from tests.helpers import notice_payload, sink_message
+from tests.sinks import Reply, Sink, WebhookSink, serve
 
 TOKEN = "CANARYTOKEN-discord-0123456789abcdefghijklmnop"
 WEBHOOK_PATH = f"/api/webhooks/987654321/{TOKEN}"
@@ -65,7 +66,9 @@ class FakeDiscord(Sink):
 
     async def _handle(self, request: Request) -> Response:
         with self._lock:
-            self.targets.append((request.scope["raw_path"].decode(), request.scope["query_string"].decode()))
+            self.targets.append(
+                (request.scope["raw_path"].decode(), request.scope["query_string"].decode())
+            )
         return await super()._handle(request)
 
     def decide(self, body: bytes, reply: Reply) -> Reply:
@@ -75,8 +78,13 @@ class FakeDiscord(Sink):
         if len(data.get("content", "").strip()) > 2000:
             return _invalid("content", "Must be 2000 or fewer in length.")
         for i, embed in enumerate(data.get("embeds", [])):
-            checks = [("title", embed.get("title", ""), LIMITS["title"]), ("description", embed.get("description", ""), LIMITS["description"])]
-            checks.append(("footer.text", embed.get("footer", {}).get("text", ""), LIMITS["footer"]))
+            checks = [
+                ("title", embed.get("title", ""), LIMITS["title"]),
+                ("description", embed.get("description", ""), LIMITS["description"]),
+            ]
+            checks.append(
+                ("footer.text", embed.get("footer", {}).get("text", ""), LIMITS["footer"])
+            )
             if len(embed.get("fields", [])) > 25:
                 return _invalid(f"embeds.{i}.fields", "Must be 25 or fewer in length.")
             for j, f in enumerate(embed.get("fields", [])):
@@ -93,7 +101,9 @@ class FakeDiscord(Sink):
 def embed_total(embed: dict[str, Any]) -> int:
     """Discord's own count, written out independently of the notifier's."""
     total = len(embed.get("title", "").strip()) + len(embed.get("description", "").strip())
-    total += len(embed.get("footer", {}).get("text", "").strip()) + len(embed.get("author", {}).get("name", "").strip())
+    total += len(embed.get("footer", {}).get("text", "").strip()) + len(
+        embed.get("author", {}).get("name", "").strip()
+    )
     total += sum(len(f["name"].strip()) + len(f["value"].strip()) for f in embed.get("fields", []))
     return total
 
@@ -118,15 +128,7 @@ def payload(kind: NoticeKind = NoticeKind.FIRING, **overrides: Any) -> dict[str,
 
 
 def message(data: dict[str, Any], cfg: DiscordConfig | None = None) -> Message:
-    return build_message(
-        data,
-        notification_id=7,
-        idempotency_key="k" * 64,
-        receiver="chat",
-        attempt=1,
-        title=compile_template(cfg.title) if cfg else None,
-        text=compile_template(cfg.text) if cfg else None,
-    )
+    return sink_message(data, cfg, receiver="chat", notification_id=7)
 
 
 @asynccontextmanager
@@ -142,7 +144,9 @@ async def notifier(base: str, **extra: Any) -> AsyncIterator[tuple[DiscordNotifi
         await http.aclose()
 
 
-async def sent(fake: tuple[FakeDiscord, str], data: dict[str, Any], *replies: Reply, **extra: Any) -> dict[str, Any]:
+async def sent(
+    fake: tuple[FakeDiscord, str], data: dict[str, Any], *replies: Reply, **extra: Any
+) -> dict[str, Any]:
     """Send one message and return the body the fake received."""
     sink, base = fake
     sink.reset()
@@ -157,7 +161,9 @@ async def sent(fake: tuple[FakeDiscord, str], data: dict[str, Any], *replies: Re
 
 async def test_exact_request(fake: tuple[FakeDiscord, str]) -> None:
     sink, _ = fake
-    body = await sent(fake, payload(), username="alertrelay", avatar_url="https://example.com/a.png")
+    body = await sent(
+        fake, payload(), username="alertrelay", avatar_url="https://example.com/a.png"
+    )
     assert body == {
         "content": "FIRING: DiskFull",
         "embeds": [
@@ -169,8 +175,16 @@ async def test_exact_request(fake: tuple[FakeDiscord, str]) -> None:
                 "fields": [
                     {"name": "Notice", "value": "FIRING", "inline": True},
                     {"name": "Severity", "value": "critical", "inline": True},
-                    {"name": "Runbook", "value": "[Open the runbook](https://runbooks.example.com/diskfull)", "inline": False},
-                    {"name": "Source", "value": "[Open the source](http://prometheus:9090/graph)", "inline": False},
+                    {
+                        "name": "Runbook",
+                        "value": "[Open the runbook](https://runbooks.example.com/diskfull)",
+                        "inline": False,
+                    },
+                    {
+                        "name": "Source",
+                        "value": "[Open the source](http://prometheus:9090/graph)",
+                        "inline": False,
+                    },
                 ],
                 "footer": {"text": "alertrelay · 0123456789abcdef"},
                 "timestamp": "2026-11-22T10:00:00+00:00",
@@ -200,13 +214,21 @@ async def test_prepare_is_what_is_sent(fake: tuple[FakeDiscord, str]) -> None:
     assert "username" not in request.json() and "avatar_url" not in request.json()
 
 
-async def test_other_query_parameters_are_kept_and_wait_forced(fake: tuple[FakeDiscord, str]) -> None:
+async def test_other_query_parameters_are_kept_and_wait_forced(
+    fake: tuple[FakeDiscord, str],
+) -> None:
     sink, base = fake
     sink.reset()
-    cfg = DiscordConfig.model_validate({"webhook_url": f"{base}{WEBHOOK_PATH}?thread_id=42&wait=false"})
+    cfg = DiscordConfig.model_validate(
+        {"webhook_url": f"{base}{WEBHOOK_PATH}?thread_id=42&wait=false"}
+    )
     http = make_client()
     try:
-        n = build_notifier("discord", cfg, BuildContext(global_config=GlobalConfig(), http=http, clock=SystemClock()))
+        n = build_notifier(
+            "discord",
+            cfg,
+            BuildContext(global_config=GlobalConfig(), http=http, clock=SystemClock()),
+        )
         await n.send(message(payload()))
     finally:
         await http.aclose()
@@ -224,7 +246,9 @@ async def test_other_query_parameters_are_kept_and_wait_forced(fake: tuple[FakeD
         (NoticeKind.STABLE, "resolved", COLOUR_RESOLVED, "[STABLE, RESOLVED]"),
     ],
 )
-async def test_each_notice_kind_looks_distinct(fake: tuple[FakeDiscord, str], kind: NoticeKind, status: str, colour: int, title_start: str) -> None:
+async def test_each_notice_kind_looks_distinct(
+    fake: tuple[FakeDiscord, str], kind: NoticeKind, status: str, colour: int, title_start: str
+) -> None:
     flap = {"score": 4.5, "flapping": kind is NoticeKind.FLAPPING, "transitions": 6}
     body = await sent(fake, payload(kind, status=status, flap=flap))
     (embed,) = body["embeds"]
@@ -237,7 +261,11 @@ async def test_each_notice_kind_looks_distinct(fake: tuple[FakeDiscord, str], ki
     else:
         assert flap_fields == []
     if status == "resolved":
-        assert embed["timestamp"] == ("2026-11-22T10:30:00+00:00" if kind is NoticeKind.RESOLVED else "2026-11-22T10:00:00+00:00")
+        assert embed["timestamp"] == (
+            "2026-11-22T10:30:00+00:00"
+            if kind is NoticeKind.RESOLVED
+            else "2026-11-22T10:00:00+00:00"
+        )
 
 
 def test_flapping_colour_is_neither_firing_nor_resolved() -> None:
@@ -246,7 +274,9 @@ def test_flapping_colour_is_neither_firing_nor_resolved() -> None:
 
 async def test_duplicates_are_shown(fake: tuple[FakeDiscord, str]) -> None:
     body = await sent(fake, payload(duplicates=3))
-    assert {"name": "Repeats", "value": "3 duplicate(s) seen", "inline": True} in body["embeds"][0]["fields"]
+    assert {"name": "Repeats", "value": "3 duplicate(s) seen", "inline": True} in body["embeds"][0][
+        "fields"
+    ]
 
 
 async def test_no_runbook_no_link(fake: tuple[FakeDiscord, str]) -> None:
@@ -260,7 +290,20 @@ async def test_no_runbook_no_link(fake: tuple[FakeDiscord, str]) -> None:
 
 INVALID_FORM = {
     "code": 50035,
-    "errors": {"embeds": {"0": {"description": {"_errors": [{"code": "BASE_TYPE_MAX_LENGTH", "message": "Must be 4096 or fewer in length."}]}}}},
+    "errors": {
+        "embeds": {
+            "0": {
+                "description": {
+                    "_errors": [
+                        {
+                            "code": "BASE_TYPE_MAX_LENGTH",
+                            "message": "Must be 4096 or fewer in length.",
+                        }
+                    ]
+                }
+            }
+        }
+    },
     "message": "Invalid Form Body",
 }
 
@@ -268,22 +311,87 @@ INVALID_FORM = {
 @pytest.mark.parametrize(
     ("reply", "retryable", "retry_after", "says"),
     [
-        (Reply(404, {"message": "Unknown Webhook", "code": 10015}), False, None, ["HTTP 404", "Unknown Webhook (code 10015)", "deleted"]),
+        (
+            Reply(404, {"message": "Unknown Webhook", "code": 10015}),
+            False,
+            None,
+            ["HTTP 404", "Unknown Webhook (code 10015)", "deleted"],
+        ),
         (Reply(404, "not json"), False, None, ["HTTP 404", "Unknown Webhook", "deleted"]),
-        (Reply(400, INVALID_FORM), False, None, ["HTTP 400", "Invalid Form Body (code 50035)", "embeds.0.description: Must be 4096 or fewer in length."]),
-        (Reply(401, {"message": "Invalid Webhook Token", "code": 50027}), False, None, ["HTTP 401", "Invalid Webhook Token (code 50027)"]),
-        (Reply(403, {"message": "Missing Permissions", "code": 50013}), False, None, ["HTTP 403", "Missing Permissions"]),
-        (Reply(429, {"message": "You are being rate limited.", "retry_after": 64.57, "global": False}, headers={"Retry-After": "65"}), True, 65.0, ["HTTP 429", "You are being rate limited."]),
-        (Reply(429, {"message": "You are being rate limited.", "retry_after": 64.57, "global": False}, headers={"Retry-After": "3"}), True, 64.57, ["HTTP 429"]),
-        (Reply(429, {"message": "You are being rate limited.", "retry_after": 1.5, "global": True}), True, 1.5, ["HTTP 429"]),
-        (Reply(429, {"message": "You are being rate limited.", "retry_after": "soon"}), True, None, ["HTTP 429"]),
-        (Reply(500, {"message": "500: Internal Server Error", "code": 0}), True, None, ["HTTP 500"]),
+        (
+            Reply(400, INVALID_FORM),
+            False,
+            None,
+            [
+                "HTTP 400",
+                "Invalid Form Body (code 50035)",
+                "embeds.0.description: Must be 4096 or fewer in length.",
+            ],
+        ),
+        (
+            Reply(401, {"message": "Invalid Webhook Token", "code": 50027}),
+            False,
+            None,
+            ["HTTP 401", "Invalid Webhook Token (code 50027)"],
+        ),
+        (
+            Reply(403, {"message": "Missing Permissions", "code": 50013}),
+            False,
+            None,
+            ["HTTP 403", "Missing Permissions"],
+        ),
+        (
+            Reply(
+                429,
+                {"message": "You are being rate limited.", "retry_after": 64.57, "global": False},
+                headers={"Retry-After": "65"},
+            ),
+            True,
+            65.0,
+            ["HTTP 429", "You are being rate limited."],
+        ),
+        (
+            Reply(
+                429,
+                {"message": "You are being rate limited.", "retry_after": 64.57, "global": False},
+                headers={"Retry-After": "3"},
+            ),
+            True,
+            64.57,
+            ["HTTP 429"],
+        ),
+        (
+            Reply(
+                429, {"message": "You are being rate limited.", "retry_after": 1.5, "global": True}
+            ),
+            True,
+            1.5,
+            ["HTTP 429"],
+        ),
+        (
+            Reply(429, {"message": "You are being rate limited.", "retry_after": "soon"}),
+            True,
+            None,
+            ["HTTP 429"],
+        ),
+        (
+            Reply(500, {"message": "500: Internal Server Error", "code": 0}),
+            True,
+            None,
+            ["HTTP 500"],
+        ),
         (Reply(502, "bad gateway"), True, None, ["HTTP 502", "bad gateway"]),
         (Reply(503, "unavailable", headers={"Retry-After": "9"}), True, 9.0, ["HTTP 503"]),
     ],
     ids=lambda v: str(v.status) if isinstance(v, Reply) else None,
 )
-async def test_error_mapping(fake: tuple[FakeDiscord, str], reply: Reply, retryable: bool, retry_after: float | None, says: list[str]) -> None:
+async def test_error_mapping(
+    fake: tuple[FakeDiscord, str],
+    reply: Reply,
+    retryable: bool,
+    retry_after: float | None,
+    says: list[str],
+) -> None:
     sink, base = fake
     sink.reset()
     sink.script(reply)
@@ -291,14 +399,20 @@ async def test_error_mapping(fake: tuple[FakeDiscord, str], reply: Reply, retrya
         with pytest.raises(DeliveryError) as info:
             await n.send(message(payload()))
     err = info.value
-    assert (err.retryable, err.status_code, err.retry_after) == (retryable, reply.status, retry_after)
+    assert (err.retryable, err.status_code, err.retry_after) == (
+        retryable,
+        reply.status,
+        retry_after,
+    )
     for text in says:
         assert text in err.message
     assert TOKEN not in err.message and "987654321" not in err.message
     assert len(sink.requests()) == 1  # the notifier never retries by itself
 
 
-async def test_204_without_wait_semantics_still_counts_as_sent(fake: tuple[FakeDiscord, str]) -> None:
+async def test_204_without_wait_semantics_still_counts_as_sent(
+    fake: tuple[FakeDiscord, str],
+) -> None:
     sink, base = fake
     sink.reset()
     sink.script(Reply(204, ""))
@@ -335,7 +449,9 @@ async def test_each_text_limit_is_enforced_with_a_marker(fake: tuple[FakeDiscord
     assert embed_total(embed) <= 6000
 
 
-async def test_embed_total_of_6000_is_enforced_by_cutting_the_description(fake: tuple[FakeDiscord, str]) -> None:
+async def test_embed_total_of_6000_is_enforced_by_cutting_the_description(
+    fake: tuple[FakeDiscord, str],
+) -> None:
     # Title 256 + description 4096 + three fields near 1024 would be about 7,500.
     data = payload(
         labels={"alertname": "DiskFull", "severity": "s" * 1100},
@@ -352,7 +468,9 @@ async def test_embed_total_of_6000_is_enforced_by_cutting_the_description(fake: 
     assert [f["name"] for f in embed["fields"]] == ["Notice", "Severity", "Runbook", "Source"]
 
 
-async def test_a_link_too_long_for_a_field_is_left_out_not_cut(fake: tuple[FakeDiscord, str]) -> None:
+async def test_a_link_too_long_for_a_field_is_left_out_not_cut(
+    fake: tuple[FakeDiscord, str],
+) -> None:
     runbook = "https://runbooks.example.com/" + "r" * 1500
     body = await sent(fake, payload(runbook_url=runbook))
     (embed,) = body["embeds"]
@@ -362,7 +480,11 @@ async def test_a_link_too_long_for_a_field_is_left_out_not_cut(fake: tuple[FakeD
 
 async def test_surrounding_whitespace_is_not_counted(fake: tuple[FakeDiscord, str]) -> None:
     padded = "\n\n   " + "y" * 100 + "   \n\n"
-    data = payload(annotations={"summary": "  padded  ", "description": padded}, labels={"alertname": "DiskFull"}, severity="")
+    data = payload(
+        annotations={"summary": "  padded  ", "description": padded},
+        labels={"alertname": "DiskFull"},
+        severity="",
+    )
     body = await sent(fake, data)
     (embed,) = body["embeds"]
     assert embed["description"].startswith("y" * 100)
@@ -384,9 +506,26 @@ HOSTILE = {
 }
 
 
-@pytest.mark.parametrize("kind", [NoticeKind.FIRING, NoticeKind.RESOLVED, NoticeKind.FLAPPING, NoticeKind.STABLE, NoticeKind.REMINDER])
-async def test_allowed_mentions_is_empty_in_every_request(fake: tuple[FakeDiscord, str], kind: NoticeKind) -> None:
-    data = payload(kind, alertname=HOSTILE["alertname"], labels=HOSTILE, severity=HOSTILE["severity"], annotations={"summary": "@everyone <@123> look"})
+@pytest.mark.parametrize(
+    "kind",
+    [
+        NoticeKind.FIRING,
+        NoticeKind.RESOLVED,
+        NoticeKind.FLAPPING,
+        NoticeKind.STABLE,
+        NoticeKind.REMINDER,
+    ],
+)
+async def test_allowed_mentions_is_empty_in_every_request(
+    fake: tuple[FakeDiscord, str], kind: NoticeKind
+) -> None:
+    data = payload(
+        kind,
+        alertname=HOSTILE["alertname"],
+        labels=HOSTILE,
+        severity=HOSTILE["severity"],
+        annotations={"summary": "@everyone <@123> look"},
+    )
     body = await sent(fake, data)
     assert body["allowed_mentions"] == {"parse": []}
 
@@ -396,7 +535,10 @@ async def test_label_values_cannot_mention_link_or_template(fake: tuple[FakeDisc
         alertname=HOSTILE["alertname"],
         labels=HOSTILE,
         severity=HOSTILE["severity"],
-        annotations={"summary": "@everyone <@123> [x](https://evil.example)", "description": "# Heading\n-# small\n> quote ||spoiler||"},
+        annotations={
+            "summary": "@everyone <@123> [x](https://evil.example)",
+            "description": "# Heading\n-# small\n> quote ||spoiler||",
+        },
     )
     body = await sent(fake, data)
     (embed,) = body["embeds"]
@@ -418,18 +560,28 @@ async def test_label_values_cannot_mention_link_or_template(fake: tuple[FakeDisc
     # Alert data is never template source: the literal reaches Discord, not 49.
     assert "template={{ 7\\*7 }}" in description and "49" not in json.dumps(body)
     # The title (no links or mentions render there) carries the data as it is.
-    assert embed["title"] == "[FIRING] Inject @everyone (<@&456>): @everyone <@123> [x](https://evil.example)"
+    assert (
+        embed["title"]
+        == "[FIRING] Inject @everyone (<@&456>): @everyone <@123> [x](https://evil.example)"
+    )
 
 
 async def test_runbook_url_cannot_break_out_of_its_link(fake: tuple[FakeDiscord, str]) -> None:
-    body = await sent(fake, payload(runbook_url="https://rb.example/x)[evil](https://evil.example/<b>\\"))
+    body = await sent(
+        fake, payload(runbook_url="https://rb.example/x)[evil](https://evil.example/<b>\\")
+    )
     runbook = next(f["value"] for f in body["embeds"][0]["fields"] if f["name"] == "Runbook")
-    assert runbook == "[Open the runbook](https://rb.example/x%29[evil]%28https://evil.example/%3Cb%3E%5C)"
+    assert (
+        runbook
+        == "[Open the runbook](https://rb.example/x%29[evil]%28https://evil.example/%3Cb%3E%5C)"
+    )
 
 
 def test_escape_keeps_urls_whole() -> None:
     text = "see https://grafana.example/d/a_b?var=x_y*z and *bold* <@1>"
-    assert escape_markdown(text) == r"see https://grafana.example/d/a_b?var=x_y*z and \*bold\* \<\@1>"
+    assert (
+        escape_markdown(text) == r"see https://grafana.example/d/a_b?var=x_y*z and \*bold\* \<\@1>"
+    )
 
 
 # --- overrides, limits, identity ------------------------------------------------
@@ -445,7 +597,9 @@ async def test_title_and_text_overrides(fake: tuple[FakeDiscord, str]) -> None:
     )
     (embed,) = body["embeds"]
     assert embed["title"] == "DiskFull on db-1 (FIRING)"
-    assert embed["description"].startswith(r"Owner \<\@123>: disk almost full" + "\n/var is 97% full\n")
+    assert embed["description"].startswith(
+        r"Owner \<\@123>: disk almost full" + "\n/var is 97% full\n"
+    )
     assert body["content"] == "FIRING: DiskFull"
     assert body["allowed_mentions"] == {"parse": []}
 
@@ -458,3 +612,15 @@ async def test_identity_secrets_and_rate_limit(fake: tuple[FakeDiscord, str]) ->
         assert n.secrets() == [f"{base}{WEBHOOK_PATH}", TOKEN]
         async with notifier(base + "/other") as (other, _):
             assert other.destination() != n.destination()
+
+
+# The shared conformance suite (test_notifier_conformance.py) runs this case.
+CONFORMANCE = Case(
+    WebhookSink,
+    lambda url: {"webhook_url": f"{url}/api/webhooks/123456/{CANARY_PATH}"},
+    Reply(200, {"id": "1"}),
+    extra_dead=[Reply(400, {"code": 50035, "errors": {}, "message": "Invalid Form Body"})],
+    extra_retry=[
+        Reply(429, {"message": "You are being rate limited.", "retry_after": 1.5, "global": False})
+    ],
+)

@@ -17,7 +17,11 @@ def small_fs(tmp_path: Path) -> Iterator[Path]:
     """A 4 MiB tmpfs (needs root: skipped where mounting is not allowed)."""
     mnt = tmp_path / "small"
     mnt.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mnt)], capture_output=True, check=False)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mnt)],
+        capture_output=True,
+        check=False,
+    )
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode(errors='replace').strip()}")
     try:
@@ -26,7 +30,9 @@ def small_fs(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
-async def test_health_reports_failing_writes_and_recovers(small_fs: Path, sqlite_template: Path) -> None:
+async def test_health_reports_failing_writes_and_recovers(
+    small_fs: Path, sqlite_template: Path
+) -> None:
     db = small_fs / "alertrelay.db"
     shutil.copy(sqlite_template, db)
     filler = small_fs / "filler"
@@ -43,8 +49,16 @@ async def test_health_reports_failing_writes_and_recovers(small_fs: Path, sqlite
         annotations = {"summary": "x" * 4000}
         codes = []
         for i in range(30):
-            alerts = [am_alert({"alertname": f"Full{i}", "n": str(j), "u": uuid.uuid4().hex}, annotations=annotations) for j in range(20)]
-            r = await client.post("/webhook/alertmanager", content=body(am_webhook(alerts)), headers=JSON)
+            alerts = [
+                am_alert(
+                    {"alertname": f"Full{i}", "n": str(j), "u": uuid.uuid4().hex},
+                    annotations=annotations,
+                )
+                for j in range(20)
+            ]
+            r = await client.post(
+                "/webhook/alertmanager", content=body(am_webhook(alerts)), headers=JSON
+            )
             codes.append(r.status_code)
             if r.status_code == 503:
                 break
@@ -61,7 +75,11 @@ async def test_health_reports_failing_writes_and_recovers(small_fs: Path, sqlite
 
         # Space comes back: the next write succeeds and health follows by itself.
         filler.unlink()
-        r = await client.post("/webhook/alertmanager", content=body(am_webhook([am_alert({"alertname": "Back"})])), headers=JSON)
+        r = await client.post(
+            "/webhook/alertmanager",
+            content=body(am_webhook([am_alert({"alertname": "Back"})])),
+            headers=JSON,
+        )
         assert r.status_code == 200, r.text
         assert (await client.get("/health")).json() == {"status": "healthy"}
         assert (await client.get("/ready")).status_code == 200

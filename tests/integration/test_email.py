@@ -29,7 +29,8 @@ import trustme
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
-from app.config.model import ConfigError, GlobalConfig, parse_config
+from app.config.globals import GlobalConfig
+from app.config.model import ConfigError, parse_config
 from app.core.domain import NoticeKind
 from app.core.message import Message, build_message, compile_template
 from app.core.ratelimit import RateLimit
@@ -89,12 +90,16 @@ class Recorder:
         """Every command line clients sent, in order, across connections (DATA content too)."""
         with self.lock:
             raw = [b"".join(t) for t in self.transcripts]
-        return [line.decode("utf-8", "replace") for blob in raw for line in blob.split(b"\r\n") if line]
+        return [
+            line.decode("utf-8", "replace") for blob in raw for line in blob.split(b"\r\n") if line
+        ]
 
     def auth_commands(self) -> list[str]:
         return [c for c in self.commands() if c.upper().startswith("AUTH")]
 
-    async def handle_RCPT(self, server: SMTP, session: Any, envelope: Any, address: str, rcpt_options: list[str]) -> str:
+    async def handle_RCPT(
+        self, server: SMTP, session: Any, envelope: Any, address: str, rcpt_options: list[str]
+    ) -> str:
         with self.lock:
             script = self.rcpt_script.get(address)
             reply = script.pop(0) if script else None
@@ -144,8 +149,14 @@ class RecordingController(Controller):
         return RecordingSMTP(self.handler, **self.SMTP_kwargs)
 
 
-def _authenticator(server: SMTP, session: Any, envelope: Any, mechanism: str, auth_data: Any) -> AuthResult:
-    ok = isinstance(auth_data, LoginPassword) and auth_data.login == USER.encode() and auth_data.password == PASSWORD.encode()
+def _authenticator(
+    server: SMTP, session: Any, envelope: Any, mechanism: str, auth_data: Any
+) -> AuthResult:
+    ok = (
+        isinstance(auth_data, LoginPassword)
+        and auth_data.login == USER.encode()
+        and auth_data.password == PASSWORD.encode()
+    )
     return AuthResult(success=ok, handled=False)  # handled=False: aiosmtpd answers 535 itself
 
 
@@ -161,7 +172,9 @@ def smtp_server(**kwargs: Any) -> Iterator[tuple[Recorder, int]]:
     recorder = Recorder()
     port = _free_port()
     kwargs.setdefault("authenticator", _authenticator)
-    controller = RecordingController(recorder, hostname="127.0.0.1", port=port, server_hostname="mx.test", **kwargs)
+    controller = RecordingController(
+        recorder, hostname="127.0.0.1", port=port, server_hostname="mx.test", **kwargs
+    )
     controller.start()
     with recorder.lock:
         recorder.transcripts.clear()  # the controller's own readiness probe
@@ -203,7 +216,12 @@ async def ctx() -> AsyncIterator[BuildContext]:
 
 
 def config(port: int, **extra: Any) -> EmailConfig:
-    raw: dict[str, Any] = {"to": TO, "from": SENDER, "smarthost": f"127.0.0.1:{port}", "require_tls": False}
+    raw: dict[str, Any] = {
+        "to": TO,
+        "from": SENDER,
+        "smarthost": f"127.0.0.1:{port}",
+        "require_tls": False,
+    }
     raw.update(extra)
     return EmailConfig.model_validate(raw)
 
@@ -229,7 +247,9 @@ def message(
         "fingerprint": "0123456789abcdef",
         "alertname": labels.get("alertname", ""),
         "labels": labels,
-        "annotations": annotations if annotations is not None else {"summary": "disk almost full", "description": "92% used on /var"},
+        "annotations": annotations
+        if annotations is not None
+        else {"summary": "disk almost full", "description": "92% used on /var"},
         "severity": labels.get("severity", ""),
         "starts_at": "2026-11-22T10:00:00Z",
         "ends_at": None,
@@ -268,7 +288,11 @@ def text_of(msg: EmailMessage) -> str:
 
 
 def assert_secret_free(text: str) -> None:
-    for form in (PASSWORD, base64.b64encode(PASSWORD.encode()).decode(), base64.b64encode(f"\0{USER}\0{PASSWORD}".encode()).decode()):
+    for form in (
+        PASSWORD,
+        base64.b64encode(PASSWORD.encode()).decode(),
+        base64.b64encode(f"\0{USER}\0{PASSWORD}".encode()).decode(),
+    ):
         assert form not in text, f"secret leaked: {text!r}"
 
 
@@ -286,7 +310,10 @@ async def test_contract_destination_secrets_rate_limit_prepare(ctx: BuildContext
     n = notifier(cfg, ctx)
     assert isinstance(n, EmailNotifier)
     assert re.fullmatch(r"[0-9a-f]{16}", n.destination())
-    assert n.destination() != notifier(config(2525, **{"from": "other@example.com"}), ctx).destination()
+    assert (
+        n.destination()
+        != notifier(config(2525, **{"from": "other@example.com"}), ctx).destination()
+    )
     assert PASSWORD in n.secrets()
     assert n.rate_limit() == RateLimit(per_second=5.0, burst=10)
     prepared = n.prepare(message())
@@ -302,7 +329,11 @@ async def test_contract_destination_secrets_rate_limit_prepare(ctx: BuildContext
 
 async def test_exact_message_envelope_and_mime_structure(ctx: BuildContext) -> None:
     with smtp_server() as (rec, port):
-        cfg = config(port, headers={"X-Team": "storage", "Reply-To": "noc@example.com"}, hello="relay.example.com")
+        cfg = config(
+            port,
+            headers={"X-Team": "storage", "Reply-To": "noc@example.com"},
+            hello="relay.example.com",
+        )
         n = notifier(cfg, ctx)
         m = message()
         assert await n.send(m) is None
@@ -317,7 +348,15 @@ async def test_exact_message_envelope_and_mime_structure(ctx: BuildContext) -> N
 
     msg = mail.parsed()
     assert [k.lower() for k in msg.keys()] == [
-        "from", "to", "subject", "date", "message-id", "x-team", "reply-to", "mime-version", "content-type",
+        "from",
+        "to",
+        "subject",
+        "date",
+        "message-id",
+        "x-team",
+        "reply-to",
+        "mime-version",
+        "content-type",
     ]
     assert msg["From"] == SENDER
     assert msg["To"] == TO
@@ -385,7 +424,11 @@ async def test_global_smtp_defaults(ca_file: str, server_tls: ssl.SSLContext) ->
         http = make_client()
         try:
             ctx = BuildContext(global_config=g, http=http, clock=SystemClock())
-            n = build_notifier("email", EmailConfig.model_validate({"to": "ops@example.com", "tls_ca_file": ca_file}), ctx)
+            n = build_notifier(
+                "email",
+                EmailConfig.model_validate({"to": "ops@example.com", "tls_ca_file": ca_file}),
+                ctx,
+            )
             await n.send(message())
         finally:
             await http.aclose()
@@ -404,11 +447,15 @@ async def test_flapping_and_stable_notices_look_distinct(ctx: BuildContext) -> N
     for kind in (NoticeKind.FLAPPING, NoticeKind.STABLE, NoticeKind.FIRING):
         body = n.prepare(message(kind=kind, flap=flap)).body
         parsed[kind] = email.message_from_bytes(body, policy=email.policy.default)
-    assert parsed[NoticeKind.FLAPPING]["Subject"].startswith("[FLAPPING] DiskFull (critical): 6 transitions")
+    assert parsed[NoticeKind.FLAPPING]["Subject"].startswith(
+        "[FLAPPING] DiskFull (critical): 6 transitions"
+    )
     assert parsed[NoticeKind.STABLE]["Subject"].startswith("[STABLE, FIRING] DiskFull")
     flapping_html = html_of(parsed[NoticeKind.FLAPPING])  # type: ignore[arg-type]
     stable_html = html_of(parsed[NoticeKind.STABLE])  # type: ignore[arg-type]
-    assert "<strong>Flapping:</strong>" in flapping_html and "changed state 6 times" in flapping_html
+    assert (
+        "<strong>Flapping:</strong>" in flapping_html and "changed state 6 times" in flapping_html
+    )
     assert "<strong>Stopped flapping:</strong>" in stable_html and "Flapping:" not in stable_html
     assert "Flapping:" not in html_of(parsed[NoticeKind.FIRING])  # type: ignore[arg-type]
 
@@ -436,12 +483,17 @@ async def test_title_text_and_html_overrides(ctx: BuildContext) -> None:
     }
     with smtp_server() as (rec, port):
         cfg = config(port, **cfg_raw)
-        await notifier(cfg, ctx).send(message(cfg=cfg, labels={"alertname": "A", "instance": "<b>db-1</b>"}))
+        await notifier(cfg, ctx).send(
+            message(cfg=cfg, labels={"alertname": "A", "instance": "<b>db-1</b>"})
+        )
     msg = rec.accepted[0].parsed()
     assert msg["Subject"] == "FIRING on <b>db-1</b>"
     # The runbook line is added where an override left it out.
     assert text_of(msg) == "Custom text for A\n\nRunbook: https://runbooks.example.com/DiskFull\n"
-    assert html_of(msg).strip() == "<p>FIRING on &lt;b&gt;db-1&lt;/b&gt;</p><p>&lt;b&gt;db-1&lt;/b&gt; disk almost full</p>"
+    assert (
+        html_of(msg).strip()
+        == "<p>FIRING on &lt;b&gt;db-1&lt;/b&gt;</p><p>&lt;b&gt;db-1&lt;/b&gt; disk almost full</p>"
+    )
 
 
 async def test_a_failing_html_override_falls_back_to_the_default(ctx: BuildContext) -> None:
@@ -456,11 +508,15 @@ def test_config_errors_are_caught_at_load(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="Message-ID is set by alertrelay"):
         EmailConfig.model_validate({"to": "a@example.com", "headers": {"Message-ID": "<x@y>"}})
     with pytest.raises(ValueError, match="tls_ca_file: cannot load"):
-        EmailConfig.model_validate({"to": "a@example.com", "tls_ca_file": str(tmp_path / "missing.pem")})
+        EmailConfig.model_validate(
+            {"to": "a@example.com", "tls_ca_file": str(tmp_path / "missing.pem")}
+        )
     with pytest.raises(ValueError, match="to: 'nobody' is not an email address"):
         EmailConfig.model_validate({"to": "ops@example.com, nobody"})
     with pytest.raises(ValueError, match="hello: must be a host name"):
-        EmailConfig.model_validate({"to": "a@example.com", "hello": "relay.example.com\r\nRCPT TO:<x@example.invalid>"})
+        EmailConfig.model_validate(
+            {"to": "a@example.com", "hello": "relay.example.com\r\nRCPT TO:<x@example.invalid>"}
+        )
     with pytest.raises(ValueError, match="from: .* must be exactly one email address"):
         EmailConfig.model_validate({"to": "a@example.com", "from": "a@example.com, b@example.com"})
     text = """
@@ -483,8 +539,18 @@ receivers:
 
 @pytest.mark.parametrize(
     "name",
-    ["Content-Type", "content-transfer-encoding", "Content-Disposition", "CONTENT-ID", "Content-Language",
-     "MIME-Version", "mime-version", "Message-Id", "date", "BCC"],
+    [
+        "Content-Type",
+        "content-transfer-encoding",
+        "Content-Disposition",
+        "CONTENT-ID",
+        "Content-Language",
+        "MIME-Version",
+        "mime-version",
+        "Message-Id",
+        "date",
+        "BCC",
+    ],
 )
 def test_headers_that_describe_the_mime_structure_are_refused(name: str) -> None:
     """Every ``Content-*`` and ``MIME-Version``, any case: alertrelay builds the parts itself."""
@@ -517,7 +583,10 @@ async def test_header_injection_through_labels_and_headers(ctx: BuildContext) ->
     """CR/LF in a label (used in the Subject) or a configured header adds no header."""
     evil = "DiskFull\r\nBcc: x@example.invalid"
     labels = {"alertname": evil, "severity": "critical\nBcc: y@example.invalid", "team": "a\rb"}
-    annotations = {"summary": "s\r\n\r\nInjected body\r\nBcc: z@example.invalid", "description": "d"}
+    annotations = {
+        "summary": "s\r\n\r\nInjected body\r\nBcc: z@example.invalid",
+        "description": "d",
+    }
     with smtp_server() as (rec, port):
         cfg = config(
             port,
@@ -542,17 +611,32 @@ async def test_header_injection_through_labels_and_headers(ctx: BuildContext) ->
     first, second = (m.parsed() for m in rec.accepted)
     assert first["X-Team"] == "ops  Bcc: h@example.invalid"
     assert first["Subject"] == "{{ labels.team }}"  # configured headers are plain strings
-    assert second["Subject"] == "[FIRING] DiskFull  Bcc: x@example.invalid (critical Bcc: y@example.invalid): s    Injected body  Bcc: z@example.invalid"
+    assert (
+        second["Subject"]
+        == "[FIRING] DiskFull  Bcc: x@example.invalid (critical Bcc: y@example.invalid): s    Injected body  Bcc: z@example.invalid"
+    )
     # Nothing a recipient could be added through.
     assert not any(c.upper().startswith("RCPT TO:<X") for c in rec.commands())
 
 
 async def test_html_is_autoescaped(ctx: BuildContext) -> None:
     """Label and annotation values are text in the HTML part."""
-    labels = {"alertname": "<script>alert(1)</script>", "severity": "critical", "x": '"><img src=x onerror=alert(2)>'}
-    annotations = {"summary": "<b>bold</b> & {{ 7*7 }}", "description": "<a href='javascript:alert(3)'>click</a>"}
+    labels = {
+        "alertname": "<script>alert(1)</script>",
+        "severity": "critical",
+        "x": '"><img src=x onerror=alert(2)>',
+    }
+    annotations = {
+        "summary": "<b>bold</b> & {{ 7*7 }}",
+        "description": "<a href='javascript:alert(3)'>click</a>",
+    }
     n = notifier(config(2525), ctx)
-    html = html_of(email.message_from_bytes(n.prepare(message(labels=labels, annotations=annotations)).body, policy=email.policy.default))  # type: ignore[arg-type]
+    html = html_of(
+        email.message_from_bytes(
+            n.prepare(message(labels=labels, annotations=annotations)).body,
+            policy=email.policy.default,
+        )
+    )  # type: ignore[arg-type]
     assert "<script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert "<img" not in html and "&#34;&gt;&lt;img src=x onerror=alert(2)&gt;" in html
     assert "<b>bold</b>" not in html and "&lt;b&gt;bold&lt;/b&gt; &amp; {{ 7*7 }}" in html
@@ -562,9 +646,13 @@ async def test_html_is_autoescaped(ctx: BuildContext) -> None:
 # ------------------------------------------------------------------ TLS and credentials
 
 
-async def test_starttls_with_a_private_ca_and_auth_after_tls(ctx: BuildContext, ca_file: str, server_tls: ssl.SSLContext) -> None:
+async def test_starttls_with_a_private_ca_and_auth_after_tls(
+    ctx: BuildContext, ca_file: str, server_tls: ssl.SSLContext
+) -> None:
     with smtp_server(tls_context=server_tls) as (rec, port):
-        cfg = config(port, require_tls=True, tls_ca_file=ca_file, auth_username=USER, auth_password=PASSWORD)
+        cfg = config(
+            port, require_tls=True, tls_ca_file=ca_file, auth_username=USER, auth_password=PASSWORD
+        )
         await notifier(cfg, ctx).send(message())
     mail = rec.accepted[0]
     assert mail.tls and mail.authenticated
@@ -575,8 +663,18 @@ async def test_starttls_with_a_private_ca_and_auth_after_tls(ctx: BuildContext, 
 
 async def test_starttls_is_required_by_default(ctx: BuildContext, ca_file: str) -> None:
     """A server that does not offer STARTTLS gets no message and no credentials."""
-    with smtp_server(auth_require_tls=False) as (rec, port):  # offers AUTH in the clear, no STARTTLS
-        raw = {"to": TO, "from": SENDER, "smarthost": f"127.0.0.1:{port}", "auth_username": USER, "auth_password": PASSWORD, "tls_ca_file": ca_file}
+    with smtp_server(auth_require_tls=False) as (
+        rec,
+        port,
+    ):  # offers AUTH in the clear, no STARTTLS
+        raw = {
+            "to": TO,
+            "from": SENDER,
+            "smarthost": f"127.0.0.1:{port}",
+            "auth_username": USER,
+            "auth_password": PASSWORD,
+            "tls_ca_file": ca_file,
+        }
         n = notifier(EmailConfig.model_validate(raw), ctx)
         with pytest.raises(DeliveryError) as info:
             await n.send(message())
@@ -589,7 +687,9 @@ async def test_starttls_is_required_by_default(ctx: BuildContext, ca_file: str) 
     assert_secret_free(info.value.message)
 
 
-async def test_no_credentials_over_plaintext_even_when_tls_is_not_required(ctx: BuildContext) -> None:
+async def test_no_credentials_over_plaintext_even_when_tls_is_not_required(
+    ctx: BuildContext,
+) -> None:
     with smtp_server(auth_require_tls=False) as (rec, port):
         n = notifier(config(port, auth_username=USER, auth_password=PASSWORD), ctx)
         with pytest.raises(DeliveryError) as info:
@@ -607,10 +707,19 @@ async def test_plain_smtp_only_when_tls_is_not_required(ctx: BuildContext) -> No
     assert not any(c.upper().startswith("STARTTLS") for c in rec.commands())
 
 
-async def test_implicit_tls_with_auth(ctx: BuildContext, ca_file: str, server_tls: ssl.SSLContext) -> None:
+async def test_implicit_tls_with_auth(
+    ctx: BuildContext, ca_file: str, server_tls: ssl.SSLContext
+) -> None:
     # aiosmtpd only knows STARTTLS as "TLS" for AUTH, so it must be told AUTH is fine here.
     with smtp_server(ssl_context=server_tls, auth_require_tls=False) as (rec, port):
-        cfg = config(port, force_implicit_tls=True, require_tls=True, tls_ca_file=ca_file, auth_username=USER, auth_password=PASSWORD)
+        cfg = config(
+            port,
+            force_implicit_tls=True,
+            require_tls=True,
+            tls_ca_file=ca_file,
+            auth_username=USER,
+            auth_password=PASSWORD,
+        )
         await notifier(cfg, ctx).send(message())
     mail = rec.accepted[0]
     assert mail.tls and mail.authenticated
@@ -629,7 +738,9 @@ async def test_implicit_tls_is_the_default_on_port_465(ctx: BuildContext) -> Non
 async def test_certificates_are_verified(ctx: BuildContext, server_tls: ssl.SSLContext) -> None:
     """Without the private CA the server's certificate is not trusted: nothing sent, no AUTH."""
     with smtp_server(tls_context=server_tls) as (rec, port):
-        n = notifier(config(port, require_tls=True, auth_username=USER, auth_password=PASSWORD), ctx)
+        n = notifier(
+            config(port, require_tls=True, auth_username=USER, auth_password=PASSWORD), ctx
+        )
         with pytest.raises(DeliveryError) as info:
             await n.send(message())
     assert info.value.retryable
@@ -637,9 +748,17 @@ async def test_certificates_are_verified(ctx: BuildContext, server_tls: ssl.SSLC
     assert rec.received == [] and rec.auth_commands() == []
 
 
-async def test_wrong_password_is_dead_and_secret_free(ctx: BuildContext, ca_file: str, server_tls: ssl.SSLContext) -> None:
+async def test_wrong_password_is_dead_and_secret_free(
+    ctx: BuildContext, ca_file: str, server_tls: ssl.SSLContext
+) -> None:
     with smtp_server(tls_context=server_tls) as (rec, port):
-        cfg = config(port, require_tls=True, tls_ca_file=ca_file, auth_username=USER, auth_password=PASSWORD + "-wrong")
+        cfg = config(
+            port,
+            require_tls=True,
+            tls_ca_file=ca_file,
+            auth_username=USER,
+            auth_password=PASSWORD + "-wrong",
+        )
         with pytest.raises(DeliveryError) as info:
             await notifier(cfg, ctx).send(message())
     assert not info.value.retryable and info.value.status_code == 535
@@ -648,11 +767,25 @@ async def test_wrong_password_is_dead_and_secret_free(ctx: BuildContext, ca_file
     assert rec.received == []
 
 
-async def test_a_server_echoing_the_credentials_is_redacted(ctx: BuildContext, ca_file: str, server_tls: ssl.SSLContext) -> None:
+async def test_a_server_echoing_the_credentials_is_redacted(
+    ctx: BuildContext, ca_file: str, server_tls: ssl.SSLContext
+) -> None:
     plain = base64.b64encode(f"\0{USER}\0{PASSWORD}".encode()).decode()
     with smtp_server(tls_context=server_tls) as (rec, port):
-        rec.data_script = [f"554 5.7.1 rejected: you sent {PASSWORD} as {plain}", f"451 4.3.0 later, {PASSWORD}"]
-        n = notifier(config(port, require_tls=True, tls_ca_file=ca_file, auth_username=USER, auth_password=PASSWORD), ctx)
+        rec.data_script = [
+            f"554 5.7.1 rejected: you sent {PASSWORD} as {plain}",
+            f"451 4.3.0 later, {PASSWORD}",
+        ]
+        n = notifier(
+            config(
+                port,
+                require_tls=True,
+                tls_ca_file=ca_file,
+                auth_username=USER,
+                auth_password=PASSWORD,
+            ),
+            ctx,
+        )
         errors = []
         for _ in range(2):
             with pytest.raises(DeliveryError) as info:
@@ -668,7 +801,9 @@ async def test_a_server_echoing_the_credentials_is_redacted(ctx: BuildContext, c
 # ------------------------------------------------------------------ SMTP replies
 
 
-async def deliver(n: Notifier, m: Message, max_attempts: int = 5) -> tuple[int, list[DeliveryError]]:
+async def deliver(
+    n: Notifier, m: Message, max_attempts: int = 5
+) -> tuple[int, list[DeliveryError]]:
     """What the delivery loop does: retry while retryable, give up when dead."""
     errors: list[DeliveryError] = []
     for attempt in range(1, max_attempts + 1):
@@ -706,7 +841,9 @@ async def test_451_twice_then_250(ctx: BuildContext) -> None:
         ("rcpt", "450 4.2.1 mailbox busy", True, 450),
     ],
 )
-async def test_reply_codes_map_to_retry_or_dead(ctx: BuildContext, where: str, reply: str, retryable: bool, code: int) -> None:
+async def test_reply_codes_map_to_retry_or_dead(
+    ctx: BuildContext, where: str, reply: str, retryable: bool, code: int
+) -> None:
     with smtp_server() as (rec, port):
         if where == "data":
             rec.data_script = [reply]
@@ -764,7 +901,9 @@ async def test_the_callers_deadline_bounds_the_whole_exchange(ctx: BuildContext)
 
 
 async def test_connection_refused_is_retryable(ctx: BuildContext) -> None:
-    n = notifier(config(_free_port(), auth_username=USER, auth_password=PASSWORD, require_tls=True), ctx)
+    n = notifier(
+        config(_free_port(), auth_username=USER, auth_password=PASSWORD, require_tls=True), ctx
+    )
     with pytest.raises(DeliveryError) as info:
         await n.send(message())
     assert info.value.retryable and info.value.status_code is None

@@ -39,15 +39,26 @@ receivers:
 
 
 @asynccontextmanager
-async def flap_setup(db_url: str, flapping: str = "") -> AsyncIterator[tuple[Starlette, httpx.AsyncClient, FakePagerDuty, WebhookSink, ManualClock]]:
+async def flap_setup(
+    db_url: str, flapping: str = ""
+) -> AsyncIterator[tuple[Starlette, httpx.AsyncClient, FakePagerDuty, WebhookSink, ManualClock]]:
     pd, chat = FakePagerDuty(), WebhookSink()
     clock = ManualClock(T0)
     with serve(pd) as pd_url, serve(chat) as chat_url:
-        async with running_app(db_url, config(pd_url, chat_url, flapping), clock=clock) as (app, client):
+        async with running_app(db_url, config(pd_url, chat_url, flapping), clock=clock) as (
+            app,
+            client,
+        ):
             yield app, client, pd, chat, clock
 
 
-async def toggle(client: httpx.AsyncClient, app: Starlette, clock: ManualClock, i: int, labels: dict[str, str] = LABELS) -> None:
+async def toggle(
+    client: httpx.AsyncClient,
+    app: Starlette,
+    clock: ManualClock,
+    i: int,
+    labels: dict[str, str] = LABELS,
+) -> None:
     """Transition i (0-based) of an alert toggling every 5 minutes from T0."""
     clock.set(T0 + timedelta(minutes=5 * i))
     occurrence = T0 + timedelta(minutes=10 * (i // 2))
@@ -65,7 +76,9 @@ async def deliver(app: Starlette) -> None:
         await app.state.services.delivery.drain()
 
 
-async def sweep_until_stable(app: Starlette, clock: ManualClock, chat: WebhookSink, limit_minutes: int = 120) -> float:
+async def sweep_until_stable(
+    app: Starlette, clock: ManualClock, chat: WebhookSink, limit_minutes: int = 120
+) -> float:
     started = clock.now()
     for _ in range(limit_minutes * 2):
         clock.advance(30)
@@ -87,7 +100,9 @@ async def test_flap_lifecycle_one_notice_silence_one_notice(db_url: str) -> None
             assert (len(pd.open_incidents()) == 1) == (firing or flapping), i
             if i == 5:
                 listed = (await client.get("/api/v1/alerts?state=flapping")).json()["alerts"]
-                assert [a["alertname"] for a in listed] == ["Flappy"] and listed[0]["flap"]["score"] > 4
+                assert [a["alertname"] for a in listed] == ["Flappy"] and listed[0]["flap"][
+                    "score"
+                ] > 4
                 assert "alertrelay_alerts_flapping 1.0" in (await client.get("/metrics")).text
         kinds = [b["kind"] for b in chat.bodies()]
         assert kinds == ["firing", "resolved", "firing", "resolved", "flapping"]
@@ -99,13 +114,33 @@ async def test_flap_lifecycle_one_notice_silence_one_notice(db_url: str) -> None
         assert 56.5 <= minutes <= 57.0
         assert "alertrelay_alerts_flapping 0.0" in (await client.get("/metrics")).text
         detail = (await client.get("/api/v1/alerts")).json()["alerts"][0]
-    assert [b["kind"] for b in chat.bodies()] == ["firing", "resolved", "firing", "resolved", "flapping", "stable"]
+    assert [b["kind"] for b in chat.bodies()] == [
+        "firing",
+        "resolved",
+        "firing",
+        "resolved",
+        "flapping",
+        "stable",
+    ]
     stable = chat.bodies()[-1]
-    assert stable["status"] == "resolved" and stable["title"].startswith("[STABLE, RESOLVED] Flappy")
+    assert stable["status"] == "resolved" and stable["title"].startswith(
+        "[STABLE, RESOLVED] Flappy"
+    )
     assert stable["text"].startswith("Flappy stopped flapping after 8 transitions and is resolved.")
     assert pd.open_incidents() == [] and pd.dropped == []  # nothing left open for a resolved alert
-    pd_kinds = [(e["event_action"], e.get("payload", {}).get("summary", "")[:10]) for i in pd.all_incidents() for e in i["events"]]
-    assert [a for a, _ in pd_kinds] == ["trigger", "resolve", "trigger", "resolve", "trigger", "resolve"]
+    pd_kinds = [
+        (e["event_action"], e.get("payload", {}).get("summary", "")[:10])
+        for i in pd.all_incidents()
+        for e in i["events"]
+    ]
+    assert [a for a, _ in pd_kinds] == [
+        "trigger",
+        "resolve",
+        "trigger",
+        "resolve",
+        "trigger",
+        "resolve",
+    ]
     assert "FLAPPING" in pd.all_incidents()[2]["events"][0]["payload"]["summary"]
     transitions = table_rows(db_url, "alert_transitions")
     assert [t["suppressed"] for t in transitions] == [None] * 4 + ["flapping"] * 4
@@ -123,7 +158,18 @@ async def test_flap_that_ends_firing_keeps_the_incident_open(db_url: str) -> Non
         # ...until the alert really resolves, which closes that same incident.
         await client.post(
             "/webhook/alertmanager",
-            content=body(am_webhook([am_alert(LABELS, status="resolved", starts_at=T0 + timedelta(minutes=30), ends_at=clock.now())])),
+            content=body(
+                am_webhook(
+                    [
+                        am_alert(
+                            LABELS,
+                            status="resolved",
+                            starts_at=T0 + timedelta(minutes=30),
+                            ends_at=clock.now(),
+                        )
+                    ]
+                )
+            ),
             headers=JSON,
         )
         await deliver(app)
@@ -176,14 +222,21 @@ async def test_db_p5_two_replicas_no_lost_update(db_url: str) -> None:
     xs, ys = p5_events(x_labels), p5_events(y_labels)
 
     async def send(client: httpx.AsyncClient, alert: dict[str, Any]) -> dict[str, Any]:
-        r = await client.post("/webhook/alertmanager", content=body(am_webhook([alert])), headers=JSON)
+        r = await client.post(
+            "/webhook/alertmanager", content=body(am_webhook([alert])), headers=JSON
+        )
         assert r.status_code == 200, r.text
         return r.json()  # type: ignore[no-any-return]
 
     def outcomes(results: list[dict[str, Any]]) -> tuple[int, int]:
-        return sum(r["transitions"] for r in results), sum(r["duplicates"] + r["stale"] for r in results)
+        return sum(r["transitions"] for r in results), sum(
+            r["duplicates"] + r["stale"] for r in results
+        )
 
-    async with running_app(db_url, text, clock=clock) as (_, a), running_app(db_url, text, clock=clock) as (_, b):
+    async with (
+        running_app(db_url, text, clock=clock) as (_, a),
+        running_app(db_url, text, clock=clock) as (_, b),
+    ):
         # Phase 1: each event reaches both replicas at once, as from an HA
         # Alertmanager pair; one of them applies it, the other sees a duplicate.
         for i, (alert, _) in enumerate(one):
@@ -206,4 +259,6 @@ async def test_db_p5_two_replicas_no_lost_update(db_url: str) -> None:
         serial = add_transitions(FlapState(), [when for _, when in events], params)
         row = rows[fp]
         stored = FlapState(row["flap_score"], row["flap_score_at"], row["flapping"])
-        assert score_at(stored, at, params) == pytest.approx(score_at(serial, at, params), rel=1e-12)
+        assert score_at(stored, at, params) == pytest.approx(
+            score_at(serial, at, params), rel=1e-12
+        )

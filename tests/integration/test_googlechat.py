@@ -6,25 +6,20 @@ notice, title/text overrides, and Google's error answers.
 """
 
 import re
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import pytest
-from starlette.requests import Request
-from starlette.responses import Response
 
-from app.config.model import GlobalConfig
 from app.core.domain import NoticeKind
-from app.core.message import Message, build_message, compile_template
+from app.core.message import Message
 from app.core.ratelimit import RateLimit
-from app.notifiers import build_notifier
-from app.notifiers.base import BuildContext, DeliveryError, Notifier
+from app.notifiers.base import DeliveryError, Notifier
 from app.notifiers.googlechat import MESSAGE_LIMIT, GoogleChatConfig, chat_escape
-from app.notifiers.http import make_client
-from app.ops.clock import SystemClock
-from tests.helpers import notice_payload
-from tests.sinks import Reply, WebhookSink, serve
+from tests.conformance import CANARY_KEY, CANARY_PATH, CANARY_TOKEN, Case
+from tests.helpers import notice_payload, sink_message, sink_notifier
+from tests.sinks import QuerySink, Reply, WebhookSink, serve
 
 KEY = "AIzaSyDdI0hCZtE6vySjMm-WEfRq3CPzqKqqsHI"
 TOKEN = "chat-token-canary-0123456789abcdef"
@@ -36,24 +31,8 @@ CREATED = Reply(200, {"name": "spaces/AAAAbCdEfGh/messages/x.y", "thread": {"nam
 OUR_TAGS = {"<b>", "</b>", "<br>", "<i>", "</i>", "</font>"}
 
 
-class ChatSink(WebhookSink):
-    """Records the query string too (the sink base class keeps only the path)."""
-
+class ChatSink(QuerySink):
     default = CREATED
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.queries: list[str] = []
-
-    def reset(self) -> None:
-        super().reset()
-        with self._lock:
-            self.queries.clear()
-
-    async def _handle(self, request: Request) -> Response:
-        with self._lock:
-            self.queries.append(request.url.query)
-        return await super()._handle(request)
 
 
 @pytest.fixture(scope="module")
@@ -91,26 +70,11 @@ def config(url: str, **extra: Any) -> GoogleChatConfig:
 
 
 def message(p: dict[str, Any], cfg: GoogleChatConfig | None = None) -> Message:
-    return build_message(
-        p,
-        notification_id=1,
-        idempotency_key="k" * 64,
-        receiver="chat",
-        attempt=1,
-        title=compile_template(cfg.title) if cfg else None,
-        text=compile_template(cfg.text) if cfg else None,
-    )
+    return sink_message(p, cfg, receiver="chat")
 
 
-@asynccontextmanager
-async def chat(cfg: GoogleChatConfig) -> AsyncIterator[Notifier]:
-    http = make_client()
-    try:
-        yield build_notifier(
-            "googlechat", cfg, BuildContext(global_config=GlobalConfig(), http=http, clock=SystemClock())
-        )
-    finally:
-        await http.aclose()
+def chat(cfg: GoogleChatConfig) -> AbstractAsyncContextManager[Notifier]:
+    return sink_notifier("googlechat", cfg)
 
 
 async def sent(sink: ChatSink, cfg: GoogleChatConfig, *messages: Message) -> list[dict[str, Any]]:
@@ -240,13 +204,17 @@ async def test_an_operator_reply_option_is_kept_not_doubled(sink: ChatSink, url:
 
 
 async def test_one_thread_per_alert(sink: ChatSink, url: str) -> None:
-    other = payload(fingerprint="fedcba9876543210", labels={"alertname": "DiskFull", "instance": "db-2"})
+    other = payload(
+        fingerprint="fedcba9876543210", labels={"alertname": "DiskFull", "instance": "db-2"}
+    )
     msgs = await sent(
         sink,
         config(url),
         message(payload(NoticeKind.FIRING)),
         message(payload(NoticeKind.RESOLVED)),
-        message(payload(NoticeKind.FLAPPING, flap={"score": 4.0, "flapping": True, "transitions": 4})),
+        message(
+            payload(NoticeKind.FLAPPING, flap={"score": 4.0, "flapping": True, "transitions": 4})
+        ),
         message(other),
     )
     keys = [m["thread"]["threadKey"] for m in msgs]
@@ -274,7 +242,9 @@ async def test_flapping_notice_looks_distinct(sink: ChatSink, url: str) -> None:
 
 async def test_stable_notice(sink: ChatSink, url: str) -> None:
     flap = {"score": 1.5, "flapping": False, "transitions": 9}
-    (msg,) = await sent(sink, config(url), message(payload(NoticeKind.STABLE, status="resolved", flap=flap)))
+    (msg,) = await sent(
+        sink, config(url), message(payload(NoticeKind.STABLE, status="resolved", flap=flap))
+    )
     assert widgets(msg)[0] == {
         "textParagraph": {
             "text": '<font color="#188038"><b>STOPPED FLAPPING</b></font>: it is resolved now (score 1.50).'
@@ -319,14 +289,19 @@ async def test_label_values_cannot_mention_or_link(sink: ChatSink, url: str) -> 
         "<b>tpl</b>: {{ 7*7 }}",  # literal, never rendered
     ]
     assert widgets(msg)[0]["decoratedText"]["text"] == "ping &lt;users/all&gt;"
-    assert widgets(msg)[1]["textParagraph"]["text"] == "&lt;b&gt;bold?&lt;/b&gt;<br>&lt;users/123&gt;"
+    assert (
+        widgets(msg)[1]["textParagraph"]["text"] == "&lt;b&gt;bold?&lt;/b&gt;<br>&lt;users/123&gt;"
+    )
     for text in formatted(msg):
         tags = set(re.findall(r"<[^>]*>", text)) - OUR_TAGS
         # The one link in the text is our runbook link; no mention survives anywhere.
         assert tags <= {"<https://runbooks.example.com/diskfull|Runbook>"}, text
         assert "<users/" not in text and "49" not in text
     # The header is plain text in Chat: shown as it is, nothing to interpret.
-    assert msg["cardsV2"][0]["card"]["header"]["title"] == "[FIRING] DiskFull (critical): ping <users/all>"
+    assert (
+        msg["cardsV2"][0]["card"]["header"]["title"]
+        == "[FIRING] DiskFull (critical): ping <users/all>"
+    )
 
 
 async def test_link_urls_cannot_break_out_of_link_syntax(sink: ChatSink, url: str) -> None:
@@ -337,10 +312,17 @@ async def test_link_urls_cannot_break_out_of_link_syntax(sink: ChatSink, url: st
 
 
 async def test_title_and_text_override(sink: ChatSink, url: str) -> None:
-    cfg = config(url, title="{{ labels.instance }} is {{ status }}", text="Custom: {{ summary }}\n{{ labels.instance }}")
+    cfg = config(
+        url,
+        title="{{ labels.instance }} is {{ status }}",
+        text="Custom: {{ summary }}\n{{ labels.instance }}",
+    )
     p = payload(labels={"alertname": "DiskFull", "instance": "<users/all>"})
     (msg,) = await sent(sink, cfg, message(p, cfg))
-    assert msg["text"] == "*&lt;users/all&gt; is firing*\n<https://runbooks.example.com/diskfull|Runbook>"
+    assert (
+        msg["text"]
+        == "*&lt;users/all&gt; is firing*\n<https://runbooks.example.com/diskfull|Runbook>"
+    )
     assert msg["cardsV2"][0]["card"]["header"]["title"] == "<users/all> is firing"
     # The operator's text replaces summary and description; labels and buttons stay.
     first = msg["cardsV2"][0]["card"]["sections"][0]["widgets"]
@@ -360,7 +342,10 @@ async def test_huge_description_is_cut_to_fit(sink: ChatSink, url: str) -> None:
     assert MESSAGE_LIMIT - 10 <= size <= MESSAGE_LIMIT  # cut no more than needed
     description = widgets(msg)[1]["textParagraph"]["text"]
     assert description.startswith("ü&lt;ü&lt;") and description.endswith("…")
-    assert msg["text"] == "*[FIRING] DiskFull (critical): disk is full*\n<https://runbooks.example.com/diskfull|Runbook>"
+    assert (
+        msg["text"]
+        == "*[FIRING] DiskFull (critical): disk is full*\n<https://runbooks.example.com/diskfull|Runbook>"
+    )
     assert widgets(msg)[0]["decoratedText"]["text"] == "disk is full"
     assert widgets(msg)[2]["textParagraph"]["text"].count("<b>") == 3
     assert msg["thread"] == {"threadKey": "alertrelay-0123456789abcdef"}
@@ -373,7 +358,11 @@ async def test_many_labels_are_cut_then_dropped_with_a_note(sink: ChatSink, url:
     lines = widgets(msg)[2]["textParagraph"]["text"].split("<br>")
     assert lines[0] == "<b>alertname</b>: DiskFull"
     assert all(line.endswith(": " + "v" * 15 + "…") for line in lines[1:-1])
-    hidden = int(re.fullmatch(r"<i>(\d+) more labels not shown \(Google Chat message size limit\)</i>", lines[-1]).group(1))  # type: ignore[union-attr]
+    hidden = int(
+        re.fullmatch(
+            r"<i>(\d+) more labels not shown \(Google Chat message size limit\)</i>", lines[-1]
+        ).group(1)
+    )  # type: ignore[union-attr]
     assert len(lines) - 1 + hidden == 1001
     assert len(widgets(msg)[-1]["buttonList"]["buttons"]) == 2
 
@@ -384,7 +373,9 @@ async def test_huge_summary_cuts_the_title_too(sink: ChatSink, url: str) -> None
     (msg,) = await sent(sink, config(url), message(p))
     title = msg["cardsV2"][0]["card"]["header"]["title"]
     assert title.startswith("[FIRING] DiskFull (critical): sss") and title.endswith("…")
-    assert msg["text"].startswith("*[FIRING] DiskFull") and msg["text"].split("\n")[0].endswith("…*")
+    assert msg["text"].startswith("*[FIRING] DiskFull") and msg["text"].split("\n")[0].endswith(
+        "…*"
+    )
 
 
 # --- answers -------------------------------------------------------------------------------
@@ -397,18 +388,66 @@ def google_error(code: int, status: str, message: str) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("reply", "retryable", "retry_after", "detail"),
     [
-        (Reply(429, google_error(429, "RESOURCE_EXHAUSTED", "Too many requests"), headers={"Retry-After": "5"}), True, 5.0, "RESOURCE_EXHAUSTED: Too many requests"),
-        (Reply(429, google_error(429, "RESOURCE_EXHAUSTED", "Too many requests")), True, None, "RESOURCE_EXHAUSTED: Too many requests"),
-        (Reply(500, google_error(500, "INTERNAL", "Internal error encountered.")), True, None, "INTERNAL: Internal error encountered."),
-        (Reply(503, google_error(503, "UNAVAILABLE", "The service is currently unavailable.")), True, None, "UNAVAILABLE: The service is currently unavailable."),
-        (Reply(400, google_error(400, "INVALID_ARGUMENT", 'Invalid JSON payload received. Unknown name "cards"')), False, None, 'INVALID_ARGUMENT: Invalid JSON payload received. Unknown name "cards"'),
-        (Reply(403, google_error(403, "PERMISSION_DENIED", "The caller does not have permission")), False, None, "PERMISSION_DENIED: The caller does not have permission"),
-        (Reply(404, google_error(404, "NOT_FOUND", "Requested entity was not found.")), False, None, "NOT_FOUND: Requested entity was not found."),
+        (
+            Reply(
+                429,
+                google_error(429, "RESOURCE_EXHAUSTED", "Too many requests"),
+                headers={"Retry-After": "5"},
+            ),
+            True,
+            5.0,
+            "RESOURCE_EXHAUSTED: Too many requests",
+        ),
+        (
+            Reply(429, google_error(429, "RESOURCE_EXHAUSTED", "Too many requests")),
+            True,
+            None,
+            "RESOURCE_EXHAUSTED: Too many requests",
+        ),
+        (
+            Reply(500, google_error(500, "INTERNAL", "Internal error encountered.")),
+            True,
+            None,
+            "INTERNAL: Internal error encountered.",
+        ),
+        (
+            Reply(503, google_error(503, "UNAVAILABLE", "The service is currently unavailable.")),
+            True,
+            None,
+            "UNAVAILABLE: The service is currently unavailable.",
+        ),
+        (
+            Reply(
+                400,
+                google_error(
+                    400, "INVALID_ARGUMENT", 'Invalid JSON payload received. Unknown name "cards"'
+                ),
+            ),
+            False,
+            None,
+            'INVALID_ARGUMENT: Invalid JSON payload received. Unknown name "cards"',
+        ),
+        (
+            Reply(
+                403, google_error(403, "PERMISSION_DENIED", "The caller does not have permission")
+            ),
+            False,
+            None,
+            "PERMISSION_DENIED: The caller does not have permission",
+        ),
+        (
+            Reply(404, google_error(404, "NOT_FOUND", "Requested entity was not found.")),
+            False,
+            None,
+            "NOT_FOUND: Requested entity was not found.",
+        ),
         (Reply(404, "<html>Not Found</html>"), False, None, "<html>Not Found</html>"),
     ],
     ids=["429-retry-after", "429", "500", "503", "400", "403", "404", "404-html"],
 )
-async def test_error_answers(sink: ChatSink, url: str, reply: Reply, retryable: bool, retry_after: float | None, detail: str) -> None:
+async def test_error_answers(
+    sink: ChatSink, url: str, reply: Reply, retryable: bool, retry_after: float | None, detail: str
+) -> None:
     sink.script(reply)
     async with chat(config(url)) as notifier:
         with pytest.raises(DeliveryError) as info:
@@ -420,7 +459,11 @@ async def test_error_answers(sink: ChatSink, url: str, reply: Reply, retryable: 
 
 
 async def test_error_message_echoing_the_key_is_redacted(sink: ChatSink, url: str) -> None:
-    sink.script(Reply(400, google_error(400, "INVALID_ARGUMENT", f"bad request to {url} with token {TOKEN}")))
+    sink.script(
+        Reply(
+            400, google_error(400, "INVALID_ARGUMENT", f"bad request to {url} with token {TOKEN}")
+        )
+    )
     async with chat(config(url)) as notifier:
         with pytest.raises(DeliveryError) as info:
             await notifier.send(message(payload()))
@@ -443,3 +486,31 @@ async def test_destination_is_the_space_and_secrets_hold_key_and_token() -> None
     assert a.rate_limit() == RateLimit(per_second=55 / 60, burst=5)
     # A burst of 5 plus the refill over 60 s stays within 60 writes per 60 s.
     assert 5 + 60 * a.rate_limit().per_second <= 60
+
+
+# The shared conformance suite (test_notifier_conformance.py) runs this case.
+CONFORMANCE = Case(
+    WebhookSink,
+    lambda url: {
+        "url": f"{url}/v1/spaces/{CANARY_PATH}/messages?key={CANARY_KEY}&token={CANARY_TOKEN}"
+    },
+    Reply(200, {"name": "spaces/x/messages/y"}),
+    extra_dead=[
+        Reply(
+            403,
+            {"error": {"code": 403, "message": "PERMISSION_DENIED", "status": "PERMISSION_DENIED"}},
+        )
+    ],
+    extra_retry=[
+        Reply(
+            429,
+            {
+                "error": {
+                    "code": 429,
+                    "message": "Too many requests",
+                    "status": "RESOURCE_EXHAUSTED",
+                }
+            },
+        )
+    ],
+)

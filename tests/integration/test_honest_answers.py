@@ -27,7 +27,9 @@ def write_lock(db_url: str, held_s: float) -> Iterator[threading.Event]:
             conn = sqlite3.connect(make_url(db_url).database, isolation_level=None)
             conn.execute("BEGIN IMMEDIATE")
         else:
-            conn = psycopg.connect(make_url(db_url).set(drivername="postgresql").render_as_string(hide_password=False))  # type: ignore[assignment]
+            conn = psycopg.connect(
+                make_url(db_url).set(drivername="postgresql").render_as_string(hide_password=False)
+            )  # type: ignore[assignment]
             conn.execute("LOCK TABLE alerts IN EXCLUSIVE MODE")
         taken.set()
         threading.Event().wait(held_s)
@@ -48,7 +50,9 @@ async def test_a_503_means_nothing_was_stored_under_concurrency(db_url: str) -> 
 
         async def post(name: str) -> httpx.Response:
             alerts = [am_alert({"alertname": name, "i": str(i)}) for i in range(20)]
-            return await client.post("/webhook/alertmanager", content=body(am_webhook(alerts)), headers=JSON)
+            return await client.post(
+                "/webhook/alertmanager", content=body(am_webhook(alerts)), headers=JSON
+            )
 
         with write_lock(db_url, 1.5):
             # The first webhook's batch starts its transaction and waits for the
@@ -69,7 +73,9 @@ async def test_a_503_means_nothing_was_stored_under_concurrency(db_url: str) -> 
     # says so; the ones still queued were withdrawn and answered 503.
     assert codes["First"] == 200, codes
     assert 503 in codes.values(), codes
-    assert len(table_rows(db_url, "alerts", "fingerprint")) == 20 * sum(1 for c in codes.values() if c == 200)
+    assert len(table_rows(db_url, "alerts", "fingerprint")) == 20 * sum(
+        1 for c in codes.values() if c == 200
+    )
 
 
 async def test_a_notification_id_past_int64_is_404_not_5xx(db_url: str) -> None:

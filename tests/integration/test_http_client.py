@@ -92,7 +92,11 @@ async def test_a_compressed_answer_is_not_asked_for() -> None:
         seen.append(accept)
         raw = json.dumps(data).encode()
         if "gzip" in accept:  # as any CDN in front of a SaaS API does
-            return Response(gzip.compress(raw), 400, headers={"Content-Encoding": "gzip", "Content-Type": "application/json"})
+            return Response(
+                gzip.compress(raw),
+                400,
+                headers={"Content-Encoding": "gzip", "Content-Type": "application/json"},
+            )
         return Response(raw, 400, media_type="application/json")
 
     with serve_app(Starlette(routes=[Route("/x", handle, methods=["POST"])])) as url:
@@ -113,7 +117,9 @@ async def test_redirects_are_not_followed(status: int) -> None:
         sink.script(Reply(status, "", headers={"Location": f"{target_url}/stolen"}))
         client = make_client()
         try:
-            reply = await post(client, f"{sink_url}/hook", what="test", json_body={"secret": "s3cr3t"})
+            reply = await post(
+                client, f"{sink_url}/hook", what="test", json_body={"secret": "s3cr3t"}
+            )
         finally:
             await client.aclose()
         await asyncio.sleep(0.2)  # a follow-up request would have arrived by now
@@ -155,7 +161,9 @@ class _ProxyHandler(socketserver.StreamRequestHandler):
             if name.strip().lower() == "content-length":
                 length = int(value.strip())
         self.rfile.read(length)
-        self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\nConnection: close\r\n\r\nvia-proxy")
+        self.wfile.write(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\nConnection: close\r\n\r\nvia-proxy"
+        )
 
 
 @contextmanager
@@ -174,7 +182,9 @@ def fake_proxy() -> Iterator[FakeProxy]:
 PROXY_VARS = ["HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"]
 
 
-async def test_proxy_variables_of_the_environment_are_ignored(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_proxy_variables_of_the_environment_are_ignored(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """HTTP(S)_PROXY/ALL_PROXY must not send alerts (and their URLs) elsewhere."""
     sink = WebhookSink()
     with fake_proxy() as proxy, serve(sink) as sink_url:
@@ -212,7 +222,6 @@ async def test_a_configured_proxy_is_used(monkeypatch: pytest.MonkeyPatch) -> No
     assert sink.requests() == []
 
 
-
 @pytest.mark.parametrize(
     "token",
     ["t\u00f6ken", "token\r\nX-Injected: 1", "token\n"],
@@ -224,7 +233,13 @@ async def test_a_request_that_cannot_be_sent_is_dead_at_once_and_sends_nothing(t
     with serve(sink) as url:
         async with make_client() as client:
             with pytest.raises(DeliveryError) as info:
-                await post(client, f"{url}/hook", what="webhook", json_body={"a": 1}, headers={"Authorization": f"Bearer {token}"})
+                await post(
+                    client,
+                    f"{url}/hook",
+                    what="webhook",
+                    json_body={"a": 1},
+                    headers={"Authorization": f"Bearer {token}"},
+                )
     assert info.value.retryable is False
     assert token.strip() not in info.value.message
     assert sink.requests() == []

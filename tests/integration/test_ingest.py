@@ -28,10 +28,14 @@ from tests.sinks import FakePagerDuty, WebhookSink, serve
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
 
-async def post(client: httpx.AsyncClient, payload: object, path: str = "/webhook/alertmanager", **kw: object) -> httpx.Response:
+async def post(
+    client: httpx.AsyncClient, payload: object, path: str = "/webhook/alertmanager", **kw: object
+) -> httpx.Response:
     headers = dict(JSON)
     headers.update(kw.pop("headers", {}))  # type: ignore[arg-type]
-    return await client.post(path, content=body(payload) if not isinstance(payload, bytes) else payload, headers=headers)
+    return await client.post(
+        path, content=body(payload) if not isinstance(payload, bytes) else payload, headers=headers
+    )
 
 
 async def test_real_fixtures_produce_the_expected_transitions(db_url: str) -> None:
@@ -49,14 +53,20 @@ async def test_real_fixtures_produce_the_expected_transitions(db_url: str) -> No
         assert r.json()["stale"] == 3 and r.json()["transitions"] == 0
 
     alerts = table_rows(db_url, "alerts", "fingerprint")
-    assert [a["fingerprint"] for a in alerts] == ["345170fb3c8d356f", "75532f6c4222b3e7", "b1453f84a7ff4a08"]
+    assert [a["fingerprint"] for a in alerts] == [
+        "345170fb3c8d356f",
+        "75532f6c4222b3e7",
+        "b1453f84a7ff4a08",
+    ]
     assert {a["status"] for a in alerts} == {"resolved"}
     assert [a["duplicate_count"] for a in alerts] == [1, 1, 1]
     assert [a["stale_count"] for a in alerts] == [1, 1, 1]
     # The resolved payload added a runbook_url annotation to the first alert.
     assert {a["runbook_url"] for a in alerts} == {"https://runbooks.example.com/amexp1"}
     transitions = table_rows(db_url, "alert_transitions")
-    assert [(t["from_status"], t["to_status"]) for t in transitions] == [(None, "firing")] * 3 + [("firing", "resolved")] * 3
+    assert [(t["from_status"], t["to_status"]) for t in transitions] == [(None, "firing")] * 3 + [
+        ("firing", "resolved")
+    ] * 3
     notes = table_rows(db_url, "notifications")
     assert [n["kind"] for n in notes] == ["firing"] * 3 + ["resolved"] * 3
     assert {n["status"] for n in notes} == {"pending"}
@@ -73,10 +83,17 @@ async def test_routing_fan_out_and_send_resolved(db_url: str) -> None:
     async with running_app(db_url, TWO_ROUTES_CONFIG) as (_, client):
         r = await post(client, am_webhook([crit]))
         assert r.json()["notifications"] == 3  # page: webhook + log; continue → mail: webhook
-        r = await post(client, am_webhook([am_alert({"alertname": "DiskFull", "severity": "critical"}, status="resolved")]))
+        r = await post(
+            client,
+            am_webhook(
+                [am_alert({"alertname": "DiskFull", "severity": "critical"}, status="resolved")]
+            ),
+        )
         assert r.json()["notifications"] == 2  # mail has send_resolved: false
     notes = table_rows(db_url, "notifications")
-    assert [(n["kind"], n["receiver"], n["integration"], n["integration_index"]) for n in notes] == [
+    assert [
+        (n["kind"], n["receiver"], n["integration"], n["integration_index"]) for n in notes
+    ] == [
         ("firing", "page", "webhook", 0),
         ("firing", "page", "log", 0),
         ("firing", "mail", "webhook", 0),
@@ -93,21 +110,30 @@ async def test_routing_fan_out_and_send_resolved(db_url: str) -> None:
 
 # Tests of what ingest stores, not of how fast: a deadline far above any CPU
 # starvation, so a 503 can only mean a conflict, never a loaded machine (under
-# CPU load the default 5 s deadline answered 503 in the concurrent-duplicates test and the 10,000-alert
+# CPU load the default 5 s deadline answered 503 in the concurrent identical posts and the 10,000-alert
 # test). The deadline itself is tested in the deadline tests and the benchmarks.
 PATIENT = "server: {ingest_timeout: 60s}\n"
 
 
 async def test_eight_identical_webhooks_at_once_one_transition(db_url: str) -> None:
     """Identical concurrent posts: 0 × 5xx, exactly one set of rows."""
-    payload = am_webhook([am_alert({"alertname": f"A{i}", "severity": "critical"}) for i in range(5)])
+    payload = am_webhook(
+        [am_alert({"alertname": f"A{i}", "severity": "critical"}) for i in range(5)]
+    )
     async with running_app(db_url, PATIENT + TWO_ROUTES_CONFIG) as (_, client):
         for round_ in range(3):
             if round_ == 1:
-                payload = am_webhook([am_alert({"alertname": f"A{i}", "severity": "critical"}, status="resolved") for i in range(5)])
+                payload = am_webhook(
+                    [
+                        am_alert({"alertname": f"A{i}", "severity": "critical"}, status="resolved")
+                        for i in range(5)
+                    ]
+                )
             responses = await asyncio.gather(*(post(client, payload) for _ in range(8)))
             assert [r.status_code for r in responses] == [200] * 8
-    assert count(db_url, "alert_transitions") == 10  # 5 fired, 5 resolved; round 3 repeats the resolve
+    assert (
+        count(db_url, "alert_transitions") == 10
+    )  # 5 fired, 5 resolved; round 3 repeats the resolve
     assert count(db_url, "notifications") == 5 * 3 + 5 * 2
     assert count(db_url, "alerts") == 5
 
@@ -119,9 +145,14 @@ async def test_dup_02_thousand_rounds_of_identical_concurrent_posts(db_url: str)
     well as inside one group commit). 0 × 5xx; one transition and one outbox
     row per key and integration, every round."""
     rounds = 1000
-    async with running_app(db_url, PATIENT + TWO_ROUTES_CONFIG) as (_, a), running_app(db_url, PATIENT + TWO_ROUTES_CONFIG) as (_, b):
+    async with (
+        running_app(db_url, PATIENT + TWO_ROUTES_CONFIG) as (_, a),
+        running_app(db_url, PATIENT + TWO_ROUTES_CONFIG) as (_, b),
+    ):
         for round_ in range(rounds):
-            payload = body(am_webhook([am_alert({"alertname": f"D{round_}", "severity": "critical"})]))
+            payload = body(
+                am_webhook([am_alert({"alertname": f"D{round_}", "severity": "critical"})])
+            )
             copies = 2 + round_ % 7
             responses = await asyncio.gather(*(post((a, b)[i % 2], payload) for i in range(copies)))
             codes = [r.status_code for r in responses]
@@ -134,8 +165,13 @@ async def test_dup_02_thousand_rounds_of_identical_concurrent_posts(db_url: str)
 
 async def test_two_replicas_racing_on_new_alerts(db_url: str) -> None:
     """Two app instances (separate engines and batchers) on one database."""
-    payloads = [am_webhook([am_alert({"alertname": f"R{i}", "severity": "critical"})]) for i in range(20)]
-    async with running_app(db_url, PATIENT + TWO_ROUTES_CONFIG) as (_, a), running_app(db_url, PATIENT + TWO_ROUTES_CONFIG) as (_, b):
+    payloads = [
+        am_webhook([am_alert({"alertname": f"R{i}", "severity": "critical"})]) for i in range(20)
+    ]
+    async with (
+        running_app(db_url, PATIENT + TWO_ROUTES_CONFIG) as (_, a),
+        running_app(db_url, PATIENT + TWO_ROUTES_CONFIG) as (_, b),
+    ):
         calls = [post(client, p) for p in payloads for client in (a, b, a, b)]
         responses = await asyncio.gather(*calls)
     assert sorted({r.status_code for r in responses}) == [200]
@@ -145,7 +181,13 @@ async def test_two_replicas_racing_on_new_alerts(db_url: str) -> None:
 
 
 async def test_one_bad_alert_does_not_sink_the_others(db_url: str) -> None:
-    payload = am_webhook([am_alert({"alertname": "ok1"}), {"status": "firing", "labels": None}, am_alert({"alertname": "ok2"})])
+    payload = am_webhook(
+        [
+            am_alert({"alertname": "ok1"}),
+            {"status": "firing", "labels": None},
+            am_alert({"alertname": "ok2"}),
+        ]
+    )
     async with running_app(db_url, LOG_CONFIG) as (app, client):
         r = await post(client, payload)
         assert r.status_code == 200
@@ -169,7 +211,12 @@ async def test_one_bad_alert_does_not_sink_the_others(db_url: str) -> None:
         (b"[" * 1_000 + b"]" * 1_000, {}, 400, "JSON nested too deeply: more than 64 levels"),
         (b"[" * 4_000 + b"]" * 4_000, {}, 400, "JSON nested too deeply: more than 64 levels"),
         # A 10**6-digit fraction (within the body limit of this table).
-        (b'{"version":"4","alerts":[],"n":0.' + b"1" * 1_000_000 + b"}", {}, 400, "number too long: 1000002 characters"),
+        (
+            b'{"version":"4","alerts":[],"n":0.' + b"1" * 1_000_000 + b"}",
+            {},
+            400,
+            "number too long: 1000002 characters",
+        ),
         (body(am_webhook([])), {"Content-Type": "text/plain"}, 415, ""),
         (body(am_webhook([])), {"Content-Type": ""}, 415, ""),
         (body(am_webhook([])), {"Content-Encoding": "gzip"}, 415, ""),
@@ -179,7 +226,9 @@ async def test_one_bad_alert_does_not_sink_the_others(db_url: str) -> None:
         (b"x" * 1_100_000, {}, 413, ""),
     ],
 )
-async def test_rejected_requests_store_nothing(sqlite_url: str, content: bytes, headers: dict[str, str], status: int, error: str) -> None:
+async def test_rejected_requests_store_nothing(
+    sqlite_url: str, content: bytes, headers: dict[str, str], status: int, error: str
+) -> None:
     config = LOG_CONFIG + "server: {max_alerts_per_request: 10, max_body_size: 1050000}\n"
     async with running_app(sqlite_url, config) as (_, client):
         r = await client.post("/webhook/alertmanager", content=content, headers={**JSON, **headers})
@@ -196,17 +245,23 @@ async def test_chunked_body_over_the_limit_is_413(sqlite_url: str) -> None:
         for _ in range(20):
             yield b"x" * 1024
 
-    async with running_app(sqlite_url, LOG_CONFIG + "server: {max_body_size: 10240}\n") as (_, client):
+    async with running_app(sqlite_url, LOG_CONFIG + "server: {max_body_size: 10240}\n") as (
+        _,
+        client,
+    ):
         r = await client.post("/webhook/alertmanager", content=chunks(), headers=JSON)
         assert r.status_code == 413
 
 
-AUTH = """
+AUTH = (
+    """
 auth:
   webhook_token: s3cret-token
   webhook_tokens: [next-token]
   admin_token: adm1n
-""" + LOG_CONFIG
+"""
+    + LOG_CONFIG
+)
 BASIC = "auth: {basic_auth: {username: am, password: 'pä55'}}\n" + LOG_CONFIG
 
 
@@ -226,7 +281,9 @@ BASIC = "auth: {basic_auth: {username: am, password: 'pä55'}}\n" + LOG_CONFIG
         (BASIC, "Bearer p55", 401),
     ],
 )
-async def test_webhook_auth(sqlite_url: str, config: str, authorization: str | None, status: int) -> None:
+async def test_webhook_auth(
+    sqlite_url: str, config: str, authorization: str | None, status: int
+) -> None:
     async with running_app(sqlite_url, config) as (_, client):
         headers = {"Authorization": authorization} if authorization else {}
         r = await post(client, am_webhook([am_alert({"alertname": "A"})]), headers=headers)
@@ -283,7 +340,11 @@ async def test_dropped_postgres_connections_recover(db_url: str) -> None:
     name = make_url(db_url).database
     async with running_app(db_url, LOG_CONFIG) as (_, client):
         assert (await post(client, am_webhook([am_alert({"alertname": "A"})]))).status_code == 200
-        admin = make_url(db_url).set(database="postgres", drivername="postgresql").render_as_string(hide_password=False)
+        admin = (
+            make_url(db_url)
+            .set(database="postgres", drivername="postgresql")
+            .render_as_string(hide_password=False)
+        )
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
@@ -296,13 +357,18 @@ async def test_dropped_postgres_connections_recover(db_url: str) -> None:
 
 
 async def test_ten_thousand_alerts_in_one_payload(db_url: str) -> None:
-    alerts = [am_alert({"alertname": "Bulk", "instance": f"host-{i}", "severity": "warning"}) for i in range(10_000)]
+    alerts = [
+        am_alert({"alertname": "Bulk", "instance": f"host-{i}", "severity": "warning"})
+        for i in range(10_000)
+    ]
     async with running_app(db_url, PATIENT + LOG_CONFIG) as (_, client):
         r = await post(client, am_webhook(alerts))
         assert r.status_code == 200
         assert r.json()["transitions"] == 10_000
         # The same group again with one alert resolved: exactly one new row.
-        alerts[17] = am_alert({"alertname": "Bulk", "instance": "host-17", "severity": "warning"}, status="resolved")
+        alerts[17] = am_alert(
+            {"alertname": "Bulk", "instance": "host-17", "severity": "warning"}, status="resolved"
+        )
         r = await post(client, am_webhook(alerts))
         assert r.json()["duplicates"] == 9_999 and r.json()["notifications"] == 1
     assert count(db_url, "alerts") == 10_000
@@ -310,7 +376,12 @@ async def test_ten_thousand_alerts_in_one_payload(db_url: str) -> None:
 
 
 async def test_grafana_endpoint(db_url: str) -> None:
-    payload = am_webhook([am_alert({"alertname": "G", "grafana_folder": "ops"}, valueString="[ var='A' value=1 ]")], version="1", orgId=1, state="alerting")
+    payload = am_webhook(
+        [am_alert({"alertname": "G", "grafana_folder": "ops"}, valueString="[ var='A' value=1 ]")],
+        version="1",
+        orgId=1,
+        state="alerting",
+    )
     async with running_app(db_url, LOG_CONFIG) as (_, client):
         r = await post(client, payload, path="/webhook/grafana")
         assert r.status_code == 200 and r.json()["transitions"] == 1
@@ -326,11 +397,15 @@ async def test_fingerprint_mismatch_is_counted_and_the_computed_one_used(db_url:
     assert 'alertrelay_fingerprint_mismatches_total{source="alertmanager"} 1.0' in metrics
     # The one row carries the fingerprint recomputed from the labels
     # (one of Alertmanager's own vectors), not the one that was sent.
-    assert [r["fingerprint"] for r in table_rows(db_url, "alerts", "fingerprint")] == ["9266ef3da838ad95"]
+    assert [r["fingerprint"] for r in table_rows(db_url, "alerts", "fingerprint")] == [
+        "9266ef3da838ad95"
+    ]
 
 
 async def test_nul_and_surrogates_stored_identically(db_url: str) -> None:
-    raw = body(am_webhook([am_alert({"alertname": "U", "v": "P"})])).replace(b'"P"', b'"a\\u0000b\\udc00"')
+    raw = body(am_webhook([am_alert({"alertname": "U", "v": "P"})])).replace(
+        b'"P"', b'"a\\u0000b\\udc00"'
+    )
     async with running_app(db_url, LOG_CONFIG) as (_, client):
         assert (await post(client, raw)).status_code == 200
         alerts = (await client.get("/api/v1/alerts")).json()["alerts"]
@@ -363,7 +438,20 @@ async def test_duplicate_with_new_annotations_updates_them_without_notifying(db_
     async with running_app(db_url, TWO_ROUTES_CONFIG) as (_, client):
         labels = {"alertname": "Disk", "severity": "critical", "instance": "a"}
         await post(client, am_webhook([am_alert(labels, annotations={"summary": "90% full"})]))
-        r = await post(client, am_webhook([am_alert(labels, annotations={"summary": "95% full", "runbook_url": "https://own.example/disk"})]))
+        r = await post(
+            client,
+            am_webhook(
+                [
+                    am_alert(
+                        labels,
+                        annotations={
+                            "summary": "95% full",
+                            "runbook_url": "https://own.example/disk",
+                        },
+                    )
+                ]
+            ),
+        )
         assert r.json()["duplicates"] == 1 and r.json()["notifications"] == 0
         alert = (await client.get("/api/v1/alerts")).json()["alerts"][0]
     assert alert["annotations"]["summary"] == "95% full"
@@ -390,11 +478,16 @@ async def test_mixed_states_of_one_alert_in_one_batch_apply_in_order(db_url: str
         firing = am_webhook([am_alert(labels)])
         resolved = am_webhook([am_alert(labels, status="resolved")])
         # Concurrent: likely one batch holding a repeat and the resolve.
-        responses = await asyncio.gather(post(client, firing), post(client, resolved), post(client, firing))
+        responses = await asyncio.gather(
+            post(client, firing), post(client, resolved), post(client, firing)
+        )
         assert [r.status_code for r in responses] == [200, 200, 200]
         alert = (await client.get("/api/v1/alerts")).json()["alerts"][0]
     assert alert["status"] == "resolved"
-    assert [t["to_status"] for t in table_rows(db_url, "alert_transitions")] == ["firing", "resolved"]
+    assert [t["to_status"] for t in table_rows(db_url, "alert_transitions")] == [
+        "firing",
+        "resolved",
+    ]
     # Applied in arrival order: firing (duplicate), resolved (transition), firing (stale).
     assert alert["duplicates"] + alert["stale"] == 2
 
@@ -402,7 +495,12 @@ async def test_mixed_states_of_one_alert_in_one_batch_apply_in_order(db_url: str
 # Parseable timestamps at the edges of datetime's range.
 # 0001-01-02T00:00:00+14:00 is in year 1, so it reads as Go's zero time;
 # 0002-01-01T00:00:00+14:00 is a real far-past instant (0001-12-31T10:00Z).
-FAR_TIMES = ["9999-12-31T23:59:59Z", "0001-01-02T00:00:00+14:00", "0002-01-01T00:00:00+14:00", "9999-12-31T23:59:59.999999Z"]
+FAR_TIMES = [
+    "9999-12-31T23:59:59Z",
+    "0001-01-02T00:00:00+14:00",
+    "0002-01-01T00:00:00+14:00",
+    "9999-12-31T23:59:59.999999Z",
+]
 # Parseable, but past 9999-12-31 once converted to UTC: the alert's own error.
 OVERFLOWING = "9999-12-31T23:59:59-01:00"
 FAR_KEY = "R0UT1NGKEY0123456789abcdef012345"
@@ -457,8 +555,14 @@ receivers:
                 assert result["accepted"] == accepted
                 # A firing alert's endsAt is ignored, but it must still parse.
                 assert result["rejected"] == [
-                    {"index": 1, "reason": f"alerts[1].startsAt: timestamp {OVERFLOWING!r} is out of range (after 9999-12-31 in UTC)"},
-                    {"index": 2, "reason": f"alerts[2].endsAt: timestamp {OVERFLOWING!r} is out of range (after 9999-12-31 in UTC)"},
+                    {
+                        "index": 1,
+                        "reason": f"alerts[1].startsAt: timestamp {OVERFLOWING!r} is out of range (after 9999-12-31 in UTC)",
+                    },
+                    {
+                        "index": 2,
+                        "reason": f"alerts[2].endsAt: timestamp {OVERFLOWING!r} is out of range (after 9999-12-31 in UTC)",
+                    },
                 ]
                 await deliver()
                 return result  # type: ignore[no-any-return]
@@ -486,7 +590,13 @@ receivers:
             for a in listed:
                 detail = await client.get(f"/api/v1/alerts/{a['fingerprint']}")
                 assert detail.status_code == 200, detail.text
-            for path in ("/api/v1/alerts?state=firing", "/api/v1/alerts?state=flapping", "/api/v1/quarantine", "/metrics", "/health?detailed=true"):
+            for path in (
+                "/api/v1/alerts?state=firing",
+                "/api/v1/alerts?state=flapping",
+                "/api/v1/quarantine",
+                "/metrics",
+                "/health?detailed=true",
+            ):
                 r = await client.get(path)
                 assert r.status_code == 200, (path, r.text)
 
@@ -496,7 +606,11 @@ receivers:
     # Every trigger was closed by its resolve: nothing is left open for a resolved alert.
     assert pd.open_incidents() == [] and pd.dropped == []
     # The far times reach the sinks as they were sent, not clamped or shifted.
-    far = [b for b in chat.bodies() if b["fingerprint"] == fingerprint({"alertname": "FarBoth", "i": "3"})]
+    far = [
+        b
+        for b in chat.bodies()
+        if b["fingerprint"] == fingerprint({"alertname": "FarBoth", "i": "3"})
+    ]
     assert [b["kind"] for b in far][:1] == ["firing"] and far[-1]["status"] == "resolved"
     assert {b["alert"]["starts_at"] for b in far} == {"9999-12-31T23:59:59.999999Z"}
 
@@ -516,7 +630,9 @@ async def test_far_timestamps_on_a_postgres_server_outside_utc() -> None:
         from sqlalchemy.engine import make_url
 
         with pg_admin_conn() as conn:
-            conn.execute(f"ALTER DATABASE \"{make_url(url).database}\" SET timezone = 'Pacific/Kiritimati'")
+            conn.execute(
+                f"ALTER DATABASE \"{make_url(url).database}\" SET timezone = 'Pacific/Kiritimati'"
+            )
         upgrade(url)
         async with running_app(url, LOG_CONFIG) as (_, client):
             r = await post(client, am_webhook(far_alerts("resolved")))
@@ -527,7 +643,11 @@ async def test_far_timestamps_on_a_postgres_server_outside_utc() -> None:
             assert r.json()["duplicates"] == 1 + 3 * len(FAR_TIMES)
             listed = await client.get("/api/v1/alerts?limit=100")
             assert listed.status_code == 200, listed.text
-            starts = {a["labels"].get("i"): a["starts_at"] for a in listed.json()["alerts"] if a["labels"]["alertname"] == "FarBoth"}
+            starts = {
+                a["labels"].get("i"): a["starts_at"]
+                for a in listed.json()["alerts"]
+                if a["labels"]["alertname"] == "FarBoth"
+            }
         assert starts["0"] == "9999-12-31T23:59:59Z" and starts["2"] == "0001-12-31T10:00:00Z"
     finally:
         drop_pg_database(url)

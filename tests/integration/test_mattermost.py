@@ -7,22 +7,19 @@ server would split it into several posts).
 
 import json
 import re
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import pytest
 
-from app.config.model import GlobalConfig
-from app.core.message import Message, build_message, compile_template
+from app.core.message import Message
 from app.core.ratelimit import RateLimit
-from app.notifiers import build_notifier
-from app.notifiers.base import BuildContext, DeliveryError, Notifier
-from app.notifiers.http import make_client
+from app.notifiers.base import DeliveryError, Notifier
 from app.notifiers.mattermost import MattermostConfig
-from app.ops.clock import SystemClock
-from tests.helpers import notice_payload
-from tests.sinks import Received, Reply, Sink, serve
+from tests.conformance import CANARY_PATH, Case
+from tests.helpers import notice_payload, sink_message, sink_notifier
+from tests.sinks import Received, Reply, Sink, WebhookSink, serve
 
 HOOK_PATH = "/hooks/mmsecretkey0123456789abcd"
 ZWJ = "\u200d"
@@ -34,7 +31,13 @@ ANNOUNCEMENTS = ("<!channel>", "<!here>", "<!all>")
 def _error(status: int, ident: str, message: str) -> Reply:
     return Reply(
         status,
-        {"id": ident, "message": message, "detailed_error": "", "request_id": "r1", "status_code": status},
+        {
+            "id": ident,
+            "message": message,
+            "detailed_error": "",
+            "request_id": "r1",
+            "status_code": status,
+        },
     )
 
 
@@ -47,7 +50,9 @@ class FakeMattermost(Sink):
         try:
             data = json.loads(body)
         except ValueError:
-            return _error(400, "web.incoming_webhook.parse.app_error", "Unable to parse incoming data")
+            return _error(
+                400, "web.incoming_webhook.parse.app_error", "Unable to parse incoming data"
+            )
         if not isinstance(data, dict) or not (data.get("text") or data.get("attachments")):
             return _error(400, "web.incoming_webhook.text.app_error", "No text specified")
         if len(data.get("text", "")) > 16383:
@@ -80,25 +85,11 @@ def config(url: str, **extra: Any) -> MattermostConfig:
 
 def message(cfg: MattermostConfig | None = None, **over: Any) -> Message:
     """The message as the delivery loop builds it, with the config's overrides."""
-    return build_message(
-        payload(**over),
-        notification_id=1,
-        idempotency_key="k" * 64,
-        receiver="team",
-        attempt=1,
-        title=compile_template(cfg.title) if cfg else None,
-        text=compile_template(cfg.text) if cfg else None,
-    )
+    return sink_message(payload(**over), cfg)
 
 
-@asynccontextmanager
-async def mattermost(cfg: MattermostConfig) -> AsyncIterator[Notifier]:
-    http = make_client()
-    try:
-        ctx = BuildContext(global_config=GlobalConfig(), http=http, clock=SystemClock())
-        yield build_notifier("mattermost", cfg, ctx)
-    finally:
-        await http.aclose()
+def mattermost(cfg: MattermostConfig) -> AbstractAsyncContextManager[Notifier]:
+    return sink_notifier("mattermost", cfg)
 
 
 async def deliver(
@@ -141,17 +132,25 @@ async def test_request_is_exactly_the_documented_post(fake_mm: tuple[FakeMatterm
     }
 
 
-async def test_channel_username_and_icon_only_when_configured(fake_mm: tuple[FakeMattermost, str]) -> None:
+async def test_channel_username_and_icon_only_when_configured(
+    fake_mm: tuple[FakeMattermost, str],
+) -> None:
     plain = (await deliver(fake_mm)).json()
     assert not {"channel", "username", "icon_url", "icon_emoji"} & set(plain)
-    extra = {"channel": "town-square", "username": "alertrelay", "icon_url": "https://example.com/icon.png"}
+    extra = {
+        "channel": "town-square",
+        "username": "alertrelay",
+        "icon_url": "https://example.com/icon.png",
+    }
     data = (await deliver(fake_mm, None, **extra)).json()
     assert {k: data[k] for k in extra} == extra
 
 
 def test_icon_url_must_be_a_url() -> None:
     with pytest.raises(ValueError, match="icon_url"):
-        MattermostConfig.model_validate({"webhook_url": "https://mm.example/hooks/x", "icon_url": "icon.png"})
+        MattermostConfig.model_validate(
+            {"webhook_url": "https://mm.example/hooks/x", "icon_url": "icon.png"}
+        )
 
 
 async def test_destination_secrets_and_rate_limit(fake_mm: tuple[FakeMattermost, str]) -> None:
@@ -175,7 +174,11 @@ async def test_destination_secrets_and_rate_limit(fake_mm: tuple[FakeMattermost,
             "HTTP 400: Unable to parse incoming data (web.incoming_webhook.parse.app_error)",
         ),
         (
-            _error(403, "web.incoming_webhook.permissions.app_error", "Inappropriate channel permissions"),
+            _error(
+                403,
+                "web.incoming_webhook.permissions.app_error",
+                "Inappropriate channel permissions",
+            ),
             False,
             None,
             "HTTP 403: Inappropriate channel permissions",
@@ -196,17 +199,27 @@ async def test_destination_secrets_and_rate_limit(fake_mm: tuple[FakeMattermost,
     ids=lambda v: f"{v.status}-{str(v.body)[:20]}" if isinstance(v, Reply) else None,
 )
 async def test_error_mapping(
-    fake_mm: tuple[FakeMattermost, str], reply: Reply, retryable: bool, retry_after: float | None, said: str
+    fake_mm: tuple[FakeMattermost, str],
+    reply: Reply,
+    retryable: bool,
+    retry_after: float | None,
+    said: str,
 ) -> None:
     with pytest.raises(DeliveryError) as info:
         await deliver(fake_mm, None, reply)
     err = info.value
-    assert (err.retryable, err.status_code, err.retry_after) == (retryable, reply.status, retry_after)
+    assert (err.retryable, err.status_code, err.retry_after) == (
+        retryable,
+        reply.status,
+        retry_after,
+    )
     assert said in err.message
     assert "mmsecretkey" not in err.message
 
 
-async def test_huge_description_is_cut_to_one_post_with_a_marker(fake_mm: tuple[FakeMattermost, str]) -> None:
+async def test_huge_description_is_cut_to_one_post_with_a_marker(
+    fake_mm: tuple[FakeMattermost, str],
+) -> None:
     m = message(None, annotations={"summary": "s" * 3000, "description": "d_" * 50_000})
     received = await deliver(fake_mm, m)  # the fake refuses a post Mattermost would split
     text = received.json()["text"]
@@ -215,7 +228,10 @@ async def test_huge_description_is_cut_to_one_post_with_a_marker(fake_mm: tuple[
     header, body, links = text.split("\n")
     assert len(header) == 1024 + 4 and header.endswith("…**")
     assert body.startswith("d\\_d\\_") and body.endswith("\\_d…")
-    assert links == "[Runbook](https://runbooks.example.com/disk_full) · [Source](http://prometheus:9090/graph?g0.expr=up)"
+    assert (
+        links
+        == "[Runbook](https://runbooks.example.com/disk_full) · [Source](http://prometheus:9090/graph?g0.expr=up)"
+    )
 
 
 async def test_too_long_links_are_left_out(fake_mm: tuple[FakeMattermost, str]) -> None:
@@ -263,9 +279,14 @@ async def test_injection_through_labels_is_inert(fake_mm: tuple[FakeMattermost, 
         "e=\\*bold\\*, f=line1 \\#\\#\\#\\# RESOLVED all good, "
         "g=\\[click\\](https://evil.example) @\u200dall @\u200dalice, h={{ 7\\*7 }}",
     ]
-    assert {"short": True, "title": "Severity", "value": "&lt;!channel&gt;"} in data["attachments"][0]["fields"]
+    assert {"short": True, "title": "Severity", "value": "&lt;!channel&gt;"} in data["attachments"][
+        0
+    ]["fields"]
     # The fallback is plain text: nothing escaped for Markdown, but no token and no mention either.
-    assert data["attachments"][0]["fallback"] == f"[FIRING] DiskFull (<{ZWJ}!channel>): <{ZWJ}!here> now"
+    assert (
+        data["attachments"][0]["fallback"]
+        == f"[FIRING] DiskFull (<{ZWJ}!channel>): <{ZWJ}!here> now"
+    )
 
 
 async def test_title_and_text_overrides(fake_mm: tuple[FakeMattermost, str]) -> None:
@@ -312,10 +333,21 @@ async def test_flapping_notice_looks_distinct(fake_mm: tuple[FakeMattermost, str
 
 
 async def test_resolved_with_duplicates(fake_mm: tuple[FakeMattermost, str]) -> None:
-    m = message(None, kind="resolved", status="resolved", ends_at="2026-11-22T10:05:00Z", duplicates=2)
+    m = message(
+        None, kind="resolved", status="resolved", ends_at="2026-11-22T10:05:00Z", duplicates=2
+    )
     data = (await deliver(fake_mm, m)).json()
     assert data["attachments"][0]["color"] == "#12B76A"
     assert data["attachments"][0]["fields"][-2:] == [
         {"short": True, "title": "Ended", "value": "2026-11-22T10:05:00Z"},
         {"short": True, "title": "Duplicates", "value": "2"},
     ]
+
+
+# The shared conformance suite (test_notifier_conformance.py) runs this case.
+CONFORMANCE = Case(
+    WebhookSink,
+    lambda url: {"webhook_url": f"{url}/hooks/{CANARY_PATH}"},
+    Reply(200, "ok"),
+    extra_dead=[Reply(200, "not ok")],
+)

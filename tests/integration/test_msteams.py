@@ -7,27 +7,33 @@ including a 2xx whose body reports a failure.
 
 import asyncio
 import re
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
+from contextlib import AbstractAsyncContextManager
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from starlette.requests import Request
-from starlette.responses import Response
 
-from app.config.model import GlobalConfig
 from app.core.domain import NoticeKind
-from app.core.message import Message, build_message, compile_template
+from app.core.message import Message
 from app.core.ratelimit import RateLimit
-from app.notifiers import build_notifier
-from app.notifiers.base import BuildContext, DeliveryError, Notifier
-from app.notifiers.http import make_client
+from app.notifiers.base import DeliveryError, Notifier
 from app.notifiers.msteams import REQUEST_LIMIT, MSTeamsConfig, md_escape
-from app.ops.clock import ManualClock, SystemClock
+from app.ops.clock import ManualClock
+from tests.conformance import CANARY_PATH, CANARY_TOKEN, Case
 from tests.conftest import running_app
-from tests.helpers import JSON, T0, am_alert, am_webhook, body, notice_payload, table_rows
-from tests.sinks import Reply, WebhookSink, serve
+from tests.helpers import (
+    JSON,
+    T0,
+    am_alert,
+    am_webhook,
+    body,
+    notice_payload,
+    sink_message,
+    sink_notifier,
+    table_rows,
+)
+from tests.sinks import QuerySink, Reply, WebhookSink, serve
 
 SIG = "S1GN4TUR3-teams-canary-0123456789"
 PATH = "/workflows/0f8b6e0a1c2d4e5f/triggers/manual/paths/invoke"
@@ -38,24 +44,8 @@ LEGACY_429 = (
 )
 
 
-class TeamsSink(WebhookSink):
-    """Records the query string too (the sink base class keeps only the path)."""
-
+class TeamsSink(QuerySink):
     default = Reply(202, "")
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.queries: list[str] = []
-
-    def reset(self) -> None:
-        super().reset()
-        with self._lock:
-            self.queries.clear()
-
-    async def _handle(self, request: Request) -> Response:
-        with self._lock:
-            self.queries.append(request.url.query)
-        return await super()._handle(request)
 
 
 @pytest.fixture(scope="module")
@@ -93,26 +83,11 @@ def config(url: str, **extra: Any) -> MSTeamsConfig:
 
 
 def message(p: dict[str, Any], cfg: MSTeamsConfig | None = None) -> Message:
-    return build_message(
-        p,
-        notification_id=1,
-        idempotency_key="k" * 64,
-        receiver="team",
-        attempt=1,
-        title=compile_template(cfg.title) if cfg else None,
-        text=compile_template(cfg.text) if cfg else None,
-    )
+    return sink_message(p, cfg, receiver="team")
 
 
-@asynccontextmanager
-async def teams(cfg: MSTeamsConfig) -> AsyncIterator[Notifier]:
-    http = make_client()
-    try:
-        yield build_notifier(
-            "msteams", cfg, BuildContext(global_config=GlobalConfig(), http=http, clock=SystemClock())
-        )
-    finally:
-        await http.aclose()
+def teams(cfg: MSTeamsConfig) -> AbstractAsyncContextManager[Notifier]:
+    return sink_notifier("msteams", cfg)
 
 
 async def sent_card(sink: TeamsSink, cfg: MSTeamsConfig, m: Message) -> dict[str, Any]:
@@ -220,9 +195,11 @@ async def test_no_links_no_actions_and_multiline_description(sink: TeamsSink, ur
     card = await sent_card(sink, config(url), message(p))
     assert card["actions"] == []
     # A TextBlock needs a blank line for a line break.
-    assert {"type": "TextBlock", "text": "line one\n\nline two\n\nline three", "wrap": True} in card[
-        "body"
-    ]
+    assert {
+        "type": "TextBlock",
+        "text": "line one\n\nline two\n\nline three",
+        "wrap": True,
+    } in card["body"]
     assert not any("Received" in t for t in texts(card))
 
 
@@ -238,7 +215,9 @@ async def test_no_links_no_actions_and_multiline_description(sink: TeamsSink, ur
         (NoticeKind.STABLE, "resolved", "Good"),
     ],
 )
-async def test_heading_colour(sink: TeamsSink, url: str, kind: NoticeKind, status: str, colour: str) -> None:
+async def test_heading_colour(
+    sink: TeamsSink, url: str, kind: NoticeKind, status: str, colour: str
+) -> None:
     card = await sent_card(sink, config(url), message(payload(kind, status=status)))
     heading = card["body"][0]
     assert heading["style"] == "heading" and heading["color"] == colour
@@ -482,7 +461,9 @@ async def test_failure_body_echoing_the_url_is_redacted(sink: TeamsSink, url: st
 async def test_destination_secrets_and_rate_limit() -> None:
     async with teams(config(f"https://a.logic.azure.com{PATH}?{QUERY}")) as a:
         pass
-    async with teams(config(f"https://a.logic.azure.com{PATH}?{QUERY.replace(SIG, 'other-sig-00')}")) as b:
+    async with teams(
+        config(f"https://a.logic.azure.com{PATH}?{QUERY.replace(SIG, 'other-sig-00')}")
+    ) as b:
         pass
     assert a.rate_limit() == RateLimit(per_second=4.0, burst=4)
     assert SIG in a.secrets() and f"https://a.logic.azure.com{PATH}?{QUERY}" in a.secrets()
@@ -514,7 +495,9 @@ async def test_sink_10_never_marked_delivered_on_a_failure_body(
     clock = ManualClock(T0 + timedelta(minutes=1))
     async with running_app(sqlite_url, _app_config(url), clock=clock) as (app, client):
         alert = am_alert({"alertname": "DiskFull", "severity": "critical"})
-        r = await client.post("/webhook/alertmanager", content=body(am_webhook([alert])), headers=JSON)
+        r = await client.post(
+            "/webhook/alertmanager", content=body(am_webhook([alert])), headers=JSON
+        )
         assert r.status_code == 200
         for attempt in (1, 2):
             async with asyncio.timeout(30):
@@ -547,3 +530,21 @@ async def test_sink_10_failure_body_with_a_4xx_code_is_dead_at_once(
     assert [a["outcome"] for a in table_rows(sqlite_url, "delivery_attempts")] == ["dead"]
     assert len(sink.requests()) == 1
     assert "HTTP error 403" in row["last_error"] and SIG not in row["last_error"]
+
+
+# The shared conformance suite (test_notifier_conformance.py) runs this case.
+CONFORMANCE = Case(
+    WebhookSink,
+    lambda url: {
+        "webhook_url": f"{url}/workflows/{CANARY_PATH}/triggers/manual/paths/invoke"
+        f"?api-version=2016-06-01&sp=%2Ftriggers%2Fmanual%2Frun&sv=1.0&sig={CANARY_TOKEN}"
+    },
+    Reply(202, ""),
+    extra_dead=[Reply(413, "Request Entity too large")],
+    extra_retry=[
+        Reply(
+            200,
+            "Webhook message delivery failed with error: Microsoft Teams endpoint returned HTTP error 429",
+        )
+    ],
+)

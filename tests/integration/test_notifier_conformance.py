@@ -18,6 +18,7 @@ killing it.
 import asyncio
 import base64
 import contextlib
+import importlib
 import json
 import logging
 import socket
@@ -25,7 +26,7 @@ import ssl
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -34,7 +35,7 @@ import pytest
 import trustme
 from starlette.applications import Starlette
 
-from app.config.model import GlobalConfig
+from app.config.globals import GlobalConfig
 from app.core.domain import NoticeKind
 from app.core.message import Message, build_message
 from app.delivery.worker import DeliveryWorker
@@ -43,17 +44,14 @@ from app.notifiers.base import BuildContext, DeliveryError, Notifier
 from app.notifiers.http import make_client
 from app.ops.clock import ManualClock, SystemClock
 from app.ops.logs import JsonFormatter
+from tests.conformance import CANARIES, CANARY_KEY, CANARY_PATH, CANARY_TOKEN, Case
 from tests.conftest import running_app
 from tests.helpers import JSON, T0, am_alert, am_webhook, body, table_rows
 from tests.integration.test_email import PASSWORD as SMTP_PASSWORD
 from tests.integration.test_email import USER as SMTP_USER
 from tests.integration.test_email import smtp_server
-from tests.sinks import ECHO, FakePagerDuty, Reply, Sink, WebhookSink, serve
+from tests.sinks import ECHO, Reply, Sink, serve
 
-CANARY_KEY = "CANARYKEY0123456789abcdef0123456"
-CANARY_PATH = "CANARYPATH-T000-B000-XXXXXXXX"
-CANARY_TOKEN = "CANARYTOKEN-s3cr3t"
-CANARIES = (CANARY_KEY, CANARY_PATH, CANARY_TOKEN)
 # The SMTP password, and the base64 forms AUTH PLAIN and LOGIN put on the wire.
 SMTP_CANARIES = (
     SMTP_PASSWORD,
@@ -62,78 +60,31 @@ SMTP_CANARIES = (
 )
 
 
-@dataclass
-class Case:
-    sink: Callable[[], Sink]
-    config: Callable[[str], dict[str, Any]]
-    success: Reply
-    # Failure replies the integration's API can give beyond the generic table.
-    extra_dead: list[Reply] = field(default_factory=list)
-    extra_retry: list[Reply] = field(default_factory=list)
-
-
-CASES: dict[str, Case] = {
-    "pagerduty": Case(
-        FakePagerDuty,
-        lambda url: {"routing_key": CANARY_KEY, "url": f"{url}/v2/enqueue"},
-        Reply(202, {"status": "success", "message": "Event processed"}),
-    ),
-    "webhook": Case(
-        WebhookSink,
-        lambda url: {"url": f"{url}/hook/{CANARY_PATH}", "token": CANARY_TOKEN},
-        Reply(200, "ok"),
-    ),
-    "discord": Case(
-        WebhookSink,
-        lambda url: {"webhook_url": f"{url}/api/webhooks/123456/{CANARY_PATH}"},
-        Reply(200, {"id": "1"}),
-        extra_dead=[Reply(400, {"code": 50035, "errors": {}, "message": "Invalid Form Body"})],
-        extra_retry=[Reply(429, {"message": "You are being rate limited.", "retry_after": 1.5, "global": False})],
-    ),
-    "opsgenie": Case(
-        WebhookSink,
-        lambda url: {"api_key": CANARY_KEY, "api_url": url},
-        Reply(202, {"result": "Request will be processed", "took": 0.1, "requestId": "r-1"}),
-        extra_dead=[Reply(422, {"message": "Request body is not processable.", "took": 0.0, "requestId": "r-2"})],
-    ),
-    "msteams": Case(
-        WebhookSink,
-        lambda url: {
-            "webhook_url": f"{url}/workflows/{CANARY_PATH}/triggers/manual/paths/invoke"
-            f"?api-version=2016-06-01&sp=%2Ftriggers%2Fmanual%2Frun&sv=1.0&sig={CANARY_TOKEN}"
-        },
-        Reply(202, ""),
-        extra_dead=[Reply(413, "Request Entity too large")],
-        extra_retry=[Reply(200, "Webhook message delivery failed with error: Microsoft Teams endpoint returned HTTP error 429")],
-    ),
-    "googlechat": Case(
-        WebhookSink,
-        lambda url: {"url": f"{url}/v1/spaces/{CANARY_PATH}/messages?key={CANARY_KEY}&token={CANARY_TOKEN}"},
-        Reply(200, {"name": "spaces/x/messages/y"}),
-        extra_dead=[Reply(403, {"error": {"code": 403, "message": "PERMISSION_DENIED", "status": "PERMISSION_DENIED"}})],
-        extra_retry=[Reply(429, {"error": {"code": 429, "message": "Too many requests", "status": "RESOURCE_EXHAUSTED"}})],
-    ),
-    "slack": Case(
-        WebhookSink,
-        lambda url: {"api_url": f"{url}/services/{CANARY_PATH}"},
-        Reply(200, "ok"),
-        extra_dead=[Reply(404, "channel_not_found"), Reply(410, "channel_is_archived"), Reply(200, "invalid_payload")],
-        extra_retry=[Reply(500, "rollup_error"), Reply(429, {"ok": False, "error": "rate_limited", "retry_after": 1})],
-    ),
-    "mattermost": Case(
-        WebhookSink,
-        lambda url: {"webhook_url": f"{url}/hooks/{CANARY_PATH}"},
-        Reply(200, "ok"),
-        extra_dead=[Reply(200, "not ok")],
-    ),
-}
-
 # Integrations that do not speak HTTP have suites of their own.
 NOT_HTTP = {"log", "email"}
 
 
+def _cases() -> tuple[dict[str, Case], list[str]]:
+    """Each registered HTTP integration's case, from its own test file; and
+    the integrations that have none."""
+    found: dict[str, Case] = {}
+    missing: list[str] = []
+    for name in sorted(FACTORIES):
+        if name in NOT_HTTP:
+            continue
+        try:
+            found[name] = importlib.import_module(f"tests.integration.test_{name}").CONFORMANCE
+        except (ImportError, AttributeError):
+            missing.append(f"tests/integration/test_{name}.py: CONFORMANCE")
+    return found, missing
+
+
+CASES, MISSING = _cases()
+
+
 def test_every_registered_http_notifier_is_in_the_table() -> None:
-    assert set(FACTORIES) - NOT_HTTP == set(CASES)
+    assert MISSING == []
+    assert len(CASES) == len(set(FACTORIES) - NOT_HTTP) > 0
     assert set(FACTORIES) <= {name for name, _ in CONFIG_MODELS.values()}
 
 
@@ -156,7 +107,9 @@ def message(kind: NoticeKind = NoticeKind.FIRING) -> Message:
         "duplicates": 0,
         "flap": {"score": 1.0, "flapping": False, "transitions": 0},
     }
-    return build_message(payload, notification_id=1, idempotency_key="k" * 64, receiver="r", attempt=1)
+    return build_message(
+        payload, notification_id=1, idempotency_key="k" * 64, receiver="r", attempt=1
+    )
 
 
 @pytest.fixture(scope="module")
@@ -172,7 +125,11 @@ def sinks() -> Iterator[dict[str, tuple[Sink, str]]]:
 
 @asynccontextmanager
 async def notifier_for(
-    name: str, sinks: dict[str, tuple[Sink, str]], reply: Reply | None = None, *, url: str | None = None
+    name: str,
+    sinks: dict[str, tuple[Sink, str]],
+    reply: Reply | None = None,
+    *,
+    url: str | None = None,
 ) -> AsyncIterator[tuple[Notifier, Sink]]:
     case = CASES[name]
     sink, base = sinks[name]
@@ -220,15 +177,30 @@ def test_the_log_check_sees_extra_fields_and_tracebacks() -> None:
     logger = logging.getLogger("app.test")
 
     def record(**kw: Any) -> logging.LogRecord:
-        return logger.makeRecord("app.test", logging.INFO, __file__, 1, kw.pop("msg", "m"), (), kw.pop("exc_info", None), extra=kw)
+        return logger.makeRecord(
+            "app.test",
+            logging.INFO,
+            __file__,
+            1,
+            kw.pop("msg", "m"),
+            (),
+            kw.pop("exc_info", None),
+            extra=kw,
+        )
 
     try:
         raise RuntimeError(f"cannot reach /hook/{CANARY_PATH}")
     except RuntimeError:
         exc_info = sys.exc_info()
-    leaky = [record(msg=f"key {CANARY_KEY}"), record(error=f"Bearer {CANARY_TOKEN}"), record(exc_info=exc_info)]
+    leaky = [
+        record(msg=f"key {CANARY_KEY}"),
+        record(error=f"Bearer {CANARY_TOKEN}"),
+        record(exc_info=exc_info),
+    ]
     assert len(log_leaks([*leaky, record(error="clean")], CANARIES)) == 3
-    uvicorn = logging.getLogger("uvicorn.error").makeRecord("uvicorn.error", logging.INFO, __file__, 1, CANARY_KEY, (), None)
+    uvicorn = logging.getLogger("uvicorn.error").makeRecord(
+        "uvicorn.error", logging.INFO, __file__, 1, CANARY_KEY, (), None
+    )
     assert log_leaks([uvicorn], CANARIES) == []
 
 
@@ -240,7 +212,6 @@ async def test_success(name: str, sinks: dict[str, tuple[Sink, str]]) -> None:
         assert len(sink.requests()) == 1
         assert notifier.destination() and all(c not in notifier.destination() for c in CANARIES)
         assert set(CANARIES) & set(notifier.secrets())
-
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
@@ -261,7 +232,13 @@ async def test_success(name: str, sinks: dict[str, tuple[Sink, str]]) -> None:
     ],
     ids=lambda v: str(v.status) if isinstance(v, Reply) else str(v),
 )
-async def test_error_classification(name: str, sinks: dict[str, tuple[Sink, str]], reply: Reply, retryable: bool, retry_after: float | None) -> None:
+async def test_error_classification(
+    name: str,
+    sinks: dict[str, tuple[Sink, str]],
+    reply: Reply,
+    retryable: bool,
+    retry_after: float | None,
+) -> None:
     async with notifier_for(name, sinks, reply) as (notifier, sink):
         with pytest.raises(DeliveryError) as info:
             await notifier.send(message())
@@ -274,13 +251,19 @@ async def test_error_classification(name: str, sinks: dict[str, tuple[Sink, str]
     assert_no_secret(str(err))
 
 
-EXTRA = [(name, reply, False) for name, case in sorted(CASES.items()) for reply in case.extra_dead] + [
-    (name, reply, True) for name, case in sorted(CASES.items()) for reply in case.extra_retry
-]
+EXTRA = [
+    (name, reply, False) for name, case in sorted(CASES.items()) for reply in case.extra_dead
+] + [(name, reply, True) for name, case in sorted(CASES.items()) for reply in case.extra_retry]
 
 
-@pytest.mark.parametrize(("name", "reply", "retryable"), EXTRA, ids=[f"{n}-{r.status}-{'retry' if t else 'dead'}" for n, r, t in EXTRA])
-async def test_service_specific_answers(name: str, sinks: dict[str, tuple[Sink, str]], reply: Reply, retryable: bool) -> None:
+@pytest.mark.parametrize(
+    ("name", "reply", "retryable"),
+    EXTRA,
+    ids=[f"{n}-{r.status}-{'retry' if t else 'dead'}" for n, r, t in EXTRA],
+)
+async def test_service_specific_answers(
+    name: str, sinks: dict[str, tuple[Sink, str]], reply: Reply, retryable: bool
+) -> None:
     """Each integration's own documented failures (beyond the shared table)."""
     async with notifier_for(name, sinks, reply) as (notifier, sink):
         with pytest.raises(DeliveryError) as info:
@@ -304,7 +287,9 @@ def _closed_port() -> int:
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
-async def test_connection_refused_is_retryable_and_secret_free(name: str, sinks: dict[str, tuple[Sink, str]]) -> None:
+async def test_connection_refused_is_retryable_and_secret_free(
+    name: str, sinks: dict[str, tuple[Sink, str]]
+) -> None:
     async with notifier_for(name, sinks, url=f"http://127.0.0.1:{_closed_port()}") as (notifier, _):
         with pytest.raises(DeliveryError) as info:
             await notifier.send(message())
@@ -313,13 +298,14 @@ async def test_connection_refused_is_retryable_and_secret_free(name: str, sinks:
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
-async def test_huge_answer_is_read_only_in_part(name: str, sinks: dict[str, tuple[Sink, str]]) -> None:
+async def test_huge_answer_is_read_only_in_part(
+    name: str, sinks: dict[str, tuple[Sink, str]]
+) -> None:
     """At most 64 KiB of an answer is read."""
     async with notifier_for(name, sinks, Reply(500, "x" * 5_000_000)) as (notifier, _):
         with pytest.raises(DeliveryError) as info:
             await notifier.send(message())
     assert info.value.retryable and len(info.value.message) < 1200
-
 
 
 # ------------------------------------------------------------------ through the app: every registered notifier
@@ -345,7 +331,10 @@ class Destination:
 
 @asynccontextmanager
 async def destination(
-    name: str, sinks: dict[str, tuple[Sink, str]], smtp_tls: tuple[ssl.SSLContext, str], *replies: str
+    name: str,
+    sinks: dict[str, tuple[Sink, str]],
+    smtp_tls: tuple[ssl.SSLContext, str],
+    *replies: str,
 ) -> AsyncIterator[Destination]:
     """The named integration's destination, answering ``replies`` in turn.
 
@@ -358,12 +347,19 @@ async def destination(
         sink.reset()
         sink.script(*(Reply(500 if r == "retry" else 400, ECHO) for r in replies))
         success = CASES[name].success
-        yield Destination(CASES[name].config(base), CANARIES, lambda: sink.script(Reply(success.status, success.body, delay=30)))
+        yield Destination(
+            CASES[name].config(base),
+            CANARIES,
+            lambda: sink.script(Reply(success.status, success.body, delay=30)),
+        )
     elif name == "email":
         server_tls, ca_file = smtp_tls
         with smtp_server(tls_context=server_tls) as (rec, port):
             rec.data_script = [
-                f"451 4.3.0 later, {SMTP_PASSWORD}" if r == "retry" else f"554 5.7.1 you sent {SMTP_PASSWORD}" for r in replies
+                f"451 4.3.0 later, {SMTP_PASSWORD}"
+                if r == "retry"
+                else f"554 5.7.1 you sent {SMTP_PASSWORD}"
+                for r in replies
             ]
             entry = {
                 "to": "ops@example.com",
@@ -392,7 +388,13 @@ async def destination(
 
 
 def app_config(name: str, entry: dict[str, Any], **delivery: Any) -> str:
-    settings = {"initial_backoff": "1s", "max_backoff": "1s", "timeout": "1s", "lease": "10s", **delivery}
+    settings = {
+        "initial_backoff": "1s",
+        "max_backoff": "1s",
+        "timeout": "1s",
+        "lease": "10s",
+        **delivery,
+    }
     # JSON is YAML: the entry goes in as it is.
     return f"""
 delivery: {json.dumps(settings)}
@@ -426,12 +428,17 @@ async def test_failed_delivery_through_the_app_stores_and_logs_no_secret(
     """No secret in errors, for every registered notifier: a retryable failure, then a dead one."""
     clock = ManualClock(T0 + timedelta(minutes=1))
     async with destination(name, sinks, smtp_tls, "retry", "dead") as dest:
-        async with running_app(db_url, app_config(name, dest.entry, max_attempts=3), clock=clock) as (app, client):
+        async with running_app(
+            db_url, app_config(name, dest.entry, max_attempts=3), clock=clock
+        ) as (app, client):
             await fire(client)
             await drain(app)
             clock.advance(5)  # past the 1 s backoff
             await drain(app)
-            outputs = [(await client.get("/api/v1/notifications")).text, (await client.get("/metrics")).text]
+            outputs = [
+                (await client.get("/api/v1/notifications")).text,
+                (await client.get("/metrics")).text,
+            ]
             for n in (await client.get("/api/v1/notifications")).json()["notifications"]:
                 outputs.append((await client.get(f"/api/v1/notifications/{n['id']}")).text)
     (row,) = table_rows(db_url, "notifications")
@@ -499,12 +506,21 @@ async def test_a_notifier_bug_is_logged_redacted_and_retried(
     type, a redacted message and redacted traceback frames, never exc_info."""
     clock = ManualClock(T0 + timedelta(minutes=1))
     _, base = sinks[name]
-    async with running_app(db_url, app_config(name, CASES[name].config(base)), clock=clock) as (app, client):
+    async with running_app(db_url, app_config(name, CASES[name].config(base)), clock=clock) as (
+        app,
+        client,
+    ):
         await fire(client)
         services = app.state.services
         async with httpx.AsyncClient(transport=BrokenTransport()) as broken:
             worker = DeliveryWorker(
-                services.db, services.runtime, services.clock, services.metrics, broken, worker_id="broken", wake=asyncio.Event()
+                services.db,
+                services.runtime,
+                services.clock,
+                services.metrics,
+                broken,
+                worker_id="broken",
+                wake=asyncio.Event(),
             )
             async with asyncio.timeout(30):
                 await worker.drain()
@@ -519,4 +535,6 @@ async def test_a_notifier_bug_is_logged_redacted_and_retried(
     assert "RuntimeError: transport bug at" in trace and "<redacted>" in trace
     assert log_leaks(caplog.records, CANARIES) == []
     (row,) = table_rows(db_url, "notifications")
-    assert row["status"] == "pending" and row["last_error"] == f"{name}: internal error RuntimeError"
+    assert (
+        row["status"] == "pending" and row["last_error"] == f"{name}: internal error RuntimeError"
+    )

@@ -18,29 +18,42 @@ import pytest
 from starlette.requests import Request
 from starlette.responses import Response
 
-from app.config.model import GlobalConfig
+from app.config.globals import GlobalConfig
 from app.core.domain import NoticeKind
-from app.core.message import Message, build_message, compile_template
+from app.core.message import Message
 from app.core.ratelimit import RateLimit
 from app.notifiers import build_notifier
 from app.notifiers.base import BuildContext, DeliveryError
 from app.notifiers.http import make_client
 from app.notifiers.opsgenie import OpsgenieConfig, OpsgenieNotifier, priority_for
 from app.ops.clock import SystemClock
-from tests.helpers import notice_payload
-from tests.sinks import Reply, Sink, serve
+from tests.conformance import CANARY_KEY, Case
+from tests.helpers import notice_payload, sink_message
+from tests.sinks import Reply, Sink, WebhookSink, serve
 
 KEY = "CANARYKEY-opsgenie-0123456789abcdef"
 ALIAS = "alertrelay/0123456789abcdef/20261122T100000.000000Z"
 ALIAS_IN_PATH = "alertrelay%2F0123456789abcdef%2F20261122T100000.000000Z"
-ACCEPTED = {"result": "Request will be processed", "took": 0.107, "requestId": "9ae63dd7-ed00-4c81-86f0-c4ffd33142c9"}
+ACCEPTED = {
+    "result": "Request will be processed",
+    "took": 0.107,
+    "requestId": "9ae63dd7-ed00-4c81-86f0-c4ffd33142c9",
+}
 # The request being decided (each request is served in a task of its own).
 _ROUTE: contextvars.ContextVar[tuple[str, str]] = contextvars.ContextVar("route")
 CREATE_KEYS = {"message", "alias", "description", "details", "priority", "tags", "source", "entity"}
 
 
 def _unprocessable(field: str, text: str) -> Reply:
-    return Reply(422, {"message": "Request body is not processable. Please check the errors.", "errors": {field: text}, "took": 0.0, "requestId": "r-422"})
+    return Reply(
+        422,
+        {
+            "message": "Request body is not processable. Please check the errors.",
+            "errors": {field: text},
+            "took": 0.0,
+            "requestId": "r-422",
+        },
+    )
 
 
 class FakeOpsgenie(Sink):
@@ -66,7 +79,9 @@ class FakeOpsgenie(Sink):
             self.targets.append((raw_path, query))
         auth = request.headers.get("authorization", "")
         if auth != f"GenieKey {KEY}":
-            self.script_front(Reply(401, {"message": "Could not authenticate", "took": 0.0, "requestId": "r-401"}))
+            self.script_front(
+                Reply(401, {"message": "Could not authenticate", "took": 0.0, "requestId": "r-401"})
+            )
         _ROUTE.set((raw_path, query))
         return await super()._handle(request)
 
@@ -84,7 +99,14 @@ class FakeOpsgenie(Sink):
         segments = raw_path.split("/")
         if len(segments) == 5 and segments[:3] == ["", "v2", "alerts"] and segments[4] == "close":
             if parse_qs(query) != {"identifierType": ["alias"]}:
-                return Reply(400, {"message": "identifierType must be alias here", "took": 0.0, "requestId": "r-400"})
+                return Reply(
+                    400,
+                    {
+                        "message": "identifierType must be alias here",
+                        "took": 0.0,
+                        "requestId": "r-400",
+                    },
+                )
             alias = unquote(segments[3])
             with self._lock:
                 alert = self.alerts.get(alias)
@@ -99,7 +121,13 @@ class FakeOpsgenie(Sink):
         message = data.get("message", "")
         if not message.strip():
             return _unprocessable("message", "Message can not be empty.")
-        for field, limit in (("message", 130), ("alias", 512), ("description", 15000), ("entity", 512), ("source", 100)):
+        for field, limit in (
+            ("message", 130),
+            ("alias", 512),
+            ("description", 15000),
+            ("entity", 512),
+            ("source", 100),
+        ):
             if len(data.get(field, "")) > limit:
                 return _unprocessable(field, f"{field} can not be longer than {limit} characters.")
         tags = data.get("tags", [])
@@ -115,7 +143,12 @@ class FakeOpsgenie(Sink):
         with self._lock:
             alert = self.alerts.get(data.get("alias", ""))
             if alert is None or not alert["open"]:
-                self.alerts[data.get("alias", "")] = {"open": True, "count": 1, "create": data, "closes": []}
+                self.alerts[data.get("alias", "")] = {
+                    "open": True,
+                    "count": 1,
+                    "create": data,
+                    "closes": [],
+                }
             else:
                 alert["count"] += 1
             self.log.append(("create", data.get("alias", "")))
@@ -145,19 +178,13 @@ def payload(kind: NoticeKind = NoticeKind.FIRING, **overrides: Any) -> dict[str,
 
 
 def message(data: dict[str, Any], cfg: OpsgenieConfig | None = None) -> Message:
-    return build_message(
-        data,
-        notification_id=7,
-        idempotency_key="k" * 64,
-        receiver="oncall",
-        attempt=1,
-        title=compile_template(cfg.title) if cfg else None,
-        text=compile_template(cfg.text) if cfg else None,
-    )
+    return sink_message(data, cfg, receiver="oncall", notification_id=7)
 
 
 @asynccontextmanager
-async def notifier(api_url: str | None, **extra: Any) -> AsyncIterator[tuple[OpsgenieNotifier, OpsgenieConfig]]:
+async def notifier(
+    api_url: str | None, **extra: Any
+) -> AsyncIterator[tuple[OpsgenieNotifier, OpsgenieConfig]]:
     raw: dict[str, Any] = {"api_key": KEY, **extra}
     if api_url is not None:
         raw["api_url"] = api_url
@@ -172,7 +199,9 @@ async def notifier(api_url: str | None, **extra: Any) -> AsyncIterator[tuple[Ops
         await http.aclose()
 
 
-async def send(fake: tuple[FakeOpsgenie, str], *datas: dict[str, Any], **extra: Any) -> list[dict[str, Any]]:
+async def send(
+    fake: tuple[FakeOpsgenie, str], *datas: dict[str, Any], **extra: Any
+) -> list[dict[str, Any]]:
     """Send messages in order; return the bodies the fake received (all must be accepted)."""
     sink, base = fake
     sink.reset()
@@ -225,7 +254,9 @@ async def test_exact_close_request(fake: tuple[FakeOpsgenie, str]) -> None:
     assert request.headers["authorization"] == f"GenieKey {KEY}"
 
 
-async def test_firing_then_resolved_opens_and_closes_one_alert(fake: tuple[FakeOpsgenie, str]) -> None:
+async def test_firing_then_resolved_opens_and_closes_one_alert(
+    fake: tuple[FakeOpsgenie, str],
+) -> None:
     sink, _ = fake
     await send(fake, payload(), payload(NoticeKind.RESOLVED))
     assert sink.log == [("create", ALIAS), ("close", ALIAS)]
@@ -233,7 +264,9 @@ async def test_firing_then_resolved_opens_and_closes_one_alert(fake: tuple[FakeO
     assert sink.alerts[ALIAS]["open"] is False and sink.alerts[ALIAS]["count"] == 1
 
 
-async def test_reminder_flapping_and_stable_firing_add_to_the_open_alert(fake: tuple[FakeOpsgenie, str]) -> None:
+async def test_reminder_flapping_and_stable_firing_add_to_the_open_alert(
+    fake: tuple[FakeOpsgenie, str],
+) -> None:
     sink, _ = fake
     flap = {"score": 4.5, "flapping": True, "transitions": 6}
     bodies = await send(
@@ -244,9 +277,17 @@ async def test_reminder_flapping_and_stable_firing_add_to_the_open_alert(fake: t
         payload(NoticeKind.STABLE, flap={**flap, "flapping": False, "score": 1.2}),
     )
     assert sink.log == [("create", ALIAS)] * 4
-    assert sink.alerts[ALIAS] | {"create": None} == {"open": True, "count": 4, "create": None, "closes": []}
+    assert sink.alerts[ALIAS] | {"create": None} == {
+        "open": True,
+        "count": 4,
+        "create": None,
+        "closes": [],
+    }
     assert bodies[2]["details"]["notice-kind"] == "FLAPPING"
-    assert bodies[2]["details"]["flap-score"] == "4.50" and bodies[2]["details"]["flap-transitions"] == "6"
+    assert (
+        bodies[2]["details"]["flap-score"] == "4.50"
+        and bodies[2]["details"]["flap-transitions"] == "6"
+    )
     assert bodies[2]["message"].startswith("[FLAPPING] DiskFull")
     assert bodies[3]["details"]["notice-kind"] == "STABLE, FIRING"
 
@@ -254,7 +295,11 @@ async def test_reminder_flapping_and_stable_firing_add_to_the_open_alert(fake: t
 async def test_stable_resolved_closes(fake: tuple[FakeOpsgenie, str]) -> None:
     sink, _ = fake
     flap = {"score": 1.2, "flapping": False, "transitions": 6}
-    await send(fake, payload(NoticeKind.FLAPPING, flap={**flap, "flapping": True}), payload(NoticeKind.STABLE, status="resolved", flap=flap))
+    await send(
+        fake,
+        payload(NoticeKind.FLAPPING, flap={**flap, "flapping": True}),
+        payload(NoticeKind.STABLE, status="resolved", flap=flap),
+    )
     assert sink.log == [("create", ALIAS), ("close", ALIAS)]
     assert sink.targets[1] == (f"/v2/alerts/{ALIAS_IN_PATH}/close", "identifierType=alias")
     assert sink.alerts[ALIAS]["open"] is False
@@ -277,7 +322,17 @@ async def test_default_api_url_is_the_global_one() -> None:
 
 @pytest.mark.parametrize(
     ("severity", "expected"),
-    [("critical", "P1"), ("page", "P1"), ("CRITICAL", "P1"), ("error", "P2"), ("warning", "P3"), ("info", "P5"), ("none", "P5"), ("", "P5"), ("weird", "P5")],
+    [
+        ("critical", "P1"),
+        ("page", "P1"),
+        ("CRITICAL", "P1"),
+        ("error", "P2"),
+        ("warning", "P3"),
+        ("info", "P5"),
+        ("none", "P5"),
+        ("", "P5"),
+        ("weird", "P5"),
+    ],
 )
 def test_priority_from_severity(severity: str, expected: str) -> None:
     assert priority_for(severity) == expected
@@ -307,20 +362,74 @@ async def test_no_instance_no_entity_and_no_severity_tag(fake: tuple[FakeOpsgeni
 @pytest.mark.parametrize(
     ("reply", "retryable", "retry_after", "says"),
     [
-        (Reply(400, {"message": "Invalid request", "took": 0.0, "requestId": "r-1"}), False, None, ["HTTP 400", "Invalid request (requestId r-1)"]),
-        (Reply(401, {"message": "Could not authenticate", "took": 0.0, "requestId": "r-2"}), False, None, ["HTTP 401", "Could not authenticate"]),
-        (Reply(403, {"message": "You are not authorized", "took": 0.0, "requestId": "r-3"}), False, None, ["HTTP 403"]),
-        (Reply(404, {"message": "Alert does not exist", "took": 0.0, "requestId": "r-4"}), False, None, ["HTTP 404", "Alert does not exist"]),
-        (_unprocessable("message", "Message can not be empty."), False, None, ["HTTP 422", "Please check the errors.: message: Message can not be empty. (requestId r-422)"]),
-        (Reply(429, {"message": "Too many requests", "took": 0.0, "requestId": "r-5"}, headers={"Retry-After": "4"}), True, 4.0, ["HTTP 429", "Too many requests"]),
+        (
+            Reply(400, {"message": "Invalid request", "took": 0.0, "requestId": "r-1"}),
+            False,
+            None,
+            ["HTTP 400", "Invalid request (requestId r-1)"],
+        ),
+        (
+            Reply(401, {"message": "Could not authenticate", "took": 0.0, "requestId": "r-2"}),
+            False,
+            None,
+            ["HTTP 401", "Could not authenticate"],
+        ),
+        (
+            Reply(403, {"message": "You are not authorized", "took": 0.0, "requestId": "r-3"}),
+            False,
+            None,
+            ["HTTP 403"],
+        ),
+        (
+            Reply(404, {"message": "Alert does not exist", "took": 0.0, "requestId": "r-4"}),
+            False,
+            None,
+            ["HTTP 404", "Alert does not exist"],
+        ),
+        (
+            _unprocessable("message", "Message can not be empty."),
+            False,
+            None,
+            [
+                "HTTP 422",
+                "Please check the errors.: message: Message can not be empty. (requestId r-422)",
+            ],
+        ),
+        (
+            Reply(
+                429,
+                {"message": "Too many requests", "took": 0.0, "requestId": "r-5"},
+                headers={"Retry-After": "4"},
+            ),
+            True,
+            4.0,
+            ["HTTP 429", "Too many requests"],
+        ),
         (Reply(429, {"message": "Too many requests"}), True, None, ["HTTP 429"]),
-        (Reply(500, {"message": "Internal error", "requestId": "r-6"}), True, None, ["HTTP 500", "Internal error (requestId r-6)"]),
-        (Reply(503, "unavailable", headers={"Retry-After": "12"}), True, 12.0, ["HTTP 503", "unavailable"]),
+        (
+            Reply(500, {"message": "Internal error", "requestId": "r-6"}),
+            True,
+            None,
+            ["HTTP 500", "Internal error (requestId r-6)"],
+        ),
+        (
+            Reply(503, "unavailable", headers={"Retry-After": "12"}),
+            True,
+            12.0,
+            ["HTTP 503", "unavailable"],
+        ),
     ],
     ids=lambda v: str(v.status) if isinstance(v, Reply) else None,
 )
 @pytest.mark.parametrize("kind", [NoticeKind.FIRING, NoticeKind.RESOLVED])
-async def test_error_mapping(fake: tuple[FakeOpsgenie, str], kind: NoticeKind, reply: Reply, retryable: bool, retry_after: float | None, says: list[str]) -> None:
+async def test_error_mapping(
+    fake: tuple[FakeOpsgenie, str],
+    kind: NoticeKind,
+    reply: Reply,
+    retryable: bool,
+    retry_after: float | None,
+    says: list[str],
+) -> None:
     sink, base = fake
     sink.reset()
     sink.script(reply)
@@ -328,7 +437,11 @@ async def test_error_mapping(fake: tuple[FakeOpsgenie, str], kind: NoticeKind, r
         with pytest.raises(DeliveryError) as info:
             await n.send(message(payload(kind)))
     err = info.value
-    assert (err.retryable, err.status_code, err.retry_after) == (retryable, reply.status, retry_after)
+    assert (err.retryable, err.status_code, err.retry_after) == (
+        retryable,
+        reply.status,
+        retry_after,
+    )
     for text in says:
         assert text in err.message
     assert KEY not in err.message
@@ -341,19 +454,28 @@ async def test_wrong_key_is_dead_and_not_leaked(fake: tuple[FakeOpsgenie, str]) 
     cfg = OpsgenieConfig.model_validate({"api_key": "CANARY-wrong-key-0123456789", "api_url": base})
     http = make_client()
     try:
-        n = build_notifier("opsgenie", cfg, BuildContext(global_config=GlobalConfig(), http=http, clock=SystemClock()))
+        n = build_notifier(
+            "opsgenie",
+            cfg,
+            BuildContext(global_config=GlobalConfig(), http=http, clock=SystemClock()),
+        )
         with pytest.raises(DeliveryError) as info:
             await n.send(message(payload()))
     finally:
         await http.aclose()
     assert info.value.status_code == 401 and not info.value.retryable
-    assert "Could not authenticate" in info.value.message and "CANARY-wrong-key" not in info.value.message
+    assert (
+        "Could not authenticate" in info.value.message
+        and "CANARY-wrong-key" not in info.value.message
+    )
 
 
 # --- size limits ------------------------------------------------------------
 
 
-async def test_message_and_description_are_cut_with_a_marker(fake: tuple[FakeOpsgenie, str]) -> None:
+async def test_message_and_description_are_cut_with_a_marker(
+    fake: tuple[FakeOpsgenie, str],
+) -> None:
     data = payload(annotations={"summary": "s" * 1000, "description": "d" * 50_000})
     (body,) = await send(fake, data)  # the fake checked the limits and accepted
     assert len(body["message"]) == 130 and body["message"].endswith("…")
@@ -369,7 +491,11 @@ async def test_under_the_limits_nothing_is_cut(fake: tuple[FakeOpsgenie, str]) -
 
 
 async def test_details_stay_within_8000_characters(fake: tuple[FakeOpsgenie, str]) -> None:
-    labels = {"alertname": "DiskFull", "huge": "h" * 5000, **{f"label{i:03}": "v" * 300 for i in range(60)}}
+    labels = {
+        "alertname": "DiskFull",
+        "huge": "h" * 5000,
+        **{f"label{i:03}": "v" * 300 for i in range(60)},
+    }
     (body,) = await send(fake, payload(labels=labels))
     details = body["details"]
     assert sum(len(k) + len(v) for k, v in details.items()) <= 8000
@@ -384,7 +510,9 @@ async def test_details_stay_within_8000_characters(fake: tuple[FakeOpsgenie, str
 async def test_alias_is_sliced_not_marked(fake: tuple[FakeOpsgenie, str]) -> None:
     long_key = "alertrelay/" + "f" * 700
     sink, _ = fake
-    bodies = await send(fake, payload(dedup_key=long_key), payload(NoticeKind.RESOLVED, dedup_key=long_key))
+    bodies = await send(
+        fake, payload(dedup_key=long_key), payload(NoticeKind.RESOLVED, dedup_key=long_key)
+    )
     assert bodies[0]["alias"] == long_key[:512]
     assert sink.log == [("create", long_key[:512]), ("close", long_key[:512])]
 
@@ -404,7 +532,11 @@ HOSTILE = {
 
 
 async def test_label_values_stay_data(fake: tuple[FakeOpsgenie, str]) -> None:
-    data = payload(labels=HOSTILE, severity=HOSTILE["severity"], annotations={"summary": "<img src=x onerror=alert(1)> [x](https://evil.example) <@123>"})
+    data = payload(
+        labels=HOSTILE,
+        severity=HOSTILE["severity"],
+        annotations={"summary": "<img src=x onerror=alert(1)> [x](https://evil.example) <@123>"},
+    )
     sink, _ = fake
     (body,) = await send(fake, data)
     assert set(body) == CREATE_KEYS  # nothing added by a label
@@ -414,7 +546,10 @@ async def test_label_values_stay_data(fake: tuple[FakeOpsgenie, str]) -> None:
         assert body["details"][key] == value  # verbatim, as a string value
     assert body["entity"] == HOSTILE["instance"]
     # Opsgenie renders HTML in the message: the tag opener is broken, the rest reads the same.
-    assert body["message"] == "[FIRING] DiskFull (@everyone): < img src=x onerror=alert(1)> [x](https://evil.example) <@123>"
+    assert (
+        body["message"]
+        == "[FIRING] DiskFull (@everyone): < img src=x onerror=alert(1)> [x](https://evil.example) <@123>"
+    )
     assert "<img" not in body["message"]
     assert "{{ 7*7 }}" in body["description"] and "49" not in json.dumps(body)
     assert sink.targets == [("/v2/alerts", "")]
@@ -440,3 +575,14 @@ async def test_identity_secrets_and_rate_limit(fake: tuple[FakeOpsgenie, str]) -
         assert KEY not in n.destination()
         async with notifier(base, api_key="another-key-0123456789") as (other, _):
             assert other.destination() != n.destination()
+
+
+# The shared conformance suite (test_notifier_conformance.py) runs this case.
+CONFORMANCE = Case(
+    WebhookSink,
+    lambda url: {"api_key": CANARY_KEY, "api_url": url},
+    Reply(202, {"result": "Request will be processed", "took": 0.1, "requestId": "r-1"}),
+    extra_dead=[
+        Reply(422, {"message": "Request body is not processable.", "took": 0.0, "requestId": "r-2"})
+    ],
+)

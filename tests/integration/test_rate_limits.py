@@ -51,7 +51,9 @@ receivers:
         async with running_app(sqlite_url, config, background=True) as (_, client):
             alerts = [am_alert({"alertname": "Storm", "instance": f"i{i}"}) for i in range(240)]
             started = time.monotonic()
-            r = await client.post("/webhook/alertmanager", content=body(am_webhook(alerts)), headers=JSON)
+            r = await client.post(
+                "/webhook/alertmanager", content=body(am_webhook(alerts)), headers=JSON
+            )
             assert r.json()["notifications"] == 240
             async with asyncio.timeout(30):
                 while sum(1 for q in sink.requests() if q.status == 200) < 240:
@@ -79,14 +81,20 @@ receivers:
     webhook_configs: [{{url: "{healthy_url}/h"}}]
 """
         async with running_app(sqlite_url, config, background=True) as (_, client):
-            stuck_alerts = [am_alert({"alertname": "Stuck", "instance": f"s{i}"}) for i in range(40)]
-            await client.post("/webhook/alertmanager", content=body(am_webhook(stuck_alerts)), headers=JSON)
+            stuck_alerts = [
+                am_alert({"alertname": "Stuck", "instance": f"s{i}"}) for i in range(40)
+            ]
+            await client.post(
+                "/webhook/alertmanager", content=body(am_webhook(stuck_alerts)), headers=JSON
+            )
             await asyncio.sleep(0.5)  # the stuck destination now holds its share of the slots
             latencies = []
             for i in range(20):
                 sent = time.monotonic()
                 alert = am_alert({"alertname": "Fine", "team": "ok", "instance": f"f{i}"})
-                await client.post("/webhook/alertmanager", content=body(am_webhook([alert])), headers=JSON)
+                await client.post(
+                    "/webhook/alertmanager", content=body(am_webhook([alert])), headers=JSON
+                )
                 async with asyncio.timeout(5):
                     while len(healthy.requests()) <= i:
                         await asyncio.sleep(0.01)

@@ -53,7 +53,13 @@ def labels(name: str) -> dict[str, str]:
     return {"alertname": name, "severity": "critical"}
 
 
-async def post(client: httpx.AsyncClient, name: str, status: str, starts: datetime, ends: datetime | None = None) -> None:
+async def post(
+    client: httpx.AsyncClient,
+    name: str,
+    status: str,
+    starts: datetime,
+    ends: datetime | None = None,
+) -> None:
     alert = am_alert(labels(name), status=status, starts_at=starts, ends_at=ends)
     r = await client.post("/webhook/alertmanager", content=body(am_webhook([alert])), headers=JSON)
     assert r.status_code == 200, r.text
@@ -87,7 +93,9 @@ def notes(db_url: str, name: str) -> list[dict]:
 # ------------------------------------------------------------------ alerts
 
 
-async def test_a_firing_alert_older_than_retention_is_kept_and_its_resolve_closes_the_incident(db_url: str) -> None:
+async def test_a_firing_alert_older_than_retention_is_kept_and_its_resolve_closes_the_incident(
+    db_url: str,
+) -> None:
     async with relay(db_url) as (app, client, pd, clock):
         await post(client, "Forever", "firing", T0)  # fires, and is never heard of again for months
         await post(client, "Gone", "firing", T0)
@@ -102,7 +110,9 @@ async def test_a_firing_alert_older_than_retention_is_kept_and_its_resolve_close
         assert count(db_url, "alerts", f"fingerprint = '{fp('Forever')}'") == 1
         assert count(db_url, "alerts", f"fingerprint = '{fp('Gone')}'") == 0
         # The firing alert's current occurrence keeps its transition...
-        kept = [t for t in table_rows(db_url, "alert_transitions") if t["fingerprint"] == fp("Forever")]
+        kept = [
+            t for t in table_rows(db_url, "alert_transitions") if t["fingerprint"] == fp("Forever")
+        ]
         assert [t["to_status"] for t in kept] == ["firing"]
         # ...and its sent trigger may go: the incident key lives on the alert.
         assert notes(db_url, "Forever") == []
@@ -155,7 +165,9 @@ async def test_a_flapping_alert_is_kept_with_its_flap(db_url: str) -> None:
     assert deleted["alerts"] == 1 and count(db_url, "alert_transitions") == 0
 
 
-async def test_old_transitions_of_a_long_lived_alert_go_but_its_current_occurrence_stays(db_url: str) -> None:
+async def test_old_transitions_of_a_long_lived_alert_go_but_its_current_occurrence_stays(
+    db_url: str,
+) -> None:
     async with relay(db_url) as (app, client, pd, clock):
         await post(client, "Busy", "firing", T0)
         await post(client, "Busy", "resolved", T0, T0 + timedelta(minutes=1))
@@ -210,7 +222,9 @@ async def test_a_pending_resolve_keeps_its_alert_trigger_and_attempts(db_url: st
     }
 
 
-async def test_a_dead_letter_is_kept_until_dead_letters_and_still_knows_it_was_superseded(db_url: str) -> None:
+async def test_a_dead_letter_is_kept_until_dead_letters_and_still_knows_it_was_superseded(
+    db_url: str,
+) -> None:
     async with relay(db_url) as (app, client, pd, clock):
         pd.script(Reply(400, "bad event"))  # the trigger dies at once
         await post(client, "Dead", "firing", T0)
@@ -237,9 +251,13 @@ async def test_a_dead_letter_is_kept_until_dead_letters_and_still_knows_it_was_s
 async def test_quarantine_and_audit_entries_go_at_their_own_ages(db_url: str) -> None:
     async with relay(db_url) as (app, client, pd, clock):
         bad = am_alert(labels("Bad"), startsAt="not a time")
-        r = await client.post("/webhook/alertmanager", content=body(am_webhook([bad])), headers=JSON)
+        r = await client.post(
+            "/webhook/alertmanager", content=body(am_webhook([bad])), headers=JSON
+        )
         assert r.status_code == 200
-        assert (await client.post("/-/reload")).status_code == 400  # no config file: an audited refusal
+        assert (
+            await client.post("/-/reload")
+        ).status_code == 400  # no config file: an audited refusal
         assert count(db_url, "quarantined_alerts") == 1 and count(db_url, "audit_log") == 1
         clock.advance(15 * DAY)
         deleted = await prune_all(app)
@@ -255,13 +273,18 @@ async def test_quarantine_and_audit_entries_go_at_their_own_ages(db_url: str) ->
 # ------------------------------------------------------------------ batches and replicas
 
 
-async def make_history(client: httpx.AsyncClient, app: Starlette, clock: ManualClock, alerts: int) -> None:
+async def make_history(
+    client: httpx.AsyncClient, app: Starlette, clock: ManualClock, alerts: int
+) -> None:
     """``alerts`` alerts that fired and resolved at T0 (one webhook each way)."""
     firing = [am_alert(labels(f"Old{i}"), starts_at=T0) for i in range(alerts)]
     r = await client.post("/webhook/alertmanager", content=body(am_webhook(firing)), headers=JSON)
     assert r.status_code == 200
     clock.advance(60)
-    resolved = [am_alert(labels(f"Old{i}"), status="resolved", starts_at=T0, ends_at=clock.now()) for i in range(alerts)]
+    resolved = [
+        am_alert(labels(f"Old{i}"), status="resolved", starts_at=T0, ends_at=clock.now())
+        for i in range(alerts)
+    ]
     r = await client.post("/webhook/alertmanager", content=body(am_webhook(resolved)), headers=JSON)
     assert r.status_code == 200
     await deliver(app)
@@ -273,7 +296,9 @@ async def test_each_statement_deletes_at_most_its_batch(db_url: str) -> None:
         db: Database = app.state.services.db
         cutoffs = Cutoffs.at(clock.now() + timedelta(days=400), RetentionConfig())
         batches: list[tuple[str, int]] = []
-        report = await prune(db, cutoffs, rows=3, batches_per_rule=1, on_batch=lambda t, n: batches.append((t, n)))
+        report = await prune(
+            db, cutoffs, rows=3, batches_per_rule=1, on_batch=lambda t, n: batches.append((t, n))
+        )
         assert not report.complete
         assert batches and max(n for _, n in batches) == 3
         report = await prune(db, cutoffs, rows=3, batches_per_rule=None)
@@ -290,7 +315,10 @@ async def test_replicas_prune_together_while_ingest_goes_on(db_url: str) -> None
         pytest.skip("replicas share PostgreSQL")
     async with relay(db_url) as (app, client, pd, clock):
         await make_history(client, app, clock, 300)
-        before = {t: count(db_url, t) for t in ("alerts", "alert_transitions", "notifications", "delivery_attempts")}
+        before = {
+            t: count(db_url, t)
+            for t in ("alerts", "alert_transitions", "notifications", "delivery_attempts")
+        }
         clock.advance(100 * DAY)
         cutoffs = Cutoffs.at(clock.now(), RetentionConfig())
         replicas = [Database(db_url) for _ in range(3)]
@@ -316,7 +344,10 @@ async def test_replicas_prune_together_while_ingest_goes_on(db_url: str) -> None
     assert count(db_url, "alert_transitions") == 20  # old history all gone, new firing kept
     assert gone["alert_transitions"] == before["alert_transitions"]
     assert count(db_url, "notifications") == before["notifications"] - gone["notifications"] + 20
-    assert count(db_url, "delivery_attempts") == before["delivery_attempts"] - gone["delivery_attempts"]
+    assert (
+        count(db_url, "delivery_attempts")
+        == before["delivery_attempts"] - gone["delivery_attempts"]
+    )
     assert 280 <= gone["alerts"] <= 300
     # An old sent notification stays only beside its alert's new, unsent one.
     assert count(db_url, "notifications", "status = 'sent'") <= 40

@@ -7,23 +7,20 @@ answering Slack's own error strings when a message breaks them.
 
 import json
 import re
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import pytest
 
-from app.config.model import GlobalConfig
 from app.core.domain import NoticeKind
-from app.core.message import Message, build_message, compile_template
+from app.core.message import Message
 from app.core.ratelimit import RateLimit
-from app.notifiers import build_notifier
-from app.notifiers.base import BuildContext, DeliveryError, Notifier
-from app.notifiers.http import make_client
+from app.notifiers.base import DeliveryError, Notifier
 from app.notifiers.slack import SlackConfig
-from app.ops.clock import SystemClock
-from tests.helpers import notice_payload
-from tests.sinks import Received, Reply, Sink, serve
+from tests.conformance import CANARY_PATH, Case
+from tests.helpers import notice_payload, sink_message, sink_notifier
+from tests.sinks import Received, Reply, Sink, WebhookSink, serve
 
 HOOK_PATH = "/services/T0000/B0000/SLACKSECRETxxxxxxxxxx"
 ZWJ = "\u200d"
@@ -90,25 +87,11 @@ def config(url: str, **extra: Any) -> SlackConfig:
 
 def message(cfg: SlackConfig | None = None, **over: Any) -> Message:
     """The message as the delivery loop builds it, with the config's overrides."""
-    return build_message(
-        payload(**over),
-        notification_id=1,
-        idempotency_key="k" * 64,
-        receiver="team",
-        attempt=1,
-        title=compile_template(cfg.title) if cfg else None,
-        text=compile_template(cfg.text) if cfg else None,
-    )
+    return sink_message(payload(**over), cfg)
 
 
-@asynccontextmanager
-async def slack(cfg: SlackConfig) -> AsyncIterator[Notifier]:
-    http = make_client()
-    try:
-        ctx = BuildContext(global_config=GlobalConfig(), http=http, clock=SystemClock())
-        yield build_notifier("slack", cfg, ctx)
-    finally:
-        await http.aclose()
+def slack(cfg: SlackConfig) -> AbstractAsyncContextManager[Notifier]:
+    return sink_notifier("slack", cfg)
 
 
 async def deliver(
@@ -149,7 +132,11 @@ async def test_request_is_exactly_the_documented_message(fake_slack: tuple[FakeS
                         "elements": [
                             {"type": "mrkdwn", "text": "*Status:* FIRING", "verbatim": True},
                             {"type": "mrkdwn", "text": "*Severity:* critical", "verbatim": True},
-                            {"type": "mrkdwn", "text": "*Started:* 2026-11-22T10:00:00Z", "verbatim": True},
+                            {
+                                "type": "mrkdwn",
+                                "text": "*Started:* 2026-11-22T10:00:00Z",
+                                "verbatim": True,
+                            },
                             {
                                 "type": "mrkdwn",
                                 "text": "<http://prometheus:9090/graph?g0.expr=up&amp;g0.tab=1|Source>",
@@ -176,11 +163,19 @@ async def test_request_is_exactly_the_documented_message(fake_slack: tuple[FakeS
     }
 
 
-async def test_channel_username_and_icon_only_when_configured(fake_slack: tuple[FakeSlack, str]) -> None:
+async def test_channel_username_and_icon_only_when_configured(
+    fake_slack: tuple[FakeSlack, str],
+) -> None:
     plain = (await deliver(fake_slack)).json()
     assert not {"channel", "username", "icon_emoji"} & set(plain)
-    legacy = (await deliver(fake_slack, None, channel="#ops", username="alertrelay", icon_emoji=":fire:")).json()
-    assert (legacy["channel"], legacy["username"], legacy["icon_emoji"]) == ("#ops", "alertrelay", ":fire:")
+    legacy = (
+        await deliver(fake_slack, None, channel="#ops", username="alertrelay", icon_emoji=":fire:")
+    ).json()
+    assert (legacy["channel"], legacy["username"], legacy["icon_emoji"]) == (
+        "#ops",
+        "alertrelay",
+        ":fire:",
+    )
 
 
 async def test_prepare_is_what_send_sends(fake_slack: tuple[FakeSlack, str]) -> None:
@@ -208,15 +203,40 @@ async def test_destination_secrets_and_rate_limit(fake_slack: tuple[FakeSlack, s
 @pytest.mark.parametrize(
     ("reply", "retryable", "retry_after", "said"),
     [
-        (Reply(400, "invalid_payload"), False, None, "invalid_payload (Slack could not read the message)"),
-        (Reply(400, "invalid_blocks"), False, None, "invalid_blocks (Slack rejected the message's blocks)"),
+        (
+            Reply(400, "invalid_payload"),
+            False,
+            None,
+            "invalid_payload (Slack could not read the message)",
+        ),
+        (
+            Reply(400, "invalid_blocks"),
+            False,
+            None,
+            "invalid_blocks (Slack rejected the message's blocks)",
+        ),
         (Reply(400, "user_not_found"), False, None, "user_not_found"),
         (Reply(403, "action_prohibited"), False, None, "action_prohibited (a workspace admin"),
         (Reply(403, "invalid_token"), False, None, "invalid_token (the webhook was revoked"),
-        (Reply(404, "channel_not_found"), False, None, "channel_not_found (the webhook's channel does not exist"),
-        (Reply(410, "channel_is_archived"), False, None, "channel_is_archived (the webhook's channel is archived)"),
+        (
+            Reply(404, "channel_not_found"),
+            False,
+            None,
+            "channel_not_found (the webhook's channel does not exist",
+        ),
+        (
+            Reply(410, "channel_is_archived"),
+            False,
+            None,
+            "channel_is_archived (the webhook's channel is archived)",
+        ),
         (Reply(429, "rate_limited", headers={"Retry-After": "3"}), True, 3.0, "rate_limited"),
-        (Reply(429, {"retry_after": 1, "ok": False, "error": "rate_limited"}), True, 1.0, "rate_limited"),
+        (
+            Reply(429, {"retry_after": 1, "ok": False, "error": "rate_limited"}),
+            True,
+            1.0,
+            "rate_limited",
+        ),
         (Reply(500, "rollup_error"), True, None, "rollup_error"),
         (Reply(503, "", headers={"Retry-After": "5"}), True, 5.0, "HTTP 503"),
         # Slack's success is exactly "ok": any other 2xx did not post.
@@ -225,17 +245,30 @@ async def test_destination_secrets_and_rate_limit(fake_slack: tuple[FakeSlack, s
         (Reply(200, "okay"), False, None, 'without "ok": okay'),
         (Reply(204, ""), False, None, "HTTP 204"),
         (Reply(200, "rate_limited"), True, None, 'HTTP 200 without "ok": rate_limited'),
-        (Reply(200, {"ok": False, "error": "rate_limited", "retry_after": 2}), True, 2.0, "rate_limited"),
+        (
+            Reply(200, {"ok": False, "error": "rate_limited", "retry_after": 2}),
+            True,
+            2.0,
+            "rate_limited",
+        ),
     ],
     ids=lambda v: f"{v.status}-{str(v.body)[:20]}" if isinstance(v, Reply) else None,
 )
 async def test_error_mapping(
-    fake_slack: tuple[FakeSlack, str], reply: Reply, retryable: bool, retry_after: float | None, said: str
+    fake_slack: tuple[FakeSlack, str],
+    reply: Reply,
+    retryable: bool,
+    retry_after: float | None,
+    said: str,
 ) -> None:
     with pytest.raises(DeliveryError) as info:
         await deliver(fake_slack, None, reply)
     err = info.value
-    assert (err.retryable, err.status_code, err.retry_after) == (retryable, reply.status, retry_after)
+    assert (err.retryable, err.status_code, err.retry_after) == (
+        retryable,
+        reply.status,
+        retry_after,
+    )
     assert said in err.message
     assert "SLACKSECRET" not in err.message
 
@@ -245,7 +278,9 @@ async def test_answer_ok_with_newline_is_success(fake_slack: tuple[FakeSlack, st
     assert received.status == 200
 
 
-async def test_huge_alert_is_cut_to_slack_limits_with_a_marker(fake_slack: tuple[FakeSlack, str]) -> None:
+async def test_huge_alert_is_cut_to_slack_limits_with_a_marker(
+    fake_slack: tuple[FakeSlack, str],
+) -> None:
     # Escaping makes "<" four characters long; the cut lands inside an entity.
     description = "x" + "<" * 40_000
     m = message(
@@ -306,13 +341,18 @@ async def test_injection_through_labels_is_inert(
         "d=&amp;amp;, e=*bold*, f=line1 RESOLVED all good, "
         "g=&lt;@\u200dU024BE7LH&gt; and &lt;#C024BE7LH&gt;, h={{ 7*7 }}"
     )
-    assert data["blocks"][0]["text"]["text"] == "*[FIRING] DiskFull (&lt;!channel&gt;): &lt;!here&gt; now*"
+    assert (
+        data["blocks"][0]["text"]["text"]
+        == "*[FIRING] DiskFull (&lt;!channel&gt;): &lt;!here&gt; now*"
+    )
     # The only Slack markup in the whole message is the link we built ourselves.
     tokens = [t for text in mrkdwn_texts(data) for t in re.findall(r"<[^>]*>", text)]
     assert tokens == ["<http://prometheus:9090/graph?g0.expr=up&amp;g0.tab=1|Source>"]
 
 
-async def test_links_we_build_cannot_be_broken_by_the_url(fake_slack: tuple[FakeSlack, str]) -> None:
+async def test_links_we_build_cannot_be_broken_by_the_url(
+    fake_slack: tuple[FakeSlack, str],
+) -> None:
     m = message(None, generator_url="http://prometheus:9090/graph?x=a|b>c<d&e")
     data = (await deliver(fake_slack, m)).json()
     assert "<http://prometheus:9090/graph?x=a%7Cb%3Ec%3Cd&amp;e|Source>" in mrkdwn_texts(data)
@@ -332,7 +372,10 @@ async def test_title_and_text_overrides(fake_slack: tuple[FakeSlack, str]) -> No
         severity="warning",
     )
     data = (await deliver(fake_slack, m)).json()
-    assert data["blocks"][0]["text"]["text"] == "*ops&lt;@\u200dU1&gt; paged: disk &lt;b&gt;full&lt;/b&gt;*"
+    assert (
+        data["blocks"][0]["text"]["text"]
+        == "*ops&lt;@\u200dU1&gt; paged: disk &lt;b&gt;full&lt;/b&gt;*"
+    )
     # The operator's mrkdwn formatting works; links and mentions, even the operator's own, do not.
     assert data["attachments"][0]["blocks"][0]["text"]["text"] == (
         "*ops&lt;@\u200dU1&gt;* on call\n@\u200dhere 97% &lt;!channel&gt;\n"
@@ -341,7 +384,9 @@ async def test_title_and_text_overrides(fake_slack: tuple[FakeSlack, str]) -> No
     assert data["attachments"][0]["color"] == "#F79009"
 
 
-async def test_a_failing_override_falls_back_to_the_default(fake_slack: tuple[FakeSlack, str]) -> None:
+async def test_a_failing_override_falls_back_to_the_default(
+    fake_slack: tuple[FakeSlack, str],
+) -> None:
     _, base = fake_slack
     cfg = config(base, title="{{ labels.missing.deeper }}")
     data = (await deliver(fake_slack, message(cfg))).json()
@@ -358,7 +403,9 @@ async def test_flapping_notice_looks_distinct(fake_slack: tuple[FakeSlack, str])
     firing = (await deliver(fake_slack, message(None))).json()
     flapping = (await deliver(fake_slack, message(None, kind="flapping", flap=flap))).json()
     stable = (
-        await deliver(fake_slack, message(None, kind="stable", status="resolved", flap={**flap, "score": 1.4}))
+        await deliver(
+            fake_slack, message(None, kind="stable", status="resolved", flap={**flap, "score": 1.4})
+        )
     ).json()
     assert firing["attachments"][0]["color"] == "#D92D20"
     assert flapping["attachments"][0]["color"] == "#7A5AF8"
@@ -366,8 +413,9 @@ async def test_flapping_notice_looks_distinct(fake_slack: tuple[FakeSlack, str])
     assert flapping["blocks"][0]["text"]["text"] == (
         "*[FLAPPING] DiskFull (critical): 5 transitions, notifications paused until it settles*"
     )
-    assert ":repeat: Flapping: 5 transitions, score 4.20; notifications paused until it settles" in _context(
-        flapping
+    assert (
+        ":repeat: Flapping: 5 transitions, score 4.20; notifications paused until it settles"
+        in _context(flapping)
     )
     assert "*Status:* FLAPPING" in _context(flapping)
     assert not any("Flapping" in t for t in _context(firing))
@@ -397,7 +445,26 @@ async def test_colour_follows_severity_and_state(
 
 
 async def test_resolved_notice_says_when_it_ended(fake_slack: tuple[FakeSlack, str]) -> None:
-    m = message(None, kind=NoticeKind.RESOLVED.value, status="resolved", ends_at="2026-11-22T10:05:00Z")
+    m = message(
+        None, kind=NoticeKind.RESOLVED.value, status="resolved", ends_at="2026-11-22T10:05:00Z"
+    )
     data = (await deliver(fake_slack, m)).json()
     assert data["blocks"][0]["text"]["text"] == "*[RESOLVED] DiskFull (critical): disk almost full*"
     assert "*Ended:* 2026-11-22T10:05:00Z" in _context(data)
+
+
+# The shared conformance suite (test_notifier_conformance.py) runs this case.
+CONFORMANCE = Case(
+    WebhookSink,
+    lambda url: {"api_url": f"{url}/services/{CANARY_PATH}"},
+    Reply(200, "ok"),
+    extra_dead=[
+        Reply(404, "channel_not_found"),
+        Reply(410, "channel_is_archived"),
+        Reply(200, "invalid_payload"),
+    ],
+    extra_retry=[
+        Reply(500, "rollup_error"),
+        Reply(429, {"ok": False, "error": "rate_limited", "retry_after": 1}),
+    ],
+)

@@ -52,19 +52,45 @@ async def test_pruning_shrinks_the_file(sqlite_url: str) -> None:
     async with running_app(sqlite_url, LOG_CONFIG, clock=clock) as (app, client):
         note = "n" * 3000
         for batch in range(10):
-            alerts = [am_alert({"alertname": f"Big{batch}-{i}"}, annotations={"summary": note}) for i in range(100)]
-            assert (await client.post("/webhook/alertmanager", content=body(am_webhook(alerts)), headers=JSON)).status_code == 200
+            alerts = [
+                am_alert({"alertname": f"Big{batch}-{i}"}, annotations={"summary": note})
+                for i in range(100)
+            ]
+            assert (
+                await client.post(
+                    "/webhook/alertmanager", content=body(am_webhook(alerts)), headers=JSON
+                )
+            ).status_code == 200
             clock.advance(60)
-            done = [am_alert({"alertname": f"Big{batch}-{i}"}, status="resolved", annotations={"summary": note}, ends_at=clock.now()) for i in range(100)]
-            assert (await client.post("/webhook/alertmanager", content=body(am_webhook(done)), headers=JSON)).status_code == 200
+            done = [
+                am_alert(
+                    {"alertname": f"Big{batch}-{i}"},
+                    status="resolved",
+                    annotations={"summary": note},
+                    ends_at=clock.now(),
+                )
+                for i in range(100)
+            ]
+            assert (
+                await client.post(
+                    "/webhook/alertmanager", content=body(am_webhook(done)), headers=JSON
+                )
+            ).status_code == 200
         await app.state.services.delivery.drain()
         db = app.state.services.db
         before = await file_space(db)
         assert before is not None and before.auto_vacuum == "incremental"
-        report = await prune(db, Cutoffs.at(clock.now() + timedelta(days=400), RetentionConfig()), rows=500, batches_per_rule=None)
+        report = await prune(
+            db,
+            Cutoffs.at(clock.now() + timedelta(days=400), RetentionConfig()),
+            rows=500,
+            batches_per_rule=None,
+        )
         assert report.deleted["alerts"] == 1000
         freed = await file_space(db)
-        assert freed is not None and freed.free_bytes > before.size_bytes // 2  # pages freed, file as big
+        assert (
+            freed is not None and freed.free_bytes > before.size_bytes // 2
+        )  # pages freed, file as big
         assert freed.size_bytes == before.size_bytes
         for _ in range(100):
             await incremental_vacuum(db, 1024)

@@ -24,7 +24,10 @@ SECRET_PATH = "/hooks/T0000/B0000/s3cr3t-path"
     ("env", "on"),
     [
         ({}, False),
-        ({"OTEL_TRACES_EXPORTER": "none", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:1"}, False),
+        (
+            {"OTEL_TRACES_EXPORTER": "none", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:1"},
+            False,
+        ),
         ({"OTEL_SDK_DISABLED": "true", "OTEL_TRACES_EXPORTER": "console"}, False),
         ({"OTEL_TRACES_EXPORTER": "zipkin"}, False),  # not shipped: off, with a warning
         ({"OTEL_TRACES_EXPORTER": "console"}, True),
@@ -65,7 +68,11 @@ async def test_request_and_delivery_spans_join_the_callers_trace_and_carry_no_se
             r = await client.post(
                 "/webhook/alertmanager",
                 content=body(am_webhook([am_alert({"alertname": "Traced"})])),
-                headers={**JSON, "Authorization": "Bearer tok-do-not-leak", "traceparent": TRACEPARENT},
+                headers={
+                    **JSON,
+                    "Authorization": "Bearer tok-do-not-leak",
+                    "traceparent": TRACEPARENT,
+                },
             )
             assert r.status_code == 200, r.text
             r = await client.get("/api/v1/alerts/0000000000000000")
@@ -115,17 +122,30 @@ def test_serve_exports_spans_over_otlp_http(tmp_path: Path) -> None:
     collector = OtlpCollector()
     sink = WebhookSink()
     with serve(collector) as otlp_url, serve(sink) as sink_url:
-        env = {"OTEL_EXPORTER_OTLP_ENDPOINT": otlp_url, "OTEL_BSP_SCHEDULE_DELAY": "200", "OTEL_SERVICE_NAME": "relay-under-test"}
+        env = {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": otlp_url,
+            "OTEL_BSP_SCHEDULE_DELAY": "200",
+            "OTEL_SERVICE_NAME": "relay-under-test",
+        }
         config = f"route: {{receiver: r}}\nreceivers: [{{name: r, webhook_configs: [{{url: '{sink_url}/hook'}}]}}]\n"
         with alertrelay(tmp_path, config, env=env) as proc:
             import urllib.request
 
-            req = urllib.request.Request(proc.url + "/webhook/alertmanager", data=body(am_webhook([am_alert({"alertname": "Otlp"})])), headers=JSON, method="POST")
+            req = urllib.request.Request(
+                proc.url + "/webhook/alertmanager",
+                data=body(am_webhook([am_alert({"alertname": "Otlp"})])),
+                headers=JSON,
+                method="POST",
+            )
             with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310
                 assert resp.status == 200
             wait_until(lambda: len(sink.requests()) == 1, 20, what="the notification")
             names = lambda: {span.name for _, span in collector.spans()}  # noqa: E731
-            wait_until(lambda: {"POST /webhook/alertmanager", "deliver webhook"} <= names(), 20, what=lambda: f"spans at the collector: {names()}")
+            wait_until(
+                lambda: {"POST /webhook/alertmanager", "deliver webhook"} <= names(),
+                20,
+                what=lambda: f"spans at the collector: {names()}",
+            )
             proc.kill(signal.SIGTERM)
     resources = {r.get("service.name") for r, _ in collector.spans()}
     assert resources == {"relay-under-test"}

@@ -65,7 +65,9 @@ async def landed(hook: WebhookSink, count: int, within: float) -> bool:
     return True
 
 
-async def post_one_by_one(client: httpx.AsyncClient, hook: WebhookSink, n: int, prefix: str = "Wake") -> list[float]:
+async def post_one_by_one(
+    client: httpx.AsyncClient, hook: WebhookSink, n: int, prefix: str = "Wake"
+) -> list[float]:
     """Post ``n`` alerts, each 0.1 s after the previous one reached the sink;
     their accepted-to-received latencies in posting order.
 
@@ -117,7 +119,9 @@ class Other:
 
 
 @asynccontextmanager
-async def other_process(db_url: str, text: str, *, listen: bool = True, clock: Clock | None = None) -> AsyncIterator[Other]:
+async def other_process(
+    db_url: str, text: str, *, listen: bool = True, clock: Clock | None = None
+) -> AsyncIterator[Other]:
     """A second app on the database whose delivery loop polls once a minute
     and is woken by its own listener only (its own ingest is not used)."""
     async with running_app(db_url, text) as (app, _):
@@ -125,14 +129,25 @@ async def other_process(db_url: str, text: str, *, listen: bool = True, clock: C
         wake = asyncio.Event()
         name = f"wakeup-test-{uuid.uuid4().hex[:8]}"
         listener = OutboxListener(db_url, wake, application_name=name)
-        worker = DeliveryWorker(s.db, s.runtime, clock or s.clock, s.metrics, s.http, worker_id="other", wake=wake, poll_interval=60.0)
+        worker = DeliveryWorker(
+            s.db,
+            s.runtime,
+            clock or s.clock,
+            s.metrics,
+            s.http,
+            worker_id="other",
+            wake=wake,
+            poll_interval=60.0,
+        )
         if listen:
             listener.start()
             async with asyncio.timeout(5):
                 await listener.listening.wait()
         stop = asyncio.Event()
         task = asyncio.create_task(worker.run(stop))
-        await asyncio.sleep(0.2)  # its first turn (and the connect wake-up) found nothing: now in its 60 s wait
+        await asyncio.sleep(
+            0.2
+        )  # its first turn (and the connect wake-up) found nothing: now in its 60 s wait
         try:
             yield Other(worker, listener, name)
         finally:
@@ -149,7 +164,9 @@ async def test_rows_queued_by_another_process_wake_its_delivery_loop(db_url: str
         text = hook_config(hook_url)
         async with running_app(db_url, text) as (_, client), other_process(db_url, text):
             latencies = await post_one_by_one(client, hook, 10)
-    assert max(latencies) < 1.0 and statistics.median(latencies) < 0.2, [round(x, 3) for x in latencies]
+    assert max(latencies) < 1.0 and statistics.median(latencies) < 0.2, [
+        round(x, 3) for x in latencies
+    ]
     rows = table_rows(db_url, "notifications")
     assert len(rows) == 10 and {r["status"] for r in rows} == {"sent"}
     # Delivered by the other process, not by the ingesting one.
@@ -163,12 +180,12 @@ async def test_listener_survives_its_connection_being_killed(db_url: str) -> Non
         text = hook_config(hook_url)
         async with running_app(db_url, text) as (_, client), other_process(db_url, text) as other:
             assert max(await post_one_by_one(client, hook, 1, "Before")) < 1.0
-            (old_pid, query), = backends(db_url, other.application_name)
+            ((old_pid, query),) = backends(db_url, other.application_name)
             assert query == "LISTEN alertrelay_outbox"
             await asyncio.sleep(1.0)  # up long enough to count as a drop, retried at once
             assert terminate(db_url, other.application_name) == 1
             await eventually(lambda: other.listener.connections == 2, 5, "listener reconnected")
-            (new_pid, query), = backends(db_url, other.application_name)
+            ((new_pid, query),) = backends(db_url, other.application_name)
             assert new_pid != old_pid and query == "LISTEN alertrelay_outbox"
             # The connect wake-up has been handled; the next alert needs a NOTIFY again.
             await asyncio.sleep(0.2)
@@ -182,7 +199,10 @@ async def test_rows_committed_while_nobody_listened_are_picked_up_on_connect(db_
     hook = WebhookSink()
     with serve(hook) as hook_url:
         text = hook_config(hook_url)
-        async with running_app(db_url, text) as (_, client), other_process(db_url, text, listen=False) as other:
+        async with (
+            running_app(db_url, text) as (_, client),
+            other_process(db_url, text, listen=False) as other,
+        ):
             await fire(client, "Missed")
             # Without a listener the once-a-minute loop does not hear of it.
             assert not await landed(hook, 1, 0.5)
@@ -201,7 +221,11 @@ async def test_replay_in_another_process_wakes_delivery(db_url: str) -> None:
         async with running_app(db_url, text) as (app, client), other_process(db_url, text):
             await fire(client, "Replayed")
             assert await landed(hook, 1, 5)
-            await eventually(lambda: [r["status"] for r in table_rows(db_url, "notifications")] == ["dead"], 5, "dead letter")
+            await eventually(
+                lambda: [r["status"] for r in table_rows(db_url, "notifications")] == ["dead"],
+                5,
+                "dead letter",
+            )
             hook.default = Reply()  # type: ignore[misc]
             await asyncio.sleep(0.2)  # the other loop recorded the outcome and is back in its wait
             (row,) = table_rows(db_url, "notifications")
@@ -221,7 +245,10 @@ async def test_sweeper_reminders_wake_another_process(db_url: str) -> None:
     clock = ManualClock(T0 + timedelta(minutes=1))  # both processes read the same time
     with serve(hook) as hook_url:
         text = hook_config(hook_url, "dedup: {renotify_interval: 1h}\n")
-        async with running_app(db_url, text, clock=clock) as (app, client), other_process(db_url, text, clock=clock):
+        async with (
+            running_app(db_url, text, clock=clock) as (app, client),
+            other_process(db_url, text, clock=clock),
+        ):
             await fire(client, "Reminded")
             assert await landed(hook, 1, 5)
             await asyncio.sleep(0.2)
@@ -244,11 +271,19 @@ async def test_serve_listens_on_postgresql_only_and_stops_cleanly(db_url: str) -
             assert listener is not None
             async with asyncio.timeout(5):
                 await listener.listening.wait()
-            assert [q for _, q in backends(db_url, "alertrelay-wakeup")] == ["LISTEN alertrelay_outbox"]
-    await eventually(lambda: not backends(db_url, "alertrelay-wakeup"), 5, "listener connection closed on shutdown")
+            assert [q for _, q in backends(db_url, "alertrelay-wakeup")] == [
+                "LISTEN alertrelay_outbox"
+            ]
+    await eventually(
+        lambda: not backends(db_url, "alertrelay-wakeup"),
+        5,
+        "listener connection closed on shutdown",
+    )
 
 
-def test_alertrelay_worker_process_is_woken_by_ingest_elsewhere(db_url: str, tmp_path: Path) -> None:
+def test_alertrelay_worker_process_is_woken_by_ingest_elsewhere(
+    db_url: str, tmp_path: Path
+) -> None:
     """The real ``alertrelay worker`` process. Its poll (0.5 s) alone would
     find each alert ~0.4 s after it was posted (posted 0.1 s after the
     previous send, when the loop is back in its wait): the median shows the
@@ -260,12 +295,24 @@ def test_alertrelay_worker_process_is_woken_by_ingest_elsewhere(db_url: str, tmp
         path = tmp_path / "worker.yml"
         path.write_text(text)
         env = {k: v for k, v in os.environ.items() if not k.startswith("ALERTRELAY_")}
-        env |= {"ALERTRELAY_DATABASE_URL": db_url, "ALERTRELAY_WORKER_ID": "cli-worker", "ALERTRELAY_LOG_LEVEL": "warning"}
+        env |= {
+            "ALERTRELAY_DATABASE_URL": db_url,
+            "ALERTRELAY_WORKER_ID": "cli-worker",
+            "ALERTRELAY_LOG_LEVEL": "warning",
+        }
         with (tmp_path / "worker.log").open("wb") as log:
-            proc = subprocess.Popen([sys.executable, "-m", "app", "worker", "--config", str(path)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log)
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "app", "worker", "--config", str(path)],
+                cwd=ROOT,
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+            )
         try:
             deadline = time.monotonic() + 30
-            while [q for _, q in backends(db_url, "alertrelay-wakeup")] != ["LISTEN alertrelay_outbox"]:
+            while [q for _, q in backends(db_url, "alertrelay-wakeup")] != [
+                "LISTEN alertrelay_outbox"
+            ]:
                 assert proc.poll() is None, (tmp_path / "worker.log").read_text()
                 assert time.monotonic() < deadline, "the worker never listened"
                 time.sleep(0.05)
@@ -280,17 +327,26 @@ def test_alertrelay_worker_process_is_woken_by_ingest_elsewhere(db_url: str, tmp
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=30)
     assert proc.returncode == 0, (tmp_path / "worker.log").read_text()
-    assert max(latencies) < 1.0 and statistics.median(latencies) < 0.15, [round(x, 3) for x in latencies]
+    assert max(latencies) < 1.0 and statistics.median(latencies) < 0.15, [
+        round(x, 3) for x in latencies
+    ]
     assert [a["worker"] for a in table_rows(db_url, "delivery_attempts")] == ["cli-worker"] * 10
     assert not backends(db_url, "alertrelay-wakeup")  # SIGTERM closed the listener
 
 
-async def test_unreachable_database_backs_off_capped_and_never_logs_the_password(caplog: pytest.LogCaptureFixture) -> None:
+async def test_unreachable_database_backs_off_capped_and_never_logs_the_password(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     """Nothing listens on port 1: the listener warns (URL redacted), retries
     with a doubling, capped delay, never raises, and stops at once."""
     caplog.set_level("WARNING", logger="app.store.wakeup")
     wake = asyncio.Event()
-    listener = OutboxListener("postgresql://relay:S3CRETpassw0rd@127.0.0.1:1/alertrelay", wake, min_backoff_s=0.05, max_backoff_s=0.2)
+    listener = OutboxListener(
+        "postgresql://relay:S3CRETpassw0rd@127.0.0.1:1/alertrelay",
+        wake,
+        min_backoff_s=0.05,
+        max_backoff_s=0.2,
+    )
     listener.start()
     await asyncio.sleep(1.2)
     started = time.monotonic()
@@ -301,7 +357,10 @@ async def test_unreachable_database_backs_off_capped_and_never_logs_the_password
     delays = [r.__dict__["retry_in_s"] for r in records]
     assert len(delays) >= 5 and delays[:3] == [0.05, 0.1, 0.2] and set(delays[3:]) == {0.2}, delays
     for r in records:
-        assert r.levelname == "WARNING" and r.getMessage() == "outbox wake-up listener cannot connect; polling meanwhile"
+        assert (
+            r.levelname == "WARNING"
+            and r.getMessage() == "outbox wake-up listener cannot connect; polling meanwhile"
+        )
         assert r.__dict__["db"] == "postgresql://relay:***@127.0.0.1:1/alertrelay"
         assert "S3CRETpassw0rd" not in str(r.__dict__)
         assert r.__dict__["error"]  # the reason is kept, for the operator

@@ -60,7 +60,9 @@ def get(url: str) -> tuple[bytes, dict[str, str]]:
 
 def post(url: str, body: dict[str, Any]) -> None:
     data = json.dumps(body).encode()
-    req = urllib.request.Request(url, data=data, method="POST", headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(
+        url, data=data, method="POST", headers={"Content-Type": "application/json"}
+    )
     with urllib.request.urlopen(req, timeout=60) as resp:  # noqa: S310
         assert resp.status == 200, resp.read()
 
@@ -78,7 +80,9 @@ def wait_idle(base: str, want: int, timeout: float = 300) -> None:
 
 
 def render_ms(headers: dict[str, str]) -> float:
-    found = re.search(r"render;dur=([0-9.]+)", headers.get("Server-Timing", headers.get("server-timing", "")))
+    found = re.search(
+        r"render;dur=([0-9.]+)", headers.get("Server-Timing", headers.get("server-timing", ""))
+    )
     assert found, headers
     return float(found.group(1))
 
@@ -152,8 +156,16 @@ def run_size(size: int, requests: int, db_url: str | None) -> dict[str, Any]:
         return {
             "alerts": size,
             "database": "postgresql" if db_url else "sqlite",
-            "overview_bytes": {"html": len(html), "css": len(css), "js": len(js), "total": len(html) + len(css) + len(js)},
-            "pages": {name: {"path": path, **measure(base, path, requests)} for name, path in pages.items()},
+            "overview_bytes": {
+                "html": len(html),
+                "css": len(css),
+                "js": len(js),
+                "total": len(html) + len(css) + len(js),
+            },
+            "pages": {
+                name: {"path": path, **measure(base, path, requests)}
+                for name, path in pages.items()
+            },
         }
     finally:
         proc.terminate()
@@ -165,7 +177,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", default="100,10000")
     parser.add_argument("--requests", type=int, default=60)
-    parser.add_argument("--postgres", default=None, help="a PostgreSQL URL of an empty, scratch database")
+    parser.add_argument(
+        "--postgres", default=None, help="a PostgreSQL URL of an empty, scratch database"
+    )
     args = parser.parse_args()
     report = [run_size(int(s), args.requests, args.postgres) for s in args.sizes.split(",")]
     out = ROOT / "tests" / "perf" / "results"
@@ -174,9 +188,13 @@ def main() -> None:
     path.write_text(json.dumps(report, indent=2))
     for r in report:
         b = r["overview_bytes"]
-        print(f"{r['alerts']} firing alerts ({r['database']}): overview {b['total']} bytes (HTML {b['html']}, CSS {b['css']}, JS {b['js']})")
+        print(
+            f"{r['alerts']} firing alerts ({r['database']}): overview {b['total']} bytes (HTML {b['html']}, CSS {b['css']}, JS {b['js']})"
+        )
         for name, m in r["pages"].items():
-            print(f"  {name:20} server p50 {m['server_p50_ms']:7.2f} ms  p95 {m['server_p95_ms']:7.2f} ms  wall p50 {m['wall_p50_ms']:7.2f} ms")
+            print(
+                f"  {name:20} server p50 {m['server_p50_ms']:7.2f} ms  p95 {m['server_p95_ms']:7.2f} ms  wall p50 {m['wall_p50_ms']:7.2f} ms"
+            )
     print(f"report: {path.relative_to(ROOT)}")
 
 

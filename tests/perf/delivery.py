@@ -59,7 +59,11 @@ def fill(db_url: str, config_text: str, rows: int) -> None:
 
     async def run() -> None:
         async with running_app(db_url, config_text) as (_, client):
-            r = await client.post("/webhook/alertmanager", content=_webhook([_alert(f"Fill{i}") for i in range(rows)]), headers=JSON)
+            r = await client.post(
+                "/webhook/alertmanager",
+                content=_webhook([_alert(f"Fill{i}") for i in range(rows)]),
+                headers=JSON,
+            )
             assert r.json()["notifications"] == rows, r.text
 
     asyncio.run(run())
@@ -67,7 +71,21 @@ def fill(db_url: str, config_text: str, rows: int) -> None:
 
 def _run_sink() -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
-    sink = subprocess.Popen([sys.executable, "-m", "uvicorn", "tests.perf.sink_app:app", "--port", str(port), "--log-level", "warning"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    sink = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "tests.perf.sink_app:app",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     wait_ready(f"http://127.0.0.1:{port}/count")
     return sink, port
 
@@ -129,7 +147,13 @@ def throughput(db_url: str, rows: int, tmp: Path) -> float:
         path = tmp / "worker.yml"
         path.write_text(config)
         env = {**os.environ, "ALERTRELAY_DATABASE_URL": db_url, "ALERTRELAY_LOG_LEVEL": "warning"}
-        worker = subprocess.Popen([sys.executable, "-m", "app", "worker", "--config", str(path)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=(tmp / "worker.log").open("wb"))
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "app", "worker", "--config", str(path)],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=(tmp / "worker.log").open("wb"),
+        )
         try:
             return _sink_rate(port, rows)
         finally:
@@ -145,9 +169,17 @@ async def latency(db_url: str, rate: float, seconds: float, tmp: Path) -> list[f
     with serve(sink) as sink_url:
         port = free_port()
         config = tmp / "serve.yml"
-        config.write_text(f"route: {{receiver: r}}\nreceivers: [{{name: r, webhook_configs: [{{url: '{sink_url}/hook'}}]}}]\n")
+        config.write_text(
+            f"route: {{receiver: r}}\nreceivers: [{{name: r, webhook_configs: [{{url: '{sink_url}/hook'}}]}}]\n"
+        )
         env = {**os.environ, "ALERTRELAY_DATABASE_URL": db_url, "ALERTRELAY_LOG_LEVEL": "warning"}
-        proc = subprocess.Popen([sys.executable, "-m", "app", "serve", "--config", str(config), "--port", str(port)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=(tmp / "serve.log").open("wb"))
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "app", "serve", "--config", str(config), "--port", str(port)],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=(tmp / "serve.log").open("wb"),
+        )
         try:
             wait_ready(f"http://127.0.0.1:{port}/ready")
             accepted: dict[str, float] = {}
@@ -157,7 +189,11 @@ async def latency(db_url: str, rate: float, seconds: float, tmp: Path) -> list[f
 
                 async def one(i: int) -> None:
                     name = f"Lat{i}"
-                    r = await client.post("/webhook/alertmanager", content=_webhook([_alert(name)]), headers={"Content-Type": "application/json"})
+                    r = await client.post(
+                        "/webhook/alertmanager",
+                        content=_webhook([_alert(name)]),
+                        headers={"Content-Type": "application/json"},
+                    )
                     assert r.status_code == 200
                     accepted[name] = time.monotonic()
 
@@ -178,7 +214,9 @@ async def latency(db_url: str, rate: float, seconds: float, tmp: Path) -> list[f
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--rows", type=int, default=3000)
     parser.add_argument("--rate", type=float, default=100)
@@ -188,19 +226,28 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="alertrelay-delivery-"))
     targets = ["sqlite"] + (["postgres"] if args.postgres else [])
     bare: list[float] = []
-    runs: dict[str, dict[str, list[float]]] = {t: {"throughput": [], "share": [], "p50": [], "p99": []} for t in targets}
+    runs: dict[str, dict[str, list[float]]] = {
+        t: {"throughput": [], "share": [], "p50": [], "p99": []} for t in targets
+    }
     for rnd in range(args.rounds):
         bare.append(bare_sender(args.rows, _DESTINATION_SHARE))
         print(f"round {rnd + 1} bare sender {bare[-1]:7.0f} requests/s (the ceiling)", flush=True)
         for target in targets:
             got = runs[target]
             for kind in ("throughput", "latency"):
-                db_url = f"sqlite:///{tmp}/{target}-{kind}-{rnd}.db" if target == "sqlite" else pg_database(args.postgres)
+                db_url = (
+                    f"sqlite:///{tmp}/{target}-{kind}-{rnd}.db"
+                    if target == "sqlite"
+                    else pg_database(args.postgres)
+                )
                 try:
                     if kind == "throughput":
                         got["throughput"].append(throughput(db_url, args.rows, tmp))
                         got["share"].append(got["throughput"][-1] / bare[-1])
-                        print(f"round {rnd + 1} {target:8} throughput {got['throughput'][-1]:7.0f} notifications/s ({got['share'][-1]:.0%} of the bare sender)", flush=True)
+                        print(
+                            f"round {rnd + 1} {target:8} throughput {got['throughput'][-1]:7.0f} notifications/s ({got['share'][-1]:.0%} of the bare sender)",
+                            flush=True,
+                        )
                     else:
                         if target == "postgres":
                             from app.store.migrate import upgrade
@@ -210,12 +257,17 @@ def main() -> None:
                         p50, p99 = lat[len(lat) // 2] * 1000, lat[int(len(lat) * 0.99) - 1] * 1000
                         got["p50"].append(p50)
                         got["p99"].append(p99)
-                        print(f"round {rnd + 1} {target:8} latency at {args.rate:g}/s: p50 {p50:6.1f} ms  p99 {p99:6.1f} ms  max {lat[-1] * 1000:6.1f} ms", flush=True)
+                        print(
+                            f"round {rnd + 1} {target:8} latency at {args.rate:g}/s: p50 {p50:6.1f} ms  p99 {p99:6.1f} ms  max {lat[-1] * 1000:6.1f} ms",
+                            flush=True,
+                        )
                 finally:
                     if target == "postgres":
                         drop_pg(db_url)
     out: dict[str, Any] = {"bare_sender_per_s": statistics.median(bare), "runs": {"bare": bare}}
-    print(f"\nmedians over {args.rounds} rounds: bare sender {out['bare_sender_per_s']:.0f} requests/s")
+    print(
+        f"\nmedians over {args.rounds} rounds: bare sender {out['bare_sender_per_s']:.0f} requests/s"
+    )
     for target in targets:
         got = runs[target]
         out[target] = {
@@ -226,7 +278,10 @@ def main() -> None:
         }
         out["runs"][target] = got
         m = out[target]
-        print(f"{target:8} {m['throughput_per_s']:.0f} notifications/s ({m['share_of_bare']:.0%} of the bare sender); at {args.rate:g} alerts/s p50 {m['latency_p50_ms']:.1f} ms, p99 {m['latency_p99_ms']:.1f} ms", flush=True)
+        print(
+            f"{target:8} {m['throughput_per_s']:.0f} notifications/s ({m['share_of_bare']:.0%} of the bare sender); at {args.rate:g} alerts/s p50 {m['latency_p50_ms']:.1f} ms, p99 {m['latency_p99_ms']:.1f} ms",
+            flush=True,
+        )
     results = ROOT / "tests" / "perf" / "results"
     results.mkdir(parents=True, exist_ok=True)
     path = results / f"delivery-{time.strftime('%Y%m%d-%H%M%S')}.json"

@@ -76,7 +76,17 @@ def wait_ready(url: str, timeout: float = 60) -> None:
 def start(kind: str, port: int, db_url: str | None, tmp: Path) -> subprocess.Popen[bytes]:
     env = {**os.environ}
     if kind == "bare":
-        cmd = [sys.executable, "-m", "uvicorn", "tests.perf.bare_app:app", "--port", str(port), "--log-level", "warning", "--no-access-log"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "tests.perf.bare_app:app",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ]
         probe = None
     else:
         assert db_url
@@ -84,7 +94,13 @@ def start(kind: str, port: int, db_url: str | None, tmp: Path) -> subprocess.Pop
         env["ALERTRELAY_LOG_LEVEL"] = "warning"
         cmd = [sys.executable, "-m", "app", "serve", "--port", str(port)]
         probe = "/ready"
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=(tmp / f"{kind}-{port}.log").open("wb"))
+    proc = subprocess.Popen(
+        cmd,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=(tmp / f"{kind}-{port}.log").open("wb"),
+    )
     if probe:
         wait_ready(f"http://127.0.0.1:{port}{probe}")
     else:
@@ -109,9 +125,24 @@ def _ms(text: str) -> float:
     return float(m.group(1)) * _UNITS[m.group(2)]
 
 
-def run_wrk(port: int, bodies_file: Path, script: Path, duration: int, connections: int) -> WrkResult:
+def run_wrk(
+    port: int, bodies_file: Path, script: Path, duration: int, connections: int
+) -> WrkResult:
     out = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "--timeout", "10s", "-s", str(script), f"http://127.0.0.1:{port}/webhook/alertmanager", "--", str(bodies_file)],
+        [
+            "wrk",
+            "-t1",
+            f"-c{connections}",
+            f"-d{duration}s",
+            "--latency",
+            "--timeout",
+            "10s",
+            "-s",
+            str(script),
+            f"http://127.0.0.1:{port}/webhook/alertmanager",
+            "--",
+            str(bodies_file),
+        ],
         capture_output=True,
         text=True,
         timeout=duration + 60,
@@ -126,7 +157,12 @@ def run_wrk(port: int, bodies_file: Path, script: Path, duration: int, connectio
 
 
 def post(port: int, body: bytes, timeout: float = 60) -> tuple[int, float, dict[str, Any]]:
-    req = urllib.request.Request(f"http://127.0.0.1:{port}/webhook/alertmanager", data=body, method="POST", headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{port}/webhook/alertmanager",
+        data=body,
+        method="POST",
+        headers={"Content-Type": "application/json"},
+    )
     t = time.perf_counter()
     with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310
         data = json.loads(resp.read())
@@ -149,18 +185,26 @@ def drop_pg(url: str) -> None:
     from sqlalchemy.engine import make_url
 
     u = make_url(url)
-    with psycopg.connect(u.set(database="postgres").render_as_string(hide_password=False), autocommit=True) as conn:
+    with psycopg.connect(
+        u.set(database="postgres").render_as_string(hide_password=False), autocommit=True
+    ) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{u.database}" WITH (FORCE)')
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=int, default=20)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--postgres", default=os.environ.get("ALERTRELAY_TEST_POSTGRES_URL"))
     parser.add_argument("--bulk-runs", type=int, default=3)
-    parser.add_argument("--targets", default="sqlite,postgres", help="which of sqlite,postgres to measure (the bare ceiling always runs)")
+    parser.add_argument(
+        "--targets",
+        default="sqlite,postgres",
+        help="which of sqlite,postgres to measure (the bare ceiling always runs)",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "tests" / "perf" / "results")
     args = parser.parse_args()
 
@@ -174,7 +218,9 @@ def main() -> None:
     warmup = [line.encode() for line in bodies(1, count=100)]
 
     wanted = set(args.targets.split(","))
-    targets = ["bare"] + [t for t in ("sqlite", "postgres") if t in wanted and (t != "postgres" or args.postgres)]
+    targets = ["bare"] + [
+        t for t in ("sqlite", "postgres") if t in wanted and (t != "postgres" or args.postgres)
+    ]
     results: dict[str, dict[int, list[WrkResult]]] = {t: {1: [], 10: []} for t in targets}
     for rnd in range(args.rounds):
         for target in targets:
@@ -191,13 +237,25 @@ def main() -> None:
                 for n in (1, 10):
                     r = run_wrk(port, files[n], script, args.duration, args.connections)
                     results[target][n].append(r)
-                    print(f"round {rnd + 1} {target:8} {n:2}/req: {r.requests_per_s * n:9.0f} alerts/s  {r.requests_per_s:8.0f} req/s  p50 {r.p50_ms:6.1f} ms  p99 {r.p99_ms:6.1f} ms  non-2xx {r.non_2xx} errors {r.errors}", flush=True)
+                    print(
+                        f"round {rnd + 1} {target:8} {n:2}/req: {r.requests_per_s * n:9.0f} alerts/s  {r.requests_per_s:8.0f} req/s  p50 {r.p50_ms:6.1f} ms  p99 {r.p99_ms:6.1f} ms  non-2xx {r.non_2xx} errors {r.errors}",
+                        flush=True,
+                    )
             finally:
                 stop(proc)
                 if target == "postgres" and db_url:
                     drop_pg(db_url)
 
-    summary: dict[str, Any] = {"workload": {"pool": 100, "resolved_share": 0.1, "connections": args.connections, "duration_s": args.duration, "rounds": args.rounds}, "results": {}}
+    summary: dict[str, Any] = {
+        "workload": {
+            "pool": 100,
+            "resolved_share": 0.1,
+            "connections": args.connections,
+            "duration_s": args.duration,
+            "rounds": args.rounds,
+        },
+        "results": {},
+    }
     print("\nmedians over rounds (alerts/s, share of the bare ceiling at the same alerts/request):")
     for n in (1, 10):
         ceiling = statistics.median(r.requests_per_s for r in results["bare"][n]) * n
@@ -208,8 +266,17 @@ def main() -> None:
             p50 = statistics.median(r.p50_ms for r in rs)
             bad = sum(r.non_2xx + r.errors for r in rs)
             share = aps / ceiling
-            summary["results"][f"{target}/{n}"] = {"alerts_per_s": round(aps), "p50_ms": p50, "p99_ms": p99, "share_of_ceiling": round(share, 3), "non_2xx_or_errors": bad, "runs": [asdict(r) for r in rs]}
-            print(f"  {target:8} {n:2} alerts/req: {aps:9.0f} alerts/s  p50 {p50:6.1f} ms  p99 {p99:6.1f} ms  {share:6.1%} of ceiling  non-2xx+errors {bad}")
+            summary["results"][f"{target}/{n}"] = {
+                "alerts_per_s": round(aps),
+                "p50_ms": p50,
+                "p99_ms": p99,
+                "share_of_ceiling": round(share, 3),
+                "non_2xx_or_errors": bad,
+                "runs": [asdict(r) for r in rs],
+            }
+            print(
+                f"  {target:8} {n:2} alerts/req: {aps:9.0f} alerts/s  p50 {p50:6.1f} ms  p99 {p99:6.1f} ms  {share:6.1%} of ceiling  non-2xx+errors {bad}"
+            )
 
     print("\n10,000-alert payload (seconds to the answer; new alerts, then the same again):")
     for target in [t for t in targets if t != "bare"]:
@@ -230,8 +297,15 @@ def main() -> None:
             stop(proc)
             if target == "postgres":
                 drop_pg(db_url)
-        summary["results"][f"{target}/bulk10k"] = {"new_s": new, "duplicate_s": dup, "new_median_s": statistics.median(new), "duplicate_median_s": statistics.median(dup)}
-        print(f"  {target:8} new {statistics.median(new):.2f} s (runs {', '.join(f'{x:.2f}' for x in new)}), duplicates {statistics.median(dup):.2f} s")
+        summary["results"][f"{target}/bulk10k"] = {
+            "new_s": new,
+            "duplicate_s": dup,
+            "new_median_s": statistics.median(new),
+            "duplicate_median_s": statistics.median(dup),
+        }
+        print(
+            f"  {target:8} new {statistics.median(new):.2f} s (runs {', '.join(f'{x:.2f}' for x in new)}), duplicates {statistics.median(dup):.2f} s"
+        )
 
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"ingest-{time.strftime('%Y%m%d-%H%M%S')}.json"

@@ -28,4 +28,6 @@ async def count(request: Request) -> JSONResponse:
     return JSONResponse(_state)
 
 
-app = Starlette(routes=[Route("/hook", receive, methods=["POST"]), Route("/count", count, methods=["GET"])])
+app = Starlette(
+    routes=[Route("/hook", receive, methods=["POST"]), Route("/count", count, methods=["GET"])]
+)

@@ -20,7 +20,13 @@ def alert_pool(size: int = 100, resolved_share: float = 0.1, seed: int = 7) -> l
     """``size`` distinct alerts shaped like kube-prometheus output; a share of them resolved."""
     rng = random.Random(seed)
     start = _START
-    names = ["KubePodCrashLooping", "NodeFilesystemSpaceFillingUp", "TargetDown", "KubeDeploymentReplicasMismatch", "HighErrorRate"]
+    names = [
+        "KubePodCrashLooping",
+        "NodeFilesystemSpaceFillingUp",
+        "TargetDown",
+        "KubeDeploymentReplicasMismatch",
+        "HighErrorRate",
+    ]
     pool = []
     for i in range(size):
         labels = {
@@ -44,7 +50,9 @@ def alert_pool(size: int = 100, resolved_share: float = 0.1, seed: int = 7) -> l
                     "runbook_url": f"https://runbooks.prometheus-operator.dev/runbooks/kubernetes/{labels['alertname'].lower()}",
                 },
                 "startsAt": _iso(starts),
-                "endsAt": _iso(starts + timedelta(minutes=30)) if resolved else "0001-01-01T00:00:00Z",
+                "endsAt": _iso(starts + timedelta(minutes=30))
+                if resolved
+                else "0001-01-01T00:00:00Z",
                 "generatorURL": "http://prometheus-k8s-0:9090/graph?g0.expr=up+%3D%3D+0&g0.tab=1",
                 "fingerprint": fingerprint(labels),
             }
@@ -87,12 +95,20 @@ def bulk_body(n: int, tag: str) -> bytes:
     now = datetime.now(UTC)
     alerts = []
     for i in range(n):
-        labels = {"alertname": "BulkDown", "instance": f"host-{tag}-{i}", "job": "node", "severity": "warning"}
+        labels = {
+            "alertname": "BulkDown",
+            "instance": f"host-{tag}-{i}",
+            "job": "node",
+            "severity": "warning",
+        }
         alerts.append(
             {
                 "status": "firing",
                 "labels": labels,
-                "annotations": {"summary": f"host-{i} is down", "description": "Target has been unreachable for 5 minutes."},
+                "annotations": {
+                    "summary": f"host-{i} is down",
+                    "description": "Target has been unreachable for 5 minutes.",
+                },
                 "startsAt": _iso(now),
                 "endsAt": "0001-01-01T00:00:00Z",
                 "generatorURL": "http://prometheus:9090/graph",

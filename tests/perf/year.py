@@ -44,7 +44,6 @@ from typing import Any
 import httpx
 
 from tests.perf.delivery import _run_sink, _sink_rate
-from tests.perf.delivery import fill as queue_notifications
 from tests.perf.ingest import LUA, drop_pg, free_port, pg_database, post, run_wrk, stop, wait_ready
 from tests.perf.workload import bodies
 
@@ -61,13 +60,23 @@ def percentile(values: list[float], p: float) -> float:
 def serve(db_url: str, config: Path, tmp: Path, name: str) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
     env = {**os.environ, "ALERTRELAY_DATABASE_URL": db_url, "ALERTRELAY_LOG_LEVEL": "warning"}
-    proc = subprocess.Popen([sys.executable, "-m", "app", "serve", "--config", str(config), "--port", str(port)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=(tmp / f"{name.replace('/', '-')}.log").open("wb"))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "app", "serve", "--config", str(config), "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=(tmp / f"{name.replace('/', '-')}.log").open("wb"),
+    )
     wait_ready(f"http://127.0.0.1:{port}/ready", timeout=600)
     return proc, port
 
 
 def rss_mb(pid: int) -> tuple[float, float]:
-    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
+    fields = dict(
+        line.split(":", 1)
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+        if ":" in line
+    )
     return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
 
 
@@ -84,15 +93,49 @@ def latencies(port: int, path: str, samples: int) -> dict[str, float]:
     return {"p50_ms": round(percentile(times, 50), 2), "p99_ms": round(percentile(times, 99), 2)}
 
 
+def queue(db_url: str, config_text: str, rows: int) -> None:
+    """``rows`` new alerts, 200 per webhook (one big webhook can time out on a busy disk)."""
+    import asyncio
+
+    from tests.conftest import running_app
+    from tests.helpers import JSON, am_alert, am_webhook, body
+
+    async def run() -> None:
+        async with running_app(db_url, config_text) as (_, client):
+            for start in range(0, rows, 200):
+                alerts = [
+                    am_alert({"alertname": f"Fill{i}", "severity": "critical", "instance": "bench"})
+                    for i in range(start, min(rows, start + 200))
+                ]
+                for _ in range(5):
+                    r = await client.post(
+                        "/webhook/alertmanager", content=body(am_webhook(alerts)), headers=JSON
+                    )
+                    if r.status_code == 200:
+                        break
+                assert r.status_code == 200, r.text
+
+    asyncio.run(run())
+
+
 def delivery_rate(db_url: str, rows: int, tmp: Path) -> float:
     sink, port = _run_sink()
     try:
-        config = f"route: {{receiver: r}}\nreceivers: [{{name: r, webhook_configs: [{{url: 'http://127.0.0.1:{port}/hook'}}]}}]\n" + FAR
-        queue_notifications(db_url, config, rows)
+        config = (
+            f"route: {{receiver: r}}\nreceivers: [{{name: r, webhook_configs: [{{url: 'http://127.0.0.1:{port}/hook'}}]}}]\n"
+            + FAR
+        )
+        queue(db_url, config, rows)
         path = tmp / "worker.yml"
         path.write_text(config)
         env = {**os.environ, "ALERTRELAY_DATABASE_URL": db_url, "ALERTRELAY_LOG_LEVEL": "warning"}
-        worker = subprocess.Popen([sys.executable, "-m", "app", "worker", "--config", str(path)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=(tmp / "worker.log").open("wb"))
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "app", "worker", "--config", str(path)],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=(tmp / "worker.log").open("wb"),
+        )
         try:
             return _sink_rate(port, rows, timeout=900)
         finally:
@@ -108,7 +151,15 @@ def sqlite_bytes(db_url: str) -> int:
     return sum(p.stat().st_size for p in (path, Path(f"{path}-wal")) if p.exists())
 
 
-def measure(db_url: str, args: argparse.Namespace, tmp: Path, files: dict[int, Path], script: Path, detail_fp: str, label: str) -> dict[str, Any]:
+def measure(
+    db_url: str,
+    args: argparse.Namespace,
+    tmp: Path,
+    files: dict[int, Path],
+    script: Path,
+    detail_fp: str,
+    label: str,
+) -> dict[str, Any]:
     config = tmp / "serve.yml"
     config.write_text(SERVE_CONFIG)
     proc, port = serve(db_url, config, tmp, label)
@@ -125,7 +176,12 @@ def measure(db_url: str, args: argparse.Namespace, tmp: Path, files: dict[int, P
                 "non_2xx_or_errors": sum(r.non_2xx + r.errors for r in runs),
             }
             print(f"  {label}: ingest {n}/req {out[f'ingest_{n}_per_request']}", flush=True)
-        paths = {"alerts_firing": "/api/v1/alerts?state=firing", "alert_detail": f"/api/v1/alerts/{detail_fp}", "overview": "/", "metrics": "/metrics"}
+        paths = {
+            "alerts_firing": "/api/v1/alerts?state=firing",
+            "alert_detail": f"/api/v1/alerts/{detail_fp}",
+            "overview": "/",
+            "metrics": "/metrics",
+        }
         for name, path in paths.items():
             out[name] = latencies(port, path, args.samples)
             print(f"  {label}: {name} {out[name]}", flush=True)
@@ -135,16 +191,23 @@ def measure(db_url: str, args: argparse.Namespace, tmp: Path, files: dict[int, P
         print(f"  {label}: RSS {rss:.0f} MB (peak {peak:.0f} MB)", flush=True)
     finally:
         stop(proc)
-    out["delivery_per_s"] = round(delivery_rate(db_url, args.delivery_rows, tmp), 1)
-    print(f"  {label}: delivery {out['delivery_per_s']}/s", flush=True)
+    try:
+        out["delivery_per_s"] = round(delivery_rate(db_url, args.delivery_rows, tmp), 1)
+    except Exception as exc:  # report it and go on to the pruning run
+        out["delivery_error"] = f"{type(exc).__name__}: {str(exc)[:200]}"
+    print(f"  {label}: delivery {out.get('delivery_per_s', out.get('delivery_error'))}", flush=True)
     return out
 
 
-def prune_under_load(db_url: str, args: argparse.Namespace, tmp: Path, files: dict[int, Path], script: Path) -> dict[str, Any]:
+def prune_under_load(
+    db_url: str, args: argparse.Namespace, tmp: Path, files: dict[int, Path], script: Path
+) -> dict[str, Any]:
     config = tmp / "serve.yml"
     config.write_text(SERVE_CONFIG)
     prune_config = tmp / "prune.yml"
-    prune_config.write_text("route: {receiver: log}\nreceivers: [{name: log, log_configs: [{}]}]\n")  # default retention
+    prune_config.write_text(
+        "route: {receiver: log}\nreceivers: [{name: log, log_configs: [{}]}]\n"
+    )  # default retention
     before = sqlite_bytes(db_url) if db_url.startswith("sqlite") else None
     proc, port = serve(db_url, config, tmp, "prune-serve")
     try:
@@ -152,32 +215,61 @@ def prune_under_load(db_url: str, args: argparse.Namespace, tmp: Path, files: di
             post(port, body.encode())
         env = {**os.environ, "ALERTRELAY_DATABASE_URL": db_url}
         start = time.monotonic()
-        pruner = subprocess.Popen([sys.executable, "-m", "app", "prune", "--config", str(prune_config)], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        pruner = subprocess.Popen(
+            [sys.executable, "-m", "app", "prune", "--config", str(prune_config)],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         windows = []
         while pruner.poll() is None:
             r = run_wrk(port, files[1], script, args.duration, 32)
-            windows.append({"alerts_per_s": round(r.requests_per_s), "p50_ms": r.p50_ms, "p99_ms": r.p99_ms, "non_2xx_or_errors": r.non_2xx + r.errors})
-            print(f"  prune running {time.monotonic() - start:6.0f} s: ingest window {windows[-1]}", flush=True)
+            windows.append(
+                {
+                    "alerts_per_s": round(r.requests_per_s),
+                    "p50_ms": r.p50_ms,
+                    "p99_ms": r.p99_ms,
+                    "non_2xx_or_errors": r.non_2xx + r.errors,
+                }
+            )
+            print(
+                f"  prune running {time.monotonic() - start:6.0f} s: ingest window {windows[-1]}",
+                flush=True,
+            )
         stdout, stderr = pruner.communicate()
         seconds = time.monotonic() - start
         after_window = run_wrk(port, files[1], script, args.duration, 32)
     finally:
         stop(proc)
     assert pruner.returncode == 0, stderr
-    deleted = {line.split()[0]: int(line.split()[1]) for line in stdout.splitlines() if line.endswith(" deleted")}
+    deleted = {
+        line.split()[0]: int(line.split()[1])
+        for line in stdout.splitlines()
+        if line.endswith(" deleted")
+    }
     out: dict[str, Any] = {
         "prune_seconds": round(seconds, 1),
         "deleted": deleted,
         "prune_output": stdout.strip().splitlines(),
         "ingest_windows_during_prune": windows,
-        "ingest_p99_during_prune_median_ms": statistics.median(w["p99_ms"] for w in windows) if windows else None,
+        "ingest_p99_during_prune_median_ms": statistics.median(w["p99_ms"] for w in windows)
+        if windows
+        else None,
         "ingest_p99_during_prune_max_ms": max(w["p99_ms"] for w in windows) if windows else None,
-        "ingest_after_prune": {"alerts_per_s": round(after_window.requests_per_s), "p99_ms": after_window.p99_ms},
+        "ingest_after_prune": {
+            "alerts_per_s": round(after_window.requests_per_s),
+            "p99_ms": after_window.p99_ms,
+        },
     }
     if before is not None:
         out["sqlite_bytes_before"] = before
         out["sqlite_bytes_after"] = sqlite_bytes(db_url)
-    print(f"  prune: {json.dumps({k: v for k, v in out.items() if k != 'ingest_windows_during_prune'})}", flush=True)
+    print(
+        f"  prune: {json.dumps({k: v for k, v in out.items() if k != 'ingest_windows_during_prune'})}",
+        flush=True,
+    )
     return out
 
 
@@ -188,16 +280,25 @@ def existing(db_url: str) -> dict[str, Any]:
 
     engine = sa.create_engine(sync_url(db_url))
     with engine.connect() as conn:
-        out: dict[str, Any] = {t: conn.exec_driver_sql(f"SELECT count(*) FROM {t}").scalar() for t in ("alerts", "alert_transitions", "notifications", "delivery_attempts")}
-        out["firing"] = conn.exec_driver_sql("SELECT count(*) FROM alerts WHERE status = 'firing'").scalar()
-        out["busiest"] = conn.exec_driver_sql("SELECT fingerprint FROM alerts WHERE status = 'firing' ORDER BY fingerprint LIMIT 1").scalar()
+        out: dict[str, Any] = {
+            t: conn.exec_driver_sql(f"SELECT count(*) FROM {t}").scalar()
+            for t in ("alerts", "alert_transitions", "notifications", "delivery_attempts")
+        }
+        out["firing"] = conn.exec_driver_sql(
+            "SELECT count(*) FROM alerts WHERE status = 'firing'"
+        ).scalar()
+        out["busiest"] = conn.exec_driver_sql(
+            "SELECT fingerprint FROM alerts WHERE status = 'firing' ORDER BY fingerprint LIMIT 1"
+        ).scalar()
     engine.dispose()
     out["sqlite_bytes"] = sqlite_bytes(db_url)
     return out
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--alerts", type=int, default=100_000)
     parser.add_argument("--occurrences", type=int, default=5)
     parser.add_argument("--targets", default="sqlite,postgres")
@@ -206,7 +307,11 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=300)
     parser.add_argument("--delivery-rows", type=int, default=2000)
     parser.add_argument("--skip-empty", action="store_true", help="measure only the year database")
-    parser.add_argument("--sqlite-year-db", type=Path, help="a SQLite file this loader filled before: measured (and pruned) instead of filling anew")
+    parser.add_argument(
+        "--sqlite-year-db",
+        type=Path,
+        help="a SQLite file this loader filled before: measured (and pruned) instead of filling anew",
+    )
     parser.add_argument("--postgres", default=os.environ.get("ALERTRELAY_TEST_POSTGRES_URL"))
     parser.add_argument("--out", type=Path, default=ROOT / "tests" / "perf" / "results")
     args = parser.parse_args()
@@ -222,14 +327,23 @@ def main() -> None:
     for n in (1, 10):
         files[n] = tmp / f"bodies-{n}.txt"
         files[n].write_text("\n".join(bodies(n)) + "\n")
-    summary: dict[str, Any] = {"alerts": args.alerts, "occurrences": args.occurrences, "rounds": args.rounds, "duration_s": args.duration, "samples": args.samples, "results": {}}
+    summary: dict[str, Any] = {
+        "alerts": args.alerts,
+        "occurrences": args.occurrences,
+        "rounds": args.rounds,
+        "duration_s": args.duration,
+        "samples": args.samples,
+        "results": {},
+    }
     for target in args.targets.split(","):
         if target == "postgres" and not args.postgres:
             print("postgres: skipped (no --postgres URL)")
             continue
         result: dict[str, Any] = {}
-        for state in (["year"] if args.skip_empty else ["empty", "year"]):
-            db_url = f"sqlite:///{tmp}/{state}.db" if target == "sqlite" else pg_database(args.postgres)
+        for state in ["year"] if args.skip_empty else ["empty", "year"]:
+            db_url = (
+                f"sqlite:///{tmp}/{state}.db" if target == "sqlite" else pg_database(args.postgres)
+            )
             reuse = state == "year" and target == "sqlite" and args.sqlite_year_db is not None
             if reuse:
                 db_url = f"sqlite:///{args.sqlite_year_db}"
@@ -243,7 +357,14 @@ def main() -> None:
                 elif state == "year":
                     t = time.monotonic()
                     filled = fill(db_url, alerts_count=args.alerts, occurrences=args.occurrences)
-                    result["fill"] = {"seconds": round(time.monotonic() - t), "alerts": filled.alerts, "transitions": filled.transitions, "notifications": filled.notifications, "delivery_attempts": filled.delivery_attempts, "firing": len(filled.firing or [])}
+                    result["fill"] = {
+                        "seconds": round(time.monotonic() - t),
+                        "alerts": filled.alerts,
+                        "transitions": filled.transitions,
+                        "notifications": filled.notifications,
+                        "delivery_attempts": filled.delivery_attempts,
+                        "firing": len(filled.firing or []),
+                    }
                     if target == "sqlite":
                         result["fill"]["sqlite_bytes"] = sqlite_bytes(db_url)
                     print(f"{target}: filled {result['fill']}", flush=True)
@@ -252,7 +373,9 @@ def main() -> None:
                     # An empty database has no alert with history: measure the same
                     # read on one alert ingested by the warm-up instead.
                     detail_fp = json.loads(bodies(1, count=1)[0])["alerts"][0]["fingerprint"]
-                result[state] = measure(db_url, args, tmp, files, script, detail_fp, f"{target}/{state}")
+                result[state] = measure(
+                    db_url, args, tmp, files, script, detail_fp, f"{target}/{state}"
+                )
                 if state == "year":
                     result["prune"] = prune_under_load(db_url, args, tmp, files, script)
             finally:

@@ -19,13 +19,13 @@ last occurrence has no resolve yet), 1% of notifications are dead letters,
 
 import random
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 
-from app.config.compiled import build_runtime
+from app.config.compiled import compile_config
 from app.config.model import parse_config
 from app.core.domain import AlertRecord, NoticeKind, Status, TransitionRow, isoformat
 from app.core.fanout import notice_payload, notification_rows
@@ -47,7 +47,15 @@ receivers: [{name: hook, webhook_configs: [{url: "http://127.0.0.1:9/hook"}]}]
 retention: {resolved_alerts: 100y, transitions: 100y, notifications: 100y, dead_letters: 100y, delivery_attempts: 100y, quarantine: 100y, audit: 100y}
 """
 
-_NAMES = ["KubePodCrashLooping", "NodeFilesystemSpaceFillingUp", "TargetDown", "KubeDeploymentReplicasMismatch", "HighErrorRate", "CPUThrottlingHigh", "KubeJobFailed"]
+_NAMES = [
+    "KubePodCrashLooping",
+    "NodeFilesystemSpaceFillingUp",
+    "TargetDown",
+    "KubeDeploymentReplicasMismatch",
+    "HighErrorRate",
+    "CPUThrottlingHigh",
+    "KubeJobFailed",
+]
 
 
 @dataclass
@@ -73,18 +81,37 @@ def _labels(i: int, rng: random.Random) -> dict[str, str]:
     }
 
 
-def _alert_history(i: int, rng: random.Random, now: datetime, occurrences: int, firing: bool, runtime: Any) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+def _alert_history(
+    i: int, rng: random.Random, now: datetime, occurrences: int, firing: bool, runtime: Any
+) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
     labels = _labels(i, rng)
     fp = fingerprint(labels)
-    annotations = {"summary": f"{labels['alertname']} on {labels['pod']}", "description": f"Pod {labels['namespace']}/{labels['pod']} has been restarting 3 times in the last 10 minutes."}
+    annotations = {
+        "summary": f"{labels['alertname']} on {labels['pod']}",
+        "description": f"Pod {labels['namespace']}/{labels['pod']} has been restarting 3 times in the last 10 minutes.",
+    }
     routed = runtime.route(labels)
     runbook = runtime.runbook(labels, annotations)
     year = timedelta(days=365)
-    starts = sorted(now - year + timedelta(seconds=rng.uniform(0, year.total_seconds() - 7200)) for _ in range(occurrences))
+    starts = sorted(
+        now - year + timedelta(seconds=rng.uniform(0, year.total_seconds() - 7200))
+        for _ in range(occurrences)
+    )
     rec = AlertRecord(
-        fingerprint=fp, labels=labels, annotations=annotations, status=Status.FIRING, starts_at=starts[0], ends_at=None,
-        generator_url="http://prometheus-k8s-0:9090/graph?g0.expr=up", source="alertmanager", group_key=f'{{}}:{{alertname="{labels["alertname"]}"}}',
-        first_seen=starts[0], last_seen=starts[0], last_changed=starts[0], runbook_url=runbook.url, runbook_source=runbook.source,
+        fingerprint=fp,
+        labels=labels,
+        annotations=annotations,
+        status=Status.FIRING,
+        starts_at=starts[0],
+        ends_at=None,
+        generator_url="http://prometheus-k8s-0:9090/graph?g0.expr=up",
+        source="alertmanager",
+        group_key=f'{{}}:{{alertname="{labels["alertname"]}"}}',
+        first_seen=starts[0],
+        last_seen=starts[0],
+        last_changed=starts[0],
+        runbook_url=runbook.url,
+        runbook_source=runbook.source,
     )
     transitions: list[dict[str, Any]] = []
     notes: list[dict[str, Any]] = []
@@ -94,27 +121,46 @@ def _alert_history(i: int, rng: random.Random, now: datetime, occurrences: int, 
         ends = occurrence + timedelta(minutes=rng.uniform(2, 120))
         if not last:
             ends = min(ends, starts[k + 1] - timedelta(seconds=1))
-        steps = [(Status.FIRING, occurrence)] if (last and firing) else [(Status.FIRING, occurrence), (Status.RESOLVED, ends)]
+        steps = (
+            [(Status.FIRING, occurrence)]
+            if (last and firing)
+            else [(Status.FIRING, occurrence), (Status.RESOLVED, ends)]
+        )
         key = incident_key(fp, occurrence)
         for status, at in steps:
             received = at + timedelta(milliseconds=rng.uniform(5, 900))
-            transitions.append(_transition_values(TransitionRow(fp, occurrence, previous, status, at, received, False, None, "alertmanager")))
+            transitions.append(
+                _transition_values(
+                    TransitionRow(
+                        fp, occurrence, previous, status, at, received, False, None, "alertmanager"
+                    )
+                )
+            )
             previous = status
-            rec.status, rec.starts_at = status, occurrence
-            rec.ends_at = None if status is Status.FIRING else at
-            rec.last_seen = rec.last_changed = received
-            rec.incident_key = key if status is Status.FIRING else None
+            rec = replace(
+                rec,
+                status=status,
+                starts_at=occurrence,
+                ends_at=None if status is Status.FIRING else at,
+                last_seen=received,
+                last_changed=received,
+                incident_key=key if status is Status.FIRING else None,
+            )
             kind = NoticeKind.FIRING if status is Status.FIRING else NoticeKind.RESOLVED
             notice = Notice(kind, status, occurrence, key, f"{kind}|{isoformat(occurrence)}")
-            payload = notice_payload(rec, notice, received, am_receiver="alertrelay", group_firing=1)
+            payload = notice_payload(
+                rec, notice, received, am_receiver="alertrelay", group_firing=1
+            )
             for row in notification_rows(rec, notice, payload, routed, runtime, received):
                 notes.append(_notification_values(row))
     if firing:
-        rec.next_renotify_at = now + timedelta(hours=rng.uniform(0, 4))
+        rec = replace(rec, next_renotify_at=now + timedelta(hours=rng.uniform(0, 4)))
     return _row_values(rec), transitions, notes, []
 
 
-def _delivered(notes: list[dict[str, Any]], rng: random.Random, now: datetime) -> tuple[list[dict[str, Any]], list[tuple[int, dict[str, Any]]]]:
+def _delivered(
+    notes: list[dict[str, Any]], rng: random.Random, now: datetime
+) -> tuple[list[dict[str, Any]], list[tuple[int, dict[str, Any]]]]:
     """Mark notifications sent (or dead) as delivery would; their attempts, keyed by row index."""
     attempts: list[tuple[int, dict[str, Any]]] = []
     for index, n in enumerate(notes):
@@ -128,7 +174,23 @@ def _delivered(notes: list[dict[str, Any]], rng: random.Random, now: datetime) -
             final = attempt == tries
             dead = roll < 0.01
             outcome = ("dead" if dead else "sent") if final else "retry"
-            attempts.append((index, {"attempt": attempt, "worker": "bench-1", "started_at": t, "finished_at": done, "outcome": outcome, "status_code": (400 if dead else 200) if final else 503, "error": ("webhook: HTTP 400" if dead else None) if final else "webhook: HTTP 503", "duration_ms": duration}))
+            attempts.append(
+                (
+                    index,
+                    {
+                        "attempt": attempt,
+                        "worker": "bench-1",
+                        "started_at": t,
+                        "finished_at": done,
+                        "outcome": outcome,
+                        "status_code": (400 if dead else 200) if final else 503,
+                        "error": ("webhook: HTTP 400" if dead else None)
+                        if final
+                        else "webhook: HTTP 503",
+                        "duration_ms": duration,
+                    },
+                )
+            )
             t = done + timedelta(seconds=2**attempt)
         n.update(attempts=tries, sent_at=None, dead_at=None, last_error=None, last_status_code=None)
         n["next_attempt_at"] = t - timedelta(seconds=2**tries) - timedelta(milliseconds=1)
@@ -155,17 +217,33 @@ def _copy(conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]) -> N
     if not rows:
         return
     columns = list(rows[0])
-    json_columns = {c for c in columns if isinstance(table.c[c].type, sa.JSON) or "JSON" in type(table.c[c].type).__name__.upper()}
+    json_columns = {
+        c
+        for c in columns
+        if isinstance(table.c[c].type, sa.JSON) or "JSON" in type(table.c[c].type).__name__.upper()
+    }
     raw: Any = conn.connection.driver_connection
-    with raw.cursor() as cur, cur.copy(f"COPY {table.name} ({', '.join(columns)}) FROM STDIN") as copy:
+    with (
+        raw.cursor() as cur,
+        cur.copy(f"COPY {table.name} ({', '.join(columns)}) FROM STDIN") as copy,
+    ):
         for row in rows:
             copy.write_row([Jsonb(row[c]) if c in json_columns else row[c] for c in columns])
 
 
-def fill(db_url: str, *, alerts_count: int, occurrences: int = 5, firing_share: float = 0.02, seed: int = 2026, chunk: int = 500, progress: bool = True) -> Filled:
+def fill(
+    db_url: str,
+    *,
+    alerts_count: int,
+    occurrences: int = 5,
+    firing_share: float = 0.02,
+    seed: int = 2026,
+    chunk: int = 500,
+    progress: bool = True,
+) -> Filled:
     """Write the year; the database must be migrated and empty."""
     rng = random.Random(seed)
-    runtime = build_runtime(parse_config(CONFIG, "year.yml", {}))
+    runtime = compile_config(parse_config(CONFIG, "year.yml", {}))
     now = datetime.now(UTC)
     engine = sa.create_engine(sync_url(db_url))
     if engine.dialect.name == "sqlite":
@@ -194,7 +272,9 @@ def fill(db_url: str, *, alerts_count: int, occurrences: int = 5, firing_share: 
             note_rows, attempts = _delivered(note_rows, rng, now)
             for offset, n in enumerate(note_rows):
                 n["id"] = next_id + offset
-            attempt_rows = [{"notification_id": next_id + index, **values} for index, values in attempts]
+            attempt_rows = [
+                {"notification_id": next_id + index, **values} for index, values in attempts
+            ]
             next_id += len(note_rows)
             with conn.begin():
                 write(conn, alerts, alert_rows)
@@ -207,7 +287,16 @@ def fill(db_url: str, *, alerts_count: int, occurrences: int = 5, firing_share: 
             out.delivery_attempts += len(attempt_rows)
             if progress and (block.stop // chunk) % 20 == 0:
                 print(f"  loaded {out.alerts} alerts, {out.transitions} transitions", flush=True)
-        quarantine = [{"received_at": now - timedelta(days=rng.uniform(0, 365)), "source": "alertmanager", "group_key": "{}", "reason": "startsAt: invalid time", "alert_json": '{"labels":{}}'} for _ in range(max(10, alerts_count // 100))]
+        quarantine = [
+            {
+                "received_at": now - timedelta(days=rng.uniform(0, 365)),
+                "source": "alertmanager",
+                "group_key": "{}",
+                "reason": "startsAt: invalid time",
+                "alert_json": '{"labels":{}}',
+            }
+            for _ in range(max(10, alerts_count // 100))
+        ]
         with conn.begin():
             conn.execute(quarantined_alerts.insert(), quarantine)
         out.quarantined_alerts = len(quarantine)

@@ -62,14 +62,20 @@ def test_core_does_not_reach_the_edges() -> None:
 def test_no_wall_clock_outside_clock_py() -> None:
     pattern = re.compile(r"datetime\.now\(|datetime\.utcnow\(|time\.time\(")
     offenders = [
-        str(p.relative_to(APP)) for p in APP.rglob("*.py") if p.name != "clock.py" and pattern.search(p.read_text())
+        str(p.relative_to(APP))
+        for p in APP.rglob("*.py")
+        if p.name != "clock.py" and pattern.search(p.read_text())
     ]
     assert offenders == []
 
 
 def test_no_mock_patch_of_our_modules() -> None:
     tests = Path(__file__).resolve().parents[1]
-    offenders = [str(p) for p in tests.rglob("*.py") if re.search(r"mock\.patch\(\s*['\"]app\.", p.read_text())]
+    offenders = [
+        str(p)
+        for p in tests.rglob("*.py")
+        if re.search(r"mock\.patch\(\s*['\"]app\.", p.read_text())
+    ]
     assert offenders == []
 
 
@@ -118,7 +124,9 @@ def _reaches_outside(path: Path) -> list[str]:
             found.append(f"line {node.lineno}: a folder named 'shared' beside the file's tree")
         if isinstance(node, ast.Constant) and isinstance(node.value, str):
             text = node.value
-            if re.search(r"(^|/)\.\./(shared|reference|fixtures)\b|\bshared/(fixtures|reference)\b", text):
+            if re.search(
+                r"(^|/)\.\./(shared|reference|fixtures)\b|\bshared/(fixtures|reference)\b", text
+            ):
                 found.append(f"line {node.lineno}: {text[:60]!r}")
     return found
 
@@ -136,7 +144,9 @@ def test_no_file_reaches_outside_the_repository() -> None:
 def test_the_outside_check_catches_a_sibling_folder(tmp_path: Path) -> None:
     """The check above can fail: a copy of the old fixture path is caught."""
     probe = REPO / "tests" / "unit" / "_probe_outside.py"
-    probe.write_text('from pathlib import Path\nX = Path(__file__).resolve().parents[3] / "shared" / "fixtures"\n')
+    probe.write_text(
+        'from pathlib import Path\nX = Path(__file__).resolve().parents[3] / "shared" / "fixtures"\n'
+    )
     try:
         hits = _reaches_outside(probe)
     finally:
@@ -194,5 +204,5 @@ def test_nothing_cites_a_document_outside_the_repository() -> None:
 
 def test_the_citation_check_catches_one(tmp_path: Path) -> None:
     probe = tmp_path / "probe.py"
-    probe.write_text('"""See ' + "SP" + 'EC §4 and reliability' + '.md OBX' + '-05."""\n')
+    probe.write_text('"""See ' + "SP" + "EC §4 and reliability" + ".md OBX" + '-05."""\n')
     assert len(_citations(probe)) == 3

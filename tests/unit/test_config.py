@@ -76,12 +76,17 @@ receivers:
     webhook_configs: [{}]
 """
     )
-    assert "server.port: Input should be a valid integer, unable to parse string as an integer" in got
+    assert (
+        "server.port: Input should be a valid integer, unable to parse string as an integer" in got
+    )
     assert "server.bogus: unknown key" in got
     assert any(e.startswith("flapping.half_life: invalid duration") for e in got)
     assert "route.group_by: grouping and timing belong to Alertmanager; remove this key here" in got
     assert any(e.startswith("route.routes[0].matchers[0]: invalid regular expression") for e in got)
-    assert "receivers[0].slack_configs[0].api_url: the URL must be an absolute http:// or https:// URL" in got
+    assert (
+        "receivers[0].slack_configs[0].api_url: the URL must be an absolute http:// or https:// URL"
+        in got
+    )
     assert "receivers[0].email_configs[0].bogus: unknown key" in got
     assert "receivers[0].webhook_configs[0].url: required (or url_file)" in got
     # A secret URL never appears in an error.
@@ -127,7 +132,10 @@ def test_env_substitution() -> None:
     text = "route: {receiver: '${RECV}'}\nreceivers: [{name: '${RECV}', webhook_configs: [{url: '${URL:-http://127.0.0.1:1/x}'}]}]\n"
     loaded = parse_config(text, "t", {"RECV": "ops"})
     assert loaded.config.route.receiver == "ops"
-    assert loaded.config.receivers[0].webhook_configs[0].url.get_secret_value() == "http://127.0.0.1:1/x"
+    assert (
+        loaded.config.receivers[0].webhook_configs[0].url.get_secret_value()
+        == "http://127.0.0.1:1/x"
+    )
     assert errors(text, {}) == [
         "route.receiver: environment variable RECV is not set",
         "receivers[0].name: environment variable RECV is not set",
@@ -151,7 +159,9 @@ def test_secret_files(tmp_path: Path) -> None:
 
     missing = tmp_path / "nope"
     got = errors(text.replace(str(key), str(missing)))
-    assert got == [f"receivers[0].pagerduty_configs[0].routing_key_file: cannot read {missing}: No such file or directory"]
+    assert got == [
+        f"receivers[0].pagerduty_configs[0].routing_key_file: cannot read {missing}: No such file or directory"
+    ]
 
     both = f"route: {{receiver: r}}\nreceivers: [{{name: r, pagerduty_configs: [{{routing_key: k, routing_key_file: {key}}}]}}]\n"
     assert errors(both) == [
@@ -179,7 +189,16 @@ receivers:
     rt = compile_config(parse_config(text, "t", {}))
     names = [i.name for i in rt.receivers["all"]]
     assert names == [
-        "pagerduty", "opsgenie", "email", "slack", "msteams", "googlechat", "discord", "mattermost", "webhook", "log",
+        "pagerduty",
+        "opsgenie",
+        "email",
+        "slack",
+        "msteams",
+        "googlechat",
+        "discord",
+        "mattermost",
+        "webhook",
+        "log",
     ]
     sr = {i.name: i.send_resolved for i in rt.receivers["all"]}
     assert sr["email"] is False and sr["pagerduty"] is True  # Alertmanager's defaults
@@ -187,8 +206,12 @@ receivers:
 
 def test_bad_enum_and_template() -> None:
     base = "route: {receiver: r}\nreceivers:\n  - name: r\n"
-    got = errors(base + "    pagerduty_configs:\n      - routing_key: k\n        dedup_by: fingerprint\n")
-    assert got[0].startswith("receivers[0].pagerduty_configs[0].dedup_by: Input should be 'alert' or 'group'")
+    got = errors(
+        base + "    pagerduty_configs:\n      - routing_key: k\n        dedup_by: fingerprint\n"
+    )
+    assert got[0].startswith(
+        "receivers[0].pagerduty_configs[0].dedup_by: Input should be 'alert' or 'group'"
+    )
     got = errors(base + "    log_configs:\n      - title: '{{ x'\n")
     assert got[0].startswith("receivers[0].log_configs[0].title: template error:")
 
@@ -210,7 +233,12 @@ receivers: [{name: root}]
 """
     rt = compile_config(parse_config(text, "t", {}))
     child = rt.route({"team": "db"}).options
-    assert child is not None and child.flap.enter_score == 6 and child.flap.half_life_s == 600 and child.renotify_s == 0
+    assert (
+        child is not None
+        and child.flap.enter_score == 6
+        and child.flap.half_life_s == 600
+        and child.renotify_s == 0
+    )
     grandchild = rt.route({"team": "db", "alertname": "Watchdog"})
     assert grandchild.receivers == ("root",)  # receiver inherited from the parent
     assert grandchild.options is not None and grandchild.options.flap.enabled is False
@@ -223,7 +251,9 @@ receivers: [{name: root}]
     ("timeout", "alerts", "deadline_s"),
     [("5s", 1, 5.0005), ("5s", 10_000, 10.0), ("2s", 0, 2.0), ("1s", 4_000, 3.0)],
 )
-def test_ingest_deadline_grows_with_the_webhook(timeout: str, alerts: int, deadline_s: float) -> None:
+def test_ingest_deadline_grows_with_the_webhook(
+    timeout: str, alerts: int, deadline_s: float
+) -> None:
     """A big group gets 0.5 ms an alert on top: its size is work, not a busy database."""
     config = parse_config(MINIMAL + f"server: {{ingest_timeout: {timeout}}}\n", "t", {}).config
     assert config.server.ingest_deadline_s(alerts) == pytest.approx(deadline_s)

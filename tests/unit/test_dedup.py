@@ -38,14 +38,24 @@ def edges(d):  # type: ignore[no-untyped-def]
         (Position(F, S2), alert(F, S1), Verdict.STALE, []),
         (Position(R, S1), alert(F, S2), Verdict.TRANSITION, [(S2, R, F, False, True)]),
         # A new occurrence while firing: the previous one is resolved first (closes its incident).
-        (Position(F, S1), alert(F, S2), Verdict.TRANSITION, [(S1, F, R, True, True), (S2, R, F, False, True)]),
+        (
+            Position(F, S1),
+            alert(F, S2),
+            Verdict.TRANSITION,
+            [(S1, F, R, True, True), (S2, R, F, False, True)],
+        ),
         (
             Position(F, S1),
             alert(R, S2),
             Verdict.TRANSITION,
             [(S1, F, R, True, True), (S2, R, F, True, False), (S2, F, R, False, True)],
         ),
-        (Position(R, S1), alert(R, S2), Verdict.TRANSITION, [(S2, R, F, True, False), (S2, F, R, False, True)]),
+        (
+            Position(R, S1),
+            alert(R, S2),
+            Verdict.TRANSITION,
+            [(S2, R, F, True, False), (S2, F, R, False, True)],
+        ),
         (Position(R, S2), alert(R, S1), Verdict.STALE, []),
         (Position(F, S0), alert(F, S0), Verdict.DUPLICATE, []),
     ],

@@ -47,7 +47,9 @@ def test_utf8_names_sort_bytewise() -> None:
     assert len(fingerprint({"foo🙂": "bar"})) == 16
 
 
-@pytest.mark.parametrize("name", ["alertmanager-0.25-firing.json", "alertmanager-0.25-resolved.json"])
+@pytest.mark.parametrize(
+    "name", ["alertmanager-0.25-firing.json", "alertmanager-0.25-resolved.json"]
+)
 def test_real_alertmanager_payloads(name: str) -> None:
     payload = json.loads((FIXTURES / name).read_text())
     for alert in payload["alerts"]:

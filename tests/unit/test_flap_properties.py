@@ -141,7 +141,11 @@ PARAMS = [
     params=st.sampled_from(PARAMS),
 )
 def test_duplicates_and_reordering_never_change_the_outcome(
-    history: list[Event], repeats: list[int], swaps: list[bool], delays: list[int], params: FlapParams
+    history: list[Event],
+    repeats: list[int],
+    swaps: list[bool],
+    delays: list[int],
+    params: FlapParams,
 ) -> None:
     clean = Run(params)
     for event, now in deliver(history, delays):

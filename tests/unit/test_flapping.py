@@ -19,7 +19,9 @@ T0 = datetime(2026, 1, 1, tzinfo=UTC)
 DEFAULTS = FlapParams(half_life_s=1800, enter_score=4.0, exit_score=1.5, max_score=8.0)
 
 
-def toggle(every_min: float, count: int, params: FlapParams = DEFAULTS) -> list[tuple[float, float, bool, FlapChange | None]]:
+def toggle(
+    every_min: float, count: int, params: FlapParams = DEFAULTS
+) -> list[tuple[float, float, bool, FlapChange | None]]:
     """Apply ``count`` transitions ``every_min`` apart; (t, score, flapping, change) after each."""
     state = FlapState()
     out = []
@@ -74,7 +76,9 @@ def test_cap_bounds_the_score() -> None:
     steps = toggle(0.1, 100)
     assert max(s for _, s, _, _ in steps) == DEFAULTS.max_score
     # Suppression then ends within half_life * log2(max/exit).
-    assert time_to_calm(FlapState(8.0, T0, True), DEFAULTS) / 60 == pytest.approx(30 * math.log2(8 / 1.5))
+    assert time_to_calm(FlapState(8.0, T0, True), DEFAULTS) / 60 == pytest.approx(
+        30 * math.log2(8 / 1.5)
+    )
 
 
 def test_hysteresis_between_exit_and_enter() -> None:

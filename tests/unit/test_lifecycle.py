@@ -76,78 +76,252 @@ def _replace(rec: AlertRecord, **changes: Any) -> AlertRecord:
 
 def alert(status: Status, starts: datetime, ends: datetime | None = None, **kw: Any) -> Alert:
     annotations = kw.pop("annotations", {"summary": "down"})
-    return Alert(FP, {"alertname": "Down"}, annotations, status, starts, ends, "", kw.pop("h", "h0"))
+    return Alert(
+        FP, {"alertname": "Down"}, annotations, status, starts, ends, "", kw.pop("h", "h0")
+    )
 
 
-FLAPPING = dict(flap_score=4.0, flap_score_at=NOW, flapping=True, flap_started_at=T0, flap_transitions=5)
+FLAPPING = dict(
+    flap_score=4.0, flap_score_at=NOW, flapping=True, flap_started_at=T0, flap_transitions=5
+)
 
 # id, stored record, event, expected record fields, transitions, notices, verdict
-Row = tuple[str, AlertRecord | None, tuple[Any, ...], dict[str, Any], list[tuple[Any, ...]], list[tuple[Any, ...]], Verdict | None]
+Row = tuple[
+    str,
+    AlertRecord | None,
+    tuple[Any, ...],
+    dict[str, Any],
+    list[tuple[Any, ...]],
+    list[tuple[Any, ...]],
+    Verdict | None,
+]
 ROWS: list[Row] = [
     # --- arrivals -------------------------------------------------------
-    ("first firing", None, ("alert", alert(F, T0)),
-     dict(status=F, incident_key=K0, first_seen=NOW, next_renotify_at=NOW + timedelta(hours=1), renotify_count=0),
-     [(T0, None, F, False, None)], [(NoticeKind.FIRING, F, K0)], Verdict.NEW),
-    ("first seen already resolved", None, ("alert", alert(R, T0, T0 + timedelta(minutes=5))),
-     dict(status=R, incident_key=None, next_renotify_at=None),
-     [(T0, None, F, True, "implied"), (T0, F, R, False, None)], [(NoticeKind.RESOLVED, R, K0)], Verdict.NEW),
-    ("repeat of the stored firing", stored(), ("alert", alert(F, T0)),
-     dict(duplicate_count=1, last_seen=NOW, last_changed=T0, incident_key=K0), [], [], Verdict.DUPLICATE),
-    ("repeat with new annotations takes them and their runbook", stored(),
-     ("alert", alert(F, T0, annotations={"runbook_url": "https://rb/x"}, h="h1")),
-     dict(duplicate_count=1, annotations={"runbook_url": "https://rb/x"}, runbook_url="https://rb/x",
-          runbook_source="annotation", content_hash="h1", last_changed=T0), [], [], Verdict.DUPLICATE),
-    ("repeat of a resolve", stored(status=R, ends_at=T0, incident_key=None, next_renotify_at=None),
-     ("alert", alert(R, T0, T0)), dict(duplicate_count=1, status=R), [], [], Verdict.DUPLICATE),
-    ("stale: firing after its own resolve", stored(status=R, ends_at=T1, incident_key=None),
-     ("alert", alert(F, T0)), dict(stale_count=1, status=R, last_seen=NOW), [], [], Verdict.STALE),
-    ("stale: an older occurrence", stored(starts_at=T1, incident_key=K1),
-     ("alert", alert(R, T0, T0 + timedelta(minutes=1))), dict(stale_count=1, starts_at=T1), [], [], Verdict.STALE),
-    ("resolve closes the open incident", stored(), ("alert", alert(R, T0, T1)),
-     dict(status=R, ends_at=T1, incident_key=None, next_renotify_at=None, last_changed=NOW),
-     [(T0, F, R, False, None)], [(NoticeKind.RESOLVED, R, K0)], Verdict.TRANSITION),
-    ("a resolve from the future is clamped to now", stored(), ("alert", alert(R, T0, NOW + timedelta(days=1))),
-     dict(status=R, incident_key=None), [(T0, F, R, False, None)], [(NoticeKind.RESOLVED, R, K0)], Verdict.TRANSITION),
-    ("new occurrence while firing: implied resolve of the old one, reminders restart",
-     stored(renotify_count=4), ("alert", alert(F, T1)),
-     dict(status=F, starts_at=T1, incident_key=K1, renotify_count=0, next_renotify_at=NOW + timedelta(hours=1)),
-     [(T0, F, R, True, None), (T1, R, F, False, None)],
-     [(NoticeKind.RESOLVED, R, K0), (NoticeKind.FIRING, F, K1)], Verdict.TRANSITION),
-    ("new occurrence after a resolve", stored(status=R, ends_at=T0 + timedelta(minutes=5), incident_key=None),
-     ("alert", alert(F, T1)), dict(status=F, starts_at=T1, incident_key=K1),
-     [(T1, R, F, False, None)], [(NoticeKind.FIRING, F, K1)], Verdict.TRANSITION),
-    ("new occurrence seen only resolved: implied firing, no firing notice", stored(status=R, incident_key=None),
-     ("alert", alert(R, T1, T1 + timedelta(minutes=1))), dict(status=R, starts_at=T1, incident_key=None),
-     [(T1, R, F, True, "implied"), (T1, F, R, False, None)], [(NoticeKind.RESOLVED, R, K1)], Verdict.TRANSITION),
-    ("no reminders configured: none scheduled", None, ("alert", alert(F, T0), NO_REMINDERS),
-     dict(next_renotify_at=None, renotify_count=0), [(T0, None, F, False, None)], [(NoticeKind.FIRING, F, K0)], Verdict.NEW),
-    ("the transition that crosses the threshold starts flapping",
-     stored(status=R, incident_key=None, flap_score=2.5, flap_score_at=T1, flap_transitions=3),
-     ("alert", alert(F, T1)),
-     dict(status=F, flapping=True, flap_started_at=T1, flap_transitions=4, incident_key=K1),
-     [(T1, R, F, False, "flapping")], [(NoticeKind.FLAPPING, F, K1)], Verdict.TRANSITION),
-    ("while flapping, transitions are recorded but do not notify", stored(**FLAPPING),
-     ("alert", alert(R, T0, NOW)), dict(status=R, flapping=True, incident_key=K0, flap_transitions=6),
-     [(T0, F, R, False, "flapping")], [], Verdict.TRANSITION),
+    (
+        "first firing",
+        None,
+        ("alert", alert(F, T0)),
+        dict(
+            status=F,
+            incident_key=K0,
+            first_seen=NOW,
+            next_renotify_at=NOW + timedelta(hours=1),
+            renotify_count=0,
+        ),
+        [(T0, None, F, False, None)],
+        [(NoticeKind.FIRING, F, K0)],
+        Verdict.NEW,
+    ),
+    (
+        "first seen already resolved",
+        None,
+        ("alert", alert(R, T0, T0 + timedelta(minutes=5))),
+        dict(status=R, incident_key=None, next_renotify_at=None),
+        [(T0, None, F, True, "implied"), (T0, F, R, False, None)],
+        [(NoticeKind.RESOLVED, R, K0)],
+        Verdict.NEW,
+    ),
+    (
+        "repeat of the stored firing",
+        stored(),
+        ("alert", alert(F, T0)),
+        dict(duplicate_count=1, last_seen=NOW, last_changed=T0, incident_key=K0),
+        [],
+        [],
+        Verdict.DUPLICATE,
+    ),
+    (
+        "repeat with new annotations takes them and their runbook",
+        stored(),
+        ("alert", alert(F, T0, annotations={"runbook_url": "https://rb/x"}, h="h1")),
+        dict(
+            duplicate_count=1,
+            annotations={"runbook_url": "https://rb/x"},
+            runbook_url="https://rb/x",
+            runbook_source="annotation",
+            content_hash="h1",
+            last_changed=T0,
+        ),
+        [],
+        [],
+        Verdict.DUPLICATE,
+    ),
+    (
+        "repeat of a resolve",
+        stored(status=R, ends_at=T0, incident_key=None, next_renotify_at=None),
+        ("alert", alert(R, T0, T0)),
+        dict(duplicate_count=1, status=R),
+        [],
+        [],
+        Verdict.DUPLICATE,
+    ),
+    (
+        "stale: firing after its own resolve",
+        stored(status=R, ends_at=T1, incident_key=None),
+        ("alert", alert(F, T0)),
+        dict(stale_count=1, status=R, last_seen=NOW),
+        [],
+        [],
+        Verdict.STALE,
+    ),
+    (
+        "stale: an older occurrence",
+        stored(starts_at=T1, incident_key=K1),
+        ("alert", alert(R, T0, T0 + timedelta(minutes=1))),
+        dict(stale_count=1, starts_at=T1),
+        [],
+        [],
+        Verdict.STALE,
+    ),
+    (
+        "resolve closes the open incident",
+        stored(),
+        ("alert", alert(R, T0, T1)),
+        dict(status=R, ends_at=T1, incident_key=None, next_renotify_at=None, last_changed=NOW),
+        [(T0, F, R, False, None)],
+        [(NoticeKind.RESOLVED, R, K0)],
+        Verdict.TRANSITION,
+    ),
+    (
+        "a resolve from the future is clamped to now",
+        stored(),
+        ("alert", alert(R, T0, NOW + timedelta(days=1))),
+        dict(status=R, incident_key=None),
+        [(T0, F, R, False, None)],
+        [(NoticeKind.RESOLVED, R, K0)],
+        Verdict.TRANSITION,
+    ),
+    (
+        "new occurrence while firing: implied resolve of the old one, reminders restart",
+        stored(renotify_count=4),
+        ("alert", alert(F, T1)),
+        dict(
+            status=F,
+            starts_at=T1,
+            incident_key=K1,
+            renotify_count=0,
+            next_renotify_at=NOW + timedelta(hours=1),
+        ),
+        [(T0, F, R, True, None), (T1, R, F, False, None)],
+        [(NoticeKind.RESOLVED, R, K0), (NoticeKind.FIRING, F, K1)],
+        Verdict.TRANSITION,
+    ),
+    (
+        "new occurrence after a resolve",
+        stored(status=R, ends_at=T0 + timedelta(minutes=5), incident_key=None),
+        ("alert", alert(F, T1)),
+        dict(status=F, starts_at=T1, incident_key=K1),
+        [(T1, R, F, False, None)],
+        [(NoticeKind.FIRING, F, K1)],
+        Verdict.TRANSITION,
+    ),
+    (
+        "new occurrence seen only resolved: implied firing, no firing notice",
+        stored(status=R, incident_key=None),
+        ("alert", alert(R, T1, T1 + timedelta(minutes=1))),
+        dict(status=R, starts_at=T1, incident_key=None),
+        [(T1, R, F, True, "implied"), (T1, F, R, False, None)],
+        [(NoticeKind.RESOLVED, R, K1)],
+        Verdict.TRANSITION,
+    ),
+    (
+        "no reminders configured: none scheduled",
+        None,
+        ("alert", alert(F, T0), NO_REMINDERS),
+        dict(next_renotify_at=None, renotify_count=0),
+        [(T0, None, F, False, None)],
+        [(NoticeKind.FIRING, F, K0)],
+        Verdict.NEW,
+    ),
+    (
+        "the transition that crosses the threshold starts flapping",
+        stored(status=R, incident_key=None, flap_score=2.5, flap_score_at=T1, flap_transitions=3),
+        ("alert", alert(F, T1)),
+        dict(status=F, flapping=True, flap_started_at=T1, flap_transitions=4, incident_key=K1),
+        [(T1, R, F, False, "flapping")],
+        [(NoticeKind.FLAPPING, F, K1)],
+        Verdict.TRANSITION,
+    ),
+    (
+        "while flapping, transitions are recorded but do not notify",
+        stored(**FLAPPING),
+        ("alert", alert(R, T0, NOW)),
+        dict(status=R, flapping=True, incident_key=K0, flap_transitions=6),
+        [(T0, F, R, False, "flapping")],
+        [],
+        Verdict.TRANSITION,
+    ),
     # --- sweeps ---------------------------------------------------------
-    ("sweep while still flapping changes nothing", stored(**FLAPPING), ("sweep", NOW),
-     dict(flapping=True, flap_score=4.0), [], [], None),
-    ("sweep after calm ends the flap: stable firing, reminders restart", stored(**FLAPPING),
-     ("sweep", NOW + timedelta(hours=3)),
-     dict(flapping=False, flap_started_at=None, incident_key=K0, renotify_count=0,
-          next_renotify_at=NOW + timedelta(hours=4)), [], [(NoticeKind.STABLE, F, K0)], None),
-    ("sweep after calm on a resolved alert: stable resolved closes the incident",
-     stored(status=R, **FLAPPING), ("sweep", NOW + timedelta(hours=3)),
-     dict(flapping=False, incident_key=None, next_renotify_at=T0 + timedelta(hours=1)), [],
-     [(NoticeKind.STABLE, R, K0)], None),
-    ("sweep of an alert that never flapped changes nothing", stored(), ("sweep", NOW), dict(flapping=False), [], [], None),
+    (
+        "sweep while still flapping changes nothing",
+        stored(**FLAPPING),
+        ("sweep", NOW),
+        dict(flapping=True, flap_score=4.0),
+        [],
+        [],
+        None,
+    ),
+    (
+        "sweep after calm ends the flap: stable firing, reminders restart",
+        stored(**FLAPPING),
+        ("sweep", NOW + timedelta(hours=3)),
+        dict(
+            flapping=False,
+            flap_started_at=None,
+            incident_key=K0,
+            renotify_count=0,
+            next_renotify_at=NOW + timedelta(hours=4),
+        ),
+        [],
+        [(NoticeKind.STABLE, F, K0)],
+        None,
+    ),
+    (
+        "sweep after calm on a resolved alert: stable resolved closes the incident",
+        stored(status=R, **FLAPPING),
+        ("sweep", NOW + timedelta(hours=3)),
+        dict(flapping=False, incident_key=None, next_renotify_at=T0 + timedelta(hours=1)),
+        [],
+        [(NoticeKind.STABLE, R, K0)],
+        None,
+    ),
+    (
+        "sweep of an alert that never flapped changes nothing",
+        stored(),
+        ("sweep", NOW),
+        dict(flapping=False),
+        [],
+        [],
+        None,
+    ),
     # --- reminders ------------------------------------------------------
-    ("reminder for a firing alert", stored(renotify_count=2), ("remind", NOW),
-     dict(renotify_count=3, next_renotify_at=NOW + timedelta(hours=1)), [], [(NoticeKind.REMINDER, F, K0)], None),
-    ("reminder while flapping is counted but silent", stored(**FLAPPING), ("remind", NOW),
-     dict(renotify_count=1, next_renotify_at=NOW + timedelta(hours=1)), [], [], None),
-    ("reminder for a resolved alert is counted but silent", stored(status=R, incident_key=None), ("remind", NOW),
-     dict(renotify_count=1), [], [], None),
+    (
+        "reminder for a firing alert",
+        stored(renotify_count=2),
+        ("remind", NOW),
+        dict(renotify_count=3, next_renotify_at=NOW + timedelta(hours=1)),
+        [],
+        [(NoticeKind.REMINDER, F, K0)],
+        None,
+    ),
+    (
+        "reminder while flapping is counted but silent",
+        stored(**FLAPPING),
+        ("remind", NOW),
+        dict(renotify_count=1, next_renotify_at=NOW + timedelta(hours=1)),
+        [],
+        [],
+        None,
+    ),
+    (
+        "reminder for a resolved alert is counted but silent",
+        stored(status=R, incident_key=None),
+        ("remind", NOW),
+        dict(renotify_count=1),
+        [],
+        [],
+        None,
+    ),
 ]
 
 
@@ -162,7 +336,11 @@ def run(rec: AlertRecord | None, event: tuple[Any, ...]) -> Step:
     return on_reminder(rec, options, event[1])
 
 
-@pytest.mark.parametrize(("name", "rec", "event", "expect", "transitions", "notices", "verdict"), ROWS, ids=[r[0] for r in ROWS])
+@pytest.mark.parametrize(
+    ("name", "rec", "event", "expect", "transitions", "notices", "verdict"),
+    ROWS,
+    ids=[r[0] for r in ROWS],
+)
 def test_life_cycle_table(
     name: str,
     rec: AlertRecord | None,
@@ -175,7 +353,10 @@ def test_life_cycle_table(
     before = None if rec is None else _replace(rec)
     step = run(rec, event)
     assert {k: getattr(step.record, k) for k in expect} == expect
-    assert [(t.occurrence, t.from_status, t.to_status, t.implied, t.suppressed) for t in step.transitions] == transitions
+    assert [
+        (t.occurrence, t.from_status, t.to_status, t.implied, t.suppressed)
+        for t in step.transitions
+    ] == transitions
     assert [(n.kind, n.status, n.dedup_key) for n in step.notices] == notices
     assert step.verdict is verdict
     assert rec == before  # the stored record is untouched

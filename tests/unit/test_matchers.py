@@ -65,7 +65,16 @@ def test_brace_list() -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["", "severity", 'severity=="x"', 'sev-erity="x"', 'a=~"(unclosed"', 'a="unterminated', "{a=\"b\"", "a=b\"c"],
+    [
+        "",
+        "severity",
+        'severity=="x"',
+        'sev-erity="x"',
+        'a=~"(unclosed"',
+        'a="unterminated',
+        '{a="b"',
+        'a=b"c',
+    ],
 )
 def test_errors(text: str) -> None:
     with pytest.raises(MatcherError):

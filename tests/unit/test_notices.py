@@ -23,7 +23,9 @@ class Sim:
         self.transitions: list[int] = []  # what each notice says of the burst
         self.suppressed: list[str | None] = []
 
-    def event(self, status: Status, starts: datetime, now: datetime, ends: datetime | None = None) -> None:
+    def event(
+        self, status: Status, starts: datetime, now: datetime, ends: datetime | None = None
+    ) -> None:
         alert = Alert(FP, {"a": "b"}, {}, status, starts, (ends or now) if status is R else None)
         stored = Position(self.state.status, self.state.occurrence) if self.state else None
         d = decide(stored, alert, now)
@@ -82,7 +84,13 @@ def test_flapping_one_notice_then_silence_then_one_stable_notice_resolving() -> 
     sim = Sim()
     last = flap(sim, 8)  # f r f r F(5th: flapping) r f r
     kinds = [k for k, _, _ in sim.sent]
-    assert kinds == [NoticeKind.FIRING, NoticeKind.RESOLVED, NoticeKind.FIRING, NoticeKind.RESOLVED, NoticeKind.FLAPPING]
+    assert kinds == [
+        NoticeKind.FIRING,
+        NoticeKind.RESOLVED,
+        NoticeKind.FIRING,
+        NoticeKind.RESOLVED,
+        NoticeKind.FLAPPING,
+    ]
     assert sim.suppressed[4:] == ["flapping"] * 4
     flap_key = sim.sent[-1][2]
     # Quiet: the sweeper ends the flap about 56.5 min after the last transition.

@@ -39,7 +39,11 @@ def with_secret_files(yaml_block: str, tmp_path: Path) -> str:
     secrets = tmp_path / "secrets"
     secrets.mkdir(exist_ok=True)
     for name in re.findall(r"/run/secrets/([\w-]+)", yaml_block):
-        value = "https://hooks.example.com/services/T/B/X" if "url" in name else "0123456789abcdef0123456789abcdef"
+        value = (
+            "https://hooks.example.com/services/T/B/X"
+            if "url" in name
+            else "0123456789abcdef0123456789abcdef"
+        )
         (secrets / name).write_text(value + "\n")
     return yaml_block.replace("/run/secrets/", f"{secrets}/")
 
@@ -53,7 +57,10 @@ def test_the_two_commands_and_ci() -> None:
     sh = blocks("sh")
     assert sh[0].strip().endswith("alertrelay serve")
     test_command = sh[1].strip().splitlines()[-1]
-    assert test_command == "python3 -m venv .venv && .venv/bin/pip install -e '.[test]' && .venv/bin/python -m pytest"
+    assert (
+        test_command
+        == "python3 -m venv .venv && .venv/bin/pip install -e '.[test]' && .venv/bin/python -m pytest"
+    )
     ci = (ROOT / ".ci" / "run").read_text()
     assert test_command in ci.splitlines()
 
@@ -64,12 +71,25 @@ async def test_quick_start_payload_and_fingerprint(sqlite_url: str) -> None:
     assert payload is not None
     data = payload.group(1).encode()
     fp = json.loads(data)["alerts"][0]["fingerprint"]
-    async with running_app(sqlite_url, "route: {receiver: log}\nreceivers: [{name: log, log_configs: [{}]}]\n") as (_, client):
+    async with running_app(
+        sqlite_url, "route: {receiver: log}\nreceivers: [{name: log, log_configs: [{}]}]\n"
+    ) as (_, client):
         first = (await client.post("/webhook/alertmanager", content=data, headers=JSON)).json()
-        assert {k: first[k] for k in ("status", "accepted", "duplicates", "stale", "transitions", "notifications")} == {
-            "status": "ok", "accepted": 1, "duplicates": 0, "stale": 0, "transitions": 1, "notifications": 1,
+        assert {
+            k: first[k]
+            for k in ("status", "accepted", "duplicates", "stale", "transitions", "notifications")
+        } == {
+            "status": "ok",
+            "accepted": 1,
+            "duplicates": 0,
+            "stale": 0,
+            "transitions": 1,
+            "notifications": 1,
         }
-        assert '"status":"ok","accepted":1,"duplicates":0,"stale":0,"transitions":1,"notifications":1' in README
+        assert (
+            '"status":"ok","accepted":1,"duplicates":0,"stale":0,"transitions":1,"notifications":1'
+            in README
+        )
         again = (await client.post("/webhook/alertmanager", content=data, headers=JSON)).json()
         assert again["duplicates"] == 1 and again["transitions"] == 0
         detail = await client.get(f"/api/v1/alerts/{fp}")
@@ -81,7 +101,10 @@ def test_small_config_is_valid_and_routes_as_documented(tmp_path: Path) -> None:
     runtime = compile_config(parse_config(small_config(tmp_path), "README", {}))
     info = describe_routes(runtime, {"alertname": "DiskFull", "severity": "critical"})
     assert [r["receiver"] for r in info["receivers"]] == ["page"]
-    assert info["runbook"] == {"url": "https://wiki.example.com/storage#DiskFull", "source": "runbooks.rules[0]"}
+    assert info["runbook"] == {
+        "url": "https://wiki.example.com/storage#DiskFull",
+        "source": "runbooks.rules[0]",
+    }
 
 
 def _text_block(starting: str) -> tuple[str, list[str]]:
@@ -98,7 +121,9 @@ def test_routes_test_output_is_what_the_command_prints(tmp_path: Path) -> None:
     config.write_text(small_config(tmp_path))
     args = command.split()[2:]
     args[args.index("alertrelay.yml")] = str(config)
-    out = subprocess.run([sys.executable, "-m", "app", *args], capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "app", *args], capture_output=True, text=True, timeout=60
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines() == expected
 
@@ -107,10 +132,18 @@ def test_check_config_output_is_what_the_command_prints(tmp_path: Path) -> None:
     command, expected = _text_block("$ alertrelay check-config")
     broken = tmp_path / "broken.yml"
     text = small_config(tmp_path)
-    text = text.replace("pagerduty_configs: [{routing_key_file: " + str(tmp_path / "secrets") + "/pagerduty-key}]", "pagerduty_configs: [{}]")
+    text = text.replace(
+        "pagerduty_configs: [{routing_key_file: " + str(tmp_path / "secrets") + "/pagerduty-key}]",
+        "pagerduty_configs: [{}]",
+    )
     text = text.replace("""severity=~"critical|page\"""", """severity=~"(critical|page\"""")
     broken.write_text(text)
-    out = subprocess.run([sys.executable, "-m", "app", "check-config", str(broken)], capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "app", "check-config", str(broken)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 1
     lines = out.stderr.splitlines()
     assert lines[0] == f"{broken}: invalid config, 2 problem(s)"
@@ -122,7 +155,9 @@ def test_documented_metrics_exist() -> None:
     from app.ops.metrics import Metrics
 
     exported = {m.name for m in Metrics().registry.collect()}
-    documented = set(re.findall(r"`(alertrelay_[a-z_]+)", README.split("## Metrics")[1].split("##")[0]))
+    documented = set(
+        re.findall(r"`(alertrelay_[a-z_]+)", README.split("## Metrics")[1].split("##")[0])
+    )
     # prometheus_client drops the _total suffix from counter family names.
     assert {d.removesuffix("_total") for d in documented} == exported
 
@@ -130,7 +165,10 @@ def test_documented_metrics_exist() -> None:
 def test_documented_endpoints_exist() -> None:
     from app.web import api, audit, console, health
 
-    routes = {r.path for r in [*api.routes, *audit.routes, *health.routes, *console.routes]} | {"/webhook/alertmanager", "/webhook/grafana"}
+    routes = {r.path for r in [*api.routes, *audit.routes, *health.routes, *console.routes]} | {
+        "/webhook/alertmanager",
+        "/webhook/grafana",
+    }
     table = README.split("## HTTP interface")[1].split("##")[0]
     documented = set(re.findall(r"`(?:GET|POST) (/[^`?\s]*)", table))
     assert documented <= routes, documented - routes
@@ -152,7 +190,9 @@ route: {{receiver: page}}
 receivers: [{{name: page, webhook_configs: [{{url: "{url}/hook"}}]}}]
 """
         async with running_app(sqlite_url, config) as (app, client):
-            await client.post("/webhook/alertmanager", content=quick.group(1).encode(), headers=JSON)
+            await client.post(
+                "/webhook/alertmanager", content=quick.group(1).encode(), headers=JSON
+            )
             async with asyncio.timeout(10):
                 await app.state.services.delivery.drain()
     (sent,) = sink.bodies()
@@ -171,7 +211,9 @@ def test_one_receiver_of_each_kind_loads(tmp_path: Path) -> None:
     runtime = compile_config(parse_config(with_secret_files(block, tmp_path), "README", {}))
     integrations = runtime.receivers["everything"]
     assert [i.name for i in integrations] == [name for name, _ in CONFIG_MODELS.values()]
-    rendered = render_requests(runtime, {"alertname": "DiskFull", "severity": "critical"}, {"summary": "full"})
+    rendered = render_requests(
+        runtime, {"alertname": "DiskFull", "severity": "critical"}, {"summary": "full"}
+    )
     assert rendered.count("--- everything/") == len(CONFIG_MODELS)
     assert "0123456789abcdef0123456789abcdef" not in rendered  # secrets redacted
 
@@ -201,8 +243,22 @@ def test_prune_dry_run_output_is_what_the_command_prints(tmp_path: Path) -> None
     command, expected = _text_block("$ alertrelay prune --dry-run")
     env = {k: v for k, v in os.environ.items() if not k.startswith("ALERTRELAY_")}
     env["ALERTRELAY_DATABASE_URL"] = f"sqlite:///{tmp_path / 'alertrelay.db'}"
-    migrate = subprocess.run([sys.executable, "-m", "app", "migrate"], capture_output=True, text=True, timeout=60, env=env, cwd=ROOT)
+    migrate = subprocess.run(
+        [sys.executable, "-m", "app", "migrate"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        cwd=ROOT,
+    )
     assert migrate.returncode == 0, migrate.stderr
-    out = subprocess.run([sys.executable, "-m", "app", *command.split()[2:]], capture_output=True, text=True, timeout=60, env=env, cwd=ROOT)
+    out = subprocess.run(
+        [sys.executable, "-m", "app", *command.split()[2:]],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        cwd=ROOT,
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines() == expected

@@ -17,7 +17,9 @@ from app.core.retry import (
 
 NOW = datetime(2026, 11, 21, 19, 16, 43, tzinfo=UTC)
 # The documented defaults, except a 60 s cap so the cap shows within ten attempts.
-POLICY = RetryPolicy(max_attempts=10, max_age_s=3600, initial_backoff_s=1, max_backoff_s=60, max_retry_after_s=600)
+POLICY = RetryPolicy(
+    max_attempts=10, max_age_s=3600, initial_backoff_s=1, max_backoff_s=60, max_retry_after_s=600
+)
 
 
 def fixed(value: float):  # type: ignore[no-untyped-def]
@@ -26,12 +28,30 @@ def fixed(value: float):  # type: ignore[no-untyped-def]
 
 def test_policy_from_config_defaults() -> None:
     policy = RetryPolicy.from_config(DeliveryConfig())
-    assert policy == RetryPolicy(max_attempts=10, max_age_s=3600, initial_backoff_s=1, max_backoff_s=300, max_retry_after_s=600)
+    assert policy == RetryPolicy(
+        max_attempts=10,
+        max_age_s=3600,
+        initial_backoff_s=1,
+        max_backoff_s=300,
+        max_retry_after_s=600,
+    )
 
 
 @pytest.mark.parametrize(
     ("attempt", "ceiling"),
-    [(1, 1), (2, 2), (3, 4), (4, 8), (5, 16), (6, 32), (7, 60), (8, 60), (10, 60), (1000, 60), (0, 1)],
+    [
+        (1, 1),
+        (2, 2),
+        (3, 4),
+        (4, 8),
+        (5, 16),
+        (6, 32),
+        (7, 60),
+        (8, 60),
+        (10, 60),
+        (1000, 60),
+        (0, 1),
+    ],
 )
 def test_backoff_ceiling_doubles_up_to_max_backoff(attempt: int, ceiling: float) -> None:
     assert backoff_ceiling(attempt, POLICY) == ceiling
@@ -59,7 +79,13 @@ def test_jitter_draws_stay_within_bounds() -> None:
 
 
 def test_an_initial_backoff_other_than_one_second_scales_every_ceiling() -> None:
-    policy = RetryPolicy(max_attempts=10, max_age_s=3600, initial_backoff_s=0.5, max_backoff_s=3, max_retry_after_s=600)
+    policy = RetryPolicy(
+        max_attempts=10,
+        max_age_s=3600,
+        initial_backoff_s=0.5,
+        max_backoff_s=3,
+        max_retry_after_s=600,
+    )
     assert [backoff_ceiling(a, policy) for a in range(1, 6)] == [0.5, 1, 2, 3, 3]
 
 
@@ -102,7 +128,17 @@ def test_retry_after_date_in_another_zone() -> None:
     assert parse_retry_after("Sat, 21 Nov 2026 20:18:13 +0100", NOW) == 90.0
 
 
-@pytest.mark.parametrize(("retry_after", "delay"), [(3.0, 3.0), (0.0, 0.0), (600.0, 600.0), (601.0, 600.0), (86400.0, 600.0), (float("inf"), 600.0)])
+@pytest.mark.parametrize(
+    ("retry_after", "delay"),
+    [
+        (3.0, 3.0),
+        (0.0, 0.0),
+        (600.0, 600.0),
+        (601.0, 600.0),
+        (86400.0, 600.0),
+        (float("inf"), 600.0),
+    ],
+)
 def test_retry_after_wins_over_backoff_up_to_its_cap(retry_after: float, delay: float) -> None:
     # rand would give the ceiling: the sink's word is used instead.
     decision = next_attempt(1, NOW, NOW, POLICY, retry_after_s=retry_after, rand=fixed(1.0))
@@ -126,7 +162,9 @@ def test_gives_up_at_max_attempts(attempt: int, gives_up: bool) -> None:
 
 
 def test_a_single_attempt_policy_never_retries() -> None:
-    policy = RetryPolicy(max_attempts=1, max_age_s=3600, initial_backoff_s=1, max_backoff_s=60, max_retry_after_s=600)
+    policy = RetryPolicy(
+        max_attempts=1, max_age_s=3600, initial_backoff_s=1, max_backoff_s=60, max_retry_after_s=600
+    )
     assert isinstance(next_attempt(1, NOW, NOW, policy, rand=fixed(0.0)), GiveUp)
 
 
@@ -143,7 +181,9 @@ def test_a_single_attempt_policy_never_retries() -> None:
         (3001, 0.0, 600.0, True),  # Retry-After lands past it
     ],
 )
-def test_gives_up_when_the_next_attempt_falls_past_max_age(queued_ago: float, rand: float, retry_after: float | None, gives_up: bool) -> None:
+def test_gives_up_when_the_next_attempt_falls_past_max_age(
+    queued_ago: float, rand: float, retry_after: float | None, gives_up: bool
+) -> None:
     queued_at = NOW - timedelta(seconds=queued_ago)
     decision = next_attempt(1, queued_at, NOW, POLICY, retry_after_s=retry_after, rand=fixed(rand))
     if gives_up:

@@ -6,7 +6,9 @@ from app.core.matchers import parse_matchers
 from app.core.routing import Route, route
 
 
-def r(receiver: str, matchers: str = "", cont: bool = False, routes: tuple[Route[None], ...] = ()) -> Route[None]:
+def r(
+    receiver: str, matchers: str = "", cont: bool = False, routes: tuple[Route[None], ...] = ()
+) -> Route[None]:
     return Route(receiver, tuple(parse_matchers(matchers)) if matchers else (), cont, routes)
 
 
@@ -48,7 +50,11 @@ def test_route_table(labels: dict[str, str], expected: list[str]) -> None:
 def test_receivers_deduplicated_in_order() -> None:
     tree = r("d", routes=(r("x", 'a="1"', cont=True), r("y", 'b="1"', cont=True), r("x", 'c="1"')))
     assert route(tree, {"a": "1", "b": "1", "c": "1"}).receivers == ("x", "y")
-    assert [m.receiver for m in route(tree, {"a": "1", "b": "1", "c": "1"}).routes] == ["x", "y", "x"]
+    assert [m.receiver for m in route(tree, {"a": "1", "b": "1", "c": "1"}).routes] == [
+        "x",
+        "y",
+        "x",
+    ]
 
 
 def test_continue_on_last_matching_child_falls_back_to_nothing_else() -> None:

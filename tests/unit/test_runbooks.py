@@ -28,20 +28,50 @@ def runtime():  # type: ignore[no-untyped-def]
 @pytest.mark.parametrize(
     ("labels", "annotations", "url", "source"),
     [
-        ({"alertname": "DiskFull"}, {"runbook_url": "https://own.example/x"}, "https://own.example/x", "annotation"),
-        ({"alertname": "DiskFull"}, {}, "https://wiki.example.com/storage#DiskFull", "runbooks.rules[0]"),
+        (
+            {"alertname": "DiskFull"},
+            {"runbook_url": "https://own.example/x"},
+            "https://own.example/x",
+            "annotation",
+        ),
+        (
+            {"alertname": "DiskFull"},
+            {},
+            "https://wiki.example.com/storage#DiskFull",
+            "runbooks.rules[0]",
+        ),
         (
             {"alertname": "PGDown", "team": "db", "severity": "critical", "instance": "a b&c"},
             {},
             "https://wiki.example.com/db/PGDown?inst=a%20b%26c",
             "runbooks.rules[1]",
         ),
-        ({"alertname": "PGDown", "team": "db", "severity": "warning"}, {}, "https://runbooks.example.com/pgdown", "runbooks.default"),
+        (
+            {"alertname": "PGDown", "team": "db", "severity": "warning"},
+            {},
+            "https://runbooks.example.com/pgdown",
+            "runbooks.default",
+        ),
         # A rule that renders a non-http URL is skipped, never returned.
-        ({"alertname": "X", "team": "broken"}, {}, "https://runbooks.example.com/x", "runbooks.default"),
+        (
+            {"alertname": "X", "team": "broken"},
+            {},
+            "https://runbooks.example.com/x",
+            "runbooks.default",
+        ),
         # A non-http annotation is ignored, and so is whitespace around it.
-        ({"alertname": "Y"}, {"runbook_url": "javascript:alert(1)"}, "https://runbooks.example.com/y", "runbooks.default"),
-        ({"alertname": "Y"}, {"runbook_url": "  https://own.example/y  "}, "https://own.example/y", "annotation"),
+        (
+            {"alertname": "Y"},
+            {"runbook_url": "javascript:alert(1)"},
+            "https://runbooks.example.com/y",
+            "runbooks.default",
+        ),
+        (
+            {"alertname": "Y"},
+            {"runbook_url": "  https://own.example/y  "},
+            "https://own.example/y",
+            "annotation",
+        ),
     ],
 )
 def test_resolution_table(runtime, labels, annotations, url, source) -> None:  # type: ignore[no-untyped-def]
@@ -64,7 +94,10 @@ def test_label_values_are_data_not_templates(runtime) -> None:  # type: ignore[n
 def test_spaces_and_unicode_in_labels_are_percent_encoded(runtime) -> None:  # type: ignore[no-untyped-def]
     got = runtime.runbook({"alertname": "Disk Full ü"}, {})
     assert got.url == "https://wiki.example.com/storage#Disk%20Full%20%C3%BC"
-    assert runtime.runbook({}, {"runbook_url": "https://x.example/a%20b"}).url == "https://x.example/a%20b"
+    assert (
+        runtime.runbook({}, {"runbook_url": "https://x.example/a%20b"}).url
+        == "https://x.example/a%20b"
+    )
 
 
 # ------------------------------------------------------------ hostile label values
@@ -108,7 +141,9 @@ def hostile():  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.parametrize(("value", "segment", "query"), VALUES)
-def test_a_label_value_is_encoded_for_its_position_in_the_url(hostile, value, segment, query) -> None:  # type: ignore[no-untyped-def]
+def test_a_label_value_is_encoded_for_its_position_in_the_url(
+    hostile, value, segment, query
+) -> None:  # type: ignore[no-untyped-def]
     from urllib.parse import urlsplit
 
     got = hostile.runbook({"alertname": "Down", "instance": value}, {})
@@ -120,17 +155,34 @@ def test_a_label_value_is_encoded_for_its_position_in_the_url(hostile, value, se
         assert (parts.scheme, parts.netloc) == ("https", "runbooks.example.com")
         assert parts.path.count("/") == 3 and not parts.query and not parts.fragment
 
-    got = hostile.runbook({"alertname": "Down", "instance": value, "team": "db", "kind": "query"}, {})
+    got = hostile.runbook(
+        {"alertname": "Down", "instance": value, "team": "db", "kind": "query"}, {}
+    )
     assert got.url == f"https://wiki.example.com/search?q={query}&team=db#top"
     parts = urlsplit(got.url)
-    assert parts.netloc == "wiki.example.com" and parts.path == "/search" and parts.fragment == "top"
+    assert (
+        parts.netloc == "wiki.example.com" and parts.path == "/search" and parts.fragment == "top"
+    )
     assert parts.query.count("&") == 1 and parts.query.count("=") == 2
 
     got = hostile.runbook({"alertname": "Down", "instance": value, "kind": "fragment"}, {})
     assert urlsplit(got.url).netloc == "wiki.example.com" and urlsplit(got.url).path == "/page"
 
 
-@pytest.mark.parametrize("cluster", ["evil.example/phish?", "evil.example#", "a.b", "x@evil.example", "ev il", "é", "a\nb", "..", "%2F"])
+@pytest.mark.parametrize(
+    "cluster",
+    [
+        "evil.example/phish?",
+        "evil.example#",
+        "a.b",
+        "x@evil.example",
+        "ev il",
+        "é",
+        "a\nb",
+        "..",
+        "%2F",
+    ],
+)
 def test_a_value_in_the_host_cannot_change_the_host(hostile, cluster) -> None:  # type: ignore[no-untyped-def]
     got = hostile.runbook({"alertname": "Down", "cluster": cluster, "kind": "host"}, {})
     assert got.source == "runbooks.default"  # the host rule is skipped, the default stands
@@ -139,4 +191,7 @@ def test_a_value_in_the_host_cannot_change_the_host(hostile, cluster) -> None:  
 
 def test_a_plain_dns_label_in_the_host_is_kept(hostile) -> None:  # type: ignore[no-untyped-def]
     got = hostile.runbook({"alertname": "Down", "cluster": "prod-eu1", "kind": "host"}, {})
-    assert (got.url, got.source) == ("https://prod-eu1.wiki.example.com/runbooks/Down", "runbooks.rules[1]")
+    assert (got.url, got.source) == (
+        "https://prod-eu1.wiki.example.com/runbooks/Down",
+        "runbooks.rules[1]",
+    )

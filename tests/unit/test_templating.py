@@ -42,13 +42,31 @@ ESCAPES = {
     "CVE-2016-10745 str.format": ('{{ "{0.__class__.__mro__}".format("") }}', "raises"),
     "CVE-2016-10745 globals": ('{{ "{0.__init__.__globals__}".format(cycler) }}', "raises"),
     "CVE-2019-10906 format_map": ('{{ "{x.__class__.__mro__}".format_map({"x": ""}) }}', "raises"),
-    "CVE-2019-10906 format_map, one level": ('{{ "{x.__class__}".format_map({"x": ""}) }}', "nothing"),
-    "CVE-2024-56326 stored format": ('{% set f = "{0.__class__.__mro__}".format %}{{ f("") }}', "raises"),
-    "CVE-2024-56326 format in a dict": ('{{ ({"f": "{0.__class__.__mro__}".format}).f("") }}', "raises"),
-    "CVE-2024-56326 format via map": ('{{ (["{0.__class__.__mro__}"]|map(attribute="format")|first)("") }}', "raises"),
+    "CVE-2019-10906 format_map, one level": (
+        '{{ "{x.__class__}".format_map({"x": ""}) }}',
+        "nothing",
+    ),
+    "CVE-2024-56326 stored format": (
+        '{% set f = "{0.__class__.__mro__}".format %}{{ f("") }}',
+        "raises",
+    ),
+    "CVE-2024-56326 format in a dict": (
+        '{{ ({"f": "{0.__class__.__mro__}".format}).f("") }}',
+        "raises",
+    ),
+    "CVE-2024-56326 format via map": (
+        '{{ (["{0.__class__.__mro__}"]|map(attribute="format")|first)("") }}',
+        "raises",
+    ),
     "CVE-2025-27516 attr format": ('{{ "{0.__class__.__mro__}"|attr("format")("") }}', "raises"),
-    "CVE-2025-27516 attr format_map": ('{{ ("{x.__class__.__mro__}"|attr("format_map"))({"x": ""}) }}', "raises"),
-    "CVE-2025-27516 attr via map": ('{{ (["{0.__class__.__mro__}"]|map("attr", "format")|first)("") }}', "raises"),
+    "CVE-2025-27516 attr format_map": (
+        '{{ ("{x.__class__.__mro__}"|attr("format_map"))({"x": ""}) }}',
+        "raises",
+    ),
+    "CVE-2025-27516 attr via map": (
+        '{{ (["{0.__class__.__mro__}"]|map("attr", "format")|first)("") }}',
+        "raises",
+    ),
     "mro": ("{{ ''.__class__.__mro__ }}", "raises"),
     "mro subclasses": ("{{ ''.__class__.__mro__[1].__subclasses__() }}", "raises"),
     "cycler globals": ("{{ cycler.__init__.__globals__ }}", "raises"),
@@ -59,7 +77,10 @@ ESCAPES = {
     "lipsum globals os": ("{{ lipsum.__globals__.os.environ }}", "raises"),
     "attr class": ("{{ ''|attr('__class__') }}", "nothing"),
     "self context": ("{{ self._TemplateReference__context }}", "nothing"),
-    "a function's repr": ('{{ ["x"]|map("attr", "format")|first }}{{ lipsum }}{{ range }}{{ labels.items }}', "nothing"),
+    "a function's repr": (
+        '{{ ["x"]|map("attr", "format")|first }}{{ lipsum }}{{ range }}{{ labels.items }}',
+        "nothing",
+    ),
 }
 
 # What a leak would look like: reprs, addresses, the environment; in a message, dunders too.
@@ -95,7 +116,9 @@ def test_jinja2_is_at_least_3_1_6_and_pinned_so() -> None:
     assert (major, minor, patch) >= (3, 1, 6)
     deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
     assert "jinja2>=3.1.6,<4" in deps
-    assert isinstance(text_env(), SandboxedEnvironment) and isinstance(html_env(), SandboxedEnvironment)
+    assert isinstance(text_env(), SandboxedEnvironment) and isinstance(
+        html_env(), SandboxedEnvironment
+    )
 
 
 @ENVS
@@ -134,9 +157,15 @@ def test_an_escaping_override_falls_back_to_the_default(
 
 
 def test_label_values_stay_data_inside_an_operator_template() -> None:
-    labels = {"alertname": "{{ 7*7 }}", "loop": "{% for x in range(10**9) %}x{% endfor %}", "mro": "{{ ''.__class__ }}"}
+    labels = {
+        "alertname": "{{ 7*7 }}",
+        "loop": "{% for x in range(10**9) %}x{% endfor %}",
+        "mro": "{{ ''.__class__ }}",
+    }
     started = time.monotonic()
-    m = message(title="{{ labels.alertname }} | {{ labels.loop }}", text="{{ labels.mro }}", labels=labels)
+    m = message(
+        title="{{ labels.alertname }} | {{ labels.loop }}", text="{{ labels.mro }}", labels=labels
+    )
     assert time.monotonic() - started < 1
     assert m.title == "{{ 7*7 }} | {% for x in range(10**9) %}x{% endfor %}"
     assert m.text == "{{ ''.__class__ }}"
@@ -154,7 +183,11 @@ def test_label_values_stay_data_inside_an_operator_template() -> None:
         ("{{ ('x' * 100000) * 100000 }}", TemplateLimitError, "beyond 100000 items"),
         ("{{ [0] * (10**9) }}", TemplateLimitError, "beyond 100000 items"),
         # Output and values are capped at MAX_OUTPUT characters.
-        ("{% for i in range(100000) %}{{ 'x' * 100000 }}{% endfor %}", TemplateLimitError, "output longer than"),
+        (
+            "{% for i in range(100000) %}{{ 'x' * 100000 }}{% endfor %}",
+            TemplateLimitError,
+            "output longer than",
+        ),
         (
             "{% set ns = namespace(v='x') %}{% for i in range(100) %}{% set ns.v = ns.v ~ ns.v %}{% endfor %}",
             TemplateLimitError,
@@ -185,7 +218,9 @@ def test_a_config_with_a_bomb_loads_at_once() -> None:
     assert time.monotonic() - started < 2
     integration = loaded.config.receivers[0].log_configs[0]
     m = message(title=integration.title, text=integration.text)
-    assert m.title == "[FIRING] DiskFull (critical): disk almost full"  # refused at render, default used
+    assert (
+        m.title == "[FIRING] DiskFull (critical): disk almost full"
+    )  # refused at render, default used
     assert m.text.startswith("disk almost full")
 
 

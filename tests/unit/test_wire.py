@@ -67,13 +67,22 @@ def refusal(raw: bytes) -> str:
 )
 def test_numbers_longer_than_the_cap_are_400(number: bytes) -> None:
     raw = b'{"version": "4", "alerts": [], "n": ' + number + b"}"
-    assert refusal(raw) == f"malformed JSON: number too long: {len(number)} characters, over the limit of {MAX_NUMBER_CHARS}"
+    assert (
+        refusal(raw)
+        == f"malformed JSON: number too long: {len(number)} characters, over the limit of {MAX_NUMBER_CHARS}"
+    )
 
 
 def test_numbers_within_the_cap_are_accepted() -> None:
     # Grafana's sample values are floats of up to ~24 characters.
     fraction, integer = b"0." + b"3" * (MAX_NUMBER_CHARS - 2), b"7" * MAX_NUMBER_CHARS
-    raw = b'{"version": "4", "alerts": [], "truncatedAlerts": 3, "f": ' + fraction + b', "i": ' + integer + b"}"
+    raw = (
+        b'{"version": "4", "alerts": [], "truncatedAlerts": 3, "f": '
+        + fraction
+        + b', "i": '
+        + integer
+        + b"}"
+    )
     assert parse(raw).webhook.truncated_alerts == 3
 
 
@@ -91,7 +100,10 @@ def test_depth_cap_is_explicit_and_exact() -> None:
     # Deep nesting are refused by the cap before json.loads runs, not by
     # the RecursionError backstop (whose message has no limit in it).
     for depth in (1_000, 5_000, 100_000):
-        assert refusal(b"[" * depth + b"]" * depth) == f"JSON nested too deeply: more than {MAX_DEPTH} levels"
+        assert (
+            refusal(b"[" * depth + b"]" * depth)
+            == f"JSON nested too deeply: more than {MAX_DEPTH} levels"
+        )
         assert refusal(nested(depth)) == f"JSON nested too deeply: more than {MAX_DEPTH} levels"
 
 
@@ -106,7 +118,9 @@ def test_depth_cap_is_explicit_and_exact() -> None:
 )
 def test_brackets_inside_strings_do_not_count_as_depth(value: str) -> None:
     alert = am_alert({"alertname": "A", "v": value})
-    many = am_webhook([alert] + [am_alert({"alertname": f"B{i}"}) for i in range(30)])  # past the quick count
+    many = am_webhook(
+        [alert] + [am_alert({"alertname": f"B{i}"}) for i in range(30)]
+    )  # past the quick count
     assert parse(body(many)).webhook.alerts[0].labels["v"] == value
 
 
@@ -119,8 +133,14 @@ def test_brackets_inside_strings_do_not_count_as_depth(value: str) -> None:
         ({"version": "4"}, "alerts: required"),
         ({"version": "4", "alerts": {}}, "alerts: must be a list"),
         ({"version": "4", "alerts": [], "groupKey": 5}, "groupKey: must be a string"),
-        ({"version": "4", "alerts": [], "truncatedAlerts": -1}, "truncatedAlerts: must be a non-negative integer"),
-        ({"version": "4", "alerts": [], "groupLabels": {"a": 1}}, "groupLabels.a: must be a string"),
+        (
+            {"version": "4", "alerts": [], "truncatedAlerts": -1},
+            "truncatedAlerts: must be a non-negative integer",
+        ),
+        (
+            {"version": "4", "alerts": [], "groupLabels": {"a": 1}},
+            "groupLabels.a: must be a string",
+        ),
     ],
 )
 def test_envelope_errors_are_422_naming_the_field(payload: object, message: str) -> None:
@@ -140,17 +160,49 @@ def test_too_many_alerts_is_413() -> None:
     ("alert", "reason"),
     [
         ("not an object", "alerts[1]: must be an object"),
-        ({"status": "firing", "labels": None, "startsAt": "2026-01-01T00:00:00Z"}, "alerts[1].labels: required"),
+        (
+            {"status": "firing", "labels": None, "startsAt": "2026-01-01T00:00:00Z"},
+            "alerts[1].labels: required",
+        ),
         ({"status": "firing", "startsAt": "2026-01-01T00:00:00Z"}, "alerts[1].labels: required"),
-        ({"status": "firing", "labels": {"a": 1}, "startsAt": "2026-01-01T00:00:00Z"}, "alerts[1].labels.a: must be a string"),
-        ({"status": "firing", "labels": {"a": None}, "startsAt": "2026-01-01T00:00:00Z"}, "alerts[1].labels.a: must be a string"),
-        ({"status": "firing", "labels": {"a": {"b": "c"}}, "startsAt": "2026-01-01T00:00:00Z"}, "alerts[1].labels.a: must be a string"),
-        ({"status": "FIRING", "labels": {"a": "b"}, "startsAt": "2026-01-01T00:00:00Z"}, 'alerts[1].status: must be "firing" or "resolved"'),
+        (
+            {"status": "firing", "labels": {"a": 1}, "startsAt": "2026-01-01T00:00:00Z"},
+            "alerts[1].labels.a: must be a string",
+        ),
+        (
+            {"status": "firing", "labels": {"a": None}, "startsAt": "2026-01-01T00:00:00Z"},
+            "alerts[1].labels.a: must be a string",
+        ),
+        (
+            {"status": "firing", "labels": {"a": {"b": "c"}}, "startsAt": "2026-01-01T00:00:00Z"},
+            "alerts[1].labels.a: must be a string",
+        ),
+        (
+            {"status": "FIRING", "labels": {"a": "b"}, "startsAt": "2026-01-01T00:00:00Z"},
+            'alerts[1].status: must be "firing" or "resolved"',
+        ),
         ({"status": "firing", "labels": {"a": "b"}}, "alerts[1].startsAt: required"),
-        ({"status": "firing", "labels": {"a": "b"}, "startsAt": 12}, "alerts[1].startsAt: must be an RFC 3339 timestamp string"),
-        ({"status": "firing", "labels": {"a": "b"}, "startsAt": "2026-13-01T00:00:00Z"}, "alerts[1].startsAt: invalid RFC 3339"),
-        ({"status": "firing", "labels": {"a": "b"}, "startsAt": "2026-01-01T00:00:60Z"}, "alerts[1].startsAt: invalid RFC 3339"),
-        ({"status": "firing", "labels": {"a": "b"}, "annotations": [], "startsAt": "2026-01-01T00:00:00Z"}, "alerts[1].annotations: must be an object of strings"),
+        (
+            {"status": "firing", "labels": {"a": "b"}, "startsAt": 12},
+            "alerts[1].startsAt: must be an RFC 3339 timestamp string",
+        ),
+        (
+            {"status": "firing", "labels": {"a": "b"}, "startsAt": "2026-13-01T00:00:00Z"},
+            "alerts[1].startsAt: invalid RFC 3339",
+        ),
+        (
+            {"status": "firing", "labels": {"a": "b"}, "startsAt": "2026-01-01T00:00:60Z"},
+            "alerts[1].startsAt: invalid RFC 3339",
+        ),
+        (
+            {
+                "status": "firing",
+                "labels": {"a": "b"},
+                "annotations": [],
+                "startsAt": "2026-01-01T00:00:00Z",
+            },
+            "alerts[1].annotations: must be an object of strings",
+        ),
     ],
 )
 def test_one_bad_alert_is_rejected_alone(alert: object, reason: str) -> None:
@@ -179,7 +231,9 @@ def test_times() -> None:
     # tests/integration/test_ingest.py checks on both databases.
     far = am_alert({"alertname": "C"}, status="resolved")
     far["endsAt"] = "9999-12-31T23:59:59Z"
-    assert parse(body(am_webhook([far]))).webhook.alerts[0].ends_at == datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
+    assert parse(body(am_webhook([far]))).webhook.alerts[0].ends_at == datetime(
+        9999, 12, 31, 23, 59, 59, tzinfo=UTC
+    )
 
 
 @pytest.mark.parametrize(
@@ -217,7 +271,9 @@ def test_surrogates_and_nul_become_replacement_characters() -> None:
     assert alert.labels["x"] == "a\ufffdb\ufffdc"
     alert.labels["x"].encode("utf-8")  # storable and sendable everywhere
     # A valid escaped pair is kept intact.
-    raw = body(am_webhook([am_alert({"alertname": "A", "x": "P"})])).replace(b'"P"', b'"\\ud83d\\ude00"')
+    raw = body(am_webhook([am_alert({"alertname": "A", "x": "P"})])).replace(
+        b'"P"', b'"\\ud83d\\ude00"'
+    )
     assert parse(raw).webhook.alerts[0].labels["x"] == "😀"
 
 
@@ -229,12 +285,21 @@ def test_fingerprint_recomputed_and_mismatch_reported() -> None:
     b = am_alert({"foo": "bar"})
     del b["fingerprint"]  # older senders
     parsed = parse(body(am_webhook([a, b])))
-    assert [(m.index, m.sent, m.computed) for m in parsed.mismatches] == [(0, "0000000000000000", "9266ef3da838ad95")]
-    assert [x.fingerprint for x in parsed.webhook.alerts] == ["9266ef3da838ad95", "3fff2c2d7595e046"]
+    assert [(m.index, m.sent, m.computed) for m in parsed.mismatches] == [
+        (0, "0000000000000000", "9266ef3da838ad95")
+    ]
+    assert [x.fingerprint for x in parsed.webhook.alerts] == [
+        "9266ef3da838ad95",
+        "3fff2c2d7595e046",
+    ]
 
 
 def test_unknown_fields_ignored_and_grafana_version_accepted() -> None:
-    payload = am_webhook([am_alert({"alertname": "A"}, valueString="x", silenceURL="y")], notification_reason="x", routeLabels={})
+    payload = am_webhook(
+        [am_alert({"alertname": "A"}, valueString="x", silenceURL="y")],
+        notification_reason="x",
+        routeLabels={},
+    )
     assert len(parse(body(payload)).webhook.alerts) == 1
     grafana = dict(payload, version="1", orgId=1, state="alerting", title="t", message="m")
     parsed = parse(body(grafana), Source.GRAFANA)
@@ -256,7 +321,10 @@ def test_empty_alert_list_is_a_no_op() -> None:
 def test_real_fixture_status_counts() -> None:
     from tests.unit.test_fingerprint import FIXTURES
 
-    for name, status in (("alertmanager-0.25-firing.json", Status.FIRING), ("alertmanager-0.25-resolved.json", Status.RESOLVED)):
+    for name, status in (
+        ("alertmanager-0.25-firing.json", Status.FIRING),
+        ("alertmanager-0.25-resolved.json", Status.RESOLVED),
+    ):
         parsed = parse((FIXTURES / name).read_bytes())
         assert [a.status for a in parsed.webhook.alerts] == [status] * 3
         assert parsed.mismatches == []

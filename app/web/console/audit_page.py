@@ -7,6 +7,7 @@ from app.store import audit
 from app.web.console.pages import page
 from app.web.console.view import render
 from app.web.guards import HTTPError
+from app.web.state import services_of
 
 ACTIONS = tuple(a.value for a in audit.Action)
 PAGE = 50
@@ -14,7 +15,7 @@ PAGE = 50
 
 @page
 async def audit_page(request: Request, started: float) -> Response:
-    services = request.app.state.services
+    services = services_of(request)
     action = request.query_params.get("action") or None
     if action is not None and action not in ACTIONS:
         raise HTTPError(400, f"action: must be one of {', '.join(ACTIONS)}")

@@ -23,10 +23,10 @@ from app.core.notices import Notice
 from app.core.routing import RouteResult
 from app.ops.clock import Clock
 from app.ops.metrics import Metrics
-from app.prune import Pruner
 from app.store import queries
 from app.store.alerts import AlertChanges, AlertUnit
 from app.store.engine import Database
+from app.sweeper.prune import Pruner
 
 log = logging.getLogger(__name__)
 

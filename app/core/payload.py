@@ -1,0 +1,42 @@
+"""The notice payload: what one notification says, as it crosses the outbox.
+
+:func:`app.core.fanout.notice_payload` writes it when a notice is decided;
+it is stored as JSON with each outbox row, so retries and replays send the
+same content whatever the alert did since; :func:`app.core.message.build_message`
+reads it back when the row is delivered (and ``routes test --render`` when
+it previews one). Readers use ``.get`` with a default for every key but
+``kind`` and ``status``: a row written by an older version may lack a newer key.
+"""
+
+from typing import TypedDict
+
+
+class FlapPayload(TypedDict):
+    score: float
+    flapping: bool
+    transitions: int  # transitions during the flap (flapping and stable notices)
+
+
+class NoticePayload(TypedDict):
+    kind: str  # a NoticeKind value
+    status: str  # the alert's state the notice reports (a Status value)
+    fingerprint: str
+    alertname: str
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    severity: str
+    starts_at: str  # the occurrence, RFC 3339
+    ends_at: str | None
+    generator_url: str
+    runbook_url: str | None
+    dedup_key: str  # the incident key
+    group_key: str
+    external_url: str  # the sending Alertmanager's, when decided from a webhook
+    am_receiver: str
+    source: str  # alertmanager or grafana
+    # Firing alerts in the webhook's group when this was decided; None when
+    # not decided from a webhook (sweeper notices).
+    group_firing: int | None
+    duplicates: int
+    flap: FlapPayload
+    decided_at: str

@@ -1,0 +1,253 @@
+"""One delivery attempt: prepare → send → classify → outcome.
+
+Everything one claimed notification goes through between its claim and the
+transaction that records how it went: the destination's notifier and
+templates are prepared (:func:`prepare`, cached by the worker per config),
+the message is built from the stored payload, the destination's rate limit
+is respected, the send runs under the integration's total deadline, and its
+error, if any, is classified into retry (with the backoff or the sink's
+Retry-After) or dead. ``routes test --render`` prepares and builds the very
+same request through :func:`prepare` and :meth:`Prepared.message`, without
+sending it.
+"""
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from jinja2 import Template
+
+from app.config.compiled import Integration
+from app.core.message import Message, build_message, compile_template
+from app.core.payload import NoticePayload
+from app.core.ratelimit import RateLimit, TokenBucket
+from app.core.retry import GiveUp, RetryPolicy, next_attempt
+from app.notifiers import build_notifier
+from app.notifiers.base import BuildContext, DeliveryError, Notifier, redact
+from app.ops.clock import Clock
+from app.ops.failpoints import failpoint
+from app.ops.metrics import Metrics
+from app.store.outbox import Claimed, Outcome, Result
+
+log = logging.getLogger(__name__)
+
+_MAX_ERROR = 1000
+
+
+def effective_rate_limit(integration: Integration, notifier: Notifier) -> RateLimit | None:
+    """The integration's ``rate_limit:`` if set (``per_second: 0`` = none), else the service's."""
+    configured = integration.config.rate_limit
+    if configured is not None:
+        if configured.per_second <= 0:
+            return None
+        return RateLimit(configured.per_second, configured.burst)
+    return notifier.rate_limit()
+
+
+@dataclass
+class Prepared:
+    """One destination ready to send: its notifier, templates, secrets and limit."""
+
+    notifier: Notifier
+    title: Template | None
+    text: Template | None
+    secrets: list[str]  # longest first, for redaction
+    rate_limit: RateLimit | None
+
+    def message(
+        self,
+        payload: NoticePayload,
+        *,
+        notification_id: int,
+        idempotency_key: str,
+        receiver: str,
+        attempt: int,
+    ) -> Message:
+        return build_message(
+            payload,
+            notification_id=notification_id,
+            idempotency_key=idempotency_key,
+            receiver=receiver,
+            attempt=attempt,
+            title=self.title,
+            text=self.text,
+        )
+
+
+def prepare(integration: Integration, ctx: BuildContext) -> Prepared:
+    """Build the notifier and compile the templates (raises when the config cannot)."""
+    notifier = build_notifier(integration.name, integration.config, ctx)
+    return Prepared(
+        notifier=notifier,
+        title=compile_template(integration.config.title),
+        text=compile_template(integration.config.text),
+        secrets=sorted(
+            set(notifier.secrets()) | set(integration.config.secret_values()),
+            key=len,
+            reverse=True,
+        ),
+        rate_limit=effective_rate_limit(integration, notifier),
+    )
+
+
+@dataclass
+class Attempt:
+    """What an attempt needs from the worker that runs it."""
+
+    clock: Clock
+    metrics: Metrics
+    rand: Callable[[], float]
+    # The worker's prepared destinations (cached per config) and token buckets.
+    prepared: Callable[[Integration], Prepared]
+    bucket: Callable[[str, RateLimit], TokenBucket]
+    lease_s: float
+
+    async def run(self, row: Claimed, integration: Integration | None) -> Outcome:
+        clock0 = time.perf_counter()
+
+        def outcome(
+            result: Result,
+            *,
+            error: str | None = None,
+            status_code: int | None = None,
+            next_attempt_at: datetime | None = None,
+        ) -> Outcome:
+            return Outcome(
+                row.id,
+                row.lease_token,
+                row.attempt,
+                result,
+                self.clock.now(),
+                (time.perf_counter() - clock0) * 1000,
+                row.integration,
+                started_at=row.claimed_at,
+                next_attempt_at=next_attempt_at,
+                error=error,
+                status_code=status_code,
+            )
+
+        if integration is None:
+            return outcome(Result.DEAD, error=f"{row.integration_key} is no longer in the config")
+        policy = RetryPolicy.from_config(integration.delivery)
+        if row.attempt > policy.max_attempts:
+            # Claimed again after its lease ran out, with no attempts left: the
+            # process died during the last ones (a crash loop ends here).
+            return outcome(
+                Result.DEAD,
+                error=f"gave up after {row.attempt - 1} attempts; the last was interrupted",
+            )
+        # prepare
+        try:
+            prepared = self.prepared(integration)
+        except Exception as exc:
+            return outcome(
+                Result.DEAD, error=f"{integration.name}: cannot build: {exc}"[:_MAX_ERROR]
+            )
+        if prepared.rate_limit is not None:
+            bucket = self.bucket(prepared.notifier.destination(), prepared.rate_limit)
+            wait = bucket.reserve(time.monotonic())
+            # Waiting holds a claimed row, so only for a fraction of the lease;
+            # otherwise the row goes back in line for when a slot is free.
+            if wait > self.lease_s / 3:
+                bucket.cancel()
+                return outcome(
+                    Result.DEFERRED,
+                    error=f"rate limited: next slot in {wait:.1f}s",
+                    next_attempt_at=self.clock.now() + timedelta(seconds=wait),
+                )
+            if wait > 0:
+                await asyncio.sleep(wait)
+        message = prepared.message(
+            row.payload,
+            notification_id=row.id,
+            idempotency_key=row.idempotency_key,
+            receiver=row.receiver,
+            attempt=row.attempt,
+        )
+        # send
+        error, note = await _send(row, integration, prepared, message)
+        failpoint("after_send_before_mark")
+        self.metrics.child(self.metrics.notification_duration, integration.name).observe(
+            time.perf_counter() - clock0
+        )
+        if error is None:
+            return outcome(Result.SENT, error=note)
+        # classify
+        text = redact(error.message, prepared.secrets)[:_MAX_ERROR]
+        decision = (
+            next_attempt(
+                row.attempt,
+                row.queued_at,
+                self.clock.now(),
+                policy,
+                error.retry_after,
+                self.rand,
+            )
+            if error.retryable
+            else GiveUp("not retryable")
+        )
+        if isinstance(decision, GiveUp):
+            log.warning(
+                "notification dead",
+                extra={
+                    "notification": row.id,
+                    "receiver": row.receiver,
+                    "integration": integration.name,
+                    "error": text,
+                    "why": decision.reason,
+                },
+            )
+            return outcome(
+                Result.DEAD, error=f"{text} ({decision.reason})", status_code=error.status_code
+            )
+        log.info(
+            "notification will be retried",
+            extra={
+                "notification": row.id,
+                "integration": integration.name,
+                "error": text,
+                "in_s": round(decision.delay_s, 2),
+            },
+        )
+        return outcome(
+            Result.RETRY, error=text, status_code=error.status_code, next_attempt_at=decision.at
+        )
+
+
+async def _send(
+    row: Claimed, integration: Integration, prepared: Prepared, message: Message
+) -> tuple[DeliveryError | None, str | None]:
+    """Send under the integration's total deadline: (error, note); never raises."""
+    timeout_s = integration.delivery.timeout.total_seconds()
+    try:
+        async with asyncio.timeout(timeout_s):
+            return None, await prepared.notifier.send(message)
+    except DeliveryError as exc:
+        return exc, None
+    except TimeoutError:
+        return DeliveryError(
+            f"{integration.name}: no complete answer within {timeout_s:g}s", retryable=True
+        ), None
+    except Exception as exc:  # a bug in a notifier: keep the loop and the row alive
+        # Its text, and its traceback's, may quote a URL or key: log them
+        # formatted and redacted, never as exc_info (a handler would print
+        # them raw, or with the frames' locals).
+        log.error(
+            "notifier failed",
+            extra={
+                "notification": row.id,
+                "integration": integration.name,
+                "error_type": type(exc).__name__,
+                "error": redact(str(exc), prepared.secrets)[:_MAX_ERROR],
+                "traceback": redact(
+                    logging.Formatter().formatException((type(exc), exc, exc.__traceback__)),
+                    prepared.secrets,
+                )[-4 * _MAX_ERROR :],
+            },
+        )
+        return DeliveryError(
+            f"{integration.name}: internal error {type(exc).__name__}", retryable=True
+        ), None

@@ -1,0 +1,65 @@
+"""Query shapes that must stay index searches when the tables hold a year.
+
+SQLite plans without statistics (alertrelay never runs ANALYZE), so the plan
+of a statement on an empty database is the plan it gets at a million rows.
+Each case was a full scan once; the year benchmark (tests/perf/year.py)
+measured what that cost.
+"""
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from app.store.alerts import _TOUCH_DUPLICATES
+from app.store.engine import sync_url
+from app.store.tables import alerts, notifications
+
+
+def plan(db_url: str, stmt: Any, params: dict[str, Any] | None = None) -> str:
+    """SQLite's plan for ``stmt`` as alertrelay's engine sends it (bound values and all)."""
+    engine = sa.create_engine(sync_url(db_url))
+    sent: list[tuple[str, Any]] = []
+
+    @sa.event.listens_for(engine, "before_cursor_execute")
+    def capture(
+        conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool
+    ) -> None:
+        sent.append((statement, parameters))
+
+    try:
+        with engine.connect() as conn:
+            conn.execute(stmt, params or {})  # the tables are empty: nothing changes
+            conn.rollback()
+            statement, parameters = sent[-1]
+            rows = conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters).all()
+        return "\n".join(str(r[-1]) for r in rows)
+    finally:
+        engine.dispose()
+
+
+def test_the_duplicate_fast_path_searches_the_primary_key(sqlite_url: str) -> None:
+    """Every repeated webhook runs it: a scan cost 200 ms per webhook at 100,000 alerts."""
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    keys = [("0123456789abcdef", "firing", now, "h"), ("fedcba9876543210", "firing", now, "h")]
+    shown = plan(
+        sqlite_url, _TOUCH_DUPLICATES, {"keys": keys, "fps": [k[0] for k in keys], "now": now}
+    )
+    assert "SCAN alerts" not in shown, shown
+    assert "SEARCH alerts USING INDEX sqlite_autoindex_alerts_1 (fingerprint=?)" in shown, shown
+
+
+def test_counts_by_state_and_severity_read_an_index_only(sqlite_url: str) -> None:
+    a = alerts.c
+    stmt = sa.select(a.status, a.flapping, a.severity, sa.func.count()).group_by(
+        a.status, a.flapping, a.severity
+    )
+    shown = plan(sqlite_url, stmt)
+    assert "USING COVERING INDEX ix_alerts_status_flapping_severity" in shown, shown
+
+
+def test_a_status_list_walks_the_newest_first(sqlite_url: str) -> None:
+    n = notifications.c
+    stmt = sa.select(notifications).where(n.status == "dead").order_by(n.id.desc()).limit(51)
+    shown = plan(sqlite_url, stmt)
+    assert "ix_notifications_status_id" in shown and "TEMP B-TREE" not in shown, shown

@@ -1,0 +1,40 @@
+"""The notice payload that crosses the outbox is one typed structure."""
+
+from datetime import UTC, datetime
+
+from app.core.domain import AlertRecord, NoticeKind, Status
+from app.core.fanout import notice_payload
+from app.core.message import build_message
+from app.core.notices import Notice, incident_key
+from app.core.payload import FlapPayload, NoticePayload
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def record() -> AlertRecord:
+    return AlertRecord(
+        fingerprint="00000000000000aa",
+        labels={"alertname": "Down", "severity": "critical"},
+        annotations={"summary": "down"},
+        status=Status.FIRING,
+        starts_at=T0,
+        ends_at=None,
+        generator_url="http://prometheus/graph",
+        source="alertmanager",
+        group_key="{}:{}",
+        first_seen=T0,
+        last_seen=T0,
+        last_changed=T0,
+    )
+
+
+def test_the_writer_writes_exactly_the_typed_keys() -> None:
+    notice = Notice(NoticeKind.FIRING, Status.FIRING, T0, incident_key("00000000000000aa", T0), "x")
+    payload = notice_payload(record(), notice, T0, external_url="http://am", group_firing=2)
+    assert set(payload) == set(NoticePayload.__annotations__)
+    assert set(payload["flap"]) == set(FlapPayload.__annotations__)
+    message = build_message(
+        payload, notification_id=1, idempotency_key="k", receiver="r", attempt=1
+    )
+    assert (message.alertname, message.severity, message.group_firing) == ("Down", "critical", 2)
+    assert message.dedup_key == payload["dedup_key"]
