@@ -39,7 +39,7 @@ async def _database_state(request: Request) -> dict[str, Any]:
 
 
 def _write_problem(request: Request) -> str | None:
-    failure = request.app.state.services.db.write_failure
+    failure = services_of(request).db.write_failure
     if failure is None:
         return None
     since = failure.at.isoformat(timespec="seconds")
