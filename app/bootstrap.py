@@ -26,6 +26,7 @@ from app.ops.clock import Clock, SystemClock
 from app.ops.metrics import Metrics
 from app.ops.tracing import Tracer, tracer_from_env
 from app.ops.version import VersionInfo, version_info
+from app.store import audit
 from app.store.engine import Database
 from app.store.migrate import head_revision
 from app.store.wakeup import OutboxListener
@@ -81,6 +82,30 @@ class Services:
         if not ok:
             details["errors"] = len(message.splitlines())
         return details
+
+    async def record_audit(self, actor: str, action: audit.Action, **fields: Any) -> None:
+        """Write one audit entry in its own transaction (for actions that are not
+        a database change, such as a reload). A database that is down loses the
+        entry, not the action: that is logged."""
+        try:
+            async with self.db.write() as conn:
+                await audit.record(conn, at=self.clock.now(), actor=actor, action=action, **fields)
+        except Exception as exc:
+            log.error(
+                "audit entry not written",
+                extra={"action": action.value, "actor": actor, "error": type(exc).__name__},
+            )
+
+    async def reload_on_signal(self) -> None:
+        """What SIGHUP runs in ``serve``: reload, and record it in the audit log."""
+        ok, message = self.reload()
+        await self.record_audit(
+            audit.ACTOR_SIGNAL,
+            audit.Action.RELOAD,
+            target="config",
+            outcome="ok" if ok else "refused",
+            details=self.reload_details(ok, message) | {"via": "SIGHUP"},
+        )
 
     def listen_for_other_processes(self) -> None:
         """On PostgreSQL, wake delivery when another process queues rows (NOTIFY);

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Coroutine, Sequence
 from typing import Any
 
-from app.cli import status
+from app.cli import check, preflight, status
 from app.config.compiled import CompiledConfig, compile_config
 from app.config.model import ConfigError, LoadedConfig, example_config_text, load_config
 from app.config.settings import Settings, SettingsError, effective, load_settings
@@ -19,6 +19,11 @@ from app.store.engine import DatabaseSetupError, redact_url
 log = logging.getLogger("alertrelay")
 
 EXIT_OK, EXIT_CONFIG, EXIT_USAGE = 0, 1, 2
+
+CONFIG_HELP = (
+    "config file (default: $ALERTRELAY_CONFIG, else the built-in config); the database is "
+    "$ALERTRELAY_DATABASE_URL, else database.url, else sqlite:///alertrelay.db"
+)
 
 
 def _fail(message: str, code: int = EXIT_CONFIG) -> int:
@@ -83,6 +88,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     )
     eff = effective(settings, loaded.config)
     logs.configure(eff.log_level)
+    # A port clash is the real error: report it before migrating anything.
+    clash = preflight.port_problem(eff.host, eff.port)
+    if clash:
+        return _fail(clash)
     try:
         upgrade(eff.database_url)
     except DatabaseSetupError as exc:
@@ -162,6 +171,9 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
     loaded = _load(args.config or settings.config)
     eff = effective(settings, loaded.config)
     logs.configure("warning")
+    missing = preflight.missing_database(eff.database_url)
+    if missing:
+        return _fail(missing)
     return asyncio.run(
         dead_letters(eff.database_url, loaded, replay=args.replay, replay_all=args.replay_all)
     )
@@ -179,18 +191,6 @@ def cmd_prune(args: argparse.Namespace) -> int:
 
 def cmd_example_config(args: argparse.Namespace) -> int:
     sys.stdout.write(example_config_text())
-    return EXIT_OK
-
-
-def cmd_check_config(args: argparse.Namespace) -> int:
-    try:
-        loaded = load_config(args.file)
-    except ConfigError as exc:
-        print(f"{args.file}: invalid config, {len(exc.errors)} problem(s)", file=sys.stderr)
-        for error in exc.errors:
-            print(f"  {error}", file=sys.stderr)
-        return EXIT_CONFIG
-    print(loaded.summary())
     return EXIT_OK
 
 
@@ -291,44 +291,49 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("serve", help="run migrations, then serve HTTP and deliver")
-    p.add_argument("--config", help="config file (default: $ALERTRELAY_CONFIG or built-in)")
-    p.add_argument("--host", help="listen address (default 127.0.0.1)")
-    p.add_argument("--port", type=int, help="listen port (default 8080)")
+    p.add_argument("--config", metavar="FILE", help=CONFIG_HELP)
+    p.add_argument(
+        "--host",
+        help="listen address (default: $ALERTRELAY_HOST, else server.host, else 127.0.0.1)",
+    )
+    p.add_argument(
+        "--port",
+        type=int,
+        help="listen port (default: $ALERTRELAY_PORT, else server.port, else 8080)",
+    )
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("worker", help="deliver the outbox and sweep, without the HTTP server")
-    p.add_argument("--config")
+    p.add_argument("--config", metavar="FILE", help=CONFIG_HELP)
     p.set_defaults(func=cmd_worker)
 
     p = sub.add_parser("dead-letters", help="list dead notifications, or replay them")
-    p.add_argument("--config")
+    p.add_argument("--config", metavar="FILE", help=CONFIG_HELP)
     group = p.add_mutually_exclusive_group()
     group.add_argument("--replay", type=int, metavar="ID", help="replay one dead notification")
     group.add_argument("--replay-all", action="store_true", help="replay every dead notification")
     p.set_defaults(func=cmd_dead_letters)
 
     p = sub.add_parser("prune", help="delete history past its retention now")
-    p.add_argument("--config")
+    p.add_argument("--config", metavar="FILE", help=CONFIG_HELP)
     p.add_argument(
         "--dry-run", action="store_true", help="only count, per table, what would be deleted"
     )
     p.set_defaults(func=cmd_prune)
 
     p = sub.add_parser("migrate", help="upgrade the database schema to head")
-    p.add_argument("--config")
+    p.add_argument("--config", metavar="FILE", help=CONFIG_HELP)
     p.set_defaults(func=cmd_migrate)
 
     p = sub.add_parser("example-config", help="print the example configuration")
     p.set_defaults(func=cmd_example_config)
 
-    p = sub.add_parser("check-config", help="validate a config file")
-    p.add_argument("file")
-    p.set_defaults(func=cmd_check_config)
+    check.add_parser(sub)
 
     p = sub.add_parser("routes", help="route tools")
     routes_sub = p.add_subparsers(dest="routes_command", required=True)
     t = routes_sub.add_parser("test", help="which receivers an alert with these labels reaches")
-    t.add_argument("--config")
+    t.add_argument("--config", metavar="FILE", help=CONFIG_HELP)
     t.add_argument("--json", action="store_true", help="machine-readable output")
     t.add_argument(
         "--render", action="store_true", help="print the exact request each integration would send"
@@ -346,7 +351,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=cmd_routes_test)
 
     p = sub.add_parser("runbook", help="the runbook URL an alert with these labels gets")
-    p.add_argument("--config")
+    p.add_argument("--config", metavar="FILE", help=CONFIG_HELP)
     p.add_argument("labels", nargs="+", metavar="LABEL=VALUE")
     p.set_defaults(func=cmd_runbook)
 

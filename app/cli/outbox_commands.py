@@ -7,6 +7,7 @@ import signal
 import sys
 
 from app.bootstrap import assemble, close
+from app.cli.preflight import not_migrated_hint
 from app.config.model import LoadedConfig
 from app.config.settings import Settings
 from app.core.domain import NotificationStatus, integration_key
@@ -29,7 +30,10 @@ async def run_worker(settings: Settings, loaded: LoadedConfig) -> int:
         details: dict[str, object] = {"via": "SIGHUP"}
         try:
             services.holder.reload()
-            log.info("config reloaded")
+            log.info(
+                "config reloaded",
+                extra={"config_version": services.holder.current.loaded.version},
+            )
             outcome = "ok"
         except Exception as exc:
             log.error("config reload refused", extra={"error": str(exc)[:500]})
@@ -44,7 +48,16 @@ async def run_worker(settings: Settings, loaded: LoadedConfig) -> int:
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
     loop.add_signal_handler(signal.SIGHUP, reload)
-    log.info("alertrelay worker started", extra={"db": services.db.kind, "config": loaded.source})
+    log.info(
+        "alertrelay worker started",
+        extra={
+            "db": services.db.kind,
+            "config": loaded.source,
+            "config_version": loaded.version,
+            "version": services.version.version,
+            "worker_id": services.delivery.worker_id,
+        },
+    )
     # Ingest runs in other processes: on PostgreSQL their commits wake this
     # loop through NOTIFY; the poll is the fallback.
     services.listen_for_other_processes()
@@ -56,6 +69,7 @@ async def run_worker(settings: Settings, loaded: LoadedConfig) -> int:
             with contextlib.suppress(Exception):
                 loop.remove_signal_handler(sig)
         await close(services)
+        log.info("alertrelay worker stopped", extra={"signal": stop.is_set()})
     return 0
 
 
@@ -89,7 +103,7 @@ async def dead_letters(
             async with db.read() as conn:
                 revision = await migrate.current_revision(conn)
         except DatabaseSetupError as exc:
-            print(str(exc), file=sys.stderr)
+            print(not_migrated_hint(str(exc)), file=sys.stderr)
             return 1
         if revision != migrate.head_revision():
             # The rows would not read right; serve and worker migrate on start.

@@ -54,7 +54,11 @@ def add_parser(sub: Any) -> None:
         help="base URL of the instance (default: http://HOST:PORT from --config, "
         "$ALERTRELAY_CONFIG, $ALERTRELAY_HOST and $ALERTRELAY_PORT; 127.0.0.1:8080)",
     )
-    p.add_argument("--config", help="config file to read the listen address from")
+    p.add_argument(
+        "--config",
+        metavar="FILE",
+        help="config file to read the listen address from (default: $ALERTRELAY_CONFIG)",
+    )
     p.add_argument(
         "--warn-backlog",
         type=int,

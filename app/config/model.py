@@ -67,6 +67,9 @@ class ServerConfig(StrictModel):
     # well under Alertmanager's 10 s minimum flush budget.
     ingest_timeout: Duration = timedelta(seconds=5)
     log_level: str = "info"
+    # One info line per HTTP request (method, path, status, ms, client);
+    # ALERTRELAY_ACCESS_LOG=1 turns it on too.
+    access_log: bool = False
 
     def ingest_deadline_s(self, alerts: int) -> float:
         """``ingest_timeout`` plus 0.5 ms per alert in the webhook.
@@ -425,7 +428,10 @@ def _check_template(source: str, field: str) -> None:
 
 
 BUILTIN_CONFIG = """\
-# alertrelay's built-in config: every notification is one JSON line on stdout.
+# alertrelay's built-in config: every notification is one JSON line on stdout,
+# with a runbook link per alert name (an alert's runbook_url annotation wins).
+runbooks:
+  default: "https://runbooks.example.com/{{ labels.alertname | lower }}"
 route:
   receiver: log
 receivers:
@@ -461,12 +467,57 @@ _MESSAGES = {
     "extra_forbidden": "unknown key",
 }
 
+_AM_DOC = "see docs/alertmanager-config.md"
+# Keys an operator pastes from alertmanager.yml, keyed by (section, key): the
+# error says what alertrelay uses instead. Section "" is the top level,
+# "receiver" a receiver, "integration" any *_configs entry.
+_ALERTMANAGER_KEYS = {
+    ("", "templates"): "Alertmanager's Go templates do not apply: alertrelay's templates are "
+    f"Jinja2, in each integration's title and text ({_AM_DOC})",
+    ("", "inhibit_rules"): "inhibition stays in Alertmanager, which runs before alertrelay: "
+    f"keep inhibit_rules in alertmanager.yml ({_AM_DOC})",
+    ("", "time_intervals"): "muting by time stays in Alertmanager: keep time_intervals in "
+    f"alertmanager.yml ({_AM_DOC})",
+    ("", "mute_time_intervals"): "muting by time stays in Alertmanager: keep "
+    f"mute_time_intervals in alertmanager.yml ({_AM_DOC})",
+    ("global", "resolve_timeout"): "alertrelay takes each alert's endsAt as Alertmanager "
+    f"sends it; resolve_timeout configures Alertmanager: keep it there ({_AM_DOC})",
+    ("global", "slack_api_url"): "set api_url (or api_url_file) on each slack_configs "
+    f"entry ({_AM_DOC})",
+    ("global", "slack_api_url_file"): f"set api_url_file on each slack_configs entry ({_AM_DOC})",
+    ("global", "opsgenie_api_key"): f"set api_key on each opsgenie_configs entry ({_AM_DOC})",
+    ("global", "http_config"): "for a proxy, set global.proxy_url; credentials go in each "
+    f"integration's own key ({_AM_DOC})",
+    ("integration", "http_config"): "credentials go in the integration's own key (for "
+    "webhook_configs: token or token_file, sent as a bearer token); a proxy is "
+    f"global.proxy_url ({_AM_DOC})",
+}
+_INTEGRATION_LISTS = frozenset(CONFIG_MODELS)
+
+
+def _alertmanager_hint(loc: tuple[str | int, ...]) -> str | None:
+    if not loc:
+        return None
+    key = str(loc[-1])
+    parents = [p for p in loc[:-1] if isinstance(p, str)]
+    if not parents:
+        section = ""
+    elif parents[-1] == "global":
+        section = "global"
+    elif parents[-1] in _INTEGRATION_LISTS:
+        section = "integration"
+    else:
+        section = parents[-1]
+    return _ALERTMANAGER_KEYS.get((section, key))
+
 
 def _format_validation(exc: ValidationError) -> list[str]:
     out: list[str] = []
     for err in exc.errors():
         loc: tuple[str | int, ...] = tuple(err["loc"])
         message = _MESSAGES.get(err["type"], err["msg"])
+        if err["type"] == "extra_forbidden":
+            message = _alertmanager_hint(loc) or message
         cause = (err.get("ctx") or {}).get("error")
         if isinstance(cause, FieldError):
             # Raised by a model validator about one of its fields, or by the
@@ -478,6 +529,28 @@ def _format_validation(exc: ValidationError) -> list[str]:
             message = message[len("Value error, ") :]
         out.append(f"{join_path(loc)}: {message}")
     return out
+
+
+def _raw_reference_errors(data: Any) -> list[str]:
+    """Routes naming a receiver that is not defined, read from the unvalidated document."""
+    if not isinstance(data, dict) or not isinstance(data.get("receivers"), list):
+        return []
+    names = {r.get("name") for r in data["receivers"] if isinstance(r, dict)}
+    errors: list[str] = []
+
+    def walk(route: Any, path: str) -> None:
+        if not isinstance(route, dict):
+            return
+        receiver = route.get("receiver")
+        if isinstance(receiver, str) and receiver not in names:
+            errors.append(f"{path}.receiver: no receiver named {receiver!r}")
+        children = route.get("routes")
+        if isinstance(children, list):
+            for i, child in enumerate(children):
+                walk(child, f"{path}.routes[{i}]")
+
+    walk(data.get("route"), "route")
+    return errors
 
 
 def _walk_routes(route: RouteConfig, path: str) -> Iterator[tuple[RouteConfig, str]]:
@@ -552,7 +625,10 @@ def parse_config(
         try:
             config = Config.model_validate(data)
         except ValidationError as exc:
-            raise ConfigError(_format_validation(exc), source) from None
+            # The references are checked on the raw document too, so one run
+            # lists a typo'd receiver beside a bad template.
+            errors = _format_validation(exc) + _raw_reference_errors(data)
+            raise ConfigError(errors, source) from None
     errors = cross_check(config)
     if errors:
         raise ConfigError(errors, source)

@@ -23,12 +23,13 @@ class Settings(BaseSettings):
     host: str | None = None
     port: int | None = Field(default=None, ge=0, le=65535)
     log_level: str | None = None
+    access_log: bool | None = None
     git_commit: str | None = None
     build_time: str | None = None
     # Names this process in leases and delivery attempts (default host:pid).
     worker_id: str | None = None
 
-    @field_validator("config", "database_url", "host", "log_level", mode="before")
+    @field_validator("config", "database_url", "host", "log_level", "access_log", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value
@@ -45,6 +46,7 @@ class Settings(BaseSettings):
 _ACCEPTS = {
     "port": "a port number, 0 to 65535",
     "log_level": "one of " + ", ".join(LOG_LEVELS),
+    "access_log": "1, true, yes or on; 0, false, no or off",
 }
 
 
@@ -74,6 +76,7 @@ class Effective:
     host: str
     port: int
     log_level: str
+    access_log: bool = False
 
 
 def effective(settings: Settings, config: Config) -> Effective:
@@ -82,4 +85,7 @@ def effective(settings: Settings, config: Config) -> Effective:
         host=settings.host or config.server.host,
         port=settings.port if settings.port is not None else config.server.port,
         log_level=(settings.log_level or config.server.log_level).lower(),
+        access_log=(
+            settings.access_log if settings.access_log is not None else config.server.access_log
+        ),
     )

@@ -88,6 +88,10 @@ class DeliveryWorker:
         self._expired_checked = 0.0
 
     @property
+    def worker_id(self) -> str:
+        return self._worker_id
+
+    @property
     def in_flight(self) -> int:
         return len(self._inflight)
 

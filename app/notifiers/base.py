@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 from urllib.parse import parse_qsl, urlsplit
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator
 
-from app.config.fields import DeliveryOverride, FieldError, StrictModel
+from app.config.fields import DeliveryOverride, StrictModel
 from app.config.templating import TemplateSyntaxError, text_env
 
 if TYPE_CHECKING:
@@ -52,19 +52,17 @@ class IntegrationConfig(StrictModel):
         """Problems that need the ``global:`` section too, as (field, message)."""
         return []
 
-    @model_validator(mode="after")
-    def _templates_compile(self) -> "IntegrationConfig":
-        for name in ("title", "text"):
-            source = getattr(self, name)
-            if source is None:
-                continue
-            try:
-                text_env().from_string(source)
-            except TemplateSyntaxError as exc:
-                raise FieldError(
-                    name, f"template error: {exc.message} (line {exc.lineno})"
-                ) from None
-        return self
+    @field_validator("title", "text")
+    @classmethod
+    def _template_compiles(cls, source: str | None) -> str | None:
+        # One validator per field, so a bad title does not hide a bad text.
+        if source is None:
+            return source
+        try:
+            text_env().from_string(source)
+        except TemplateSyntaxError as exc:
+            raise ValueError(f"template error: {exc.message} (line {exc.lineno})") from None
+        return source
 
     @property
     def effective_send_resolved(self) -> bool:

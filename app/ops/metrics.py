@@ -2,7 +2,16 @@
 
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
@@ -12,6 +21,11 @@ class Metrics:
 
     def __init__(self, version: str = "", git_commit: str = "") -> None:
         r = self.registry = CollectorRegistry(auto_describe=True)
+        # The standard process_* and python_* families every Prometheus
+        # exporter (Alertmanager included) has: memory, CPU, open files, GC.
+        # They read process-wide state, so the default instances are shared.
+        for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+            r.register(collector)
         self.webhooks = Counter(
             "alertrelay_webhooks_total",
             "Webhook requests by source and HTTP code",

@@ -109,6 +109,39 @@ class _OtelTracer(Tracer):
         self._provider.shutdown()
 
 
+def _otlp_exporter(protocol: str) -> Any:
+    """The OTLP exporter for the protocol asked for, or None (logged) when it cannot be had.
+
+    The exporter reads its endpoint, headers, timeout and TLS from OTEL_*."""
+    if protocol == "grpc":
+        try:
+            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
+                OTLPSpanExporter as GrpcExporter,
+            )
+        except ImportError:
+            log.warning(
+                "OTEL_EXPORTER_OTLP_PROTOCOL=grpc but the OTLP/gRPC exporter is not installed: "
+                "pip install 'alertrelay[otel]'; tracing is off"
+            )
+            return None
+        return GrpcExporter()
+    if protocol != "http/protobuf":
+        log.warning(
+            "OTEL_EXPORTER_OTLP_PROTOCOL must be grpc or http/protobuf; tracing is off",
+            extra={"asked": protocol[:50]},
+        )
+        return None
+    try:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    except ImportError:
+        log.warning(
+            "the OTLP/HTTP exporter is not installed: pip install 'alertrelay[otel]'; "
+            "tracing is off"
+        )
+        return None
+    return OTLPSpanExporter()
+
+
 def tracer_from_env(
     env: Mapping[str, str], version: str, *, console: TextIO | None = None
 ) -> Tracer:
@@ -145,24 +178,15 @@ def tracer_from_env(
     if exporter_name == "console":
         processor = SimpleSpanProcessor(ConsoleSpanExporter(out=console or sys.stdout))
     else:
-        protocol = env.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or env.get(
-            "OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"
-        )
-        if protocol != "http/protobuf":
-            log.warning(
-                "only OTLP over http/protobuf is supported; using it",
-                extra={"asked": protocol[:50]},
-            )
-        try:
-            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-        except ImportError:
-            log.warning(
-                "the OTLP/HTTP exporter is not installed: pip install 'alertrelay[otel]'; "
-                "tracing is off"
-            )
+        protocol = (
+            env.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
+            or env.get("OTEL_EXPORTER_OTLP_PROTOCOL")
+            or "http/protobuf"
+        ).strip()
+        exporter = _otlp_exporter(protocol)
+        if exporter is None:
             return Tracer()
-        # The exporter reads its endpoint, headers and timeout from OTEL_*.
-        processor = BatchSpanProcessor(OTLPSpanExporter())
+        processor = BatchSpanProcessor(exporter)
     attributes: dict[str, Attribute] = {"service.version": version}
     if not env.get("OTEL_SERVICE_NAME") and "service.name=" not in env.get(
         "OTEL_RESOURCE_ATTRIBUTES", ""

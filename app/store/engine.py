@@ -15,11 +15,12 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -226,3 +227,25 @@ def _short(exc: BaseException) -> str:
         str(getattr(exc, "orig", None) or exc).splitlines()[0] if str(exc) else type(exc).__name__
     )
     return message[:300]
+
+
+def url_problem(url: str) -> str | None:
+    """What ``serve`` would refuse about a database URL, or None."""
+    try:
+        async_url(url)
+    except DatabaseSetupError as exc:
+        return str(exc)
+    except (ArgumentError, ValueError):
+        return "not a database URL (sqlite:///path.db or postgresql://user@host/db)"
+    return None
+
+
+def missing_sqlite_file(url: str) -> bool:
+    """A SQLite URL whose file does not exist (opening it would create an empty one)."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return False
+    if parsed.get_backend_name() != "sqlite" or not parsed.database:
+        return False
+    return not Path(parsed.database).exists()

@@ -15,29 +15,15 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import Route
 
-from app.bootstrap import Services, assemble, close, make_tracer
+from app.bootstrap import assemble, close, make_tracer
 from app.config.model import LoadedConfig
-from app.config.settings import Settings
+from app.config.settings import Settings, effective
 from app.ops.clock import Clock
-from app.store.audit import ACTOR_SIGNAL, Action
 from app.web import api, audit, console, health, webhook
 from app.web.access import AuthBackoff, ReadGuard, exposure_warnings
-from app.web.audit import record_for as record_audit_for
 from app.web.middleware import RequestMiddleware
 
 log = logging.getLogger(__name__)
-
-
-async def _reload_on_signal(services: Services) -> None:
-    ok, message = services.reload()
-    await record_audit_for(
-        services,
-        ACTOR_SIGNAL,
-        Action.RELOAD,
-        target="config",
-        outcome="ok" if ok else "refused",
-        details=services.reload_details(ok, message) | {"via": "SIGHUP"},
-    )
 
 
 def create_app(
@@ -51,6 +37,7 @@ def create_app(
     """Build the app. ``background=False`` leaves the sweeper and delivery
     loops to be driven by hand (tests with a manual clock)."""
     tracer = make_tracer(settings)
+    access_log = effective(settings, loaded.config).access_log
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -71,7 +58,7 @@ def create_app(
         if handle_sighup:
             loop.add_signal_handler(
                 signal.SIGHUP,
-                lambda: services.tasks.append(asyncio.ensure_future(_reload_on_signal(services))),
+                lambda: services.tasks.append(asyncio.ensure_future(services.reload_on_signal())),
             )
         for warning in exposure_warnings(services.effective.host, loaded.config.auth):
             log.warning(warning)
@@ -107,7 +94,10 @@ def create_app(
         debug=False,
         routes=routes,
         lifespan=lifespan,
-        middleware=[Middleware(RequestMiddleware, tracer=tracer), Middleware(ReadGuard)],
+        middleware=[
+            Middleware(RequestMiddleware, tracer=tracer, access_log=access_log),
+            Middleware(ReadGuard),
+        ],
     )
     # Per process, like the metrics: which clients are backing off.
     app.state.auth_backoff = AuthBackoff()

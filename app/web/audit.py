@@ -8,6 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from app.bootstrap import Services
 from app.store import audit, queries
 from app.store.engine import is_unavailable
 from app.web.guards import HTTPError, error_response, int_param, json_response
@@ -38,15 +39,8 @@ async def record(request: Request, action: audit.Action, **fields: Any) -> None:
     await record_for(services, actor_of(request), action, **fields)
 
 
-async def record_for(services: Any, actor: str, action: audit.Action, **fields: Any) -> None:
-    try:
-        async with services.db.write() as conn:
-            await audit.record(conn, at=services.clock.now(), actor=actor, action=action, **fields)
-    except Exception as exc:
-        log.error(
-            "audit entry not written",
-            extra={"action": action.value, "actor": actor, "error": type(exc).__name__},
-        )
+async def record_for(services: Services, actor: str, action: audit.Action, **fields: Any) -> None:
+    await services.record_audit(actor, action, **fields)
 
 
 def _time_param(request: Request, name: str) -> datetime | None:

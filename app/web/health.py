@@ -39,7 +39,7 @@ async def _database_state(request: Request) -> dict[str, Any]:
 
 
 def _write_problem(request: Request) -> str | None:
-    failure = request.app.state.services.db.write_failure
+    failure = services_of(request).db.write_failure
     if failure is None:
         return None
     since = failure.at.isoformat(timespec="seconds")
@@ -127,6 +127,9 @@ routes = [
     Route("/health", health, methods=["GET"]),
     Route("/live", live, methods=["GET"]),
     Route("/ready", ready, methods=["GET"]),
+    # Alertmanager's and Prometheus's own paths, so probes written for them work.
+    Route("/-/healthy", live, methods=["GET"]),
+    Route("/-/ready", ready, methods=["GET"]),
     Route("/version", version, methods=["GET"]),
     Route("/metrics", metrics, methods=["GET"]),
     Route("/openapi.json", openapi, methods=["GET"]),

@@ -19,9 +19,14 @@ _500 = json.dumps({"status": "error", "error": "internal error; see the server l
 
 
 class RequestMiddleware:
-    def __init__(self, app: ASGIApp, tracer: Tracer | None = None) -> None:
+    def __init__(
+        self, app: ASGIApp, tracer: Tracer | None = None, *, access_log: bool = False
+    ) -> None:
         self.app = app
         self.tracer = tracer or Tracer()
+        # The access log is its own switch, at info: no need for debug level
+        # (and the database drivers' debug output) to see the requests.
+        self.access_log = access_log
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -103,14 +108,23 @@ class RequestMiddleware:
             span.set("http.response.status_code", status)
             if status >= 500:
                 span.error(f"HTTP {status}")
-            if log.isEnabledFor(logging.DEBUG) or status >= 500:
+            level = (
+                logging.WARNING
+                if status >= 500
+                else logging.INFO
+                if self.access_log
+                else logging.DEBUG
+            )
+            if log.isEnabledFor(level):
+                client = scope.get("client")
                 log.log(
-                    logging.WARNING if status >= 500 else logging.DEBUG,
+                    level,
                     "request",
                     extra={
                         "method": scope.get("method"),
                         "path": scope.get("path"),
                         "status": status,
                         "ms": round((time.perf_counter() - started) * 1000, 2),
+                        "client": client[0] if client else None,
                     },
                 )

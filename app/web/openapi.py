@@ -323,6 +323,21 @@ OPENAPI: dict[str, Any] = {
                 },
             }
         },
+        "/-/healthy": {
+            "get": {
+                "summary": "Alias of /live, the path Alertmanager and Prometheus use",
+                "responses": {"200": _json({"type": "object"}, "alive")},
+            }
+        },
+        "/-/ready": {
+            "get": {
+                "summary": "Alias of /ready, the path Alertmanager and Prometheus use",
+                "responses": {
+                    "200": _json({"type": "object"}, "ready"),
+                    "503": _json({"type": "object"}, "not ready"),
+                },
+            }
+        },
         "/version": {
             "get": {
                 "summary": "Build information",

@@ -55,8 +55,18 @@ async def _receive(request: Request, source: Source) -> Response:
         return response
     except HTTPError as exc:
         code = exc.status_code
-        if code >= 500:
-            log.warning("webhook not stored", extra={"source": source.value, "reason": exc.message})
+        # "Why did my webhook not arrive?": every refusal is one warning with
+        # the request id (also in the answer's X-Request-Id), who sent it and
+        # why. The reason is our own message: it never carries a credential.
+        log.warning(
+            "webhook not stored" if code >= 500 else "webhook rejected",
+            extra={
+                "source": source.value,
+                "status": code,
+                "reason": exc.message,
+                "client": request.client.host if request.client else None,
+            },
+        )
         return error_response(exc)
     except ClientDisconnect:
         # The client went away mid-body: its fault, not ours, and nothing was

@@ -389,3 +389,174 @@ def test_preview_urls_hide_exactly_the_secret_parts(
     from app.delivery.preview import shown_url
 
     assert shown_url(url, secrets) == shown
+
+
+THREE_MISTAKES = """
+database:
+  url: mysql://root@db/alertrelay
+route:
+  receiver: nowhere
+receivers:
+  - name: chat
+    slack_configs:
+      - api_url: https://hooks.slack.com/services/T/B/X
+        title: "{{ labels.alertname "
+        text: "{% if %}"
+"""
+
+
+def test_check_config_reports_every_problem_in_one_run(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yml"
+    bad.write_text(THREE_MISTAKES)
+    result = run("check-config", str(bad))
+    assert result.returncode == 1
+    problems = [line.strip() for line in result.stderr.splitlines()[1:]]
+    assert result.stderr.splitlines()[0] == f"{bad}: invalid config, 4 problem(s)"
+    assert problems[0].startswith("receivers[0].slack_configs[0].title: template error")
+    assert problems[1].startswith(
+        "receivers[0].slack_configs[0].text: template error"
+    )  # not hidden by the title
+    assert (
+        problems[2] == "route.receiver: no receiver named 'nowhere'"
+    )  # a reference error beside structural ones
+    assert (
+        problems[3] == "database.url: unsupported database 'mysql': use sqlite:/// or postgresql://"
+    )  # as serve refuses it
+
+
+def test_check_config_takes_the_file_like_every_command(tmp_path: Path, config_file: Path) -> None:
+    clean = {k: "" for k in os.environ if k.startswith("ALERTRELAY_")}
+    assert run("check-config", str(config_file), env=clean).returncode == 0
+    assert run("check-config", "--config", str(config_file), env=clean).returncode == 0
+    assert run("check-config", env={**clean, "ALERTRELAY_CONFIG": str(config_file)}).returncode == 0
+    none = run("check-config", env=clean)
+    assert none.returncode == 2 and "ALERTRELAY_CONFIG" in none.stderr
+    # The database URL from the environment is checked too, as serve would use it.
+    env_db = run(
+        "check-config", str(config_file), env={**clean, "ALERTRELAY_DATABASE_URL": "sqlite://"}
+    )
+    assert (
+        env_db.returncode == 1
+        and "ALERTRELAY_DATABASE_URL: SQLite needs a file path" in env_db.stderr
+    )
+
+
+def test_environment_errors_are_one_line_naming_the_variable(tmp_path: Path) -> None:
+    for name, value, accepts in (
+        ("ALERTRELAY_PORT", "http", "a port number, 0 to 65535"),
+        ("ALERTRELAY_LOG_LEVEL", "loud", "one of debug, info"),
+        ("ALERTRELAY_ACCESS_LOG", "maybe", "1, true"),
+    ):
+        result = run("serve", env={name: value}, cwd=tmp_path)
+        assert result.returncode == 2
+        assert result.stderr.count("\n") == 1, result.stderr
+        assert result.stderr.startswith(
+            f"alertrelay: {name}={value!r} is invalid: expected {accepts}"
+        )
+    assert not (tmp_path / "alertrelay.db").exists()
+
+
+def test_routes_test_and_runbook_without_secrets(tmp_path: Path) -> None:
+    example = ROOT / "app" / "examples" / "alertrelay.yml"
+    env = {
+        k: ""
+        for k in (
+            "SLACK_WEBHOOK_URL",
+            "PAGERDUTY_ROUTING_KEY",
+            "TEAMS_WEBHOOK_URL",
+            "ALERTRELAY_WEBHOOK_TOKEN",
+            "ALERTRELAY_ADMIN_TOKEN",
+        )
+    }
+    clean = {k: v for k, v in os.environ.items() if k not in env}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "app",
+            "routes",
+            "test",
+            "--config",
+            str(example),
+            "severity=critical",
+            "alertname=DiskFull",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=clean,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0] == "page"
+    assert (
+        "receivers[0].pagerduty_configs[0].routing_key: ${PAGERDUTY_ROUTING_KEY} is not set"
+        in result.stderr
+    )
+    runbook = subprocess.run(
+        [sys.executable, "-m", "app", "runbook", "--config", str(example), "alertname=DiskFull"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=clean,
+    )
+    assert runbook.returncode == 0 and runbook.stdout.startswith(
+        "https://wiki.example.com/storage#diskfull"
+    )
+    # serve still refuses the same config: it would have to send.
+    served = subprocess.run(
+        [sys.executable, "-m", "app", "check-config", str(example)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=clean,
+    )
+    assert served.returncode == 1 and "SLACK_WEBHOOK_URL is not set" in served.stderr
+
+
+def test_dead_letters_without_a_migrated_database_says_what_to_do(tmp_path: Path) -> None:
+    clean = {k: "" for k in os.environ if k.startswith("ALERTRELAY_")}
+    result = run("dead-letters", env=clean, cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.startswith(
+        "no database at sqlite:///alertrelay.db: run `alertrelay migrate`"
+    )
+    assert "--config" in result.stderr
+    assert not (tmp_path / "alertrelay.db").exists()  # no empty file left behind
+    (tmp_path / "alertrelay.db").touch()  # a file that was never migrated
+    result = run("dead-letters", env=clean, cwd=tmp_path)
+    assert result.returncode == 1 and "never migrated; run `alertrelay migrate`" in result.stderr
+
+
+def test_serve_reports_a_port_clash_before_migrating(tmp_path: Path) -> None:
+    import socket
+
+    clean = {k: "" for k in os.environ if k.startswith("ALERTRELAY_")}
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run("serve", "--port", str(port), env=clean, cwd=tmp_path)
+    assert result.returncode == 1
+    assert (
+        result.stderr.strip().splitlines()[-1]
+        == f"cannot listen on 127.0.0.1:{port}: Address already in use"
+    )
+    assert not (tmp_path / "alertrelay.db").exists()  # nothing migrated first
+
+
+def test_every_commands_help_documents_config_and_the_environment() -> None:
+    from app.cli.main import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
+    commands = dict(sub.choices)
+    commands["routes test"] = next(
+        a for a in commands.pop("routes")._actions if a.__class__.__name__ == "_SubParsersAction"
+    ).choices["test"]
+    for name, command in commands.items():
+        text = command.format_help()
+        if any("--config" in a.option_strings for a in command._actions):
+            assert "$ALERTRELAY_CONFIG" in text, name
+    serve = commands["serve"].format_help()
+    assert "$ALERTRELAY_PORT" in serve and "8080" in serve and "$ALERTRELAY_HOST" in serve
+    assert "$ALERTRELAY_DATABASE_URL" in commands["dead-letters"].format_help()

@@ -291,3 +291,21 @@ async def test_responses_carry_a_request_id(sqlite_url: str, path: str) -> None:
             r.headers["x-request-id"] != "bad id\nwith newline"
             and len(r.headers["x-request-id"]) == 16
         )
+
+
+async def test_alertmanager_paths_and_standard_collectors(sqlite_url: str) -> None:
+    """/-/healthy and /-/ready answer as /live and /ready; /metrics has process_* and python_*."""
+    async with running_app(sqlite_url, LOG_CONFIG) as (_, client):
+        healthy = await client.get("/-/healthy")
+        assert healthy.status_code == 200 and healthy.json() == (await client.get("/live")).json()
+        ready = await client.get("/-/ready")
+        assert ready.status_code == 200 and ready.json() == {"status": "ready"}
+        text = (await client.get("/metrics")).text
+    for name in (
+        "process_resident_memory_bytes",
+        "process_cpu_seconds_total",
+        "process_open_fds",
+        "python_info",
+        "python_gc_collections_total",
+    ):
+        assert f"# TYPE {name} " in text, name

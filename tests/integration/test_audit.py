@@ -15,7 +15,6 @@ import httpx
 from starlette.applications import Starlette
 
 from app.ops.clock import ManualClock
-from app.web.app import _reload_on_signal
 from tests.conftest import running_app
 from tests.helpers import JSON, T0, am_alert, am_webhook, body, count, table_rows
 from tests.sinks import FakePagerDuty, Reply, serve
@@ -99,7 +98,7 @@ async def test_replays_and_reloads_are_recorded_with_actor_target_and_outcome(
             path.write_text("route: {receiver: nowhere}\nreceivers: []\n")
             assert (await client.post("/-/reload", headers=ADMIN_HEADERS)).status_code == 400
             clock.advance(1)
-            await _reload_on_signal(app.state.services)  # what SIGHUP runs
+            await app.state.services.reload_on_signal()  # what SIGHUP runs
 
             listed = await entries(client)
     assert second_version != first_version

@@ -149,3 +149,91 @@ def test_serve_exports_spans_over_otlp_http(tmp_path: Path) -> None:
             proc.kill(signal.SIGTERM)
     resources = {r.get("service.name") for r, _ in collector.spans()}
     assert resources == {"relay-under-test"}
+
+
+class GrpcCollector:
+    """An OTLP/gRPC traces endpoint on 127.0.0.1: the TraceService, recording each export."""
+
+    def __init__(self) -> None:
+        import threading
+        from concurrent import futures
+
+        import grpc
+        from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+
+        collector = self
+        self.lock = threading.Lock()
+        self.requests: list[Any] = []
+
+        class TraceService(trace_service_pb2_grpc.TraceServiceServicer):  # type: ignore[misc]
+            def Export(self, request: Any, context: Any) -> Any:  # noqa: N802 - the gRPC method name
+                with collector.lock:
+                    collector.requests.append(request)
+                return trace_service_pb2.ExportTraceServiceResponse()
+
+        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(TraceService(), self.server)
+        self.port = self.server.add_insecure_port("127.0.0.1:0")
+        self.server.start()
+
+    def span_names(self) -> set[str]:
+        with self.lock:
+            return {
+                span.name
+                for r in self.requests
+                for rs in r.resource_spans
+                for ss in rs.scope_spans
+                for span in ss.spans
+            }
+
+    def stop(self) -> None:
+        self.server.stop(grace=None)
+
+
+def test_serve_exports_spans_over_otlp_grpc_when_asked(tmp_path: Path) -> None:
+    """OTEL_EXPORTER_OTLP_PROTOCOL=grpc is honoured, not turned into HTTP."""
+    collector = GrpcCollector()
+    try:
+        env = {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{collector.port}",
+            "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
+            "OTEL_EXPORTER_OTLP_INSECURE": "true",
+            "OTEL_BSP_SCHEDULE_DELAY": "200",
+        }
+        with alertrelay(
+            tmp_path, "route: {receiver: r}\nreceivers: [{name: r, log_configs: [{}]}]\n", env=env
+        ) as proc:
+            import urllib.request
+
+            req = urllib.request.Request(
+                proc.url + "/webhook/alertmanager",
+                data=body(am_webhook([am_alert({"alertname": "Grpc"})])),
+                headers=JSON,
+                method="POST",
+            )
+            with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310
+                assert resp.status == 200
+            wait_until(
+                lambda: "POST /webhook/alertmanager" in collector.span_names(),
+                20,
+                what=lambda: f"spans over gRPC: {collector.span_names()}",
+            )
+            proc.kill(signal.SIGTERM)
+    finally:
+        collector.stop()
+
+
+def test_an_unknown_otlp_protocol_turns_tracing_off_with_a_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from app.ops.tracing import tracer_from_env
+
+    tracer = tracer_from_env(
+        {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:1",
+            "OTEL_EXPORTER_OTLP_PROTOCOL": "http/json",
+        },
+        "0",
+    )
+    assert not tracer.enabled
+    assert "must be grpc or http/protobuf" in caplog.text

@@ -257,3 +257,85 @@ def test_ingest_deadline_grows_with_the_webhook(
     """A big group gets 0.5 ms an alert on top: its size is work, not a busy database."""
     config = parse_config(MINIMAL + f"server: {{ingest_timeout: {timeout}}}\n", "t", {}).config
     assert config.server.ingest_deadline_s(alerts) == pytest.approx(deadline_s)
+
+
+# Snippets as Alertmanager's configuration documentation writes them.
+_AM_SNIPPETS = [
+    (
+        "global:\n  resolve_timeout: 5m\n",
+        "global.resolve_timeout: alertrelay takes each alert's endsAt",
+    ),
+    (
+        "global:\n  slack_api_url: 'https://hooks.slack.com/services/XXX/YYY/ZZZ'\n",
+        "global.slack_api_url: set api_url (or api_url_file) on each slack_configs entry",
+    ),
+    (
+        "global:\n  opsgenie_api_key: 'key'\n",
+        "global.opsgenie_api_key: set api_key on each opsgenie_configs entry",
+    ),
+    (
+        "templates:\n- '/etc/alertmanager/template/*.tmpl'\n",
+        "templates: Alertmanager's Go templates do not apply: alertrelay's templates are Jinja2",
+    ),
+    (
+        'inhibit_rules:\n- source_matchers: [ severity="critical" ]\n  target_matchers: [ severity="warning" ]\n  equal: [ alertname, cluster, service ]\n',
+        "inhibit_rules: inhibition stays in Alertmanager",
+    ),
+    (
+        "time_intervals:\n- name: offhours\n  time_intervals:\n  - times:\n    - start_time: '17:00'\n      end_time: '24:00'\n",
+        "time_intervals: muting by time stays in Alertmanager",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    "snippet,message", _AM_SNIPPETS, ids=[m.split(":")[0] for _, m in _AM_SNIPPETS]
+)
+def test_alertmanager_keys_are_refused_with_what_to_use_instead(snippet: str, message: str) -> None:
+    base = "route: {receiver: r}\nreceivers: [{name: r, log_configs: [{}]}]\n"
+    with pytest.raises(ConfigError) as err:
+        parse_config(snippet + base, "am.yml", {})
+    (error,) = err.value.errors
+    assert error.startswith(message), error
+    assert error.endswith("(see docs/alertmanager-config.md)")
+
+
+def test_alertmanager_http_config_in_an_integration_says_where_credentials_go() -> None:
+    snippet = """
+route: {receiver: hook}
+receivers:
+- name: hook
+  webhook_configs:
+  - url: 'http://127.0.0.1:5001/'
+    http_config:
+      authorization:
+        type: Bearer
+        credentials_file: /etc/alertmanager/token
+"""
+    with pytest.raises(ConfigError) as err:
+        parse_config(snippet, "am.yml", {})
+    assert err.value.errors == [
+        "receivers[0].webhook_configs[0].http_config: credentials go in the integration's own key "
+        "(for webhook_configs: token or token_file, sent as a bearer token); a proxy is global.proxy_url "
+        "(see docs/alertmanager-config.md)"
+    ]
+
+
+def test_alertmanager_route_match_is_read_as_matchers() -> None:
+    snippet = """
+route:
+  receiver: default
+  routes:
+  - match:
+      service: database
+    receiver: db
+  - match_re:
+      service: ^(foo1|foo2|baz)$
+    receiver: foo
+receivers: [{name: default, log_configs: [{}]}, {name: db, log_configs: [{}]}, {name: foo, log_configs: [{}]}]
+"""
+    loaded = parse_config(snippet, "am.yml", {})
+    assert [r.matcher_strings() for r in loaded.config.route.routes] == [
+        ['service="database"'],
+        ['service=~"^(foo1|foo2|baz)$"'],
+    ]

@@ -154,7 +154,7 @@ def test_check_config_output_is_what_the_command_prints(tmp_path: Path) -> None:
 def test_documented_metrics_exist() -> None:
     from app.ops.metrics import Metrics
 
-    exported = {m.name for m in Metrics().registry.collect()}
+    exported = {m.name for m in Metrics().registry.collect() if m.name.startswith("alertrelay_")}
     documented = set(
         re.findall(r"`(alertrelay_[a-z_]+)", README.split("## Metrics")[1].split("##")[0])
     )
@@ -262,3 +262,18 @@ def test_prune_dry_run_output_is_what_the_command_prints(tmp_path: Path) -> None
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines() == expected
+
+
+async def test_quick_start_shows_the_builtin_runbook(sqlite_url: str) -> None:
+    """The quick start runs on the built-in config; the runbook link it promises is the one served."""
+    from app.config.model import BUILTIN_CONFIG
+
+    quick = blocks("sh")[2]
+    payload = re.search(r"<<'EOF'\n(.*?)\nEOF", quick, re.S)
+    assert payload is not None
+    async with running_app(sqlite_url, BUILTIN_CONFIG) as (_, client):
+        await client.post("/webhook/alertmanager", content=payload.group(1).encode(), headers=JSON)
+        fp = json.loads(payload.group(1))["alerts"][0]["fingerprint"]
+        detail = (await client.get(f"/api/v1/alerts/{fp}")).json()
+    assert detail["runbook_url"] == "https://runbooks.example.com/diskfull"
+    assert '"runbook_url": "https://runbooks.example.com/diskfull"' in README
