@@ -338,10 +338,14 @@ receivers: [{name: log, log_configs: [{}]}]
             # ERR_INVALID_AUTH_CREDENTIALS), so the bare answer is read with the browser's request API.
             answer = anonymous.request.get(relay.url + "/")
             assert answer.status == 401
-            assert "Basic" in answer.headers.get("www-authenticate", "")  # a browser can prompt for it
+            assert "Basic" in answer.headers.get(
+                "www-authenticate", ""
+            )  # a browser can prompt for it
         finally:
             anonymous.close()
-        reader = browser.new_context(http_credentials={"username": "oncall", "password": "r3ad-pass"})
+        reader = browser.new_context(
+            http_credentials={"username": "oncall", "password": "r3ad-pass"}
+        )
         try:
             page = reader.new_page()
             for path in ("/", "/alerts", "/dead-letters", "/routes", "/audit"):
