@@ -319,3 +319,38 @@ def test_every_page_names_every_control(console: Console, page: Any) -> None:
                 "config" in page.locator("footer").inner_text()
                 and " ms " in page.locator("footer").inner_text()
             )
+
+
+def test_pages_need_the_read_credential_when_it_is_set(browser: Any, tmp_path: Path) -> None:
+    from tests.e2e.harness import alertrelay
+
+    config = """
+auth:
+  admin_token: adm1n-token-for-read-test
+  read: {basic_auth: {username: oncall, password: r3ad-pass}}
+route: {receiver: log}
+receivers: [{name: log, log_configs: [{}]}]
+"""
+    with alertrelay(tmp_path, config, name="guarded") as relay:
+        anonymous = browser.new_context()
+        try:
+            # Headless Chromium cannot show the login prompt (a page load fails with
+            # ERR_INVALID_AUTH_CREDENTIALS), so the bare answer is read with the browser's request API.
+            answer = anonymous.request.get(relay.url + "/")
+            assert answer.status == 401
+            assert "Basic" in answer.headers.get(
+                "www-authenticate", ""
+            )  # a browser can prompt for it
+        finally:
+            anonymous.close()
+        reader = browser.new_context(
+            http_credentials={"username": "oncall", "password": "r3ad-pass"}
+        )
+        try:
+            page = reader.new_page()
+            for path in ("/", "/alerts", "/dead-letters", "/routes", "/audit"):
+                answer = page.goto(relay.url + path)
+                assert answer is not None and answer.status == 200, path
+            assert page.get_by_role("heading", level=1).inner_text() == "Audit log"
+        finally:
+            reader.close()
