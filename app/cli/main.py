@@ -250,6 +250,9 @@ def _print_routes(info: dict[str, Any]) -> None:
 def cmd_routes_test(args: argparse.Namespace) -> int:
     settings = _settings()
     runtime = compile_config(_load(args.config or settings.config, secrets_optional=True))
+    if args.kind is not None and not args.render:
+        print("alertrelay routes test: --kind only applies with --render", file=sys.stderr)
+        return EXIT_USAGE
     labels = _labels(args.labels)
     info = describe_routes(runtime, labels)
     if args.json:
@@ -261,7 +264,7 @@ def cmd_routes_test(args: argparse.Namespace) -> int:
 
         annotations = _labels(args.annotation or [])
         print()
-        print(render_requests(runtime, labels, annotations, kind=args.kind))
+        print(render_requests(runtime, labels, annotations, kind=args.kind or "firing"))
     return EXIT_OK
 
 
@@ -340,9 +343,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument(
         "--kind",
-        default="firing",
+        default=None,
         choices=["firing", "resolved", "flapping", "stable", "reminder"],
-        help="which notification to render (with --render)",
+        help="which notification to render (needs --render; default firing)",
     )
     t.add_argument(
         "--annotation", action="append", metavar="NAME=VALUE", help="an annotation (repeatable)"

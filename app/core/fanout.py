@@ -13,7 +13,7 @@ the alert did since. Keys are deterministic:
 import hashlib
 from datetime import datetime
 
-from app.config.compiled import CompiledConfig
+from app.config.compiled import CompiledConfig, Integration
 from app.core.domain import AlertRecord, NoticeKind, NotificationRow, isoformat
 from app.core.lifecycle import RouteOptions
 from app.core.notices import Notice
@@ -68,6 +68,14 @@ def notice_payload(
     }
 
 
+def would_send(kind: NoticeKind, integration: Integration) -> str | None:
+    """None when ``integration`` takes a notice of ``kind``, else why not
+    (shared by the outbox writer and ``routes test --render``)."""
+    if kind is NoticeKind.RESOLVED and not integration.send_resolved:
+        return "send_resolved is false"
+    return None
+
+
 def notification_rows(
     rec: AlertRecord,
     notice: Notice,
@@ -79,7 +87,7 @@ def notification_rows(
     rows: list[NotificationRow] = []
     for receiver in routed.receivers:
         for integration in runtime.receivers.get(receiver, ()):
-            if notice.kind is NoticeKind.RESOLVED and not integration.send_resolved:
+            if would_send(notice.kind, integration) is not None:
                 continue
             key = integration.key
             rows.append(

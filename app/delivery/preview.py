@@ -14,7 +14,7 @@ import httpx
 
 from app.config.compiled import CompiledConfig, Integration
 from app.core.domain import AlertRecord, NoticeKind, Status
-from app.core.fanout import notice_payload
+from app.core.fanout import notice_payload, would_send
 from app.core.fingerprint import fingerprint
 from app.core.notices import Notice, incident_key
 from app.core.payload import NoticePayload
@@ -94,6 +94,7 @@ class RenderedRequest:
     headers: tuple[tuple[str, str], ...] = ()
     body: str = ""
     error: str | None = None  # why no request could be built
+    skipped: str | None = None  # why this integration would not send this notice
 
 
 def render_integration(
@@ -123,6 +124,8 @@ def render_integration(
     secrets = prepared.secrets
     notifier = prepared.notifier
     request = notifier.prepare(message)
+    # A mail's body is the whole message, headers included: show them once.
+    headers = () if request.method == "SMTP" else tuple(request.headers.items())
     text = request.body.decode("utf-8", errors="replace")
     try:
         text = json.dumps(json.loads(text), indent=2, ensure_ascii=False)
@@ -132,7 +135,7 @@ def render_integration(
         integration.key,
         request.method,
         shown_url(request.url, secrets),
-        tuple((name, redact(value, secrets)) for name, value in request.headers.items()),
+        tuple((name, redact(value, secrets)) for name, value in headers),
         redact(text, secrets).rstrip("\n"),
     )
 
@@ -147,11 +150,15 @@ def render_routed(
 ) -> list[RenderedRequest]:
     """Every routed integration's request for an alert with these labels."""
     payload = _payload(runtime, labels, annotations, kind)
-    return [
-        render_integration(runtime, integration, payload, http)
-        for receiver in runtime.route(labels).receivers
-        for integration in runtime.receivers.get(receiver, ())
-    ]
+    out: list[RenderedRequest] = []
+    for receiver in runtime.route(labels).receivers:
+        for integration in runtime.receivers.get(receiver, ()):
+            reason = would_send(NoticeKind(kind), integration)
+            if reason is not None:
+                out.append(RenderedRequest(integration.key, skipped=reason))
+                continue
+            out.append(render_integration(runtime, integration, payload, http))
+    return out
 
 
 def render_requests(
@@ -166,6 +173,9 @@ def render_requests(
     http = httpx.AsyncClient()  # never used: prepare() does not send
     try:
         for r in render_routed(runtime, labels, annotations, http, kind=kind):
+            if r.skipped is not None:
+                out.append(f"--- {r.key}: would not send a {kind} notice ({r.skipped})")
+                continue
             if r.error is not None:
                 out.append(f"--- {r.key}: {r.error}")
                 continue

@@ -560,3 +560,41 @@ def test_every_commands_help_documents_config_and_the_environment() -> None:
     serve = commands["serve"].format_help()
     assert "$ALERTRELAY_PORT" in serve and "8080" in serve and "$ALERTRELAY_HOST" in serve
     assert "$ALERTRELAY_DATABASE_URL" in commands["dead-letters"].format_help()
+
+
+RENDER_MAIL = """
+global: {smtp_smarthost: "127.0.0.1:2525", smtp_from: "alerts@example.com", smtp_require_tls: false}
+route: {receiver: r}
+receivers:
+  - name: r
+    email_configs: [{to: "oncall@example.com", send_resolved: true}]
+    webhook_configs: [{url: "http://127.0.0.1:9/hook", send_resolved: false}]
+"""
+
+
+def test_render_shows_each_mail_header_once_and_says_what_would_not_send(tmp_path: Path) -> None:
+    config = tmp_path / "mail.yml"
+    config.write_text(RENDER_MAIL)
+    base = ["routes", "test", "--config", str(config), "--render"]
+    firing = run(*base, "alertname=DiskFull")
+    resolved = run(*base, "--kind", "resolved", "alertname=DiskFull")
+    assert firing.returncode == 0 and resolved.returncode == 0, firing.stderr + resolved.stderr
+    for out in (firing.stdout, resolved.stdout):
+        # The mail's headers are part of its body: printed once, not twice.
+        for header in ("From: alerts@example.com", "To: oncall@example.com", "Subject: "):
+            assert len([ln for ln in out.splitlines() if ln.startswith(header)]) == 1, (header, out)
+    assert "--- r/webhook/0: POST http://127.0.0.1:9/<redacted>" in firing.stdout
+    assert (
+        "--- r/webhook/0: would not send a resolved notice (send_resolved is false)"
+        in resolved.stdout
+    )
+    assert "Subject: [RESOLVED] DiskFull" in resolved.stdout  # the mail still goes
+
+
+def test_kind_without_render_is_a_usage_error(tmp_path: Path) -> None:
+    config = tmp_path / "mail.yml"
+    config.write_text(RENDER_MAIL)
+    result = run("routes", "test", "--config", str(config), "--kind", "resolved", "alertname=X")
+    assert result.returncode == 2
+    assert "--kind only applies with --render" in result.stderr
+    assert result.stdout == ""
