@@ -11,7 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from app.config.fields import DeliveryConfig
-from app.config.model import Config, FlappingConfig, LoadedConfig, RouteConfig
+from app.config.model import Config, LoadedConfig, RouteConfig
+from app.config.sections import FlappingConfig
 from app.config.templating import url_env
 from app.core.domain import integration_key
 from app.core.flapping import FlapParams

@@ -43,7 +43,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.config.model import RetentionConfig
+from app.config.sections import RetentionConfig
 from app.core.domain import NotificationStatus as NS
 from app.core.domain import Status
 from app.store.engine import Database, is_lock_conflict

@@ -27,7 +27,7 @@ from typing import Literal
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.config.model import AuthConfig, NamedUser
+from app.config.sections import AuthConfig, NamedUser
 from app.web.guards import HTTPError, error_response
 
 Endpoint = Literal["webhook", "admin", "read"]

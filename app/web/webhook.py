@@ -14,7 +14,7 @@ import time
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
-from app.config.model import ServerConfig
+from app.config.sections import ServerConfig
 from app.core.domain import Source
 from app.ingest.batcher import BatcherClosed, Ticket
 from app.ingest.wire import PayloadError, parse_webhook

@@ -13,7 +13,7 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
-from app.config.model import RetentionConfig
+from app.config.sections import RetentionConfig
 from app.core.fingerprint import fingerprint
 from app.ops.clock import ManualClock
 from app.store.engine import Database

@@ -5,7 +5,7 @@ import sqlite3
 from datetime import timedelta
 from pathlib import Path
 
-from app.config.model import RetentionConfig
+from app.config.sections import RetentionConfig
 from app.ops.clock import ManualClock
 from app.store import migrate
 from app.store.retention import Cutoffs, file_space, incremental_vacuum, prune

@@ -230,7 +230,7 @@ def test_retention_block_is_the_defaults() -> None:
     import yaml
 
     from app.config.fields import parse_duration
-    from app.config.model import RetentionConfig
+    from app.config.sections import RetentionConfig
 
     (block,) = [b for b in blocks("yaml", "Retention and audit") if b.startswith("retention:")]
     documented = {k: parse_duration(v) for k, v in yaml.safe_load(block)["retention"].items()}

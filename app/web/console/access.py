@@ -21,7 +21,7 @@ from urllib.parse import parse_qsl, urlsplit
 from starlette.requests import Request
 from starlette.responses import Response
 
-from app.config.model import AuthConfig
+from app.config.sections import AuthConfig
 from app.web.access import admin_actor, credentials
 from app.web.guards import HTTPError, read_body
 from app.web.state import services_of
