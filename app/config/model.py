@@ -1,4 +1,4 @@
-"""The YAML config file (README.md, "Configuration"): the route tree, receivers, cross-checks, ``load_config``.
+"""The YAML config file: the route tree, receivers, cross-checks, ``load_config``.
 
 Unknown keys are errors; every error is reported with its YAML path, e.g.
 ``receivers[2].pagerduty_configs[0].routing_key: required``. Validation is
