@@ -27,23 +27,17 @@ import base64
 import contextlib
 import email.policy
 import logging
-import re
 import ssl
-import unicodedata
 from dataclasses import dataclass
 from email.message import EmailMessage
-from email.utils import format_datetime, getaddresses, parseaddr
-from functools import lru_cache
-from pathlib import Path
+from email.utils import format_datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import aiosmtplib
-from jinja2 import Template
 from pydantic import Field, SecretStr, model_validator
 
 from app.config.fields import FieldError, parse_smarthost, secret_from
 from app.config.templating import TemplateSyntaxError, html_env
-from app.core.domain import NoticeKind
 from app.core.message import Message, cut
 from app.core.ratelimit import RateLimit
 from app.notifiers.base import (
@@ -54,6 +48,13 @@ from app.notifiers.base import (
     destination_id,
     redact,
 )
+from app.notifiers.email_body import default_html, html_context, message_id, message_key
+from app.notifiers.email_headers import (
+    check_headers,
+    header_safe,
+    parse_recipients,
+    parse_sender,
+)
 
 if TYPE_CHECKING:
     from app.config.globals import GlobalConfig
@@ -62,74 +63,7 @@ log = logging.getLogger(__name__)
 
 SUBJECT_LIMIT = 255  # characters; clients show less, and folding keeps lines short anyway
 TEXT_LIMIT = 100_000  # characters of the text part
-FIELD_LIMIT = 64_000  # characters of summary/description in the HTML part
-LABEL_LIMIT = 1_000  # characters of one label value in the HTML part
-MSGID_KEY_LIMIT = 48  # characters of the idempotency key in the Message-ID
 IO_TIMEOUT_S = 10.0  # per SMTP operation; the attempt's total deadline is the caller's
-# Headers alertrelay sets itself: the MIME structure (``MIME-Version`` and
-# every ``Content-*``, which describe the parts it builds), and the identity
-# and date a retry must keep. ``Bcc`` would only disclose (the envelope is ``to``).
-RESERVED_HEADERS = frozenset({"message-id", "date", "mime-version", "bcc"})
-RESERVED_PREFIX = "content-"
-_TEMPLATE = Path(__file__).resolve().parent.parent / "templates" / "email.html"
-_MSGID_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
-_COLOURS = {
-    NoticeKind.FIRING: "#b00020",
-    NoticeKind.REMINDER: "#c4471d",
-    NoticeKind.RESOLVED: "#2e7d32",
-    NoticeKind.FLAPPING: "#c77700",
-}
-
-
-def header_safe(value: str) -> str:
-    """``value`` on one line: control characters and line breaks become spaces.
-
-    The standard library refuses some and encodes others, and has had bugs
-    here (CVE-2024-6923); a header built from alert data is cleaned first.
-    """
-    return "".join(
-        " " if unicodedata.category(ch) in ("Cc", "Zl", "Zp") else ch for ch in value
-    ).strip()
-
-
-def parse_recipients(value: str) -> list[str]:
-    """The addresses of a comma-separated RFC 5322 list (one RCPT each)."""
-    out = []
-    for _, addr in getaddresses([header_safe(value)]):
-        if not _plausible_address(addr):
-            raise ValueError(f"{addr or value!r} is not an email address")
-        out.append(addr)
-    if not out:
-        raise ValueError("needs at least one address")
-    return out
-
-
-def parse_sender(value: str) -> str:
-    _, addr = parseaddr(header_safe(value))
-    if not _plausible_address(addr) or len(getaddresses([value])) != 1:
-        raise ValueError(f"{value!r} must be exactly one email address")
-    return addr
-
-
-def _plausible_address(addr: str) -> bool:
-    local, at, domain = addr.rpartition("@")
-    return bool(at and local and domain) and not any(
-        ch.isspace() or ch in "<>," or unicodedata.category(ch) == "Cc" for ch in addr
-    )
-
-
-def _check_headers(headers: dict[str, str]) -> None:
-    scratch = EmailMessage(policy=email.policy.SMTP)
-    for name, value in headers.items():
-        lower = name.lower()
-        if lower in RESERVED_HEADERS or lower.startswith(RESERVED_PREFIX):
-            raise FieldError(
-                f"headers.{name}", f"{name} is set by alertrelay and cannot be configured"
-            )
-        try:
-            scratch[name] = header_safe(value)
-        except (ValueError, TypeError, IndexError) as exc:
-            raise FieldError("headers", f"{name}: {exc}") from None
 
 
 class EmailConfig(IntegrationConfig):
@@ -182,7 +116,7 @@ class EmailConfig(IntegrationConfig):
         for name in self.headers:
             if not name or any(c in name for c in ":\r\n ") or not name.isascii():
                 raise FieldError("headers", f"invalid header name {name!r}")
-        _check_headers(self.headers)
+        check_headers(self.headers)
         if self.html:
             try:
                 html_env().from_string(self.html)
@@ -250,55 +184,6 @@ def connection(config: EmailConfig, g: "GlobalConfig") -> Connection:
         username=username or None,
         password=password.get_secret_value() if password is not None else None,
     )
-
-
-@lru_cache(maxsize=1)
-def default_html() -> Template:
-    """The default HTML body (``app/templates/email.html``), compiled once."""
-    return html_env().from_string(_TEMPLATE.read_text(encoding="utf-8"))
-
-
-def html_context(m: Message) -> dict[str, Any]:
-    """The variables of the HTML template (the default and an ``html:`` override)."""
-    return {
-        "title": m.title,
-        "text": m.text,
-        "kind": m.kind.value,
-        "status": m.status.value,
-        "tag": m.tag,
-        # A stable notice carries the current state: its colour says which.
-        "colour": _COLOURS.get(
-            m.kind, _COLOURS[NoticeKind.FIRING if m.firing else NoticeKind.RESOLVED]
-        ),
-        "alertname": m.alertname,
-        "fingerprint": m.fingerprint,
-        "severity": m.severity,
-        "summary": cut(m.summary, FIELD_LIMIT),
-        "description": cut(m.description, FIELD_LIMIT),
-        "labels": {k: cut(v, LABEL_LIMIT) for k, v in m.labels.items()},
-        "annotations": {k: cut(v, FIELD_LIMIT) for k, v in m.annotations.items()},
-        "starts_at": m.starts_at,
-        "ends_at": m.ends_at,
-        "runbook_url": m.runbook_url,
-        "generator_url": m.generator_url,
-        "duplicates": m.duplicates,
-        "flap": {"score": m.flap_score, "transitions": m.flap_transitions, "flapping": m.flapping},
-        "receiver": m.receiver,
-    }
-
-
-def message_id(m: Message) -> str:
-    """The same ``Message-ID`` for every attempt of one notification.
-
-    The idempotency key (sha256 hex) cut to 48 characters, 192 bits: the
-    header then fits one 78-character line, and some parsers mishandle a
-    folded Message-ID.
-    """
-    return f"<{_message_key(m)}@alertrelay>"
-
-
-def _message_key(m: Message) -> str:
-    return _MSGID_UNSAFE.sub("", m.idempotency_key)[:MSGID_KEY_LIMIT] or str(m.notification_id)
 
 
 class EmailNotifier:
@@ -391,7 +276,7 @@ class EmailNotifier:
         # A fixed boundary makes every attempt the same bytes (Date aside) and
         # prepare() show exactly what is sent. "=_" never occurs in
         # quoted-printable text (it writes "=" as "=3D"), so it cannot collide.
-        msg.set_boundary(f"=_alertrelay_{_message_key(m)}")
+        msg.set_boundary(f"=_alertrelay_{message_key(m)}")
         for part in msg.iter_parts():
             del part["MIME-Version"]  # EmailMessage adds it to parts too; it belongs on top
         return msg

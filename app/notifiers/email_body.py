@@ -1,0 +1,74 @@
+"""The parts of a mail built from a message: the HTML body's template and
+variables, and the Message-ID every attempt of one notification shares."""
+
+import re
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Template
+
+from app.config.templating import html_env
+from app.core.domain import NoticeKind
+from app.core.message import Message, cut
+
+FIELD_LIMIT = 64_000  # characters of summary/description in the HTML part
+LABEL_LIMIT = 1_000  # characters of one label value in the HTML part
+MSGID_KEY_LIMIT = 48  # characters of the idempotency key in the Message-ID
+_TEMPLATE = Path(__file__).resolve().parent.parent / "templates" / "email.html"
+_MSGID_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+_COLOURS = {
+    NoticeKind.FIRING: "#b00020",
+    NoticeKind.REMINDER: "#c4471d",
+    NoticeKind.RESOLVED: "#2e7d32",
+    NoticeKind.FLAPPING: "#c77700",
+}
+
+
+@lru_cache(maxsize=1)
+def default_html() -> Template:
+    """The default HTML body (``app/templates/email.html``), compiled once."""
+    return html_env().from_string(_TEMPLATE.read_text(encoding="utf-8"))
+
+
+def html_context(m: Message) -> dict[str, Any]:
+    """The variables of the HTML template (the default and an ``html:`` override)."""
+    return {
+        "title": m.title,
+        "text": m.text,
+        "kind": m.kind.value,
+        "status": m.status.value,
+        "tag": m.tag,
+        # A stable notice carries the current state: its colour says which.
+        "colour": _COLOURS.get(
+            m.kind, _COLOURS[NoticeKind.FIRING if m.firing else NoticeKind.RESOLVED]
+        ),
+        "alertname": m.alertname,
+        "fingerprint": m.fingerprint,
+        "severity": m.severity,
+        "summary": cut(m.summary, FIELD_LIMIT),
+        "description": cut(m.description, FIELD_LIMIT),
+        "labels": {k: cut(v, LABEL_LIMIT) for k, v in m.labels.items()},
+        "annotations": {k: cut(v, FIELD_LIMIT) for k, v in m.annotations.items()},
+        "starts_at": m.starts_at,
+        "ends_at": m.ends_at,
+        "runbook_url": m.runbook_url,
+        "generator_url": m.generator_url,
+        "duplicates": m.duplicates,
+        "flap": {"score": m.flap_score, "transitions": m.flap_transitions, "flapping": m.flapping},
+        "receiver": m.receiver,
+    }
+
+
+def message_id(m: Message) -> str:
+    """The same ``Message-ID`` for every attempt of one notification.
+
+    The idempotency key (sha256 hex) cut to 48 characters, 192 bits: the
+    header then fits one 78-character line, and some parsers mishandle a
+    folded Message-ID.
+    """
+    return f"<{message_key(m)}@alertrelay>"
+
+
+def message_key(m: Message) -> str:
+    return _MSGID_UNSAFE.sub("", m.idempotency_key)[:MSGID_KEY_LIMIT] or str(m.notification_id)
