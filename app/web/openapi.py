@@ -2,6 +2,8 @@
 
 from typing import Any
 
+from app.web.openapi_components import COMPONENTS, STRING_MAP
+
 _ERROR = {"$ref": "#/components/schemas/Error"}
 
 
@@ -61,7 +63,6 @@ _CONSOLE: dict[str, Any] = {
     },
 }
 
-_STRING_MAP = {"type": "object", "additionalProperties": {"type": "string"}}
 
 OPENAPI: dict[str, Any] = {
     "openapi": "3.1.0",
@@ -275,7 +276,7 @@ OPENAPI: dict[str, Any] = {
                             "properties": {
                                 "url": {"type": ["string", "null"]},
                                 "source": {"type": "string"},
-                                "labels": _STRING_MAP,
+                                "labels": STRING_MAP,
                             },
                         },
                         "The runbook URL and the rule that produced it",
@@ -366,134 +367,7 @@ OPENAPI: dict[str, Any] = {
         },
         **_CONSOLE,
     },
-    "components": {
-        "securitySchemes": {
-            "bearer": {"type": "http", "scheme": "bearer"},
-            "basic": {"type": "http", "scheme": "basic"},
-            "admin": {"type": "http", "scheme": "bearer", "description": "auth.admin_token"},
-        },
-        "schemas": {
-            "Error": {
-                "type": "object",
-                "properties": {"status": {"const": "error"}, "error": {"type": "string"}},
-                "required": ["status", "error"],
-            },
-            "WebhookAlert": {
-                "type": "object",
-                "required": ["status", "labels", "startsAt"],
-                "properties": {
-                    "status": {"type": "string", "enum": ["firing", "resolved"]},
-                    "labels": _STRING_MAP,
-                    "annotations": _STRING_MAP,
-                    "startsAt": {"type": "string", "format": "date-time"},
-                    "endsAt": {"type": "string"},
-                    "generatorURL": {"type": "string"},
-                    "fingerprint": {"type": "string"},
-                },
-            },
-            "Webhook": {
-                "type": "object",
-                "required": ["version", "alerts"],
-                "properties": {
-                    "version": {"type": "string", "const": "4"},
-                    "groupKey": {"type": "string"},
-                    "truncatedAlerts": {"type": "integer", "minimum": 0},
-                    "status": {"type": "string"},
-                    "receiver": {"type": "string"},
-                    "groupLabels": _STRING_MAP,
-                    "commonLabels": _STRING_MAP,
-                    "commonAnnotations": _STRING_MAP,
-                    "externalURL": {"type": "string"},
-                    "alerts": {
-                        "type": "array",
-                        "items": {"$ref": "#/components/schemas/WebhookAlert"},
-                    },
-                },
-            },
-            "IngestResult": {
-                "type": "object",
-                "properties": {
-                    "status": {"const": "ok"},
-                    "accepted": {"type": "integer"},
-                    "duplicates": {"type": "integer"},
-                    "stale": {"type": "integer"},
-                    "transitions": {"type": "integer"},
-                    "notifications": {"type": "integer"},
-                    "rejected": {"type": "array", "items": {"type": "object"}},
-                    "rejected_total": {"type": "integer"},
-                },
-            },
-            "Alert": {
-                "type": "object",
-                "properties": {
-                    "fingerprint": {"type": "string"},
-                    "alertname": {"type": "string"},
-                    "status": {"type": "string", "enum": ["firing", "resolved"]},
-                    "severity": {"type": "string"},
-                    "labels": _STRING_MAP,
-                    "annotations": _STRING_MAP,
-                    "starts_at": {"type": "string"},
-                    "ends_at": {"type": ["string", "null"]},
-                    "runbook_url": {"type": ["string", "null"]},
-                    "duplicates": {"type": "integer"},
-                    "flap": {"type": "object"},
-                    "clock_skew": {
-                        "description": "Set when the occurrence's startsAt or endsAt was "
-                        "further ahead than ingest.max_clock_skew",
-                        "type": ["object", "null"],
-                        "properties": {
-                            "fields": {"type": "array", "items": {"type": "string"}},
-                            "ordered_at": {"type": ["string", "null"]},
-                        },
-                    },
-                },
-            },
-            "AlertDetail": {
-                "allOf": [
-                    {"$ref": "#/components/schemas/Alert"},
-                    {
-                        "type": "object",
-                        "properties": {
-                            "transitions": {"type": "array", "items": {"type": "object"}},
-                            "notifications": {
-                                "type": "array",
-                                "items": {"$ref": "#/components/schemas/Notification"},
-                            },
-                        },
-                    },
-                ]
-            },
-            "Notification": {
-                "type": "object",
-                "properties": {
-                    "id": {"type": "integer"},
-                    "fingerprint": {"type": "string"},
-                    "receiver": {"type": "string"},
-                    "integration": {"type": "string"},
-                    "kind": {"type": "string"},
-                    "status": {"type": "string", "enum": ["pending", "in_flight", "sent", "dead"]},
-                    "dedup_key": {"type": "string"},
-                    "attempts": {"type": "integer"},
-                    "last_error": {"type": ["string", "null"]},
-                },
-            },
-            "AuditEntry": {
-                "type": "object",
-                "properties": {
-                    "id": {"type": "integer"},
-                    "at": {"type": "string", "format": "date-time"},
-                    "actor": {
-                        "type": "string",
-                        "description": "the credential's name, admin, cli, sighup or anonymous",
-                    },
-                    "action": {"type": "string"},
-                    "target": {"type": "string", "description": "e.g. notification/42, config"},
-                    "outcome": {"type": "string"},
-                    "details": {"type": "object"},
-                },
-            },
-        },
-    },
+    "components": COMPONENTS,
 }
 
 # Answers any operation can give besides its own, added to each one that

@@ -1,0 +1,135 @@
+"""The OpenAPI document's components: security schemes and the schemas the
+operations in :mod:`app.web.openapi` refer to by ``$ref``."""
+
+from typing import Any
+
+STRING_MAP = {"type": "object", "additionalProperties": {"type": "string"}}
+
+COMPONENTS: dict[str, Any] = {
+    "securitySchemes": {
+        "bearer": {"type": "http", "scheme": "bearer"},
+        "basic": {"type": "http", "scheme": "basic"},
+        "admin": {"type": "http", "scheme": "bearer", "description": "auth.admin_token"},
+    },
+    "schemas": {
+        "Error": {
+            "type": "object",
+            "properties": {"status": {"const": "error"}, "error": {"type": "string"}},
+            "required": ["status", "error"],
+        },
+        "WebhookAlert": {
+            "type": "object",
+            "required": ["status", "labels", "startsAt"],
+            "properties": {
+                "status": {"type": "string", "enum": ["firing", "resolved"]},
+                "labels": STRING_MAP,
+                "annotations": STRING_MAP,
+                "startsAt": {"type": "string", "format": "date-time"},
+                "endsAt": {"type": "string"},
+                "generatorURL": {"type": "string"},
+                "fingerprint": {"type": "string"},
+            },
+        },
+        "Webhook": {
+            "type": "object",
+            "required": ["version", "alerts"],
+            "properties": {
+                "version": {"type": "string", "const": "4"},
+                "groupKey": {"type": "string"},
+                "truncatedAlerts": {"type": "integer", "minimum": 0},
+                "status": {"type": "string"},
+                "receiver": {"type": "string"},
+                "groupLabels": STRING_MAP,
+                "commonLabels": STRING_MAP,
+                "commonAnnotations": STRING_MAP,
+                "externalURL": {"type": "string"},
+                "alerts": {
+                    "type": "array",
+                    "items": {"$ref": "#/components/schemas/WebhookAlert"},
+                },
+            },
+        },
+        "IngestResult": {
+            "type": "object",
+            "properties": {
+                "status": {"const": "ok"},
+                "accepted": {"type": "integer"},
+                "duplicates": {"type": "integer"},
+                "stale": {"type": "integer"},
+                "transitions": {"type": "integer"},
+                "notifications": {"type": "integer"},
+                "rejected": {"type": "array", "items": {"type": "object"}},
+                "rejected_total": {"type": "integer"},
+            },
+        },
+        "Alert": {
+            "type": "object",
+            "properties": {
+                "fingerprint": {"type": "string"},
+                "alertname": {"type": "string"},
+                "status": {"type": "string", "enum": ["firing", "resolved"]},
+                "severity": {"type": "string"},
+                "labels": STRING_MAP,
+                "annotations": STRING_MAP,
+                "starts_at": {"type": "string"},
+                "ends_at": {"type": ["string", "null"]},
+                "runbook_url": {"type": ["string", "null"]},
+                "duplicates": {"type": "integer"},
+                "flap": {"type": "object"},
+                "clock_skew": {
+                    "description": "Set when the occurrence's startsAt or endsAt was "
+                    "further ahead than ingest.max_clock_skew",
+                    "type": ["object", "null"],
+                    "properties": {
+                        "fields": {"type": "array", "items": {"type": "string"}},
+                        "ordered_at": {"type": ["string", "null"]},
+                    },
+                },
+            },
+        },
+        "AlertDetail": {
+            "allOf": [
+                {"$ref": "#/components/schemas/Alert"},
+                {
+                    "type": "object",
+                    "properties": {
+                        "transitions": {"type": "array", "items": {"type": "object"}},
+                        "notifications": {
+                            "type": "array",
+                            "items": {"$ref": "#/components/schemas/Notification"},
+                        },
+                    },
+                },
+            ]
+        },
+        "Notification": {
+            "type": "object",
+            "properties": {
+                "id": {"type": "integer"},
+                "fingerprint": {"type": "string"},
+                "receiver": {"type": "string"},
+                "integration": {"type": "string"},
+                "kind": {"type": "string"},
+                "status": {"type": "string", "enum": ["pending", "in_flight", "sent", "dead"]},
+                "dedup_key": {"type": "string"},
+                "attempts": {"type": "integer"},
+                "last_error": {"type": ["string", "null"]},
+            },
+        },
+        "AuditEntry": {
+            "type": "object",
+            "properties": {
+                "id": {"type": "integer"},
+                "at": {"type": "string", "format": "date-time"},
+                "actor": {
+                    "type": "string",
+                    "description": "the credential's name, admin, cli, sighup or anonymous",
+                },
+                "action": {"type": "string"},
+                "target": {"type": "string", "description": "e.g. notification/42, config"},
+                "outcome": {"type": "string"},
+                "details": {"type": "object"},
+            },
+        },
+    },
+}
