@@ -14,7 +14,7 @@ from app.core.domain import NotificationStatus, integration_key
 from app.delivery.replay import replay_dead
 from app.ops.clock import Clock, SystemClock
 from app.store import audit, migrate, outbox, queries
-from app.store.engine import Database, DatabaseSetupError
+from app.store.engine import Database
 from app.store.outbox import ReplayStatus
 
 log = logging.getLogger("alertrelay.worker")
@@ -98,20 +98,9 @@ async def dead_letters(
     db = Database(database_url, busy_timeout_s=loaded.config.database.busy_timeout.total_seconds())
     clock = SystemClock()
     try:
-        try:
-            await db.check()
-            async with db.read() as conn:
-                revision = await migrate.current_revision(conn)
-        except DatabaseSetupError as exc:
-            print(not_migrated_hint(str(exc)), file=sys.stderr)
-            return 1
-        if revision != migrate.head_revision():
-            # The rows would not read right; serve and worker migrate on start.
-            print(
-                f"the database schema is at revision {revision}, this alertrelay needs "
-                f"{migrate.head_revision()}: run `alertrelay migrate` first",
-                file=sys.stderr,
-            )
+        problem = await migrate.schema_problem(db)
+        if problem is not None:
+            print(not_migrated_hint(problem), file=sys.stderr)
             return 1
         if replay is None and not replay_all:
             return await _list_dead(db)

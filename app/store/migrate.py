@@ -8,6 +8,8 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from app.store.engine import Database, DatabaseSetupError
+
 _PACKAGE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -49,3 +51,22 @@ async def current_revision(conn: AsyncConnection) -> str | None:
     except Exception:
         return None
     return result.scalar_one_or_none()
+
+
+async def schema_problem(db: Database) -> str | None:
+    """Why a command cannot work on ``db`` as it is (unreachable, never
+    migrated, or at another revision than this alertrelay's head); None when
+    it can. Commands that only read and write rows use it instead of migrating:
+    ``serve`` and ``worker`` migrate on start."""
+    try:
+        await db.check()
+        async with db.read() as conn:
+            revision = await current_revision(conn)
+    except DatabaseSetupError as exc:
+        return str(exc)
+    if revision != head_revision():
+        return (
+            f"the database schema is at revision {revision}, this alertrelay needs "
+            f"{head_revision()}: run `alertrelay migrate` first"
+        )
+    return None

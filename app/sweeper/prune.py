@@ -19,7 +19,7 @@ from app.config.model import LoadedConfig
 from app.ops.clock import Clock, SystemClock
 from app.ops.metrics import Metrics
 from app.store import audit, migrate
-from app.store.engine import Database, DatabaseSetupError
+from app.store.engine import Database
 from app.store.retention import (
     TABLES,
     Cutoffs,
@@ -83,19 +83,9 @@ async def prune_command(database_url: str, loaded: LoadedConfig, *, dry_run: boo
     db = Database(database_url, busy_timeout_s=loaded.config.database.busy_timeout.total_seconds())
     clock = SystemClock()
     try:
-        try:
-            await db.check()
-            async with db.read() as conn:
-                revision = await migrate.current_revision(conn)
-        except DatabaseSetupError as exc:
-            print(str(exc), file=sys.stderr)
-            return 1
-        if revision != migrate.head_revision():
-            print(
-                f"the database schema is at revision {revision}, this alertrelay needs "
-                f"{migrate.head_revision()}: run `alertrelay migrate` first",
-                file=sys.stderr,
-            )
+        problem = await migrate.schema_problem(db)
+        if problem is not None:
+            print(problem, file=sys.stderr)
             return 1
         now = clock.now()
         cutoffs = Cutoffs.at(now, loaded.config.retention)
