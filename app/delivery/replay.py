@@ -1,8 +1,9 @@
-"""Replaying a dead notification: the one use case behind the API and the CLI.
+"""Replaying a dead notification: the one use case behind the API, the CLI and the console.
 
-``POST /api/v1/notifications/{id}/replay`` and ``alertrelay dead-letters
---replay`` both call :func:`replay_dead`; they differ only in who they name
-as the actor and in how they report its :class:`~app.store.outbox.Replay`.
+``POST /api/v1/notifications/{id}/replay``, ``alertrelay dead-letters
+--replay`` and the console's replay buttons call :func:`replay_dead`; they
+differ only in who they name as the actor and in how they report its
+:class:`~app.store.outbox.Replay`.
 """
 
 from datetime import datetime

@@ -11,7 +11,8 @@ from urllib.parse import urlencode
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from app.store import audit, console_reads, outbox
+from app.delivery.replay import replay_dead
+from app.store import console_reads, outbox
 from app.store.outbox import ReplayStatus
 from app.web.audit import actor_of
 from app.web.console import access
@@ -67,20 +68,9 @@ async def _replay(request: Request, ids: list[int]) -> tuple[list[int], list[str
     skipped: list[str] = []
     actor = actor_of(request)
     for nid in ids:
-        async with services.db.write() as conn:
-            now = services.clock.now()
-            result = await outbox.replay(conn, services.db.kind, nid, now)
-            # In the replay's own transaction: no replay without its entry.
-            await audit.record(
-                conn,
-                at=now,
-                actor=actor,
-                action=audit.Action.REPLAY,
-                target=f"notification/{nid}",
-                outcome=result.status.value,
-                details={"via": "console"}
-                | ({"superseded_by": result.superseded_by} if result.superseded_by else {}),
-            )
+        result = await replay_dead(
+            services.db, nid, services.clock.now(), actor=actor, via="console"
+        )
         if result.status is ReplayStatus.REQUEUED:
             requeued.append(nid)
         elif result.status is ReplayStatus.SUPERSEDED:
