@@ -15,8 +15,8 @@ from app.store.queries import (
     BadCursor,
     _decode_cursor,
     _encode_cursor,
-    _ts,
     alert_summary,
+    attempt_view,
     notification_view,
 )
 from app.store.tables import alerts, delivery_attempts, notifications
@@ -146,19 +146,6 @@ async def severity_counts(
     return out
 
 
-def _attempt_view(m: Any) -> dict[str, Any]:
-    return {
-        "attempt": m["attempt"],
-        "worker": m["worker"],
-        "started_at": _ts(m["started_at"]),
-        "finished_at": _ts(m["finished_at"]),
-        "outcome": m["outcome"],
-        "status_code": m["status_code"],
-        "error": m["error"],
-        "duration_ms": m["duration_ms"],
-    }
-
-
 async def _with_attempts(conn: AsyncConnection, rows: list[Any]) -> list[dict[str, Any]]:
     out = []
     for m in rows:
@@ -175,7 +162,7 @@ async def _with_attempts(conn: AsyncConnection, rows: list[Any]) -> list[dict[st
             .order_by(d.notification_id, d.id)
         )
         for r in attempts:
-            by_id[r._mapping["notification_id"]]["attempt_log"].append(_attempt_view(r._mapping))
+            by_id[r._mapping["notification_id"]]["attempt_log"].append(attempt_view(r._mapping))
     return out
 
 

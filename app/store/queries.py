@@ -43,6 +43,20 @@ def _decode_cursor(cursor: str, size: int) -> list[Any]:
     return parts
 
 
+def attempt_view(m: Any) -> dict[str, Any]:
+    """One delivery attempt as the API and the console show it."""
+    return {
+        "attempt": m["attempt"],
+        "worker": m["worker"],
+        "started_at": _ts(m["started_at"]),
+        "finished_at": _ts(m["finished_at"]),
+        "outcome": m["outcome"],
+        "status_code": m["status_code"],
+        "error": m["error"],
+        "duration_ms": m["duration_ms"],
+    }
+
+
 def _ts(value: datetime | None) -> str | None:
     return isoformat(value) if value is not None else None
 
@@ -214,19 +228,7 @@ async def get_notification(conn: AsyncConnection, notification_id: int) -> dict[
     attempts = await conn.execute(
         sa.select(delivery_attempts).where(d.notification_id == notification_id).order_by(d.id)
     )
-    out["delivery_attempts"] = [
-        {
-            "attempt": m["attempt"],
-            "worker": m["worker"],
-            "started_at": _ts(m["started_at"]),
-            "finished_at": _ts(m["finished_at"]),
-            "outcome": m["outcome"],
-            "status_code": m["status_code"],
-            "error": m["error"],
-            "duration_ms": m["duration_ms"],
-        }
-        for m in (r._mapping for r in attempts)
-    ]
+    out["delivery_attempts"] = [attempt_view(m) for m in (r._mapping for r in attempts)]
     return out
 
 
