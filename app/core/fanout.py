@@ -8,6 +8,10 @@ the alert did since. Keys are deterministic:
   the same notice can never be queued twice for one destination;
 * ``ordering_key`` = sha256(fingerprint, integration): rows sharing it are
   delivered strictly in id order, so a resolve never overtakes its trigger.
+
+Integrations with ``grouping: group`` get no row here for an alert that
+belongs to an Alertmanager group: :mod:`app.core.grouping` writes one row
+for the group's change instead.
 """
 
 import hashlib
@@ -89,6 +93,8 @@ def notification_rows(
         for integration in runtime.receivers.get(receiver, ()):
             if would_send(notice.kind, integration) is not None:
                 continue
+            if integration.grouped and rec.group_key:
+                continue  # one row for the whole group: app.core.grouping
             key = integration.key
             rows.append(
                 NotificationRow(

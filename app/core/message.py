@@ -17,6 +17,7 @@ from jinja2 import Template
 
 from app.config.templating import text_env
 from app.core.domain import NoticeKind, Status
+from app.core.group_text import GroupView, group_text, group_title, view_from_payload
 from app.core.payload import NoticePayload
 from app.core.runbooks import is_http_url
 
@@ -61,6 +62,8 @@ class Message:
     idempotency_key: str
     attempt: int
     payload: Mapping[str, object] = field(repr=False, default_factory=dict)
+    # Set for ``grouping: group``: the message is about an Alertmanager group.
+    group: GroupView | None = None
 
     @property
     def firing(self) -> bool:
@@ -81,6 +84,8 @@ def _str_map(value: Any) -> dict[str, str]:
 
 
 def default_title(m: Message) -> str:
+    if m.group is not None:
+        return group_title(m.group)
     severity = f" ({m.severity})" if m.severity else ""
     name = m.alertname or m.fingerprint
     if m.kind is NoticeKind.FLAPPING:
@@ -93,6 +98,8 @@ def default_title(m: Message) -> str:
 
 
 def default_text(m: Message) -> str:
+    if m.group is not None:
+        return group_text(m.group)
     lines: list[str] = []
     if m.kind is NoticeKind.FLAPPING:
         lines.append(
@@ -135,8 +142,34 @@ def _context(m: Message) -> dict[str, Any]:
         "duplicates": m.duplicates,
         "flap": {"score": m.flap_score, "transitions": m.flap_transitions, "flapping": m.flapping},
         "receiver": m.receiver,
+        "group": _group_context(m.group),
         "default_title": default_title(m),
         "default_text": default_text(m),
+    }
+
+
+def _group_context(g: GroupView | None) -> dict[str, Any] | None:
+    if g is None:
+        return None
+    return {
+        "key": g.key,
+        "labels": g.labels,
+        "changes": g.changes,
+        "firing": g.firing,
+        "resolved": g.resolved,
+        "alerts": [
+            {
+                "alertname": a.alertname,
+                "labels": a.detail,
+                "status": a.status,
+                "severity": a.severity,
+                "summary": a.summary,
+                "runbook_url": a.runbook_url,
+                "changed": a.changed,
+            }
+            for a in g.alerts
+        ],
+        "more": g.more,
     }
 
 
@@ -205,6 +238,7 @@ def build_message(
         idempotency_key=idempotency_key,
         attempt=attempt,
         payload=payload,
+        group=view_from_payload(payload.get("group")),
     )
     with_defaults = replace(base, title=default_title(base), text=default_text(base))
     return replace(

@@ -8,13 +8,41 @@ it previews one). Readers use ``.get`` with a default for every key but
 ``kind`` and ``status``: a row written by an older version may lack a newer key.
 """
 
-from typing import TypedDict
+from typing import NotRequired, TypedDict
 
 
 class FlapPayload(TypedDict):
     score: float
     flapping: bool
     transitions: int  # transitions during the flap (flapping and stable notices)
+
+
+class GroupAlertPayload(TypedDict):
+    fingerprint: str
+    alertname: str
+    detail: str  # the labels that tell it from the group's other alerts
+    status: str
+    severity: str
+    summary: str
+    runbook_url: str | None
+    changed: str  # its notice kind when it changed in this message, else ""
+
+
+class GroupPayload(TypedDict):
+    """A grouped notification's content (``grouping: group``)."""
+
+    id: str  # sha256 of the group key, cut
+    key: str
+    labels: dict[str, str]
+    occurrence: str  # when the group started firing, RFC 3339
+    message_key: str
+    opened: bool  # the first message of this occurrence
+    changes: dict[str, int]  # notice kind -> alerts
+    firing: int
+    resolved: int
+    alerts: list[GroupAlertPayload]
+    more: int
+    console_url: str | None
 
 
 class NoticePayload(TypedDict):
@@ -40,3 +68,5 @@ class NoticePayload(TypedDict):
     duplicates: int
     flap: FlapPayload
     decided_at: str
+    # Only on grouped notifications; the fields above then describe the group.
+    group: NotRequired[GroupPayload]

@@ -6,7 +6,7 @@ An integration module holds its config model and its notifier, nothing else
 
 import hashlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import Field, field_validator
@@ -40,9 +40,16 @@ class IntegrationConfig(StrictModel):
     """
 
     send_resolved_default: ClassVar[bool] = True
+    # Chat and email are read by people: one message per Alertmanager group
+    # and change. Incident tools are state machines: one event per alert.
+    grouping_default: ClassVar[Literal["group", "alert"]] = "alert"
     secret_fields: ClassVar[tuple[str, ...]] = ()
 
     send_resolved: bool | None = None
+    grouping: Literal["group", "alert"] | None = None
+    # Alerts listed by name in one grouped message; the rest are counted
+    # ("and N more") with a link to the console.
+    max_alerts_per_message: int = Field(default=20, ge=1, le=1000)
     delivery: DeliveryOverride | None = None
     rate_limit: RateLimitConfig | None = None
     title: str | None = None
@@ -63,6 +70,10 @@ class IntegrationConfig(StrictModel):
         except TemplateSyntaxError as exc:
             raise ValueError(f"template error: {exc.message} (line {exc.lineno})") from None
         return source
+
+    @property
+    def effective_grouping(self) -> Literal["group", "alert"]:
+        return self.grouping_default if self.grouping is None else self.grouping
 
     @property
     def effective_send_resolved(self) -> bool:

@@ -18,14 +18,15 @@ import math
 import re
 from collections.abc import Iterator
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pydantic import SecretStr, model_validator
 
 from app.config.fields import secret_url_from
 from app.core.domain import NoticeKind
-from app.core.message import Message, cut
+from app.core.group_text import group_text, plain_link
+from app.core.message import Message, cut, default_text
 from app.core.ratelimit import RateLimit
 from app.notifiers import http
 from app.notifiers.base import (
@@ -66,6 +67,7 @@ _LINK_TARGET_UNSAFE = {"(": "%28", ")": "%29", "<": "%3C", ">": "%3E", "\\": "%5
 
 
 class DiscordConfig(IntegrationConfig):
+    grouping_default: ClassVar[Literal["group", "alert"]] = "group"
     secret_fields: ClassVar[tuple[str, ...]] = ("webhook_url",)
 
     webhook_url: SecretStr
@@ -190,7 +192,12 @@ class DiscordNotifier:
             del embed["title"]  # Discord refuses an empty title; the content still says what
         if m.runbook_url and len(m.runbook_url) <= EMBED_URL_LIMIT:
             embed["url"] = m.runbook_url  # the title links to the runbook
-        description = _text(escape_markdown(m.text), DESCRIPTION_LIMIT)
+        if m.group is not None and m.text == default_text(m):
+            # The list gives way alert by alert, so its "and N more" stays.
+            listed = group_text(m.group, escape_markdown, plain_link, DESCRIPTION_LIMIT)
+            description = _text(listed, DESCRIPTION_LIMIT)
+        else:
+            description = _text(escape_markdown(m.text), DESCRIPTION_LIMIT)
         if description:
             embed["description"] = description
         fields: list[tuple[str, str, bool]] = [("Notice", m.tag, True)]

@@ -31,7 +31,7 @@ import ssl
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import format_datetime
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import aiosmtplib
 from pydantic import Field, SecretStr, model_validator
@@ -48,7 +48,13 @@ from app.notifiers.base import (
     destination_id,
     redact,
 )
-from app.notifiers.email_body import default_html, html_context, message_id, message_key
+from app.notifiers.email_body import (
+    default_html,
+    html_context,
+    message_id,
+    message_key,
+    thread_root,
+)
 from app.notifiers.email_headers import (
     check_headers,
     header_safe,
@@ -67,6 +73,7 @@ IO_TIMEOUT_S = 10.0  # per SMTP operation; the attempt's total deadline is the c
 
 
 class EmailConfig(IntegrationConfig):
+    grouping_default: ClassVar[Literal["group", "alert"]] = "group"
     send_resolved_default: ClassVar[bool] = False
     secret_fields: ClassVar[tuple[str, ...]] = ("auth_password",)
 
@@ -266,6 +273,10 @@ class EmailNotifier:
         msg["Subject"] = cut(header_safe(m.title), SUBJECT_LIMIT)
         msg["Date"] = format_datetime(self._clock.now())
         msg["Message-ID"] = message_id(m)
+        root = thread_root(m)
+        if root is not None:  # later mails of a group occurrence answer its first
+            msg["In-Reply-To"] = root
+            msg["References"] = root
         for name, value in self._headers:
             del msg[name]  # a configured Subject/From/To replaces the default
             msg[name] = value

@@ -17,7 +17,7 @@ the message as they are.
 """
 
 import json
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from pydantic import SecretStr, model_validator
 
@@ -65,6 +65,7 @@ _HINTS = {
 
 
 class SlackConfig(IntegrationConfig):
+    grouping_default: ClassVar[Literal["group", "alert"]] = "group"
     secret_fields: ClassVar[tuple[str, ...]] = ("api_url",)
 
     api_url: SecretStr
@@ -124,7 +125,9 @@ def context_items(m: Message) -> list[str]:
 
 def slack_body(m: Message, config: SlackConfig) -> dict[str, Any]:
     """The JSON body for one notice (see the module docstring)."""
-    title, text = title_and_text(m, escape, escape)
+    title, text = title_and_text(
+        m, escape, escape, lambda url, label: f"<{link_url(url)}|{label}>", SECTION_LIMIT
+    )
     title = cut_markup(title, TITLE_LIMIT)
     body = cut_markup(text, SECTION_LIMIT)
     inner: list[dict[str, Any]] = []

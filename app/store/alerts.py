@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.core.domain import AlertRecord, NotificationRow, QuarantineRow, Status, TransitionRow
 from app.core.domain import NotificationStatus as NS
+from app.core.grouping import GroupChange
 from app.store.tables import alert_transitions, alerts, notifications, quarantined_alerts
 from app.store.wakeup import notify_outbox
 
@@ -201,6 +202,8 @@ class AlertChanges:
     transitions: list[TransitionRow] = field(default_factory=list)
     notifications: list[NotificationRow] = field(default_factory=list)
     quarantined: list[QuarantineRow] = field(default_factory=list)
+    # Grouped notices still to turn into rows (ingest reads their groups first).
+    groups: list[GroupChange] = field(default_factory=list)
 
 
 class AlertUnit:
