@@ -51,6 +51,7 @@ class GroupLine:
     summary: str
     runbook_url: str | None
     changed: str  # the notice kind when it changed in this message, else ""
+    note: str = ""  # more on the change (a flap's transitions)
 
 
 @dataclass(frozen=True)
@@ -106,12 +107,18 @@ def _cut(text: str, limit: int) -> str:
 
 
 def _line(a: GroupLine, esc: Escape, link: Link) -> str:
-    mark = f"({_LINE_MARK[a.changed]}) " if a.changed in _LINE_MARK else ""
-    name = a.alertname or a.fingerprint
-    detail = f" {_cut(a.detail, _DETAIL_LIMIT)}" if a.detail else ""
-    severity = f" [{a.severity}]" if a.severity else ""
-    summary = f": {_cut(a.summary, _SUMMARY_LIMIT)}" if a.summary else ""
-    text = f"- {mark}{esc(name + detail)}{esc(severity)}{esc(summary)}"
+    # ``esc`` sees alert data only (it may trim), the spacing stays ours.
+    mark = _LINE_MARK.get(a.changed, "")
+    if a.note:
+        mark = f"{mark}: {a.note}" if mark else a.note
+    parts = [f"- ({mark})" if mark else "-", esc(a.alertname or a.fingerprint)]
+    if a.detail:
+        parts.append(esc(_cut(a.detail, _DETAIL_LIMIT)))
+    if a.severity:
+        parts.append(f"[{esc(a.severity)}]")
+    text = " ".join(parts)
+    if a.summary:
+        text += f": {esc(_cut(a.summary, _SUMMARY_LIMIT))}"
     if a.runbook_url:
         text += " · " + link(a.runbook_url, "Runbook")
     return text
@@ -186,6 +193,7 @@ def view_from_payload(data: Any) -> GroupView | None:
                 summary=str(item.get("summary", "")),
                 runbook_url=runbook if isinstance(runbook, str) and is_http_url(runbook) else None,
                 changed=str(item.get("changed", "")),
+                note=str(item.get("note", "")),
             )
         )
     labels = data.get("labels") or {}

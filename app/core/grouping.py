@@ -161,7 +161,7 @@ def common_labels(members: Iterable[AlertRecord]) -> dict[str, str]:
 def group_view_payload(
     state: GroupState,
     members: Mapping[str, AlertRecord],
-    changed: Mapping[str, NoticeKind],
+    changed: Mapping[str, Notice],
     integration: Integration,
     *,
     opened: bool,
@@ -193,13 +193,14 @@ def group_view_payload(
             "severity": r.severity,
             "summary": r.annotations.get("summary", ""),
             "runbook_url": r.runbook_url,
-            "changed": changed[r.fingerprint].value if r.fingerprint in changed else "",
+            "changed": changed[r.fingerprint].kind.value if r.fingerprint in changed else "",
+            "note": _note(changed[r.fingerprint]) if r.fingerprint in changed else "",
         }
         for r in listed[:cap]
     ]
     counts: dict[str, int] = {}
-    for kind in changed.values():
-        counts[kind.value] = counts.get(kind.value, 0) + 1
+    for notice in changed.values():
+        counts[notice.kind.value] = counts.get(notice.kind.value, 0) + 1
     firing = sum(1 for r in listed if r.status is Status.FIRING)
     return {
         "id": state.group_id,
@@ -217,6 +218,13 @@ def group_view_payload(
     }
 
 
+def _note(notice: Notice) -> str:
+    if notice.kind in (NoticeKind.FLAPPING, NoticeKind.STABLE) and notice.transitions:
+        plural = "s" if notice.transitions != 1 else ""
+        return f"{notice.transitions} transition{plural}"
+    return ""
+
+
 def _row_kind(kinds: Iterable[NoticeKind]) -> NoticeKind:
     present = set(kinds)
     return next(k for k in _KIND_ORDER if k in present)
@@ -225,6 +233,7 @@ def _row_kind(kinds: Iterable[NoticeKind]) -> NoticeKind:
 def group_payload(
     view: GroupPayload,
     kind: NoticeKind,
+    notices: Sequence[Notice],
     members: Mapping[str, AlertRecord],
     now: datetime,
     *,
@@ -237,6 +246,7 @@ def group_payload(
     severity = min((r.severity for r in firing), key=_severity_rank, default="")
     title = ", ".join(f"{k}={v}" for k, v in sorted(view["labels"].items()))
     stamp = datetime.fromisoformat(view["occurrence"]).astimezone(UTC)
+    flaps = [n for n in notices if n.kind in (NoticeKind.FLAPPING, NoticeKind.STABLE)]
     return {
         "kind": kind.value,
         "status": (Status.FIRING if view["firing"] else Status.RESOLVED).value,
@@ -256,10 +266,11 @@ def group_payload(
         "source": source,
         "group_firing": view["firing"],
         "duplicates": 0,
+        # The flap of the busiest flapping alert, for sinks that show one.
         "flap": {
-            "score": 0.0,
+            "score": round(max((n.flap_score for n in flaps), default=0.0), 3),
             "flapping": kind is NoticeKind.FLAPPING,
-            "transitions": 0,
+            "transitions": max((n.transitions for n in flaps), default=0),
         },
         "decided_at": isoformat(now),
         "group": view,
@@ -295,20 +306,21 @@ def group_rows(
     rows: list[NotificationRow] = []
     source = changes[0].record.source if changes else ""
     for key, (integration, chosen) in reached.items():
-        kinds = {fp: c.notice.kind for fp, c in chosen.items()}
+        notices = {fp: c.notice for fp, c in chosen.items()}
         view = group_view_payload(
             state,
             members,
-            kinds,
+            notices,
             integration,
             opened=opened,
             console_url=runtime.console_url,
             now=now,
         )
-        kind = _row_kind(kinds.values())
+        kind = _row_kind(n.kind for n in notices.values())
         payload = group_payload(
             view,
             kind,
+            list(notices.values()),
             members,
             now,
             external_url=external_url,

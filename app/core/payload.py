@@ -26,6 +26,7 @@ class GroupAlertPayload(TypedDict):
     summary: str
     runbook_url: str | None
     changed: str  # its notice kind when it changed in this message, else ""
+    note: NotRequired[str]  # more on the change (a flap's transitions)
 
 
 class GroupPayload(TypedDict):
