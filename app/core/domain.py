@@ -28,6 +28,8 @@ class NoticeKind(enum.StrEnum):
     FLAPPING = "flapping"  # it started flapping; per-transition notices stop
     STABLE = "stable"  # it stopped flapping; carries the current state
     REMINDER = "reminder"  # still firing after renotify_interval
+    ACK = "ack"  # someone acknowledged the occurrence (PagerDuty: acknowledge)
+    UNACK = "unack"  # the ack was taken back (messages kept up to date only)
 
 
 class NotificationStatus(enum.StrEnum):
