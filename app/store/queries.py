@@ -177,6 +177,12 @@ def notification_view(m: Any, *, with_payload: bool = False) -> dict[str, Any]:
     return out
 
 
+async def alert_row(conn: AsyncConnection, fingerprint: str) -> Any:
+    """The alert's row (for a record of it), or None."""
+    query = sa.select(alerts).where(alerts.c.fingerprint == fingerprint)
+    return (await conn.execute(query)).first()
+
+
 async def get_alert(
     conn: AsyncConnection, fingerprint: str, history: int = 200, now: datetime | None = None
 ) -> dict[str, Any] | None:

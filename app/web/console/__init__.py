@@ -2,7 +2,7 @@
 
 from starlette.routing import BaseRoute, Route
 
-from app.web.console import assets, audit_page, pages, repair, routes_page
+from app.web.console import ack_link, assets, audit_page, pages, repair, routes_page
 
 routes: list[BaseRoute] = [
     Route("/", pages.overview, methods=["GET"]),
@@ -16,4 +16,6 @@ routes: list[BaseRoute] = [
     Route("/console/sign-in", repair.sign_in, methods=["POST"]),
     Route("/console/sign-out", repair.sign_out, methods=["POST"]),
     Route("/static/{name}", assets.static_file, methods=["GET"]),
+    Route("/ack/{token}", ack_link.show, methods=["GET"]),
+    Route("/ack/{token}", ack_link.act, methods=["POST"]),
 ]
