@@ -4,7 +4,11 @@ resolve and new occurrence end it), what PagerDuty receives, the alert API,
 its history, the audit log and the metric."""
 
 import asyncio
+import os
+import subprocess
+import sys
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -15,6 +19,7 @@ from tests.conftest import running_app
 from tests.helpers import JSON, T0, am_alert, am_webhook, body, table_rows
 from tests.sinks import FakePagerDuty, serve
 
+ROOT = Path(__file__).resolve().parents[2]
 ADMIN = "ACK-ADMIN-TOKEN-0123456789abcdef"
 ALICE = "ACK-ALICE-TOKEN-0123456789abcdef"
 KEY = "ACKROUTINGKEY0123456789abcdef012"
@@ -196,3 +201,53 @@ async def test_refusals(db_url: str) -> None:
             r = await client.post(url, content=b"{", headers={**ADMIN_HEADERS, **JSON})
             assert r.status_code == 400
             assert (await client.get(f"/api/v1/alerts/{fp}")).json()["ack"] is None
+
+
+def cli(db_url: str, config_file: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ALERTRELAY_")}
+    env["ALERTRELAY_DATABASE_URL"] = db_url
+    return subprocess.run(
+        [sys.executable, "-m", "app", args[0], "--config", str(config_file), *args[1:]],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=60,
+    )
+
+
+async def test_cli_ack_and_unack(db_url: str, tmp_path: Path) -> None:
+    pd = FakePagerDuty()
+    with serve(pd) as pd_url:
+        cfg = tmp_path / "alertrelay.yml"
+        cfg.write_text(config(pd_url))
+        # The CLI acts on the database while the server (here in-process) runs.
+        async with running_app(db_url, config(pd_url)) as (app, client):
+            fp = await fire(client)
+            done = cli(db_url, cfg, "ack", fp, "--by", "carol", "--for", "30m", "--comment", "disk")
+            assert done.returncode == 0, done.stderr
+            assert f"{fp}: acknowledged by carol until " in done.stdout
+            assert "(disk)" in done.stdout and "1 notification(s) queued" in done.stdout
+            alert = (await client.get(f"/api/v1/alerts/{fp}")).json()
+            assert (alert["ack"]["by"], alert["ack"]["via"]) == ("carol", "cli")
+            await drain(app)
+            assert actions(pd) == ["trigger", "acknowledge"]
+
+            done = cli(db_url, cfg, "unack", fp)
+            assert done.returncode == 0, done.stderr
+            assert "taken back" in done.stdout
+            assert (await client.get(f"/api/v1/alerts/{fp}")).json()["ack"] is None
+            done = cli(db_url, cfg, "unack", fp)
+            assert done.returncode == 1 and "not acknowledged" in done.stderr
+            done = cli(db_url, cfg, "ack", "0123456789abcdef")
+            assert done.returncode == 1 and "no alert" in done.stderr
+            done = cli(db_url, cfg, "ack", fp, "--for", "soon")
+            assert done.returncode == 2 and "--for" in done.stderr
+            audit = (await client.get("/api/v1/audit", headers=ADMIN_HEADERS)).json()["entries"]
+            assert [(e["action"], e["actor"], e["outcome"]) for e in audit] == [
+                ("ack", "cli", "not_found"),
+                ("unack", "cli", "not_acked"),
+                ("unack", "cli", "done"),
+                ("ack", "cli", "done"),
+            ]
+            assert audit[-1]["details"]["by"] == "carol"
