@@ -191,6 +191,7 @@ OPENAPI: dict[str, Any] = {
                     "403": _err("No admin credential configured"),
                     "404": _err("Unknown fingerprint"),
                     "409": _err("The alert is resolved and not flapping"),
+                    "413": _err("Body over 16 KiB"),
                     "415": _err("Not JSON"),
                     "422": _err("Not an object of by, comment, for"),
                     "503": _err("Database unavailable"),
