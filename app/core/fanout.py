@@ -14,7 +14,13 @@ import hashlib
 from datetime import datetime
 
 from app.config.compiled import CompiledConfig, Integration
-from app.core.domain import AlertRecord, NoticeKind, NotificationRow, isoformat
+from app.core.domain import (
+    AlertRecord,
+    NoticeKind,
+    NotificationRow,
+    alert_message_key,
+    isoformat,
+)
 from app.core.lifecycle import RouteOptions
 from app.core.notices import Notice
 from app.core.payload import NoticePayload
@@ -85,6 +91,7 @@ def notification_rows(
     now: datetime,
 ) -> list[NotificationRow]:
     rows: list[NotificationRow] = []
+    message_key = alert_message_key(rec.fingerprint, notice.occurrence, notice.dedup_key)
     for receiver in routed.receivers:
         for integration in runtime.receivers.get(receiver, ()):
             if would_send(notice.kind, integration) is not None:
@@ -102,6 +109,7 @@ def notification_rows(
                     dedup_key=notice.dedup_key,
                     payload=payload,
                     created_at=now,
+                    message_key=message_key,
                 )
             )
     return rows
