@@ -151,6 +151,19 @@ class Config(StrictModel):
     route: RouteConfig
     receivers: list[ReceiverConfig] = Field(min_length=1)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _share_external_url(cls, data: Any) -> Any:
+        # One URL for people: the top-level key also gives PagerDuty its
+        # client_url, as global.external_url (the older place) does.
+        if isinstance(data, dict) and isinstance(data.get("external_url"), str):
+            g = data.get("global")
+            if g is None:
+                data = {**data, "global": {"external_url": data["external_url"]}}
+            elif isinstance(g, dict) and g.get("external_url") is None:
+                data = {**data, "global": {**g, "external_url": data["external_url"]}}
+        return data
+
     @model_validator(mode="after")
     def _check_external_url(self) -> "Config":
         if self.external_url is not None:

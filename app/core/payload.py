@@ -50,7 +50,7 @@ class NoticePayload(TypedDict):
     decided_at: str
     # The ack in force when this was decided (ack and unack notices, and any
     # notice of an acknowledged occurrence); absent or None: not acknowledged.
-    ack: NotRequired[AckPayload | None]
+    ack: AckPayload | None
     # The one-click acknowledge link for the receiver this row goes to (chat
     # and email, when external_url and auth.link_secret are set).
     ack_url: NotRequired[str]

@@ -49,6 +49,12 @@ _CONSOLE: dict[str, Any] = {
     "/": {"get": {"summary": "Console: overview", "responses": _HTML}},
     "/alerts": {"get": {"summary": "Console: alerts, filtered and paged", "responses": _HTML}},
     "/alerts/{fingerprint}": {"get": {"summary": "Console: one alert", "responses": _HTML}},
+    "/alerts/{fingerprint}/ack": {
+        "post": {"summary": "Console: acknowledge", "requestBody": _FORM, "responses": _ACTION}
+    },
+    "/alerts/{fingerprint}/unack": {
+        "post": {"summary": "Console: un-acknowledge", "requestBody": _FORM, "responses": _ACTION}
+    },
     "/dead-letters": {"get": {"summary": "Console: dead letters", "responses": _HTML}},
     "/dead-letters/{id}/replay": {
         "post": {"summary": "Console: replay one", "requestBody": _FORM, "responses": _ACTION}

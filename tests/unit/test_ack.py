@@ -169,3 +169,13 @@ def test_the_ack_that_starts_a_flap_is_kept() -> None:
     assert step.record.ack_by == "alice" and step.acks == ()
     assert [n.kind for n in step.notices] == [NoticeKind.FLAPPING]
     assert step.record.fingerprint == FP
+
+
+def test_every_test_the_state_table_names_exists() -> None:
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    named = set(re.findall(r"`(test_[a-z_]+)`", (root / "docs" / "acknowledge.md").read_text()))
+    sources = "".join(p.read_text() for p in (root / "tests").rglob("test_ack*.py"))
+    assert named and {n for n in named if f"def {n}(" not in sources} == set()
