@@ -132,7 +132,7 @@ class CompiledConfig:
     @property
     def console_url(self) -> str | None:
         """Where people reach alertrelay's console (``global.external_url``)."""
-        url = self.config.global_.external_url
+        url = self.config.external_url or self.config.global_.external_url
         return url.rstrip("/") if url else None
 
     def route(self, labels: Mapping[str, str]) -> RouteResult[RouteOptions]:

@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 
 from app.config.compiled import CompiledConfig, Integration
 from app.core.domain import AlertRecord, NoticeKind, NotificationRow, Status, isoformat
+from app.core.fanout import would_send
 from app.core.lifecycle import RouteOptions
 from app.core.notices import Notice
 from app.core.payload import GroupAlertPayload, GroupPayload, NoticePayload
@@ -42,6 +43,8 @@ _KIND_ORDER = (
     NoticeKind.STABLE,
     NoticeKind.REMINDER,
     NoticeKind.RESOLVED,
+    NoticeKind.ACK,
+    NoticeKind.UNACK,
 )
 _SEVERITY_RANK = {"critical": 0, "page": 0, "error": 1, "warning": 2, "info": 3}
 
@@ -119,10 +122,6 @@ def message_key(integration: Integration, group_key: str, occurrence: datetime) 
     """Names the message of one group occurrence on one destination (≤ 128 chars)."""
     digest = _sha(integration.receiver, integration.key, group_key)[:16]
     return f"g:{digest}:{isoformat(occurrence)}"
-
-
-def _would_send(kind: NoticeKind, integration: Integration) -> bool:
-    return not (kind is NoticeKind.RESOLVED and not integration.send_resolved)
 
 
 def _severity_rank(severity: str) -> int:
@@ -273,6 +272,7 @@ def group_payload(
             "transitions": max((n.transitions for n in flaps), default=0),
         },
         "decided_at": isoformat(now),
+        "ack": None,  # acks belong to an alert's occurrence, not to a group
         "group": view,
     }
 
@@ -298,7 +298,7 @@ def group_rows(
             for integration in runtime.receivers.get(receiver, ()):
                 if not is_grouped(integration, change.record):
                     continue
-                if not _would_send(change.notice.kind, integration):
+                if would_send(change.notice.kind, integration) is not None:
                     continue
                 _, chosen = reached.setdefault(integration.key, (integration, {}))
                 # An alert's latest notice of this change is the one it shows.
@@ -340,6 +340,7 @@ def group_rows(
                 dedup_key=payload["dedup_key"],
                 payload=payload,
                 created_at=now,
+                message_key=view["message_key"],
             )
         )
     return rows

@@ -46,6 +46,14 @@ class GroupPayload(TypedDict):
     console_url: str | None
 
 
+class AckPayload(TypedDict):
+    by: str
+    via: str
+    at: str  # RFC 3339
+    comment: str | None
+    until: str | None  # RFC 3339; None: until the occurrence ends
+
+
 class NoticePayload(TypedDict):
     kind: str  # a NoticeKind value
     status: str  # the alert's state the notice reports (a Status value)
@@ -71,3 +79,9 @@ class NoticePayload(TypedDict):
     decided_at: str
     # Only on grouped notifications; the fields above then describe the group.
     group: NotRequired[GroupPayload]
+    # The ack in force when this was decided (ack and unack notices, and any
+    # notice of an acknowledged occurrence); absent or None: not acknowledged.
+    ack: AckPayload | None
+    # The one-click acknowledge link for the receiver this row goes to (chat
+    # and email, when external_url and auth.link_secret are set).
+    ack_url: NotRequired[str]
