@@ -106,9 +106,9 @@ def _cut(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _line(a: GroupLine, esc: Escape, link: Link) -> str:
+def _line(a: GroupLine, esc: Escape, link: Link, marked: bool) -> str:
     # ``esc`` sees alert data only (it may trim), the spacing stays ours.
-    mark = _LINE_MARK.get(a.changed, "")
+    mark = _LINE_MARK.get(a.changed, "") if marked else ""
     if a.note:
         mark = f"{mark}: {a.note}" if mark else a.note
     parts = [f"- ({mark})" if mark else "-", esc(a.alertname or a.fingerprint)]
@@ -138,12 +138,14 @@ def _text(v: GroupView, shown: int, esc: Escape, link: Link) -> str:
     now = f"{v.firing} firing" + (f", {v.resolved} resolved" if v.resolved else "")
     lines = [f"{head}. Now {now} in this group."]
     listed = v.alerts[:shown]
+    # When every alert changed alike ("30 firing"), marking each says nothing.
+    marked = len({a.changed for a in v.alerts}) > 1 or v.more > 0
     firing = [a for a in listed if a.status == "firing"]
     resolved = [a for a in listed if a.status != "firing"]
     if firing:
-        lines += ["", "Firing:"] + [_line(a, esc, link) for a in firing]
+        lines += ["", "Firing:"] + [_line(a, esc, link, marked) for a in firing]
     if resolved:
-        lines += ["", "Resolved:"] + [_line(a, esc, link) for a in resolved]
+        lines += ["", "Resolved:"] + [_line(a, esc, link, marked) for a in resolved]
     more = v.more + len(v.alerts) - len(listed)
     if more:
         where = console_link(v)
