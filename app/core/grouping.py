@@ -179,7 +179,7 @@ def group_view_payload(
             r.fingerprint not in changed,
             _severity_rank(r.severity),
             r.alertname,
-            r.fingerprint,
+            sorted(r.labels.items()),
         )
     )
     cap = integration.config.max_alerts_per_message
