@@ -75,6 +75,11 @@ class GroupView:
         return len(self.alerts) + self.more
 
 
+def change_mark(kind: str) -> str:
+    """How a line names its alert's change ("new", "just resolved", …)."""
+    return _LINE_MARK.get(kind, kind)
+
+
 def plain_link(url: str, label: str) -> str:
     return f"{label}: {url}"
 

@@ -241,7 +241,8 @@ class DiscordNotifier:
             for name, value, inline in fields[:FIELDS_LIMIT]
             if value.strip()
         ]
-        embed["footer"] = {"text": _text(f"alertrelay · {m.fingerprint}", FOOTER_LIMIT)}
+        footer = f"alertrelay · {m.fingerprint}" if m.fingerprint else "alertrelay"
+        embed["footer"] = {"text": _text(footer, FOOTER_LIMIT)}
         timestamp = _timestamp(m)
         if timestamp:
             embed["timestamp"] = timestamp

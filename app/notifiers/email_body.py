@@ -11,7 +11,7 @@ from jinja2 import Template
 
 from app.config.templating import html_env
 from app.core.domain import NoticeKind
-from app.core.group_text import changes_text, console_link
+from app.core.group_text import change_mark, changes_text, console_link
 from app.core.message import Message, cut
 
 FIELD_LIMIT = 64_000  # characters of summary/description in the HTML part
@@ -81,7 +81,7 @@ def _group(m: Message) -> dict[str, Any] | None:
                 "severity": a.severity,
                 "summary": cut(a.summary, LABEL_LIMIT),
                 "runbook_url": a.runbook_url,
-                "changed": a.changed,
+                "changed": change_mark(a.changed) if a.changed else "",
             }
             for a in g.alerts
         ],
