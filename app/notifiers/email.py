@@ -38,7 +38,8 @@ from pydantic import Field, SecretStr, model_validator
 
 from app.config.fields import FieldError, parse_smarthost, secret_from
 from app.config.templating import TemplateSyntaxError, html_env
-from app.core.message import Message, cut
+from app.core.group_text import group_text
+from app.core.message import Message, cut, default_text
 from app.core.ratelimit import RateLimit
 from app.notifiers.base import (
     BuildContext,
@@ -248,6 +249,9 @@ class EmailNotifier:
 
     def text_body(self, m: Message) -> str:
         text = m.text
+        if m.group is not None and text == default_text(m):
+            # The list gives way alert by alert, so its "and N more" stays.
+            text = group_text(m.group, limit=TEXT_LIMIT - 100)
         if m.runbook_url and m.runbook_url not in text:
             text = f"{text}\n\nRunbook: {m.runbook_url}" if text else f"Runbook: {m.runbook_url}"
         if m.ack_url:
