@@ -251,3 +251,59 @@ async def test_cli_ack_and_unack(db_url: str, tmp_path: Path) -> None:
                 ("ack", "cli", "done"),
             ]
             assert audit[-1]["details"]["by"] == "carol"
+
+
+async def test_an_ack_covers_the_flap_and_ends_when_it_settles_resolved(db_url: str) -> None:
+    from tests.integration.test_flapping import LABELS as FLAPPY
+    from tests.integration.test_flapping import flap_setup, sweep_until_stable, toggle
+
+    async with flap_setup(db_url) as (app, client, pd, chat, clock):
+        for i in range(5):
+            await toggle(client, app, clock, i)
+        [alert] = (await client.get("/api/v1/alerts?state=flapping")).json()["alerts"]
+        fp = alert["fingerprint"]
+        r = await client.post(f"/api/v1/alerts/{fp}/ack", json={"comment": "flaky probe"})
+        assert r.status_code == 200 and r.json()["notifications"] == 1
+        await drain(app)
+        [incident] = pd.open_incidents()
+        assert incident["acknowledged"]
+        # The flap goes on: resolves and re-fires with new startsAt keep the ack.
+        for i in range(5, 8):
+            await toggle(client, app, clock, i)
+            state = (await client.get(f"/api/v1/alerts/{fp}")).json()
+            assert state["flap"]["flapping"] and state["ack"]["comment"] == "flaky probe", i
+        # Flap notices are still sent (one when it started); reminders stay quiet.
+        assert [b["kind"] for b in chat.bodies()].count("flapping") == 1
+        await sweep_until_stable(app, clock, chat)
+        state = (await client.get(f"/api/v1/alerts/{fp}")).json()
+        assert state["status"] == "resolved" and state["ack"] is None
+        assert [a["action"] for a in state["acks"]] == ["ended", "ack"]
+        assert pd.open_incidents() == []
+        assert FLAPPY["alertname"] == state["alertname"]
+
+
+async def test_the_acknowledge_waits_for_its_trigger(db_url: str) -> None:
+    """A trigger PagerDuty has not taken yet (503, retried) is still delivered
+    before the acknowledge queued after it: same ordering key."""
+    from tests.sinks import Reply
+
+    pd = FakePagerDuty()
+    clock = ManualClock(T0)
+    with serve(pd) as pd_url:
+        async with running_app(db_url, config(pd_url), clock=clock) as (app, client):
+            pd.script(Reply(503, "busy"))
+            fp = await fire(client)
+            await drain(app)
+            assert pd.order == []  # the 503 is not accepted
+            r = await client.post(f"/api/v1/alerts/{fp}/ack", headers=ADMIN_HEADERS)
+            assert r.json()["notifications"] == 1
+            rows = [n for n in table_rows(db_url, "notifications") if n["fingerprint"] == fp]
+            assert [n["kind"] for n in rows] == ["firing", "ack"]
+            assert rows[0]["ordering_key"] == rows[1]["ordering_key"]
+            assert rows[0]["dedup_key"] == rows[1]["dedup_key"]
+            for _ in range(20):
+                clock.advance(60)
+                await drain(app)
+                if len(pd.order) == 2:
+                    break
+            assert actions(pd) == ["trigger", "acknowledge"]
