@@ -212,6 +212,29 @@ class NotificationRow:
     dedup_key: str
     payload: NoticePayload
     created_at: datetime
+    # The chat message this row belongs to; see ``alert_message_key``.
+    message_key: str | None = None
+
+
+def alert_message_key(fingerprint: str, occurrence: datetime, dedup_key: str = "") -> str:
+    """The message of one alert occurrence (``grouping: alert``).
+
+    Every notice of that occurrence (firing, resolved, reminders) edits or
+    threads under one message; a new occurrence starts a new one. A notice
+    that carries an incident key (``alertrelay/<fingerprint>/<stamp>``)
+    belongs to the occurrence that opened the incident, so a flap's
+    flapping and stable notices land on the message the flap began in, as
+    they land on one PagerDuty incident. Group messages use keys ``g:…``.
+    """
+    prefix = f"alertrelay/{fingerprint}/"
+    if dedup_key.startswith(prefix):
+        try:
+            stamp = datetime.strptime(dedup_key[len(prefix) :], "%Y%m%dT%H%M%S.%fZ")
+        except ValueError:
+            pass
+        else:
+            occurrence = stamp.replace(tzinfo=UTC)
+    return f"a:{fingerprint}:{isoformat(occurrence)}"
 
 
 @dataclass(frozen=True, slots=True)

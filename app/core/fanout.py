@@ -17,7 +17,13 @@ from datetime import datetime
 from app.config.compiled import CompiledConfig, Integration
 from app.core.ack import is_acked
 from app.core.acklink import LinkClaims, ack_url, make_token
-from app.core.domain import AlertRecord, NoticeKind, NotificationRow, isoformat
+from app.core.domain import (
+    AlertRecord,
+    NoticeKind,
+    NotificationRow,
+    alert_message_key,
+    isoformat,
+)
 from app.core.lifecycle import RouteOptions
 from app.core.notices import Notice
 from app.core.payload import AckPayload, NoticePayload
@@ -172,6 +178,7 @@ def rows_for(
 ) -> list[NotificationRow]:
     """One outbox row per integration that takes a notice of this kind."""
     rows: list[NotificationRow] = []
+    message_key = alert_message_key(rec.fingerprint, notice.occurrence, notice.dedup_key)
     for integration in integrations:
         if would_send(notice.kind, integration) is not None:
             continue
@@ -189,6 +196,7 @@ def rows_for(
                 dedup_key=notice.dedup_key,
                 payload=row_payload,
                 created_at=now,
+                message_key=message_key,
             )
         )
     return rows

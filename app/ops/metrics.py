@@ -78,6 +78,12 @@ class Metrics:
             ["integration", "result"],
             registry=r,
         )
+        self.messages_updated = Counter(
+            "alertrelay_messages_updated_total",
+            "Chat messages edited in place (update_message) instead of posting again",
+            ["integration"],
+            registry=r,
+        )
         self.notification_duration = Histogram(
             "alertrelay_notification_duration_seconds",
             "Duration of one delivery attempt",

@@ -408,6 +408,7 @@ def _notification_values(n: NotificationRow) -> dict[str, Any]:
         "created_at": n.created_at,
         "next_attempt_at": n.created_at,
         "attempts": 0,
+        "message_key": n.message_key,
     }
 
 

@@ -171,6 +171,12 @@ def notification_view(m: Any, *, with_payload: bool = False) -> dict[str, Any]:
         "last_error": m["last_error"],
         "last_status_code": m["last_status_code"],
         "replays": m["replays"],
+        # The chat message the row belongs to, and what its delivery did with
+        # it: posted, edited, replied, reposted (the old one was gone) or
+        # skipped (the message already showed a newer state), with the
+        # sink's reference (Slack channel+ts, Discord message_id, Mattermost post_id).
+        "message_key": m["message_key"],
+        "message": m["message_ref"],
     }
     if with_payload:
         out["payload"] = m["payload"]

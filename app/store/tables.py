@@ -172,6 +172,11 @@ notifications = sa.Table(
     # created_at. max_age runs from here, so a replayed row gets its retries
     # again instead of dying on its first failure for being old.
     sa.Column("queued_at", UTCDateTime(), nullable=True),
+    # Migration 0008: which chat message the row belongs to (one alert's
+    # occurrence "a:<fingerprint>:<occurrence>", or a group "g:…"), and what
+    # its delivery did with that message (posted, edited, skipped, threaded).
+    sa.Column("message_key", sa.String(128), nullable=True),
+    sa.Column("message_ref", JSONType, nullable=True),
     # Claims walk these and stop at their limit: due rows oldest first, and
     # leases that ran out.
     sa.Index(None, "status", "next_attempt_at", "id"),
@@ -179,6 +184,22 @@ notifications = sa.Table(
     sa.Index(None, "ordering_key", "id"),
     sa.Index(None, "fingerprint", "id"),
     sa.Index(None, "status", "id"),  # lists by status, newest first
+)
+
+# Per destination and message key: the sink's reference to the message posted
+# (Slack channel+ts, Discord message id, Mattermost post id; never a secret),
+# and the outbox row whose state it last showed, so an older row never edits
+# over a newer one. Written in the transaction that records the delivery.
+message_refs = sa.Table(
+    "message_refs",
+    metadata,
+    sa.Column("integration", sa.String(300), primary_key=True),  # core.domain.integration_key
+    sa.Column("message_key", sa.String(128), primary_key=True),
+    sa.Column("ref", JSONType, nullable=False),
+    sa.Column("notification_id", sa.BigInteger(), nullable=False),
+    sa.Column("state_at", UTCDateTime(), nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.Index(None, "updated_at"),  # pruning, oldest first
 )
 
 delivery_attempts = sa.Table(

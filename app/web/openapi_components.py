@@ -150,6 +150,16 @@ COMPONENTS: dict[str, Any] = {
                 "dedup_key": {"type": "string"},
                 "attempts": {"type": "integer"},
                 "last_error": {"type": ["string", "null"]},
+                "message_key": {
+                    "type": ["string", "null"],
+                    "description": "the chat message the notification belongs to "
+                    "(a:<fingerprint>:<occurrence> or g:<group>)",
+                },
+                "message": {
+                    "type": ["object", "null"],
+                    "description": "what its delivery did with that message (action: posted, "
+                    "edited, replied, reposted, skipped) and the sink's reference (ref)",
+                },
             },
         },
         "AuditEntry": {
