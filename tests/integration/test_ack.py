@@ -307,3 +307,46 @@ async def test_the_acknowledge_waits_for_its_trigger(db_url: str) -> None:
                 if len(pd.order) == 2:
                     break
             assert actions(pd) == ["trigger", "acknowledge"]
+
+
+async def test_a_kept_slack_message_is_edited_to_say_who_acknowledged(db_url: str) -> None:
+    """update_message: the ack edits the message that announced the alert, and
+    the un-ack edits it back; nothing new is posted."""
+    from tests.chat_fakes import FakeSlackAPI
+
+    token = "xoxb-ACK-TEST-TOKEN-123456"
+    slack = FakeSlackAPI(token=token)
+    with serve(slack) as slack_url:
+        entry = (
+            f'{{api_url: "{slack_url}/api/chat.postMessage", token: {token}, '
+            'channel: "#alerts", update_message: true, rate_limit: {per_second: 0}}'
+        )
+        cfg = f"""
+auth: {{admin_token: {ADMIN}}}
+delivery: {{timeout: 2s, lease: 10s}}
+route: {{receiver: chat}}
+receivers:
+  - name: chat
+    slack_configs: [{entry}]
+"""
+        async with running_app(db_url, cfg, clock=ManualClock(T0)) as (app, client):
+            fp = await fire(client)
+            await drain(app)
+            assert len(slack.posts) == 1 and slack.updates == []
+            r = await client.post(
+                f"/api/v1/alerts/{fp}/ack",
+                json={"by": "carol", "comment": "on it"},
+                headers=ADMIN_HEADERS,
+            )
+            assert r.json()["notifications"] == 1
+            await drain(app)
+            assert len(slack.posts) == 1
+            [edit] = slack.updates
+            assert "FIRING, ACKNOWLEDGED" in edit["text"]
+            assert "Acknowledged by carol (on it)." in edit["text"]
+            r = await client.delete(f"/api/v1/alerts/{fp}/ack", headers=ADMIN_HEADERS)
+            assert r.json()["notifications"] == 1
+            await drain(app)
+            assert len(slack.posts) == 1 and len(slack.updates) == 2
+            assert "cknowledged" not in slack.updates[-1]["text"]
+            assert "[FIRING]" in slack.updates[-1]["text"]
