@@ -350,3 +350,20 @@ receivers:
             assert len(slack.posts) == 1 and len(slack.updates) == 2
             assert "cknowledged" not in slack.updates[-1]["text"]
             assert "[FIRING]" in slack.updates[-1]["text"]
+
+
+async def test_an_alerts_ack_history_goes_with_it_when_pruned(db_url: str) -> None:
+    from tests.integration.test_retention import DAY, fp, post, prune_all, relay
+
+    async with relay(db_url) as (app, client, _pd, clock):
+        await post(client, "Pruned", "firing", T0)
+        r = await client.post(f"/api/v1/alerts/{fp('Pruned')}/ack", json={"comment": "x"})
+        assert r.status_code == 200
+        clock.advance(60)
+        await post(client, "Pruned", "resolved", T0, T0 + timedelta(minutes=1))
+        assert len(table_rows(db_url, "alert_acks")) == 2  # ack, ended
+        await drain(app)
+        clock.advance(200 * DAY)
+        deleted = await prune_all(app)
+        assert deleted["alerts"] == 1
+        assert table_rows(db_url, "alert_acks") == []
