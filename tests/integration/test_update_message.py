@@ -12,9 +12,11 @@ is skipped, and a deleted message is posted again.
 import asyncio
 import contextlib
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -333,3 +335,91 @@ async def test_a_bot_token_without_update_message_replies_in_the_thread(
     resolve = table_rows(db_url, "notifications")[-1]
     assert resolve["message_ref"]["action"] == "replied"
     assert resolve["message_ref"]["thread"] == {"channel": channel, "ts": ts}
+
+
+# ------------------------------------------------------------------ the documented examples
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _yaml_blocks(path: Path) -> list[str]:
+    return re.findall(r"```yaml\n(.*?)```", path.read_text(), re.S)
+
+
+def _with_fakes(block: str, fakes: Fakes, tmp_path: Path) -> str:
+    secrets = {
+        "slack-bot-token": SLACK_TOKEN,
+        "discord-url": f"{fakes.urls['discord']}/api/webhooks/42/{DISCORD_TOKEN}",
+        "mattermost-token": MM_TOKEN,
+    }
+    for name, value in secrets.items():
+        (tmp_path / name).write_text(value + "\n")
+    block = block.replace("/run/secrets/", f"{tmp_path}/")
+    block = block.replace("https://slack.com", fakes.urls["slack"])
+    return block.replace("https://mattermost.example.com", fakes.urls["mattermost"])
+
+
+async def test_the_documented_example_posts_once_then_edits(
+    sqlite_url: str, chat: Fakes, tmp_path: Path
+) -> None:
+    """docs/integrations.md's update_message block, against the three fakes."""
+    (block,) = [b for b in _yaml_blocks(ROOT / "docs" / "integrations.md") if "chat-updates" in b]
+    async with running_app(sqlite_url, _with_fakes(block, chat, tmp_path)) as (app, client):
+        await send(client)
+        await drain(app)
+        await send(client, "resolved")
+        await drain(app)
+    for name in SINKS:
+        assert (len(posts(chat, name)), len(edits(chat, name))) == (1, 1), name
+        assert shown_status(chat, name) == [RESOLVED_SHOWS[name]]
+
+
+async def test_the_readme_example_posts_once_then_edits(
+    sqlite_url: str, chat: Fakes, tmp_path: Path
+) -> None:
+    (block,) = [b for b in _yaml_blocks(ROOT / "README.md") if "update_message: true" in b]
+    text = "route: {receiver: chat}\n" + _with_fakes(block, chat, tmp_path)
+    async with running_app(sqlite_url, text) as (app, client):
+        await send(client)
+        await drain(app)
+        await send(client, "resolved")
+        await drain(app)
+    assert (len(chat.slack.posts), len(chat.slack.updates)) == (1, 1)
+    assert chat.slack.posts[0]["channel"] == "#alerts"
+
+
+@pytest.mark.parametrize(
+    ("entry_text", "problem"),
+    [
+        (
+            "msteams_configs: [{webhook_url: 'https://x.example/hook', update_message: true}]",
+            "cannot edit a message it sent",
+        ),
+        (
+            "slack_configs: [{api_url: 'https://hooks.slack.com/services/T/B/X', update_message: true}]",
+            "needs Slack's Web API",
+        ),
+        (
+            "slack_configs: [{api_url: 'https://hooks.slack.com/services/T/B/X', token: t, channel: c}]",
+            "chat.postMessage URL",
+        ),
+        (
+            "mattermost_configs: [{webhook_url: 'https://mm.example/hooks/x', update_message: true}]",
+            "needs Mattermost's REST API",
+        ),
+        (
+            "mattermost_configs: [{api_url: 'https://mm.example/api/v4/posts', token: t}]",
+            "channel_id: required",
+        ),
+    ],
+)
+def test_update_message_where_the_sink_cannot_edit_is_a_config_error(
+    entry_text: str, problem: str
+) -> None:
+    from app.config.model import ConfigError, parse_config
+
+    text = f"route: {{receiver: r}}\nreceivers:\n  - name: r\n    {entry_text}\n"
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, "test.yml", {})
+    assert problem in str(info.value)
+    assert "receivers[0]" in str(info.value)
