@@ -251,6 +251,12 @@ class FakePagerDuty(Sink):
                 else:
                     open_["open"] = False
                     open_["events"].append(event)
+            elif action == "acknowledge":
+                if open_ is None:
+                    self.dropped.append(event)
+                else:
+                    open_["acknowledged"] = True
+                    open_["events"].append(event)
         if isinstance(reply.body, dict) and reply.body.get("status") == "success":
             # The real answer names the key, generated or not.
             return replace(reply, body={**reply.body, "dedup_key": key})

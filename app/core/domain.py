@@ -28,6 +28,8 @@ class NoticeKind(enum.StrEnum):
     FLAPPING = "flapping"  # it started flapping; per-transition notices stop
     STABLE = "stable"  # it stopped flapping; carries the current state
     REMINDER = "reminder"  # still firing after renotify_interval
+    ACK = "ack"  # someone acknowledged the occurrence (PagerDuty: acknowledge)
+    UNACK = "unack"  # the ack was taken back (messages kept up to date only)
 
 
 class NotificationStatus(enum.StrEnum):
@@ -145,6 +147,13 @@ class AlertRecord:
     # alert's timestamps were ("startsAt", "endsAt", comma-separated).
     skewed_at: datetime | None = None
     clock_skew: str | None = None
+    # The ack of the current occurrence (app/core/ack.py): when, who, how
+    # (api, cli, link, console), why, and until when (None: no expiry).
+    ack_at: datetime | None = None
+    ack_by: str | None = None
+    ack_via: str | None = None
+    ack_comment: str | None = None
+    ack_until: datetime | None = None
 
     @property
     def severity(self) -> str:
@@ -166,6 +175,29 @@ class TransitionRow:
     implied: bool
     suppressed: str | None
     source: str
+
+
+class AckAction(enum.StrEnum):
+    """What happened to an ack (a row of its history)."""
+
+    ACK = "ack"  # someone acknowledged
+    UNACK = "unack"  # someone took it back
+    EXPIRED = "expired"  # its ``for`` ran out while the alert still fired
+    ENDED = "ended"  # the alert resolved or a new occurrence began
+
+
+@dataclass(frozen=True, slots=True)
+class AckRow:
+    """One row of an alert's ack history."""
+
+    fingerprint: str
+    occurrence: datetime
+    action: AckAction
+    actor: str
+    via: str
+    comment: str | None
+    until: datetime | None
+    at: datetime
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,8 +20,17 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from app.core import ack
 from app.core.dedup import DEFAULT_MAX_SKEW, Position, Verdict, decide, is_skewed
-from app.core.domain import Alert, AlertRecord, NoticeKind, Status, TransitionRow, Webhook
+from app.core.domain import (
+    AckRow,
+    Alert,
+    AlertRecord,
+    NoticeKind,
+    Status,
+    TransitionRow,
+    Webhook,
+)
 from app.core.flapping import FlapParams, FlapState
 from app.core.notices import AlertNoticeState, Notice, plan_edges, plan_reminder, plan_sweep
 from app.core.routing import RouteResult
@@ -58,6 +67,8 @@ class Step:
     notices: tuple[Notice, ...] = ()
     # Where the notices go; set whenever the route was looked up.
     routed: RouteResult[RouteOptions] | None = None
+    # Rows for the ack history: an ack that ended or expired (app/core/ack.py).
+    acks: tuple[AckRow, ...] = ()
 
 
 def _working_state(rec: AlertRecord) -> AlertNoticeState:
@@ -198,8 +209,11 @@ def on_alert(
             first_seen=now,
             **changes,
         )
+        acks: tuple[AckRow, ...] = ()
     else:
         rec = replace(stored, group_key=webhook.group_key or stored.group_key, **changes)
+        rec, ended = ack.after_arrival(stored, rec, now)
+        acks = (ended,) if ended is not None else ()
     transitions = tuple(
         TransitionRow(
             fingerprint=alert.fingerprint,
@@ -214,7 +228,7 @@ def on_alert(
         )
         for r in plan.records
     )
-    return Step(rec, decision.verdict, True, transitions, tuple(plan.notices), routed)
+    return Step(rec, decision.verdict, True, transitions, tuple(plan.notices), routed, acks)
 
 
 def _reminders(
@@ -247,12 +261,29 @@ def on_sweep(stored: AlertRecord, options: RouteOptions, now: datetime) -> Step:
     if stored.status is Status.FIRING:
         changes["renotify_count"] = 0
         changes["next_renotify_at"] = _renotify_after(options.renotify_s, now)
-    return Step(replace(stored, **changes), notices=(notice,))
+    rec, ended = ack.after_sweep(stored, replace(stored, **changes), now)
+    return Step(rec, notices=(notice,), acks=(ended,) if ended is not None else ())
 
 
 def on_reminder(stored: AlertRecord, options: RouteOptions, now: datetime) -> Step:
     """A reminder fell due: count it, schedule the next, and notify if still firing
-    and not flapping (a flapping alert's reminder is counted but silent)."""
+    and not flapping (a flapping alert's reminder is counted but silent).
+
+    While the occurrence is acknowledged the reminder is not sent nor counted;
+    the next is due after the interval or when the ack expires, whichever
+    comes first, so reminders resume as soon as an ack's ``for`` runs out.
+    An ack that ran out is recorded as expired and this reminder is sent.
+    """
+    if ack.is_acked(stored, now):
+        due = _renotify_after(options.renotify_s, now)
+        if stored.ack_until is not None and (due is None or stored.ack_until < due):
+            due = stored.ack_until
+        return Step(replace(stored, next_renotify_at=due))
+    acks: tuple[AckRow, ...] = ()
+    expired = ack.expire(stored, now)
+    if expired is not None:
+        stored, row = expired
+        acks = (row,)
     count = stored.renotify_count + 1
     state = _working_state(stored)
     notice = plan_reminder(stored.fingerprint, state, count)
@@ -262,4 +293,4 @@ def on_reminder(stored: AlertRecord, options: RouteOptions, now: datetime) -> St
         next_renotify_at=_renotify_after(options.renotify_s, now),
         **_state_fields(state),
     )
-    return Step(rec, notices=(notice,) if notice is not None else ())
+    return Step(rec, notices=(notice,) if notice is not None else (), acks=acks)

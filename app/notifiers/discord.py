@@ -219,6 +219,7 @@ class DiscordNotifier:
         for name, label, url in (
             ("Runbook", "Open the runbook", m.runbook_url),
             ("Source", "Open the source", m.generator_url),
+            ("Acknowledge", "Acknowledge", m.ack_url),
         ):
             link = _link(label, url) if url else ""
             # A cut link would not link; one too long for a field is left out.

@@ -181,7 +181,11 @@ def mattermost_body(m: Message, config: MattermostConfig) -> dict[str, Any]:
     header = f"**{cut_markup(title, TITLE_LIMIT)}**"
     links = [
         f"[{name}]({link_url(url)})"
-        for name, url in (("Runbook", m.runbook_url), ("Source", m.generator_url))
+        for name, url in (
+            ("Runbook", m.runbook_url),
+            ("Source", m.generator_url),
+            ("Acknowledge", m.ack_url),
+        )
         if url and len(url) <= URL_LIMIT
     ]
     footer = " · ".join(links)

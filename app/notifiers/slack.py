@@ -179,20 +179,21 @@ def slack_body(m: Message, config: SlackConfig) -> dict[str, Any]:
     if body:
         inner.append(_section(body))
     inner.append({"type": "context", "elements": [_mrkdwn(i) for i in context_items(m)]})
-    if m.runbook_url and len(m.runbook_url) <= URL_LIMIT:
-        inner.append(
-            {
-                "type": "actions",
-                "elements": [
-                    {
-                        "type": "button",
-                        "action_id": "runbook",
-                        "text": {"type": "plain_text", "text": "Runbook"},
-                        "url": m.runbook_url,
-                    }
-                ],
-            }
+    buttons = [
+        {
+            "type": "button",
+            "action_id": action,
+            "text": {"type": "plain_text", "text": label},
+            "url": url,
+        }
+        for action, label, url in (
+            ("runbook", "Runbook", m.runbook_url),
+            ("acknowledge", "Acknowledge", m.ack_url),
         )
+        if url and len(url) <= URL_LIMIT
+    ]
+    if buttons:
+        inner.append({"type": "actions", "elements": buttons})
     out: dict[str, Any] = {
         "text": cut_markup(f"{title}\n{text}" if text else title, FALLBACK_LIMIT),
         "blocks": [_section(f"*{title}*")],

@@ -130,6 +130,14 @@ class Metrics:
             ["table"],
             registry=r,
         )
+        self.acks = Counter(
+            "alertrelay_acks_total",
+            "Acknowledgements, by how they came (api, cli, link, console)",
+            ["via"],
+            registry=r,
+        )
+        for via in ("api", "cli", "link", "console"):
+            self.acks.labels(via=via)
         self.build_info = Gauge(
             "alertrelay_build_info", "Build information", ["version", "git_commit"], registry=r
         )

@@ -24,9 +24,22 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.core.domain import AlertRecord, NotificationRow, QuarantineRow, Status, TransitionRow
+from app.core.domain import (
+    AckRow,
+    AlertRecord,
+    NotificationRow,
+    QuarantineRow,
+    Status,
+    TransitionRow,
+)
 from app.core.domain import NotificationStatus as NS
-from app.store.tables import alert_transitions, alerts, notifications, quarantined_alerts
+from app.store.tables import (
+    alert_acks,
+    alert_transitions,
+    alerts,
+    notifications,
+    quarantined_alerts,
+)
 from app.store.wakeup import notify_outbox
 
 _CHUNK = 500  # fingerprints per locking SELECT (compiled on the loop's thread)
@@ -78,6 +91,11 @@ def record_from_row(row: Any) -> AlertRecord:
         content_hash=m["content_hash"],
         skewed_at=m["skewed_at"],
         clock_skew=m["clock_skew"],
+        ack_at=m["ack_at"],
+        ack_by=m["ack_by"],
+        ack_via=m["ack_via"],
+        ack_comment=m["ack_comment"],
+        ack_until=m["ack_until"],
     )
 
 
@@ -112,6 +130,11 @@ def _row_values(rec: AlertRecord) -> dict[str, Any]:
         "content_hash": rec.content_hash,
         "skewed_at": rec.skewed_at,
         "clock_skew": rec.clock_skew,
+        "ack_at": rec.ack_at,
+        "ack_by": rec.ack_by,
+        "ack_via": rec.ack_via,
+        "ack_comment": rec.ack_comment,
+        "ack_until": rec.ack_until,
     }
 
 
@@ -201,6 +224,7 @@ class AlertChanges:
     transitions: list[TransitionRow] = field(default_factory=list)
     notifications: list[NotificationRow] = field(default_factory=list)
     quarantined: list[QuarantineRow] = field(default_factory=list)
+    acks: list[AckRow] = field(default_factory=list)  # ack history rows
 
 
 class AlertUnit:
@@ -351,6 +375,8 @@ class AlertUnit:
             await self._execute_sliced(
                 quarantined_alerts.insert(), changes.quarantined, _quarantine_values
             )
+        if changes.acks:
+            await self._execute_sliced(alert_acks.insert(), changes.acks, ack_values)
 
 
 def _transition_values(t: TransitionRow) -> dict[str, Any]:
@@ -383,6 +409,19 @@ def _notification_values(n: NotificationRow) -> dict[str, Any]:
         "next_attempt_at": n.created_at,
         "attempts": 0,
         "message_key": n.message_key,
+    }
+
+
+def ack_values(a: AckRow) -> dict[str, Any]:
+    return {
+        "fingerprint": a.fingerprint,
+        "occurrence": a.occurrence,
+        "action": a.action.value,
+        "actor": a.actor,
+        "via": a.via,
+        "comment": a.comment,
+        "until": a.until,
+        "at": a.at,
     }
 
 

@@ -104,6 +104,13 @@ alerts = sa.Table(
     # Migration 0003: a startsAt/endsAt from the future (see app/dedup.py).
     sa.Column("skewed_at", UTCDateTime(), nullable=True),
     sa.Column("clock_skew", sa.String(32), nullable=True),
+    # Migration 0006: the ack of the current occurrence (app/core/ack.py).
+    # ack_until NULL: no expiry.
+    sa.Column("ack_at", UTCDateTime(), nullable=True),
+    sa.Column("ack_by", sa.String(255), nullable=True),
+    sa.Column("ack_via", sa.String(16), nullable=True),
+    sa.Column("ack_comment", sa.Text(), nullable=True),
+    sa.Column("ack_until", UTCDateTime(), nullable=True),
     sa.Index(None, "status", "last_changed"),
     sa.Index(None, "status", "flapping", "severity"),  # counts read the index only
     sa.Index(None, "flapping"),
@@ -229,6 +236,28 @@ quarantined_alerts = sa.Table(
     sa.Column("reason", sa.Text(), nullable=False),
     sa.Column("alert_json", sa.Text(), nullable=False),
     sa.Index(None, "received_at"),
+)
+
+# Every ack, un-ack, expiry and end of an ack (action), append-only; goes
+# with its alert.
+alert_acks = sa.Table(
+    "alert_acks",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column(
+        "fingerprint",
+        sa.String(16),
+        sa.ForeignKey("alerts.fingerprint", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("occurrence", UTCDateTime(), nullable=False),
+    sa.Column("action", sa.String(16), nullable=False),  # ack, unack, expired, ended
+    sa.Column("actor", sa.String(255), nullable=False),
+    sa.Column("via", sa.String(16), nullable=False),  # api, cli, link, console, lifecycle
+    sa.Column("comment", sa.Text(), nullable=True),
+    sa.Column("until", UTCDateTime(), nullable=True),
+    sa.Column("at", UTCDateTime(), nullable=False),
+    sa.Index(None, "fingerprint", "id"),
 )
 
 # Who did what: replays, reloads, prunes (and acks). Append-only; pruned by age.
