@@ -423,3 +423,32 @@ def test_update_message_where_the_sink_cannot_edit_is_a_config_error(
         parse_config(text, "test.yml", {})
     assert problem in str(info.value)
     assert "receivers[0]" in str(info.value)
+
+
+async def test_references_go_with_the_notifications_retention(db_url: str, chat: Fakes) -> None:
+    """Pruning drops a message's reference after the notifications' retention, but
+    not while a notification of that message is dead (a replay would edit it)."""
+    c = clock()
+    done, failed = {**LABELS, "instance": "done"}, {**LABELS, "instance": "failed"}
+    async with running_app(db_url, config("slack", chat), clock=c) as (app, client):
+        for labels in (done, failed):
+            await send(client, labels=labels)
+        await drain(app)
+        await send(client, "resolved", labels=done)
+        await drain(app)
+        chat.slack.script(Reply(200, {"ok": False, "error": "cant_update_message"}))
+        await send(client, "resolved", labels=failed)
+        await drain(app)
+        assert len(table_rows(db_url, "message_refs", order="message_key")) == 2
+        c.advance(40 * 86400)  # past notifications (30 d), within dead_letters (90 d)
+        deleted: dict[str, int] = {}
+        for _ in range(20):
+            report = await app.state.services.sweeper.pruner.tick()
+            for table, n in report.deleted.items():
+                deleted[table] = deleted.get(table, 0) + n
+            if report.complete and not any(report.deleted.values()):
+                break
+    (kept,) = table_rows(db_url, "message_refs", order="message_key")
+    dead = [r for r in table_rows(db_url, "notifications") if r["status"] == "dead"]
+    assert [r["message_key"] for r in dead] == [kept["message_key"]]
+    assert deleted.get("message_refs") == 1
