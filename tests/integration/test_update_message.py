@@ -130,6 +130,7 @@ def shown_status(fakes: Fakes, name: str) -> list[str]:
     return [p["props"]["attachments"][0]["color"] for p in fakes.mattermost.posts.values()]
 
 
+EDIT_REQUEST = {"slack": "/api/chat.update", "discord": "PATCH http", "mattermost": "PUT http"}
 RESOLVED_SHOWS = {"slack": "#12B76A", "discord": "RESOLVED", "mattermost": "#12B76A"}
 
 
@@ -182,8 +183,12 @@ async def test_post_then_edit_on_resolve(db_url: str, chat: Fakes, name: str) ->
     attempts = [a["outcome"] for a in table_rows(db_url, "delivery_attempts")]
     assert attempts == ["sent", "retry", "sent"]
     assert "Chat message: edited" in page and "Chat message: posted" in page
+    # The console rebuilds the edit as the request it was, secrets redacted.
+    assert EDIT_REQUEST[name] in page
     secrets = (SLACK_TOKEN, DISCORD_TOKEN, MM_TOKEN)
-    stored = json.dumps([api, table_rows(db_url, "message_refs", order="message_key")], default=str)
+    stored = json.dumps(
+        [api, page, table_rows(db_url, "message_refs", order="message_key")], default=str
+    )
     assert not any(s in stored for s in secrets)
 
 
