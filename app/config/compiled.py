@@ -15,6 +15,7 @@ from app.config.model import Config, LoadedConfig, RouteConfig
 from app.config.sections import FlappingConfig
 from app.config.templating import url_env
 from app.core.domain import integration_key
+from app.core.escalation import EscalationStep
 from app.core.flapping import FlapParams
 from app.core.lifecycle import RouteOptions
 from app.core.matchers import parse_matchers
@@ -62,8 +63,15 @@ def _compile_route(
     parent_flapping: FlappingConfig,
     parent_renotify_s: float,
     path: str,
+    parent_escalate: tuple[EscalationStep, ...] = (),
 ) -> Route[RouteOptions]:
     receiver = cfg.receiver or parent_receiver
+    # Inherited like the other options; `escalate: []` turns it off below.
+    escalate = (
+        tuple(EscalationStep(s.after.total_seconds(), s.receiver) for s in cfg.escalate)
+        if cfg.escalate is not None
+        else parent_escalate
+    )
     flapping = parent_flapping.merged(cfg.flapping)
     renotify_s = (
         cfg.renotify_interval.total_seconds()
@@ -72,7 +80,7 @@ def _compile_route(
     )
     matchers = tuple(m for entry in cfg.matcher_strings() for m in parse_matchers(entry))
     children = tuple(
-        _compile_route(child, receiver, flapping, renotify_s, f"{path}.routes[{i}]")
+        _compile_route(child, receiver, flapping, renotify_s, f"{path}.routes[{i}]", escalate)
         for i, child in enumerate(cfg.routes)
     )
     return Route(
@@ -80,7 +88,7 @@ def _compile_route(
         matchers=matchers,
         continue_=cfg.continue_,
         routes=children,
-        options=RouteOptions(flap_params(flapping), renotify_s),
+        options=RouteOptions(flap_params(flapping), renotify_s, escalate),
         path=path,
     )
 

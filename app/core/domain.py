@@ -28,6 +28,7 @@ class NoticeKind(enum.StrEnum):
     FLAPPING = "flapping"  # it started flapping; per-transition notices stop
     STABLE = "stable"  # it stopped flapping; carries the current state
     REMINDER = "reminder"  # still firing after renotify_interval
+    ESCALATION = "escalation"  # nobody acknowledged it: an escalation step's receiver is told
 
 
 class NotificationStatus(enum.StrEnum):
@@ -145,6 +146,11 @@ class AlertRecord:
     # alert's timestamps were ("startsAt", "endsAt", comma-separated).
     skewed_at: datetime | None = None
     clock_skew: str | None = None
+    # Escalation of the open incident (app/core/escalation.py): when its
+    # clock started, when the next step is due, and who was escalated to.
+    escalation_since: datetime | None = None
+    next_escalation_at: datetime | None = None
+    escalated_to: tuple[str, ...] = ()
 
     @property
     def severity(self) -> str:

@@ -15,9 +15,10 @@ from datetime import datetime
 
 from app.config.compiled import CompiledConfig, Integration
 from app.core.domain import AlertRecord, NoticeKind, NotificationRow, isoformat
+from app.core.escalation import escalation_key
 from app.core.lifecycle import RouteOptions
 from app.core.notices import Notice
-from app.core.payload import NoticePayload
+from app.core.payload import EscalationPayload, NoticePayload
 from app.core.routing import RouteResult
 
 
@@ -39,7 +40,7 @@ def notice_payload(
     group_firing: int | None = None,
 ) -> NoticePayload:
     """The message model's input, stored with the row (JSON-safe)."""
-    return {
+    payload: NoticePayload = {
         "kind": notice.kind.value,
         "status": notice.status.value,
         "fingerprint": rec.fingerprint,
@@ -66,6 +67,17 @@ def notice_payload(
         },
         "decided_at": isoformat(now),
     }
+    if notice.escalation is not None:
+        e = notice.escalation
+        payload["escalation"] = {
+            "receiver": e.receiver,
+            "step": e.step,
+            "after_s": e.after_s,
+            "firing_for_s": round(e.firing_for_s, 3),
+            "notified": list(e.notified),
+            "flapping": e.flapping,
+        }
+    return payload
 
 
 def would_send(kind: NoticeKind, integration: Integration) -> str | None:
@@ -84,22 +96,47 @@ def notification_rows(
     runtime: CompiledConfig,
     now: datetime,
 ) -> list[NotificationRow]:
+    # An escalation goes to its step's receiver only; everything else to the
+    # receivers the routes reach.
+    receivers = (notice.escalation.receiver,) if notice.escalation is not None else routed.receivers
+    rows = _rows(rec, notice, notice.identity, notice.dedup_key, payload, receivers, runtime, now)
+    for receiver in notice.escalated_to:
+        # The resolve for a receiver escalated to: under the key its trigger
+        # had, and an identity of its own (it may also be a routed receiver).
+        key = escalation_key(notice.dedup_key, receiver)
+        told: EscalationPayload = {"receiver": receiver}
+        own: NoticePayload = {**payload, "dedup_key": key, "escalation": told}
+        identity = f"{notice.identity}|escalated"
+        rows += _rows(rec, notice, identity, key, own, (receiver,), runtime, now)
+    return rows
+
+
+def _rows(
+    rec: AlertRecord,
+    notice: Notice,
+    identity: str,
+    dedup_key: str,
+    payload: NoticePayload,
+    receivers: tuple[str, ...],
+    runtime: CompiledConfig,
+    now: datetime,
+) -> list[NotificationRow]:
     rows: list[NotificationRow] = []
-    for receiver in routed.receivers:
+    for receiver in receivers:
         for integration in runtime.receivers.get(receiver, ()):
             if would_send(notice.kind, integration) is not None:
                 continue
             key = integration.key
             rows.append(
                 NotificationRow(
-                    idempotency_key=_sha(rec.fingerprint, notice.identity, key),
+                    idempotency_key=_sha(rec.fingerprint, identity, key),
                     fingerprint=rec.fingerprint,
                     ordering_key=ordering_key(rec.fingerprint, key),
                     receiver=integration.receiver,
                     integration=integration.name,
                     integration_index=integration.index,
                     kind=notice.kind,
-                    dedup_key=notice.dedup_key,
+                    dedup_key=dedup_key,
                     payload=payload,
                     created_at=now,
                 )

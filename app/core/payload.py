@@ -8,13 +8,24 @@ it previews one). Readers use ``.get`` with a default for every key but
 ``kind`` and ``status``: a row written by an older version may lack a newer key.
 """
 
-from typing import TypedDict
+from typing import NotRequired, TypedDict
 
 
 class FlapPayload(TypedDict):
     score: float
     flapping: bool
     transitions: int  # transitions during the flap (flapping and stable notices)
+
+
+class EscalationPayload(TypedDict, total=False):
+    """On an escalation notice, and on the resolve sent to a receiver escalated to."""
+
+    receiver: str  # the receiver escalated to
+    step: int
+    after_s: float
+    firing_for_s: float
+    notified: list[str]  # receivers told before this step
+    flapping: bool
 
 
 class NoticePayload(TypedDict):
@@ -40,3 +51,4 @@ class NoticePayload(TypedDict):
     duplicates: int
     flap: FlapPayload
     decided_at: str
+    escalation: NotRequired[EscalationPayload]

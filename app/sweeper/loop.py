@@ -18,13 +18,20 @@ from datetime import datetime
 from app.config.compiled import CompiledConfig
 from app.core.domain import AlertRecord
 from app.core.fanout import notice_payload, notification_rows
-from app.core.lifecycle import RouteOptions, on_reminder, on_sweep
+from app.core.lifecycle import (
+    RouteOptions,
+    escalation_steps,
+    on_escalation,
+    on_reminder,
+    on_sweep,
+)
 from app.core.notices import Notice
 from app.core.routing import RouteResult
 from app.ops.clock import Clock
+from app.ops.failpoints import failpoint
 from app.ops.metrics import Metrics
 from app.store import queries
-from app.store.alerts import AlertChanges, AlertUnit
+from app.store.alerts import AlertChanges, AlertUnit, EscalationRow
 from app.store.engine import Database
 from app.sweeper.prune import Pruner
 
@@ -37,6 +44,7 @@ _BATCH = 500
 class SweepResult:
     stable: int = 0
     reminders: int = 0
+    escalations: int = 0
     notifications: int = 0
 
 
@@ -81,6 +89,8 @@ class Sweeper:
                 break
         while await self._sweep_reminders(result) == _BATCH:
             pass
+        while await self._sweep_escalations(result) == _BATCH:
+            pass
         if result.notifications:
             self._on_notifications()
         return result
@@ -104,7 +114,7 @@ class Sweeper:
             for rec in found:
                 routed = runtime.route(rec.labels)
                 assert routed.options is not None
-                step = on_sweep(rec, routed.options, now)
+                step = on_sweep(rec, routed.options, now, escalation_steps(routed))
                 if not step.changed:
                     continue  # still flapping: the score decays on read, nothing to write
                 result.stable += 1
@@ -134,6 +144,57 @@ class Sweeper:
                         changes, step.record, notice, routed, runtime, now
                     )
             await unit.write(changes)
+        return len(found)
+
+    async def _sweep_escalations(self, result: SweepResult) -> int:
+        """Take the escalation steps that fell due, each once (see
+        :meth:`AlertUnit.record_escalations`), with their notifications in
+        the same transaction."""
+        runtime = self._runtime()
+        now = self._clock.now()
+        told: list[str] = []
+        async with self._db.write() as conn:
+            unit = AlertUnit(conn, self._db.kind)
+            found = await unit.load_escalations_due(now, _BATCH)
+            changes = AlertChanges()
+            decided = []
+            steps_taken: list[EscalationRow] = []
+            for rec in found:
+                routed = runtime.route(rec.labels)
+                step = on_escalation(rec, escalation_steps(routed), routed.receivers, now)
+                if not step.changed:
+                    continue
+                changes.changed.append(step.record)
+                decided.append((step, routed))
+                for notice in step.notices:
+                    assert notice.escalation is not None and rec.incident_key is not None
+                    steps_taken.append(
+                        EscalationRow(
+                            fingerprint=rec.fingerprint,
+                            incident_key=rec.incident_key,
+                            step=notice.escalation.step,
+                            receiver=notice.escalation.receiver,
+                            after_s=notice.escalation.after_s,
+                            since=rec.escalation_since or now,
+                            fired_at=now,
+                        )
+                    )
+            inserted = await unit.record_escalations(steps_taken)
+            for step, routed in decided:
+                for notice in step.notices:
+                    assert notice.escalation is not None
+                    if (step.record.fingerprint, notice.escalation.receiver) not in inserted:
+                        continue  # recorded by another sweeper already: its rows exist
+                    result.escalations += 1
+                    told.append(notice.escalation.receiver)
+                    result.notifications += _queue(
+                        changes, step.record, notice, routed, runtime, now
+                    )
+            await unit.write(changes)
+            if told:
+                failpoint("escalation_before_commit")  # crash tests: nothing is committed
+        for receiver in told:
+            self._metrics.child(self._metrics.escalations, receiver).inc()
         return len(found)
 
 
