@@ -8,7 +8,7 @@ config, so a reload is one atomic pointer swap.
 """
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from app.config.fields import DeliveryConfig
 from app.config.model import Config, LoadedConfig, RouteConfig
@@ -17,8 +17,9 @@ from app.config.templating import url_env
 from app.core.domain import integration_key
 from app.core.escalation import EscalationStep
 from app.core.flapping import FlapParams
+from app.core.heartbeats import ALERTNAME, LABEL, Heartbeat
 from app.core.lifecycle import RouteOptions
-from app.core.matchers import parse_matchers
+from app.core.matchers import Matcher, MatchType, parse_matchers
 from app.core.routing import Route, RouteResult, route
 from app.core.runbooks import Runbook, RunbookCatalog, RunbookRule, resolve
 from app.notifiers.base import IntegrationConfig
@@ -117,6 +118,7 @@ class CompiledConfig:
     receivers: Mapping[str, tuple[Integration, ...]]
     runbooks: RunbookCatalog
     integrations: Mapping[str, Integration] = field(default_factory=dict)
+    heartbeats: tuple[Heartbeat, ...] = ()
     # Alertmanager resends the same label sets all day; routing each set once
     # per config is enough. A reload builds a new CompiledConfig with an empty cache.
     _route_cache: dict[tuple[tuple[str, str], ...], RouteResult[RouteOptions]] = field(
@@ -150,6 +152,16 @@ def compile_config(loaded: LoadedConfig) -> CompiledConfig:
         config.dedup.renotify_interval.total_seconds(),
         "route",
     )
+    heartbeats = tuple(
+        Heartbeat(
+            hb.name,
+            tuple(m for entry in hb.matchers for m in parse_matchers(entry)),
+            hb.interval.total_seconds(),
+            hb.receiver,
+        )
+        for hb in config.heartbeats
+    )
+    tree = _with_heartbeat_routes(tree, heartbeats)
     receivers: dict[str, tuple[Integration, ...]] = {}
     flat: dict[str, Integration] = {}
     for receiver in config.receivers:
@@ -171,7 +183,31 @@ def compile_config(loaded: LoadedConfig) -> CompiledConfig:
             items.append(integration)
             flat[integration.key] = integration
         receivers[receiver.name] = tuple(items)
-    return CompiledConfig(loaded, tree, receivers, _compile_runbooks(config), flat)
+    return CompiledConfig(loaded, tree, receivers, _compile_runbooks(config), flat, heartbeats)
+
+
+def _with_heartbeat_routes(
+    tree: Route[RouteOptions], heartbeats: tuple[Heartbeat, ...]
+) -> Route[RouteOptions]:
+    """A heartbeat with its own ``receiver`` gets a first child route that sends
+    its HeartbeatMissing alert there (with the root's options); the others are
+    routed by their labels like any alert."""
+    forced = tuple(
+        Route(
+            receiver=hb.receiver,
+            matchers=(
+                Matcher.create("alertname", MatchType.EQUAL, ALERTNAME),
+                Matcher.create(LABEL, MatchType.EQUAL, hb.name),
+            ),
+            options=tree.options,
+            path=f"heartbeats[{i}]",
+        )
+        for i, hb in enumerate(heartbeats)
+        if hb.receiver is not None
+    )
+    if not forced:
+        return tree
+    return replace(tree, routes=forced + tree.routes)
 
 
 class ConfigHolder:

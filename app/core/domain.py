@@ -18,6 +18,7 @@ class Status(enum.StrEnum):
 class Source(enum.StrEnum):
     ALERTMANAGER = "alertmanager"
     GRAFANA = "grafana"
+    HEARTBEAT = "heartbeat"  # alertrelay's own HeartbeatMissing alerts
 
 
 class NoticeKind(enum.StrEnum):

@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from app.config.compiled import CompiledConfig
-from app.core.domain import AlertRecord
+from app.core.domain import AlertRecord, Source, Webhook
 from app.core.fanout import notice_payload, notification_rows
+from app.core.heartbeats import Change, check, unwatched
 from app.core.lifecycle import (
     RouteOptions,
     escalation_steps,
@@ -27,9 +28,12 @@ from app.core.lifecycle import (
 )
 from app.core.notices import Notice
 from app.core.routing import RouteResult
+from app.ingest.service import apply_batch, batch_keys
+from app.ingest.wire import ParsedWebhook
 from app.ops.clock import Clock
 from app.ops.failpoints import failpoint
 from app.ops.metrics import Metrics
+from app.store import heartbeats as heartbeat_store
 from app.store import queries
 from app.store.alerts import AlertChanges, AlertUnit, EscalationRow
 from app.store.engine import Database
@@ -45,6 +49,7 @@ class SweepResult:
     stable: int = 0
     reminders: int = 0
     escalations: int = 0
+    heartbeats: int = 0  # HeartbeatMissing alerts fired or resolved
     notifications: int = 0
 
 
@@ -64,6 +69,12 @@ class Sweeper:
         self._metrics = metrics
         self._on_notifications = on_notifications
         self.pruner = Pruner(db, runtime, clock, metrics)
+        self._wake = asyncio.Event()
+        self._gauged: set[str] = set()  # heartbeat names with an age gauge
+
+    def wake(self) -> None:
+        """Sweep now instead of at the next interval (a missing heartbeat is back)."""
+        self._wake.set()
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -77,8 +88,11 @@ class Sweeper:
             except Exception:
                 log.exception("pruning failed; retrying next interval")
             interval = self._runtime().config.flapping.sweep_interval.total_seconds()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=interval)
+            waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._wake.wait())]
+            await asyncio.wait(waits, timeout=interval, return_when=asyncio.FIRST_COMPLETED)
+            for waiting in waits:
+                waiting.cancel()
+            self._wake.clear()
 
     async def sweep_once(self) -> SweepResult:
         result = SweepResult()
@@ -89,6 +103,7 @@ class Sweeper:
                 break
         while await self._sweep_reminders(result) == _BATCH:
             pass
+        await self._sweep_heartbeats(result)
         while await self._sweep_escalations(result) == _BATCH:
             pass
         if result.notifications:
@@ -102,6 +117,61 @@ class Sweeper:
         self._metrics.outbox_pending.set(counts["pending"] + counts["in_flight"])
         self._metrics.outbox_dead.set(counts["dead"])
         self._metrics.flapping.set(flapping)
+        await self._gauge_heartbeats()
+
+    async def _gauge_heartbeats(self) -> None:
+        configured = {hb.name for hb in self._runtime().heartbeats}
+        if not configured and not self._gauged:
+            return
+        async with self._db.read() as conn:
+            states = await heartbeat_store.list_all(conn)
+        now = self._clock.now()
+        for state in states:
+            if state.name in configured:
+                self._metrics.heartbeat_age.labels(name=state.name).set(state.age_s(now))
+        for gone in self._gauged - configured:
+            with contextlib.suppress(KeyError):
+                self._metrics.heartbeat_age.remove(gone)
+        self._gauged = configured & {s.name for s in states}
+
+    async def _sweep_heartbeats(self, result: SweepResult) -> None:
+        """Fire HeartbeatMissing for heartbeats without proof of life for their
+        interval, and resolve it for those that came back. The synthetic
+        alerts take the ingest path in this transaction, with the heartbeat
+        rows that record them."""
+        runtime = self._runtime()
+        configured = {hb.name: hb for hb in runtime.heartbeats}
+        now = self._clock.now()
+        async with self._db.write() as conn:
+            kind = self._db.kind
+            if configured:
+                await heartbeat_store.watch(conn, kind, configured, now)
+            items: list[ParsedWebhook] = []
+            for state in await heartbeat_store.load_locked(conn, kind):
+                hb = configured.get(state.name)
+                verdict = check(hb, state, now) if hb is not None else unwatched(state, now)
+                if verdict.change is Change.NONE or verdict.alert is None:
+                    continue
+                await heartbeat_store.save(conn, verdict.state)
+                log.warning(
+                    "heartbeat missing" if verdict.change is Change.MISSING else "heartbeat back",
+                    extra={"heartbeat": state.name, "last_seen": str(state.last_seen)},
+                )
+                webhook = Webhook(
+                    Source.HEARTBEAT,
+                    [verdict.alert],
+                    now,
+                    receiver="alertrelay",
+                    group_key=f"heartbeat/{state.name}",
+                )
+                items.append(ParsedWebhook(webhook, [], []))
+            if items:
+                unit = AlertUnit(conn, kind)
+                changes, _ = await apply_batch(
+                    unit, items, batch_keys(items, runtime), runtime, now
+                )
+                result.heartbeats += len(items)
+                result.notifications += len(changes.notifications)
 
     async def _sweep_flapping(self, result: SweepResult, after: str) -> tuple[int, str]:
         """One batch of flapping alerts past ``after`` (fingerprint order)."""
