@@ -6,6 +6,7 @@ import json
 import logging
 import sys
 from collections.abc import Coroutine, Sequence
+from datetime import timedelta
 from typing import Any
 
 from app.cli import check, preflight, status
@@ -179,6 +180,39 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
     )
 
 
+def cmd_ack(args: argparse.Namespace) -> int:
+    from app.cli.ack_commands import ack_command
+    from app.config.fields import parse_duration
+
+    undo = args.command == "unack"
+    duration = None
+    if not undo and args.duration:
+        try:
+            duration = parse_duration(args.duration)
+        except ValueError as exc:
+            return _fail(f"--for: {exc}", EXIT_USAGE)
+        if duration <= timedelta(0):
+            return _fail("--for: must be more than 0", EXIT_USAGE)
+    settings = _settings()
+    loaded = _load(args.config or settings.config, secrets_optional=True)
+    eff = effective(settings, loaded.config)
+    logs.configure("warning")
+    missing = preflight.missing_database(eff.database_url)
+    if missing:
+        return _fail(missing)
+    return asyncio.run(
+        ack_command(
+            eff.database_url,
+            loaded,
+            args.fingerprint,
+            undo=undo,
+            by=getattr(args, "by", None),
+            duration=duration,
+            comment=getattr(args, "comment", None),
+        )
+    )
+
+
 def cmd_prune(args: argparse.Namespace) -> int:
     from app.sweeper.prune import prune_command
 
@@ -316,6 +350,24 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--replay", type=int, metavar="ID", help="replay one dead notification")
     group.add_argument("--replay-all", action="store_true", help="replay every dead notification")
     p.set_defaults(func=cmd_dead_letters)
+
+    p = sub.add_parser("ack", help="acknowledge an alert's current occurrence")
+    p.add_argument("--config", metavar="FILE", help=CONFIG_HELP)
+    p.add_argument("fingerprint", metavar="FINGERPRINT")
+    p.add_argument("--by", metavar="NAME", help="who acknowledges (default: cli)")
+    p.add_argument(
+        "--for",
+        dest="duration",
+        metavar="DURATION",
+        help="expire after this long (e.g. 30m, 2h); default: until it resolves",
+    )
+    p.add_argument("--comment", metavar="TEXT", help="why, or what is being done")
+    p.set_defaults(func=cmd_ack)
+
+    p = sub.add_parser("unack", help="take back an alert's acknowledgement")
+    p.add_argument("--config", metavar="FILE", help=CONFIG_HELP)
+    p.add_argument("fingerprint", metavar="FINGERPRINT")
+    p.set_defaults(func=cmd_ack)
 
     p = sub.add_parser("prune", help="delete history past its retention now")
     p.add_argument("--config", metavar="FILE", help=CONFIG_HELP)

@@ -30,6 +30,7 @@ from app.config.fields import (
     Duration,
     FieldError,
     StrictModel,
+    check_http_url,
 )
 from app.config.globals import GlobalConfig
 from app.config.oncall import (
@@ -152,9 +153,44 @@ class Config(StrictModel):
     runbooks: RunbooksConfig = RunbooksConfig()
     retention: RetentionConfig = RetentionConfig()
     global_: GlobalConfig = Field(default=GlobalConfig(), alias="global")
+    # The URL people reach alertrelay at: acknowledge links point there.
+    # ``global.external_url`` (older configs) is read when this is unset.
+    external_url: str | None = None
     route: RouteConfig
     receivers: list[ReceiverConfig] = Field(min_length=1)
     heartbeats: list[HeartbeatConfig] = []
+
+    @model_validator(mode="before")
+    @classmethod
+    def _share_external_url(cls, data: Any) -> Any:
+        # One URL for people: the top-level key also gives PagerDuty its
+        # client_url, as global.external_url (the older place) does.
+        if isinstance(data, dict) and isinstance(data.get("external_url"), str):
+            g = data.get("global")
+            if g is None:
+                data = {**data, "global": {"external_url": data["external_url"]}}
+            elif isinstance(g, dict) and g.get("external_url") is None:
+                data = {**data, "global": {**g, "external_url": data["external_url"]}}
+        return data
+
+    @model_validator(mode="after")
+    def _check_external_url(self) -> "Config":
+        if self.external_url is not None:
+            check_http_url(self.external_url, "external_url")
+        return self
+
+    def public_url(self) -> str | None:
+        """Where people reach alertrelay (no trailing slash), or None."""
+        url = self.external_url or self.global_.external_url
+        return url.rstrip("/") if url else None
+
+    def ack_links(self) -> tuple[str, bytes] | None:
+        """(public URL, link secret) when acknowledge links are on, else None."""
+        url = self.public_url()
+        secret = self.auth.link_secret if self.auth is not None else None
+        if not url or secret is None:
+            return None
+        return url, secret.get_secret_value().encode()
 
     def receiver(self, name: str) -> ReceiverConfig | None:
         for r in self.receivers:

@@ -11,14 +11,24 @@ the alert did since. Keys are deterministic:
 """
 
 import hashlib
+from collections.abc import Iterable
+from dataclasses import replace
 from datetime import datetime
 
 from app.config.compiled import CompiledConfig, Integration
-from app.core.domain import AlertRecord, NoticeKind, NotificationRow, isoformat
+from app.core.ack import is_acked
+from app.core.acklink import LinkClaims, ack_url, make_token
+from app.core.domain import (
+    AlertRecord,
+    NoticeKind,
+    NotificationRow,
+    alert_message_key,
+    isoformat,
+)
 from app.core.escalation import escalation_key
 from app.core.lifecycle import RouteOptions
 from app.core.notices import Notice
-from app.core.payload import EscalationPayload, NoticePayload
+from app.core.payload import AckPayload, EscalationPayload, NoticePayload
 from app.core.routing import RouteResult
 
 
@@ -66,6 +76,7 @@ def notice_payload(
             "transitions": notice.transitions,
         },
         "decided_at": isoformat(now),
+        "ack": ack_payload(rec, now),
     }
     if notice.escalation is not None:
         e = notice.escalation
@@ -80,12 +91,84 @@ def notice_payload(
     return payload
 
 
+def ack_payload(rec: AlertRecord, now: datetime) -> AckPayload | None:
+    """The ack in force on ``rec`` at ``now``, as notifications carry it."""
+    if not is_acked(rec, now) or rec.ack_at is None:
+        return None
+    return {
+        "by": rec.ack_by or "",
+        "via": rec.ack_via or "",
+        "at": isoformat(rec.ack_at),
+        "comment": rec.ack_comment,
+        "until": isoformat(rec.ack_until) if rec.ack_until else None,
+    }
+
+
+# Integrations that are incident state machines with an acknowledge of their own.
+ACKNOWLEDGING = frozenset({"pagerduty", "opsgenie"})
+# Integrations people read: their notifications carry the acknowledge link.
+READ_BY_PEOPLE = frozenset({"slack", "msteams", "googlechat", "discord", "mattermost", "email"})
+# Notices about an occurrence that can still be acknowledged (a link in them works).
+_ACKABLE_KINDS = frozenset(
+    {
+        NoticeKind.FIRING,
+        NoticeKind.REMINDER,
+        NoticeKind.FLAPPING,
+        NoticeKind.STABLE,
+        NoticeKind.ESCALATION,
+    }
+)
+
+
 def would_send(kind: NoticeKind, integration: Integration) -> str | None:
     """None when ``integration`` takes a notice of ``kind``, else why not
     (shared by the outbox writer and ``routes test --render``)."""
     if kind is NoticeKind.RESOLVED and not integration.send_resolved:
         return "send_resolved is false"
+    if kind in (NoticeKind.ACK, NoticeKind.UNACK):
+        # An ack changes an incident's state (PagerDuty, Opsgenie) or the
+        # message that announced it (update_message); a new chat message
+        # saying so would only be noise.
+        if kind is NoticeKind.ACK and integration.name in ACKNOWLEDGING:
+            return None
+        if integration.name in ACKNOWLEDGING:
+            return f"{integration.name} has no un-acknowledge"
+        if getattr(integration.config, "update_message", False):
+            return None
+        return "an ack only edits a kept message (update_message is off)"
     return None
+
+
+def with_ack_link(
+    payload: NoticePayload,
+    integration: Integration,
+    runtime: CompiledConfig,
+    now: datetime,
+) -> NoticePayload:
+    """``payload`` with the acknowledge link for ``integration``'s receiver, when
+    links are on and the notice is about an occurrence that can be acked."""
+    links = runtime.config.ack_links()
+    auth = runtime.config.auth
+    if (
+        links is None
+        or auth is None
+        or integration.name not in READ_BY_PEOPLE
+        or NoticeKind(payload["kind"]) not in _ACKABLE_KINDS
+        or (payload["status"] != "firing" and not payload["flap"]["flapping"])
+    ):
+        return payload
+    base, secret = links
+    claims = LinkClaims(
+        fingerprint=payload["fingerprint"],
+        occurrence=_parse(payload["starts_at"]),
+        receiver=integration.receiver,
+        expires=now + auth.link_ttl,
+    )
+    return {**payload, "ack_url": ack_url(base, make_token(secret, claims))}
+
+
+def _parse(text: str) -> datetime:
+    return datetime.fromisoformat(text)
 
 
 def notification_rows(
@@ -99,46 +182,63 @@ def notification_rows(
     # An escalation goes to its step's receiver only; everything else to the
     # receivers the routes reach.
     receivers = (notice.escalation.receiver,) if notice.escalation is not None else routed.receivers
-    rows = _rows(rec, notice, notice.identity, notice.dedup_key, payload, receivers, runtime, now)
-    for receiver in notice.escalated_to:
-        # The resolve for a receiver escalated to: under the key its trigger
-        # had, and an identity of its own (it may also be a routed receiver).
-        key = escalation_key(notice.dedup_key, receiver)
-        told: EscalationPayload = {"receiver": receiver}
-        own: NoticePayload = {**payload, "dedup_key": key, "escalation": told}
-        identity = f"{notice.identity}|escalated"
-        rows += _rows(rec, notice, identity, key, own, (receiver,), runtime, now)
-    return rows
+    integrations = [
+        integration for receiver in receivers for integration in runtime.receivers.get(receiver, ())
+    ]
+    rows = rows_for(rec, notice, payload, integrations, runtime, now)
+    return rows + escalated_rows(rec, notice, payload, runtime, now)
 
 
-def _rows(
+def escalated_rows(
     rec: AlertRecord,
     notice: Notice,
-    identity: str,
-    dedup_key: str,
     payload: NoticePayload,
-    receivers: tuple[str, ...],
     runtime: CompiledConfig,
     now: datetime,
 ) -> list[NotificationRow]:
+    """``notice`` (a resolve, an ack) for each receiver in ``notice.escalated_to``:
+    under the incident key its escalation had, and an identity of its own (the
+    receiver may be a routed receiver too)."""
     rows: list[NotificationRow] = []
-    for receiver in receivers:
-        for integration in runtime.receivers.get(receiver, ()):
-            if would_send(notice.kind, integration) is not None:
-                continue
-            key = integration.key
-            rows.append(
-                NotificationRow(
-                    idempotency_key=_sha(rec.fingerprint, identity, key),
-                    fingerprint=rec.fingerprint,
-                    ordering_key=ordering_key(rec.fingerprint, key),
-                    receiver=integration.receiver,
-                    integration=integration.name,
-                    integration_index=integration.index,
-                    kind=notice.kind,
-                    dedup_key=dedup_key,
-                    payload=payload,
-                    created_at=now,
-                )
+    for receiver in notice.escalated_to:
+        key = escalation_key(notice.dedup_key, receiver)
+        told: EscalationPayload = {"receiver": receiver}
+        own: NoticePayload = {**payload, "dedup_key": key, "escalation": told}
+        theirs = replace(notice, dedup_key=key, identity=f"{notice.identity}|escalated")
+        integrations = runtime.receivers.get(receiver, ())
+        rows += rows_for(rec, theirs, own, integrations, runtime, now)
+    return rows
+
+
+def rows_for(
+    rec: AlertRecord,
+    notice: Notice,
+    payload: NoticePayload,
+    integrations: Iterable[Integration],
+    runtime: CompiledConfig,
+    now: datetime,
+) -> list[NotificationRow]:
+    """One outbox row per integration that takes a notice of this kind."""
+    rows: list[NotificationRow] = []
+    message_key = alert_message_key(rec.fingerprint, notice.occurrence, notice.dedup_key)
+    for integration in integrations:
+        if would_send(notice.kind, integration) is not None:
+            continue
+        key = integration.key
+        row_payload = with_ack_link(payload, integration, runtime, now)
+        rows.append(
+            NotificationRow(
+                idempotency_key=_sha(rec.fingerprint, notice.identity, key),
+                fingerprint=rec.fingerprint,
+                ordering_key=ordering_key(rec.fingerprint, key),
+                receiver=integration.receiver,
+                integration=integration.name,
+                integration_index=integration.index,
+                kind=notice.kind,
+                dedup_key=notice.dedup_key,
+                payload=row_payload,
+                created_at=now,
+                message_key=message_key,
             )
+        )
     return rows

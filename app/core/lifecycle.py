@@ -20,8 +20,17 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from app.core import ack
 from app.core.dedup import DEFAULT_MAX_SKEW, Edge, Position, Verdict, decide, is_skewed
-from app.core.domain import Alert, AlertRecord, NoticeKind, Status, TransitionRow, Webhook
+from app.core.domain import (
+    AckRow,
+    Alert,
+    AlertRecord,
+    NoticeKind,
+    Status,
+    TransitionRow,
+    Webhook,
+)
 from app.core.escalation import (
     EscalationInfo,
     EscalationStep,
@@ -75,6 +84,8 @@ class Step:
     notices: tuple[Notice, ...] = ()
     # Where the notices go; set whenever the route was looked up.
     routed: RouteResult[RouteOptions] | None = None
+    # Rows for the ack history: an ack that ended or expired (app/core/ack.py).
+    acks: tuple[AckRow, ...] = ()
 
 
 def escalation_steps(routed: RouteResult[RouteOptions]) -> tuple[EscalationStep, ...]:
@@ -278,8 +289,11 @@ def on_alert(
             first_seen=now,
             **changes,
         )
+        acks: tuple[AckRow, ...] = ()
     else:
         rec = replace(stored, group_key=webhook.group_key or stored.group_key, **changes)
+        rec, ended = ack.after_arrival(stored, rec, now)
+        acks = (ended,) if ended is not None else ()
     transitions = tuple(
         TransitionRow(
             fingerprint=alert.fingerprint,
@@ -294,7 +308,7 @@ def on_alert(
         )
         for r in plan.records
     )
-    return Step(rec, decision.verdict, True, transitions, tuple(notices), routed)
+    return Step(rec, decision.verdict, True, transitions, tuple(notices), routed, acks)
 
 
 def _reminders(
@@ -332,17 +346,32 @@ def on_sweep(
     if stored.status is Status.FIRING:
         changes["renotify_count"] = 0
         changes["next_renotify_at"] = _renotify_after(options.renotify_s, now)
-    changes.update(
-        _escalation_fields(
-            stored, state.incident_key, stored.starts_at, steps or options.escalate, now
-        )
-    )
-    return Step(replace(stored, **changes), notices=tuple(_tell_escalated(stored, [notice])))
+    steps = steps or options.escalate
+    changes.update(_escalation_fields(stored, state.incident_key, stored.starts_at, steps, now))
+    rec, ended = ack.after_sweep(stored, replace(stored, **changes), now)
+    notices = tuple(_tell_escalated(stored, [notice]))
+    return Step(rec, notices=notices, acks=(ended,) if ended is not None else ())
 
 
 def on_reminder(stored: AlertRecord, options: RouteOptions, now: datetime) -> Step:
     """A reminder fell due: count it, schedule the next, and notify if still firing
-    and not flapping (a flapping alert's reminder is counted but silent)."""
+    and not flapping (a flapping alert's reminder is counted but silent).
+
+    While the occurrence is acknowledged the reminder is not sent nor counted;
+    the next is due after the interval or when the ack expires, whichever
+    comes first, so reminders resume as soon as an ack's ``for`` runs out.
+    An ack that ran out is recorded as expired and this reminder is sent.
+    """
+    if ack.is_acked(stored, now):
+        due = _renotify_after(options.renotify_s, now)
+        if stored.ack_until is not None and (due is None or stored.ack_until < due):
+            due = stored.ack_until
+        return Step(replace(stored, next_renotify_at=due))
+    acks: tuple[AckRow, ...] = ()
+    expired = ack.expire(stored, now)
+    if expired is not None:
+        stored, row = expired
+        acks = (row,)
     count = stored.renotify_count + 1
     state = _working_state(stored)
     notice = plan_reminder(stored.fingerprint, state, count)
@@ -352,14 +381,7 @@ def on_reminder(stored: AlertRecord, options: RouteOptions, now: datetime) -> St
         next_renotify_at=_renotify_after(options.renotify_s, now),
         **_state_fields(state),
     )
-    return Step(rec, notices=(notice,) if notice is not None else ())
-
-
-def _acked(rec: AlertRecord, now: datetime) -> bool:
-    # Stand-in until the acknowledgement fields land (ack_at, ack_until).
-    ack_at = getattr(rec, "ack_at", None)
-    ack_until = getattr(rec, "ack_until", None)
-    return ack_at is not None and (ack_until is None or ack_until > now)
+    return Step(rec, notices=(notice,) if notice is not None else (), acks=acks)
 
 
 def on_escalation(
@@ -380,8 +402,14 @@ def on_escalation(
     since = stored.escalation_since
     if key is None or since is None:
         return Step(replace(stored, next_escalation_at=None))
-    if _acked(stored, now):
+    if ack.is_acked(stored, now):
         return Step(stored, changed=False)
+    acks: tuple[AckRow, ...] = ()
+    expired = ack.expire(stored, now)
+    if expired is not None:
+        # The ack ran out: recorded as expired, and the steps resume.
+        stored, row = expired
+        acks = (row,)
     told = list(stored.escalated_to)
     notices: list[Notice] = []
     flapping = stored.flapping
@@ -412,4 +440,4 @@ def on_escalation(
         escalated_to=tuple(told),
         next_escalation_at=next_due(since, steps, told),
     )
-    return Step(rec, notices=tuple(notices))
+    return Step(rec, notices=tuple(notices), acks=acks)

@@ -28,6 +28,8 @@ _TAGS = {
     NoticeKind.RESOLVED: "RESOLVED",
     NoticeKind.FLAPPING: "FLAPPING",
     NoticeKind.REMINDER: "STILL FIRING",
+    NoticeKind.ACK: "ACKNOWLEDGED",
+    NoticeKind.UNACK: "UNACKNOWLEDGED",
     NoticeKind.ESCALATION: "ESCALATED",
 }
 
@@ -63,6 +65,11 @@ class Message:
     idempotency_key: str
     attempt: int
     payload: Mapping[str, object] = field(repr=False, default_factory=dict)
+    # The one-click acknowledge link for this receiver (chat and email, when on).
+    ack_url: str | None = None
+    # Who acknowledged the occurrence and why, when it is acknowledged.
+    ack_by: str | None = None
+    ack_comment: str | None = None
 
     @property
     def firing(self) -> bool:
@@ -103,8 +110,18 @@ def default_title(m: Message) -> str:
             f"[FLAPPING] {name}{severity}: {m.flap_transitions} transition"
             f"{'s' if m.flap_transitions != 1 else ''}, notifications paused until it settles"
         )
+    if m.kind in (NoticeKind.ACK, NoticeKind.UNACK):
+        return f"[{m.tag}] {name}{severity}: {ack_line(m) or 'no longer acknowledged'}"
     headline = f": {m.summary}" if m.summary else ""
     return f"[{m.tag}] {name}{severity}{headline}"
+
+
+def ack_line(m: Message) -> str:
+    """``acknowledged by alice (on it)``, or "" when the occurrence is not acknowledged."""
+    if m.ack_by is None:
+        return ""
+    why = f" ({m.ack_comment})" if m.ack_comment else ""
+    return f"acknowledged by {m.ack_by}{why}"
 
 
 def default_text(m: Message) -> str:
@@ -121,6 +138,8 @@ def default_text(m: Message) -> str:
         lines.append(
             f"{m.alertname or m.fingerprint} stopped flapping{burst} and is {m.status.value}."
         )
+    if m.ack_by is not None:
+        lines.append(ack_line(m)[:1].upper() + ack_line(m)[1:] + ".")
     if m.description:
         lines.append(m.description)
     elif m.summary and m.kind is not NoticeKind.FLAPPING:
@@ -152,6 +171,8 @@ def _context(m: Message) -> dict[str, Any]:
         "duplicates": m.duplicates,
         "flap": {"score": m.flap_score, "transitions": m.flap_transitions, "flapping": m.flapping},
         "receiver": m.receiver,
+        "ack_url": m.ack_url,
+        "ack": {"by": m.ack_by, "comment": m.ack_comment} if m.ack_by is not None else None,
         "default_title": default_title(m),
         "default_text": default_text(m),
     }
@@ -194,6 +215,8 @@ def build_message(
     flap = payload.get("flap") or {}
     generator = str(payload.get("generator_url") or "")
     runbook = payload.get("runbook_url")
+    ack_url = payload.get("ack_url")
+    ack = payload.get("ack")
     base = Message(
         kind=NoticeKind(payload["kind"]),
         status=Status(payload["status"]),
@@ -222,6 +245,11 @@ def build_message(
         idempotency_key=idempotency_key,
         attempt=attempt,
         payload=payload,
+        ack_url=ack_url if isinstance(ack_url, str) and is_http_url(ack_url) else None,
+        ack_by=str(ack.get("by") or "") if isinstance(ack, dict) else None,
+        ack_comment=(str(ack["comment"]) if ack.get("comment") else None)
+        if isinstance(ack, dict)
+        else None,
     )
     with_defaults = replace(base, title=default_title(base), text=default_text(base))
     return replace(

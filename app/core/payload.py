@@ -17,6 +17,14 @@ class FlapPayload(TypedDict):
     transitions: int  # transitions during the flap (flapping and stable notices)
 
 
+class AckPayload(TypedDict):
+    by: str
+    via: str
+    at: str  # RFC 3339
+    comment: str | None
+    until: str | None  # RFC 3339; None: until the occurrence ends
+
+
 class EscalationPayload(TypedDict, total=False):
     """On an escalation notice, and on the resolve sent to a receiver escalated to."""
 
@@ -51,4 +59,10 @@ class NoticePayload(TypedDict):
     duplicates: int
     flap: FlapPayload
     decided_at: str
+    # The ack in force when this was decided (ack and unack notices, and any
+    # notice of an acknowledged occurrence); absent or None: not acknowledged.
+    ack: AckPayload | None
+    # The one-click acknowledge link for the receiver this row goes to (chat
+    # and email, when external_url and auth.link_secret are set).
+    ack_url: NotRequired[str]
     escalation: NotRequired[EscalationPayload]

@@ -173,6 +173,7 @@ def _apply_alert(
         batch.seen.discard(fp)
 
     changes.transitions.extend(step.transitions)
+    changes.acks.extend(step.acks)
     for transition in step.transitions:
         result.transitions += 1
         key = transition.to_status.value

@@ -55,6 +55,8 @@ class PagerDutyConfig(IntegrationConfig):
 
 
 def event_action(m: Message) -> str:
+    if m.kind is NoticeKind.ACK:
+        return "acknowledge"
     resolved = m.kind is NoticeKind.RESOLVED or (
         m.kind is NoticeKind.STABLE and m.status is Status.RESOLVED
     )
@@ -107,7 +109,8 @@ class PagerDutyNotifier:
             "event_action": action,
             "dedup_key": self.dedup_key(m),
         }
-        if action == "resolve":
+        if action in ("resolve", "acknowledge"):
+            # Both name the incident by dedup_key only; PagerDuty reads nothing else.
             return body
         labels = m.labels
         field = self._field

@@ -24,9 +24,17 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.core.domain import AlertRecord, NotificationRow, QuarantineRow, Status, TransitionRow
+from app.core.domain import (
+    AckRow,
+    AlertRecord,
+    NotificationRow,
+    QuarantineRow,
+    Status,
+    TransitionRow,
+)
 from app.core.domain import NotificationStatus as NS
 from app.store.tables import (
+    alert_acks,
     alert_escalations,
     alert_transitions,
     alerts,
@@ -84,6 +92,11 @@ def record_from_row(row: Any) -> AlertRecord:
         content_hash=m["content_hash"],
         skewed_at=m["skewed_at"],
         clock_skew=m["clock_skew"],
+        ack_at=m["ack_at"],
+        ack_by=m["ack_by"],
+        ack_via=m["ack_via"],
+        ack_comment=m["ack_comment"],
+        ack_until=m["ack_until"],
         escalation_since=m["escalation_since"],
         next_escalation_at=m["next_escalation_at"],
         escalated_to=tuple(m["escalated_to"] or ()),
@@ -121,6 +134,11 @@ def _row_values(rec: AlertRecord) -> dict[str, Any]:
         "content_hash": rec.content_hash,
         "skewed_at": rec.skewed_at,
         "clock_skew": rec.clock_skew,
+        "ack_at": rec.ack_at,
+        "ack_by": rec.ack_by,
+        "ack_via": rec.ack_via,
+        "ack_comment": rec.ack_comment,
+        "ack_until": rec.ack_until,
         "escalation_since": rec.escalation_since,
         "next_escalation_at": rec.next_escalation_at,
         "escalated_to": list(rec.escalated_to) or None,
@@ -227,10 +245,9 @@ def _escalation_values(e: EscalationRow) -> dict[str, Any]:
 
 
 def _not_acked(now: datetime) -> list[Any]:
-    """SQL for "not acknowledged at ``now``" (stand-in until the ack columns land)."""
+    """SQL for :func:`app.core.ack.is_acked` being false at ``now`` (an ack that
+    ran out counts as none: the step resumes and records its expiry)."""
     columns = alerts.c
-    if "ack_at" not in columns:
-        return []
     return [
         sa.or_(
             columns.ack_at.is_(None),
@@ -249,6 +266,7 @@ class AlertChanges:
     transitions: list[TransitionRow] = field(default_factory=list)
     notifications: list[NotificationRow] = field(default_factory=list)
     quarantined: list[QuarantineRow] = field(default_factory=list)
+    acks: list[AckRow] = field(default_factory=list)  # ack history rows
 
 
 class AlertUnit:
@@ -427,6 +445,8 @@ class AlertUnit:
             await self._execute_sliced(
                 quarantined_alerts.insert(), changes.quarantined, _quarantine_values
             )
+        if changes.acks:
+            await self._execute_sliced(alert_acks.insert(), changes.acks, ack_values)
 
 
 def _transition_values(t: TransitionRow) -> dict[str, Any]:
@@ -458,6 +478,20 @@ def _notification_values(n: NotificationRow) -> dict[str, Any]:
         "created_at": n.created_at,
         "next_attempt_at": n.created_at,
         "attempts": 0,
+        "message_key": n.message_key,
+    }
+
+
+def ack_values(a: AckRow) -> dict[str, Any]:
+    return {
+        "fingerprint": a.fingerprint,
+        "occurrence": a.occurrence,
+        "action": a.action.value,
+        "actor": a.actor,
+        "via": a.via,
+        "comment": a.comment,
+        "until": a.until,
+        "at": a.at,
     }
 
 

@@ -21,9 +21,10 @@ What is never pruned, whatever its age:
   know it has been superseded;
 * a resolved alert that still has a notification pending or in flight.
 
-Acknowledgements, when they are stored, belong here as a rule of their own
-that keeps an ack while its occurrence is the alert's current one and the
-alert fires.
+An alert's ack history (``alert_acks``) goes with the alert: the foreign
+key's cascade deletes it when the alert is pruned (a handful of rows per
+alert); the ack in force lives on the alert row itself, which is kept while
+the alert fires.
 
 Rules that delete children run before their parents' rules: old attempts
 before notifications (a notification past its retention has only attempts

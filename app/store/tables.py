@@ -104,6 +104,13 @@ alerts = sa.Table(
     # Migration 0003: a startsAt/endsAt from the future (see app/dedup.py).
     sa.Column("skewed_at", UTCDateTime(), nullable=True),
     sa.Column("clock_skew", sa.String(32), nullable=True),
+    # Migration 0006: the ack of the current occurrence (app/core/ack.py).
+    # ack_until NULL: no expiry.
+    sa.Column("ack_at", UTCDateTime(), nullable=True),
+    sa.Column("ack_by", sa.String(255), nullable=True),
+    sa.Column("ack_via", sa.String(16), nullable=True),
+    sa.Column("ack_comment", sa.Text(), nullable=True),
+    sa.Column("ack_until", UTCDateTime(), nullable=True),
     # Migration 0007: escalation of the open incident (app/core/escalation.py).
     sa.Column("escalation_since", UTCDateTime(), nullable=True),
     sa.Column("next_escalation_at", UTCDateTime(), nullable=True),
@@ -170,6 +177,11 @@ notifications = sa.Table(
     # created_at. max_age runs from here, so a replayed row gets its retries
     # again instead of dying on its first failure for being old.
     sa.Column("queued_at", UTCDateTime(), nullable=True),
+    # Migration 0008: which chat message the row belongs to (one alert's
+    # occurrence "a:<fingerprint>:<occurrence>", or a group "g:…"), and what
+    # its delivery did with that message (posted, edited, skipped, threaded).
+    sa.Column("message_key", sa.String(128), nullable=True),
+    sa.Column("message_ref", JSONType, nullable=True),
     # Claims walk these and stop at their limit: due rows oldest first, and
     # leases that ran out.
     sa.Index(None, "status", "next_attempt_at", "id"),
@@ -177,6 +189,22 @@ notifications = sa.Table(
     sa.Index(None, "ordering_key", "id"),
     sa.Index(None, "fingerprint", "id"),
     sa.Index(None, "status", "id"),  # lists by status, newest first
+)
+
+# Per destination and message key: the sink's reference to the message posted
+# (Slack channel+ts, Discord message id, Mattermost post id; never a secret),
+# and the outbox row whose state it last showed, so an older row never edits
+# over a newer one. Written in the transaction that records the delivery.
+message_refs = sa.Table(
+    "message_refs",
+    metadata,
+    sa.Column("integration", sa.String(300), primary_key=True),  # core.domain.integration_key
+    sa.Column("message_key", sa.String(128), primary_key=True),
+    sa.Column("ref", JSONType, nullable=False),
+    sa.Column("notification_id", sa.BigInteger(), nullable=False),
+    sa.Column("state_at", UTCDateTime(), nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.Index(None, "updated_at"),  # pruning, oldest first
 )
 
 delivery_attempts = sa.Table(
@@ -213,6 +241,28 @@ quarantined_alerts = sa.Table(
     sa.Column("reason", sa.Text(), nullable=False),
     sa.Column("alert_json", sa.Text(), nullable=False),
     sa.Index(None, "received_at"),
+)
+
+# Every ack, un-ack, expiry and end of an ack (action), append-only; goes
+# with its alert.
+alert_acks = sa.Table(
+    "alert_acks",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column(
+        "fingerprint",
+        sa.String(16),
+        sa.ForeignKey("alerts.fingerprint", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("occurrence", UTCDateTime(), nullable=False),
+    sa.Column("action", sa.String(16), nullable=False),  # ack, unack, expired, ended
+    sa.Column("actor", sa.String(255), nullable=False),
+    sa.Column("via", sa.String(16), nullable=False),  # api, cli, link, console, lifecycle
+    sa.Column("comment", sa.Text(), nullable=True),
+    sa.Column("until", UTCDateTime(), nullable=True),
+    sa.Column("at", UTCDateTime(), nullable=False),
+    sa.Index(None, "fingerprint", "id"),
 )
 
 # Who did what: replays, reloads, prunes (and acks). Append-only; pruned by age.

@@ -189,6 +189,7 @@ class Sweeper:
                     continue  # still flapping: the score decays on read, nothing to write
                 result.stable += 1
                 changes.changed.append(step.record)
+                changes.acks.extend(step.acks)
                 for notice in step.notices:
                     result.notifications += _queue(
                         changes, step.record, notice, routed, runtime, now
@@ -208,6 +209,7 @@ class Sweeper:
                 assert routed.options is not None
                 step = on_reminder(rec, routed.options, now)
                 changes.changed.append(step.record)
+                changes.acks.extend(step.acks)
                 for notice in step.notices:
                     result.reminders += 1
                     result.notifications += _queue(
@@ -235,6 +237,7 @@ class Sweeper:
                 if not step.changed:
                     continue
                 changes.changed.append(step.record)
+                changes.acks.extend(step.acks)
                 decided.append((step, routed))
                 for notice in step.notices:
                     assert notice.escalation is not None and rec.incident_key is not None

@@ -8,7 +8,7 @@ incident and receiver, so no step is taken twice. ``heartbeats`` holds each
 dead man's switch: last proof of life, since when it is watched, missing.
 
 Revision ID: 0007
-Revises: 0005
+Revises: 0008
 Create Date: 2026-12-04 22:40:00.000000
 """
 
@@ -19,7 +19,7 @@ from alembic import op
 from sqlalchemy.dialects.postgresql import JSONB
 
 revision: str = "0007"
-down_revision: str | None = "0005"
+down_revision: str | None = "0008"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

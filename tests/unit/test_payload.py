@@ -31,7 +31,9 @@ def record() -> AlertRecord:
 def test_the_writer_writes_exactly_the_typed_keys() -> None:
     notice = Notice(NoticeKind.FIRING, Status.FIRING, T0, incident_key("00000000000000aa", T0), "x")
     payload = notice_payload(record(), notice, T0, external_url="http://am", group_firing=2)
-    assert set(payload) == set(NoticePayload.__annotations__)
+    # Every key but the per-destination ones (the ack link is added per receiver).
+    assert set(payload) == set(NoticePayload.__required_keys__)
+    assert NoticePayload.__optional_keys__ == {"ack_url"}
     assert set(payload["flap"]) == set(FlapPayload.__annotations__)
     message = build_message(
         payload, notification_id=1, idempotency_key="k", receiver="r", attempt=1
