@@ -98,7 +98,7 @@ def escalation_line(m: Message) -> str:
     told = [str(r) for r in info.get("notified") or []]
     return (
         f"Escalated: {state} for {format_duration(float(info.get('firing_for_s') or 0))}"
-        f" without an acknowledgement, notified: {', '.join(told) or 'nobody'}"
+        f", notified: {', '.join(told) or 'nobody'}"
     )
 
 

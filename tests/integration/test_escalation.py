@@ -114,9 +114,7 @@ async def test_unacknowledged_alert_escalates_once_per_step_and_the_resolve_clos
         assert paths(chat) == [("/page", "firing"), ("/second", "escalation")]
         note = chat.requests()[-1].json()
         assert note["title"].startswith("[ESCALATED] DiskFull (critical)")
-        assert note["text"].startswith(
-            "Escalated: firing for 16m without an acknowledgement, notified: page"
-        )
+        assert note["text"].startswith("Escalated: firing for 16m, notified: page")
         opened = {i["routing_key"]: i["dedup_key"] for i in pd.open_incidents()}
         assert opened == {KEY_PAGE: K0, KEY_SECOND: escalation_key(K0, "second")}
         trigger = pd.open_incidents()[1]["events"][0]
@@ -349,3 +347,59 @@ async def test_a_sweeper_killed_mid_escalation_loses_and_doubles_nothing(
     assert survivor["escalations"] == N_ALERTS * 2
     assert count(db_url, "alert_escalations") == N_ALERTS * 2
     assert count(db_url, "notifications", "kind = 'escalation'") == N_ALERTS * 3
+
+
+# --- acknowledgement ---------------------------------------------------------
+
+
+async def ack(client: httpx.AsyncClient, body_: dict[str, Any]) -> None:
+    r = await client.post(f"/api/v1/alerts/{FP}/ack", json=body_)
+    assert r.status_code == 200, r.text
+
+
+async def test_an_ack_stops_the_next_steps_reaches_every_incident_and_expiry_resumes(
+    db_url: str,
+) -> None:
+    async with escalation_setup(db_url) as (app, client, pd, chat, clock):
+        await post(client, am_alert(LABELS, starts_at=T0))
+        await tick(app, clock, T0 + timedelta(minutes=16))  # second is told
+        assert paths(chat)[-1] == ("/second", "escalation")
+
+        clock.set(T0 + timedelta(minutes=20))
+        await ack(client, {"by": "alice", "comment": "on it", "for": "40m"})
+        await tick(app, clock, clock.now())
+        # Both incidents acknowledged, each under its own key.
+        assert sorted(k for a, k in pd.order if a == "acknowledge") == sorted(
+            [K0, escalation_key(K0, "second")]
+        )
+        # 46 minutes: the manager's step is due, but the alert is acknowledged.
+        result = await tick(app, clock, T0 + timedelta(minutes=46))
+        assert result.escalations == 0
+        assert ("/manager", "escalation") not in paths(chat)
+
+        # The ack runs out at 60 minutes: the step resumes, and the expiry is recorded.
+        result = await tick(app, clock, T0 + timedelta(minutes=61))
+        assert result.escalations == 1
+        assert paths(chat)[-1] == ("/manager", "escalation")
+        assert "firing for 1h 1m" in chat.requests()[-1].json()["text"]
+    history = [(r["action"], r["actor"]) for r in table_rows(db_url, "alert_acks")]
+    assert history == [("ack", "alice"), ("expired", "alice")]
+
+
+async def test_an_ack_before_the_first_step_holds_them_all_until_unack(db_url: str) -> None:
+    async with escalation_setup(db_url) as (app, client, pd, chat, clock):
+        await post(client, am_alert(LABELS, starts_at=T0))
+        clock.set(T0 + timedelta(minutes=5))
+        await ack(client, {"by": "bob"})
+        for minute in (16, 46, 120):
+            assert (await tick(app, clock, T0 + timedelta(minutes=minute))).escalations == 0
+        r = await client.delete(f"/api/v1/alerts/{FP}/ack")
+        assert r.status_code == 200, r.text
+        result = await tick(app, clock, T0 + timedelta(minutes=121))
+        assert result.escalations == 2
+        assert sorted(p for p, k in paths(chat) if k == "escalation") == ["/manager", "/second"]
+        # The resolve closes every incident opened.
+        clock.set(T0 + timedelta(minutes=130))
+        await post(client, am_alert(LABELS, status="resolved", starts_at=T0, ends_at=clock.now()))
+        await tick(app, clock, clock.now())
+        assert pd.open_incidents() == [] and pd.dropped == []
