@@ -35,7 +35,7 @@ class HeartbeatConfig(StrictModel):
     """A dead man's switch: alerts matching ``matchers`` must keep coming."""
 
     name: str
-    matchers: list[str] = Field(min_length=1)
+    matchers: list[str]
     interval: Duration
     receiver: str | None = None
 
@@ -46,6 +46,13 @@ class HeartbeatConfig(StrictModel):
             raise ValueError(
                 "letters, digits and _ . : - only (up to 128, starting with a letter or digit)"
             )
+        return value
+
+    @field_validator("matchers")
+    @classmethod
+    def _some_matchers(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("at least one matcher (without any, every alert would prove it)")
         return value
 
     @field_validator("interval")
