@@ -225,3 +225,22 @@ async def test_two_replicas_fire_heartbeat_missing_once(db_url: str) -> None:
         "trigger",
         "resolve",
     ]
+
+
+async def test_unwatched_heartbeat_resolves(db_url: str) -> None:
+    """A heartbeat removed from the config while missing resolves its alert."""
+    async with sinks() as (pd, _chat, pd_url, chat_url):
+        clock = ManualClock(T0)
+        async with running_app(db_url, config(pd_url, chat_url), clock=clock) as (app, _):
+            await tick(app, clock, T0)
+            assert (await tick(app, clock, T0 + timedelta(minutes=10))).heartbeats == 1
+        without = config(pd_url, chat_url).split("heartbeats:")[0] + (
+            "route:" + config(pd_url, chat_url).split("route:", 1)[1]
+        )
+        async with running_app(db_url, without, clock=clock) as (app, client):
+            assert (await tick(app, clock, T0 + timedelta(minutes=11))).heartbeats == 1
+            assert (await client.get("/api/v1/heartbeats")).json()["heartbeats"] == []
+            alert = (await client.get(f"/api/v1/alerts/{MISSING_FP}")).json()
+            assert alert["status"] == "resolved"
+            assert (await tick(app, clock, T0 + timedelta(minutes=12))).heartbeats == 0
+    assert pd.open_incidents() == [] and pd.dropped == []
