@@ -25,9 +25,10 @@ from app.core.domain import (
     alert_message_key,
     isoformat,
 )
+from app.core.escalation import escalation_key
 from app.core.lifecycle import RouteOptions
 from app.core.notices import Notice
-from app.core.payload import AckPayload, NoticePayload
+from app.core.payload import AckPayload, EscalationPayload, NoticePayload
 from app.core.routing import RouteResult
 
 
@@ -49,7 +50,7 @@ def notice_payload(
     group_firing: int | None = None,
 ) -> NoticePayload:
     """The message model's input, stored with the row (JSON-safe)."""
-    return {
+    payload: NoticePayload = {
         "kind": notice.kind.value,
         "status": notice.status.value,
         "fingerprint": rec.fingerprint,
@@ -77,6 +78,17 @@ def notice_payload(
         "decided_at": isoformat(now),
         "ack": ack_payload(rec, now),
     }
+    if notice.escalation is not None:
+        e = notice.escalation
+        payload["escalation"] = {
+            "receiver": e.receiver,
+            "step": e.step,
+            "after_s": e.after_s,
+            "firing_for_s": round(e.firing_for_s, 3),
+            "notified": list(e.notified),
+            "flapping": e.flapping,
+        }
+    return payload
 
 
 def ack_payload(rec: AlertRecord, now: datetime) -> AckPayload | None:
@@ -98,7 +110,13 @@ ACKNOWLEDGING = frozenset({"pagerduty", "opsgenie"})
 READ_BY_PEOPLE = frozenset({"slack", "msteams", "googlechat", "discord", "mattermost", "email"})
 # Notices about an occurrence that can still be acknowledged (a link in them works).
 _ACKABLE_KINDS = frozenset(
-    {NoticeKind.FIRING, NoticeKind.REMINDER, NoticeKind.FLAPPING, NoticeKind.STABLE}
+    {
+        NoticeKind.FIRING,
+        NoticeKind.REMINDER,
+        NoticeKind.FLAPPING,
+        NoticeKind.STABLE,
+        NoticeKind.ESCALATION,
+    }
 )
 
 
@@ -185,12 +203,35 @@ def notification_rows(
     runtime: CompiledConfig,
     now: datetime,
 ) -> list[NotificationRow]:
+    # An escalation goes to its step's receiver only; everything else to the
+    # receivers the routes reach.
+    receivers = (notice.escalation.receiver,) if notice.escalation is not None else routed.receivers
     integrations = [
-        integration
-        for receiver in routed.receivers
-        for integration in runtime.receivers.get(receiver, ())
+        integration for receiver in receivers for integration in runtime.receivers.get(receiver, ())
     ]
-    return rows_for(rec, notice, payload, integrations, runtime, now)
+    rows = rows_for(rec, notice, payload, integrations, runtime, now)
+    return rows + escalated_rows(rec, notice, payload, runtime, now)
+
+
+def escalated_rows(
+    rec: AlertRecord,
+    notice: Notice,
+    payload: NoticePayload,
+    runtime: CompiledConfig,
+    now: datetime,
+) -> list[NotificationRow]:
+    """``notice`` (a resolve, an ack) for each receiver in ``notice.escalated_to``:
+    under the incident key its escalation had, and an identity of its own (the
+    receiver may be a routed receiver too)."""
+    rows: list[NotificationRow] = []
+    for receiver in notice.escalated_to:
+        key = escalation_key(notice.dedup_key, receiver)
+        told: EscalationPayload = {"receiver": receiver}
+        own: NoticePayload = {**payload, "dedup_key": key, "escalation": told}
+        theirs = replace(notice, dedup_key=key, identity=f"{notice.identity}|escalated")
+        integrations = runtime.receivers.get(receiver, ())
+        rows += rows_for(rec, theirs, own, integrations, runtime, now)
+    return rows
 
 
 def rows_for(

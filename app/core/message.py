@@ -17,6 +17,7 @@ from jinja2 import Template
 
 from app.config.templating import text_env
 from app.core.domain import NoticeKind, Status
+from app.core.escalation import format_duration
 from app.core.payload import NoticePayload
 from app.core.runbooks import is_http_url
 
@@ -27,6 +28,7 @@ _TAGS = {
     NoticeKind.RESOLVED: "RESOLVED",
     NoticeKind.FLAPPING: "FLAPPING",
     NoticeKind.REMINDER: "STILL FIRING",
+    NoticeKind.ESCALATION: "ESCALATED",
 }
 
 
@@ -91,6 +93,19 @@ def _str_map(value: Any) -> dict[str, str]:
     return {str(k): str(v) for k, v in value.items()}
 
 
+def escalation_line(m: Message) -> str:
+    """``Escalated: firing for 15m, notified: page`` (empty for other notices)."""
+    info = m.payload.get("escalation")
+    if m.kind is not NoticeKind.ESCALATION or not isinstance(info, dict):
+        return ""
+    state = "flapping" if info.get("flapping") else "firing"
+    told = [str(r) for r in info.get("notified") or []]
+    return (
+        f"Escalated: {state} for {format_duration(float(info.get('firing_for_s') or 0))}"
+        f", notified: {', '.join(told) or 'nobody'}"
+    )
+
+
 def default_title(m: Message) -> str:
     severity = f" ({m.severity})" if m.severity else ""
     name = m.alertname or m.fingerprint
@@ -113,6 +128,8 @@ def ack_line(m: Message) -> str:
 
 def default_text(m: Message) -> str:
     lines: list[str] = []
+    if m.kind is NoticeKind.ESCALATION:
+        lines.append(escalation_line(m))
     if m.kind is NoticeKind.FLAPPING:
         lines.append(
             f"{m.alertname or m.fingerprint} is flapping (score {m.flap_score:.2f}); it is "

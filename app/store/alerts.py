@@ -35,6 +35,7 @@ from app.core.domain import (
 from app.core.domain import NotificationStatus as NS
 from app.store.tables import (
     alert_acks,
+    alert_escalations,
     alert_transitions,
     alerts,
     notifications,
@@ -96,6 +97,9 @@ def record_from_row(row: Any) -> AlertRecord:
         ack_via=m["ack_via"],
         ack_comment=m["ack_comment"],
         ack_until=m["ack_until"],
+        escalation_since=m["escalation_since"],
+        next_escalation_at=m["next_escalation_at"],
+        escalated_to=tuple(m["escalated_to"] or ()),
     )
 
 
@@ -135,6 +139,9 @@ def _row_values(rec: AlertRecord) -> dict[str, Any]:
         "ack_via": rec.ack_via,
         "ack_comment": rec.ack_comment,
         "ack_until": rec.ack_until,
+        "escalation_since": rec.escalation_since,
+        "next_escalation_at": rec.next_escalation_at,
+        "escalated_to": list(rec.escalated_to) or None,
     }
 
 
@@ -212,6 +219,41 @@ class DuplicateKey:
     starts_at: datetime
     content_hash: str
     count: int  # times it appears in the batch
+
+
+@dataclass(frozen=True)
+class EscalationRow:
+    fingerprint: str
+    incident_key: str
+    step: int
+    receiver: str
+    after_s: float
+    since: datetime
+    fired_at: datetime
+
+
+def _escalation_values(e: EscalationRow) -> dict[str, Any]:
+    return {
+        "fingerprint": e.fingerprint,
+        "incident_key": e.incident_key,
+        "step": e.step,
+        "receiver": e.receiver,
+        "after_s": e.after_s,
+        "since": e.since,
+        "fired_at": e.fired_at,
+    }
+
+
+def _not_acked(now: datetime) -> list[Any]:
+    """SQL for :func:`app.core.ack.is_acked` being false at ``now`` (an ack that
+    ran out counts as none: the step resumes and records its expiry)."""
+    columns = alerts.c
+    return [
+        sa.or_(
+            columns.ack_at.is_(None),
+            sa.and_(columns.ack_until.is_not(None), columns.ack_until <= now),
+        )
+    ]
 
 
 @dataclass
@@ -314,6 +356,34 @@ class AlertUnit:
             alerts.c.next_renotify_at <= now,
         )
         return await self._load_where(due, limit)
+
+    async def load_escalations_due(self, now: datetime, limit: int) -> list[AlertRecord]:
+        """Lock and load alerts whose next escalation step is due and that are
+        not acknowledged (an expired ack counts as none). The index on
+        ``next_escalation_at`` keeps this to the due rows."""
+        due = sa.and_(
+            alerts.c.next_escalation_at.is_not(None),
+            alerts.c.next_escalation_at <= now,
+            *_not_acked(now),
+        )
+        return await self._load_where(due, limit)
+
+    async def record_escalations(self, steps: list[EscalationRow]) -> set[tuple[str, str]]:
+        """Insert the steps not recorded yet; return the (fingerprint, receiver)
+        of those this call inserted. A step another transaction recorded is
+        left out, so its notifications are not queued twice."""
+        if not steps:
+            return set()
+        inserted: set[tuple[str, str]] = set()
+        statement = (
+            self._insert(alert_escalations)
+            .on_conflict_do_nothing()
+            .returning(alert_escalations.c.fingerprint, alert_escalations.c.receiver)
+        )
+        for step in steps:
+            result = await self.conn.execute(statement, _escalation_values(step))
+            inserted.update((row[0], row[1]) for row in result)
+        return inserted
 
     async def _load_where(self, condition: Any, limit: int) -> list[AlertRecord]:
         query = sa.select(alerts).where(condition).order_by(alerts.c.fingerprint).limit(limit)
