@@ -13,6 +13,7 @@ Creation is thus serialized without ``INSERT … RETURNING``, which costs 3 s
 per 10,000 rows through psycopg's executemany against 0.4 s without.
 """
 
+import functools
 import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -185,6 +186,24 @@ _TOUCH_DUPLICATES_PG = (
 )
 
 
+@functools.cache
+def _notification_insert(dialect: str, columns: tuple[str, ...]) -> Any:
+    """The outbox insert of ``columns``, the payload bound as JSON text that
+    :func:`_json_text` serialized (as the engines' own serializer does:
+    compact, UTF-8 kept as is)."""
+    text = sa.bindparam("payload", type_=sa.Text())
+    binds: dict[str, Any] = {c: sa.bindparam(c) for c in columns if c != "payload"}
+    if dialect == "postgresql":
+        binds["payload"] = sa.cast(text, pg_types.JSONB)
+        return pg_insert(notifications).values(binds).on_conflict_do_nothing()
+    binds["payload"] = text
+    return sqlite_insert(notifications).values(binds).on_conflict_do_nothing()
+
+
+def _json_text(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
 @dataclass(frozen=True)
 class DuplicateKey:
     fingerprint: str
@@ -338,11 +357,21 @@ class AlertUnit:
                 _transition_values,
             )
         if changes.notifications:
-            await self._execute_sliced(
-                self._insert(notifications).on_conflict_do_nothing(),
-                changes.notifications,
-                _notification_values,
-            )
+            # A notice's rows (one per integration) share one payload object:
+            # it is serialized once, not once per row.
+            texts: dict[int, str] = {}
+
+            def values(n: NotificationRow) -> dict[str, Any]:
+                row = _notification_values(n)
+                text = texts.get(id(n.payload))
+                if text is None:
+                    text = texts[id(n.payload)] = _json_text(n.payload)
+                row["payload"] = text
+                return row
+
+            columns = tuple(_notification_values(changes.notifications[0]))
+            statement = _notification_insert(self.dialect, columns)
+            await self._execute_sliced(statement, changes.notifications, values)
             if self.dialect == "postgresql":
                 # Wakes delivery in other processes, on commit only (app/store/wakeup.py).
                 await notify_outbox(self.conn)
