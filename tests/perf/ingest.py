@@ -111,6 +111,7 @@ def start(
     db_url: str | None,
     tmp: Path,
     config: Path | None = None,
+    root: Path = ROOT,
 ) -> subprocess.Popen[bytes]:
     env = {**os.environ}
     if kind in ("bare", "sink"):
@@ -128,7 +129,7 @@ def start(
         probe = "/ready"
     proc = subprocess.Popen(
         cmd,
-        cwd=ROOT,
+        cwd=root,
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=(tmp / f"{kind}-{port}.log").open("wb"),
@@ -258,15 +259,20 @@ def drop_pg(url: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{u.database}" WITH (FORCE)')
 
 
+def _code(args: argparse.Namespace, target: str) -> Path:
+    """Which checkout serves ``target``: ``sqlite@before`` runs ``--baseline``."""
+    return Path(args.baseline) if target.endswith("@before") else ROOT
+
+
 def _db_url(target: str, tmp: Path, name: str, admin: str | None) -> str:
-    if target == "sqlite":
+    if target.startswith("sqlite"):
         return f"sqlite:///{tmp}/{name}.db"
     assert admin
     return pg_database(admin)
 
 
 def _drop(target: str, db_url: str) -> None:
-    if target == "postgres":
+    if target.startswith("postgres"):
         drop_pg(db_url)
 
 
@@ -301,7 +307,7 @@ def measure_matrix(
                         target, tmp, f"m-{rnd}-{workload}-{integrations}", args.postgres
                     )
                     port = free_port()
-                    proc = start("alertrelay", port, db_url, tmp, config)
+                    proc = start("alertrelay", port, db_url, tmp, config, _code(args, target))
                     try:
                         for body in workload_warmup(workload):
                             post(port, body)
@@ -312,7 +318,7 @@ def measure_matrix(
                             key = f"{target}/{workload}/{integrations}/{n}"
                             cells.setdefault(key, []).append(r)
                             print(
-                                f"round {rnd + 1} {target:8} {workload:7} i={integrations} {n:2}/req: {r.requests_per_s * n:9.0f} alerts/s  p50 {r.p50_ms:6.1f} ms  p99 {r.p99_ms:6.1f} ms  non-2xx {r.non_2xx} errors {r.errors}",
+                                f"round {rnd + 1} {target:15} {workload:7} i={integrations} {n:2}/req: {r.requests_per_s * n:9.0f} alerts/s  p50 {r.p50_ms:6.1f} ms  p99 {r.p99_ms:6.1f} ms  non-2xx {r.non_2xx} errors {r.errors}",
                                 flush=True,
                             )
                     finally:
@@ -356,6 +362,17 @@ def matrix_table(
                     print(
                         f"  {workload:8} {integrations:7} {n:10} {aps:10.0f} {share:6.1%} {p50:8.1f} {p99:8.1f} {bad:4}"
                     )
+    for target in [t for t in targets if f"{t}@before" in targets]:
+        print(f"\n{target}, before -> after (share of the ceiling; p99 ms):")
+        for workload in args.workloads:
+            for integrations in args.integrations:
+                for n in (1, 10):
+                    a = out[f"{target}@before/{workload}/{integrations}/{n}"]
+                    b = out[f"{target}/{workload}/{integrations}/{n}"]
+                    print(
+                        f"  {workload:8} i={integrations} {n:2}/req: {a['share_of_ceiling']:6.1%} -> {b['share_of_ceiling']:6.1%}"
+                        f"   p99 {a['p99_ms']:6.1f} -> {b['p99_ms']:6.1f}"
+                    )
     return out
 
 
@@ -367,9 +384,9 @@ def measure_scaling(
     config = tmp / "config-2.yml"
     config.write_text(bench_config(sink_url, 2, TOKEN))
     for target in targets:
-        db_url = _db_url(target, tmp, "bulk", args.postgres)
+        db_url = _db_url(target, tmp, f"bulk-{target}", args.postgres)
         port = free_port()
-        proc = start("alertrelay", port, db_url, tmp, config)
+        proc = start("alertrelay", port, db_url, tmp, config, _code(args, target))
         try:
             print(
                 f"\n{target}: one webhook of N new alerts, 2 integrations each (medians of {args.bulk_runs})"
@@ -433,6 +450,11 @@ def main() -> None:
         default="sqlite,postgres",
         help="which of sqlite,postgres to measure (the bare ceiling always runs)",
     )
+    parser.add_argument(
+        "--baseline",
+        help="a checkout of the code to compare with (git worktree or git archive of a commit): "
+        "each database is then measured twice per round, as DB@before from there and as DB from here",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "tests" / "perf" / "results")
     args = parser.parse_args()
     args.workloads = [w for w in args.workloads.split(",") if w]
@@ -444,6 +466,8 @@ def main() -> None:
     targets = [
         t for t in ("sqlite", "postgres") if t in wanted and (t != "postgres" or args.postgres)
     ]
+    if args.baseline:
+        targets = [x for t in targets for x in (f"{t}@before", t)]
     load = os.getloadavg()
     summary: dict[str, Any] = {
         "args": {k: v for k, v in vars(args).items() if k not in ("out", "postgres")},
