@@ -294,6 +294,8 @@ def group_rows(
     """
     reached: dict[str, tuple[Integration, dict[str, Change]]] = {}
     for change in changes:
+        if change.notice.escalation is not None:
+            continue  # an escalation pages its step's receiver alert by alert
         for receiver in change.routed.receivers:
             for integration in runtime.receivers.get(receiver, ()):
                 if not is_grouped(integration, change.record):

@@ -7,7 +7,7 @@ alerts without reading every alert (a hash index on PostgreSQL, whose
 btree entries cannot hold a long group key).
 
 Revision ID: 0009
-Revises: 0008
+Revises: 0007
 Create Date: 2026-12-04 22:40:00.000000
 """
 
@@ -18,7 +18,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "0009"
-down_revision: str | None = "0008"
+down_revision: str | None = "0007"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
