@@ -3,18 +3,20 @@ Slack message, GET only shows, POST (with the CSRF token) acknowledges, and
 every kind of bad link is refused with its own page and 4xx."""
 
 import asyncio
+import logging
 import re
 from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+import pytest
 from starlette.applications import Starlette
 
 from app.core.acklink import LinkClaims, make_token
 from app.ops.clock import ManualClock
 from tests.conftest import running_app
-from tests.helpers import JSON, T0, am_alert, am_webhook, body
+from tests.helpers import JSON, T0, am_alert, am_webhook, body, table_rows
 from tests.sinks import FakePagerDuty, Reply, WebhookSink, serve
 
 SECRET = "link-secret-0123456789abcdefghij"
@@ -72,7 +74,10 @@ def csrf(html: str) -> str:
     return found.group(1)
 
 
-async def test_the_link_shows_on_get_and_acknowledges_on_post(db_url: str) -> None:
+async def test_the_link_shows_on_get_and_acknowledges_on_post(
+    db_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
     pd, slack = FakePagerDuty(), Slack()
     with serve(pd) as pd_url, serve(slack) as slack_url:
         cfg = config(pd_url, slack_url)
@@ -112,6 +117,11 @@ async def test_the_link_shows_on_get_and_acknowledges_on_post(db_url: str) -> No
             assert audit[0]["actor"] == "page" and audit[0]["details"]["receiver"] == "page"
             metrics = (await client.get("/metrics")).text
             assert 'alertrelay_acks_total{via="link"} 1.0' in metrics
+            # The secret signs links; it is in no row, answer or log line.
+            for table in ("notifications", "alerts", "alert_acks", "audit_log"):
+                assert SECRET not in str(table_rows(db_url, table)), table
+            assert SECRET not in str((await client.get(f"/api/v1/alerts/{fp}")).json())
+            assert SECRET not in caplog.text and SECRET not in metrics
 
 
 async def test_bad_links_are_refused_each_with_its_page(db_url: str) -> None:
