@@ -230,3 +230,27 @@ async def test_every_chat_and_the_email_render_the_acknowledge_link() -> None:
             sent = notifier.prepare(with_link).body.decode()
             assert ACK_URL in sent and "Acknowledge" in sent, name
             assert "Acknowledge" not in notifier.prepare(without).body.decode(), name
+
+
+async def test_the_link_works_without_the_read_credential(db_url: str) -> None:
+    """With auth.read set, the console and the API need it; the link's page
+    (and its stylesheet) do not: the signed token is the credential."""
+    pd, slack = FakePagerDuty(), Slack()
+    with serve(pd) as pd_url, serve(slack) as slack_url:
+        cfg = config(pd_url, slack_url).replace(
+            f"auth: {{link_secret: {SECRET}}}",
+            f"auth: {{link_secret: {SECRET}, read: {{token: read-token-0123456789}}}}",
+        )
+        async with running_app(db_url, cfg, clock=ManualClock(T0)) as (app, client):
+            await fire(client)
+            await drain(app)
+            path = ack_path(slack)
+            assert (await client.get("/")).status_code == 401
+            assert (await client.get("/api/v1/alerts")).status_code == 401
+            assert (await client.get("/static/console.css")).status_code == 200
+            page = await client.get(path)
+            assert page.status_code == 200 and "Acknowledge DiskFull?" in page.text
+            r = await client.post(path, data={"csrf_token": csrf(page.text)})
+            assert r.status_code == 200 and "Acknowledged by page" in r.text
+            await drain(app)
+            assert [a for a, _ in pd.order] == ["trigger", "acknowledge"]
