@@ -257,3 +257,41 @@ async def test_three_hundred_alerts_fit_every_chat_sink(db_url: str, n: int) -> 
     assert text.endswith(
         f"…and {n - listed} more: <https://alertrelay.example.com/alerts?state=active&amp;q=eu|see all in the console>"
     )
+
+
+async def test_update_message_edits_the_group_message(db_url: str) -> None:
+    """With update_message (Slack's Web API), a group occurrence is one post
+    and its later changes edit it: more alerts, then the resolve."""
+    from tests.chat_fakes import FakeSlackAPI
+
+    api = FakeSlackAPI(token="xoxb-GROUP-TEST-TOKEN")
+    with serve(api) as url:
+        text = f"""
+route: {{receiver: ops}}
+receivers:
+  - name: ops
+    slack_configs:
+      - api_url: "{url}/api/chat.postMessage"
+        token: xoxb-GROUP-TEST-TOKEN
+        channel: "#alerts"
+        update_message: true
+        rate_limit: {{per_second: 0}}
+"""
+        clock = ManualClock(T0 + timedelta(minutes=1))
+        async with running_app(db_url, text, clock=clock) as (app, client):
+            env = Env(app, client, FakePagerDuty(), WebhookSink(), Recorder(), clock, db_url)
+            await post(env, webhook("eu", group_alerts("eu", 30)))
+            await drain(app)
+            await post(env, webhook("eu", group_alerts("eu", 35)))
+            await drain(app)
+            await post(env, webhook("eu", group_alerts("eu", 35, "resolved")))
+            await drain(app)
+    assert len(api.posts) == 1 and len(api.updates) == 2
+    (shown,) = api.messages.values()
+    assert shown["blocks"][0]["text"]["text"] == "*[RESOLVED] cluster=eu: 35 resolved*"
+    assert [u["blocks"][0]["text"]["text"] for u in api.updates] == [
+        "*[FIRING:35] cluster=eu: 5 firing*",
+        "*[RESOLVED] cluster=eu: 35 resolved*",
+    ]
+    (ref,) = table_rows(db_url, "message_refs", order="message_key")
+    assert ref["message_key"].startswith("g:")
