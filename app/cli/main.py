@@ -13,6 +13,8 @@ from app.cli import check, preflight, status
 from app.config.compiled import CompiledConfig, compile_config
 from app.config.model import ConfigError, LoadedConfig, example_config_text, load_config
 from app.config.settings import Settings, SettingsError, effective, load_settings
+from app.core.escalation import format_duration
+from app.core.lifecycle import escalation_steps
 from app.ops import logs
 from app.ops.version import version_info
 from app.store.engine import DatabaseSetupError, redact_url
@@ -259,6 +261,14 @@ def describe_routes(runtime: CompiledConfig, labels: dict[str, str]) -> dict[str
             "max_score": flap.max_score,
         },
         "renotify_interval_s": options.renotify_s if options else None,
+        "escalate": [
+            {
+                "after_s": step.after_s,
+                "receiver": step.receiver,
+                "integrations": [i.key for i in runtime.receivers.get(step.receiver, ())],
+            }
+            for step in escalation_steps(result)
+        ],
     }
 
 
@@ -279,6 +289,14 @@ def _print_routes(info: dict[str, Any]) -> None:
         )
     renotify = info["renotify_interval_s"]
     print(f"  renotify: {'never' if not renotify else f'every {renotify:g}s'}")
+    steps = info["escalate"]
+    if not steps:
+        print("  escalate: none")
+    for i, step in enumerate(steps):
+        print(
+            f"  escalate: [{i}] after {format_duration(step['after_s'])} "
+            f"unacknowledged -> {step['receiver']}"
+        )
 
 
 def cmd_routes_test(args: argparse.Namespace) -> int:
@@ -396,7 +414,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument(
         "--kind",
         default=None,
-        choices=["firing", "resolved", "flapping", "stable", "reminder"],
+        choices=["firing", "resolved", "flapping", "stable", "reminder", "ack"],
         help="which notification to render (needs --render; default firing)",
     )
     t.add_argument(

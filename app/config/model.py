@@ -33,6 +33,12 @@ from app.config.fields import (
     check_http_url,
 )
 from app.config.globals import GlobalConfig
+from app.config.oncall import (
+    EscalationStepConfig,
+    HeartbeatConfig,
+    escalation_problems,
+    heartbeat_problems,
+)
 from app.config.sections import (
     AuthConfig,
     DatabaseConfig,
@@ -81,6 +87,8 @@ class RouteConfig(StrictModel):
     routes: list["RouteConfig"] = []
     flapping: FlappingOverride | None = None
     renotify_interval: Duration | None = None
+    # None: the parent's steps; [] turns escalation off below this route.
+    escalate: list[EscalationStepConfig] | None = None
 
     # Present only to be refused with a reason (see _ALERTMANAGER_ONLY_ROUTE_KEYS).
     group_by: Any = None
@@ -150,6 +158,7 @@ class Config(StrictModel):
     external_url: str | None = None
     route: RouteConfig
     receivers: list[ReceiverConfig] = Field(min_length=1)
+    heartbeats: list[HeartbeatConfig] = []
 
     @model_validator(mode="before")
     @classmethod
@@ -316,10 +325,14 @@ def _raw_reference_errors(data: Any) -> list[str]:
     return errors
 
 
-def _walk_routes(route: RouteConfig, path: str) -> Iterator[tuple[RouteConfig, str]]:
-    yield route, path
+def _walk_routes(
+    route: RouteConfig, path: str, receiver: str = ""
+) -> Iterator[tuple[RouteConfig, str, str]]:
+    """Every route with its path and its effective (possibly inherited) receiver."""
+    receiver = route.receiver or receiver
+    yield route, path, receiver
     for i, child in enumerate(route.routes):
-        yield from _walk_routes(child, f"{path}.routes[{i}]")
+        yield from _walk_routes(child, f"{path}.routes[{i}]", receiver)
 
 
 def cross_check(config: Config) -> list[str]:
@@ -341,13 +354,21 @@ def cross_check(config: Config) -> list[str]:
         errors.append(
             "route.matchers: the root route must match everything; move matchers to a child"
         )
-    for route, path in _walk_routes(root, "route"):
+    for route, path, own in _walk_routes(root, "route"):
         if route.receiver is not None and route.receiver not in names:
             errors.append(f"{path}.receiver: no receiver named {route.receiver!r}")
+        for i, step in enumerate(route.escalate or []):
+            if step.receiver not in names:
+                errors.append(f"{path}.escalate[{i}].receiver: no receiver named {step.receiver!r}")
+        errors += [f"{path}.escalate{e}" for e in escalation_problems(route.escalate or [], own)]
         merged = config.flapping.merged(route.flapping)
         if route.flapping is not None:
             errors += [f"{path}.flapping.{f}: {m}" for f, m in merged.problems()]
 
+    for i, hb in enumerate(config.heartbeats):
+        if hb.receiver is not None and hb.receiver not in names:
+            errors.append(f"heartbeats[{i}].receiver: no receiver named {hb.receiver!r}")
+    errors += heartbeat_problems(config.heartbeats)
     errors += [f"flapping.{f}: {m}" for f, m in config.flapping.problems()]
     errors += [f"delivery.{f}: {m}" for f, m in config.delivery.problems()]
 

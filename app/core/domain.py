@@ -18,6 +18,7 @@ class Status(enum.StrEnum):
 class Source(enum.StrEnum):
     ALERTMANAGER = "alertmanager"
     GRAFANA = "grafana"
+    HEARTBEAT = "heartbeat"  # alertrelay's own HeartbeatMissing alerts
 
 
 class NoticeKind(enum.StrEnum):
@@ -30,6 +31,7 @@ class NoticeKind(enum.StrEnum):
     REMINDER = "reminder"  # still firing after renotify_interval
     ACK = "ack"  # someone acknowledged the occurrence (PagerDuty: acknowledge)
     UNACK = "unack"  # the ack was taken back (messages kept up to date only)
+    ESCALATION = "escalation"  # nobody acknowledged it: an escalation step's receiver is told
 
 
 class NotificationStatus(enum.StrEnum):
@@ -154,6 +156,11 @@ class AlertRecord:
     ack_via: str | None = None
     ack_comment: str | None = None
     ack_until: datetime | None = None
+    # Escalation of the open incident (app/core/escalation.py): when its
+    # clock started, when the next step is due, and who was escalated to.
+    escalation_since: datetime | None = None
+    next_escalation_at: datetime | None = None
+    escalated_to: tuple[str, ...] = ()
 
     @property
     def severity(self) -> str:

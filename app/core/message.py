@@ -17,6 +17,7 @@ from jinja2 import Template
 
 from app.config.templating import text_env
 from app.core.domain import NoticeKind, Status
+from app.core.escalation import format_duration
 from app.core.payload import NoticePayload
 from app.core.runbooks import is_http_url
 
@@ -27,8 +28,7 @@ _TAGS = {
     NoticeKind.RESOLVED: "RESOLVED",
     NoticeKind.FLAPPING: "FLAPPING",
     NoticeKind.REMINDER: "STILL FIRING",
-    NoticeKind.ACK: "ACKNOWLEDGED",
-    NoticeKind.UNACK: "UNACKNOWLEDGED",
+    NoticeKind.ESCALATION: "ESCALATED",
 }
 
 
@@ -78,6 +78,12 @@ class Message:
         """``FIRING``, ``RESOLVED``, ``FLAPPING``, ``STILL FIRING``, ``STABLE, FIRING``…"""
         if self.kind is NoticeKind.STABLE:
             return f"STABLE, {self.status.value.upper()}"
+        # An ack or un-ack edits a kept message: it shows the alert's state,
+        # and whether someone is on it.
+        if self.kind is NoticeKind.ACK:
+            return f"{self.status.value.upper()}, ACKNOWLEDGED"
+        if self.kind is NoticeKind.UNACK:
+            return self.status.value.upper()
         return _TAGS[self.kind]
 
 
@@ -85,6 +91,19 @@ def _str_map(value: Any) -> dict[str, str]:
     if not isinstance(value, dict):
         return {}
     return {str(k): str(v) for k, v in value.items()}
+
+
+def escalation_line(m: Message) -> str:
+    """``Escalated: firing for 15m, notified: page`` (empty for other notices)."""
+    info = m.payload.get("escalation")
+    if m.kind is not NoticeKind.ESCALATION or not isinstance(info, dict):
+        return ""
+    state = "flapping" if info.get("flapping") else "firing"
+    told = [str(r) for r in info.get("notified") or []]
+    return (
+        f"Escalated: {state} for {format_duration(float(info.get('firing_for_s') or 0))}"
+        f", notified: {', '.join(told) or 'nobody'}"
+    )
 
 
 def default_title(m: Message) -> str:
@@ -95,8 +114,6 @@ def default_title(m: Message) -> str:
             f"[FLAPPING] {name}{severity}: {m.flap_transitions} transition"
             f"{'s' if m.flap_transitions != 1 else ''}, notifications paused until it settles"
         )
-    if m.kind in (NoticeKind.ACK, NoticeKind.UNACK):
-        return f"[{m.tag}] {name}{severity}: {ack_line(m) or 'no longer acknowledged'}"
     headline = f": {m.summary}" if m.summary else ""
     return f"[{m.tag}] {name}{severity}{headline}"
 
@@ -111,6 +128,8 @@ def ack_line(m: Message) -> str:
 
 def default_text(m: Message) -> str:
     lines: list[str] = []
+    if m.kind is NoticeKind.ESCALATION:
+        lines.append(escalation_line(m))
     if m.kind is NoticeKind.FLAPPING:
         lines.append(
             f"{m.alertname or m.fingerprint} is flapping (score {m.flap_score:.2f}); it is "

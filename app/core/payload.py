@@ -25,6 +25,17 @@ class AckPayload(TypedDict):
     until: str | None  # RFC 3339; None: until the occurrence ends
 
 
+class EscalationPayload(TypedDict, total=False):
+    """On an escalation notice, and on the resolve sent to a receiver escalated to."""
+
+    receiver: str  # the receiver escalated to
+    step: int
+    after_s: float
+    firing_for_s: float
+    notified: list[str]  # receivers told before this step
+    flapping: bool
+
+
 class NoticePayload(TypedDict):
     kind: str  # a NoticeKind value
     status: str  # the alert's state the notice reports (a Status value)
@@ -54,3 +65,4 @@ class NoticePayload(TypedDict):
     # The one-click acknowledge link for the receiver this row goes to (chat
     # and email, when external_url and auth.link_secret are set).
     ack_url: NotRequired[str]
+    escalation: NotRequired[EscalationPayload]

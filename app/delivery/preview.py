@@ -7,7 +7,7 @@ then redacted instead of sent.
 
 import asyncio
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -49,6 +49,9 @@ def _payload(
         runbook_url=runbook.url,
         runbook_source=runbook.source,
     )
+    if notice_kind is NoticeKind.ACK:
+        # What an ack sends: PagerDuty's acknowledge, the edit of a kept message.
+        rec = replace(rec, ack_at=now, ack_by="someone", ack_via="api", ack_comment="on it")
     flapping = notice_kind in (NoticeKind.FLAPPING, NoticeKind.STABLE)
     notice = Notice(
         notice_kind,

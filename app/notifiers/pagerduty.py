@@ -94,7 +94,12 @@ class PagerDutyNotifier:
 
     def dedup_key(self, m: Message) -> str:
         if self._config.dedup_by == "group":
-            return hashlib.sha256((m.group_key or m.fingerprint).encode()).hexdigest()
+            base = m.group_key or m.fingerprint
+            escalated = m.payload.get("escalation")
+            if isinstance(escalated, dict) and escalated.get("receiver"):
+                # A receiver escalated to has an incident of its own.
+                base = f"{base}\x1fescalated\x1f{escalated['receiver']}"
+            return hashlib.sha256(base.encode()).hexdigest()
         return m.dedup_key[:DEDUP_KEY_LIMIT]
 
     def event(self, m: Message) -> dict[str, Any]:
@@ -121,6 +126,9 @@ class PagerDutyNotifier:
         }
         if m.kind in (NoticeKind.FLAPPING, NoticeKind.STABLE) or m.flapping:
             details["flap"] = {"score": m.flap_score, "transitions": m.flap_transitions}
+        escalated = m.payload.get("escalation")
+        if m.kind is NoticeKind.ESCALATION and isinstance(escalated, dict):
+            details["escalation"] = escalated
         payload: dict[str, Any] = {
             "summary": cut(m.title, SUMMARY_LIMIT),
             "source": field(

@@ -5,7 +5,8 @@ An ack is one transaction: the alert row (locked, as ingest locks it), a row
 of its ack history, the audit entry, and one outbox row per destination
 that must hear of it — every PagerDuty or Opsgenie integration that was
 sent a trigger for the incident (``event_action: acknowledge`` with the
-same dedup_key), and every integration that keeps its message up to date
+same dedup_key; a receiver escalated to, with the key of its own
+incident), and every integration that keeps its message up to date
 (``update_message``). Those rows share their destination's ordering key, so
 each is delivered after the trigger it acknowledges.
 
@@ -15,13 +16,13 @@ step) triggers the same incident again.
 """
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from app.config.compiled import CompiledConfig, Integration
 from app.core import ack
 from app.core.domain import AlertRecord, NoticeKind, integration_key, isoformat
-from app.core.fanout import notice_payload, rows_for
+from app.core.fanout import escalated_rows, notice_payload, rows_for
 from app.core.notices import Notice, incident_key
 from app.ops.metrics import Metrics
 from app.store import acks, audit
@@ -85,6 +86,9 @@ async def _queue(
             integrations.append(found)
     payload = notice_payload(rec, notice, now)
     rows = rows_for(rec, notice, payload, integrations, runtime, now)
+    # Receivers escalated to have incidents of their own: acknowledged too.
+    escalated = replace(notice, escalated_to=rec.escalated_to)
+    rows += escalated_rows(rec, escalated, payload, runtime, now)
     changes.notifications.extend(rows)
     return len(rows)
 

@@ -138,6 +138,18 @@ class Metrics:
         )
         for via in ("api", "cli", "link", "console"):
             self.acks.labels(via=via)
+        self.escalations = Counter(
+            "alertrelay_escalations_total",
+            "Escalation steps taken: an unacknowledged alert's next receiver was told",
+            ["receiver"],
+            registry=r,
+        )
+        self.heartbeat_age = Gauge(
+            "alertrelay_heartbeat_age_seconds",
+            "Seconds since each heartbeat's last proof of life (since it is watched, if never)",
+            ["name"],
+            registry=r,
+        )
         self.build_info = Gauge(
             "alertrelay_build_info", "Build information", ["version", "git_commit"], registry=r
         )

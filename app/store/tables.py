@@ -46,15 +46,24 @@ class UTCDateTime(sa.TypeDecorator[datetime]):
 
         # One step instead of two (this decorator, then SQLite's DATETIME
         # formatter): a 10,000-alert webhook binds some 150,000 datetimes.
-        # The text is exactly SQLAlchemy's SQLite storage format.
+        # The text is exactly SQLAlchemy's SQLite storage format. Most of them
+        # are the batch's one ``now`` (last_seen, created_at, received_at...):
+        # the last value formatted is remembered (one tuple, so a reader on
+        # another thread sees a matching pair).
+        last: list[tuple[datetime, str]] = [(datetime.min.replace(tzinfo=UTC), "")]
+
         def process(value: datetime | None) -> str | None:
             if value is None:
                 return None
+            seen, text = last[0]
+            if value is seen:
+                return text
             if value.tzinfo is None:
                 raise ValueError("naive datetime given to a UTCDateTime column")
-            if value.utcoffset():
-                value = value.astimezone(UTC)
-            return value.isoformat(" ", "microseconds")[:26]
+            utc = value.astimezone(UTC) if value.utcoffset() else value
+            text = utc.isoformat(" ", "microseconds")[:26]
+            last[0] = (value, text)
+            return text
 
         return process
 
@@ -111,10 +120,15 @@ alerts = sa.Table(
     sa.Column("ack_via", sa.String(16), nullable=True),
     sa.Column("ack_comment", sa.Text(), nullable=True),
     sa.Column("ack_until", UTCDateTime(), nullable=True),
+    # Migration 0007: escalation of the open incident (app/core/escalation.py).
+    sa.Column("escalation_since", UTCDateTime(), nullable=True),
+    sa.Column("next_escalation_at", UTCDateTime(), nullable=True),
+    sa.Column("escalated_to", JSONType, nullable=True),  # receivers, NULL = none
     sa.Index(None, "status", "last_changed"),
     sa.Index(None, "status", "flapping", "severity"),  # counts read the index only
     sa.Index(None, "flapping"),
     sa.Index(None, "next_renotify_at"),
+    sa.Index(None, "next_escalation_at"),
 )
 
 alert_transitions = sa.Table(
@@ -274,4 +288,42 @@ audit_log = sa.Table(
     sa.Index(None, "at"),
     sa.Index(None, "action", "id"),
     sa.Index(None, "actor", "id"),
+)
+
+# One row per escalation step taken: the proof that a receiver was told, so a
+# restart, a crash or a second replica cannot take it twice. Written in the
+# transaction that queues the step's notifications.
+alert_escalations = sa.Table(
+    "alert_escalations",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column(
+        "fingerprint",
+        sa.String(16),
+        sa.ForeignKey("alerts.fingerprint", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    # The incident (fingerprint and the occurrence that opened it).
+    sa.Column("incident_key", sa.String(255), nullable=False),
+    sa.Column("step", sa.Integer(), nullable=False),
+    sa.Column("receiver", sa.String(255), nullable=False),
+    sa.Column("after_s", sa.Float(), nullable=False),
+    sa.Column("since", UTCDateTime(), nullable=False),
+    sa.Column("fired_at", UTCDateTime(), nullable=False),
+    # Once per receiver and incident, whatever the step numbers after a reload.
+    sa.UniqueConstraint("fingerprint", "incident_key", "receiver"),
+    sa.Index(None, "fired_at"),
+)
+
+# A dead man's switch per configured heartbeat: when the last proof of life
+# came, since when it is watched, and whether HeartbeatMissing fires for it.
+heartbeats = sa.Table(
+    "heartbeats",
+    metadata,
+    sa.Column("name", sa.String(128), primary_key=True),
+    sa.Column("watched_since", UTCDateTime(), nullable=False),
+    sa.Column("last_seen", UTCDateTime(), nullable=True),
+    sa.Column("missing", sa.Boolean(), nullable=False, server_default=sa.false()),
+    # The occurrence of the HeartbeatMissing alert while missing.
+    sa.Column("missing_since", UTCDateTime(), nullable=True),
 )

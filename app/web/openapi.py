@@ -334,6 +334,50 @@ OPENAPI: dict[str, Any] = {
                 },
             }
         },
+        "/api/v1/heartbeats": {
+            "get": {
+                "summary": "Each configured heartbeat: last proof of life, age, missing or not",
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "properties": {
+                                "heartbeats": {
+                                    "type": "array",
+                                    "items": {
+                                        "type": "object",
+                                        "properties": {
+                                            "name": {"type": "string"},
+                                            "matchers": {
+                                                "type": "array",
+                                                "items": {"type": "string"},
+                                            },
+                                            "interval_s": {"type": "number"},
+                                            "receiver": {"type": ["string", "null"]},
+                                            "watched_since": {
+                                                "type": "string",
+                                                "format": "date-time",
+                                            },
+                                            "last_seen": {
+                                                "type": ["string", "null"],
+                                                "format": "date-time",
+                                            },
+                                            "age_s": {"type": "number"},
+                                            "missing": {"type": "boolean"},
+                                            "missing_since": {
+                                                "type": ["string", "null"],
+                                                "format": "date-time",
+                                            },
+                                        },
+                                    },
+                                }
+                            },
+                        },
+                        "The heartbeats, in config order",
+                    )
+                },
+            }
+        },
         "/api/v1/runbooks/resolve": {
             "get": {
                 "summary": "Runbook lookup: every query parameter is a label",

@@ -163,9 +163,10 @@ def test_documented_metrics_exist() -> None:
 
 
 def test_documented_endpoints_exist() -> None:
-    from app.web import api, audit, console, health
+    from app.web import api, audit, console, health, heartbeats
 
-    routes = {r.path for r in [*api.routes, *audit.routes, *health.routes, *console.routes]} | {
+    every = [*api.routes, *audit.routes, *health.routes, *console.routes, *heartbeats.routes]
+    routes = {r.path for r in every} | {
         "/webhook/alertmanager",
         "/webhook/grafana",
     }
@@ -319,3 +320,23 @@ async def test_acknowledge_example_answers_as_documented(sqlite_url: str, tmp_pa
         assert json.dumps(r.json(), separators=(",", ":")) in section
         r = await client.delete(f"/api/v1/alerts/{fp}/ack", headers=headers)
         assert r.status_code == 200 and r.json()["ack"] is None
+
+
+def test_escalate_and_heartbeats_examples() -> None:
+    from app.core.heartbeats import labels as missing_labels
+    from app.core.heartbeats import proven
+
+    routes, beats = blocks("yaml", "Escalate and heartbeats")
+    runtime = compile_config(parse_config(routes + beats, "readme"))
+    info = describe_routes(runtime, {"alertname": "DiskFull", "severity": "critical"})
+    assert [(s["after_s"], s["receiver"]) for s in info["escalate"]] == [
+        (900.0, "page-secondary"),
+        (2700.0, "engineering-manager"),
+    ]
+    watchdog = {"alertname": "Watchdog", "cluster": "prod"}
+    assert proven(runtime.heartbeats, [watchdog]) == {"prod-alertmanager"}
+    assert proven(runtime.heartbeats, [{**watchdog, "cluster": "dev"}]) == set()
+    missing = describe_routes(runtime, missing_labels("prod-alertmanager"))
+    assert [r["receiver"] for r in missing["receivers"]] == ["page"]
+    section = README.split("\n## Escalate and heartbeats\n", 1)[1].split("\n## ", 1)[0]
+    assert "Escalated: firing for 15m, notified: page" in section

@@ -2,7 +2,15 @@
 
 from starlette.routing import BaseRoute, Route
 
-from app.web.console import ack_link, assets, audit_page, pages, repair, routes_page
+from app.web.console import (
+    ack_link,
+    assets,
+    audit_page,
+    heartbeats_page,
+    pages,
+    repair,
+    routes_page,
+)
 
 routes: list[BaseRoute] = [
     Route("/", pages.overview, methods=["GET"]),
@@ -15,6 +23,7 @@ routes: list[BaseRoute] = [
     Route("/dead-letters/{id}/replay", repair.replay_one, methods=["POST"]),
     Route("/routes", routes_page.routes_page, methods=["GET"]),
     Route("/audit", audit_page.audit_page, methods=["GET"]),
+    Route("/heartbeats", heartbeats_page.heartbeats_page, methods=["GET"]),
     Route("/console/sign-in", repair.sign_in, methods=["POST"]),
     Route("/console/sign-out", repair.sign_out, methods=["POST"]),
     Route("/static/{name}", assets.static_file, methods=["GET"]),
