@@ -280,6 +280,13 @@ async def claim(
 
 _SETTLED = (Result.SENT, Result.SKIPPED)
 
+# What an attempt did with its row's chat message (one statement per batch).
+_MESSAGE_DONE = (
+    notifications.update()
+    .where(n.id == sa.bindparam("b_id"))
+    .values(message_ref=sa.bindparam("b_message", type_=notifications.c.message_ref.type))
+)
+
 _FINISH_SENT = (
     notifications.update()
     .where(
@@ -364,11 +371,9 @@ async def finish(conn: AsyncConnection, outcomes: list[Outcome], worker: str) ->
     # transaction as the outcome: a restart or another replica edits the
     # message this attempt posted.
     await message_refs.write(conn, [o.ref_write for o in recorded if o.ref_write], now)
-    for o in recorded:
-        if o.message is not None:
-            await conn.execute(
-                notifications.update().where(n.id == o.id).values(message_ref=o.message)
-            )
+    described = [{"b_id": o.id, "b_message": o.message} for o in recorded if o.message is not None]
+    if described:
+        await conn.execute(_MESSAGE_DONE, described)
     if recorded:
         await conn.execute(
             delivery_attempts.insert(),
