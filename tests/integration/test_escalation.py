@@ -127,6 +127,13 @@ async def test_unacknowledged_alert_escalates_once_per_step_and_the_resolve_clos
         assert "notified: page, second" in chat.requests()[-1].json()["text"]
         metrics = (await client.get("/metrics")).text
         assert 'alertrelay_escalations_total{receiver="second"} 1.0' in metrics
+        escalation = (await client.get(f"/api/v1/alerts/{FP}")).json()["escalation"]
+        assert escalation["escalated_to"] == ["second", "manager"]
+        assert escalation["next_step_at"] is None and escalation["since"] == "2026-11-21T19:16:43Z"
+        assert [(s["receiver"], s["step"]) for s in escalation["steps"]] == [
+            ("manager", 1),
+            ("second", 0),
+        ]
         assert 'alertrelay_escalations_total{receiver="manager"} 1.0' in metrics
 
         # The resolve reaches the routed receiver and everyone escalated to.
