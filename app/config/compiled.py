@@ -111,6 +111,13 @@ def _compile_runbooks(config: Config) -> RunbookCatalog:
 _ROUTE_CACHE_SIZE = 16384
 
 
+def _matcher_names(tree: Route[RouteOptions]) -> set[str]:
+    names = {m.name for m in tree.matchers}
+    for child in tree.routes:
+        names |= _matcher_names(child)
+    return names
+
+
 @dataclass(frozen=True, eq=False)
 class CompiledConfig:
     loaded: LoadedConfig
@@ -119,18 +126,24 @@ class CompiledConfig:
     runbooks: RunbookCatalog
     integrations: Mapping[str, Integration] = field(default_factory=dict)
     heartbeats: tuple[Heartbeat, ...] = ()
-    # Alertmanager resends the same label sets all day; routing each set once
-    # per config is enough. A reload builds a new CompiledConfig with an empty cache.
-    _route_cache: dict[tuple[tuple[str, str], ...], RouteResult[RouteOptions]] = field(
+    # Routing depends only on the labels the tree's matchers name (a missing
+    # label matches as ""), so alerts that agree on those share one result:
+    # a webhook of 10,000 new hosts routes a handful of times, not 10,000.
+    # A reload builds a new CompiledConfig with an empty cache.
+    _route_cache: dict[tuple[str, ...], RouteResult[RouteOptions]] = field(
         default_factory=dict, repr=False
     )
+    _route_names: tuple[str, ...] = field(default=(), init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_route_names", tuple(sorted(_matcher_names(self.tree))))
 
     @property
     def config(self) -> Config:
         return self.loaded.config
 
     def route(self, labels: Mapping[str, str]) -> RouteResult[RouteOptions]:
-        key = tuple(sorted(labels.items()))
+        key = tuple([labels.get(name, "") for name in self._route_names])
         found = self._route_cache.get(key)
         if found is None:
             if len(self._route_cache) >= _ROUTE_CACHE_SIZE:

@@ -22,6 +22,7 @@ import hmac
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 
 from app.core.domain import isoformat
 
@@ -57,8 +58,27 @@ def _mac(secret: bytes, claims: str) -> bytes:
     return hmac.new(secret, _LABEL + claims.encode(), hashlib.sha256).digest()
 
 
-def make_token(secret: bytes, claims: LinkClaims) -> str:
-    body = json.dumps(
+class Signer:
+    """Makes tokens with one secret; the keyed HMAC state is built once and
+    copied per token (fan-out signs one link per alert and receiver)."""
+
+    def __init__(self, secret: bytes) -> None:
+        self._keyed = hmac.new(secret, _LABEL, hashlib.sha256)
+
+    def token(self, claims: LinkClaims) -> str:
+        encoded = _b64(_claims_text(claims).encode())
+        mac = self._keyed.copy()
+        mac.update(encoded.encode())
+        return f"{encoded}.{_b64(mac.digest())}"
+
+
+@lru_cache(maxsize=4)
+def signer_for(secret: bytes) -> Signer:
+    return Signer(secret)
+
+
+def _claims_text(claims: LinkClaims) -> str:
+    return json.dumps(
         [
             claims.fingerprint,
             isoformat(claims.occurrence),
@@ -68,8 +88,10 @@ def make_token(secret: bytes, claims: LinkClaims) -> str:
         separators=(",", ":"),
         ensure_ascii=True,
     )
-    encoded = _b64(body.encode())
-    return f"{encoded}.{_b64(_mac(secret, encoded))}"
+
+
+def make_token(secret: bytes, claims: LinkClaims) -> str:
+    return signer_for(secret).token(claims)
 
 
 def read_token(secret: bytes, token: str, now: datetime) -> LinkClaims:

@@ -17,7 +17,7 @@ from datetime import datetime
 
 from app.config.compiled import CompiledConfig, Integration
 from app.core.ack import is_acked
-from app.core.acklink import LinkClaims, ack_url, make_token
+from app.core.acklink import LinkClaims, Signer, ack_url, signer_for
 from app.core.domain import (
     AlertRecord,
     NoticeKind,
@@ -139,32 +139,56 @@ def would_send(kind: NoticeKind, integration: Integration) -> str | None:
     return None
 
 
+class AckLinks:
+    """The acknowledge links of one notice, one per receiver (made once each).
+
+    ``None`` from :meth:`for_notice` when links are off or the notice is not
+    about an occurrence that can be acked (a resolve)."""
+
+    def __init__(self, signer: Signer, base: str, claims: LinkClaims) -> None:
+        self._signer = signer
+        self._base = base
+        self._claims = claims
+        self._made: dict[str, str] = {}
+
+    @classmethod
+    def for_notice(
+        cls, payload: NoticePayload, runtime: CompiledConfig, now: datetime
+    ) -> "AckLinks | None":
+        links = runtime.config.ack_links()
+        auth = runtime.config.auth
+        if (
+            links is None
+            or auth is None
+            or NoticeKind(payload["kind"]) not in _ACKABLE_KINDS
+            or (payload["status"] != "firing" and not payload["flap"]["flapping"])
+        ):
+            return None
+        base, secret = links
+        claims = LinkClaims(
+            fingerprint=payload["fingerprint"],
+            occurrence=_parse(payload["starts_at"]),
+            receiver="",
+            expires=now + auth.link_ttl,
+        )
+        return cls(signer_for(secret), base, claims)
+
+    def url(self, receiver: str) -> str:
+        found = self._made.get(receiver)
+        if found is None:
+            claims = replace(self._claims, receiver=receiver)
+            found = self._made[receiver] = ack_url(self._base, self._signer.token(claims))
+        return found
+
+
 def with_ack_link(
-    payload: NoticePayload,
-    integration: Integration,
-    runtime: CompiledConfig,
-    now: datetime,
+    payload: NoticePayload, integration: Integration, links: "AckLinks | None"
 ) -> NoticePayload:
-    """``payload`` with the acknowledge link for ``integration``'s receiver, when
-    links are on and the notice is about an occurrence that can be acked."""
-    links = runtime.config.ack_links()
-    auth = runtime.config.auth
-    if (
-        links is None
-        or auth is None
-        or integration.name not in READ_BY_PEOPLE
-        or NoticeKind(payload["kind"]) not in _ACKABLE_KINDS
-        or (payload["status"] != "firing" and not payload["flap"]["flapping"])
-    ):
+    """``payload`` with the acknowledge link for ``integration``'s receiver, for
+    the integrations people read."""
+    if links is None or integration.name not in READ_BY_PEOPLE:
         return payload
-    base, secret = links
-    claims = LinkClaims(
-        fingerprint=payload["fingerprint"],
-        occurrence=_parse(payload["starts_at"]),
-        receiver=integration.receiver,
-        expires=now + auth.link_ttl,
-    )
-    return {**payload, "ack_url": ack_url(base, make_token(secret, claims))}
+    return {**payload, "ack_url": links.url(integration.receiver)}
 
 
 def _parse(text: str) -> datetime:
@@ -221,11 +245,12 @@ def rows_for(
     """One outbox row per integration that takes a notice of this kind."""
     rows: list[NotificationRow] = []
     message_key = alert_message_key(rec.fingerprint, notice.occurrence, notice.dedup_key)
+    links = AckLinks.for_notice(payload, runtime, now)
     for integration in integrations:
         if would_send(notice.kind, integration) is not None:
             continue
         key = integration.key
-        row_payload = with_ack_link(payload, integration, runtime, now)
+        row_payload = with_ack_link(payload, integration, links)
         rows.append(
             NotificationRow(
                 idempotency_key=_sha(rec.fingerprint, notice.identity, key),

@@ -28,8 +28,6 @@ _TAGS = {
     NoticeKind.RESOLVED: "RESOLVED",
     NoticeKind.FLAPPING: "FLAPPING",
     NoticeKind.REMINDER: "STILL FIRING",
-    NoticeKind.ACK: "ACKNOWLEDGED",
-    NoticeKind.UNACK: "UNACKNOWLEDGED",
     NoticeKind.ESCALATION: "ESCALATED",
 }
 
@@ -80,6 +78,12 @@ class Message:
         """``FIRING``, ``RESOLVED``, ``FLAPPING``, ``STILL FIRING``, ``STABLE, FIRING``…"""
         if self.kind is NoticeKind.STABLE:
             return f"STABLE, {self.status.value.upper()}"
+        # An ack or un-ack edits a kept message: it shows the alert's state,
+        # and whether someone is on it.
+        if self.kind is NoticeKind.ACK:
+            return f"{self.status.value.upper()}, ACKNOWLEDGED"
+        if self.kind is NoticeKind.UNACK:
+            return self.status.value.upper()
         return _TAGS[self.kind]
 
 
@@ -110,8 +114,6 @@ def default_title(m: Message) -> str:
             f"[FLAPPING] {name}{severity}: {m.flap_transitions} transition"
             f"{'s' if m.flap_transitions != 1 else ''}, notifications paused until it settles"
         )
-    if m.kind in (NoticeKind.ACK, NoticeKind.UNACK):
-        return f"[{m.tag}] {name}{severity}: {ack_line(m) or 'no longer acknowledged'}"
     headline = f": {m.summary}" if m.summary else ""
     return f"[{m.tag}] {name}{severity}{headline}"
 

@@ -220,6 +220,10 @@ class SlackNotifier:
         self._secrets = [token] if token else url_secrets(self._url)
 
     def destination(self) -> str:
+        if self._api is not None:
+            # Slack paces posting per channel (and workspace): one bucket per
+            # token and channel, not one for everyone behind slack.com/api.
+            return destination_id("slack", self._url, self._api.token, self._config.channel or "")
         return destination_id("slack", self._url)
 
     def secrets(self) -> list[str]:

@@ -46,15 +46,24 @@ class UTCDateTime(sa.TypeDecorator[datetime]):
 
         # One step instead of two (this decorator, then SQLite's DATETIME
         # formatter): a 10,000-alert webhook binds some 150,000 datetimes.
-        # The text is exactly SQLAlchemy's SQLite storage format.
+        # The text is exactly SQLAlchemy's SQLite storage format. Most of them
+        # are the batch's one ``now`` (last_seen, created_at, received_at...):
+        # the last value formatted is remembered (one tuple, so a reader on
+        # another thread sees a matching pair).
+        last: list[tuple[datetime, str]] = [(datetime.min.replace(tzinfo=UTC), "")]
+
         def process(value: datetime | None) -> str | None:
             if value is None:
                 return None
+            seen, text = last[0]
+            if value is seen:
+                return text
             if value.tzinfo is None:
                 raise ValueError("naive datetime given to a UTCDateTime column")
-            if value.utcoffset():
-                value = value.astimezone(UTC)
-            return value.isoformat(" ", "microseconds")[:26]
+            utc = value.astimezone(UTC) if value.utcoffset() else value
+            text = utc.isoformat(" ", "microseconds")[:26]
+            last[0] = (value, text)
+            return text
 
         return process
 

@@ -251,3 +251,119 @@ async def test_cli_ack_and_unack(db_url: str, tmp_path: Path) -> None:
                 ("ack", "cli", "done"),
             ]
             assert audit[-1]["details"]["by"] == "carol"
+
+
+async def test_an_ack_covers_the_flap_and_ends_when_it_settles_resolved(db_url: str) -> None:
+    from tests.integration.test_flapping import LABELS as FLAPPY
+    from tests.integration.test_flapping import flap_setup, sweep_until_stable, toggle
+
+    async with flap_setup(db_url) as (app, client, pd, chat, clock):
+        for i in range(5):
+            await toggle(client, app, clock, i)
+        [alert] = (await client.get("/api/v1/alerts?state=flapping")).json()["alerts"]
+        fp = alert["fingerprint"]
+        r = await client.post(f"/api/v1/alerts/{fp}/ack", json={"comment": "flaky probe"})
+        assert r.status_code == 200 and r.json()["notifications"] == 1
+        await drain(app)
+        [incident] = pd.open_incidents()
+        assert incident["acknowledged"]
+        # The flap goes on: resolves and re-fires with new startsAt keep the ack.
+        for i in range(5, 8):
+            await toggle(client, app, clock, i)
+            state = (await client.get(f"/api/v1/alerts/{fp}")).json()
+            assert state["flap"]["flapping"] and state["ack"]["comment"] == "flaky probe", i
+        # Flap notices are still sent (one when it started); reminders stay quiet.
+        assert [b["kind"] for b in chat.bodies()].count("flapping") == 1
+        await sweep_until_stable(app, clock, chat)
+        state = (await client.get(f"/api/v1/alerts/{fp}")).json()
+        assert state["status"] == "resolved" and state["ack"] is None
+        assert [a["action"] for a in state["acks"]] == ["ended", "ack"]
+        assert pd.open_incidents() == []
+        assert FLAPPY["alertname"] == state["alertname"]
+
+
+async def test_the_acknowledge_waits_for_its_trigger(db_url: str) -> None:
+    """A trigger PagerDuty has not taken yet (503, retried) is still delivered
+    before the acknowledge queued after it: same ordering key."""
+    from tests.sinks import Reply
+
+    pd = FakePagerDuty()
+    clock = ManualClock(T0)
+    with serve(pd) as pd_url:
+        async with running_app(db_url, config(pd_url), clock=clock) as (app, client):
+            pd.script(Reply(503, "busy"))
+            fp = await fire(client)
+            await drain(app)
+            assert pd.order == []  # the 503 is not accepted
+            r = await client.post(f"/api/v1/alerts/{fp}/ack", headers=ADMIN_HEADERS)
+            assert r.json()["notifications"] == 1
+            rows = [n for n in table_rows(db_url, "notifications") if n["fingerprint"] == fp]
+            assert [n["kind"] for n in rows] == ["firing", "ack"]
+            assert rows[0]["ordering_key"] == rows[1]["ordering_key"]
+            assert rows[0]["dedup_key"] == rows[1]["dedup_key"]
+            for _ in range(20):
+                clock.advance(60)
+                await drain(app)
+                if len(pd.order) == 2:
+                    break
+            assert actions(pd) == ["trigger", "acknowledge"]
+
+
+async def test_a_kept_slack_message_is_edited_to_say_who_acknowledged(db_url: str) -> None:
+    """update_message: the ack edits the message that announced the alert, and
+    the un-ack edits it back; nothing new is posted."""
+    from tests.chat_fakes import FakeSlackAPI
+
+    token = "xoxb-ACK-TEST-TOKEN-123456"
+    slack = FakeSlackAPI(token=token)
+    with serve(slack) as slack_url:
+        entry = (
+            f'{{api_url: "{slack_url}/api/chat.postMessage", token: {token}, '
+            'channel: "#alerts", update_message: true, rate_limit: {per_second: 0}}'
+        )
+        cfg = f"""
+auth: {{admin_token: {ADMIN}}}
+delivery: {{timeout: 2s, lease: 10s}}
+route: {{receiver: chat}}
+receivers:
+  - name: chat
+    slack_configs: [{entry}]
+"""
+        async with running_app(db_url, cfg, clock=ManualClock(T0)) as (app, client):
+            fp = await fire(client)
+            await drain(app)
+            assert len(slack.posts) == 1 and slack.updates == []
+            r = await client.post(
+                f"/api/v1/alerts/{fp}/ack",
+                json={"by": "carol", "comment": "on it"},
+                headers=ADMIN_HEADERS,
+            )
+            assert r.json()["notifications"] == 1
+            await drain(app)
+            assert len(slack.posts) == 1
+            [edit] = slack.updates
+            assert "FIRING, ACKNOWLEDGED" in edit["text"]
+            assert "Acknowledged by carol (on it)." in edit["text"]
+            r = await client.delete(f"/api/v1/alerts/{fp}/ack", headers=ADMIN_HEADERS)
+            assert r.json()["notifications"] == 1
+            await drain(app)
+            assert len(slack.posts) == 1 and len(slack.updates) == 2
+            assert "cknowledged" not in slack.updates[-1]["text"]
+            assert "[FIRING]" in slack.updates[-1]["text"]
+
+
+async def test_an_alerts_ack_history_goes_with_it_when_pruned(db_url: str) -> None:
+    from tests.integration.test_retention import DAY, fp, post, prune_all, relay
+
+    async with relay(db_url) as (app, client, _pd, clock):
+        await post(client, "Pruned", "firing", T0)
+        r = await client.post(f"/api/v1/alerts/{fp('Pruned')}/ack", json={"comment": "x"})
+        assert r.status_code == 200
+        clock.advance(60)
+        await post(client, "Pruned", "resolved", T0, T0 + timedelta(minutes=1))
+        assert len(table_rows(db_url, "alert_acks")) == 2  # ack, ended
+        await drain(app)
+        clock.advance(200 * DAY)
+        deleted = await prune_all(app)
+        assert deleted["alerts"] == 1
+        assert table_rows(db_url, "alert_acks") == []

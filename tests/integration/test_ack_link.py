@@ -181,3 +181,37 @@ async def test_without_link_secret_there_is_no_link(db_url: str) -> None:
             assert "/ack/" not in str(slack.bodies())
             r = await client.get("/ack/anything.at-all")
             assert r.status_code == 404 and "links are off" in r.text
+
+
+ACK_URL = "https://alertrelay.example.com/ack/eyJmcCI6MX0.c2lnbmF0dXJl"
+CHAT_CONFIGS = {
+    "slack": {"api_url": "https://hooks.slack.com/services/T/B/X"},
+    "msteams": {"webhook_url": "https://example.webhook.office.com/workflows/x"},
+    "googlechat": {"url": "https://chat.googleapis.com/v1/spaces/S/messages?key=k&token=t"},
+    "discord": {"webhook_url": "https://discord.com/api/webhooks/1/abc"},
+    "mattermost": {"webhook_url": "https://mattermost.example.com/hooks/abc"},
+    "email": {"to": "ops@example.com", "from": "ar@example.com", "smarthost": "mail:25"},
+}
+
+
+async def test_every_chat_and_the_email_render_the_acknowledge_link() -> None:
+    from app.notifiers import CONFIG_MODELS
+    from tests.helpers import notice_payload, sink_message, sink_notifier
+
+    models = dict(CONFIG_MODELS.values())
+    for name, raw in CHAT_CONFIGS.items():
+        cfg = models[name].model_validate(raw)
+        with_link = sink_message(notice_payload(ack_url=ACK_URL), cfg)
+        without = sink_message(notice_payload(), cfg)
+        async with sink_notifier(name, cfg) as notifier:
+            if name == "email":
+                mail = notifier.build_message(with_link).as_string()  # type: ignore[attr-defined]
+                assert "Acknowledge" in mail and "alertrelay.example.com/ack/" in mail.replace(
+                    "=\n", ""
+                ), name
+                plain = notifier.build_message(without).as_string()  # type: ignore[attr-defined]
+                assert "Acknowledge" not in plain
+                continue
+            sent = notifier.prepare(with_link).body.decode()
+            assert ACK_URL in sent and "Acknowledge" in sent, name
+            assert "Acknowledge" not in notifier.prepare(without).body.decode(), name

@@ -707,3 +707,85 @@ async def test_a_notifier_bug_is_logged_redacted_and_retried(
     assert (
         row["status"] == "pending" and row["last_error"] == f"{name}: internal error RuntimeError"
     )
+
+
+# ------------------------------------------------------------------ through the app: the other operations
+
+
+async def _fire_then(
+    client: httpx.AsyncClient, app: Starlette, op: Operation, sink: Sink, *replies: Reply
+) -> None:
+    """Post the alert's message (the fake answers as the service); then, for an edit or
+    a reply, resolve it with ``replies`` scripted. A post gets ``replies`` at once."""
+    if op.name == "post":
+        sink.script(*replies)
+        await fire(client)
+        await drain(app)
+        return
+    await fire(client)
+    await drain(app)
+    sink.script(*replies)
+    alert = am_alert(
+        {"alertname": "Conformance", "severity": "critical", "instance": "db-1"}, status="resolved"
+    )
+    r = await client.post("/webhook/alertmanager", content=body(am_webhook([alert])), headers=JSON)
+    assert r.status_code == 200, r.text
+    await drain(app)
+
+
+@pytest.mark.parametrize(("name", "op"), OPS, ids=OP_IDS)
+async def test_operation_failures_through_the_app_store_and_log_no_secret(
+    name: str, op: Operation, db_url: str, op_sinks: dict[str, tuple[Sink, str]]
+) -> None:
+    """A retryable failure, then a dead one, of each operation, against a sink that
+    echoes every secret: nothing stored, served or logged names one."""
+    sink, base = op_sinks[f"{name}-{op.name}"]
+    sink.reset()
+    clock = ManualClock(T0 + timedelta(minutes=1))
+    config = app_config(name, op.config(base), max_attempts=3)
+    async with running_app(db_url, config, clock=clock) as (app, client):
+        await _fire_then(client, app, op, sink, Reply(500, ECHO), Reply(400, ECHO))
+        clock.advance(5)
+        await drain(app)
+        outputs = [
+            (await client.get("/api/v1/notifications")).text,
+            (await client.get("/metrics")).text,
+        ]
+        for n in (await client.get("/api/v1/notifications")).json()["notifications"]:
+            outputs.append((await client.get(f"/api/v1/notifications/{n['id']}")).text)
+    rows = table_rows(db_url, "notifications")
+    failed = rows[-1]
+    assert (failed["status"], failed["attempts"]) == ("dead", 2), failed
+    attempts = [
+        a for a in table_rows(db_url, "delivery_attempts") if a["notification_id"] == failed["id"]
+    ]
+    assert [a["outcome"] for a in attempts] == ["retry", "dead"]
+    assert all("<redacted>" in str(a["error"]) for a in attempts)
+    refs = table_rows(db_url, "message_refs", order="message_key")
+    assert len(refs) == (0 if op.name == "post" else 1)
+    for text in [*(str(r) for r in rows), *(str(a) for a in attempts), str(refs), *outputs]:
+        assert_no_secret(text)
+
+
+@pytest.mark.parametrize(("name", "op"), OPS, ids=OP_IDS)
+async def test_operation_timeout_through_the_app_is_retried_not_dead(
+    name: str, op: Operation, db_url: str, op_sinks: dict[str, tuple[Sink, str]]
+) -> None:
+    sink, base = op_sinks[f"{name}-{op.name}"]
+    sink.reset()
+    clock = ManualClock(T0 + timedelta(minutes=1))
+    async with running_app(db_url, app_config(name, op.config(base)), clock=clock) as (
+        app,
+        client,
+    ):
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await _fire_then(client, app, op, sink, Reply(200, AS_SERVICE, delay=30))
+        elapsed = loop.time() - started
+    row = table_rows(db_url, "notifications")[-1]
+    (attempt,) = [
+        a for a in table_rows(db_url, "delivery_attempts") if a["notification_id"] == row["id"]
+    ]
+    assert elapsed < 6, "the deadline did not cut the hang"
+    assert (row["status"], row["attempts"], attempt["outcome"]) == ("pending", 1, "retry"), row
+    assert row["last_status_code"] is None and "1s" in row["last_error"], row["last_error"]

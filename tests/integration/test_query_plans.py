@@ -6,12 +6,13 @@ Each case was a full scan once; the year benchmark (tests/perf/year.py)
 measured what that cost.
 """
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
 
-from app.store.alerts import _TOUCH_DUPLICATES
+from app.store.alerts import _TOUCH_DUPLICATES_SQLITE
 from app.store.engine import sync_url
 from app.store.tables import alerts, notifications
 
@@ -41,10 +42,11 @@ def plan(db_url: str, stmt: Any, params: dict[str, Any] | None = None) -> str:
 def test_the_duplicate_fast_path_searches_the_primary_key(sqlite_url: str) -> None:
     """Every repeated webhook runs it: a scan cost 200 ms per webhook at 100,000 alerts."""
     now = datetime(2026, 1, 1, tzinfo=UTC)
-    keys = [("0123456789abcdef", "firing", now, "h"), ("fedcba9876543210", "firing", now, "h")]
-    shown = plan(
-        sqlite_url, _TOUCH_DUPLICATES, {"keys": keys, "fps": [k[0] for k in keys], "now": now}
+    at = "2026-01-01 00:00:00.000000"
+    keys = json.dumps(
+        [["0123456789abcdef", "firing", at, "h", 1], ["fedcba9876543210", "firing", at, "h", 2]]
     )
+    shown = plan(sqlite_url, _TOUCH_DUPLICATES_SQLITE, {"keys": keys, "now": now})
     assert "SCAN alerts" not in shown, shown
     assert "SEARCH alerts USING INDEX sqlite_autoindex_alerts_1 (fingerprint=?)" in shown, shown
 

@@ -12,9 +12,11 @@ is skipped, and a deleted message is posted again.
 import asyncio
 import contextlib
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -128,6 +130,7 @@ def shown_status(fakes: Fakes, name: str) -> list[str]:
     return [p["props"]["attachments"][0]["color"] for p in fakes.mattermost.posts.values()]
 
 
+EDIT_REQUEST = {"slack": "/api/chat.update", "discord": "PATCH http", "mattermost": "PUT http"}
 RESOLVED_SHOWS = {"slack": "#12B76A", "discord": "RESOLVED", "mattermost": "#12B76A"}
 
 
@@ -180,8 +183,12 @@ async def test_post_then_edit_on_resolve(db_url: str, chat: Fakes, name: str) ->
     attempts = [a["outcome"] for a in table_rows(db_url, "delivery_attempts")]
     assert attempts == ["sent", "retry", "sent"]
     assert "Chat message: edited" in page and "Chat message: posted" in page
+    # The console rebuilds the edit as the request it was, secrets redacted.
+    assert EDIT_REQUEST[name] in page
     secrets = (SLACK_TOKEN, DISCORD_TOKEN, MM_TOKEN)
-    stored = json.dumps([api, table_rows(db_url, "message_refs", order="message_key")], default=str)
+    stored = json.dumps(
+        [api, page, table_rows(db_url, "message_refs", order="message_key")], default=str
+    )
     assert not any(s in stored for s in secrets)
 
 
@@ -333,3 +340,120 @@ async def test_a_bot_token_without_update_message_replies_in_the_thread(
     resolve = table_rows(db_url, "notifications")[-1]
     assert resolve["message_ref"]["action"] == "replied"
     assert resolve["message_ref"]["thread"] == {"channel": channel, "ts": ts}
+
+
+# ------------------------------------------------------------------ the documented examples
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _yaml_blocks(path: Path) -> list[str]:
+    return re.findall(r"```yaml\n(.*?)```", path.read_text(), re.S)
+
+
+def _with_fakes(block: str, fakes: Fakes, tmp_path: Path) -> str:
+    secrets = {
+        "slack-bot-token": SLACK_TOKEN,
+        "discord-url": f"{fakes.urls['discord']}/api/webhooks/42/{DISCORD_TOKEN}",
+        "mattermost-token": MM_TOKEN,
+    }
+    for name, value in secrets.items():
+        (tmp_path / name).write_text(value + "\n")
+    block = block.replace("/run/secrets/", f"{tmp_path}/")
+    block = block.replace("https://slack.com", fakes.urls["slack"])
+    return block.replace("https://mattermost.example.com", fakes.urls["mattermost"])
+
+
+async def test_the_documented_example_posts_once_then_edits(
+    sqlite_url: str, chat: Fakes, tmp_path: Path
+) -> None:
+    """docs/integrations.md's update_message block, against the three fakes."""
+    (block,) = [b for b in _yaml_blocks(ROOT / "docs" / "integrations.md") if "chat-updates" in b]
+    async with running_app(sqlite_url, _with_fakes(block, chat, tmp_path)) as (app, client):
+        await send(client)
+        await drain(app)
+        await send(client, "resolved")
+        await drain(app)
+    for name in SINKS:
+        assert (len(posts(chat, name)), len(edits(chat, name))) == (1, 1), name
+        assert shown_status(chat, name) == [RESOLVED_SHOWS[name]]
+
+
+async def test_the_readme_example_posts_once_then_edits(
+    sqlite_url: str, chat: Fakes, tmp_path: Path
+) -> None:
+    (block,) = [b for b in _yaml_blocks(ROOT / "README.md") if "update_message: true" in b]
+    text = "route: {receiver: chat}\n" + _with_fakes(block, chat, tmp_path)
+    async with running_app(sqlite_url, text) as (app, client):
+        await send(client)
+        await drain(app)
+        await send(client, "resolved")
+        await drain(app)
+    assert (len(chat.slack.posts), len(chat.slack.updates)) == (1, 1)
+    assert chat.slack.posts[0]["channel"] == "#alerts"
+
+
+@pytest.mark.parametrize(
+    ("entry_text", "problem"),
+    [
+        (
+            "msteams_configs: [{webhook_url: 'https://x.example/hook', update_message: true}]",
+            "cannot edit a message it sent",
+        ),
+        (
+            "slack_configs: [{api_url: 'https://hooks.slack.com/services/T/B/X', update_message: true}]",
+            "needs Slack's Web API",
+        ),
+        (
+            "slack_configs: [{api_url: 'https://hooks.slack.com/services/T/B/X', token: t, channel: c}]",
+            "chat.postMessage URL",
+        ),
+        (
+            "mattermost_configs: [{webhook_url: 'https://mm.example/hooks/x', update_message: true}]",
+            "needs Mattermost's REST API",
+        ),
+        (
+            "mattermost_configs: [{api_url: 'https://mm.example/api/v4/posts', token: t}]",
+            "channel_id: required",
+        ),
+    ],
+)
+def test_update_message_where_the_sink_cannot_edit_is_a_config_error(
+    entry_text: str, problem: str
+) -> None:
+    from app.config.model import ConfigError, parse_config
+
+    text = f"route: {{receiver: r}}\nreceivers:\n  - name: r\n    {entry_text}\n"
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, "test.yml", {})
+    assert problem in str(info.value)
+    assert "receivers[0]" in str(info.value)
+
+
+async def test_references_go_with_the_notifications_retention(db_url: str, chat: Fakes) -> None:
+    """Pruning drops a message's reference after the notifications' retention, but
+    not while a notification of that message is dead (a replay would edit it)."""
+    c = clock()
+    done, failed = {**LABELS, "instance": "done"}, {**LABELS, "instance": "failed"}
+    async with running_app(db_url, config("slack", chat), clock=c) as (app, client):
+        for labels in (done, failed):
+            await send(client, labels=labels)
+        await drain(app)
+        await send(client, "resolved", labels=done)
+        await drain(app)
+        chat.slack.script(Reply(200, {"ok": False, "error": "cant_update_message"}))
+        await send(client, "resolved", labels=failed)
+        await drain(app)
+        assert len(table_rows(db_url, "message_refs", order="message_key")) == 2
+        c.advance(40 * 86400)  # past notifications (30 d), within dead_letters (90 d)
+        deleted: dict[str, int] = {}
+        for _ in range(20):
+            report = await app.state.services.sweeper.pruner.tick()
+            for table, n in report.deleted.items():
+                deleted[table] = deleted.get(table, 0) + n
+            if report.complete and not any(report.deleted.values()):
+                break
+    (kept,) = table_rows(db_url, "message_refs", order="message_key")
+    dead = [r for r in table_rows(db_url, "notifications") if r["status"] == "dead"]
+    assert [r["message_key"] for r in dead] == [kept["message_key"]]
+    assert deleted.get("message_refs") == 1

@@ -189,6 +189,7 @@ def _rendered(request: Request, note: dict[str, Any]) -> RenderedRequest | None:
             notification_id=note["id"],
             idempotency_key=note["idempotency_key"],
             attempt=max(1, note["attempts"]),
+            message=note.get("message"),
         )
     except Exception as exc:
         # A notifier that cannot build the request shows why, by type only:

@@ -1,0 +1,127 @@
+"""Where the time of one big webhook goes, stage by stage, in one process.
+
+    python -m tests.perf.stages [--alerts 10000] [--integrations 2] [--runs 3]
+                                [--postgres postgresql://postgres@127.0.0.1/test]
+
+Runs the app in-process (no HTTP server, background loops off, so delivery
+does not compete) and times each stage of ingest by wrapping the functions
+that implement it: parsing, the duplicate fast path, loading, planning and
+writing. The stages overlap nothing, so they add up to the request's time
+minus the framework's share. Each size is run ``--runs`` times with new
+alerts, then once more as duplicates; medians are printed.
+"""
+
+import argparse
+import asyncio
+import os
+import statistics
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from tests.perf.ingest import TOKEN, drop_pg, pg_database
+from tests.perf.workload import bench_config, bulk_body
+
+_times: dict[str, list[float]] = defaultdict(list)
+# Process CPU (every thread: the loop's, the planner's, SQLite's) per stage.
+# On a shared machine it moves far less than wall time.
+_cpu: dict[str, list[float]] = defaultdict(list)
+
+
+def _timed(owner: Any, name: str, label: str) -> None:
+    original: Callable[..., Any] = getattr(owner, name)
+    if asyncio.iscoroutinefunction(original):
+
+        async def wrapper_async(*args: Any, **kwargs: Any) -> Any:
+            t, c = time.perf_counter(), time.process_time()
+            try:
+                return await original(*args, **kwargs)
+            finally:
+                _times[label].append(time.perf_counter() - t)
+                _cpu[label].append(time.process_time() - c)
+
+        setattr(owner, name, wrapper_async)
+    else:
+
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            t, c = time.perf_counter(), time.process_time()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                _times[label].append(time.perf_counter() - t)
+                _cpu[label].append(time.process_time() - c)
+
+        setattr(owner, name, wrapper)
+
+
+def _instrument() -> None:
+    from app.ingest import service
+    from app.store import alerts
+    from app.web import webhook
+
+    _timed(webhook, "parse_webhook", "parse")
+    _timed(service, "plan_batch", "plan")
+    _timed(alerts.AlertUnit, "touch_duplicates", "duplicates (SQL)")
+    _timed(alerts.AlertUnit, "load", "load (SQL)")
+    _timed(alerts.AlertUnit, "write", "write (SQL)")
+
+
+async def _run(db_url: str, args: argparse.Namespace) -> dict[str, dict[str, float]]:
+    from app.store.migrate import upgrade
+    from tests.conftest import running_app
+
+    upgrade(db_url)
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"}
+    config = bench_config("http://127.0.0.1:9", args.integrations, TOKEN)
+    out: dict[str, dict[str, float]] = {}
+    async with running_app(db_url, config) as (_, client):
+        bodies = [bulk_body(args.alerts, f"r{i}") for i in range(args.runs)]
+        for kind in ("new", "duplicates"):
+            per_run: list[dict[str, float]] = []
+            for body in bodies:
+                _times.clear()
+                _cpu.clear()
+                t, c = time.perf_counter(), time.process_time()
+                r = await client.post("/webhook/alertmanager", content=body, headers=headers)
+                total, cpu = time.perf_counter() - t, time.process_time() - c
+                assert r.status_code == 200, r.text
+                run = {k: sum(v) for k, v in _times.items()}
+                run["total"] = total
+                run |= {f"{k} cpu": sum(v) for k, v in _cpu.items()}
+                run["total cpu"] = cpu
+                per_run.append(run)
+            out[kind] = {k: statistics.median(r.get(k, 0.0) for r in per_run) for k in per_run[0]}
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--alerts", type=int, default=10_000)
+    parser.add_argument("--integrations", type=int, default=2)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--postgres", default=os.environ.get("ALERTRELAY_TEST_POSTGRES_URL"))
+    args = parser.parse_args()
+    _instrument()
+    tmp = Path(tempfile.mkdtemp(prefix="alertrelay-stages-"))
+    targets = ["sqlite"] + (["postgres"] if args.postgres else [])
+    for target in targets:
+        db_url = f"sqlite:///{tmp}/stages.db" if target == "sqlite" else pg_database(args.postgres)
+        try:
+            result = asyncio.run(_run(db_url, args))
+        finally:
+            if target == "postgres":
+                drop_pg(db_url)
+        for kind, stages in result.items():
+            wall = "  ".join(f"{k} {v:.3f}" for k, v in stages.items() if not k.endswith("cpu"))
+            cpu = "  ".join(f"{k[:-4]} {v:.3f}" for k, v in stages.items() if k.endswith("cpu"))
+            print(f"{target:8} {args.alerts} {kind:10} wall: {wall}")
+            print(f"{'':8} {args.alerts} {kind:10} cpu:  {cpu}")
+
+
+if __name__ == "__main__":
+    main()
