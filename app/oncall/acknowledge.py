@@ -11,8 +11,11 @@ incident), and every integration that keeps its message up to date
 each is delivered after the trigger it acknowledges.
 
 An un-ack clears the ack and records it; PagerDuty and Opsgenie have no
-"un-acknowledge", so they hear nothing: the next reminder (or escalation
-step) triggers the same incident again.
+"un-acknowledge", so they hear nothing: alertrelay's reminders and
+escalation steps resume (a reminder is a trigger on the same dedup_key,
+which PagerDuty logs on the incident; the incident itself stays
+acknowledged there until PagerDuty's own acknowledgement timeout, if the
+service has one).
 """
 
 import enum

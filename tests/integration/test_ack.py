@@ -367,3 +367,34 @@ async def test_an_alerts_ack_history_goes_with_it_when_pruned(db_url: str) -> No
         deleted = await prune_all(app)
         assert deleted["alerts"] == 1
         assert table_rows(db_url, "alert_acks") == []
+
+
+async def test_an_ack_racing_a_resolve_never_leaves_a_resolved_alert_acked(db_url: str) -> None:
+    """The ack locks the alert row as ingest does: whichever commits first, a
+    resolved alert ends up without an ack (ack first: the resolve ends it;
+    resolve first: the ack is refused 409)."""
+
+    async def send(labels: dict[str, str], status: str) -> None:
+        alert = am_alert(labels, status=status)
+        r = await client.post(
+            "/webhook/alertmanager", content=body(am_webhook([alert])), headers=JSON
+        )
+        assert r.status_code == 200, r.text
+
+    pd = FakePagerDuty()
+    with serve(pd) as pd_url:
+        async with running_app(db_url, config(pd_url)) as (_app, client):
+            outcomes = []
+            for i in range(12):
+                labels = {**LABELS, "instance": f"race-{i}"}  # each its own alert: no flap
+                await send(labels, "firing")
+                fp = am_alert(labels)["fingerprint"]
+                ack = client.post(f"/api/v1/alerts/{fp}/ack", headers=ADMIN_HEADERS)
+                _, answer = await asyncio.gather(send(labels, "resolved"), ack)
+                outcomes.append(answer.status_code)
+                alert = (await client.get(f"/api/v1/alerts/{fp}")).json()
+                assert alert["status"] == "resolved" and not alert["flap"]["flapping"]
+                assert alert["ack"] is None, i
+                actions = [a["action"] for a in alert["acks"]]
+                assert actions == (["ended", "ack"] if answer.status_code == 200 else []), i
+            assert set(outcomes) <= {200, 409}, outcomes

@@ -3,18 +3,20 @@ Slack message, GET only shows, POST (with the CSRF token) acknowledges, and
 every kind of bad link is refused with its own page and 4xx."""
 
 import asyncio
+import logging
 import re
 from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+import pytest
 from starlette.applications import Starlette
 
 from app.core.acklink import LinkClaims, make_token
 from app.ops.clock import ManualClock
 from tests.conftest import running_app
-from tests.helpers import JSON, T0, am_alert, am_webhook, body
+from tests.helpers import JSON, T0, am_alert, am_webhook, body, table_rows
 from tests.sinks import FakePagerDuty, Reply, WebhookSink, serve
 
 SECRET = "link-secret-0123456789abcdefghij"
@@ -72,7 +74,10 @@ def csrf(html: str) -> str:
     return found.group(1)
 
 
-async def test_the_link_shows_on_get_and_acknowledges_on_post(db_url: str) -> None:
+async def test_the_link_shows_on_get_and_acknowledges_on_post(
+    db_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
     pd, slack = FakePagerDuty(), Slack()
     with serve(pd) as pd_url, serve(slack) as slack_url:
         cfg = config(pd_url, slack_url)
@@ -112,6 +117,16 @@ async def test_the_link_shows_on_get_and_acknowledges_on_post(db_url: str) -> No
             assert audit[0]["actor"] == "page" and audit[0]["details"]["receiver"] == "page"
             metrics = (await client.get("/metrics")).text
             assert 'alertrelay_acks_total{via="link"} 1.0' in metrics
+            # The secret signs links; it is in no row, answer or log line.
+            for table, order in (
+                ("notifications", "id"),
+                ("alerts", "fingerprint"),
+                ("alert_acks", "id"),
+                ("audit_log", "id"),
+            ):
+                assert SECRET not in str(table_rows(db_url, table, order)), table
+            assert SECRET not in str((await client.get(f"/api/v1/alerts/{fp}")).json())
+            assert SECRET not in caplog.text and SECRET not in metrics
 
 
 async def test_bad_links_are_refused_each_with_its_page(db_url: str) -> None:
@@ -215,3 +230,27 @@ async def test_every_chat_and_the_email_render_the_acknowledge_link() -> None:
             sent = notifier.prepare(with_link).body.decode()
             assert ACK_URL in sent and "Acknowledge" in sent, name
             assert "Acknowledge" not in notifier.prepare(without).body.decode(), name
+
+
+async def test_the_link_works_without_the_read_credential(db_url: str) -> None:
+    """With auth.read set, the console and the API need it; the link's page
+    (and its stylesheet) do not: the signed token is the credential."""
+    pd, slack = FakePagerDuty(), Slack()
+    with serve(pd) as pd_url, serve(slack) as slack_url:
+        cfg = config(pd_url, slack_url).replace(
+            f"auth: {{link_secret: {SECRET}}}",
+            f"auth: {{link_secret: {SECRET}, read: {{token: read-token-0123456789}}}}",
+        )
+        async with running_app(db_url, cfg, clock=ManualClock(T0)) as (app, client):
+            await fire(client)
+            await drain(app)
+            path = ack_path(slack)
+            assert (await client.get("/")).status_code == 401
+            assert (await client.get("/api/v1/alerts")).status_code == 401
+            assert (await client.get("/static/console.css")).status_code == 200
+            page = await client.get(path)
+            assert page.status_code == 200 and "Acknowledge DiskFull?" in page.text
+            r = await client.post(path, data={"csrf_token": csrf(page.text)})
+            assert r.status_code == 200 and "Acknowledged by page" in r.text
+            await drain(app)
+            assert [a for a, _ in pd.order] == ["trigger", "acknowledge"]
