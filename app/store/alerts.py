@@ -36,6 +36,7 @@ from app.core.domain import (
     TransitionRow,
 )
 from app.core.domain import NotificationStatus as NS
+from app.core.grouping import GroupChange
 from app.store.tables import (
     UTCDateTime,
     alert_acks,
@@ -283,6 +284,8 @@ class AlertChanges:
     transitions: list[TransitionRow] = field(default_factory=list)
     notifications: list[NotificationRow] = field(default_factory=list)
     quarantined: list[QuarantineRow] = field(default_factory=list)
+    # Grouped notices still to turn into rows (ingest reads their groups first).
+    groups: list[GroupChange] = field(default_factory=list)
     acks: list[AckRow] = field(default_factory=list)  # ack history rows
 
 

@@ -72,7 +72,12 @@ def chat(fakes: Fakes) -> Fakes:
 
 def entry(name: str, fakes: Fakes, *, update: bool = True) -> dict[str, Any]:
     # No pacing: the tests run on a manual clock, which a deferred row would wait for.
-    return {**_entry(name, fakes, update=update), "rate_limit": {"per_second": 0}}
+    # One message per alert occurrence: these tests follow single alerts.
+    return {
+        **_entry(name, fakes, update=update),
+        "rate_limit": {"per_second": 0},
+        "grouping": "alert",
+    }
 
 
 def _entry(name: str, fakes: Fakes, *, update: bool) -> dict[str, Any]:
