@@ -144,6 +144,7 @@ async def assemble(
     wake = asyncio.Event()
     ingest = IngestService(db, lambda: holder.current, clock, metrics, on_notifications=wake.set)
     sweeper = Sweeper(db, lambda: holder.current, clock, metrics, on_notifications=wake.set)
+    ingest.on_heartbeat_back = sweeper.wake
     http = make_client(loaded.config.global_.proxy_url)
     delivery = DeliveryWorker(
         db,

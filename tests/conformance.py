@@ -22,6 +22,20 @@ CANARIES = (CANARY_KEY, CANARY_PATH, CANARY_TOKEN)
 
 
 @dataclass
+class Operation:
+    """One more request an integration makes in another mode: posting through
+    an API that answers with the message's reference, editing that message, or
+    replying in its thread. The shared table runs over each of them too."""
+
+    name: str  # "post", "edit" or "reply"
+    sink: Callable[[], Sink]  # a fake of the API that answers as the service
+    config: Callable[[str], dict[str, Any]]
+    ref: dict[str, str] | None = None  # the message edited or replied to, for "edit"/"reply"
+    extra_dead: list[Reply] = field(default_factory=list)
+    extra_retry: list[Reply] = field(default_factory=list)
+
+
+@dataclass
 class Case:
     sink: Callable[[], Sink]
     config: Callable[[str], dict[str, Any]]
@@ -29,3 +43,4 @@ class Case:
     # Failure replies the integration's API can give beyond the generic table.
     extra_dead: list[Reply] = field(default_factory=list)
     extra_retry: list[Reply] = field(default_factory=list)
+    operations: list[Operation] = field(default_factory=list)

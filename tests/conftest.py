@@ -23,7 +23,8 @@ from tests.helpers import settle_sqlite_threads, sqlite_threads
 
 PG_URL = os.environ.get("ALERTRELAY_TEST_POSTGRES_URL")
 TABLES = (
-    "delivery_attempts, notifications, alert_transitions, alerts, quarantined_alerts, audit_log"
+    "delivery_attempts, notifications, alert_transitions, alert_acks, alert_escalations, alerts, "
+    "quarantined_alerts, audit_log, message_refs, heartbeats"
 )
 
 

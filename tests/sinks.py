@@ -1,6 +1,9 @@
 """Local HTTP sinks served by uvicorn on 127.0.0.1, in a thread of their own.
 
-``FakePagerDuty`` follows the Events API v2 dedup state machine; ``WebhookSink`` records whatever it gets. Both
+``FakePagerDuty`` follows the Events API v2 dedup state machine; ``FakeSlackAPI``,
+``FakeDiscordMessages`` and ``FakeMattermostAPI`` (in tests/chat_fakes.py) keep the
+messages they were sent and edit them as those services do;
+``WebhookSink`` records whatever it gets. All
 answer from a script: each request takes the next scripted ``Reply`` (or the
 default success), which can set a status, headers, a body, a delay before
 answering, or a trickle of bytes.
@@ -57,7 +60,11 @@ class Sink:
         self._script: list[Reply] = []
         self.received: list[Received] = []
         self.app = Starlette(
-            routes=[Route("/{path:path}", self._handle, methods=["POST", "PUT", "GET"])]
+            routes=[
+                Route(
+                    "/{path:path}", self._handle, methods=["POST", "PUT", "PATCH", "GET", "DELETE"]
+                )
+            ]
         )
 
     def reset(self) -> None:
@@ -80,9 +87,13 @@ class Sink:
     def decide(self, body: bytes, reply: Reply) -> Reply:  # subclasses may react to content
         return reply
 
+    def respond(self, request: Request, body: bytes, reply: Reply) -> Reply:
+        """Subclasses that need the method, path or headers react here."""
+        return self.decide(body, reply)
+
     async def _handle(self, request: Request) -> Response:
         body = await request.body()
-        reply = self.decide(body, self._next())
+        reply = self.respond(request, body, self._next())
         with self._lock:
             self.received.append(
                 Received(
@@ -239,6 +250,12 @@ class FakePagerDuty(Sink):
                     self.dropped.append(event)
                 else:
                     open_["open"] = False
+                    open_["events"].append(event)
+            elif action == "acknowledge":
+                if open_ is None:
+                    self.dropped.append(event)
+                else:
+                    open_["acknowledged"] = True
                     open_["events"].append(event)
         if isinstance(reply.body, dict) and reply.body.get("status") == "success":
             # The real answer names the key, generated or not.

@@ -6,12 +6,15 @@ import json
 import logging
 import sys
 from collections.abc import Coroutine, Sequence
+from datetime import timedelta
 from typing import Any
 
 from app.cli import check, preflight, status
 from app.config.compiled import CompiledConfig, compile_config
 from app.config.model import ConfigError, LoadedConfig, example_config_text, load_config
 from app.config.settings import Settings, SettingsError, effective, load_settings
+from app.core.escalation import format_duration
+from app.core.lifecycle import escalation_steps
 from app.ops import logs
 from app.ops.version import version_info
 from app.store.engine import DatabaseSetupError, redact_url
@@ -179,6 +182,39 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
     )
 
 
+def cmd_ack(args: argparse.Namespace) -> int:
+    from app.cli.ack_commands import ack_command
+    from app.config.fields import parse_duration
+
+    undo = args.command == "unack"
+    duration = None
+    if not undo and args.duration:
+        try:
+            duration = parse_duration(args.duration)
+        except ValueError as exc:
+            return _fail(f"--for: {exc}", EXIT_USAGE)
+        if duration <= timedelta(0):
+            return _fail("--for: must be more than 0", EXIT_USAGE)
+    settings = _settings()
+    loaded = _load(args.config or settings.config, secrets_optional=True)
+    eff = effective(settings, loaded.config)
+    logs.configure("warning")
+    missing = preflight.missing_database(eff.database_url)
+    if missing:
+        return _fail(missing)
+    return asyncio.run(
+        ack_command(
+            eff.database_url,
+            loaded,
+            args.fingerprint,
+            undo=undo,
+            by=getattr(args, "by", None),
+            duration=duration,
+            comment=getattr(args, "comment", None),
+        )
+    )
+
+
 def cmd_prune(args: argparse.Namespace) -> int:
     from app.sweeper.prune import prune_command
 
@@ -225,6 +261,14 @@ def describe_routes(runtime: CompiledConfig, labels: dict[str, str]) -> dict[str
             "max_score": flap.max_score,
         },
         "renotify_interval_s": options.renotify_s if options else None,
+        "escalate": [
+            {
+                "after_s": step.after_s,
+                "receiver": step.receiver,
+                "integrations": [i.key for i in runtime.receivers.get(step.receiver, ())],
+            }
+            for step in escalation_steps(result)
+        ],
     }
 
 
@@ -245,6 +289,14 @@ def _print_routes(info: dict[str, Any]) -> None:
         )
     renotify = info["renotify_interval_s"]
     print(f"  renotify: {'never' if not renotify else f'every {renotify:g}s'}")
+    steps = info["escalate"]
+    if not steps:
+        print("  escalate: none")
+    for i, step in enumerate(steps):
+        print(
+            f"  escalate: [{i}] after {format_duration(step['after_s'])} "
+            f"unacknowledged -> {step['receiver']}"
+        )
 
 
 def cmd_routes_test(args: argparse.Namespace) -> int:
@@ -317,6 +369,24 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--replay-all", action="store_true", help="replay every dead notification")
     p.set_defaults(func=cmd_dead_letters)
 
+    p = sub.add_parser("ack", help="acknowledge an alert's current occurrence")
+    p.add_argument("--config", metavar="FILE", help=CONFIG_HELP)
+    p.add_argument("fingerprint", metavar="FINGERPRINT")
+    p.add_argument("--by", metavar="NAME", help="who acknowledges (default: cli)")
+    p.add_argument(
+        "--for",
+        dest="duration",
+        metavar="DURATION",
+        help="expire after this long (e.g. 30m, 2h); default: until it resolves",
+    )
+    p.add_argument("--comment", metavar="TEXT", help="why, or what is being done")
+    p.set_defaults(func=cmd_ack)
+
+    p = sub.add_parser("unack", help="take back an alert's acknowledgement")
+    p.add_argument("--config", metavar="FILE", help=CONFIG_HELP)
+    p.add_argument("fingerprint", metavar="FINGERPRINT")
+    p.set_defaults(func=cmd_ack)
+
     p = sub.add_parser("prune", help="delete history past its retention now")
     p.add_argument("--config", metavar="FILE", help=CONFIG_HELP)
     p.add_argument(
@@ -344,7 +414,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument(
         "--kind",
         default=None,
-        choices=["firing", "resolved", "flapping", "stable", "reminder"],
+        choices=["firing", "resolved", "flapping", "stable", "reminder", "ack"],
         help="which notification to render (needs --render; default firing)",
     )
     t.add_argument(

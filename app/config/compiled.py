@@ -8,16 +8,18 @@ config, so a reload is one atomic pointer swap.
 """
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from app.config.fields import DeliveryConfig
 from app.config.model import Config, LoadedConfig, RouteConfig
 from app.config.sections import FlappingConfig
 from app.config.templating import url_env
 from app.core.domain import integration_key
+from app.core.escalation import EscalationStep
 from app.core.flapping import FlapParams
+from app.core.heartbeats import ALERTNAME, LABEL, Heartbeat
 from app.core.lifecycle import RouteOptions
-from app.core.matchers import parse_matchers
+from app.core.matchers import Matcher, MatchType, parse_matchers
 from app.core.routing import Route, RouteResult, route
 from app.core.runbooks import Runbook, RunbookCatalog, RunbookRule, resolve
 from app.notifiers.base import IntegrationConfig
@@ -62,8 +64,15 @@ def _compile_route(
     parent_flapping: FlappingConfig,
     parent_renotify_s: float,
     path: str,
+    parent_escalate: tuple[EscalationStep, ...] = (),
 ) -> Route[RouteOptions]:
     receiver = cfg.receiver or parent_receiver
+    # Inherited like the other options; `escalate: []` turns it off below.
+    escalate = (
+        tuple(EscalationStep(s.after.total_seconds(), s.receiver) for s in cfg.escalate)
+        if cfg.escalate is not None
+        else parent_escalate
+    )
     flapping = parent_flapping.merged(cfg.flapping)
     renotify_s = (
         cfg.renotify_interval.total_seconds()
@@ -72,7 +81,7 @@ def _compile_route(
     )
     matchers = tuple(m for entry in cfg.matcher_strings() for m in parse_matchers(entry))
     children = tuple(
-        _compile_route(child, receiver, flapping, renotify_s, f"{path}.routes[{i}]")
+        _compile_route(child, receiver, flapping, renotify_s, f"{path}.routes[{i}]", escalate)
         for i, child in enumerate(cfg.routes)
     )
     return Route(
@@ -80,7 +89,7 @@ def _compile_route(
         matchers=matchers,
         continue_=cfg.continue_,
         routes=children,
-        options=RouteOptions(flap_params(flapping), renotify_s),
+        options=RouteOptions(flap_params(flapping), renotify_s, escalate),
         path=path,
     )
 
@@ -116,6 +125,7 @@ class CompiledConfig:
     receivers: Mapping[str, tuple[Integration, ...]]
     runbooks: RunbookCatalog
     integrations: Mapping[str, Integration] = field(default_factory=dict)
+    heartbeats: tuple[Heartbeat, ...] = ()
     # Routing depends only on the labels the tree's matchers name (a missing
     # label matches as ""), so alerts that agree on those share one result:
     # a webhook of 10,000 new hosts routes a handful of times, not 10,000.
@@ -155,6 +165,16 @@ def compile_config(loaded: LoadedConfig) -> CompiledConfig:
         config.dedup.renotify_interval.total_seconds(),
         "route",
     )
+    heartbeats = tuple(
+        Heartbeat(
+            hb.name,
+            tuple(m for entry in hb.matchers for m in parse_matchers(entry)),
+            hb.interval.total_seconds(),
+            hb.receiver,
+        )
+        for hb in config.heartbeats
+    )
+    tree = _with_heartbeat_routes(tree, heartbeats)
     receivers: dict[str, tuple[Integration, ...]] = {}
     flat: dict[str, Integration] = {}
     for receiver in config.receivers:
@@ -176,7 +196,31 @@ def compile_config(loaded: LoadedConfig) -> CompiledConfig:
             items.append(integration)
             flat[integration.key] = integration
         receivers[receiver.name] = tuple(items)
-    return CompiledConfig(loaded, tree, receivers, _compile_runbooks(config), flat)
+    return CompiledConfig(loaded, tree, receivers, _compile_runbooks(config), flat, heartbeats)
+
+
+def _with_heartbeat_routes(
+    tree: Route[RouteOptions], heartbeats: tuple[Heartbeat, ...]
+) -> Route[RouteOptions]:
+    """A heartbeat with its own ``receiver`` gets a first child route that sends
+    its HeartbeatMissing alert there (with the root's options); the others are
+    routed by their labels like any alert."""
+    forced = tuple(
+        Route(
+            receiver=hb.receiver,
+            matchers=(
+                Matcher.create("alertname", MatchType.EQUAL, ALERTNAME),
+                Matcher.create(LABEL, MatchType.EQUAL, hb.name),
+            ),
+            options=tree.options,
+            path=f"heartbeats[{i}]",
+        )
+        for i, hb in enumerate(heartbeats)
+        if hb.receiver is not None
+    )
+    if not forced:
+        return tree
+    return replace(tree, routes=forced + tree.routes)
 
 
 class ConfigHolder:

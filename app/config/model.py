@@ -30,8 +30,15 @@ from app.config.fields import (
     Duration,
     FieldError,
     StrictModel,
+    check_http_url,
 )
 from app.config.globals import GlobalConfig
+from app.config.oncall import (
+    EscalationStepConfig,
+    HeartbeatConfig,
+    escalation_problems,
+    heartbeat_problems,
+)
 from app.config.sections import (
     AuthConfig,
     DatabaseConfig,
@@ -80,6 +87,8 @@ class RouteConfig(StrictModel):
     routes: list["RouteConfig"] = []
     flapping: FlappingOverride | None = None
     renotify_interval: Duration | None = None
+    # None: the parent's steps; [] turns escalation off below this route.
+    escalate: list[EscalationStepConfig] | None = None
 
     # Present only to be refused with a reason (see _ALERTMANAGER_ONLY_ROUTE_KEYS).
     group_by: Any = None
@@ -144,8 +153,44 @@ class Config(StrictModel):
     runbooks: RunbooksConfig = RunbooksConfig()
     retention: RetentionConfig = RetentionConfig()
     global_: GlobalConfig = Field(default=GlobalConfig(), alias="global")
+    # The URL people reach alertrelay at: acknowledge links point there.
+    # ``global.external_url`` (older configs) is read when this is unset.
+    external_url: str | None = None
     route: RouteConfig
     receivers: list[ReceiverConfig] = Field(min_length=1)
+    heartbeats: list[HeartbeatConfig] = []
+
+    @model_validator(mode="before")
+    @classmethod
+    def _share_external_url(cls, data: Any) -> Any:
+        # One URL for people: the top-level key also gives PagerDuty its
+        # client_url, as global.external_url (the older place) does.
+        if isinstance(data, dict) and isinstance(data.get("external_url"), str):
+            g = data.get("global")
+            if g is None:
+                data = {**data, "global": {"external_url": data["external_url"]}}
+            elif isinstance(g, dict) and g.get("external_url") is None:
+                data = {**data, "global": {**g, "external_url": data["external_url"]}}
+        return data
+
+    @model_validator(mode="after")
+    def _check_external_url(self) -> "Config":
+        if self.external_url is not None:
+            check_http_url(self.external_url, "external_url")
+        return self
+
+    def public_url(self) -> str | None:
+        """Where people reach alertrelay (no trailing slash), or None."""
+        url = self.external_url or self.global_.external_url
+        return url.rstrip("/") if url else None
+
+    def ack_links(self) -> tuple[str, bytes] | None:
+        """(public URL, link secret) when acknowledge links are on, else None."""
+        url = self.public_url()
+        secret = self.auth.link_secret if self.auth is not None else None
+        if not url or secret is None:
+            return None
+        return url, secret.get_secret_value().encode()
 
     def receiver(self, name: str) -> ReceiverConfig | None:
         for r in self.receivers:
@@ -280,10 +325,14 @@ def _raw_reference_errors(data: Any) -> list[str]:
     return errors
 
 
-def _walk_routes(route: RouteConfig, path: str) -> Iterator[tuple[RouteConfig, str]]:
-    yield route, path
+def _walk_routes(
+    route: RouteConfig, path: str, receiver: str = ""
+) -> Iterator[tuple[RouteConfig, str, str]]:
+    """Every route with its path and its effective (possibly inherited) receiver."""
+    receiver = route.receiver or receiver
+    yield route, path, receiver
     for i, child in enumerate(route.routes):
-        yield from _walk_routes(child, f"{path}.routes[{i}]")
+        yield from _walk_routes(child, f"{path}.routes[{i}]", receiver)
 
 
 def cross_check(config: Config) -> list[str]:
@@ -305,13 +354,21 @@ def cross_check(config: Config) -> list[str]:
         errors.append(
             "route.matchers: the root route must match everything; move matchers to a child"
         )
-    for route, path in _walk_routes(root, "route"):
+    for route, path, own in _walk_routes(root, "route"):
         if route.receiver is not None and route.receiver not in names:
             errors.append(f"{path}.receiver: no receiver named {route.receiver!r}")
+        for i, step in enumerate(route.escalate or []):
+            if step.receiver not in names:
+                errors.append(f"{path}.escalate[{i}].receiver: no receiver named {step.receiver!r}")
+        errors += [f"{path}.escalate{e}" for e in escalation_problems(route.escalate or [], own)]
         merged = config.flapping.merged(route.flapping)
         if route.flapping is not None:
             errors += [f"{path}.flapping.{f}: {m}" for f, m in merged.problems()]
 
+    for i, hb in enumerate(config.heartbeats):
+        if hb.receiver is not None and hb.receiver not in names:
+            errors.append(f"heartbeats[{i}].receiver: no receiver named {hb.receiver!r}")
+    errors += heartbeat_problems(config.heartbeats)
     errors += [f"flapping.{f}: {m}" for f, m in config.flapping.problems()]
     errors += [f"delivery.{f}: {m}" for f, m in config.delivery.problems()]
 

@@ -206,13 +206,30 @@ class AuthConfig(StrictModel):
     admin_token: SecretStr | None = None
     admin_users: list[NamedUser] = []
     read: ReadAuthConfig | None = None
+    # Signs the one-click acknowledge links notifications carry (with the
+    # top-level external_url). Holding it lets anyone mint links: keep it as
+    # secret as the admin token.
+    link_secret: SecretStr | None = None
+    # How long an acknowledge link stays valid after its notification was
+    # decided (it also stops working when its occurrence ends).
+    link_ttl: Duration = timedelta(days=7)
 
     @model_validator(mode="before")
     @classmethod
     def _secrets(cls, data: Any) -> Any:
         data = _credential(data, "webhook_token")
         data = _credential(data, "admin_token")
+        data = _credential(data, "link_secret")
         return data
+
+    @model_validator(mode="after")
+    def _check_link(self) -> "AuthConfig":
+        if self.link_secret is not None and len(self.link_secret.get_secret_value()) < 16:
+            # A short secret can be guessed offline from one link.
+            raise FieldError("link_secret", "too short: use at least 16 characters (32 random)")
+        if self.link_ttl < timedelta(minutes=1):
+            raise FieldError("link_ttl", "must be at least 1m")
+        return self
 
     def webhook_secrets(self) -> list[bytes]:
         tokens = [self.webhook_token, *self.webhook_tokens]

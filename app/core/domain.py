@@ -18,6 +18,7 @@ class Status(enum.StrEnum):
 class Source(enum.StrEnum):
     ALERTMANAGER = "alertmanager"
     GRAFANA = "grafana"
+    HEARTBEAT = "heartbeat"  # alertrelay's own HeartbeatMissing alerts
 
 
 class NoticeKind(enum.StrEnum):
@@ -28,6 +29,9 @@ class NoticeKind(enum.StrEnum):
     FLAPPING = "flapping"  # it started flapping; per-transition notices stop
     STABLE = "stable"  # it stopped flapping; carries the current state
     REMINDER = "reminder"  # still firing after renotify_interval
+    ACK = "ack"  # someone acknowledged the occurrence (PagerDuty: acknowledge)
+    UNACK = "unack"  # the ack was taken back (messages kept up to date only)
+    ESCALATION = "escalation"  # nobody acknowledged it: an escalation step's receiver is told
 
 
 class NotificationStatus(enum.StrEnum):
@@ -145,6 +149,18 @@ class AlertRecord:
     # alert's timestamps were ("startsAt", "endsAt", comma-separated).
     skewed_at: datetime | None = None
     clock_skew: str | None = None
+    # The ack of the current occurrence (app/core/ack.py): when, who, how
+    # (api, cli, link, console), why, and until when (None: no expiry).
+    ack_at: datetime | None = None
+    ack_by: str | None = None
+    ack_via: str | None = None
+    ack_comment: str | None = None
+    ack_until: datetime | None = None
+    # Escalation of the open incident (app/core/escalation.py): when its
+    # clock started, when the next step is due, and who was escalated to.
+    escalation_since: datetime | None = None
+    next_escalation_at: datetime | None = None
+    escalated_to: tuple[str, ...] = ()
 
     @property
     def severity(self) -> str:
@@ -168,6 +184,29 @@ class TransitionRow:
     source: str
 
 
+class AckAction(enum.StrEnum):
+    """What happened to an ack (a row of its history)."""
+
+    ACK = "ack"  # someone acknowledged
+    UNACK = "unack"  # someone took it back
+    EXPIRED = "expired"  # its ``for`` ran out while the alert still fired
+    ENDED = "ended"  # the alert resolved or a new occurrence began
+
+
+@dataclass(frozen=True, slots=True)
+class AckRow:
+    """One row of an alert's ack history."""
+
+    fingerprint: str
+    occurrence: datetime
+    action: AckAction
+    actor: str
+    via: str
+    comment: str | None
+    until: datetime | None
+    at: datetime
+
+
 @dataclass(frozen=True, slots=True)
 class NotificationRow:
     idempotency_key: str
@@ -180,6 +219,29 @@ class NotificationRow:
     dedup_key: str
     payload: NoticePayload
     created_at: datetime
+    # The chat message this row belongs to; see ``alert_message_key``.
+    message_key: str | None = None
+
+
+def alert_message_key(fingerprint: str, occurrence: datetime, dedup_key: str = "") -> str:
+    """The message of one alert occurrence (``grouping: alert``).
+
+    Every notice of that occurrence (firing, resolved, reminders) edits or
+    threads under one message; a new occurrence starts a new one. A notice
+    that carries an incident key (``alertrelay/<fingerprint>/<stamp>``)
+    belongs to the occurrence that opened the incident, so a flap's
+    flapping and stable notices land on the message the flap began in, as
+    they land on one PagerDuty incident. Group messages use keys ``g:…``.
+    """
+    prefix = f"alertrelay/{fingerprint}/"
+    if dedup_key.startswith(prefix):
+        try:
+            stamp = datetime.strptime(dedup_key[len(prefix) :], "%Y%m%dT%H%M%S.%fZ")
+        except ValueError:
+            pass
+        else:
+            occurrence = stamp.replace(tzinfo=UTC)
+    return f"a:{fingerprint}:{isoformat(occurrence)}"
 
 
 @dataclass(frozen=True, slots=True)

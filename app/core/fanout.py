@@ -11,13 +11,24 @@ the alert did since. Keys are deterministic:
 """
 
 import hashlib
+from collections.abc import Iterable
+from dataclasses import replace
 from datetime import datetime
 
 from app.config.compiled import CompiledConfig, Integration
-from app.core.domain import AlertRecord, NoticeKind, NotificationRow, isoformat
+from app.core.ack import is_acked
+from app.core.acklink import LinkClaims, Signer, ack_url, signer_for
+from app.core.domain import (
+    AlertRecord,
+    NoticeKind,
+    NotificationRow,
+    alert_message_key,
+    isoformat,
+)
+from app.core.escalation import escalation_key
 from app.core.lifecycle import RouteOptions
 from app.core.notices import Notice
-from app.core.payload import NoticePayload
+from app.core.payload import AckPayload, EscalationPayload, NoticePayload
 from app.core.routing import RouteResult
 
 
@@ -39,7 +50,7 @@ def notice_payload(
     group_firing: int | None = None,
 ) -> NoticePayload:
     """The message model's input, stored with the row (JSON-safe)."""
-    return {
+    payload: NoticePayload = {
         "kind": notice.kind.value,
         "status": notice.status.value,
         "fingerprint": rec.fingerprint,
@@ -65,7 +76,48 @@ def notice_payload(
             "transitions": notice.transitions,
         },
         "decided_at": isoformat(now),
+        "ack": ack_payload(rec, now),
     }
+    if notice.escalation is not None:
+        e = notice.escalation
+        payload["escalation"] = {
+            "receiver": e.receiver,
+            "step": e.step,
+            "after_s": e.after_s,
+            "firing_for_s": round(e.firing_for_s, 3),
+            "notified": list(e.notified),
+            "flapping": e.flapping,
+        }
+    return payload
+
+
+def ack_payload(rec: AlertRecord, now: datetime) -> AckPayload | None:
+    """The ack in force on ``rec`` at ``now``, as notifications carry it."""
+    if not is_acked(rec, now) or rec.ack_at is None:
+        return None
+    return {
+        "by": rec.ack_by or "",
+        "via": rec.ack_via or "",
+        "at": isoformat(rec.ack_at),
+        "comment": rec.ack_comment,
+        "until": isoformat(rec.ack_until) if rec.ack_until else None,
+    }
+
+
+# Integrations that are incident state machines with an acknowledge of their own.
+ACKNOWLEDGING = frozenset({"pagerduty", "opsgenie"})
+# Integrations people read: their notifications carry the acknowledge link.
+READ_BY_PEOPLE = frozenset({"slack", "msteams", "googlechat", "discord", "mattermost", "email"})
+# Notices about an occurrence that can still be acknowledged (a link in them works).
+_ACKABLE_KINDS = frozenset(
+    {
+        NoticeKind.FIRING,
+        NoticeKind.REMINDER,
+        NoticeKind.FLAPPING,
+        NoticeKind.STABLE,
+        NoticeKind.ESCALATION,
+    }
+)
 
 
 def would_send(kind: NoticeKind, integration: Integration) -> str | None:
@@ -73,7 +125,74 @@ def would_send(kind: NoticeKind, integration: Integration) -> str | None:
     (shared by the outbox writer and ``routes test --render``)."""
     if kind is NoticeKind.RESOLVED and not integration.send_resolved:
         return "send_resolved is false"
+    if kind in (NoticeKind.ACK, NoticeKind.UNACK):
+        # An ack changes an incident's state (PagerDuty, Opsgenie) or the
+        # message that announced it (update_message); a new chat message
+        # saying so would only be noise.
+        if kind is NoticeKind.ACK and integration.name in ACKNOWLEDGING:
+            return None
+        if integration.name in ACKNOWLEDGING:
+            return f"{integration.name} has no un-acknowledge"
+        if getattr(integration.config, "update_message", False):
+            return None
+        return "an ack only edits a kept message (update_message is off)"
     return None
+
+
+class AckLinks:
+    """The acknowledge links of one notice, one per receiver (made once each).
+
+    ``None`` from :meth:`for_notice` when links are off or the notice is not
+    about an occurrence that can be acked (a resolve)."""
+
+    def __init__(self, signer: Signer, base: str, claims: LinkClaims) -> None:
+        self._signer = signer
+        self._base = base
+        self._claims = claims
+        self._made: dict[str, str] = {}
+
+    @classmethod
+    def for_notice(
+        cls, payload: NoticePayload, runtime: CompiledConfig, now: datetime
+    ) -> "AckLinks | None":
+        links = runtime.config.ack_links()
+        auth = runtime.config.auth
+        if (
+            links is None
+            or auth is None
+            or NoticeKind(payload["kind"]) not in _ACKABLE_KINDS
+            or (payload["status"] != "firing" and not payload["flap"]["flapping"])
+        ):
+            return None
+        base, secret = links
+        claims = LinkClaims(
+            fingerprint=payload["fingerprint"],
+            occurrence=_parse(payload["starts_at"]),
+            receiver="",
+            expires=now + auth.link_ttl,
+        )
+        return cls(signer_for(secret), base, claims)
+
+    def url(self, receiver: str) -> str:
+        found = self._made.get(receiver)
+        if found is None:
+            claims = replace(self._claims, receiver=receiver)
+            found = self._made[receiver] = ack_url(self._base, self._signer.token(claims))
+        return found
+
+
+def with_ack_link(
+    payload: NoticePayload, integration: Integration, links: "AckLinks | None"
+) -> NoticePayload:
+    """``payload`` with the acknowledge link for ``integration``'s receiver, for
+    the integrations people read."""
+    if links is None or integration.name not in READ_BY_PEOPLE:
+        return payload
+    return {**payload, "ack_url": links.url(integration.receiver)}
+
+
+def _parse(text: str) -> datetime:
+    return datetime.fromisoformat(text)
 
 
 def notification_rows(
@@ -84,24 +203,67 @@ def notification_rows(
     runtime: CompiledConfig,
     now: datetime,
 ) -> list[NotificationRow]:
+    # An escalation goes to its step's receiver only; everything else to the
+    # receivers the routes reach.
+    receivers = (notice.escalation.receiver,) if notice.escalation is not None else routed.receivers
+    integrations = [
+        integration for receiver in receivers for integration in runtime.receivers.get(receiver, ())
+    ]
+    rows = rows_for(rec, notice, payload, integrations, runtime, now)
+    return rows + escalated_rows(rec, notice, payload, runtime, now)
+
+
+def escalated_rows(
+    rec: AlertRecord,
+    notice: Notice,
+    payload: NoticePayload,
+    runtime: CompiledConfig,
+    now: datetime,
+) -> list[NotificationRow]:
+    """``notice`` (a resolve, an ack) for each receiver in ``notice.escalated_to``:
+    under the incident key its escalation had, and an identity of its own (the
+    receiver may be a routed receiver too)."""
     rows: list[NotificationRow] = []
-    for receiver in routed.receivers:
-        for integration in runtime.receivers.get(receiver, ()):
-            if would_send(notice.kind, integration) is not None:
-                continue
-            key = integration.key
-            rows.append(
-                NotificationRow(
-                    idempotency_key=_sha(rec.fingerprint, notice.identity, key),
-                    fingerprint=rec.fingerprint,
-                    ordering_key=ordering_key(rec.fingerprint, key),
-                    receiver=integration.receiver,
-                    integration=integration.name,
-                    integration_index=integration.index,
-                    kind=notice.kind,
-                    dedup_key=notice.dedup_key,
-                    payload=payload,
-                    created_at=now,
-                )
+    for receiver in notice.escalated_to:
+        key = escalation_key(notice.dedup_key, receiver)
+        told: EscalationPayload = {"receiver": receiver}
+        own: NoticePayload = {**payload, "dedup_key": key, "escalation": told}
+        theirs = replace(notice, dedup_key=key, identity=f"{notice.identity}|escalated")
+        integrations = runtime.receivers.get(receiver, ())
+        rows += rows_for(rec, theirs, own, integrations, runtime, now)
+    return rows
+
+
+def rows_for(
+    rec: AlertRecord,
+    notice: Notice,
+    payload: NoticePayload,
+    integrations: Iterable[Integration],
+    runtime: CompiledConfig,
+    now: datetime,
+) -> list[NotificationRow]:
+    """One outbox row per integration that takes a notice of this kind."""
+    rows: list[NotificationRow] = []
+    message_key = alert_message_key(rec.fingerprint, notice.occurrence, notice.dedup_key)
+    links = AckLinks.for_notice(payload, runtime, now)
+    for integration in integrations:
+        if would_send(notice.kind, integration) is not None:
+            continue
+        key = integration.key
+        row_payload = with_ack_link(payload, integration, links)
+        rows.append(
+            NotificationRow(
+                idempotency_key=_sha(rec.fingerprint, notice.identity, key),
+                fingerprint=rec.fingerprint,
+                ordering_key=ordering_key(rec.fingerprint, key),
+                receiver=integration.receiver,
+                integration=integration.name,
+                integration_index=integration.index,
+                kind=notice.kind,
+                dedup_key=notice.dedup_key,
+                payload=row_payload,
+                created_at=now,
+                message_key=message_key,
             )
+        )
     return rows

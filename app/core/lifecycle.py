@@ -20,10 +20,35 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from app.core.dedup import DEFAULT_MAX_SKEW, Position, Verdict, decide, is_skewed
-from app.core.domain import Alert, AlertRecord, NoticeKind, Status, TransitionRow, Webhook
+from app.core import ack
+from app.core.dedup import DEFAULT_MAX_SKEW, Edge, Position, Verdict, decide, is_skewed
+from app.core.domain import (
+    AckRow,
+    Alert,
+    AlertRecord,
+    NoticeKind,
+    Status,
+    TransitionRow,
+    Webhook,
+)
+from app.core.escalation import (
+    EscalationInfo,
+    EscalationStep,
+    clock_start,
+    due_steps,
+    escalation_key,
+    merge_steps,
+    next_due,
+)
 from app.core.flapping import FlapParams, FlapState
-from app.core.notices import AlertNoticeState, Notice, plan_edges, plan_reminder, plan_sweep
+from app.core.notices import (
+    AlertNoticeState,
+    Notice,
+    incident_key,
+    plan_edges,
+    plan_reminder,
+    plan_sweep,
+)
 from app.core.routing import RouteResult
 from app.core.runbooks import Runbook
 
@@ -34,6 +59,7 @@ class RouteOptions:
 
     flap: FlapParams
     renotify_s: float  # 0: no reminders
+    escalate: tuple[EscalationStep, ...] = ()
 
 
 class Rules(Protocol):
@@ -58,6 +84,64 @@ class Step:
     notices: tuple[Notice, ...] = ()
     # Where the notices go; set whenever the route was looked up.
     routed: RouteResult[RouteOptions] | None = None
+    # Rows for the ack history: an ack that ended or expired (app/core/ack.py).
+    acks: tuple[AckRow, ...] = ()
+
+
+def escalation_steps(routed: RouteResult[RouteOptions]) -> tuple[EscalationStep, ...]:
+    """The escalation steps of every route the alert matched."""
+    return merge_steps(r.options.escalate for r in routed.routes if r.options is not None)
+
+
+def _opened_by(fp: str, key: str, edges: tuple[Edge, ...], fallback: datetime) -> datetime:
+    """The occurrence whose notice created incident ``key``."""
+    for edge in edges:
+        if incident_key(fp, edge.occurrence) == key:
+            return edge.occurrence
+    return fallback
+
+
+def _escalation_fields(
+    stored: AlertRecord | None,
+    new_key: str | None,
+    opened_at: datetime,
+    steps: tuple[EscalationStep, ...],
+    now: datetime,
+) -> dict[str, Any]:
+    """Escalation state after an event moved the alert's incident.
+
+    A closed incident clears it; a new one starts its clock; the same one
+    keeps it (an alert stored before escalation existed starts its clock at
+    the occurrence it has)."""
+    if new_key is None:
+        return {"escalation_since": None, "next_escalation_at": None, "escalated_to": ()}
+    if stored is not None and stored.incident_key == new_key:
+        if stored.escalation_since is not None:
+            return {}
+        since = clock_start(stored.starts_at, now)
+        return {
+            "escalation_since": since,
+            "next_escalation_at": next_due(since, steps, stored.escalated_to),
+        }
+    since = clock_start(opened_at, now)
+    return {
+        "escalation_since": since,
+        "next_escalation_at": next_due(since, steps, ()),
+        "escalated_to": (),
+    }
+
+
+def _tell_escalated(stored: AlertRecord | None, notices: list[Notice]) -> list[Notice]:
+    """A notice that closes the incident also goes to whoever was escalated to."""
+    if stored is None or not stored.escalated_to or stored.incident_key is None:
+        return notices
+    out = []
+    for n in notices:
+        closes = n.status is Status.RESOLVED and n.kind in (NoticeKind.RESOLVED, NoticeKind.STABLE)
+        if closes and n.dedup_key == stored.incident_key:
+            n = replace(n, escalated_to=stored.escalated_to)
+        out.append(n)
+    return out
 
 
 def _working_state(rec: AlertRecord) -> AlertNoticeState:
@@ -173,6 +257,12 @@ def on_alert(
     else:
         state = AlertNoticeState(alert.status, alert.starts_at, None, FlapState())
     plan = plan_edges(alert.fingerprint, state, decision.edges, options.flap)
+    notices = _tell_escalated(stored, plan.notices)
+    opened_at = (
+        _opened_by(alert.fingerprint, state.incident_key, decision.edges, alert.starts_at)
+        if state.incident_key is not None
+        else alert.starts_at
+    )
     runbook = rules.runbook(alert.labels, alert.annotations)
     changes: dict[str, Any] = {
         "status": alert.status,
@@ -189,6 +279,7 @@ def on_alert(
         **_state_fields(state),
         **_reminders(alert.status, plan.notices, options.renotify_s, now),
         **_skew_fields(stored, alert, now, max_skew),
+        **_escalation_fields(stored, state.incident_key, opened_at, escalation_steps(routed), now),
     }
     if stored is None:
         rec = AlertRecord(
@@ -198,8 +289,11 @@ def on_alert(
             first_seen=now,
             **changes,
         )
+        acks: tuple[AckRow, ...] = ()
     else:
         rec = replace(stored, group_key=webhook.group_key or stored.group_key, **changes)
+        rec, ended = ack.after_arrival(stored, rec, now)
+        acks = (ended,) if ended is not None else ()
     transitions = tuple(
         TransitionRow(
             fingerprint=alert.fingerprint,
@@ -214,7 +308,7 @@ def on_alert(
         )
         for r in plan.records
     )
-    return Step(rec, decision.verdict, True, transitions, tuple(plan.notices), routed)
+    return Step(rec, decision.verdict, True, transitions, tuple(notices), routed, acks)
 
 
 def _reminders(
@@ -232,7 +326,12 @@ def _reminders(
     return {}
 
 
-def on_sweep(stored: AlertRecord, options: RouteOptions, now: datetime) -> Step:
+def on_sweep(
+    stored: AlertRecord,
+    options: RouteOptions,
+    now: datetime,
+    steps: tuple[EscalationStep, ...] = (),
+) -> Step:
     """The sweeper's look at a flapping alert: end the flap once it calmed down.
 
     While it still flaps the score decays on read and nothing changes
@@ -247,12 +346,32 @@ def on_sweep(stored: AlertRecord, options: RouteOptions, now: datetime) -> Step:
     if stored.status is Status.FIRING:
         changes["renotify_count"] = 0
         changes["next_renotify_at"] = _renotify_after(options.renotify_s, now)
-    return Step(replace(stored, **changes), notices=(notice,))
+    steps = steps or options.escalate
+    changes.update(_escalation_fields(stored, state.incident_key, stored.starts_at, steps, now))
+    rec, ended = ack.after_sweep(stored, replace(stored, **changes), now)
+    notices = tuple(_tell_escalated(stored, [notice]))
+    return Step(rec, notices=notices, acks=(ended,) if ended is not None else ())
 
 
 def on_reminder(stored: AlertRecord, options: RouteOptions, now: datetime) -> Step:
     """A reminder fell due: count it, schedule the next, and notify if still firing
-    and not flapping (a flapping alert's reminder is counted but silent)."""
+    and not flapping (a flapping alert's reminder is counted but silent).
+
+    While the occurrence is acknowledged the reminder is not sent nor counted;
+    the next is due after the interval or when the ack expires, whichever
+    comes first, so reminders resume as soon as an ack's ``for`` runs out.
+    An ack that ran out is recorded as expired and this reminder is sent.
+    """
+    if ack.is_acked(stored, now):
+        due = _renotify_after(options.renotify_s, now)
+        if stored.ack_until is not None and (due is None or stored.ack_until < due):
+            due = stored.ack_until
+        return Step(replace(stored, next_renotify_at=due))
+    acks: tuple[AckRow, ...] = ()
+    expired = ack.expire(stored, now)
+    if expired is not None:
+        stored, row = expired
+        acks = (row,)
     count = stored.renotify_count + 1
     state = _working_state(stored)
     notice = plan_reminder(stored.fingerprint, state, count)
@@ -262,4 +381,63 @@ def on_reminder(stored: AlertRecord, options: RouteOptions, now: datetime) -> St
         next_renotify_at=_renotify_after(options.renotify_s, now),
         **_state_fields(state),
     )
-    return Step(rec, notices=(notice,) if notice is not None else ())
+    return Step(rec, notices=(notice,) if notice is not None else (), acks=acks)
+
+
+def on_escalation(
+    stored: AlertRecord,
+    steps: tuple[EscalationStep, ...],
+    notified: tuple[str, ...],
+    now: datetime,
+) -> Step:
+    """The sweeper found an escalation due: take every step due now, once each.
+
+    ``steps`` are the alert's steps (:func:`escalation_steps`), ``notified``
+    the receivers its routes reach. Each due step becomes one notice for its
+    receiver alone, saying how long the alert has fired and who was told
+    before. An acknowledged alert takes no step (the sweeper does not even
+    load it); nor does one whose incident closed meanwhile.
+    """
+    key = stored.incident_key
+    since = stored.escalation_since
+    if key is None or since is None:
+        return Step(replace(stored, next_escalation_at=None))
+    if ack.is_acked(stored, now):
+        return Step(stored, changed=False)
+    acks: tuple[AckRow, ...] = ()
+    expired = ack.expire(stored, now)
+    if expired is not None:
+        # The ack ran out: recorded as expired, and the steps resume.
+        stored, row = expired
+        acks = (row,)
+    told = list(stored.escalated_to)
+    notices: list[Notice] = []
+    flapping = stored.flapping
+    status = Status.FIRING if flapping else stored.status
+    for index, step in due_steps(since, steps, told, now):
+        info = EscalationInfo(
+            step=index,
+            receiver=step.receiver,
+            after_s=step.after_s,
+            firing_for_s=(now - since).total_seconds(),
+            notified=tuple(dict.fromkeys([*notified, *told])),
+            flapping=flapping,
+        )
+        notices.append(
+            Notice(
+                NoticeKind.ESCALATION,
+                status,
+                stored.starts_at,
+                escalation_key(key, step.receiver),
+                f"escalation|{key}|{step.receiver}",
+                stored.flap_score,
+                escalation=info,
+            )
+        )
+        told.append(step.receiver)
+    rec = replace(
+        stored,
+        escalated_to=tuple(told),
+        next_escalation_at=next_due(since, steps, told),
+    )
+    return Step(rec, notices=tuple(notices), acks=acks)

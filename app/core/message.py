@@ -17,6 +17,7 @@ from jinja2 import Template
 
 from app.config.templating import text_env
 from app.core.domain import NoticeKind, Status
+from app.core.escalation import format_duration
 from app.core.payload import NoticePayload
 from app.core.runbooks import is_http_url
 
@@ -27,6 +28,7 @@ _TAGS = {
     NoticeKind.RESOLVED: "RESOLVED",
     NoticeKind.FLAPPING: "FLAPPING",
     NoticeKind.REMINDER: "STILL FIRING",
+    NoticeKind.ESCALATION: "ESCALATED",
 }
 
 
@@ -61,6 +63,11 @@ class Message:
     idempotency_key: str
     attempt: int
     payload: Mapping[str, object] = field(repr=False, default_factory=dict)
+    # The one-click acknowledge link for this receiver (chat and email, when on).
+    ack_url: str | None = None
+    # Who acknowledged the occurrence and why, when it is acknowledged.
+    ack_by: str | None = None
+    ack_comment: str | None = None
 
     @property
     def firing(self) -> bool:
@@ -71,6 +78,12 @@ class Message:
         """``FIRING``, ``RESOLVED``, ``FLAPPING``, ``STILL FIRING``, ``STABLE, FIRING``…"""
         if self.kind is NoticeKind.STABLE:
             return f"STABLE, {self.status.value.upper()}"
+        # An ack or un-ack edits a kept message: it shows the alert's state,
+        # and whether someone is on it.
+        if self.kind is NoticeKind.ACK:
+            return f"{self.status.value.upper()}, ACKNOWLEDGED"
+        if self.kind is NoticeKind.UNACK:
+            return self.status.value.upper()
         return _TAGS[self.kind]
 
 
@@ -78,6 +91,19 @@ def _str_map(value: Any) -> dict[str, str]:
     if not isinstance(value, dict):
         return {}
     return {str(k): str(v) for k, v in value.items()}
+
+
+def escalation_line(m: Message) -> str:
+    """``Escalated: firing for 15m, notified: page`` (empty for other notices)."""
+    info = m.payload.get("escalation")
+    if m.kind is not NoticeKind.ESCALATION or not isinstance(info, dict):
+        return ""
+    state = "flapping" if info.get("flapping") else "firing"
+    told = [str(r) for r in info.get("notified") or []]
+    return (
+        f"Escalated: {state} for {format_duration(float(info.get('firing_for_s') or 0))}"
+        f", notified: {', '.join(told) or 'nobody'}"
+    )
 
 
 def default_title(m: Message) -> str:
@@ -92,8 +118,18 @@ def default_title(m: Message) -> str:
     return f"[{m.tag}] {name}{severity}{headline}"
 
 
+def ack_line(m: Message) -> str:
+    """``acknowledged by alice (on it)``, or "" when the occurrence is not acknowledged."""
+    if m.ack_by is None:
+        return ""
+    why = f" ({m.ack_comment})" if m.ack_comment else ""
+    return f"acknowledged by {m.ack_by}{why}"
+
+
 def default_text(m: Message) -> str:
     lines: list[str] = []
+    if m.kind is NoticeKind.ESCALATION:
+        lines.append(escalation_line(m))
     if m.kind is NoticeKind.FLAPPING:
         lines.append(
             f"{m.alertname or m.fingerprint} is flapping (score {m.flap_score:.2f}); it is "
@@ -104,6 +140,8 @@ def default_text(m: Message) -> str:
         lines.append(
             f"{m.alertname or m.fingerprint} stopped flapping{burst} and is {m.status.value}."
         )
+    if m.ack_by is not None:
+        lines.append(ack_line(m)[:1].upper() + ack_line(m)[1:] + ".")
     if m.description:
         lines.append(m.description)
     elif m.summary and m.kind is not NoticeKind.FLAPPING:
@@ -135,6 +173,8 @@ def _context(m: Message) -> dict[str, Any]:
         "duplicates": m.duplicates,
         "flap": {"score": m.flap_score, "transitions": m.flap_transitions, "flapping": m.flapping},
         "receiver": m.receiver,
+        "ack_url": m.ack_url,
+        "ack": {"by": m.ack_by, "comment": m.ack_comment} if m.ack_by is not None else None,
         "default_title": default_title(m),
         "default_text": default_text(m),
     }
@@ -177,6 +217,8 @@ def build_message(
     flap = payload.get("flap") or {}
     generator = str(payload.get("generator_url") or "")
     runbook = payload.get("runbook_url")
+    ack_url = payload.get("ack_url")
+    ack = payload.get("ack")
     base = Message(
         kind=NoticeKind(payload["kind"]),
         status=Status(payload["status"]),
@@ -205,6 +247,11 @@ def build_message(
         idempotency_key=idempotency_key,
         attempt=attempt,
         payload=payload,
+        ack_url=ack_url if isinstance(ack_url, str) and is_http_url(ack_url) else None,
+        ack_by=str(ack.get("by") or "") if isinstance(ack, dict) else None,
+        ack_comment=(str(ack["comment"]) if ack.get("comment") else None)
+        if isinstance(ack, dict)
+        else None,
     )
     with_defaults = replace(base, title=default_title(base), text=default_text(base))
     return replace(

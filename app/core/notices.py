@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 
 from app.core.dedup import Edge
 from app.core.domain import NoticeKind, Status, isoformat
+from app.core.escalation import EscalationInfo
 from app.core.flapping import (
     FlapChange,
     FlapParams,
@@ -50,6 +51,11 @@ class Notice:
     identity: str  # stable text that, with the integration, makes the idempotency key
     flap_score: float = 0.0
     transitions: int = 0  # transitions seen during the flap (flapping/stable notices)
+    # An escalation notice: its step (it goes to that step's receiver only).
+    escalation: EscalationInfo | None = None
+    # A notice that closes the incident also goes to these receivers, which
+    # were escalated to, each under its own key (app/core/escalation.py).
+    escalated_to: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

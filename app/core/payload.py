@@ -8,13 +8,32 @@ it previews one). Readers use ``.get`` with a default for every key but
 ``kind`` and ``status``: a row written by an older version may lack a newer key.
 """
 
-from typing import TypedDict
+from typing import NotRequired, TypedDict
 
 
 class FlapPayload(TypedDict):
     score: float
     flapping: bool
     transitions: int  # transitions during the flap (flapping and stable notices)
+
+
+class AckPayload(TypedDict):
+    by: str
+    via: str
+    at: str  # RFC 3339
+    comment: str | None
+    until: str | None  # RFC 3339; None: until the occurrence ends
+
+
+class EscalationPayload(TypedDict, total=False):
+    """On an escalation notice, and on the resolve sent to a receiver escalated to."""
+
+    receiver: str  # the receiver escalated to
+    step: int
+    after_s: float
+    firing_for_s: float
+    notified: list[str]  # receivers told before this step
+    flapping: bool
 
 
 class NoticePayload(TypedDict):
@@ -40,3 +59,10 @@ class NoticePayload(TypedDict):
     duplicates: int
     flap: FlapPayload
     decided_at: str
+    # The ack in force when this was decided (ack and unack notices, and any
+    # notice of an acknowledged occurrence); absent or None: not acknowledged.
+    ack: AckPayload | None
+    # The one-click acknowledge link for the receiver this row goes to (chat
+    # and email, when external_url and auth.link_secret are set).
+    ack_url: NotRequired[str]
+    escalation: NotRequired[EscalationPayload]

@@ -14,9 +14,10 @@ sending it.
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from jinja2 import Template
 
@@ -26,10 +27,20 @@ from app.core.payload import NoticePayload
 from app.core.ratelimit import RateLimit, TokenBucket
 from app.core.retry import GiveUp, RetryPolicy, next_attempt
 from app.notifiers import build_notifier
-from app.notifiers.base import BuildContext, DeliveryError, Notifier, redact
+from app.notifiers.base import (
+    BuildContext,
+    DeliveryError,
+    MessageGone,
+    MessageMode,
+    MessageRef,
+    Notifier,
+    Referencing,
+    redact,
+)
 from app.ops.clock import Clock
 from app.ops.failpoints import failpoint
 from app.ops.metrics import Metrics
+from app.store.message_refs import RefWrite
 from app.store.outbox import Claimed, Outcome, Result
 
 log = logging.getLogger(__name__)
@@ -108,6 +119,8 @@ class Attempt:
     async def run(self, row: Claimed, integration: Integration | None) -> Outcome:
         clock0 = time.perf_counter()
 
+        by_ref = _ByRef()
+
         def outcome(
             result: Result,
             *,
@@ -127,6 +140,8 @@ class Attempt:
                 next_attempt_at=next_attempt_at,
                 error=error,
                 status_code=status_code,
+                message=by_ref.message,
+                ref_write=by_ref.write,
             )
 
         if integration is None:
@@ -145,6 +160,22 @@ class Attempt:
         except Exception as exc:
             return outcome(
                 Result.DEAD, error=f"{integration.name}: cannot build: {exc}"[:_MAX_ERROR]
+            )
+        # A stale edit is settled before it takes a rate-limit slot.
+        mode = message_mode(prepared.notifier) if row.message_key else None
+        if mode is not None and _stale(row, mode):
+            assert row.message_ref is not None
+            by_ref.message = {
+                "action": "skipped",
+                "ref": row.message_ref.ref,
+                "newer": row.message_ref.notification_id,
+            }
+            return outcome(
+                Result.SKIPPED,
+                error=(
+                    "not sent: its message already shows a newer state "
+                    f"(notification {row.message_ref.notification_id})"
+                ),
             )
         if prepared.rate_limit is not None:
             bucket = self.bucket(prepared.notifier.destination(), prepared.rate_limit)
@@ -167,8 +198,17 @@ class Attempt:
             receiver=row.receiver,
             attempt=row.attempt,
         )
-        # send
-        error, note = await _send(row, integration, prepared, message)
+        # send: by reference (post, then edit or reply in its thread), or plainly
+        if mode is not None:
+            assert isinstance(prepared.notifier, Referencing)
+            notifier = prepared.notifier
+            error, note = await _send(
+                row, integration, prepared, lambda: by_ref.send(row, notifier, mode, message)
+            )
+        else:
+            error, note = await _send(
+                row, integration, prepared, lambda: prepared.notifier.send(message)
+            )
         failpoint("after_send_before_mark")
         self.metrics.child(self.metrics.notification_duration, integration.name).observe(
             time.perf_counter() - clock0
@@ -217,14 +257,68 @@ class Attempt:
         )
 
 
+def message_mode(notifier: Notifier) -> MessageMode | None:
+    """Whether this destination edits (or threads) its messages, as configured."""
+    return notifier.message_mode() if isinstance(notifier, Referencing) else None
+
+
+def _stale(row: Claimed, mode: MessageMode) -> bool:
+    """An edit from a row older than the one its message shows would go backwards."""
+    stored = row.message_ref
+    return mode is MessageMode.EDIT and stored is not None and stored.notification_id > row.id
+
+
+@dataclass
+class _ByRef:
+    """One attempt's dealings with the row's chat message, recorded with its outcome."""
+
+    message: dict[str, Any] | None = None  # what was done, for the row
+    write: RefWrite | None = None  # the reference to store (or forget)
+
+    def _record(self, row: Claimed, ref: MessageRef | None) -> RefWrite:
+        assert row.message_key is not None
+        return RefWrite(row.integration_key, row.message_key, row.id, row.created_at, ref)
+
+    async def send(
+        self, row: Claimed, notifier: Referencing, mode: MessageMode, message: Message
+    ) -> str | None:
+        stored = row.message_ref.ref if row.message_ref is not None else None
+        if stored is not None and mode is MessageMode.EDIT:
+            try:
+                await notifier.edit(message, stored)
+            except MessageGone:
+                # Deleted in the chat: forget it (kept so if the post below
+                # fails) and post a new message in this same attempt.
+                self.message = {"action": "gone", "ref": stored}
+                self.write = self._record(row, None)
+                posted = await notifier.post(message, None)
+                self.message = {"action": "reposted", "ref": posted, "gone": stored}
+                self.write = self._record(row, posted)
+                return "the message was gone: posted a new one"
+            self.message = {"action": "edited", "ref": stored}
+            self.write = self._record(row, stored)
+            return None
+        if stored is not None:  # MessageMode.THREAD: a reply under the first message
+            posted = await notifier.post(message, stored)
+            self.message = {"action": "replied", "ref": posted, "thread": stored}
+            return None
+        posted = await notifier.post(message, None)
+        self.message = {"action": "posted", "ref": posted}
+        self.write = self._record(row, posted)
+        return None
+
+
 async def _send(
-    row: Claimed, integration: Integration, prepared: Prepared, message: Message
+    row: Claimed,
+    integration: Integration,
+    prepared: Prepared,
+    send: Callable[[], Awaitable[str | None]],
 ) -> tuple[DeliveryError | None, str | None]:
     """Send under the integration's total deadline: (error, note); never raises."""
     timeout_s = integration.delivery.timeout.total_seconds()
     try:
         async with asyncio.timeout(timeout_s):
-            return None, await prepared.notifier.send(message)
+            return None, await send()
     except DeliveryError as exc:
         return exc, None
     except TimeoutError:

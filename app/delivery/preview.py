@@ -7,7 +7,8 @@ then redacted instead of sent.
 
 import asyncio
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -16,10 +17,11 @@ from app.config.compiled import CompiledConfig, Integration
 from app.core.domain import AlertRecord, NoticeKind, Status
 from app.core.fanout import notice_payload, would_send
 from app.core.fingerprint import fingerprint
+from app.core.message import Message
 from app.core.notices import Notice, incident_key
 from app.core.payload import NoticePayload
 from app.delivery.attempt import prepare
-from app.notifiers.base import BuildContext, redact
+from app.notifiers.base import BuildContext, Notifier, Prepared, Referencing, redact
 from app.ops.clock import SystemClock
 
 
@@ -47,6 +49,9 @@ def _payload(
         runbook_url=runbook.url,
         runbook_source=runbook.source,
     )
+    if notice_kind is NoticeKind.ACK:
+        # What an ack sends: PagerDuty's acknowledge, the edit of a kept message.
+        rec = replace(rec, ack_at=now, ack_by="someone", ack_via="api", ack_comment="on it")
     flapping = notice_kind in (NoticeKind.FLAPPING, NoticeKind.STABLE)
     notice = Notice(
         notice_kind,
@@ -106,15 +111,21 @@ def render_integration(
     notification_id: int = 0,
     idempotency_key: str = "preview",
     attempt: int = 1,
+    message: dict[str, Any] | None = None,
 ) -> RenderedRequest:
-    """The request ``integration`` would send for ``payload``; ``http`` is never used to send."""
+    """The request ``integration`` would send for ``payload``; ``http`` is never used to send.
+
+    ``message`` is what a delivery did with the chat message (a
+    notification's ``message``): an edit or a thread reply is rendered as
+    that request, with the reference it used.
+    """
     ctx = BuildContext(runtime.config.global_, http, SystemClock())
     try:
         prepared = prepare(integration, ctx)
     except LookupError as exc:
         return RenderedRequest(integration.key, error=str(exc))
     # The same preparation and message a delivery attempt makes.
-    message = prepared.message(
+    built = prepared.message(
         payload,
         notification_id=notification_id,
         idempotency_key=idempotency_key,
@@ -123,7 +134,7 @@ def render_integration(
     )
     secrets = prepared.secrets
     notifier = prepared.notifier
-    request = notifier.prepare(message)
+    request = _by_reference(notifier, built, message) or notifier.prepare(built)
     # A mail's body is the whole message, headers included: show them once.
     headers = () if request.method == "SMTP" else tuple(request.headers.items())
     text = request.body.decode("utf-8", errors="replace")
@@ -138,6 +149,23 @@ def render_integration(
         tuple((name, redact(value, secrets)) for name, value in headers),
         redact(text, secrets).rstrip("\n"),
     )
+
+
+def _by_reference(
+    notifier: Notifier, built: Message, message: dict[str, Any] | None
+) -> Prepared | None:
+    """The edit or the reply a delivery sent, when it sent one."""
+    if message is None or not isinstance(notifier, Referencing):
+        return None
+    if notifier.message_mode() is None:
+        return None
+    ref = message.get("ref")
+    if message.get("action") == "edited" and isinstance(ref, dict):
+        return notifier.prepare_edit(built, ref)
+    thread = message.get("thread")
+    if message.get("action") == "replied" and isinstance(thread, dict):
+        return notifier.prepare_post(built, thread)
+    return None
 
 
 def render_routed(

@@ -349,6 +349,8 @@ class DeliveryWorker:
                     extra={"notification": o.id},
                 )
                 continue
+            if o.message is not None and o.message.get("action") == "edited":
+                m.child(m.messages_updated, o.integration).inc()
             label = {Result.SENT: "sent", Result.RETRY: "retried", Result.DEAD: "dead"}.get(
                 o.result
             )

@@ -22,14 +22,18 @@ from app.core.domain import (
     Alert,
     AlertRecord,
     QuarantineRow,
+    Source,
+    Status,
     Webhook,
 )
 from app.core.fanout import notice_payload, notification_rows
+from app.core.heartbeats import proven
 from app.core.lifecycle import on_alert, skewed_fields
 from app.ingest.batcher import Batcher, Ticket
 from app.ingest.wire import ParsedWebhook
 from app.ops.clock import Clock
 from app.ops.metrics import Metrics
+from app.store import heartbeats as heartbeat_store
 from app.store.alerts import AlertChanges, AlertUnit, ConcurrentInsert, DuplicateKey
 from app.store.engine import Database, DatabaseUnavailable, is_lock_conflict, is_unavailable
 
@@ -91,9 +95,51 @@ def duplicate_candidates(items: list[ParsedWebhook]) -> list[DuplicateKey]:
     ]
 
 
-def _batch_keys(items: list[ParsedWebhook]) -> tuple[set[str], list[DuplicateKey]]:
+@dataclass(frozen=True)
+class BatchKeys:
+    fingerprints: set[str]
+    candidates: list[DuplicateKey]
+    heartbeats: set[str]  # heartbeats the batch's firing alerts prove alive
+
+
+def batch_keys(items: list[ParsedWebhook], runtime: CompiledConfig) -> BatchKeys:
     fingerprints = {a.fingerprint for item in items for a in item.webhook.alerts}
-    return fingerprints, duplicate_candidates(items)
+    alive = proven(
+        runtime.heartbeats,
+        (
+            a.labels
+            for item in items
+            for a in item.webhook.alerts
+            if a.status is Status.FIRING and item.webhook.source is not Source.HEARTBEAT
+        ),
+    )
+    return BatchKeys(fingerprints, duplicate_candidates(items), alive)
+
+
+async def apply_batch(
+    unit: AlertUnit,
+    items: list[ParsedWebhook],
+    keys: BatchKeys,
+    runtime: CompiledConfig,
+    now: datetime,
+) -> tuple[AlertChanges, list[IngestResult]]:
+    """The ingest use case inside the caller's transaction: confirm repeats,
+    load and lock what may change, decide, write. The sweeper's synthetic
+    HeartbeatMissing alerts take this path too."""
+    # Alertmanager's steady state is repeats: confirm them in one
+    # statement, and load full rows only for what may change.
+    confirmed = await unit.touch_duplicates(keys.candidates, now) if keys.candidates else set()
+    rest = keys.fingerprints - confirmed
+    stored = await unit.load(rest) if rest else {}
+    args = (items, stored, runtime, now, confirmed)
+    if len(keys.fingerprints) - len(confirmed) > _PLAN_INLINE_ALERTS:
+        # Planning thousands of changes is seconds of Python:
+        # in a thread, the event loop keeps answering.
+        changes, results = await asyncio.to_thread(plan_batch, *args)
+    else:
+        changes, results = plan_batch(*args)
+    await unit.write(changes)
+    return changes, results
 
 
 def _apply_alert(
@@ -127,6 +173,7 @@ def _apply_alert(
         batch.seen.discard(fp)
 
     changes.transitions.extend(step.transitions)
+    changes.acks.extend(step.acks)
     for transition in step.transitions:
         result.transitions += 1
         key = transition.to_status.value
@@ -221,6 +268,8 @@ class IngestService:
         self._clock = clock
         self._metrics = metrics
         self._on_notifications = on_notifications
+        # Set by the wiring: a missing heartbeat came back, resolve it now.
+        self.on_heartbeat_back: Callable[[], None] = lambda: None
         self._batcher: Batcher[ParsedWebhook, IngestResult] = Batcher(
             self._apply_batch,
             max_weight=max_batch_alerts,
@@ -270,27 +319,20 @@ class IngestService:
             now = self._clock.now()
             weight = sum(len(item.webhook.alerts) for item in items)
             if weight > _PLAN_INLINE_ALERTS:
-                fingerprints, candidates = await asyncio.to_thread(_batch_keys, items)
+                keys = await asyncio.to_thread(batch_keys, items, runtime)
             else:
-                fingerprints, candidates = _batch_keys(items)
+                keys = batch_keys(items, runtime)
+            back = False
             try:
                 async with self._db.write() as conn:
+                    # Heartbeat rows first, then alert rows: the sweeper locks
+                    # in the same order (app/store/heartbeats.py).
+                    if keys.heartbeats:
+                        back = await heartbeat_store.touch(
+                            conn, self._db.kind, keys.heartbeats, now
+                        )
                     unit = AlertUnit(conn, self._db.kind)
-                    # Alertmanager's steady state is repeats: confirm them in one
-                    # statement, and load full rows only for what may change.
-                    confirmed = (
-                        await unit.touch_duplicates(candidates, now) if candidates else set()
-                    )
-                    rest = fingerprints - confirmed
-                    stored = await unit.load(rest) if rest else {}
-                    args = (items, stored, runtime, now, confirmed)
-                    if len(fingerprints) - len(confirmed) > _PLAN_INLINE_ALERTS:
-                        # Planning thousands of changes is seconds of Python:
-                        # in a thread, the event loop keeps answering.
-                        changes, results = await asyncio.to_thread(plan_batch, *args)
-                    else:
-                        changes, results = plan_batch(*args)
-                    await unit.write(changes)
+                    changes, results = await apply_batch(unit, items, keys, runtime, now)
             except ConcurrentInsert:
                 # Another replica created one of these alerts meanwhile; the
                 # retry finds and locks its row.
@@ -305,6 +347,8 @@ class IngestService:
                 continue
             if changes.notifications:
                 self._on_notifications()
+            if back:
+                self.on_heartbeat_back()
             return results
         raise DatabaseUnavailable("alerts kept being inserted concurrently; retry")
 

@@ -4,14 +4,15 @@ An integration module holds its config model and its notifier, nothing else
 (style rule 1). The contract the delivery loop relies on lives here.
 """
 
+import enum
 import hashlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 from urllib.parse import parse_qsl, urlsplit
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
-from app.config.fields import DeliveryOverride, StrictModel
+from app.config.fields import DeliveryOverride, FieldError, StrictModel
 from app.config.templating import TemplateSyntaxError, text_env
 
 if TYPE_CHECKING:
@@ -42,7 +43,13 @@ class IntegrationConfig(StrictModel):
     send_resolved_default: ClassVar[bool] = True
     secret_fields: ClassVar[tuple[str, ...]] = ()
 
+    # Integrations whose sink can edit a message it posted set this; the
+    # others refuse ``update_message: true`` with a message that says where
+    # it works.
+    can_update_message: ClassVar[bool] = False
+
     send_resolved: bool | None = None
+    update_message: bool = False
     delivery: DeliveryOverride | None = None
     rate_limit: RateLimitConfig | None = None
     title: str | None = None
@@ -51,6 +58,13 @@ class IntegrationConfig(StrictModel):
     def cross_check(self, g: "GlobalConfig") -> list[tuple[str, str]]:
         """Problems that need the ``global:`` section too, as (field, message)."""
         return []
+
+    @model_validator(mode="after")
+    def _update_message_possible(self) -> "IntegrationConfig":
+        # Integrations that can edit narrow this down (a Slack webhook URL cannot).
+        if self.update_message and not self.can_update_message:
+            raise FieldError("update_message", UPDATE_MESSAGE_WHERE)
+        return self
 
     @field_validator("title", "text")
     @classmethod
@@ -78,6 +92,14 @@ class IntegrationConfig(StrictModel):
         return [v for v in out if v]
 
 
+UPDATE_MESSAGE_WHERE = (
+    "this integration cannot edit a message it sent; update_message works with "
+    "slack_configs (Web API: api_url .../chat.postMessage with a bot token), "
+    "discord_configs, and mattermost_configs (REST API: api_url .../api/v4/posts "
+    "with a token and channel_id)"
+)
+
+
 class DeliveryError(Exception):
     """A send that did not succeed.
 
@@ -101,6 +123,28 @@ class DeliveryError(Exception):
         self.retryable = retryable
         self.status_code = status_code
         self.retry_after = retry_after
+
+
+class MessageGone(DeliveryError):
+    """The message a stored reference names is gone (deleted in the chat).
+
+    Raised by :meth:`Referencing.edit`; the delivery attempt then posts a
+    new message and keeps its reference instead.
+    """
+
+    def __init__(self, message: str, *, status_code: int | None = None) -> None:
+        super().__init__(message, retryable=False, status_code=status_code)
+
+
+# What a sink answered when a message was posted, enough to edit it or to
+# reply in its thread: Slack {"channel", "ts"}, Discord {"message_id"},
+# Mattermost {"post_id"}. Never a secret: it is stored and shown.
+MessageRef = dict[str, str]
+
+
+class MessageMode(enum.StrEnum):
+    EDIT = "edit"  # later notifications of a message edit it (update_message: true)
+    THREAD = "thread"  # later notifications reply in its thread
 
 
 @dataclass(frozen=True)
@@ -150,6 +194,29 @@ class Notifier(Protocol):
     def prepare(self, message: "Message") -> Prepared: ...
 
     async def send(self, message: "Message") -> str | None: ...
+
+
+@runtime_checkable
+class Referencing(Protocol):
+    """A notifier that can post a message and then edit it, or reply in its thread.
+
+    ``message_mode`` is None when this integration's config asks for
+    neither (the notifier is then used through ``send`` alone). ``post``
+    returns the new message's reference; with ``thread`` it replies in the
+    thread of that message. ``edit`` replaces the message's content and
+    raises :class:`MessageGone` when it no longer exists. The ``prepare_*``
+    methods build the same requests without sending them.
+    """
+
+    def message_mode(self) -> MessageMode | None: ...
+
+    def prepare_post(self, message: "Message", thread: MessageRef | None) -> Prepared: ...
+
+    def prepare_edit(self, message: "Message", ref: MessageRef) -> Prepared: ...
+
+    async def post(self, message: "Message", thread: MessageRef | None) -> MessageRef: ...
+
+    async def edit(self, message: "Message", ref: MessageRef) -> None: ...
 
 
 def destination_id(*parts: str) -> str:

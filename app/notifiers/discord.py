@@ -11,6 +11,12 @@ characters in the content, description and field values are backslash-escaped,
 so a label cannot format, mask a link or even render a mention there (URLs
 stay as they are, so they still link). The embed title, which renders neither
 links nor mentions, is sent as it is.
+
+``update_message: true``: the saved message's ``id`` from the first post
+names it, and every later change of the alert (or group) edits it with
+``PATCH /webhooks/{id}/{token}/messages/{message_id}`` (a webhook may edit
+the messages it sent). A 404 with code 10008 (Unknown Message) means the
+message was deleted: a new one is posted.
 """
 
 import json
@@ -19,7 +25,7 @@ import re
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any, ClassVar
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from pydantic import SecretStr, model_validator
 
@@ -32,6 +38,9 @@ from app.notifiers.base import (
     BuildContext,
     DeliveryError,
     IntegrationConfig,
+    MessageGone,
+    MessageMode,
+    MessageRef,
     Prepared,
     destination_id,
 )
@@ -65,8 +74,13 @@ _URL = re.compile(r"https?://[^\s<>]+")
 _LINK_TARGET_UNSAFE = {"(": "%28", ")": "%29", "<": "%3C", ">": "%3E", "\\": "%5C", " ": "%20"}
 
 
+UNKNOWN_WEBHOOK = 10015  # Discord's JSON error code: the webhook was deleted
+UNKNOWN_MESSAGE = 10008  # the message was deleted
+
+
 class DiscordConfig(IntegrationConfig):
     secret_fields: ClassVar[tuple[str, ...]] = ("webhook_url",)
+    can_update_message: ClassVar[bool] = True  # a webhook may edit its own messages
 
     webhook_url: SecretStr
     username: str | None = None
@@ -205,6 +219,7 @@ class DiscordNotifier:
         for name, label, url in (
             ("Runbook", "Open the runbook", m.runbook_url),
             ("Source", "Open the source", m.generator_url),
+            ("Acknowledge", "Acknowledge", m.ack_url),
         ):
             link = _link(label, url) if url else ""
             # A cut link would not link; one too long for a field is left out.
@@ -240,16 +255,62 @@ class DiscordNotifier:
             body["avatar_url"] = self._config.avatar_url
         return body
 
+    # -- update_message: post (the answer names the message), then edit
+
+    def message_mode(self) -> MessageMode | None:
+        return MessageMode.EDIT if self._config.update_message else None
+
+    def prepare_post(self, message: Message, thread: MessageRef | None) -> Prepared:
+        return self.prepare(message)  # webhook messages have no threads to reply in
+
+    def prepare_edit(self, message: Message, ref: MessageRef) -> Prepared:
+        body = self.payload(message)
+        # The author is fixed when the message is posted; an edit cannot change it.
+        body.pop("username", None)
+        body.pop("avatar_url", None)
+        data = json.dumps(body, ensure_ascii=False).encode()
+        url = _message_url(self._webhook, ref["message_id"])
+        return Prepared("PATCH", url, {"Content-Type": "application/json"}, data)
+
+    async def post(self, message: Message, thread: MessageRef | None) -> MessageRef:
+        reply = await self._call(self.prepare_post(message, thread), editing=False)
+        data = reply.json()
+        ident = data.get("id") if isinstance(data, dict) else None
+        if isinstance(ident, int) and not isinstance(ident, bool):
+            ident = str(ident)
+        if not isinstance(ident, str) or not ident.isdigit():
+            # Posted (2xx), but without the id (a snowflake) it cannot be edited later.
+            raise DeliveryError("discord: the answer names no message id", retryable=False)
+        return {"message_id": ident}
+
+    async def edit(self, message: Message, ref: MessageRef) -> None:
+        await self._call(self.prepare_edit(message, ref), editing=True)
+
     async def send(self, message: Message) -> str | None:
-        request = self.prepare(message)
-        reply = await http.post(
-            self._http, request.url, what="discord", content=request.body, headers=request.headers
+        await self._call(self.prepare(message), editing=False)
+        return None
+
+    async def _call(self, request: Prepared, *, editing: bool) -> http.Reply:
+        reply = await http.request(
+            self._http,
+            request.method,
+            request.url,
+            what="discord",
+            content=request.body,
+            headers=request.headers,
         )
         data: Any = None
         detail = None
         if not 200 <= reply.status < 300:
             data = reply.json()
             detail = _error_detail(data) if isinstance(data, dict) else None
+        code = data.get("code") if isinstance(data, dict) else None
+        if reply.status == 404 and editing and code != UNKNOWN_WEBHOOK:
+            # The webhook is there, the message is not: deleted in the channel.
+            raise MessageGone(
+                f"discord: HTTP 404: {detail or 'Unknown Message'} (the message was deleted)",
+                status_code=404,
+            )
         if reply.status == 404:
             # Discord: a webhook that answers 404 is deleted; never use it again.
             detail = f"{detail or 'Unknown Webhook'} (the webhook was deleted; replace the URL)"
@@ -261,7 +322,7 @@ class DiscordNotifier:
             if reply.status == 429 and isinstance(data, dict):
                 err.retry_after = _later(err.retry_after, data.get("retry_after"))
             raise
-        return None
+        return reply
 
 
 def _webhook_token(url: str) -> str | None:
@@ -272,6 +333,14 @@ def _webhook_token(url: str) -> str | None:
         if len(after) >= 2:
             return after[1]
     return segments[-1] if segments else None
+
+
+def _message_url(url: str, message_id: str) -> str:
+    """``…/webhooks/{id}/{token}/messages/{message_id}``, keeping ``thread_id`` if set."""
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k == "thread_id"]
+    path = f"{parts.path.rstrip('/')}/messages/{quote(message_id, safe='')}"
+    return urlunsplit(parts._replace(path=path, query=urlencode(query)))
 
 
 def _with_wait(url: str) -> str:

@@ -243,6 +243,8 @@ class EmailNotifier:
         text = m.text
         if m.runbook_url and m.runbook_url not in text:
             text = f"{text}\n\nRunbook: {m.runbook_url}" if text else f"Runbook: {m.runbook_url}"
+        if m.ack_url:
+            text = f"{text}\n\nAcknowledge: {m.ack_url}" if text else f"Acknowledge: {m.ack_url}"
         return cut(text, TEXT_LIMIT) + "\n"
 
     def html_body(self, m: Message) -> str:

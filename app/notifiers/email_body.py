@@ -54,6 +54,7 @@ def html_context(m: Message) -> dict[str, Any]:
         "ends_at": m.ends_at,
         "runbook_url": m.runbook_url,
         "generator_url": m.generator_url,
+        "ack_url": m.ack_url,
         "duplicates": m.duplicates,
         "flap": {"score": m.flap_score, "transitions": m.flap_transitions, "flapping": m.flapping},
         "receiver": m.receiver,

@@ -239,6 +239,8 @@ class GoogleChatNotifier:
             links.append(("Runbook", m.runbook_url))
         if m.generator_url:
             links.append(("Source", m.generator_url))
+        if m.ack_url:
+            links.append(("Acknowledge", m.ack_url))
         return _Parts(m.title, summary, text, tuple(sorted(m.labels.items())), 0, tuple(links))
 
     def encode(self, m: Message) -> bytes:

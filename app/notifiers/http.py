@@ -76,12 +76,36 @@ async def post(
     ``io_timeout_s`` bounds each connect/read/write; the attempt's total
     deadline is the caller's ``asyncio.timeout``.
     """
+    return await request(
+        client,
+        "POST",
+        url,
+        what=what,
+        json_body=json_body,
+        content=content,
+        headers=headers,
+        io_timeout_s=io_timeout_s,
+    )
+
+
+async def request(
+    client: httpx.AsyncClient,
+    method: str,
+    url: str,
+    *,
+    what: str,
+    json_body: Any = None,
+    content: bytes | None = None,
+    headers: dict[str, str] | None = None,
+    io_timeout_s: float = 10.0,
+) -> Reply:
+    """:func:`post` with another method (PUT, PATCH: editing a message)."""
     if json_body is not None:
         content = json.dumps(json_body, ensure_ascii=False, allow_nan=False).encode()
         headers = {"Content-Type": "application/json", **(headers or {})}
     try:
         async with client.stream(
-            "POST", url, content=content, headers=headers, timeout=io_timeout_s
+            method, url, content=content, headers=headers, timeout=io_timeout_s
         ) as response:
             chunks: list[bytes] = []
             size = 0

@@ -279,6 +279,8 @@ class MSTeamsNotifier:
             links.append(("Runbook", m.runbook_url))
         if m.generator_url:
             links.append(("Source", m.generator_url))
+        if m.ack_url:
+            links.append(("Acknowledge", m.ack_url))
         return _Parts(
             title=m.title,
             summary=summary,

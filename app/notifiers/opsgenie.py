@@ -144,12 +144,22 @@ class OpsgenieNotifier:
         return m.dedup_key[:ALIAS_LIMIT]
 
     def url(self, m: Message) -> str:
-        if not closes(m):
+        if m.kind is NoticeKind.ACK:
+            action = "acknowledge"
+        elif closes(m):
+            action = "close"
+        else:
             return f"{self._base}v2/alerts"
         # The alias is one path segment: "/" and everything else reserved is escaped.
-        return f"{self._base}v2/alerts/{quote(self.alias(m), safe='')}/close?identifierType=alias"
+        alias = quote(self.alias(m), safe="")
+        return f"{self._base}v2/alerts/{alias}/{action}?identifierType=alias"
 
     def body(self, m: Message) -> dict[str, Any]:
+        if m.kind is NoticeKind.ACK:
+            out = {"source": SOURCE, "note": cut(m.title, NOTE_LIMIT)}
+            if m.ack_by:
+                out["user"] = cut(m.ack_by, 100)
+            return out
         if closes(m):
             return {"source": SOURCE, "note": cut(f"{m.title}\n{m.text}".strip(), NOTE_LIMIT)}
         body: dict[str, Any] = {

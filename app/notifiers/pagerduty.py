@@ -55,6 +55,8 @@ class PagerDutyConfig(IntegrationConfig):
 
 
 def event_action(m: Message) -> str:
+    if m.kind is NoticeKind.ACK:
+        return "acknowledge"
     resolved = m.kind is NoticeKind.RESOLVED or (
         m.kind is NoticeKind.STABLE and m.status is Status.RESOLVED
     )
@@ -92,7 +94,12 @@ class PagerDutyNotifier:
 
     def dedup_key(self, m: Message) -> str:
         if self._config.dedup_by == "group":
-            return hashlib.sha256((m.group_key or m.fingerprint).encode()).hexdigest()
+            base = m.group_key or m.fingerprint
+            escalated = m.payload.get("escalation")
+            if isinstance(escalated, dict) and escalated.get("receiver"):
+                # A receiver escalated to has an incident of its own.
+                base = f"{base}\x1fescalated\x1f{escalated['receiver']}"
+            return hashlib.sha256(base.encode()).hexdigest()
         return m.dedup_key[:DEDUP_KEY_LIMIT]
 
     def event(self, m: Message) -> dict[str, Any]:
@@ -102,7 +109,8 @@ class PagerDutyNotifier:
             "event_action": action,
             "dedup_key": self.dedup_key(m),
         }
-        if action == "resolve":
+        if action in ("resolve", "acknowledge"):
+            # Both name the incident by dedup_key only; PagerDuty reads nothing else.
             return body
         labels = m.labels
         field = self._field
@@ -118,6 +126,9 @@ class PagerDutyNotifier:
         }
         if m.kind in (NoticeKind.FLAPPING, NoticeKind.STABLE) or m.flapping:
             details["flap"] = {"score": m.flap_score, "transitions": m.flap_transitions}
+        escalated = m.payload.get("escalation")
+        if m.kind is NoticeKind.ESCALATION and isinstance(escalated, dict):
+            details["escalation"] = escalated
         payload: dict[str, Any] = {
             "summary": cut(m.title, SUMMARY_LIMIT),
             "source": field(

@@ -1,4 +1,11 @@
-"""Slack incoming webhooks.
+"""Slack: incoming webhooks, or the Web API with a bot token.
+
+With ``token`` (or ``token_file``) and ``api_url`` pointing at
+``…/api/chat.postMessage``, messages go through the Web API
+(:mod:`app.notifiers.slackapi`): ``update_message: true`` edits the first
+message of an alert (or group) with ``chat.update`` at every later change;
+without it, later changes reply in that message's thread (``thread_ts``).
+The message body is the same either way.
 
 One message per notice: ``text`` is the notification fallback (title, then
 the start of the body); ``blocks`` hold the title; one ``attachments`` entry
@@ -18,15 +25,24 @@ the message as they are.
 
 import json
 from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
 from pydantic import SecretStr, model_validator
 
-from app.config.fields import secret_url_from
+from app.config.fields import FieldError, secret_from, secret_url_from
 from app.core.domain import Status
 from app.core.message import Message
 from app.core.ratelimit import RateLimit
 from app.notifiers import http
-from app.notifiers.base import BuildContext, IntegrationConfig, Prepared, destination_id
+from app.notifiers.base import (
+    BuildContext,
+    IntegrationConfig,
+    MessageMode,
+    MessageRef,
+    Prepared,
+    destination_id,
+)
+from app.notifiers.slackapi import POST_METHOD, UPDATE_METHOD, SlackAPI, method_url, posted_ref
 from app.notifiers.slackcompat import (
     check_reply,
     colour,
@@ -65,10 +81,14 @@ _HINTS = {
 
 
 class SlackConfig(IntegrationConfig):
-    secret_fields: ClassVar[tuple[str, ...]] = ("api_url",)
+    secret_fields: ClassVar[tuple[str, ...]] = ("api_url", "token")
+    can_update_message: ClassVar[bool] = True
 
     api_url: SecretStr
-    # App webhooks ignore these; legacy custom-integration webhooks honour them.
+    # A bot token switches to the Web API (api_url is then chat.postMessage).
+    token: SecretStr | None = None
+    # App webhooks ignore these; legacy custom-integration webhooks and the
+    # Web API honour them (the Web API needs the channel).
     channel: str | None = None
     username: str | None = None
     icon_emoji: str | None = None
@@ -76,7 +96,35 @@ class SlackConfig(IntegrationConfig):
     @model_validator(mode="before")
     @classmethod
     def _secrets(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            data = secret_from(data, "token", required=False)
         return secret_url_from(data, "api_url")
+
+    @model_validator(mode="after")
+    def _web_api(self) -> "SlackConfig":
+        if self.token is None:
+            if self.update_message:
+                raise FieldError(
+                    "update_message",
+                    "needs Slack's Web API: a bot token (token or token_file) and "
+                    f"api_url https://slack.com/api/{POST_METHOD}; a webhook cannot edit",
+                )
+            return self
+        if not urlsplit(self.api_url.get_secret_value()).path.endswith(f"/{POST_METHOD}"):
+            raise FieldError(
+                "api_url",
+                f"with a token it must be the Web API's {POST_METHOD} URL "
+                f"(https://slack.com/api/{POST_METHOD})",
+            )
+        if not self.channel:
+            raise FieldError("channel", "required with a token (the channel ID or name to post in)")
+        return self
+
+    def secret_values(self) -> list[str]:
+        # With a token the URL is Slack's public API address, not a credential.
+        if self.token is not None:
+            return [self.token.get_secret_value()]
+        return super().secret_values()
 
 
 def escape(text: str) -> str:
@@ -131,20 +179,21 @@ def slack_body(m: Message, config: SlackConfig) -> dict[str, Any]:
     if body:
         inner.append(_section(body))
     inner.append({"type": "context", "elements": [_mrkdwn(i) for i in context_items(m)]})
-    if m.runbook_url and len(m.runbook_url) <= URL_LIMIT:
-        inner.append(
-            {
-                "type": "actions",
-                "elements": [
-                    {
-                        "type": "button",
-                        "action_id": "runbook",
-                        "text": {"type": "plain_text", "text": "Runbook"},
-                        "url": m.runbook_url,
-                    }
-                ],
-            }
+    buttons = [
+        {
+            "type": "button",
+            "action_id": action,
+            "text": {"type": "plain_text", "text": label},
+            "url": url,
+        }
+        for action, label, url in (
+            ("runbook", "Runbook", m.runbook_url),
+            ("acknowledge", "Acknowledge", m.ack_url),
         )
+        if url and len(url) <= URL_LIMIT
+    ]
+    if buttons:
+        inner.append({"type": "actions", "elements": buttons})
     out: dict[str, Any] = {
         "text": cut_markup(f"{title}\n{text}" if text else title, FALLBACK_LIMIT),
         "blocks": [_section(f"*{title}*")],
@@ -166,9 +215,15 @@ class SlackNotifier:
         self._url = config.api_url.get_secret_value()
         self._http = ctx.http
         self._clock = ctx.clock
-        self._secrets = url_secrets(self._url)
+        token = config.token.get_secret_value() if config.token is not None else None
+        self._api = SlackAPI(ctx.http, token) if token else None
+        self._secrets = [token] if token else url_secrets(self._url)
 
     def destination(self) -> str:
+        if self._api is not None:
+            # Slack paces posting per channel (and workspace): one bucket per
+            # token and channel, not one for everyone behind slack.com/api.
+            return destination_id("slack", self._url, self._api.token, self._config.channel or "")
         return destination_id("slack", self._url)
 
     def secrets(self) -> list[str]:
@@ -181,10 +236,56 @@ class SlackNotifier:
         return RateLimit(per_second=1.0, burst=1)
 
     def prepare(self, message: Message) -> Prepared:
+        if self._api is not None:
+            return self.prepare_post(message, None)
         body = json.dumps(slack_body(message, self._config), ensure_ascii=False).encode()
         return Prepared("POST", self._url, {"Content-Type": "application/json"}, body)
 
+    # -- the Web API (a bot token): post, reply in a thread, edit
+
+    def message_mode(self) -> MessageMode | None:
+        if self._api is None:
+            return None
+        return MessageMode.EDIT if self._config.update_message else MessageMode.THREAD
+
+    def _api_or_fail(self) -> SlackAPI:
+        if self._api is None:
+            raise RuntimeError("slack: posting by reference needs a bot token")
+        return self._api
+
+    def prepare_post(self, message: Message, thread: MessageRef | None) -> Prepared:
+        body = slack_body(message, self._config)
+        if thread is not None:
+            body["channel"] = thread["channel"]
+            body["thread_ts"] = thread["ts"]
+        return self._api_or_fail().prepared(self._url, body)
+
+    def prepare_edit(self, message: Message, ref: MessageRef) -> Prepared:
+        body = slack_body(message, self._config)
+        # chat.update takes the channel's ID (as postMessage answered it) and
+        # the message's ts; it has no username, icon or unfurl arguments.
+        for key in ("username", "icon_emoji", "unfurl_links", "unfurl_media"):
+            body.pop(key, None)
+        body = {**body, "channel": ref["channel"], "ts": ref["ts"]}
+        return self._api_or_fail().prepared(method_url(self._url, UPDATE_METHOD), body)
+
+    async def post(self, message: Message, thread: MessageRef | None) -> MessageRef:
+        api = self._api_or_fail()
+        data = await api.call(
+            self.prepare_post(message, thread), self._clock.now(), what=f"slack {POST_METHOD}"
+        )
+        return posted_ref(data, what=f"slack {POST_METHOD}")
+
+    async def edit(self, message: Message, ref: MessageRef) -> None:
+        api = self._api_or_fail()
+        await api.call(
+            self.prepare_edit(message, ref), self._clock.now(), what=f"slack {UPDATE_METHOD}"
+        )
+
     async def send(self, message: Message) -> str | None:
+        if self._api is not None:
+            await self.post(message, None)
+            return None
         request = self.prepare(message)
         reply = await http.post(
             self._http, request.url, what="slack", content=request.body, headers=request.headers

@@ -78,6 +78,12 @@ class Metrics:
             ["integration", "result"],
             registry=r,
         )
+        self.messages_updated = Counter(
+            "alertrelay_messages_updated_total",
+            "Chat messages edited in place (update_message) instead of posting again",
+            ["integration"],
+            registry=r,
+        )
         self.notification_duration = Histogram(
             "alertrelay_notification_duration_seconds",
             "Duration of one delivery attempt",
@@ -122,6 +128,26 @@ class Metrics:
             "alertrelay_pruned_rows_total",
             "Rows deleted because they were past their retention",
             ["table"],
+            registry=r,
+        )
+        self.acks = Counter(
+            "alertrelay_acks_total",
+            "Acknowledgements, by how they came (api, cli, link, console)",
+            ["via"],
+            registry=r,
+        )
+        for via in ("api", "cli", "link", "console"):
+            self.acks.labels(via=via)
+        self.escalations = Counter(
+            "alertrelay_escalations_total",
+            "Escalation steps taken: an unacknowledged alert's next receiver was told",
+            ["receiver"],
+            registry=r,
+        )
+        self.heartbeat_age = Gauge(
+            "alertrelay_heartbeat_age_seconds",
+            "Seconds since each heartbeat's last proof of life (since it is watched, if never)",
+            ["name"],
             registry=r,
         )
         self.build_info = Gauge(

@@ -30,10 +30,19 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.core.domain import AlertRecord, NotificationRow, QuarantineRow, Status, TransitionRow
+from app.core.domain import (
+    AckRow,
+    AlertRecord,
+    NotificationRow,
+    QuarantineRow,
+    Status,
+    TransitionRow,
+)
 from app.core.domain import NotificationStatus as NS
 from app.store.tables import (
     UTCDateTime,
+    alert_acks,
+    alert_escalations,
     alert_transitions,
     alerts,
     notifications,
@@ -90,6 +99,14 @@ def record_from_row(row: Any) -> AlertRecord:
         content_hash=m["content_hash"],
         skewed_at=m["skewed_at"],
         clock_skew=m["clock_skew"],
+        ack_at=m["ack_at"],
+        ack_by=m["ack_by"],
+        ack_via=m["ack_via"],
+        ack_comment=m["ack_comment"],
+        ack_until=m["ack_until"],
+        escalation_since=m["escalation_since"],
+        next_escalation_at=m["next_escalation_at"],
+        escalated_to=tuple(m["escalated_to"] or ()),
     )
 
 
@@ -124,6 +141,14 @@ def _row_values(rec: AlertRecord) -> dict[str, Any]:
         "content_hash": rec.content_hash,
         "skewed_at": rec.skewed_at,
         "clock_skew": rec.clock_skew,
+        "ack_at": rec.ack_at,
+        "ack_by": rec.ack_by,
+        "ack_via": rec.ack_via,
+        "ack_comment": rec.ack_comment,
+        "ack_until": rec.ack_until,
+        "escalation_since": rec.escalation_since,
+        "next_escalation_at": rec.next_escalation_at,
+        "escalated_to": list(rec.escalated_to) or None,
     }
 
 
@@ -216,6 +241,41 @@ class DuplicateKey:
     count: int  # times it appears in the batch
 
 
+@dataclass(frozen=True)
+class EscalationRow:
+    fingerprint: str
+    incident_key: str
+    step: int
+    receiver: str
+    after_s: float
+    since: datetime
+    fired_at: datetime
+
+
+def _escalation_values(e: EscalationRow) -> dict[str, Any]:
+    return {
+        "fingerprint": e.fingerprint,
+        "incident_key": e.incident_key,
+        "step": e.step,
+        "receiver": e.receiver,
+        "after_s": e.after_s,
+        "since": e.since,
+        "fired_at": e.fired_at,
+    }
+
+
+def _not_acked(now: datetime) -> list[Any]:
+    """SQL for :func:`app.core.ack.is_acked` being false at ``now`` (an ack that
+    ran out counts as none: the step resumes and records its expiry)."""
+    columns = alerts.c
+    return [
+        sa.or_(
+            columns.ack_at.is_(None),
+            sa.and_(columns.ack_until.is_not(None), columns.ack_until <= now),
+        )
+    ]
+
+
 @dataclass
 class AlertChanges:
     """What one unit of work writes."""
@@ -226,6 +286,7 @@ class AlertChanges:
     transitions: list[TransitionRow] = field(default_factory=list)
     notifications: list[NotificationRow] = field(default_factory=list)
     quarantined: list[QuarantineRow] = field(default_factory=list)
+    acks: list[AckRow] = field(default_factory=list)  # ack history rows
 
 
 class AlertUnit:
@@ -311,6 +372,34 @@ class AlertUnit:
             alerts.c.next_renotify_at <= now,
         )
         return await self._load_where(due, limit)
+
+    async def load_escalations_due(self, now: datetime, limit: int) -> list[AlertRecord]:
+        """Lock and load alerts whose next escalation step is due and that are
+        not acknowledged (an expired ack counts as none). The index on
+        ``next_escalation_at`` keeps this to the due rows."""
+        due = sa.and_(
+            alerts.c.next_escalation_at.is_not(None),
+            alerts.c.next_escalation_at <= now,
+            *_not_acked(now),
+        )
+        return await self._load_where(due, limit)
+
+    async def record_escalations(self, steps: list[EscalationRow]) -> set[tuple[str, str]]:
+        """Insert the steps not recorded yet; return the (fingerprint, receiver)
+        of those this call inserted. A step another transaction recorded is
+        left out, so its notifications are not queued twice."""
+        if not steps:
+            return set()
+        inserted: set[tuple[str, str]] = set()
+        statement = (
+            self._insert(alert_escalations)
+            .on_conflict_do_nothing()
+            .returning(alert_escalations.c.fingerprint, alert_escalations.c.receiver)
+        )
+        for step in steps:
+            result = await self.conn.execute(statement, _escalation_values(step))
+            inserted.update((row[0], row[1]) for row in result)
+        return inserted
 
     async def _load_where(self, condition: Any, limit: int) -> list[AlertRecord]:
         query = sa.select(alerts).where(condition).order_by(alerts.c.fingerprint).limit(limit)
@@ -462,6 +551,8 @@ class AlertUnit:
             await self._execute_sliced(
                 quarantined_alerts.insert(), changes.quarantined, _quarantine_values
             )
+        if changes.acks:
+            await self._execute_sliced(alert_acks.insert(), changes.acks, ack_values)
 
 
 def _transition_values(t: TransitionRow) -> dict[str, Any]:
@@ -493,6 +584,20 @@ def _notification_values(n: NotificationRow) -> dict[str, Any]:
         "created_at": n.created_at,
         "next_attempt_at": n.created_at,
         "attempts": 0,
+        "message_key": n.message_key,
+    }
+
+
+def ack_values(a: AckRow) -> dict[str, Any]:
+    return {
+        "fingerprint": a.fingerprint,
+        "occurrence": a.occurrence,
+        "action": a.action.value,
+        "actor": a.actor,
+        "via": a.via,
+        "comment": a.comment,
+        "until": a.until,
+        "at": a.at,
     }
 
 

@@ -26,6 +26,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from app.core.domain import NoticeKind, integration_key
 from app.core.domain import NotificationStatus as NS
 from app.core.payload import NoticePayload
+from app.store import message_refs
+from app.store.message_refs import RefWrite, StoredRef
 from app.store.tables import UTCDateTime, delivery_attempts, notifications
 from app.store.wakeup import notify_outbox
 
@@ -37,6 +39,9 @@ class Result(enum.StrEnum):
     SENT = "sent"
     RETRY = "retry"
     DEAD = "dead"
+    # Settled without sending: its message already shows a newer state (an
+    # edit would go backwards). The row counts as sent; its attempt says why.
+    SKIPPED = "skipped"
     RELEASED = "released"  # handed back unsent at shutdown
     DEFERRED = "deferred"  # handed back unsent: its destination's rate limit is spent
 
@@ -57,6 +62,9 @@ class Claimed:
     attempt: int  # this attempt's number, counted at claim
     lease_token: str
     claimed_at: datetime
+    message_key: str | None = None  # the chat message the row belongs to
+    # That message's reference as stored when the row was claimed.
+    message_ref: StoredRef | None = None
 
     @property
     def integration_key(self) -> str:
@@ -76,6 +84,10 @@ class Outcome:
     next_attempt_at: datetime | None = None
     error: str | None = None
     status_code: int | None = None
+    # What the attempt did with the row's chat message (posted, edited,
+    # skipped…), stored on the row; and the reference to record with it.
+    message: dict[str, Any] | None = None
+    ref_write: RefWrite | None = None
 
 
 _RETURNING = (
@@ -93,6 +105,7 @@ _RETURNING = (
     sa.func.coalesce(n.queued_at, n.created_at, type_=UTCDateTime()).label("queued_at"),
     n.attempts,
     n.lease_token,
+    n.message_key,
 )
 
 
@@ -219,6 +232,14 @@ async def claim(
     rows = [r._mapping for r in await conn.execute(stmt)]
     if not rows:
         return []
+    refs = await message_refs.load(
+        conn,
+        (
+            (integration_key(m["receiver"], m["integration"], m["integration_index"]), key)
+            for m in rows
+            if (key := m["message_key"])
+        ),
+    )
     claimed = [
         Claimed(
             id=m["id"],
@@ -235,6 +256,13 @@ async def claim(
             attempt=m["attempts"],
             lease_token=m["lease_token"],
             claimed_at=now,
+            message_key=m["message_key"],
+            message_ref=refs.get(
+                (
+                    integration_key(m["receiver"], m["integration"], m["integration_index"]),
+                    m["message_key"] or "",
+                )
+            ),
         )
         for m in sorted(rows, key=lambda m: m["id"])
     ]
@@ -242,6 +270,8 @@ async def claim(
         await conn.execute(delivery_attempts.insert(), interrupted)
     return claimed
 
+
+_SETTLED = (Result.SENT, Result.SKIPPED)
 
 _FINISH_SENT = (
     notifications.update()
@@ -307,13 +337,13 @@ async def finish(conn: AsyncConnection, outcomes: list[Outcome], worker: str) ->
         return set()
     applied: set[int] = set()
     now = max(o.finished_at for o in outcomes)
-    sent = [o for o in outcomes if o.result is Result.SENT]
+    sent = [o for o in outcomes if o.result in _SETTLED]
     if sent:
         keys = [(o.id, o.lease_token) for o in sent]
         result = await conn.execute(_FINISH_SENT, {"keys": keys, "now": now})
         applied.update(row[0] for row in result)
     for o in outcomes:
-        if o.result is Result.SENT:
+        if o.result in _SETTLED:
             continue
         result = await conn.execute(
             notifications.update()
@@ -323,6 +353,15 @@ async def finish(conn: AsyncConnection, outcomes: list[Outcome], worker: str) ->
         if result.rowcount == 1:
             applied.add(o.id)
     recorded = [o for o in outcomes if o.id in applied]
+    # The message reference and what the attempt did with it, in the same
+    # transaction as the outcome: a restart or another replica edits the
+    # message this attempt posted.
+    await message_refs.write(conn, [o.ref_write for o in recorded if o.ref_write], now)
+    for o in recorded:
+        if o.message is not None:
+            await conn.execute(
+                notifications.update().where(n.id == o.id).values(message_ref=o.message)
+            )
     if recorded:
         await conn.execute(
             delivery_attempts.insert(),

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from app.core.domain import NotificationStatus as NS
 from app.core.domain import isoformat
 from app.store.tables import (
+    alert_acks,
     alert_transitions,
     alerts,
     delivery_attempts,
@@ -61,7 +62,25 @@ def _ts(value: datetime | None) -> str | None:
     return isoformat(value) if value is not None else None
 
 
-def alert_summary(m: Any) -> dict[str, Any]:
+def ack_state(m: Any, now: datetime | None) -> dict[str, Any] | None:
+    """The ack of the alert's current occurrence, or None.
+
+    ``active`` is False once its ``until`` has passed (the expiry is written
+    down at the next event that looks at the alert)."""
+    if m["ack_at"] is None:
+        return None
+    until = m["ack_until"]
+    return {
+        "active": until is None or now is None or until > now,
+        "by": m["ack_by"],
+        "via": m["ack_via"],
+        "at": _ts(m["ack_at"]),
+        "comment": m["ack_comment"],
+        "until": _ts(until),
+    }
+
+
+def alert_summary(m: Any, now: datetime | None = None) -> dict[str, Any]:
     return {
         "fingerprint": m["fingerprint"],
         "alertname": m["alertname"],
@@ -94,11 +113,17 @@ def alert_summary(m: Any) -> dict[str, Any]:
         ),
         "source": m["source"],
         "group_key": m["group_key"],
+        "ack": ack_state(m, now),
     }
 
 
 async def list_alerts(
-    conn: AsyncConnection, *, state: str | None, limit: int, cursor: str | None
+    conn: AsyncConnection,
+    *,
+    state: str | None,
+    limit: int,
+    cursor: str | None,
+    now: datetime | None = None,
 ) -> tuple[list[dict[str, Any]], str | None]:
     """Most recently changed first; ``state`` is firing, resolved or flapping."""
     query = sa.select(alerts)
@@ -125,7 +150,7 @@ async def list_alerts(
     next_cursor = (
         _encode_cursor(rows[-1]["last_changed"], rows[-1]["fingerprint"]) if more and rows else None
     )
-    return [alert_summary(r) for r in rows], next_cursor
+    return [alert_summary(r, now) for r in rows], next_cursor
 
 
 def notification_view(m: Any, *, with_payload: bool = False) -> dict[str, Any]:
@@ -146,19 +171,31 @@ def notification_view(m: Any, *, with_payload: bool = False) -> dict[str, Any]:
         "last_error": m["last_error"],
         "last_status_code": m["last_status_code"],
         "replays": m["replays"],
+        # The chat message the row belongs to, and what its delivery did with
+        # it: posted, edited, replied, reposted (the old one was gone) or
+        # skipped (the message already showed a newer state), with the
+        # sink's reference (Slack channel+ts, Discord message_id, Mattermost post_id).
+        "message_key": m["message_key"],
+        "message": m["message_ref"],
     }
     if with_payload:
         out["payload"] = m["payload"]
     return out
 
 
+async def alert_row(conn: AsyncConnection, fingerprint: str) -> Any:
+    """The alert's row (for a record of it), or None."""
+    query = sa.select(alerts).where(alerts.c.fingerprint == fingerprint)
+    return (await conn.execute(query)).first()
+
+
 async def get_alert(
-    conn: AsyncConnection, fingerprint: str, history: int = 200
+    conn: AsyncConnection, fingerprint: str, history: int = 200, now: datetime | None = None
 ) -> dict[str, Any] | None:
     row = (await conn.execute(sa.select(alerts).where(alerts.c.fingerprint == fingerprint))).first()
     if row is None:
         return None
-    out = alert_summary(row._mapping)
+    out = alert_summary(row._mapping, now)
     t = alert_transitions.c
     trans = await conn.execute(
         sa.select(alert_transitions)
@@ -187,7 +224,29 @@ async def get_alert(
         .limit(history)
     )
     out["notifications"] = [notification_view(r._mapping) for r in notes]
+    a = alert_acks.c
+    acks = await conn.execute(
+        sa.select(alert_acks)
+        .where(a.fingerprint == fingerprint)
+        .order_by(a.id.desc())
+        .limit(history)
+    )
+    out["acks"] = [ack_history_view(r._mapping) for r in acks]
     return out
+
+
+def ack_history_view(m: Any) -> dict[str, Any]:
+    """One row of an alert's ack history."""
+    return {
+        "id": m["id"],
+        "occurrence": _ts(m["occurrence"]),
+        "action": m["action"],
+        "by": m["actor"],
+        "via": m["via"],
+        "comment": m["comment"],
+        "until": _ts(m["until"]),
+        "at": _ts(m["at"]),
+    }
 
 
 async def list_notifications(

@@ -19,11 +19,15 @@ What is never pruned, whatever its age:
   unsent resolve or a message update may still rely on what that one
   established, and a dead notification's replay looks for later rows to
   know it has been superseded;
-* a resolved alert that still has a notification pending or in flight.
+* a resolved alert that still has a notification pending or in flight;
+* the reference of a chat message (``message_refs``) younger than
+  ``notifications``, or whose message still has a notification pending, in
+  flight or dead (a replay edits it).
 
-Acknowledgements, when they are stored, belong here as a rule of their own
-that keeps an ack while its occurrence is the alert's current one and the
-alert fires.
+An alert's ack history (``alert_acks``) goes with the alert: the foreign
+key's cascade deletes it when the alert is pruned (a handful of rows per
+alert); the ack in force lives on the alert row itself, which is kept while
+the alert fires.
 
 Rules that delete children run before their parents' rules: old attempts
 before notifications (a notification past its retention has only attempts
@@ -52,6 +56,7 @@ from app.store.tables import (
     alerts,
     audit_log,
     delivery_attempts,
+    message_refs,
     notifications,
     quarantined_alerts,
 )
@@ -64,6 +69,7 @@ TABLES = (
     "delivery_attempts",
     "quarantined_alerts",
     "audit_log",
+    "message_refs",
 )
 
 _UNFINISHED = (NS.PENDING.value, NS.IN_FLIGHT.value)
@@ -98,7 +104,7 @@ class Cutoffs:
 class Rule:
     name: str
     table: sa.Table
-    key: sa.Column[Any]
+    key: sa.Column[Any] | tuple[sa.Column[Any], ...]  # the table's primary key
     order: tuple[sa.Column[Any], ...]  # an index walk that finds the oldest first
     where: Callable[[Cutoffs], list[Any]]
     # The same rows without a batch's limits, for counting (when they differ).
@@ -207,6 +213,16 @@ def _old_transitions(c: Cutoffs) -> list[Any]:
     return [t.received_at < c.transitions, ~still_needed]
 
 
+def _old_message_refs(c: Cutoffs) -> list[Any]:
+    """References of chat messages nothing has touched for the notifications'
+    retention, unless a notification of that message may still be sent."""
+    r = message_refs.c
+    waiting = sa.select(n.message_key).where(
+        n.status.in_([*_UNFINISHED, NS.DEAD.value]), n.message_key.is_not(None)
+    )
+    return [r.updated_at < c.notifications, r.message_key.not_in(waiting)]
+
+
 RULES = (
     Rule("old delivery attempts", delivery_attempts, d.id, (d.started_at,), _old_attempts),
     Rule("sent notifications", notifications, n.id, (n.next_attempt_at, n.id), _sent_prunable),
@@ -229,6 +245,13 @@ RULES = (
         lambda c: [quarantined_alerts.c.received_at < c.quarantine],
     ),
     Rule(
+        "old message references",
+        message_refs,
+        (message_refs.c.integration, message_refs.c.message_key),
+        (message_refs.c.updated_at,),
+        _old_message_refs,
+    ),
+    Rule(
         "audit entries",
         audit_log,
         audit_log.c.id,
@@ -242,10 +265,12 @@ async def delete_batch(
     conn: AsyncConnection, dialect: str, rule: Rule, cutoffs: Cutoffs, rows: int
 ) -> int:
     """Delete at most ``rows`` of the rule's oldest rows; returns how many went."""
-    chosen = sa.select(rule.key).where(*rule.where(cutoffs)).order_by(*rule.order).limit(rows)
+    keys = rule.key if isinstance(rule.key, tuple) else (rule.key,)
+    chosen = sa.select(*keys).where(*rule.where(cutoffs)).order_by(*rule.order).limit(rows)
     if dialect == "postgresql":
         chosen = chosen.with_for_update(skip_locked=True, of=rule.table)
-    result = await conn.execute(rule.table.delete().where(rule.key.in_(chosen)))
+    target = sa.tuple_(*keys) if len(keys) > 1 else keys[0]
+    result = await conn.execute(rule.table.delete().where(target.in_(chosen)))
     return int(result.rowcount or 0)
 
 

@@ -113,10 +113,22 @@ alerts = sa.Table(
     # Migration 0003: a startsAt/endsAt from the future (see app/dedup.py).
     sa.Column("skewed_at", UTCDateTime(), nullable=True),
     sa.Column("clock_skew", sa.String(32), nullable=True),
+    # Migration 0006: the ack of the current occurrence (app/core/ack.py).
+    # ack_until NULL: no expiry.
+    sa.Column("ack_at", UTCDateTime(), nullable=True),
+    sa.Column("ack_by", sa.String(255), nullable=True),
+    sa.Column("ack_via", sa.String(16), nullable=True),
+    sa.Column("ack_comment", sa.Text(), nullable=True),
+    sa.Column("ack_until", UTCDateTime(), nullable=True),
+    # Migration 0007: escalation of the open incident (app/core/escalation.py).
+    sa.Column("escalation_since", UTCDateTime(), nullable=True),
+    sa.Column("next_escalation_at", UTCDateTime(), nullable=True),
+    sa.Column("escalated_to", JSONType, nullable=True),  # receivers, NULL = none
     sa.Index(None, "status", "last_changed"),
     sa.Index(None, "status", "flapping", "severity"),  # counts read the index only
     sa.Index(None, "flapping"),
     sa.Index(None, "next_renotify_at"),
+    sa.Index(None, "next_escalation_at"),
 )
 
 alert_transitions = sa.Table(
@@ -174,6 +186,11 @@ notifications = sa.Table(
     # created_at. max_age runs from here, so a replayed row gets its retries
     # again instead of dying on its first failure for being old.
     sa.Column("queued_at", UTCDateTime(), nullable=True),
+    # Migration 0008: which chat message the row belongs to (one alert's
+    # occurrence "a:<fingerprint>:<occurrence>", or a group "g:…"), and what
+    # its delivery did with that message (posted, edited, skipped, threaded).
+    sa.Column("message_key", sa.String(128), nullable=True),
+    sa.Column("message_ref", JSONType, nullable=True),
     # Claims walk these and stop at their limit: due rows oldest first, and
     # leases that ran out.
     sa.Index(None, "status", "next_attempt_at", "id"),
@@ -181,6 +198,22 @@ notifications = sa.Table(
     sa.Index(None, "ordering_key", "id"),
     sa.Index(None, "fingerprint", "id"),
     sa.Index(None, "status", "id"),  # lists by status, newest first
+)
+
+# Per destination and message key: the sink's reference to the message posted
+# (Slack channel+ts, Discord message id, Mattermost post id; never a secret),
+# and the outbox row whose state it last showed, so an older row never edits
+# over a newer one. Written in the transaction that records the delivery.
+message_refs = sa.Table(
+    "message_refs",
+    metadata,
+    sa.Column("integration", sa.String(300), primary_key=True),  # core.domain.integration_key
+    sa.Column("message_key", sa.String(128), primary_key=True),
+    sa.Column("ref", JSONType, nullable=False),
+    sa.Column("notification_id", sa.BigInteger(), nullable=False),
+    sa.Column("state_at", UTCDateTime(), nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.Index(None, "updated_at"),  # pruning, oldest first
 )
 
 delivery_attempts = sa.Table(
@@ -219,6 +252,28 @@ quarantined_alerts = sa.Table(
     sa.Index(None, "received_at"),
 )
 
+# Every ack, un-ack, expiry and end of an ack (action), append-only; goes
+# with its alert.
+alert_acks = sa.Table(
+    "alert_acks",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column(
+        "fingerprint",
+        sa.String(16),
+        sa.ForeignKey("alerts.fingerprint", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("occurrence", UTCDateTime(), nullable=False),
+    sa.Column("action", sa.String(16), nullable=False),  # ack, unack, expired, ended
+    sa.Column("actor", sa.String(255), nullable=False),
+    sa.Column("via", sa.String(16), nullable=False),  # api, cli, link, console, lifecycle
+    sa.Column("comment", sa.Text(), nullable=True),
+    sa.Column("until", UTCDateTime(), nullable=True),
+    sa.Column("at", UTCDateTime(), nullable=False),
+    sa.Index(None, "fingerprint", "id"),
+)
+
 # Who did what: replays, reloads, prunes (and acks). Append-only; pruned by age.
 audit_log = sa.Table(
     "audit_log",
@@ -233,4 +288,42 @@ audit_log = sa.Table(
     sa.Index(None, "at"),
     sa.Index(None, "action", "id"),
     sa.Index(None, "actor", "id"),
+)
+
+# One row per escalation step taken: the proof that a receiver was told, so a
+# restart, a crash or a second replica cannot take it twice. Written in the
+# transaction that queues the step's notifications.
+alert_escalations = sa.Table(
+    "alert_escalations",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column(
+        "fingerprint",
+        sa.String(16),
+        sa.ForeignKey("alerts.fingerprint", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    # The incident (fingerprint and the occurrence that opened it).
+    sa.Column("incident_key", sa.String(255), nullable=False),
+    sa.Column("step", sa.Integer(), nullable=False),
+    sa.Column("receiver", sa.String(255), nullable=False),
+    sa.Column("after_s", sa.Float(), nullable=False),
+    sa.Column("since", UTCDateTime(), nullable=False),
+    sa.Column("fired_at", UTCDateTime(), nullable=False),
+    # Once per receiver and incident, whatever the step numbers after a reload.
+    sa.UniqueConstraint("fingerprint", "incident_key", "receiver"),
+    sa.Index(None, "fired_at"),
+)
+
+# A dead man's switch per configured heartbeat: when the last proof of life
+# came, since when it is watched, and whether HeartbeatMissing fires for it.
+heartbeats = sa.Table(
+    "heartbeats",
+    metadata,
+    sa.Column("name", sa.String(128), primary_key=True),
+    sa.Column("watched_since", UTCDateTime(), nullable=False),
+    sa.Column("last_seen", UTCDateTime(), nullable=True),
+    sa.Column("missing", sa.Boolean(), nullable=False, server_default=sa.false()),
+    # The occurrence of the HeartbeatMissing alert while missing.
+    sa.Column("missing_since", UTCDateTime(), nullable=True),
 )

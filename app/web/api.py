@@ -12,6 +12,7 @@ from app.store import audit, queries
 from app.store.engine import is_unavailable
 from app.store.outbox import ReplayStatus
 from app.web.access import authorize
+from app.web.ack_api import delete_ack, post_ack
 from app.web.audit import actor_of
 from app.web.audit import record as record_audit
 from app.web.guards import HTTPError, error_response, int_param, json_response
@@ -54,8 +55,9 @@ async def list_alerts(request: Request) -> Response:
         raise HTTPError(400, f"state: must be one of {', '.join(_ALERT_STATES)}")
     limit = int_param(request, "limit", 100, 1, 1000)
     cursor = request.query_params.get("cursor") or None
+    now = services_of(request).clock.now()
     items, next_cursor = await _read(
-        request, queries.list_alerts, state=state, limit=limit, cursor=cursor
+        request, queries.list_alerts, state=state, limit=limit, cursor=cursor, now=now
     )
     return json_response({"alerts": items, "next_cursor": next_cursor})
 
@@ -63,7 +65,9 @@ async def list_alerts(request: Request) -> Response:
 @_handled
 async def get_alert(request: Request) -> Response:
     fingerprint = request.path_params["fingerprint"]
-    alert = await _read(request, queries.get_alert, fingerprint)
+    alert = await _read(
+        request, queries.get_alert, fingerprint, now=services_of(request).clock.now()
+    )
     if alert is None:
         raise HTTPError(404, f"no alert with fingerprint {fingerprint[:32]!r}")
     return json_response(alert)
@@ -172,6 +176,8 @@ async def reload(request: Request) -> Response:
 routes = [
     Route("/api/v1/alerts", list_alerts, methods=["GET"]),
     Route("/api/v1/alerts/{fingerprint}", get_alert, methods=["GET"]),
+    Route("/api/v1/alerts/{fingerprint}/ack", post_ack, methods=["POST"]),
+    Route("/api/v1/alerts/{fingerprint}/ack", delete_ack, methods=["DELETE"]),
     Route("/api/v1/notifications", list_notifications, methods=["GET"]),
     Route("/api/v1/notifications/{id}", get_notification, methods=["GET"]),
     Route("/api/v1/notifications/{id}/replay", replay, methods=["POST"]),

@@ -19,7 +19,7 @@ from app.bootstrap import assemble, close, make_tracer
 from app.config.model import LoadedConfig
 from app.config.settings import Settings, effective
 from app.ops.clock import Clock
-from app.web import api, audit, console, health, webhook
+from app.web import api, audit, console, health, heartbeats, webhook
 from app.web.access import AuthBackoff, ReadGuard, exposure_warnings
 from app.web.middleware import RequestMiddleware
 
@@ -87,6 +87,7 @@ def create_app(
         Route("/webhook/grafana", webhook.grafana, methods=["POST"]),
         *api.routes,
         *audit.routes,
+        *heartbeats.routes,
         *health.routes,
         *console.routes,
     ]

@@ -25,6 +25,7 @@ _WEBHOOK_RESPONSES = {
     "503": _err("Database unavailable or busy; retry"),
 }
 
+_FINGERPRINT = {"name": "fingerprint", "in": "path", "required": True, "schema": {"type": "string"}}
 _HTML = {"200": {"description": "HTML", "content": {"text/html": {}}}}
 _ACTION = {
     "303": {"description": "Done; redirects to the page that shows the result"},
@@ -34,12 +35,26 @@ _ACTION = {
         "content": {"text/html": {}},
     },
 }
+_PAGE: dict[str, Any] = {"text/html": {}}
+_LINK_REFUSALS = {
+    "400": {"description": "A bad 'for' duration", "content": _PAGE},
+    "403": {"description": "Not a token of ours (or damaged), or no CSRF token", "content": _PAGE},
+    "404": {"description": "Links are off, or the alert is no longer stored", "content": _PAGE},
+    "409": {"description": "Its occurrence is over, or the alert resolved", "content": _PAGE},
+    "410": {"description": "The link has expired", "content": _PAGE},
+}
 _FORM = {"content": {"application/x-www-form-urlencoded": {"schema": {"type": "object"}}}}
 # The web console: HTML pages for people, and the form posts behind its buttons.
 _CONSOLE: dict[str, Any] = {
     "/": {"get": {"summary": "Console: overview", "responses": _HTML}},
     "/alerts": {"get": {"summary": "Console: alerts, filtered and paged", "responses": _HTML}},
     "/alerts/{fingerprint}": {"get": {"summary": "Console: one alert", "responses": _HTML}},
+    "/alerts/{fingerprint}/ack": {
+        "post": {"summary": "Console: acknowledge", "requestBody": _FORM, "responses": _ACTION}
+    },
+    "/alerts/{fingerprint}/unack": {
+        "post": {"summary": "Console: un-acknowledge", "requestBody": _FORM, "responses": _ACTION}
+    },
     "/dead-letters": {"get": {"summary": "Console: dead letters", "responses": _HTML}},
     "/dead-letters/{id}/replay": {
         "post": {"summary": "Console: replay one", "requestBody": _FORM, "responses": _ACTION}
@@ -60,6 +75,19 @@ _CONSOLE: dict[str, Any] = {
             "summary": "Console stylesheet and script",
             "responses": {"200": {"description": "CSS or JavaScript"}},
         }
+    },
+    "/ack/{token}": {
+        "get": {
+            "summary": "Acknowledge link: shows what it would acknowledge, and a button "
+            "(never acknowledges: previews and mail scanners only GET)",
+            "responses": {**_HTML, **_LINK_REFUSALS},
+        },
+        "post": {
+            "summary": "Acknowledge link: acknowledges the occurrence the token names, "
+            "as the receiver whose message carried it",
+            "requestBody": _FORM,
+            "responses": {**_HTML, **_LINK_REFUSALS},
+        },
     },
 }
 
@@ -149,6 +177,46 @@ OPENAPI: dict[str, Any] = {
                     "404": _err("Unknown fingerprint"),
                 },
             }
+        },
+        "/api/v1/alerts/{fingerprint}/ack": {
+            "post": {
+                "summary": "Acknowledge the alert's current occurrence (admin credential): "
+                "reminders and escalation stop; PagerDuty incidents it opened are acknowledged",
+                "security": [{"admin": []}],
+                "parameters": [_FINGERPRINT],
+                "requestBody": {
+                    "required": False,
+                    "content": {
+                        "application/json": {"schema": {"$ref": "#/components/schemas/AckRequest"}}
+                    },
+                },
+                "responses": {
+                    "200": _json({"$ref": "#/components/schemas/AckResult"}, "Acknowledged"),
+                    "400": _err("Bad JSON or a bad 'for' duration"),
+                    "401": _err("Missing or wrong admin credential"),
+                    "403": _err("No admin credential configured"),
+                    "404": _err("Unknown fingerprint"),
+                    "409": _err("The alert is resolved and not flapping"),
+                    "413": _err("Body over 16 KiB"),
+                    "415": _err("Not JSON"),
+                    "422": _err("Not an object of by, comment, for"),
+                    "503": _err("Database unavailable"),
+                },
+            },
+            "delete": {
+                "summary": "Take the acknowledgement back (admin credential); reminders and "
+                "escalation resume (PagerDuty has no un-acknowledge)",
+                "security": [{"admin": []}],
+                "parameters": [_FINGERPRINT],
+                "responses": {
+                    "200": _json({"$ref": "#/components/schemas/AckResult"}, "Taken back"),
+                    "401": _err("Missing or wrong admin credential"),
+                    "403": _err("No admin credential configured"),
+                    "404": _err("Unknown fingerprint"),
+                    "409": _err("Not acknowledged"),
+                    "503": _err("Database unavailable"),
+                },
+            },
         },
         "/api/v1/notifications": {
             "get": {
@@ -263,6 +331,50 @@ OPENAPI: dict[str, Any] = {
                         "A page of audit entries",
                     ),
                     "400": _err("Bad parameter"),
+                },
+            }
+        },
+        "/api/v1/heartbeats": {
+            "get": {
+                "summary": "Each configured heartbeat: last proof of life, age, missing or not",
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "properties": {
+                                "heartbeats": {
+                                    "type": "array",
+                                    "items": {
+                                        "type": "object",
+                                        "properties": {
+                                            "name": {"type": "string"},
+                                            "matchers": {
+                                                "type": "array",
+                                                "items": {"type": "string"},
+                                            },
+                                            "interval_s": {"type": "number"},
+                                            "receiver": {"type": ["string", "null"]},
+                                            "watched_since": {
+                                                "type": "string",
+                                                "format": "date-time",
+                                            },
+                                            "last_seen": {
+                                                "type": ["string", "null"],
+                                                "format": "date-time",
+                                            },
+                                            "age_s": {"type": "number"},
+                                            "missing": {"type": "boolean"},
+                                            "missing_since": {
+                                                "type": ["string", "null"],
+                                                "format": "date-time",
+                                            },
+                                        },
+                                    },
+                                }
+                            },
+                        },
+                        "The heartbeats, in config order",
+                    )
                 },
             }
         },

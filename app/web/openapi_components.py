@@ -76,6 +76,7 @@ COMPONENTS: dict[str, Any] = {
                 "runbook_url": {"type": ["string", "null"]},
                 "duplicates": {"type": "integer"},
                 "flap": {"type": "object"},
+                "ack": {"anyOf": [{"$ref": "#/components/schemas/Ack"}, {"type": "null"}]},
                 "clock_skew": {
                     "description": "Set when the occurrence's startsAt or endsAt was "
                     "further ahead than ingest.max_clock_skew",
@@ -94,6 +95,11 @@ COMPONENTS: dict[str, Any] = {
                     "type": "object",
                     "properties": {
                         "transitions": {"type": "array", "items": {"type": "object"}},
+                        "acks": {
+                            "description": "acks, un-acks, expiries and ends, newest first",
+                            "type": "array",
+                            "items": {"type": "object"},
+                        },
                         "notifications": {
                             "type": "array",
                             "items": {"$ref": "#/components/schemas/Notification"},
@@ -101,6 +107,36 @@ COMPONENTS: dict[str, Any] = {
                     },
                 },
             ]
+        },
+        "Ack": {
+            "description": "The acknowledgement of the current occurrence",
+            "type": "object",
+            "properties": {
+                "active": {"type": "boolean", "description": "false once 'until' has passed"},
+                "by": {"type": "string"},
+                "via": {"type": "string", "enum": ["api", "cli", "link", "console"]},
+                "at": {"type": "string", "format": "date-time"},
+                "comment": {"type": ["string", "null"]},
+                "until": {"type": ["string", "null"], "format": "date-time"},
+            },
+        },
+        "AckRequest": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "by": {"type": "string", "description": "who (default: the credential's name)"},
+                "comment": {"type": "string"},
+                "for": {"type": "string", "description": "a duration such as 30m; default: none"},
+            },
+        },
+        "AckResult": {
+            "type": "object",
+            "properties": {
+                "status": {"type": "string", "enum": ["acknowledged", "unacknowledged"]},
+                "fingerprint": {"type": "string"},
+                "ack": {"anyOf": [{"$ref": "#/components/schemas/Ack"}, {"type": "null"}]},
+                "notifications": {"type": "integer", "description": "outbox rows queued"},
+            },
         },
         "Notification": {
             "type": "object",
@@ -114,6 +150,16 @@ COMPONENTS: dict[str, Any] = {
                 "dedup_key": {"type": "string"},
                 "attempts": {"type": "integer"},
                 "last_error": {"type": ["string", "null"]},
+                "message_key": {
+                    "type": ["string", "null"],
+                    "description": "the chat message the notification belongs to "
+                    "(a:<fingerprint>:<occurrence> or g:<group>)",
+                },
+                "message": {
+                    "type": ["object", "null"],
+                    "description": "what its delivery did with that message (action: posted, "
+                    "edited, replied, reposted, skipped) and the sink's reference (ref)",
+                },
             },
         },
         "AuditEntry": {

@@ -157,3 +157,38 @@ def test_alertmanager_yml_hands_every_shipped_alert_to_alertrelay() -> None:
             result.stdout,
             result.stderr,
         )
+
+
+def test_the_example_config_watches_the_watchdog_and_escalates_pages(
+    no_secrets: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The example's heartbeat is proven by the Watchdog that alertmanager.yml
+    repeats, its HeartbeatMissing pages, and pages escalate."""
+    from app.config.compiled import compile_config
+    from app.config.model import load_config
+    from app.core.heartbeats import labels as missing_labels
+    from app.core.heartbeats import proven
+
+    example = ROOT / "app" / "examples" / "alertrelay.yml"
+    runtime = compile_config(load_config(str(example), secrets_optional=True))
+    watchdog = [a for a in shipped_alerts() if a["alertname"] == "Watchdog"]
+    assert watchdog and proven(runtime.heartbeats, watchdog) == {"alertmanager"}
+    (hb,) = runtime.heartbeats
+    missing = routes_test(example, missing_labels(hb.name), capsys)["info"]
+    assert [r["receiver"] for r in missing["receivers"]] == ["page"]
+    assert [(s["after_s"], s["receiver"]) for s in missing["escalate"]] == [
+        (900.0, "chat-and-mail"),
+        (2700.0, "chat"),
+    ]
+    # alertmanager.yml repeats Watchdog well within the heartbeat's interval.
+    am = yaml.safe_load((ROOT / "alertmanager.yml").read_text())
+    (route,) = [r for r in am["route"]["routes"] if r["matchers"] == ['alertname="Watchdog"']]
+    assert route["receiver"] == "alertrelay"
+    assert _seconds(route["repeat_interval"]) * 2 < hb.interval_s
+    assert _seconds(route["group_interval"]) * 2 < hb.interval_s
+
+
+def _seconds(text: str) -> float:
+    from app.config.fields import parse_duration
+
+    return parse_duration(text).total_seconds()

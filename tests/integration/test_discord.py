@@ -33,7 +33,8 @@ from app.notifiers.discord import (
 )
 from app.notifiers.http import make_client
 from app.ops.clock import SystemClock
-from tests.conformance import CANARY_PATH, Case
+from tests.chat_fakes import FakeDiscordMessages
+from tests.conformance import CANARY_PATH, Case, Operation
 from tests.helpers import notice_payload, sink_message
 from tests.sinks import Reply, Sink, WebhookSink, serve
 
@@ -622,5 +623,24 @@ CONFORMANCE = Case(
     extra_dead=[Reply(400, {"code": 50035, "errors": {}, "message": "Invalid Form Body"})],
     extra_retry=[
         Reply(429, {"message": "You are being rate limited.", "retry_after": 1.5, "global": False})
+    ],
+    operations=[
+        Operation(
+            op,
+            lambda: FakeDiscordMessages(token=CANARY_PATH),
+            lambda url: {
+                "webhook_url": f"{url}/api/webhooks/123456/{CANARY_PATH}",
+                "update_message": True,
+            },
+            ref=None if op == "post" else {"message_id": "1100000000000000001"},
+            extra_dead=[
+                Reply(401, {"message": "Invalid Webhook Token", "code": 50027}),
+                Reply(404, {"message": "Unknown Webhook", "code": 10015}),
+            ],
+            extra_retry=[
+                Reply(429, {"message": "You are being rate limited.", "retry_after": 2.0}),
+            ],
+        )
+        for op in ("post", "edit")
     ],
 )

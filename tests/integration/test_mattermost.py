@@ -17,7 +17,8 @@ from app.core.message import Message
 from app.core.ratelimit import RateLimit
 from app.notifiers.base import DeliveryError, Notifier
 from app.notifiers.mattermost import MattermostConfig
-from tests.conformance import CANARY_PATH, Case
+from tests.chat_fakes import FakeMattermostAPI
+from tests.conformance import CANARY_PATH, CANARY_TOKEN, Case, Operation
 from tests.helpers import notice_payload, sink_message, sink_notifier
 from tests.sinks import Received, Reply, Sink, WebhookSink, serve
 
@@ -350,4 +351,25 @@ CONFORMANCE = Case(
     lambda url: {"webhook_url": f"{url}/hooks/{CANARY_PATH}"},
     Reply(200, "ok"),
     extra_dead=[Reply(200, "not ok")],
+    operations=[
+        Operation(
+            op,
+            lambda: FakeMattermostAPI(token=CANARY_TOKEN),
+            lambda url, op=op: {
+                "api_url": f"{url}/api/v4/posts",
+                "token": CANARY_TOKEN,
+                "channel_id": "chan0000000000000000000000",
+                "update_message": op == "edit",
+            },
+            ref=None if op == "post" else {"post_id": "00000000000000000000000001"},
+            extra_dead=[
+                Reply(
+                    401,
+                    {"id": "api.context.session_expired.app_error", "message": "Invalid session"},
+                ),
+                Reply(403, {"id": "api.context.permissions.app_error", "message": "No access"}),
+            ],
+        )
+        for op in ("post", "edit", "reply")
+    ],
 )

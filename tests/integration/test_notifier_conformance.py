@@ -26,7 +26,7 @@ import ssl
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
@@ -40,11 +40,12 @@ from app.core.domain import NoticeKind
 from app.core.message import Message, build_message
 from app.delivery.worker import DeliveryWorker
 from app.notifiers import CONFIG_MODELS, FACTORIES, build_notifier
-from app.notifiers.base import BuildContext, DeliveryError, Notifier
+from app.notifiers.base import BuildContext, DeliveryError, MessageGone, Notifier, Referencing
 from app.notifiers.http import make_client
 from app.ops.clock import ManualClock, SystemClock
 from app.ops.logs import JsonFormatter
-from tests.conformance import CANARIES, CANARY_KEY, CANARY_PATH, CANARY_TOKEN, Case
+from tests.chat_fakes import AS_SERVICE
+from tests.conformance import CANARIES, CANARY_KEY, CANARY_PATH, CANARY_TOKEN, Case, Operation
 from tests.conftest import running_app
 from tests.helpers import JSON, T0, am_alert, am_webhook, body, table_rows
 from tests.integration.test_email import PASSWORD as SMTP_PASSWORD
@@ -308,6 +309,174 @@ async def test_huge_answer_is_read_only_in_part(
     assert info.value.retryable and len(info.value.message) < 1200
 
 
+# ------------------------------------------------------------------ the other operations: post by API, edit, reply
+
+# Each integration's further modes (posting through an API that names the
+# message, editing it, replying in its thread) through the same table.
+OPS = [(name, op) for name, case in sorted(CASES.items()) for op in case.operations]
+OP_IDS = [f"{name}-{op.name}" for name, op in OPS]
+
+# The answers every operation is classified by (as for plain sends above).
+TABLE = [
+    (Reply(500, ECHO), True, None),
+    (Reply(502, "bad gateway"), True, None),
+    (Reply(503, ECHO, headers={"Retry-After": "7"}), True, 7.0),
+    (Reply(408, "timeout"), True, None),
+    (Reply(429, ECHO, headers={"Retry-After": "2"}), True, 2.0),
+    (Reply(400, ECHO), False, None),
+    (Reply(401, ECHO), False, None),
+    (Reply(403, "forbidden"), False, None),
+    (Reply(404, ECHO), False, None),
+    (Reply(410, "gone"), False, None),
+    (Reply(302, "", headers={"Location": "http://127.0.0.1:9/elsewhere"}), False, None),
+]
+
+
+def test_the_editing_integrations_have_operations() -> None:
+    names = {name for name, _ in OPS}
+    assert {"slack", "discord", "mattermost"} <= names
+    assert {op.name for _, op in OPS} == {"post", "edit", "reply"}
+
+
+@pytest.fixture(scope="module")
+def op_sinks() -> Iterator[dict[str, tuple[Sink, str]]]:
+    with contextlib.ExitStack() as stack:
+        served = {}
+        for ident, (_, op) in zip(OP_IDS, OPS, strict=True):
+            sink = op.sink()
+            served[ident] = (sink, stack.enter_context(serve(sink)))
+        yield served
+
+
+@asynccontextmanager
+async def op_notifier(
+    name: str, op: Operation, base: str, *, url: str | None = None
+) -> AsyncIterator[Any]:
+    http = make_client()
+    try:
+        model = dict(CONFIG_MODELS.items())[f"{name}_configs"][1]
+        cfg = model.model_validate(op.config(url or base))
+        ctx = BuildContext(global_config=GlobalConfig(), http=http, clock=SystemClock())
+        notifier = build_notifier(name, cfg, ctx)
+        assert isinstance(notifier, Referencing) and notifier.message_mode() is not None
+        yield notifier
+    finally:
+        await http.aclose()
+
+
+async def run_op(notifier: Any, op: Operation, ref: dict[str, str] | None) -> Any:
+    if op.name == "edit":
+        assert ref is not None
+        return await notifier.edit(message(NoticeKind.RESOLVED), ref)
+    return await notifier.post(message(), ref if op.name == "reply" else None)
+
+
+@pytest.mark.parametrize(("name", "op"), OPS, ids=OP_IDS)
+async def test_operation_success(
+    name: str, op: Operation, op_sinks: dict[str, tuple[Sink, str]]
+) -> None:
+    """Against the fake that answers as the service: a post names its message, which edits and replies reach."""
+    sink, base = op_sinks[f"{name}-{op.name}"]
+    sink.reset()
+    async with op_notifier(name, op, base) as notifier:
+        ref = await notifier.post(message(), None)
+        assert ref and all(isinstance(v, str) and v for v in ref.values())
+        assert_no_secret(json.dumps(ref))
+        result = await run_op(notifier, op, ref)
+    if op.name == "edit":
+        assert result is None
+    else:
+        assert result and result != ref
+    assert len(sink.requests()) == 2
+    assert all(200 <= r.status < 300 for r in sink.requests())
+
+
+@pytest.mark.parametrize(("name", "op"), OPS, ids=OP_IDS)
+@pytest.mark.parametrize(
+    ("reply", "retryable", "retry_after"),
+    TABLE,
+    ids=lambda v: str(v.status) if isinstance(v, Reply) else str(v),
+)
+async def test_operation_error_classification(
+    name: str,
+    op: Operation,
+    op_sinks: dict[str, tuple[Sink, str]],
+    reply: Reply,
+    retryable: bool,
+    retry_after: float | None,
+) -> None:
+    sink, base = op_sinks[f"{name}-{op.name}"]
+    sink.reset()
+    sink.script(reply)
+    async with op_notifier(name, op, base) as notifier:
+        with pytest.raises(DeliveryError) as info:
+            await run_op(notifier, op, op.ref)
+    err = info.value
+    assert (err.retryable, err.status_code, err.retry_after) == (
+        retryable,
+        reply.status,
+        retry_after,
+    )
+    assert f"HTTP {reply.status}" in err.message
+    assert_no_secret(err.message)
+
+
+OP_EXTRA = [(name, op, reply, False) for name, op in OPS for reply in op.extra_dead] + [
+    (name, op, reply, True) for name, op in OPS for reply in op.extra_retry
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "op", "reply", "retryable"),
+    OP_EXTRA,
+    ids=[
+        f"{n}-{o.name}-{r.status}-{'retry' if t else 'dead'}-{i}"
+        for i, (n, o, r, t) in enumerate(OP_EXTRA)
+    ],
+)
+async def test_operation_service_specific_answers(
+    name: str,
+    op: Operation,
+    op_sinks: dict[str, tuple[Sink, str]],
+    reply: Reply,
+    retryable: bool,
+) -> None:
+    sink, base = op_sinks[f"{name}-{op.name}"]
+    sink.reset()
+    sink.script(replace(reply, body=reply.body))
+    async with op_notifier(name, op, base) as notifier:
+        with pytest.raises(DeliveryError) as info:
+            await run_op(notifier, op, op.ref)
+    assert info.value.retryable is retryable
+    assert not isinstance(info.value, MessageGone)
+    assert_no_secret(info.value.message)
+
+
+@pytest.mark.parametrize(("name", "op"), OPS, ids=OP_IDS)
+async def test_operation_hang_is_cut_by_the_deadline(
+    name: str, op: Operation, op_sinks: dict[str, tuple[Sink, str]]
+) -> None:
+    sink, base = op_sinks[f"{name}-{op.name}"]
+    sink.reset()
+    sink.script(Reply(200, AS_SERVICE, delay=30))
+    async with op_notifier(name, op, base) as notifier:
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.5):
+                await run_op(notifier, op, op.ref)
+
+
+@pytest.mark.parametrize(("name", "op"), OPS, ids=OP_IDS)
+async def test_operation_connection_refused_is_retryable_and_secret_free(
+    name: str, op: Operation, op_sinks: dict[str, tuple[Sink, str]]
+) -> None:
+    _, base = op_sinks[f"{name}-{op.name}"]
+    async with op_notifier(name, op, base, url=f"http://127.0.0.1:{_closed_port()}") as notifier:
+        with pytest.raises(DeliveryError) as info:
+            await run_op(notifier, op, op.ref)
+    assert info.value.retryable is True and info.value.status_code is None
+    assert_no_secret(info.value.message)
+
+
 # ------------------------------------------------------------------ through the app: every registered notifier
 
 
@@ -538,3 +707,85 @@ async def test_a_notifier_bug_is_logged_redacted_and_retried(
     assert (
         row["status"] == "pending" and row["last_error"] == f"{name}: internal error RuntimeError"
     )
+
+
+# ------------------------------------------------------------------ through the app: the other operations
+
+
+async def _fire_then(
+    client: httpx.AsyncClient, app: Starlette, op: Operation, sink: Sink, *replies: Reply
+) -> None:
+    """Post the alert's message (the fake answers as the service); then, for an edit or
+    a reply, resolve it with ``replies`` scripted. A post gets ``replies`` at once."""
+    if op.name == "post":
+        sink.script(*replies)
+        await fire(client)
+        await drain(app)
+        return
+    await fire(client)
+    await drain(app)
+    sink.script(*replies)
+    alert = am_alert(
+        {"alertname": "Conformance", "severity": "critical", "instance": "db-1"}, status="resolved"
+    )
+    r = await client.post("/webhook/alertmanager", content=body(am_webhook([alert])), headers=JSON)
+    assert r.status_code == 200, r.text
+    await drain(app)
+
+
+@pytest.mark.parametrize(("name", "op"), OPS, ids=OP_IDS)
+async def test_operation_failures_through_the_app_store_and_log_no_secret(
+    name: str, op: Operation, db_url: str, op_sinks: dict[str, tuple[Sink, str]]
+) -> None:
+    """A retryable failure, then a dead one, of each operation, against a sink that
+    echoes every secret: nothing stored, served or logged names one."""
+    sink, base = op_sinks[f"{name}-{op.name}"]
+    sink.reset()
+    clock = ManualClock(T0 + timedelta(minutes=1))
+    config = app_config(name, op.config(base), max_attempts=3)
+    async with running_app(db_url, config, clock=clock) as (app, client):
+        await _fire_then(client, app, op, sink, Reply(500, ECHO), Reply(400, ECHO))
+        clock.advance(5)
+        await drain(app)
+        outputs = [
+            (await client.get("/api/v1/notifications")).text,
+            (await client.get("/metrics")).text,
+        ]
+        for n in (await client.get("/api/v1/notifications")).json()["notifications"]:
+            outputs.append((await client.get(f"/api/v1/notifications/{n['id']}")).text)
+    rows = table_rows(db_url, "notifications")
+    failed = rows[-1]
+    assert (failed["status"], failed["attempts"]) == ("dead", 2), failed
+    attempts = [
+        a for a in table_rows(db_url, "delivery_attempts") if a["notification_id"] == failed["id"]
+    ]
+    assert [a["outcome"] for a in attempts] == ["retry", "dead"]
+    assert all("<redacted>" in str(a["error"]) for a in attempts)
+    refs = table_rows(db_url, "message_refs", order="message_key")
+    assert len(refs) == (0 if op.name == "post" else 1)
+    for text in [*(str(r) for r in rows), *(str(a) for a in attempts), str(refs), *outputs]:
+        assert_no_secret(text)
+
+
+@pytest.mark.parametrize(("name", "op"), OPS, ids=OP_IDS)
+async def test_operation_timeout_through_the_app_is_retried_not_dead(
+    name: str, op: Operation, db_url: str, op_sinks: dict[str, tuple[Sink, str]]
+) -> None:
+    sink, base = op_sinks[f"{name}-{op.name}"]
+    sink.reset()
+    clock = ManualClock(T0 + timedelta(minutes=1))
+    async with running_app(db_url, app_config(name, op.config(base)), clock=clock) as (
+        app,
+        client,
+    ):
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await _fire_then(client, app, op, sink, Reply(200, AS_SERVICE, delay=30))
+        elapsed = loop.time() - started
+    row = table_rows(db_url, "notifications")[-1]
+    (attempt,) = [
+        a for a in table_rows(db_url, "delivery_attempts") if a["notification_id"] == row["id"]
+    ]
+    assert elapsed < 6, "the deadline did not cut the hang"
+    assert (row["status"], row["attempts"], attempt["outcome"]) == ("pending", 1, "retry"), row
+    assert row["last_status_code"] is None and "1s" in row["last_error"], row["last_error"]

@@ -221,6 +221,7 @@ async def test_a_pending_resolve_keeps_its_alert_trigger_and_attempts(db_url: st
         "delivery_attempts": 2,
         "quarantined_alerts": 0,
         "audit_log": 0,
+        "message_refs": 0,
     }
 
 

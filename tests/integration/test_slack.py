@@ -18,7 +18,8 @@ from app.core.message import Message
 from app.core.ratelimit import RateLimit
 from app.notifiers.base import DeliveryError, Notifier
 from app.notifiers.slack import SlackConfig
-from tests.conformance import CANARY_PATH, Case
+from tests.chat_fakes import FakeSlackAPI
+from tests.conformance import CANARY_PATH, CANARY_TOKEN, Case, Operation
 from tests.helpers import notice_payload, sink_message, sink_notifier
 from tests.sinks import Received, Reply, Sink, WebhookSink, serve
 
@@ -466,5 +467,29 @@ CONFORMANCE = Case(
     extra_retry=[
         Reply(500, "rollup_error"),
         Reply(429, {"ok": False, "error": "rate_limited", "retry_after": 1}),
+    ],
+    operations=[
+        Operation(
+            op,
+            lambda: FakeSlackAPI(token=CANARY_TOKEN),
+            lambda url, op=op: {
+                "api_url": f"{url}/api/chat.postMessage",
+                "token": CANARY_TOKEN,
+                "channel": "#alerts",
+                "update_message": op == "edit",
+            },
+            ref=None if op == "post" else {"channel": "C0ALERTS", "ts": "1700000000.000001"},
+            extra_dead=[
+                Reply(200, {"ok": False, "error": "invalid_auth"}),
+                Reply(200, {"ok": False, "error": "channel_not_found"}),
+                Reply(200, {"ok": False, "error": "not_in_channel"}),
+                Reply(200, "<html>not slack</html>"),
+            ],
+            extra_retry=[
+                Reply(429, {"ok": False, "error": "ratelimited"}, headers={"Retry-After": "3"}),
+                Reply(200, {"ok": False, "error": "internal_error"}),
+            ],
+        )
+        for op in ("post", "edit", "reply")
     ],
 )

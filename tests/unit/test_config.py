@@ -339,3 +339,82 @@ receivers: [{name: default, log_configs: [{}]}, {name: db, log_configs: [{}]}, {
         ['service="database"'],
         ['service=~"^(foo1|foo2|baz)$"'],
     ]
+
+
+def test_escalation_and_heartbeat_checks() -> None:
+    got = errors(
+        """
+heartbeats:
+  - {name: prod, matchers: ['alertname="Watchdog"'], interval: 10m, receiver: nobody}
+  - {name: prod, matchers: ['alertname="Watchdog"'], interval: 5m}
+route:
+  receiver: page
+  routes:
+    - matchers: ['severity="critical"']
+      escalate:
+        - {after: 15m, receiver: ghost}
+        - {after: 10m, receiver: page}
+        - {after: 20m, receiver: second}
+        - {after: 30m, receiver: second}
+receivers:
+  - {name: page}
+  - {name: second}
+"""
+    )
+    assert got == [
+        "route.routes[0].escalate[0].receiver: no receiver named 'ghost'",
+        "route.routes[0].escalate[1].receiver: 'page' is the route's own receiver, "
+        "which is notified already; escalate to someone else",
+        "route.routes[0].escalate[1].after: must be later than step [0]'s after",
+        "route.routes[0].escalate[3].receiver: 'second' is escalated to already (step [2]); "
+        "a receiver is told once per occurrence",
+        "heartbeats[0].receiver: no receiver named 'nobody'",
+        "heartbeats[1].name: duplicate heartbeat 'prod' (also heartbeats[0])",
+    ]
+    got = errors(
+        """
+heartbeats:
+  - {name: "has space", matchers: [], interval: 0s}
+route:
+  receiver: page
+  routes: [{escalate: [{after: 0s, receiver: page}, {receiver: page}]}]
+receivers: [{name: page}]
+"""
+    )
+    assert got == [
+        "route.routes[0].escalate[0].after: must be more than 0",
+        "route.routes[0].escalate[1].after: required",
+        "heartbeats[0].name: letters, digits and _ . : - only (up to 128, starting with a "
+        "letter or digit)",
+        "heartbeats[0].matchers: at least one matcher (without any, every alert would prove it)",
+        "heartbeats[0].interval: must be at least 1s",
+    ]
+
+
+def test_escalation_steps_are_inherited_until_a_route_turns_them_off() -> None:
+    runtime = compile_config(
+        parse_config(
+            """
+route:
+  receiver: chat
+  escalate: [{after: 1h, receiver: boss}]
+  routes:
+    - matchers: ['severity="critical"']
+      receiver: page
+      escalate: [{after: 5m, receiver: second}]
+    - matchers: ['severity="info"']
+      escalate: []
+receivers: [{name: chat}, {name: page}, {name: second}, {name: boss}]
+""",
+            "t.yml",
+            {},
+        )
+    )
+    from app.core.lifecycle import escalation_steps
+
+    def steps(**labels: str) -> list[tuple[float, str]]:
+        return [(s.after_s, s.receiver) for s in escalation_steps(runtime.route(labels))]
+
+    assert steps(severity="critical") == [(300.0, "second")]
+    assert steps(severity="warning") == [(3600.0, "boss")]
+    assert steps(severity="info") == []

@@ -17,8 +17,16 @@ import pytest
 
 from app.core.dedup import Verdict
 from app.core.domain import Alert, AlertRecord, NoticeKind, Source, Status, Webhook
+from app.core.escalation import EscalationStep, escalation_key
 from app.core.flapping import FlapParams
-from app.core.lifecycle import RouteOptions, Step, on_alert, on_reminder, on_sweep
+from app.core.lifecycle import (
+    RouteOptions,
+    Step,
+    on_alert,
+    on_escalation,
+    on_reminder,
+    on_sweep,
+)
 from app.core.notices import incident_key
 from app.core.routing import Route, RouteResult
 from app.core.runbooks import Runbook
@@ -32,6 +40,14 @@ PARAMS = FlapParams(half_life_s=1800, enter_score=3.0, exit_score=1.0, max_score
 OPTIONS = RouteOptions(PARAMS, renotify_s=3600)
 NO_REMINDERS = RouteOptions(PARAMS, renotify_s=0)
 K0, K1 = incident_key(FP, T0), incident_key(FP, T1)
+# Escalation: "second" after 15 minutes, "manager" after 45.
+ESCALATE = RouteOptions(
+    PARAMS,
+    renotify_s=3600,
+    escalate=(EscalationStep(900, "second"), EscalationStep(2700, "manager")),
+)
+M15, M45 = T0 + timedelta(minutes=15), T0 + timedelta(minutes=45)
+ESCALATING = dict(escalation_since=T0, next_escalation_at=M15)
 WEBHOOK = Webhook(Source.ALERTMANAGER, [], NOW, group_key="{}:{a}")
 
 
@@ -294,6 +310,131 @@ ROWS: list[Row] = [
         [],
         None,
     ),
+    # --- escalation -----------------------------------------------------
+    (
+        "first firing with escalation steps starts the clock at the occurrence",
+        None,
+        ("alert", alert(F, T0), ESCALATE),
+        dict(incident_key=K0, escalation_since=T0, next_escalation_at=M15, escalated_to=()),
+        [(T0, None, F, False, None)],
+        [(NoticeKind.FIRING, F, K0)],
+        Verdict.NEW,
+    ),
+    (
+        "a startsAt from the future starts the clock now, not then",
+        None,
+        ("alert", alert(F, NOW + timedelta(days=3)), ESCALATE),
+        dict(escalation_since=NOW, next_escalation_at=NOW + timedelta(minutes=15)),
+        [(NOW + timedelta(days=3), None, F, False, None)],
+        [(NoticeKind.FIRING, F, incident_key(FP, NOW + timedelta(days=3)))],
+        Verdict.NEW,
+    ),
+    (
+        "no escalation steps: no escalation due",
+        None,
+        ("alert", alert(F, T0)),
+        dict(escalation_since=T0, next_escalation_at=None),
+        [(T0, None, F, False, None)],
+        [(NoticeKind.FIRING, F, K0)],
+        Verdict.NEW,
+    ),
+    (
+        "escalation: the first step falls due and is taken once",
+        stored(**ESCALATING),
+        ("escalate", M15 + timedelta(seconds=5), ESCALATE),
+        dict(escalated_to=("second",), next_escalation_at=M45),
+        [],
+        [(NoticeKind.ESCALATION, F, escalation_key(K0, "second"))],
+        None,
+    ),
+    (
+        "escalation: every step due at once is taken (e.g. when an ack expired late)",
+        stored(**ESCALATING),
+        ("escalate", NOW, ESCALATE),
+        dict(escalated_to=("second", "manager"), next_escalation_at=None),
+        [],
+        [
+            (NoticeKind.ESCALATION, F, escalation_key(K0, "second")),
+            (NoticeKind.ESCALATION, F, escalation_key(K0, "manager")),
+        ],
+        None,
+    ),
+    (
+        "escalation: a step already taken is not taken again",
+        stored(escalation_since=T0, next_escalation_at=M45, escalated_to=("second",)),
+        ("escalate", M45, ESCALATE),
+        dict(escalated_to=("second", "manager"), next_escalation_at=None),
+        [],
+        [(NoticeKind.ESCALATION, F, escalation_key(K0, "manager"))],
+        None,
+    ),
+    (
+        "escalation: a flapping alert escalates as firing, even while it reads resolved",
+        stored(status=R, **FLAPPING, **ESCALATING),
+        ("escalate", M15, ESCALATE),
+        dict(escalated_to=("second",), next_escalation_at=M45),
+        [],
+        [(NoticeKind.ESCALATION, F, escalation_key(K0, "second"))],
+        None,
+    ),
+    (
+        "escalation: an incident that closed meanwhile takes no step",
+        stored(status=R, incident_key=None, **ESCALATING),
+        ("escalate", NOW, ESCALATE),
+        dict(next_escalation_at=None, escalated_to=()),
+        [],
+        [],
+        None,
+    ),
+    (
+        "resolve after an escalation closes the incident and its escalation",
+        stored(escalation_since=T0, next_escalation_at=M45, escalated_to=("second",)),
+        ("alert", alert(R, T0, T1), ESCALATE),
+        dict(
+            incident_key=None,
+            escalation_since=None,
+            next_escalation_at=None,
+            escalated_to=(),
+        ),
+        [(T0, F, R, False, None)],
+        [(NoticeKind.RESOLVED, R, K0)],
+        Verdict.TRANSITION,
+    ),
+    (
+        "a flapping alert's re-fire keeps the incident and its escalation clock",
+        stored(
+            status=R,
+            **FLAPPING,
+            escalation_since=T0,
+            next_escalation_at=M45,
+            escalated_to=("second",),
+        ),
+        ("alert", alert(F, T1), ESCALATE),
+        dict(
+            incident_key=K0,
+            escalation_since=T0,
+            next_escalation_at=M45,
+            escalated_to=("second",),
+        ),
+        [(T1, R, F, False, "flapping")],
+        [],
+        Verdict.TRANSITION,
+    ),
+    (
+        "a flap that ends resolved closes the escalation with its stable notice",
+        stored(
+            status=R,
+            **FLAPPING,
+            escalation_since=T0,
+            next_escalation_at=M45,
+            escalated_to=("second",),
+        ),
+        ("sweep", NOW + timedelta(hours=3), ESCALATE),
+        dict(incident_key=None, escalation_since=None, escalated_to=()),
+        [],
+        [(NoticeKind.STABLE, R, K0)],
+        None,
+    ),
     # --- reminders ------------------------------------------------------
     (
         "reminder for a firing alert",
@@ -333,6 +474,8 @@ def run(rec: AlertRecord | None, event: tuple[Any, ...]) -> Step:
     assert rec is not None
     if kind == "sweep":
         return on_sweep(rec, options, event[1])
+    if kind == "escalate":
+        return on_escalation(rec, options.escalate, ("team",), event[1])
     return on_reminder(rec, options, event[1])
 
 
@@ -366,9 +509,11 @@ def test_the_table_covers_every_kind_of_event() -> None:
     kinds = {r[2][0] for r in ROWS}
     verdicts = {r[6] for r in ROWS}
     notice_kinds = {n[0] for r in ROWS for n in r[5]}
-    assert kinds == {"alert", "sweep", "remind"}
+    assert kinds == {"alert", "sweep", "remind", "escalate"}
     assert verdicts == {*Verdict, None}
-    assert notice_kinds == set(NoticeKind)
+    # Ack and un-ack notices come from the acknowledge use case, not from the
+    # life cycle (tests/integration/test_ack.py).
+    assert notice_kinds == set(NoticeKind) - {NoticeKind.ACK, NoticeKind.UNACK}
 
 
 def test_records_are_frozen() -> None:
@@ -379,3 +524,37 @@ def test_records_are_frozen() -> None:
 def test_a_duplicate_is_a_cheap_write_and_a_content_change_a_full_one() -> None:
     assert not on_alert(stored(), alert(F, T0), WEBHOOK, Rules(), NOW).changed
     assert on_alert(stored(), alert(F, T0, h="h2"), WEBHOOK, Rules(), NOW).changed
+
+
+def test_an_escalation_notice_says_how_long_and_who_was_told() -> None:
+    step = on_escalation(
+        stored(escalation_since=T0, next_escalation_at=M45, escalated_to=("second",)),
+        ESCALATE.escalate,
+        ("team",),
+        M45 + timedelta(minutes=1),
+    )
+    (notice,) = step.notices
+    assert notice.escalation is not None
+    assert notice.escalation.receiver == "manager"
+    assert notice.escalation.step == 1
+    assert notice.escalation.firing_for_s == 46 * 60
+    assert notice.escalation.notified == ("team", "second")
+    assert notice.identity == f"escalation|{K0}|manager"
+
+
+def test_the_resolve_goes_to_every_receiver_escalated_to() -> None:
+    rec = stored(escalation_since=T0, next_escalation_at=M45, escalated_to=("second",))
+    step = on_alert(rec, alert(R, T0, T1), WEBHOOK, Rules(ESCALATE), NOW)
+    (notice,) = step.notices
+    assert notice.escalated_to == ("second",)
+    # A resolve that does not close this incident (none open) tells nobody more.
+    closed = stored(status=R, incident_key=None, escalated_to=("second",))
+    assert (
+        on_alert(closed, alert(F, T1), WEBHOOK, Rules(ESCALATE), NOW).notices[0].escalated_to == ()
+    )
+
+
+def test_flapping_then_stable_resolved_tells_the_escalated_receivers() -> None:
+    rec = stored(status=R, **FLAPPING, escalation_since=T0, escalated_to=("second",))
+    step = on_sweep(rec, ESCALATE, NOW + timedelta(hours=3), ESCALATE.escalate)
+    assert [n.escalated_to for n in step.notices] == [("second",)]

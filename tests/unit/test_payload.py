@@ -31,10 +31,44 @@ def record() -> AlertRecord:
 def test_the_writer_writes_exactly_the_typed_keys() -> None:
     notice = Notice(NoticeKind.FIRING, Status.FIRING, T0, incident_key("00000000000000aa", T0), "x")
     payload = notice_payload(record(), notice, T0, external_url="http://am", group_firing=2)
-    assert set(payload) == set(NoticePayload.__annotations__)
+    # Every key but the per-destination ones (the ack link is added per
+    # receiver) and those of escalation notices.
+    assert set(payload) == set(NoticePayload.__required_keys__)
+    assert NoticePayload.__optional_keys__ == {"ack_url", "escalation"}
     assert set(payload["flap"]) == set(FlapPayload.__annotations__)
     message = build_message(
         payload, notification_id=1, idempotency_key="k", receiver="r", attempt=1
     )
     assert (message.alertname, message.severity, message.group_firing) == ("Down", "critical", 2)
     assert message.dedup_key == payload["dedup_key"]
+
+
+def test_an_escalation_payload_says_who_was_told_and_how_long() -> None:
+    from app.core.escalation import EscalationInfo
+    from app.core.message import escalation_line
+
+    info = EscalationInfo(
+        step=0,
+        receiver="second",
+        after_s=900,
+        firing_for_s=905.5,
+        notified=("page",),
+        flapping=False,
+    )
+    key = incident_key("00000000000000aa", T0) + "/escalated/second"
+    notice = Notice(NoticeKind.ESCALATION, Status.FIRING, T0, key, "e", escalation=info)
+    payload = notice_payload(record(), notice, T0)
+    assert payload["escalation"] == {
+        "receiver": "second",
+        "step": 0,
+        "after_s": 900,
+        "firing_for_s": 905.5,
+        "notified": ["page"],
+        "flapping": False,
+    }
+    message = build_message(
+        payload, notification_id=1, idempotency_key="k", receiver="second", attempt=1
+    )
+    assert message.title == "[ESCALATED] Down (critical): down"
+    assert escalation_line(message) == ("Escalated: firing for 15m 5s, notified: page")
+    assert message.text.startswith(escalation_line(message))

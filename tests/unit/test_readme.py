@@ -163,9 +163,10 @@ def test_documented_metrics_exist() -> None:
 
 
 def test_documented_endpoints_exist() -> None:
-    from app.web import api, audit, console, health
+    from app.web import api, audit, console, health, heartbeats
 
-    routes = {r.path for r in [*api.routes, *audit.routes, *health.routes, *console.routes]} | {
+    every = [*api.routes, *audit.routes, *health.routes, *console.routes, *heartbeats.routes]
+    routes = {r.path for r in every} | {
         "/webhook/alertmanager",
         "/webhook/grafana",
     }
@@ -277,3 +278,65 @@ async def test_quick_start_shows_the_builtin_runbook(sqlite_url: str) -> None:
         detail = (await client.get(f"/api/v1/alerts/{fp}")).json()
     assert detail["runbook_url"] == "https://runbooks.example.com/diskfull"
     assert '"runbook_url": "https://runbooks.example.com/diskfull"' in README
+
+
+async def test_acknowledge_example_answers_as_documented(sqlite_url: str, tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from app.ops.clock import ManualClock
+
+    section = README.split("\n## Acknowledge\n", 1)[1].split("\n## ", 1)[0]
+    (yaml_block,) = blocks("yaml", "Acknowledge")
+    config = parse_config(
+        with_secret_files(yaml_block, tmp_path)
+        + "route: {receiver: log}\nreceivers: [{name: log, log_configs: [{}]}]\n",
+        "readme",
+    ).config
+    assert config.ack_links() == (
+        "https://alertrelay.example.com",
+        b"0123456789abcdef0123456789abcdef",
+    )
+    curl, cli = blocks("sh", "Acknowledge")
+    ack_body = re.search(r"-d '(\{.*?\})'", curl)
+    assert ack_body is not None
+    quick = re.search(r"<<'EOF'\n(.*?)\nEOF", blocks("sh")[2], re.S)
+    assert quick is not None
+    fp = json.loads(quick.group(1))["alerts"][0]["fingerprint"]
+    assert f"/api/v1/alerts/{fp}/ack" in curl and f"ack {fp} --by carol --for 2h" in cli
+    admin = "readme-admin-token-0123456789"
+    clock = ManualClock(datetime(2026, 11, 22, 10, 5, tzinfo=UTC))
+    app_config = (
+        f"auth: {{admin_token: {admin}}}\n"
+        "route: {receiver: log}\nreceivers: [{name: log, log_configs: [{}]}]\n"
+    )
+    async with running_app(sqlite_url, app_config, clock=clock) as (_, client):
+        r = await client.post("/webhook/alertmanager", content=quick.group(1), headers=JSON)
+        assert r.status_code == 200
+        headers = {"Authorization": f"Bearer {admin}", **JSON}
+        r = await client.post(
+            f"/api/v1/alerts/{fp}/ack", content=ack_body.group(1), headers=headers
+        )
+        assert r.status_code == 200
+        assert json.dumps(r.json(), separators=(",", ":")) in section
+        r = await client.delete(f"/api/v1/alerts/{fp}/ack", headers=headers)
+        assert r.status_code == 200 and r.json()["ack"] is None
+
+
+def test_escalate_and_heartbeats_examples() -> None:
+    from app.core.heartbeats import labels as missing_labels
+    from app.core.heartbeats import proven
+
+    routes, beats = blocks("yaml", "Escalate and heartbeats")
+    runtime = compile_config(parse_config(routes + beats, "readme"))
+    info = describe_routes(runtime, {"alertname": "DiskFull", "severity": "critical"})
+    assert [(s["after_s"], s["receiver"]) for s in info["escalate"]] == [
+        (900.0, "page-secondary"),
+        (2700.0, "engineering-manager"),
+    ]
+    watchdog = {"alertname": "Watchdog", "cluster": "prod"}
+    assert proven(runtime.heartbeats, [watchdog]) == {"prod-alertmanager"}
+    assert proven(runtime.heartbeats, [{**watchdog, "cluster": "dev"}]) == set()
+    missing = describe_routes(runtime, missing_labels("prod-alertmanager"))
+    assert [r["receiver"] for r in missing["receivers"]] == ["page"]
+    section = README.split("\n## Escalate and heartbeats\n", 1)[1].split("\n## ", 1)[0]
+    assert "Escalated: firing for 15m, notified: page" in section

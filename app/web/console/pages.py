@@ -3,7 +3,7 @@
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from starlette.requests import Request
@@ -78,9 +78,15 @@ def _limit(request: Request) -> int:
 
 
 def _with_receivers(request: Request, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    runtime = services_of(request).runtime()
+    services = services_of(request)
+    runtime = services.runtime()
+    now = services.clock.now()
     for item in items:
         item["receivers"] = list(runtime.route(item["labels"]).receivers)
+        ack = item.get("ack")
+        if ack is not None and ack["until"] is not None:
+            # The lists are read without the clock; an ack past its "for" shows as expired.
+            ack["active"] = datetime.fromisoformat(ack["until"]) > now
     return items
 
 
@@ -183,6 +189,7 @@ def _rendered(request: Request, note: dict[str, Any]) -> RenderedRequest | None:
             notification_id=note["id"],
             idempotency_key=note["idempotency_key"],
             attempt=max(1, note["attempts"]),
+            message=note.get("message"),
         )
     except Exception as exc:
         # A notifier that cannot build the request shows why, by type only:
@@ -196,7 +203,7 @@ async def alert_detail(request: Request, started: float) -> Response:
     services = services_of(request)
     fingerprint = request.path_params["fingerprint"]
     async with services.db.read() as conn:
-        alert = await queries.get_alert(conn, fingerprint)
+        alert = await queries.get_alert(conn, fingerprint, now=services.clock.now())
         if alert is None:
             raise HTTPError(404, f"No alert with fingerprint {fingerprint[:32]!r}.")
         notes = await console_reads.alert_notifications(conn, fingerprint, NOTIFICATIONS_SHOWN)
@@ -214,4 +221,16 @@ async def alert_detail(request: Request, started: float) -> Response:
         timeline=timeline,
         notifications=notes,
         admin=access.admin_state(request, runtime.config.auth),
+        ack_result=ACK_RESULTS.get(request.query_params.get("ack", "")),
     )
+
+
+# What the alert page says after an ack form (post/redirect/get): a code in
+# the query, never free text, so a crafted link cannot make it say anything else.
+ACK_RESULTS = {
+    "done": ("ok", "Acknowledged."),
+    "undone": ("ok", "Acknowledgement taken back."),
+    "not_firing": ("bad", "Not acknowledged: the alert is resolved and not flapping."),
+    "not_acked": ("bad", "The alert is not acknowledged."),
+    "bad_for": ("bad", "Not acknowledged: 'for' must be a duration such as 30m or 2h."),
+}

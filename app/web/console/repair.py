@@ -6,12 +6,15 @@ Actions answer with a redirect to the page that shows their result
 
 import logging
 import re
-from urllib.parse import urlencode
+from datetime import timedelta
+from urllib.parse import quote, urlencode
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from app.config.fields import parse_duration
 from app.delivery.replay import replay_dead
+from app.oncall.acknowledge import AckStatus, acknowledge, unacknowledge
 from app.store import console_reads, outbox
 from app.store.outbox import ReplayStatus
 from app.web.audit import actor_of
@@ -169,3 +172,62 @@ async def sign_out(request: Request, started: float) -> Response:
     response = RedirectResponse(access.safe_next(fields.get("next")), status_code=303)
     access.sign_out(response)
     return response
+
+
+async def _ack_action(request: Request, undo: bool) -> Response:
+    """The alert page's ack and un-ack forms; the answer redirects back to the page."""
+    fields = await access.check_csrf(request)
+    services = services_of(request)
+    runtime = services.runtime()
+    access.require_admin(request, runtime.config.auth)
+    fingerprint = request.path_params["fingerprint"]
+    back = f"/alerts/{quote(fingerprint, safe='')}"
+    actor = actor_of(request)
+    now = services.clock.now()
+    if undo:
+        result = await unacknowledge(
+            services.db, runtime, fingerprint, now, actor=actor, via="console"
+        )
+    else:
+        try:
+            duration = _ack_for(fields.get("for", ""))
+        except ValueError:
+            return RedirectResponse(f"{back}?ack=bad_for#ack-h", status_code=303)
+        result = await acknowledge(
+            services.db,
+            runtime,
+            fingerprint,
+            now,
+            actor=actor,
+            via="console",
+            comment=fields.get("comment"),
+            duration=duration,
+            metrics=services.metrics,
+        )
+    if result.status is AckStatus.NOT_FOUND:
+        raise HTTPError(404, f"No alert with fingerprint {fingerprint[:32]!r}.")
+    if result.status is AckStatus.DONE:
+        services.wake_delivery.set()
+        code = "undone" if undo else "done"
+    else:
+        code = result.status.value
+    return RedirectResponse(f"{back}?ack={code}#ack-h", status_code=303)
+
+
+def _ack_for(raw: str) -> timedelta | None:
+    if not raw.strip():
+        return None
+    value = parse_duration(raw.strip())
+    if value <= timedelta(0) or value > timedelta(days=365):
+        raise ValueError("out of range")
+    return value
+
+
+@page
+async def ack(request: Request, started: float) -> Response:
+    return await _ack_action(request, undo=False)
+
+
+@page
+async def unack(request: Request, started: float) -> Response:
+    return await _ack_action(request, undo=True)

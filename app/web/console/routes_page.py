@@ -1,11 +1,13 @@
 """The routes page: the tree as configured, and what a given label set would do."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 
+from app.core.escalation import EscalationStep, format_duration
+from app.core.lifecycle import RouteOptions, escalation_steps
 from app.core.routing import Route
 from app.delivery.preview import render_routed
 from app.web.console.pages import page
@@ -13,7 +15,7 @@ from app.web.console.view import render
 from app.web.guards import HTTPError
 from app.web.state import services_of
 
-KINDS = ("firing", "resolved", "flapping", "stable", "reminder")
+KINDS = ("firing", "resolved", "flapping", "stable", "reminder", "ack")
 MAX_LABELS = 64
 
 
@@ -24,15 +26,28 @@ class TreeNode:
     matchers: list[str]
     continue_: bool
     children: list["TreeNode"]
+    # The route's escalation steps, shown where they are set (children inherit them).
+    escalate: list[str] = field(default_factory=list)
 
 
-def _tree(route: Route[Any]) -> TreeNode:
+def _steps(route: Route[Any]) -> tuple[EscalationStep, ...]:
+    options = route.options
+    return options.escalate if isinstance(options, RouteOptions) else ()
+
+
+def describe_step(step: EscalationStep) -> str:
+    return f"after {format_duration(step.after_s)} unacknowledged → {step.receiver}"
+
+
+def _tree(route: Route[Any], inherited: tuple[EscalationStep, ...] = ()) -> TreeNode:
+    steps = _steps(route)
     return TreeNode(
         route.path,
         route.receiver,
         [str(m) for m in route.matchers],
         route.continue_,
-        [_tree(child) for child in route.routes],
+        [_tree(child, steps) for child in route.routes],
+        [describe_step(s) for s in steps] if steps != inherited else [],
     )
 
 
@@ -73,6 +88,7 @@ async def routes_page(request: Request, started: float) -> Response:
             "labels": labels,
             "receivers": list(routed.receivers),
             "routes": [r.path for r in routed.routes],
+            "escalate": [describe_step(step) for step in escalation_steps(routed)],
             "runbook": runbook,
             "requests": render_routed(runtime, labels, annotations, services.http, kind=kind),
         }

@@ -31,13 +31,14 @@ class NavItem:
     title: str
 
 
-# Pages in the navigation bar. Features that add a page (heartbeats)
-# append theirs with ``add_nav``.
+# Pages in the navigation bar. Features that add a page append theirs with
+# ``add_nav``.
 NAV: list[NavItem] = [
     NavItem("/", "Overview"),
     NavItem("/alerts", "Alerts"),
     NavItem("/dead-letters", "Dead letters"),
     NavItem("/routes", "Routes"),
+    NavItem("/heartbeats", "Heartbeats"),
     NavItem("/audit", "Audit log"),
 ]
 

@@ -1,0 +1,1 @@
+"""The on-call loop: acknowledging an alert's occurrence (and what it tells the sinks)."""
