@@ -214,6 +214,38 @@ _TOUCH_DUPLICATES_PG = (
 )
 
 
+_SqliteInsert = tuple[str, list[str], list[tuple[str, Callable[[Any], Any]]]]
+_sqlite_inserts: dict[tuple[str, tuple[str, ...], bool, frozenset[str]], _SqliteInsert] = {}
+
+
+def _sqlite_insert(
+    dialect: Any,
+    table: sa.Table,
+    columns: tuple[str, ...],
+    ignore_conflicts: bool,
+    serialized: frozenset[str],
+) -> _SqliteInsert:
+    """SQLAlchemy's compiled SQLite insert of ``columns``: its SQL, the order of
+    its parameters and the bind processors to apply (built once per shape)."""
+    key = (table.name, columns, ignore_conflicts, serialized)
+    found = _sqlite_inserts.get(key)
+    if found is None:
+        insert = sqlite_insert(table).values({c: sa.bindparam(c) for c in columns})
+        if ignore_conflicts:
+            insert = insert.on_conflict_do_nothing()
+        compiled = insert.compile(dialect=dialect)
+        order = list(compiled.positiontup or ())
+        convert: list[tuple[str, Callable[[Any], Any]]] = [
+            (name, f)
+            for name in order
+            if name not in serialized
+            and (f := table.c[name].type.dialect_impl(dialect).bind_processor(dialect))
+        ]
+        found = (str(compiled), order, convert)
+        _sqlite_inserts[key] = found
+    return found
+
+
 @functools.cache
 def _notification_insert(dialect: str, columns: tuple[str, ...]) -> Any:
     """The outbox insert of ``columns``, the payload bound as JSON text that
@@ -448,19 +480,9 @@ class AlertUnit:
                     statement = statement.on_conflict_do_nothing()
             await self._execute_sliced(statement, items, values)
             return
-        dialect = self.conn.dialect
-        insert = sqlite_insert(table).values({c: sa.bindparam(c) for c in values(items[0])})
-        if ignore_conflicts:
-            insert = insert.on_conflict_do_nothing()
-        compiled = insert.compile(dialect=dialect)
-        sql = str(compiled)
-        order = list(compiled.positiontup or ())
-        convert = [
-            (name, f)
-            for name in order
-            if name not in serialized
-            and (f := table.c[name].type.dialect_impl(dialect).bind_processor(dialect))
-        ]
+        sql, order, convert = _sqlite_insert(
+            self.conn.dialect, table, tuple(values(items[0])), ignore_conflicts, serialized
+        )
         raw = await self.conn.get_raw_connection()
         driver = raw.driver_connection
         assert driver is not None
@@ -476,8 +498,9 @@ class AlertUnit:
                 if pending is not None:
                     await pending
                 pending = asyncio.ensure_future(driver.executemany(sql, rows))
-                # Let it reach SQLite's thread before the next slice is built.
-                await asyncio.sleep(0)
+                if start + _WRITE_SLICE < len(items):
+                    # Let it reach SQLite's thread before the next slice is built.
+                    await asyncio.sleep(0)
             if pending is not None:
                 await pending
                 pending = None
