@@ -117,8 +117,12 @@ def main() -> None:
             if target == "postgres":
                 drop_pg(db_url)
         for kind, stages in result.items():
-            wall = "  ".join(f"{k} {v * 1000:.2f}" for k, v in stages.items() if not k.endswith("cpu"))
-            cpu = "  ".join(f"{k[:-4]} {v * 1000:.2f}" for k, v in stages.items() if k.endswith("cpu"))
+            wall = "  ".join(
+                f"{k} {v * 1000:.2f}" for k, v in stages.items() if not k.endswith("cpu")
+            )
+            cpu = "  ".join(
+                f"{k[:-4]} {v * 1000:.2f}" for k, v in stages.items() if k.endswith("cpu")
+            )
             print(f"{target:8} {args.alerts} {kind:10} wall ms: {wall}")
             print(f"{'':8} {args.alerts} {kind:10} cpu ms:  {cpu}")
 
