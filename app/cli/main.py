@@ -475,7 +475,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument(
         "--kind",
         default=None,
-        choices=["firing", "resolved", "flapping", "stable", "reminder", "ack"],
+        choices=["firing", "resolved", "flapping", "stable", "reminder", "escalation", "ack"],
         help="which notification to render (needs --render; default firing)",
     )
     t.add_argument(

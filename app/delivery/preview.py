@@ -20,9 +20,11 @@ import httpx
 
 from app.config.compiled import CompiledConfig, Integration
 from app.core.domain import AlertRecord, NoticeKind, Status
+from app.core.escalation import EscalationInfo, escalation_key
 from app.core.fanout import notice_payload, would_send
 from app.core.fingerprint import fingerprint
 from app.core.grouping import Change, advance, firing_count, group_rows
+from app.core.lifecycle import escalation_steps
 from app.core.message import Message
 from app.core.notices import Notice, incident_key
 from app.core.payload import NoticePayload
@@ -59,14 +61,25 @@ def _payload(
         # What an ack sends: PagerDuty's acknowledge, the edit of a kept message.
         rec = replace(rec, ack_at=now, ack_by="someone", ack_via="api", ack_comment="on it")
     flapping = notice_kind in (NoticeKind.FLAPPING, NoticeKind.STABLE)
+    key = incident_key(fp, now)
+    escalation = None
+    if notice_kind is NoticeKind.ESCALATION:
+        # The alert's first step, to its receiver: what that receiver is sent.
+        steps = escalation_steps(runtime.route(labels))
+        receiver = steps[0].receiver if steps else "(no escalation step)"
+        after = steps[0].after_s if steps else 900.0
+        told = runtime.route(labels).receivers
+        escalation = EscalationInfo(0, receiver, after, after, told, False)
+        key = escalation_key(key, receiver)
     notice = Notice(
         notice_kind,
         status,
         now,
-        incident_key(fp, now),
+        key,
         "preview",
         4.2 if flapping else 1.0,
         5 if flapping else 0,
+        escalation=escalation,
     )
     return notice_payload(rec, notice, now)
 
@@ -182,10 +195,15 @@ def render_routed(
     *,
     kind: str = "firing",
 ) -> list[RenderedRequest]:
-    """Every routed integration's request for an alert with these labels."""
+    """Every routed integration's request for an alert with these labels (for
+    an escalation: the integrations of its first step's receiver)."""
     payload = _payload(runtime, labels, annotations, kind)
     out: list[RenderedRequest] = []
-    for receiver in runtime.route(labels).receivers:
+    receivers = runtime.route(labels).receivers
+    escalated = payload.get("escalation")
+    if escalated is not None:
+        receivers = (escalated.get("receiver", ""),)
+    for receiver in receivers:
         for integration in runtime.receivers.get(receiver, ()):
             reason = would_send(NoticeKind(kind), integration)
             if reason is not None:

@@ -25,7 +25,7 @@ from pydantic import SecretStr, model_validator
 from app.config.fields import secret_url_from
 from app.core.domain import NoticeKind
 from app.core.group_text import group_text
-from app.core.message import Message, cut
+from app.core.message import Message, cut, escalation_line
 from app.core.ratelimit import RateLimit
 from app.notifiers import http
 from app.notifiers.base import BuildContext, IntegrationConfig, Prepared, destination_id
@@ -139,6 +139,9 @@ def body(m: Message, p: _Parts, *, threading: bool) -> dict[str, Any]:
     flap = _flap_widget(m)
     if flap is not None:
         widgets.append(flap)
+    escalated = escalation_line(m)
+    if escalated:
+        widgets.append({"textParagraph": {"text": f"<b>{chat_escape(escalated)}</b>"}})
     if p.summary:
         widgets.append(
             {

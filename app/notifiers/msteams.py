@@ -25,7 +25,7 @@ from pydantic import SecretStr, model_validator
 from app.config.fields import secret_url_from
 from app.core.domain import NoticeKind
 from app.core.group_text import group_text
-from app.core.message import Message, cut
+from app.core.message import Message, cut, escalation_line
 from app.core.ratelimit import RateLimit
 from app.core.retry import parse_retry_after
 from app.notifiers import http
@@ -156,6 +156,12 @@ def _card(m: Message, p: _Parts) -> dict[str, Any]:
     flap = _flap_block(m)
     if flap is not None:
         body.append(flap)
+    escalated = escalation_line(m)
+    if escalated:
+        # Who was told before and for how long: why this receiver hears of it.
+        body.append(
+            {"type": "TextBlock", "text": md_escape(escalated), "wrap": True, "weight": "Bolder"}
+        )
     if p.summary:
         body.append({"type": "TextBlock", "text": _paragraphs(p.summary), "wrap": True})
     if p.body:

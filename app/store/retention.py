@@ -24,10 +24,12 @@ What is never pruned, whatever its age:
   ``notifications``, or whose message still has a notification pending, in
   flight or dead (a replay edits it).
 
-An alert's ack history (``alert_acks``) goes with the alert: the foreign
-key's cascade deletes it when the alert is pruned (a handful of rows per
-alert); the ack in force lives on the alert row itself, which is kept while
-the alert fires.
+An alert's ack history (``alert_acks``) and its escalation steps
+(``alert_escalations``) go with the alert: the foreign keys' cascades delete
+them when the alert is pruned (a handful of rows per alert); the ack in
+force and the escalation of the open incident live on the alert row itself,
+which is kept while the alert fires. ``heartbeats`` has a row per configured
+heartbeat, never pruned.
 
 Rules that delete children run before their parents' rules: old attempts
 before notifications (a notification past its retention has only attempts
