@@ -223,13 +223,6 @@ def _line_payload(
     return line
 
 
-def in_occurrence(state: GroupState, members: Mapping[str, AlertRecord]) -> list[str]:
-    """The fingerprints a message of the group's current occurrence is about."""
-    return sorted(
-        r.fingerprint for r in members.values() if _in_occurrence(r, state.occurrence, False)
-    )
-
-
 def group_view_payload(
     state: GroupState,
     members: Mapping[str, AlertRecord],
@@ -434,9 +427,10 @@ def group_row(
         payload=payload,
         created_at=now,
         message_key=view["message_key"],
-        # The alerts the message is about, for the alert's page and for an
-        # ack that must find the message (table notification_alerts).
-        alerts=tuple(sorted(set(in_occurrence(state, members)) | set(notices))),
+        # The alerts this message changed or lists (not every alert of a big
+        # group: links stay bounded by the change and max_alerts_per_message),
+        # for the alert's page and for an ack that must find the message.
+        alerts=tuple(sorted({a["fingerprint"] for a in view["alerts"]} | set(notices))),
     )
 
 

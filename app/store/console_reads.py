@@ -15,6 +15,7 @@ from app.store.queries import (
     BadCursor,
     _decode_cursor,
     _encode_cursor,
+    alert_notifications_query,
     alert_summary,
     attempt_view,
     notification_view,
@@ -170,13 +171,7 @@ async def alert_notifications(
     conn: AsyncConnection, fingerprint: str, limit: int
 ) -> list[dict[str, Any]]:
     """An alert's newest notifications, each with its payload and every attempt."""
-    n = notifications.c
-    rows = await conn.execute(
-        sa.select(notifications)
-        .where(n.fingerprint == fingerprint)
-        .order_by(n.id.desc())
-        .limit(limit)
-    )
+    rows = await conn.execute(alert_notifications_query(fingerprint, limit))
     return await _with_attempts(conn, [r._mapping for r in rows])
 
 

@@ -20,6 +20,12 @@ What is never pruned, whatever its age:
   established, and a dead notification's replay looks for later rows to
   know it has been superseded;
 * a resolved alert that still has a notification pending or in flight;
+* an Alertmanager group's state (``alert_groups``: when its occurrence
+  began) while an alert of the group fires or flaps, until its last
+  occurrence ended ``resolved_alerts`` ago, and while a notification of its
+  messages is pending, in flight or dead;
+* the alert links of a grouped notification (``notification_alerts``)
+  while the notification is kept;
 * the reference of a chat message (``message_refs``) younger than
   ``notifications``, or whose message still has a notification pending, in
   flight or dead (a replay edits it).
@@ -54,11 +60,13 @@ from app.core.domain import NotificationStatus as NS
 from app.core.domain import Status
 from app.store.engine import Database, is_lock_conflict
 from app.store.tables import (
+    alert_groups,
     alert_transitions,
     alerts,
     audit_log,
     delivery_attempts,
     message_refs,
+    notification_alerts,
     notifications,
     quarantined_alerts,
 )
@@ -72,6 +80,8 @@ TABLES = (
     "quarantined_alerts",
     "audit_log",
     "message_refs",
+    "notification_alerts",
+    "alert_groups",
 )
 
 _UNFINISHED = (NS.PENDING.value, NS.IN_FLIGHT.value)
@@ -225,8 +235,47 @@ def _old_message_refs(c: Cutoffs) -> list[Any]:
     return [r.updated_at < c.notifications, r.message_key.not_in(waiting)]
 
 
+def _links_of_pruned_notifications(c: Cutoffs) -> list[Any]:
+    """The alert links of the notifications the next rules delete (a grouped
+    row has one per alert it changed or listed: deleted here in bounded
+    batches rather than all at once by the foreign key's cascade)."""
+    going = sa.select(n.id).where(sa.or_(sa.and_(*_sent_prunable(c)), sa.and_(*_dead_prunable(c))))
+    return [notification_alerts.c.notification_id.in_(going)]
+
+
+def _closed_groups(c: Cutoffs) -> list[Any]:
+    """Groups whose last occurrence ended longer ago than ``resolved_alerts``,
+    none of whose alerts fires or flaps, and whose messages have nothing
+    queued or dead (a group row's ``fingerprint`` is its group's id, cut)."""
+    g = alert_groups.c
+    live_alert = (
+        sa.select(_alert.c.fingerprint)
+        .where(
+            _alert.c.group_key == g.group_key,
+            sa.or_(_alert.c.status == Status.FIRING.value, _alert.c.flapping.is_(True)),
+        )
+        .exists()
+    )
+    waiting = (
+        sa.select(_other.c.id)
+        .where(
+            _other.c.fingerprint == sa.func.substr(g.group_id, 1, 16),
+            _other.c.status.in_([*_UNFINISHED, NS.DEAD.value]),
+        )
+        .exists()
+    )
+    return [g.open.is_(False), g.updated_at < c.resolved_alerts, ~live_alert, ~waiting]
+
+
 RULES = (
     Rule("old delivery attempts", delivery_attempts, d.id, (d.started_at,), _old_attempts),
+    Rule(
+        "links of pruned notifications",
+        notification_alerts,
+        (notification_alerts.c.fingerprint, notification_alerts.c.notification_id),
+        (notification_alerts.c.notification_id,),
+        _links_of_pruned_notifications,
+    ),
     Rule("sent notifications", notifications, n.id, (n.next_attempt_at, n.id), _sent_prunable),
     Rule("dead notifications", notifications, n.id, (n.next_attempt_at, n.id), _dead_prunable),
     Rule("old transitions", alert_transitions, t.id, (t.received_at,), _old_transitions),
@@ -239,6 +288,13 @@ RULES = (
         counted=partial(_history_of_pruned_alerts, batch=False),
     ),
     Rule("resolved alerts", alerts, a.fingerprint, (a.last_changed,), _resolved_alert_prunable),
+    Rule(
+        "closed alert groups",
+        alert_groups,
+        alert_groups.c.group_id,
+        (alert_groups.c.updated_at,),
+        _closed_groups,
+    ),
     Rule(
         "quarantined alerts",
         quarantined_alerts,

@@ -222,6 +222,8 @@ async def test_a_pending_resolve_keeps_its_alert_trigger_and_attempts(db_url: st
         "quarantined_alerts": 0,
         "audit_log": 0,
         "message_refs": 0,
+        "notification_alerts": 0,
+        "alert_groups": 0,
     }
 
 
