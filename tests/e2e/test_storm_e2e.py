@@ -22,10 +22,10 @@ from typing import Any
 
 import pytest
 
+from tests.chat_fakes import FakeSlackAPI
 from tests.e2e.harness import alertrelay, http_json, wait_until
 from tests.helpers import am_alert, am_webhook, table_rows
 from tests.integration.test_email import smtp_server
-from tests.chat_fakes import FakeSlackAPI
 from tests.sinks import FakePagerDuty, serve
 
 KEY = "R0UT1NGKEY0123456789abcdef012345"
