@@ -11,14 +11,8 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.core.domain import NotificationStatus as NS
-from app.store.queries import (
-    BadCursor,
-    _decode_cursor,
-    _encode_cursor,
-    alert_summary,
-    attempt_view,
-    notification_view,
-)
+from app.store.paging import BadCursor, decode_change_cursor, decode_id_cursor, encode_cursor
+from app.store.queries import alert_summary, attempt_view, notification_view
 from app.store.tables import alerts, delivery_attempts, notifications
 
 __all__ = [
@@ -62,7 +56,7 @@ async def _active(
     next_cursor = None
     if more and items:
         last = items[-1]
-        next_cursor = _encode_cursor(*_change_key(last))
+        next_cursor = encode_cursor(*_change_key(last))
     return items, next_cursor
 
 
@@ -103,11 +97,7 @@ async def search_alerts(
         pattern = f"%{_like_escape(text.lower())}%"
         query = query.where(sa.func.lower(sa.cast(a.labels, sa.Text)).like(pattern, escape="\\"))
     if cursor:
-        changed, fp = _decode_cursor(cursor, 2)
-        try:
-            changed_at = datetime.fromisoformat(changed)
-        except (TypeError, ValueError):
-            raise BadCursor("cursor: not a cursor this page made") from None
+        changed_at, fp = decode_change_cursor(cursor)
         query = query.where(
             sa.tuple_(a.last_changed, a.fingerprint)
             < sa.tuple_(sa.literal(changed_at, a.last_changed.type), sa.literal(fp))
@@ -117,7 +107,7 @@ async def search_alerts(
     more = len(rows) > limit
     rows = rows[:limit]
     next_cursor = (
-        _encode_cursor(rows[-1]["last_changed"], rows[-1]["fingerprint"]) if more and rows else None
+        encode_cursor(rows[-1]["last_changed"], rows[-1]["fingerprint"]) if more and rows else None
     )
     return [alert_summary(r) for r in rows], next_cursor
 
@@ -199,9 +189,7 @@ async def dead_letters(
         .where(n.status == NS.DEAD.value)
     )
     if cursor:
-        (last_id,) = _decode_cursor(cursor, 1)
-        if not isinstance(last_id, int):
-            raise BadCursor("cursor: not a cursor this page made")
+        last_id = decode_id_cursor(cursor)
         query = query.where(n.id < last_id)
     rows = [r._mapping for r in await conn.execute(query.order_by(n.id.desc()).limit(limit + 1))]
     more = len(rows) > limit
@@ -211,5 +199,5 @@ async def dead_letters(
         view = notification_view(m)
         view["alertname"] = m["alertname"]
         items.append(view)
-    next_cursor = _encode_cursor(rows[-1]["id"]) if more and rows else None
+    next_cursor = encode_cursor(rows[-1]["id"]) if more and rows else None
     return items, next_cursor

@@ -282,7 +282,14 @@ def existing(db_url: str) -> dict[str, Any]:
     with engine.connect() as conn:
         out: dict[str, Any] = {
             t: conn.exec_driver_sql(f"SELECT count(*) FROM {t}").scalar()
-            for t in ("alerts", "alert_transitions", "notifications", "delivery_attempts")
+            for t in (
+                "alerts",
+                "alert_transitions",
+                "notifications",
+                "delivery_attempts",
+                "alert_acks",
+                "message_refs",
+            )
         }
         out["firing"] = conn.exec_driver_sql(
             "SELECT count(*) FROM alerts WHERE status = 'firing'"
@@ -363,6 +370,8 @@ def main() -> None:
                         "transitions": filled.transitions,
                         "notifications": filled.notifications,
                         "delivery_attempts": filled.delivery_attempts,
+                        "acks": filled.acks,
+                        "message_refs": filled.message_refs,
                         "firing": len(filled.firing or []),
                     }
                     if target == "sqlite":
