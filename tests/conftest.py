@@ -18,14 +18,13 @@ from app.config.model import LoadedConfig, parse_config
 from app.config.settings import Settings
 from app.ops.clock import Clock
 from app.store.migrate import upgrade
+from app.store.tables import metadata
 from app.web.app import create_app
 from tests.helpers import settle_sqlite_threads, sqlite_threads
 
 PG_URL = os.environ.get("ALERTRELAY_TEST_POSTGRES_URL")
-TABLES = (
-    "delivery_attempts, notifications, alert_transitions, alert_acks, alert_escalations, alerts, "
-    "quarantined_alerts, audit_log, message_refs, heartbeats"
-)
+# Every table of the schema, so a new one is emptied between tests too.
+TABLES = ", ".join(t.name for t in reversed(metadata.sorted_tables))
 
 
 def pg_admin_conn() -> psycopg.Connection[Any]:

@@ -305,19 +305,80 @@ def cmd_routes_test(args: argparse.Namespace) -> int:
     if args.kind is not None and not args.render:
         print("alertrelay routes test: --kind only applies with --render", file=sys.stderr)
         return EXIT_USAGE
-    labels = _labels(args.labels)
+    group = _group_args(args)
+    if not args.labels and group is None:
+        print(
+            "alertrelay routes test: give an alert's labels, --alert or --payload", file=sys.stderr
+        )
+        return EXIT_USAGE
+    if group is not None and not args.render:
+        print(
+            "alertrelay routes test: --alert and --payload only apply with --render",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    if args.labels:
+        labels = _labels(args.labels)
+    else:
+        assert group is not None
+        labels = group[0][0].labels  # the first alert's route is described
     info = describe_routes(runtime, labels)
     if args.json:
         print(json.dumps(info, indent=2))
     else:
         _print_routes(info)
-    if args.render:
+    if args.render and group is not None:
+        from app.delivery.preview import render_group_requests
+
+        alerts, group_key, group_labels = group
+        print()
+        print(
+            render_group_requests(
+                runtime, alerts, group_key=group_key, group_labels=group_labels, kind=args.kind
+            )
+        )
+    elif args.render:
         from app.delivery.preview import render_requests
 
         annotations = _labels(args.annotation or [])
         print()
         print(render_requests(runtime, labels, annotations, kind=args.kind or "firing"))
     return EXIT_OK
+
+
+def _group_args(args: argparse.Namespace) -> tuple[list[Any], str, dict[str, str]] | None:
+    """The alerts of ``--alert`` (repeated) or ``--payload``, as one group."""
+    from app.delivery.preview import PreviewAlert
+
+    annotations = _labels(args.annotation or [])
+    if args.payload:
+        from app.core.domain import Source
+        from app.ingest.wire import PayloadError, parse_webhook
+        from app.ops.clock import SystemClock
+
+        try:
+            with open(args.payload, "rb") as f:
+                raw = f.read()
+            parsed = parse_webhook(raw, Source.ALERTMANAGER, SystemClock().now(), 100_000)
+        except OSError as exc:
+            raise SystemExit(_fail(f"--payload: {exc.strerror or exc}", EXIT_USAGE)) from None
+        except PayloadError as exc:
+            raise SystemExit(_fail(f"--payload: {exc}", EXIT_USAGE)) from None
+        webhook = parsed.webhook
+        if not webhook.alerts:
+            raise SystemExit(_fail("--payload: the webhook holds no valid alert", EXIT_USAGE))
+        alerts = [
+            PreviewAlert(a.labels, {**a.annotations, **annotations}, a.status)
+            for a in webhook.alerts
+        ]
+        return alerts, webhook.group_key, webhook.group_labels
+    if args.alert:
+        alerts = [
+            PreviewAlert(_labels([p for p in entry.split(",") if p]), annotations)
+            for entry in args.alert
+        ]
+        return alerts, "", {}
+    return None
 
 
 def cmd_runbook(args: argparse.Namespace) -> int:
@@ -414,13 +475,25 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument(
         "--kind",
         default=None,
-        choices=["firing", "resolved", "flapping", "stable", "reminder", "ack"],
+        choices=["firing", "resolved", "flapping", "stable", "reminder", "escalation", "ack"],
         help="which notification to render (needs --render; default firing)",
     )
     t.add_argument(
         "--annotation", action="append", metavar="NAME=VALUE", help="an annotation (repeatable)"
     )
-    t.add_argument("labels", nargs="+", metavar="LABEL=VALUE")
+    t.add_argument(
+        "--alert",
+        action="append",
+        metavar="LABEL=VALUE,...",
+        help="one alert's labels, comma-separated; repeat for the alerts of one group "
+        "(with --render: the grouped message)",
+    )
+    t.add_argument(
+        "--payload",
+        metavar="FILE",
+        help="an Alertmanager webhook (JSON): render its alerts as the group they are",
+    )
+    t.add_argument("labels", nargs="*", metavar="LABEL=VALUE")
     t.set_defaults(func=cmd_routes_test)
 
     p = sub.add_parser("runbook", help="the runbook URL an alert with these labels gets")

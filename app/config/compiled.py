@@ -47,6 +47,11 @@ class Integration:
     def send_resolved(self) -> bool:
         return self.config.effective_send_resolved
 
+    @property
+    def grouped(self) -> bool:
+        """``grouping: group``: one message per Alertmanager group and change."""
+        return self.config.effective_grouping == "group"
+
 
 def flap_params(cfg: FlappingConfig) -> FlapParams:
     return FlapParams(
@@ -141,6 +146,17 @@ class CompiledConfig:
     @property
     def config(self) -> Config:
         return self.loaded.config
+
+    @property
+    def any_grouped(self) -> bool:
+        """Some integration groups: ingest must then read each group's alerts."""
+        return any(i.grouped for i in self.integrations.values())
+
+    @property
+    def console_url(self) -> str | None:
+        """Where people reach alertrelay's console (``global.external_url``)."""
+        url = self.config.external_url or self.config.global_.external_url
+        return url.rstrip("/") if url else None
 
     def route(self, labels: Mapping[str, str]) -> RouteResult[RouteOptions]:
         key = tuple([labels.get(name, "") for name in self._route_names])

@@ -8,6 +8,10 @@ the alert did since. Keys are deterministic:
   the same notice can never be queued twice for one destination;
 * ``ordering_key`` = sha256(fingerprint, integration): rows sharing it are
   delivered strictly in id order, so a resolve never overtakes its trigger.
+
+Integrations with ``grouping: group`` get no row here for an alert that
+belongs to an Alertmanager group: :mod:`app.core.grouping` writes one row
+for the group's change instead.
 """
 
 import hashlib
@@ -104,6 +108,7 @@ def ack_payload(rec: AlertRecord, now: datetime) -> AckPayload | None:
     }
 
 
+_ACK_KINDS = frozenset({NoticeKind.ACK, NoticeKind.UNACK})
 # Integrations that are incident state machines with an acknowledge of their own.
 ACKNOWLEDGING = frozenset({"pagerduty", "opsgenie"})
 # Integrations people read: their notifications carry the acknowledge link.
@@ -207,7 +212,12 @@ def notification_rows(
     # receivers the routes reach.
     receivers = (notice.escalation.receiver,) if notice.escalation is not None else routed.receivers
     integrations = [
-        integration for receiver in receivers for integration in runtime.receivers.get(receiver, ())
+        integration
+        for receiver in receivers
+        for integration in runtime.receivers.get(receiver, ())
+        # A grouping integration gets one row for the group's change instead
+        # (app.core.grouping), unless the alert names no group.
+        if not (integration.grouped and rec.group_key and notice.escalation is None)
     ]
     rows = rows_for(rec, notice, payload, integrations, runtime, now)
     return rows + escalated_rows(rec, notice, payload, runtime, now)
@@ -249,6 +259,8 @@ def rows_for(
     for integration in integrations:
         if would_send(notice.kind, integration) is not None:
             continue
+        if integration.grouped and rec.group_key and notice.kind in _ACK_KINDS:
+            continue  # grouped messages do not carry one alert's ack
         key = integration.key
         row_payload = with_ack_link(payload, integration, links)
         rows.append(

@@ -71,18 +71,21 @@ class Verdict:
 def proven(
     heartbeats: Iterable[Heartbeat], labels_of_firing: Iterable[Mapping[str, str]]
 ) -> set[str]:
-    """Names of the heartbeats some firing alert's labels prove alive."""
+    """Names of the heartbeats some firing alert's labels prove alive.
+
+    Runs over every alert of an ingest batch: it stops as soon as every
+    heartbeat is proven, and looks only at the heartbeats not proven yet."""
     pending = list(heartbeats)
     found: set[str] = set()
     if not pending:
         return found
     for labels in labels_of_firing:
-        for hb in pending:
-            if matches_all(hb.matchers, labels):
-                found.add(hb.name)
-        if len(found) == len(pending):
-            break
-        pending = [hb for hb in pending if hb.name not in found]
+        hits = [hb for hb in pending if matches_all(hb.matchers, labels)]
+        if hits:
+            found.update(hb.name for hb in hits)
+            pending = [hb for hb in pending if hb.name not in found]
+            if not pending:
+                break
     return found
 
 

@@ -111,14 +111,13 @@ def _escalation_fields(
     """Escalation state after an event moved the alert's incident.
 
     A closed incident clears it; a new one starts its clock; the same one
-    keeps it (an alert stored before escalation existed starts its clock at
-    the occurrence it has)."""
+    keeps it."""
     if new_key is None:
         return {"escalation_since": None, "next_escalation_at": None, "escalated_to": ()}
     if stored is not None and stored.incident_key == new_key:
-        if stored.escalation_since is not None:
-            return {}
-        since = clock_start(stored.starts_at, now)
+        # The same incident: its clock runs on; the next step is looked up
+        # again, so steps a reload added or removed apply from this change.
+        since = stored.escalation_since or clock_start(stored.starts_at, now)
         return {
             "escalation_since": since,
             "next_escalation_at": next_due(since, steps, stored.escalated_to),

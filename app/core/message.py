@@ -18,6 +18,7 @@ from jinja2 import Template
 from app.config.templating import text_env
 from app.core.domain import NoticeKind, Status
 from app.core.escalation import format_duration
+from app.core.group_text import GroupView, group_text, group_title, view_from_payload
 from app.core.payload import NoticePayload
 from app.core.runbooks import is_http_url
 
@@ -63,6 +64,8 @@ class Message:
     idempotency_key: str
     attempt: int
     payload: Mapping[str, object] = field(repr=False, default_factory=dict)
+    # Set for ``grouping: group``: the message is about an Alertmanager group.
+    group: GroupView | None = None
     # The one-click acknowledge link for this receiver (chat and email, when on).
     ack_url: str | None = None
     # Who acknowledged the occurrence and why, when it is acknowledged.
@@ -107,6 +110,8 @@ def escalation_line(m: Message) -> str:
 
 
 def default_title(m: Message) -> str:
+    if m.group is not None:
+        return group_title(m.group)
     severity = f" ({m.severity})" if m.severity else ""
     name = m.alertname or m.fingerprint
     if m.kind is NoticeKind.FLAPPING:
@@ -127,6 +132,8 @@ def ack_line(m: Message) -> str:
 
 
 def default_text(m: Message) -> str:
+    if m.group is not None:
+        return group_text(m.group)
     lines: list[str] = []
     if m.kind is NoticeKind.ESCALATION:
         lines.append(escalation_line(m))
@@ -173,10 +180,36 @@ def _context(m: Message) -> dict[str, Any]:
         "duplicates": m.duplicates,
         "flap": {"score": m.flap_score, "transitions": m.flap_transitions, "flapping": m.flapping},
         "receiver": m.receiver,
+        "group": _group_context(m.group),
         "ack_url": m.ack_url,
         "ack": {"by": m.ack_by, "comment": m.ack_comment} if m.ack_by is not None else None,
         "default_title": default_title(m),
         "default_text": default_text(m),
+    }
+
+
+def _group_context(g: GroupView | None) -> dict[str, Any] | None:
+    if g is None:
+        return None
+    return {
+        "key": g.key,
+        "labels": g.labels,
+        "changes": g.changes,
+        "firing": g.firing,
+        "resolved": g.resolved,
+        "alerts": [
+            {
+                "alertname": a.alertname,
+                "labels": a.detail,
+                "status": a.status,
+                "severity": a.severity,
+                "summary": a.summary,
+                "runbook_url": a.runbook_url,
+                "changed": a.changed,
+            }
+            for a in g.alerts
+        ],
+        "more": g.more,
     }
 
 
@@ -247,6 +280,7 @@ def build_message(
         idempotency_key=idempotency_key,
         attempt=attempt,
         payload=payload,
+        group=view_from_payload(payload.get("group")),
         ack_url=ack_url if isinstance(ack_url, str) and is_http_url(ack_url) else None,
         ack_by=str(ack.get("by") or "") if isinstance(ack, dict) else None,
         ack_comment=(str(ack["comment"]) if ack.get("comment") else None)

@@ -15,6 +15,7 @@ while the alert fires.
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
 
 from app.core.dedup import Edge
 from app.core.domain import NoticeKind, Status, isoformat
@@ -38,8 +39,14 @@ _CALM_SCORE = 0.5
 
 def incident_key(fingerprint: str, occurrence: datetime) -> str:
     """Stable per fingerprint and occurrence: the same on every replica and replay."""
-    stamp = occurrence.astimezone(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
-    return f"alertrelay/{fingerprint}/{stamp}"
+    return f"alertrelay/{fingerprint}/{_stamp(occurrence)}"
+
+
+@lru_cache(maxsize=1024)
+def _stamp(occurrence: datetime) -> str:
+    # A big group's alerts share a handful of startsAt: strftime was 4% of
+    # planning 10,000 new alerts (py-spy).
+    return occurrence.astimezone(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
 
 
 @dataclass(frozen=True, slots=True)

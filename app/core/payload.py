@@ -17,6 +17,35 @@ class FlapPayload(TypedDict):
     transitions: int  # transitions during the flap (flapping and stable notices)
 
 
+class GroupAlertPayload(TypedDict):
+    fingerprint: str
+    alertname: str
+    detail: str  # the labels that tell it from the group's other alerts
+    status: str
+    severity: str
+    summary: str
+    runbook_url: str | None
+    changed: str  # its notice kind when it changed in this message, else ""
+    note: NotRequired[str]  # more on the change (a flap's transitions)
+
+
+class GroupPayload(TypedDict):
+    """A grouped notification's content (``grouping: group``)."""
+
+    id: str  # sha256 of the group key, cut
+    key: str
+    labels: dict[str, str]
+    occurrence: str  # when the group started firing, RFC 3339
+    message_key: str
+    opened: bool  # the first message of this occurrence
+    changes: dict[str, int]  # notice kind -> alerts
+    firing: int
+    resolved: int
+    alerts: list[GroupAlertPayload]
+    more: int
+    console_url: str | None
+
+
 class AckPayload(TypedDict):
     by: str
     via: str
@@ -59,6 +88,8 @@ class NoticePayload(TypedDict):
     duplicates: int
     flap: FlapPayload
     decided_at: str
+    # Only on grouped notifications; the fields above then describe the group.
+    group: NotRequired[GroupPayload]
     # The ack in force when this was decided (ack and unack notices, and any
     # notice of an acknowledged occurrence); absent or None: not acknowledged.
     ack: AckPayload | None

@@ -9,6 +9,13 @@ error, if any, is classified into retry (with the backoff or the sink's
 Retry-After) or dead. ``routes test --render`` prepares and builds the very
 same request through :func:`prepare` and :meth:`Prepared.message`, without
 sending it.
+
+A row with a message key, for a destination that edits or threads its
+messages, is sent by reference (:class:`_ByRef`): with the reference read at
+claim it edits the message (or replies in its thread), posts the first one,
+or posts again when the message was deleted; an edit older than what the
+message shows is settled as skipped without sending. What it did and the
+reference to keep ride the outcome into the transaction that records it.
 """
 
 import asyncio

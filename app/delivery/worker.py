@@ -30,7 +30,7 @@ import httpx
 from app.config.compiled import CompiledConfig, Integration
 from app.core.domain import integration_key
 from app.core.ratelimit import RateLimit, TokenBucket
-from app.delivery.attempt import Attempt, Prepared, prepare
+from app.delivery.attempt import Attempt, Prepared, message_mode, prepare
 from app.notifiers.base import BuildContext
 from app.ops.clock import Clock
 from app.ops.failpoints import failpoint
@@ -153,6 +153,7 @@ class DeliveryWorker:
                         room=lambda r, i, x: self._room(runtime, r, i, x),
                         exclude=self._saturated(runtime),
                         expired_leases=self._expired_check_due(),
+                        by_reference=lambda r, i, x: self._by_reference(runtime, r, i, x),
                     )
         except BaseException:
             self._outcomes = outcomes + self._outcomes  # record them next time
@@ -255,6 +256,16 @@ class DeliveryWorker:
             started_at=row.claimed_at,
             error="released unsent at shutdown",
         )
+
+    def _by_reference(self, runtime: CompiledConfig, receiver: str, name: str, index: int) -> bool:
+        """Whether this destination edits or threads its messages (its rows need a reference)."""
+        integration = runtime.integrations.get(integration_key(receiver, name, index))
+        if integration is None:
+            return False
+        try:
+            return message_mode(self._prepare(runtime, integration).notifier) is not None
+        except Exception:
+            return False  # it cannot be built: its attempt says so and goes dead
 
     def _room(self, runtime: CompiledConfig, receiver: str, name: str, index: int) -> int:
         """How many more rows of this destination may be held (sending or waiting)."""

@@ -27,12 +27,14 @@ from app.core.domain import (
     Webhook,
 )
 from app.core.fanout import notice_payload, notification_rows
+from app.core.grouping import Change, GroupChange, plan_groups, reaches_grouped
 from app.core.heartbeats import proven
 from app.core.lifecycle import on_alert, skewed_fields
 from app.ingest.batcher import Batcher, Ticket
 from app.ingest.wire import ParsedWebhook
 from app.ops.clock import Clock
 from app.ops.metrics import Metrics
+from app.store import groups
 from app.store import heartbeats as heartbeat_store
 from app.store.alerts import AlertChanges, AlertUnit, ConcurrentInsert, DuplicateKey
 from app.store.engine import Database, DatabaseUnavailable, is_lock_conflict, is_unavailable
@@ -67,6 +69,10 @@ class _Batch:
     new: set[str] = field(default_factory=set)
     changed: set[str] = field(default_factory=set)
     seen: set[str] = field(default_factory=set)
+    # Grouped notices, decided after each webhook (app.core.grouping).
+    groups: list[GroupChange] = field(default_factory=list)
+    # Group key -> fingerprints of the batch's records in that group.
+    by_group: dict[str, set[str]] = field(default_factory=dict)
 
 
 def duplicate_candidates(items: list[ParsedWebhook]) -> list[DuplicateKey]:
@@ -138,6 +144,8 @@ async def apply_batch(
         changes, results = await asyncio.to_thread(plan_batch, *args)
     else:
         changes, results = plan_batch(*args)
+    if changes.groups:
+        await _add_group_rows(unit, changes, results, runtime, now)
     await unit.write(changes)
     return changes, results
 
@@ -151,6 +159,7 @@ def _apply_alert(
     now: datetime,
     changes: AlertChanges,
     result: IngestResult,
+    grouped: dict[str, list[Change]],
 ) -> None:
     fp = alert.fingerprint
     max_skew = runtime.config.ingest.max_clock_skew
@@ -179,6 +188,11 @@ def _apply_alert(
         key = transition.to_status.value
         result.transitions_to[key] = result.transitions_to.get(key, 0) + 1
     assert step.routed is not None
+    if step.record.group_key:
+        batch.by_group.setdefault(step.record.group_key, set()).add(fp)
+        if step.notices and reaches_grouped(step.record, step.routed, runtime):
+            into = grouped.setdefault(step.record.group_key, [])
+            into.extend(Change(step.record, n, step.routed) for n in step.notices)
     for notice in step.notices:
         payload = notice_payload(
             step.record,
@@ -221,6 +235,7 @@ def plan_batch(
         result = IngestResult(accepted=len(webhook.alerts), rejected=len(item.rejected))
         group_firing = webhook.firing_count
         max_skew = runtime.config.ingest.max_clock_skew
+        grouped: dict[str, list[Change]] = {}
         for alert in webhook.alerts:
             key = alert.status.value
             result.by_status[key] = result.by_status.get(key, 0) + 1
@@ -232,7 +247,21 @@ def plan_batch(
             if alert.fingerprint in confirmed:
                 result.duplicates += 1
                 continue
-            _apply_alert(batch, alert, webhook, group_firing, runtime, now, changes, result)
+            _apply_alert(
+                batch, alert, webhook, group_firing, runtime, now, changes, result, grouped
+            )
+        for group_key, group_changes in grouped.items():
+            batch.groups.append(
+                GroupChange(
+                    group_key=group_key,
+                    labels=webhook.group_labels if group_key == webhook.group_key else {},
+                    changes=group_changes,
+                    touched={fp: batch.records[fp] for fp in batch.by_group[group_key]},
+                    external_url=webhook.external_url,
+                    am_receiver=webhook.receiver,
+                    result_index=len(results),
+                )
+            )
         for rejected in item.rejected:
             changes.quarantined.append(
                 QuarantineRow(
@@ -247,6 +276,7 @@ def plan_batch(
     changes.new = [batch.records[fp] for fp in sorted(batch.new)]
     changes.changed = [batch.records[fp] for fp in sorted(batch.changed)]
     changes.seen = [batch.records[fp] for fp in sorted(batch.seen - batch.changed - batch.new)]
+    changes.groups = batch.groups
     return changes, results
 
 
@@ -382,6 +412,25 @@ class IngestService:
                 m.child(m.transitions, to).inc(n)
             if result.rejected:
                 m.child(m.quarantined, source).inc(result.rejected)
+
+
+async def _add_group_rows(
+    unit: AlertUnit,
+    changes: AlertChanges,
+    results: list[IngestResult],
+    runtime: CompiledConfig,
+    now: datetime,
+) -> None:
+    """Grouped notices become one row per group, change and destination; they
+    list each group's alerts, so the groups are read first (in this transaction)."""
+    keys = {item.group_key for item in changes.groups}
+    states = await groups.load_states(unit.conn, unit.dialect, keys)
+    stored = await groups.load_members(unit.conn, keys)
+    rows, new_states = plan_groups(changes.groups, states, stored, runtime, now)
+    for item, item_rows in zip(changes.groups, rows, strict=True):
+        changes.notifications.extend(item_rows)
+        results[item.result_index].notifications += len(item_rows)
+    await groups.save_states(unit.conn, unit.dialect, new_states, now)
 
 
 def _as_unavailable(exc: Exception) -> Exception:

@@ -7,7 +7,7 @@ An integration module holds its config model and its notifier, nothing else
 import enum
 import hashlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, runtime_checkable
 from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import Field, field_validator, model_validator
@@ -41,6 +41,9 @@ class IntegrationConfig(StrictModel):
     """
 
     send_resolved_default: ClassVar[bool] = True
+    # Chat and email are read by people: one message per Alertmanager group
+    # and change. Incident tools are state machines: one event per alert.
+    grouping_default: ClassVar[Literal["group", "alert"]] = "alert"
     secret_fields: ClassVar[tuple[str, ...]] = ()
 
     # Integrations whose sink can edit a message it posted set this; the
@@ -49,6 +52,10 @@ class IntegrationConfig(StrictModel):
     can_update_message: ClassVar[bool] = False
 
     send_resolved: bool | None = None
+    grouping: Literal["group", "alert"] | None = None
+    # Alerts listed by name in one grouped message; the rest are counted
+    # ("and N more") with a link to the console.
+    max_alerts_per_message: int = Field(default=20, ge=1, le=1000)
     update_message: bool = False
     delivery: DeliveryOverride | None = None
     rate_limit: RateLimitConfig | None = None
@@ -77,6 +84,10 @@ class IntegrationConfig(StrictModel):
         except TemplateSyntaxError as exc:
             raise ValueError(f"template error: {exc.message} (line {exc.lineno})") from None
         return source
+
+    @property
+    def effective_grouping(self) -> Literal["group", "alert"]:
+        return self.grouping_default if self.grouping is None else self.grouping
 
     @property
     def effective_send_resolved(self) -> bool:

@@ -24,14 +24,15 @@ import math
 import re
 from collections.abc import Iterator
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from pydantic import SecretStr, model_validator
 
 from app.config.fields import secret_url_from
 from app.core.domain import NoticeKind
-from app.core.message import Message, cut
+from app.core.group_text import group_text, plain_link
+from app.core.message import Message, cut, default_text
 from app.core.ratelimit import RateLimit
 from app.notifiers import http
 from app.notifiers.base import (
@@ -79,6 +80,7 @@ UNKNOWN_MESSAGE = 10008  # the message was deleted
 
 
 class DiscordConfig(IntegrationConfig):
+    grouping_default: ClassVar[Literal["group", "alert"]] = "group"
     secret_fields: ClassVar[tuple[str, ...]] = ("webhook_url",)
     can_update_message: ClassVar[bool] = True  # a webhook may edit its own messages
 
@@ -204,7 +206,12 @@ class DiscordNotifier:
             del embed["title"]  # Discord refuses an empty title; the content still says what
         if m.runbook_url and len(m.runbook_url) <= EMBED_URL_LIMIT:
             embed["url"] = m.runbook_url  # the title links to the runbook
-        description = _text(escape_markdown(m.text), DESCRIPTION_LIMIT)
+        if m.group is not None and m.text == default_text(m):
+            # The list gives way alert by alert, so its "and N more" stays.
+            listed = group_text(m.group, escape_markdown, plain_link, DESCRIPTION_LIMIT)
+            description = _text(listed, DESCRIPTION_LIMIT)
+        else:
+            description = _text(escape_markdown(m.text), DESCRIPTION_LIMIT)
         if description:
             embed["description"] = description
         fields: list[tuple[str, str, bool]] = [("Notice", m.tag, True)]
@@ -234,7 +241,8 @@ class DiscordNotifier:
             for name, value, inline in fields[:FIELDS_LIMIT]
             if value.strip()
         ]
-        embed["footer"] = {"text": _text(f"alertrelay · {m.fingerprint}", FOOTER_LIMIT)}
+        footer = f"alertrelay · {m.fingerprint}" if m.fingerprint else "alertrelay"
+        embed["footer"] = {"text": _text(footer, FOOTER_LIMIT)}
         timestamp = _timestamp(m)
         if timestamp:
             embed["timestamp"] = timestamp

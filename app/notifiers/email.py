@@ -31,14 +31,15 @@ import ssl
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import format_datetime
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import aiosmtplib
 from pydantic import Field, SecretStr, model_validator
 
 from app.config.fields import FieldError, parse_smarthost, secret_from
 from app.config.templating import TemplateSyntaxError, html_env
-from app.core.message import Message, cut
+from app.core.group_text import group_text
+from app.core.message import Message, cut, default_text
 from app.core.ratelimit import RateLimit
 from app.notifiers.base import (
     BuildContext,
@@ -48,7 +49,13 @@ from app.notifiers.base import (
     destination_id,
     redact,
 )
-from app.notifiers.email_body import default_html, html_context, message_id, message_key
+from app.notifiers.email_body import (
+    default_html,
+    html_context,
+    message_id,
+    message_key,
+    thread_root,
+)
 from app.notifiers.email_headers import (
     check_headers,
     header_safe,
@@ -67,6 +74,7 @@ IO_TIMEOUT_S = 10.0  # per SMTP operation; the attempt's total deadline is the c
 
 
 class EmailConfig(IntegrationConfig):
+    grouping_default: ClassVar[Literal["group", "alert"]] = "group"
     send_resolved_default: ClassVar[bool] = False
     secret_fields: ClassVar[tuple[str, ...]] = ("auth_password",)
 
@@ -241,6 +249,9 @@ class EmailNotifier:
 
     def text_body(self, m: Message) -> str:
         text = m.text
+        if m.group is not None and text == default_text(m):
+            # The list gives way alert by alert, so its "and N more" stays.
+            text = group_text(m.group, limit=TEXT_LIMIT - 100)
         if m.runbook_url and m.runbook_url not in text:
             text = f"{text}\n\nRunbook: {m.runbook_url}" if text else f"Runbook: {m.runbook_url}"
         if m.ack_url:
@@ -268,6 +279,10 @@ class EmailNotifier:
         msg["Subject"] = cut(header_safe(m.title), SUBJECT_LIMIT)
         msg["Date"] = format_datetime(self._clock.now())
         msg["Message-ID"] = message_id(m)
+        root = thread_root(m)
+        if root is not None:  # later mails of a group occurrence answer its first
+            msg["In-Reply-To"] = root
+            msg["References"] = root
         for name, value in self._headers:
             del msg[name]  # a configured Subject/From/To replaces the default
             msg[name] = value

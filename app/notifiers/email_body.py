@@ -1,6 +1,7 @@
 """The parts of a mail built from a message: the HTML body's template and
 variables, and the Message-ID every attempt of one notification shares."""
 
+import hashlib
 import re
 from functools import lru_cache
 from pathlib import Path
@@ -10,6 +11,7 @@ from jinja2 import Template
 
 from app.config.templating import html_env
 from app.core.domain import NoticeKind
+from app.core.group_text import change_mark, changes_text, console_link
 from app.core.message import Message, cut
 
 FIELD_LIMIT = 64_000  # characters of summary/description in the HTML part
@@ -58,6 +60,33 @@ def html_context(m: Message) -> dict[str, Any]:
         "duplicates": m.duplicates,
         "flap": {"score": m.flap_score, "transitions": m.flap_transitions, "flapping": m.flapping},
         "receiver": m.receiver,
+        "group": _group(m),
+    }
+
+
+def _group(m: Message) -> dict[str, Any] | None:
+    g = m.group
+    if g is None:
+        return None
+    return {
+        "labels": g.labels,
+        "changes": changes_text(g.changes),
+        "firing": g.firing,
+        "resolved": g.resolved,
+        "alerts": [
+            {
+                "name": a.alertname or a.fingerprint,
+                "detail": cut(a.detail, LABEL_LIMIT),
+                "status": a.status,
+                "severity": a.severity,
+                "summary": cut(a.summary, LABEL_LIMIT),
+                "runbook_url": a.runbook_url,
+                "changed": change_mark(a.changed) if a.changed else "",
+            }
+            for a in g.alerts
+        ],
+        "more": g.more,
+        "console_url": console_link(g),
     }
 
 
@@ -66,9 +95,27 @@ def message_id(m: Message) -> str:
 
     The idempotency key (sha256 hex) cut to 48 characters, 192 bits: the
     header then fits one 78-character line, and some parsers mishandle a
-    folded Message-ID.
+    folded Message-ID. The mail that opens a group's occurrence takes the
+    occurrence's own id instead (:func:`thread_root`), so later mails can
+    answer it.
     """
+    if m.group is not None and m.group.opened:
+        return _occurrence_id(m.group.message_key)
     return f"<{message_key(m)}@alertrelay>"
+
+
+def thread_root(m: Message) -> str | None:
+    """The Message-ID a grouped mail answers (In-Reply-To, References): the
+    first mail of its group occurrence. None for that first mail and for
+    per-alert mails."""
+    if m.group is None or m.group.opened or not m.group.message_key:
+        return None
+    return _occurrence_id(m.group.message_key)
+
+
+def _occurrence_id(key: str) -> str:
+    # Stable per group occurrence and destination, the same on every replica.
+    return f"<g.{hashlib.sha256(key.encode()).hexdigest()[:40]}@alertrelay>"
 
 
 def message_key(m: Message) -> str:

@@ -17,20 +17,24 @@ HTML subset). The card header is plain text and stays as it is.
 
 import json
 from dataclasses import dataclass, replace
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from pydantic import SecretStr, model_validator
 
 from app.config.fields import secret_url_from
 from app.core.domain import NoticeKind
-from app.core.message import Message, cut
+from app.core.group_text import group_text
+from app.core.message import Message, cut, escalation_line
 from app.core.ratelimit import RateLimit
 from app.notifiers import http
 from app.notifiers.base import BuildContext, IntegrationConfig, Prepared, destination_id
 from app.notifiers.fit import largest_fit, longest_fit
 
 MESSAGE_LIMIT = 32_000  # bytes, the whole message including cards (spaces.messages.create)
+GROUP_TEXT_LIMIT = (
+    12_000  # characters of a grouped message's list (the message's limit is in bytes)
+)
 THREAD_KEY_LIMIT = 4000  # characters
 REPLY_OPTION = "messageReplyOption"
 REPLY_OR_NEW_THREAD = "REPLY_MESSAGE_FALLBACK_TO_NEW_THREAD"
@@ -43,6 +47,7 @@ _RED, _GREEN, _AMBER = "#D93025", "#188038", "#E37400"
 
 
 class GoogleChatConfig(IntegrationConfig):
+    grouping_default: ClassVar[Literal["group", "alert"]] = "group"
     secret_fields: ClassVar[tuple[str, ...]] = ("url",)
 
     url: SecretStr
@@ -134,6 +139,9 @@ def body(m: Message, p: _Parts, *, threading: bool) -> dict[str, Any]:
     flap = _flap_widget(m)
     if flap is not None:
         widgets.append(flap)
+    escalated = escalation_line(m)
+    if escalated:
+        widgets.append({"textParagraph": {"text": f"<b>{chat_escape(escalated)}</b>"}})
     if p.summary:
         widgets.append(
             {
@@ -229,7 +237,10 @@ class GoogleChatNotifier:
         return RateLimit(per_second=55 / 60, burst=5)
 
     def parts(self, m: Message) -> _Parts:
-        if self._text_override:
+        if m.group is not None and not self._text_override:
+            # A group: its list of alerts is the body, as many as fit.
+            summary, text = "", group_text(m.group, limit=GROUP_TEXT_LIMIT)
+        elif self._text_override:
             summary, text = "", m.text  # the operator's text replaces both
         else:
             summary = m.summary

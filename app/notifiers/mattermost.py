@@ -26,7 +26,7 @@ mention rule apply to it.
 
 import json
 import re
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 from urllib.parse import quote, urlsplit
 
 from pydantic import SecretStr, field_validator, model_validator
@@ -63,6 +63,8 @@ POST_LIMIT = 16383  # characters of a post (Mattermost ≥ 5.0; Alertmanager cut
 TITLE_LIMIT = 1024
 URL_LIMIT = 2000  # longer runbook or source links are left out rather than crowd the post
 SHORT_LIMIT = 100  # a field's value
+# A grouped message's list: room left for the title and links of the post.
+GROUP_TEXT_LIMIT = POST_LIMIT - TITLE_LIMIT - 2 * URL_LIMIT - 100
 
 _MARKDOWN = re.compile(r"([\\`*_~\[\]|#])")
 # "<" before what Slack syntax uses after it (<!channel>, <@U1>, <#C1>).
@@ -73,6 +75,7 @@ POSTS_PATH = "/api/v4/posts"
 
 
 class MattermostConfig(IntegrationConfig):
+    grouping_default: ClassVar[Literal["group", "alert"]] = "group"
     secret_fields: ClassVar[tuple[str, ...]] = ("webhook_url", "token")
     can_update_message: ClassVar[bool] = True
 
@@ -177,7 +180,9 @@ def fields(m: Message) -> list[dict[str, Any]]:
 
 def mattermost_body(m: Message, config: MattermostConfig) -> dict[str, Any]:
     """The JSON body for one notice (see the module docstring)."""
-    title, text = title_and_text(m, escape, inert)
+    title, text = title_and_text(
+        m, escape, inert, lambda url, label: f"[{label}]({link_url(url)})", GROUP_TEXT_LIMIT
+    )
     header = f"**{cut_markup(title, TITLE_LIMIT)}**"
     links = [
         f"[{name}]({link_url(url)})"

@@ -17,14 +17,15 @@ body says the delivery failed. Such a body is a failure.
 import json
 import re
 from dataclasses import dataclass, replace
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import SecretStr, model_validator
 
 from app.config.fields import secret_url_from
 from app.core.domain import NoticeKind
-from app.core.message import Message, cut
+from app.core.group_text import group_text
+from app.core.message import Message, cut, escalation_line
 from app.core.ratelimit import RateLimit
 from app.core.retry import parse_retry_after
 from app.notifiers import http
@@ -41,6 +42,9 @@ from app.notifiers.fit import largest_fit, longest_fit
 # Teams rejects messages over "28 KB". Read as 28,000 bytes (not 28,672) so the
 # whole request is under the limit whichever way the KB is meant.
 REQUEST_LIMIT = 28_000
+GROUP_TEXT_LIMIT = (
+    12_000  # characters of a grouped message's list (the request's limit is in bytes)
+)
 CARD_CONTENT_TYPE = "application/vnd.microsoft.card.adaptive"
 CARD_SCHEMA = "http://adaptivecards.io/schemas/adaptive-card.json"
 
@@ -63,6 +67,7 @@ _FACT_FLOOR = 16
 
 
 class MSTeamsConfig(IntegrationConfig):
+    grouping_default: ClassVar[Literal["group", "alert"]] = "group"
     secret_fields: ClassVar[tuple[str, ...]] = ("webhook_url",)
 
     webhook_url: SecretStr
@@ -151,6 +156,12 @@ def _card(m: Message, p: _Parts) -> dict[str, Any]:
     flap = _flap_block(m)
     if flap is not None:
         body.append(flap)
+    escalated = escalation_line(m)
+    if escalated:
+        # Who was told before and for how long: why this receiver hears of it.
+        body.append(
+            {"type": "TextBlock", "text": md_escape(escalated), "wrap": True, "weight": "Bolder"}
+        )
     if p.summary:
         body.append({"type": "TextBlock", "text": _paragraphs(p.summary), "wrap": True})
     if p.body:
@@ -268,7 +279,10 @@ class MSTeamsNotifier:
         return RateLimit(per_second=4.0, burst=4)
 
     def parts(self, m: Message) -> _Parts:
-        if self._text_override:
+        if m.group is not None and not self._text_override:
+            # A group: its list of alerts is the body, as many as fit.
+            summary, body = "", group_text(m.group, limit=GROUP_TEXT_LIMIT)
+        elif self._text_override:
             # The operator's text replaces the summary and description.
             summary, body = "", m.text
         else:

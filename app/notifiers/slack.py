@@ -24,7 +24,7 @@ the message as they are.
 """
 
 import json
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
 from pydantic import SecretStr, model_validator
@@ -81,6 +81,7 @@ _HINTS = {
 
 
 class SlackConfig(IntegrationConfig):
+    grouping_default: ClassVar[Literal["group", "alert"]] = "group"
     secret_fields: ClassVar[tuple[str, ...]] = ("api_url", "token")
     can_update_message: ClassVar[bool] = True
 
@@ -172,7 +173,9 @@ def context_items(m: Message) -> list[str]:
 
 def slack_body(m: Message, config: SlackConfig) -> dict[str, Any]:
     """The JSON body for one notice (see the module docstring)."""
-    title, text = title_and_text(m, escape, escape)
+    title, text = title_and_text(
+        m, escape, escape, lambda url, label: f"<{link_url(url)}|{label}>", SECTION_LIMIT
+    )
     title = cut_markup(title, TITLE_LIMIT)
     body = cut_markup(text, SECTION_LIMIT)
     inner: list[dict[str, Any]] = []

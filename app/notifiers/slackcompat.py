@@ -16,6 +16,7 @@ from datetime import datetime
 from urllib.parse import urlsplit
 
 from app.core.domain import NoticeKind, Status
+from app.core.group_text import Link, group_text, group_title, plain_link
 from app.core.message import Message, cut, default_text, default_title
 from app.notifiers import http
 from app.notifiers.base import DeliveryError, redact
@@ -94,8 +95,13 @@ def clean_block(text: str) -> str:
 Escape = Callable[[str], str]
 
 
-def title_and_text(m: Message, data: Escape, whole: Escape) -> tuple[str, str]:
+def title_and_text(
+    m: Message, data: Escape, whole: Escape, link: Link = plain_link, limit: int | None = None
+) -> tuple[str, str]:
     """The title and text in the sink's markup.
+
+    A grouped message's default text lists the group's alerts with their
+    runbooks as ``link`` renders them, as many as fit in ``limit`` characters.
 
     The default title and text are rebuilt from the alert's fields, each one
     passed through ``data`` (labels, summary and names on one line), without
@@ -108,6 +114,13 @@ def title_and_text(m: Message, data: Escape, whole: Escape) -> tuple[str, str]:
     def line(value: str) -> str:
         return data(one_line(value))
 
+    if m.group is not None:
+        title = group_title(m.group, line) if m.title == default_title(m) else None
+        text = group_text(m.group, line, link, limit) if m.text == default_text(m) else None
+        return (
+            title if title is not None else whole(one_line(m.title)),
+            text if text is not None else whole(clean_block(m.text)),
+        )
     safe = replace(
         m,
         alertname=line(m.alertname),

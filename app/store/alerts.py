@@ -13,8 +13,11 @@ Creation is thus serialized without ``INSERT … RETURNING``, which costs 3 s
 per 10,000 rows through psycopg's executemany against 0.4 s without.
 """
 
+import asyncio
+import contextlib
 import functools
 import json
+import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -36,6 +39,7 @@ from app.core.domain import (
     TransitionRow,
 )
 from app.core.domain import NotificationStatus as NS
+from app.core.grouping import GroupChange
 from app.store.tables import (
     UTCDateTime,
     alert_acks,
@@ -184,6 +188,19 @@ _TOUCH_DUPLICATES_SQLITE = sa.text(
     "RETURNING alerts.fingerprint"
 ).bindparams(sa.bindparam("now", type_=UTCDateTime()))
 _SQLITE_TIME = UTCDateTime().bind_processor(sqlite_dialect.dialect())
+_PACK_INLINE_KEYS = 500
+
+
+def _pack_keys(keys: list["DuplicateKey"]) -> str:
+    assert _SQLITE_TIME is not None
+    return json.dumps(
+        [
+            (k.fingerprint, k.status, _SQLITE_TIME(k.starts_at), k.content_hash, k.count)
+            for k in keys
+        ],
+        separators=(",", ":"),
+    )
+
 
 # PostgreSQL plans a long row-value IN list as an OR per row (10,000 keys took
 # 3.3 s); joining against unnest() of four arrays is one hash join instead.
@@ -209,6 +226,38 @@ _TOUCH_DUPLICATES_PG = (
     .values(last_seen=sa.bindparam("now"), duplicate_count=alerts.c.duplicate_count + _PG_KEYS.c.n)
     .returning(alerts.c.fingerprint)
 )
+
+
+_SqliteInsert = tuple[str, list[str], list[tuple[str, Callable[[Any], Any]]]]
+_sqlite_inserts: dict[tuple[str, tuple[str, ...], bool, frozenset[str]], _SqliteInsert] = {}
+
+
+def _sqlite_insert(
+    dialect: Any,
+    table: sa.Table,
+    columns: tuple[str, ...],
+    ignore_conflicts: bool,
+    serialized: frozenset[str],
+) -> _SqliteInsert:
+    """SQLAlchemy's compiled SQLite insert of ``columns``: its SQL, the order of
+    its parameters and the bind processors to apply (built once per shape)."""
+    key = (table.name, columns, ignore_conflicts, serialized)
+    found = _sqlite_inserts.get(key)
+    if found is None:
+        insert = sqlite_insert(table).values({c: sa.bindparam(c) for c in columns})
+        if ignore_conflicts:
+            insert = insert.on_conflict_do_nothing()
+        compiled = insert.compile(dialect=dialect)
+        order = list(compiled.positiontup or ())
+        convert: list[tuple[str, Callable[[Any], Any]]] = [
+            (name, f)
+            for name in order
+            if name not in serialized
+            and (f := table.c[name].type.dialect_impl(dialect).bind_processor(dialect))
+        ]
+        found = (str(compiled), order, convert)
+        _sqlite_inserts[key] = found
+    return found
 
 
 @functools.cache
@@ -283,6 +332,8 @@ class AlertChanges:
     transitions: list[TransitionRow] = field(default_factory=list)
     notifications: list[NotificationRow] = field(default_factory=list)
     quarantined: list[QuarantineRow] = field(default_factory=list)
+    # Grouped notices still to turn into rows (ingest reads their groups first).
+    groups: list[GroupChange] = field(default_factory=list)
     acks: list[AckRow] = field(default_factory=list)  # ack history rows
 
 
@@ -325,13 +376,11 @@ class AlertUnit:
             )
             confirmed.update(row[0] for row in result)
         else:
-            assert _SQLITE_TIME is not None
-            packed = json.dumps(
-                [
-                    (k.fingerprint, k.status, _SQLITE_TIME(k.starts_at), k.content_hash, k.count)
-                    for k in ordered
-                ],
-                separators=(",", ":"),
+            # 10,000 keys take tens of milliseconds to pack: off the loop's thread.
+            packed = (
+                await asyncio.to_thread(_pack_keys, ordered)
+                if len(ordered) > _PACK_INLINE_KEYS
+                else _pack_keys(ordered)
             )
             result = await self.conn.execute(_TOUCH_DUPLICATES_SQLITE, {"keys": packed, "now": now})
             confirmed.update(row[0] for row in result)
@@ -415,11 +464,75 @@ class AlertUnit:
             rows = [values(item) for item in items[start : start + _WRITE_SLICE]]
             await self.conn.execute(statement, rows)
 
+    async def _insert_sliced(
+        self,
+        table: sa.Table,
+        items: Sequence[T],
+        values: Callable[[T], dict[str, Any]],
+        *,
+        ignore_conflicts: bool = False,
+        serialized: frozenset[str] = frozenset(),
+        statement: Any = None,
+    ) -> None:
+        """Insert ``items`` into ``table``; ``serialized`` columns come as JSON text.
+
+        On PostgreSQL: :meth:`_execute_sliced` of ``statement`` (or the
+        plain insert). On SQLite the rows go to the driver directly, each
+        column through the bind processor SQLAlchemy itself would apply, and
+        pipelined: slice k+1 is converted on the event loop's thread while
+        SQLite, on its own thread and without the GIL, writes slice k. Through
+        SQLAlchemy the two took turns, and its per-row parameter handling
+        cost as much again as SQLite's own work (10,000 alerts: 0.46 s
+        against 0.33 s straight to the driver, measured).
+        """
+        if not items:
+            return
+        if self.dialect != "sqlite":
+            if statement is None:
+                statement = self._insert(table)
+                if ignore_conflicts:
+                    statement = statement.on_conflict_do_nothing()
+            await self._execute_sliced(statement, items, values)
+            return
+        sql, order, convert = _sqlite_insert(
+            self.conn.dialect, table, tuple(values(items[0])), ignore_conflicts, serialized
+        )
+        raw = await self.conn.get_raw_connection()
+        driver = raw.driver_connection
+        assert driver is not None
+        pending: asyncio.Task[Any] | None = None
+        try:
+            for start in range(0, len(items), _WRITE_SLICE):
+                rows = []
+                for item in items[start : start + _WRITE_SLICE]:
+                    row = values(item)
+                    for name, f in convert:
+                        row[name] = f(row[name])
+                    rows.append([row[name] for name in order])
+                if pending is not None:
+                    await pending
+                pending = asyncio.ensure_future(driver.executemany(sql, rows))
+                if start + _WRITE_SLICE < len(items):
+                    # Let it reach SQLite's thread before the next slice is built.
+                    await asyncio.sleep(0)
+            if pending is not None:
+                await pending
+                pending = None
+        except sqlite3.Error as exc:
+            # The same exception classes as through SQLAlchemy, so callers
+            # (503 on a locked or full database, ConcurrentInsert) see no change.
+            raise sa.exc.DBAPIError.instance(sql, None, exc, sqlite3.Error) from exc
+        finally:
+            if pending is not None:
+                pending.cancel()
+                with contextlib.suppress(BaseException):
+                    await pending
+
     async def write(self, changes: AlertChanges) -> None:
         if changes.new:
             new = sorted(changes.new, key=lambda r: r.fingerprint)
             try:
-                await self._execute_sliced(alerts.insert(), new, _row_values)
+                await self._insert_sliced(alerts, new, _row_values, statement=alerts.insert())
             except sa.exc.IntegrityError as exc:
                 raise ConcurrentInsert(str(exc.orig)[:200]) from None
         if changes.changed:
@@ -440,10 +553,11 @@ class AlertUnit:
                 },
             )
         if changes.transitions:
-            await self._execute_sliced(
-                self._insert(alert_transitions).on_conflict_do_nothing(),
+            await self._insert_sliced(
+                alert_transitions,
                 changes.transitions,
                 _transition_values,
+                ignore_conflicts=True,
             )
         if changes.notifications:
             # A notice's rows (one per integration) share one payload object:
@@ -459,8 +573,14 @@ class AlertUnit:
                 return row
 
             columns = tuple(_notification_values(changes.notifications[0]))
-            statement = _notification_insert(self.dialect, columns)
-            await self._execute_sliced(statement, changes.notifications, values)
+            await self._insert_sliced(
+                notifications,
+                changes.notifications,
+                values,
+                ignore_conflicts=True,
+                serialized=frozenset({"payload"}),
+                statement=_notification_insert(self.dialect, columns),
+            )
             if self.dialect == "postgresql":
                 # Wakes delivery in other processes, on commit only (app/store/wakeup.py).
                 await notify_outbox(self.conn)

@@ -65,18 +65,37 @@ async def load(
 
 
 async def write(conn: AsyncConnection, writes: Iterable[RefWrite], now: datetime) -> None:
-    """Record references (or forget gone ones), never over a newer row's."""
-    for w in writes:
-        if w.ref is None:
-            await conn.execute(
-                message_refs.delete().where(
-                    r.integration == w.integration,
-                    r.message_key == w.message_key,
-                    r.notification_id <= w.notification_id,
-                )
-            )
-            continue
-        values: dict[str, Any] = {
+    """Record references (or forget gone ones), never over a newer row's.
+
+    One statement for all the references a transaction records (executemany),
+    one for the few gone ones.
+    """
+    writes = list(writes)
+    gone = [w for w in writes if w.ref is None]
+    kept = [w for w in writes if w.ref is not None]
+    if gone:
+        await conn.execute(
+            message_refs.delete().where(
+                r.integration == sa.bindparam("b_integration"),
+                r.message_key == sa.bindparam("b_key"),
+                r.notification_id <= sa.bindparam("b_id"),
+            ),
+            [
+                {"b_integration": w.integration, "b_key": w.message_key, "b_id": w.notification_id}
+                for w in gone
+            ],
+        )
+    if not kept:
+        return
+    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    stmt = insert(message_refs)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[r.integration, r.message_key],
+        set_={k: stmt.excluded[k] for k in ("ref", "notification_id", "state_at", "updated_at")},
+        where=r.notification_id <= stmt.excluded.notification_id,
+    )
+    values: list[dict[str, Any]] = [
+        {
             "integration": w.integration,
             "message_key": w.message_key,
             "ref": w.ref,
@@ -84,16 +103,9 @@ async def write(conn: AsyncConnection, writes: Iterable[RefWrite], now: datetime
             "state_at": w.state_at,
             "updated_at": now,
         }
-        insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-        stmt = insert(message_refs).values(**values)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=[r.integration, r.message_key],
-            set_={
-                k: stmt.excluded[k] for k in ("ref", "notification_id", "state_at", "updated_at")
-            },
-            where=r.notification_id <= stmt.excluded.notification_id,
-        )
-        await conn.execute(stmt)
+        for w in kept
+    ]
+    await conn.execute(stmt, values)
 
 
 async def for_notifications(

@@ -143,6 +143,7 @@ async def claim(
     room: Room,
     exclude: Iterable[tuple[str, str, int]] = (),
     expired_leases: bool = True,
+    by_reference: Callable[[str, str, int], bool] | None = None,
 ) -> list[Claimed]:
     """Claim up to ``limit`` due rows for ``worker``; their attempt counts go up by one.
 
@@ -151,7 +152,9 @@ async def claim(
     hanging sink cannot fill every slot. ``exclude`` names destinations with
     no room at all (left out in SQL). ``expired_leases=False`` skips looking
     for rows whose lease ran out, which only a dead or hung worker leaves
-    behind: callers look now and then.
+    behind: callers look now and then. ``by_reference(receiver, integration,
+    index)`` says which destinations edit or thread their messages: only their
+    rows' message references are read (all rows' when it is None).
 
     Candidates come from two index walks that stop early: rows whose lease
     ran out, then pending rows oldest due first. (Per destination, order is
@@ -238,6 +241,10 @@ async def claim(
             (integration_key(m["receiver"], m["integration"], m["integration_index"]), key)
             for m in rows
             if (key := m["message_key"])
+            and (
+                by_reference is None
+                or by_reference(m["receiver"], m["integration"], m["integration_index"])
+            )
         ),
     )
     claimed = [
@@ -272,6 +279,13 @@ async def claim(
 
 
 _SETTLED = (Result.SENT, Result.SKIPPED)
+
+# What an attempt did with its row's chat message (one statement per batch).
+_MESSAGE_DONE = (
+    notifications.update()
+    .where(n.id == sa.bindparam("b_id"))
+    .values(message_ref=sa.bindparam("b_message", type_=notifications.c.message_ref.type))
+)
 
 _FINISH_SENT = (
     notifications.update()
@@ -357,11 +371,9 @@ async def finish(conn: AsyncConnection, outcomes: list[Outcome], worker: str) ->
     # transaction as the outcome: a restart or another replica edits the
     # message this attempt posted.
     await message_refs.write(conn, [o.ref_write for o in recorded if o.ref_write], now)
-    for o in recorded:
-        if o.message is not None:
-            await conn.execute(
-                notifications.update().where(n.id == o.id).values(message_ref=o.message)
-            )
+    described = [{"b_id": o.id, "b_message": o.message} for o in recorded if o.message is not None]
+    if described:
+        await conn.execute(_MESSAGE_DONE, described)
     if recorded:
         await conn.execute(
             delivery_attempts.insert(),

@@ -20,6 +20,7 @@ from app.store.paging import (
 )
 from app.store.tables import (
     alert_acks,
+    alert_escalations,
     alert_transitions,
     alerts,
     delivery_attempts,
@@ -210,6 +211,31 @@ async def get_alert(
         .limit(history)
     )
     out["acks"] = [ack_history_view(r._mapping) for r in acks]
+    m = row._mapping
+    e = alert_escalations.c
+    steps = await conn.execute(
+        sa.select(alert_escalations)
+        .where(e.fingerprint == fingerprint)
+        .order_by(e.id.desc())
+        .limit(history)
+    )
+    out["escalation"] = {
+        # The open incident's clock, and when its next step is due (None: none left).
+        "since": timestamp(m["escalation_since"]),
+        "next_step_at": timestamp(m["next_escalation_at"]),
+        "escalated_to": list(m["escalated_to"] or []),
+        # Every step taken, newest first (earlier incidents too).
+        "steps": [
+            {
+                "incident_key": s["incident_key"],
+                "step": s["step"],
+                "receiver": s["receiver"],
+                "after_s": s["after_s"],
+                "fired_at": timestamp(s["fired_at"]),
+            }
+            for s in (r._mapping for r in steps)
+        ],
+    }
     return out
 
 

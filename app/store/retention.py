@@ -37,6 +37,7 @@ What is never pruned, whatever its age:
 
 Whatever else an alert owns (ack history, escalation steps) goes with the
 alert when it is pruned, by the foreign keys' cascades: a handful of rows.
+``heartbeats`` has a row per configured heartbeat, never pruned.
 
 Rules that delete children run before their parents' rules: old attempts
 before notifications (a notification past its retention has only attempts

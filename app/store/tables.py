@@ -131,6 +131,24 @@ alerts = sa.Table(
     sa.Index(None, "flapping"),
     sa.Index(None, "next_renotify_at"),
     sa.Index(None, "next_escalation_at"),
+    # Migration 0009: a grouped message lists its group's alerts. A hash
+    # index on PostgreSQL: a group key has no length limit, a btree entry has.
+    sa.Index(None, "group_key", postgresql_using="hash"),
+)
+
+# One row per Alertmanager group that a grouped notification was decided
+# for (migration 0009): when its current firing period (occurrence) began,
+# which names the message destinations show for it.
+alert_groups = sa.Table(
+    "alert_groups",
+    metadata,
+    sa.Column("group_id", sa.String(32), primary_key=True),  # sha256 of group_key, cut
+    sa.Column("group_key", sa.Text(), nullable=False),
+    sa.Column("labels", JSONType, nullable=False),
+    sa.Column("occurrence", UTCDateTime(), nullable=True),
+    sa.Column("open", sa.Boolean(), nullable=False, server_default=sa.false()),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.Index(None, "updated_at"),
 )
 
 alert_transitions = sa.Table(

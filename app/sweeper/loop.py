@@ -18,7 +18,9 @@ from datetime import datetime
 from app.config.compiled import CompiledConfig
 from app.core.domain import AlertRecord, Source, Webhook
 from app.core.fanout import notice_payload, notification_rows
-from app.core.heartbeats import Change, check, unwatched
+from app.core.grouping import Change, GroupChange, plan_groups, reaches_grouped
+from app.core.heartbeats import Change as HeartbeatChange
+from app.core.heartbeats import check, unwatched
 from app.core.lifecycle import (
     RouteOptions,
     escalation_steps,
@@ -33,8 +35,8 @@ from app.ingest.wire import ParsedWebhook
 from app.ops.clock import Clock
 from app.ops.failpoints import failpoint
 from app.ops.metrics import Metrics
+from app.store import groups, queries
 from app.store import heartbeats as heartbeat_store
-from app.store import queries
 from app.store.alerts import AlertChanges, AlertUnit, EscalationRow
 from app.store.engine import Database
 from app.sweeper.prune import Pruner
@@ -150,11 +152,13 @@ class Sweeper:
             for state in await heartbeat_store.load_locked(conn, kind):
                 hb = configured.get(state.name)
                 verdict = check(hb, state, now) if hb is not None else unwatched(state, now)
-                if verdict.change is Change.NONE or verdict.alert is None:
+                if verdict.change is HeartbeatChange.NONE or verdict.alert is None:
                     continue
                 await heartbeat_store.save(conn, verdict.state)
                 log.warning(
-                    "heartbeat missing" if verdict.change is Change.MISSING else "heartbeat back",
+                    "heartbeat missing"
+                    if verdict.change is HeartbeatChange.MISSING
+                    else "heartbeat back",
                     extra={"heartbeat": state.name, "last_seen": str(state.last_seen)},
                 )
                 webhook = Webhook(
@@ -181,6 +185,7 @@ class Sweeper:
             unit = AlertUnit(conn, self._db.kind)
             found = await unit.load_flapping(after, _BATCH)
             changes = AlertChanges()
+            grouped: dict[str, list[Change]] = {}
             for rec in found:
                 routed = runtime.route(rec.labels)
                 assert routed.options is not None
@@ -192,8 +197,9 @@ class Sweeper:
                 changes.acks.extend(step.acks)
                 for notice in step.notices:
                     result.notifications += _queue(
-                        changes, step.record, notice, routed, runtime, now
+                        changes, step.record, notice, routed, runtime, now, grouped
                     )
+            result.notifications += await _queue_groups(unit, grouped, changes, runtime, now)
             await unit.write(changes)
         return len(found), (found[-1].fingerprint if found else after)
 
@@ -204,6 +210,7 @@ class Sweeper:
             unit = AlertUnit(conn, self._db.kind)
             found = await unit.load_reminders_due(now, _BATCH)
             changes = AlertChanges()
+            grouped: dict[str, list[Change]] = {}
             for rec in found:
                 routed = runtime.route(rec.labels)
                 assert routed.options is not None
@@ -213,8 +220,9 @@ class Sweeper:
                 for notice in step.notices:
                     result.reminders += 1
                     result.notifications += _queue(
-                        changes, step.record, notice, routed, runtime, now
+                        changes, step.record, notice, routed, runtime, now, grouped
                     )
+            result.notifications += await _queue_groups(unit, grouped, changes, runtime, now)
             await unit.write(changes)
         return len(found)
 
@@ -260,8 +268,9 @@ class Sweeper:
                         continue  # recorded by another sweeper already: its rows exist
                     result.escalations += 1
                     told.append(notice.escalation.receiver)
+                    # An escalation pages its step's receiver alert by alert.
                     result.notifications += _queue(
-                        changes, step.record, notice, routed, runtime, now
+                        changes, step.record, notice, routed, runtime, now, {}
                     )
             await unit.write(changes)
             if told:
@@ -278,9 +287,40 @@ def _queue(
     routed: RouteResult[RouteOptions],
     runtime: CompiledConfig,
     now: datetime,
+    grouped: dict[str, list[Change]],
 ) -> int:
-    """Add the notice's outbox rows, one per integration it routes to; returns how many."""
+    """Add the notice's outbox rows, one per integration it routes to; returns how many.
+
+    Integrations that group get theirs from :func:`_queue_groups`: the
+    notices are kept in ``grouped`` for it.
+    """
     payload = notice_payload(rec, notice, now)
     rows = notification_rows(rec, notice, payload, routed, runtime, now)
     changes.notifications.extend(rows)
+    if notice.escalation is None and reaches_grouped(rec, routed, runtime):
+        grouped.setdefault(rec.group_key, []).append(Change(rec, notice, routed))
     return len(rows)
+
+
+async def _queue_groups(
+    unit: AlertUnit,
+    grouped: dict[str, list[Change]],
+    changes: AlertChanges,
+    runtime: CompiledConfig,
+    now: datetime,
+) -> int:
+    """One row per group and destination for this sweep's grouped notices:
+    stable notices and reminders of one group's alerts share a message."""
+    if not grouped:
+        return 0
+    pending = [
+        GroupChange(key, {}, items, {c.record.fingerprint: c.record for c in items})
+        for key, items in grouped.items()
+    ]
+    states = await groups.load_states(unit.conn, unit.dialect, grouped)
+    stored = await groups.load_members(unit.conn, grouped)
+    rows, new_states = plan_groups(pending, states, stored, runtime, now)
+    for item_rows in rows:
+        changes.notifications.extend(item_rows)
+    await groups.save_states(unit.conn, unit.dialect, new_states, now)
+    return sum(len(r) for r in rows)

@@ -64,6 +64,7 @@ _CONSOLE: dict[str, Any] = {
     },
     "/routes": {"get": {"summary": "Console: route tree and label test", "responses": _HTML}},
     "/audit": {"get": {"summary": "Console: audit log", "responses": _HTML}},
+    "/heartbeats": {"get": {"summary": "Console: heartbeats", "responses": _HTML}},
     "/console/sign-in": {
         "post": {"summary": "Console: sign in", "requestBody": _FORM, "responses": _ACTION}
     },

@@ -100,6 +100,20 @@ COMPONENTS: dict[str, Any] = {
                             "type": "array",
                             "items": {"type": "object"},
                         },
+                        "escalation": {
+                            "description": "the open incident's escalation clock, next "
+                            "step and receivers told; every step taken, newest first",
+                            "type": "object",
+                            "properties": {
+                                "since": {"type": ["string", "null"], "format": "date-time"},
+                                "next_step_at": {
+                                    "type": ["string", "null"],
+                                    "format": "date-time",
+                                },
+                                "escalated_to": {"type": "array", "items": {"type": "string"}},
+                                "steps": {"type": "array", "items": {"type": "object"}},
+                            },
+                        },
                         "notifications": {
                             "type": "array",
                             "items": {"$ref": "#/components/schemas/Notification"},

@@ -7,12 +7,18 @@ firing alert). ``alert_escalations`` records each step taken, unique per
 incident and receiver, so no step is taken twice. ``heartbeats`` holds each
 dead man's switch: last proof of life, since when it is watched, missing.
 
+Alerts whose incident is open at the upgrade start their escalation clock at
+the upgrade (not at their startsAt, which would escalate every old alert to
+everyone at once): their next step is marked due now, and the first sweep
+decides it with the config in force, so the steps fire ``after`` from now.
+
 Revision ID: 0007
 Revises: 0008
 Create Date: 2026-12-04 22:40:00.000000
 """
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from alembic import op
@@ -39,6 +45,20 @@ def upgrade() -> None:
         batch_op.create_index(
             batch_op.f("ix_alerts_next_escalation_at"), ["next_escalation_at"], unique=False
         )
+    now = datetime.now(UTC)
+    bind = op.get_bind()
+    # SQLite keeps naive UTC text in SQLAlchemy's format (app/store/tables.py).
+    stamp: object = (
+        now.replace(tzinfo=None).isoformat(" ", "microseconds")
+        if bind.dialect.name == "sqlite"
+        else now
+    )
+    op.execute(
+        sa.text(
+            "UPDATE alerts SET escalation_since = :now, next_escalation_at = :now "
+            "WHERE incident_key IS NOT NULL"
+        ).bindparams(now=stamp)
+    )
     op.create_table(
         "alert_escalations",
         sa.Column("id", _ID, autoincrement=True, nullable=False),

@@ -40,6 +40,13 @@ route:
       receiver: fragile
     - matchers: ['severity="critical"']
       receiver: page
+      # Long enough never to fire here: the routes page shows the step.
+      escalate: [{{after: 1h, receiver: chat}}]
+# Never seen, so its clock starts at start-up: the heartbeats page lists it.
+heartbeats:
+  - name: prod-watchdog
+    matchers: ['alertname="Watchdog"']
+    interval: 1h
 receivers:
   - name: page
     webhook_configs: [{{url: "{sink_url}/page/{PAGE_SECRET}"}}]

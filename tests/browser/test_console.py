@@ -177,6 +177,10 @@ def test_routes_form_shows_receiver_and_rendered_message(console: Console, page:
     assert "https://runbooks.example.com/diskfull" in text
     assert "[FIRING] DiskFull (critical)" in text and "page/webhook/0" in text
     assert PAGE_SECRET not in page.content()
+    # The escalation step of the route, in the tree and in the answer.
+    assert "chat" in page.locator(".tree .escalate").inner_text()
+    assert "1h" in result.locator("#route-escalate").inner_text()
+    assert "chat" in result.locator("#route-escalate").inner_text()
 
 
 def test_cross_site_post_without_token_is_refused(console: Console, page: Any) -> None:
@@ -299,6 +303,7 @@ def test_every_page_names_every_control(console: Console, page: Any) -> None:
         "/dead-letters",
         "/routes?labels=alertname%3DX%0Aseverity%3Dcritical",
         "/audit",
+        "/heartbeats",
         "/alerts/nonexistent",
     ]
     for signed_in in (False, True):

@@ -44,7 +44,7 @@ receivers:
   - name: page
     pagerduty_configs: [{{routing_key: {KEY}, url: "{pd_url}/v2/enqueue", rate_limit: {{per_second: 0}}}}]
     webhook_configs: [{{url: "{chat_url}/chat"}}]
-    slack_configs: [{{api_url: "{slack_url}/services/T0/B0/XXXX", rate_limit: {{per_second: 0}}}}]
+    slack_configs: [{{api_url: "{slack_url}/services/T0/B0/XXXX", grouping: alert, rate_limit: {{per_second: 0}}}}]
 """
         am_config = f"""
 route:

@@ -83,3 +83,37 @@ async def test_console_ack_comment_and_unack(db_url: str) -> None:
             assert "acked by" not in (await client.get("/")).text
             metrics = (await client.get("/metrics")).text
             assert 'alertrelay_acks_total{via="console"} 1.0' in metrics
+
+
+async def test_a_named_admin_acts_with_its_own_credential_without_an_admin_token(
+    db_url: str,
+) -> None:
+    # Only auth.admin_users: no session cookie to sign in to, so the named
+    # admin's basic-auth credential on each request is what lets it act.
+    cfg = """
+auth:
+  admin_users: [{name: dana, password: dana-secret-0123456789}]
+route: {receiver: log}
+receivers: [{name: log, log_configs: [{}]}]
+"""
+    async with running_app(db_url, cfg, clock=ManualClock(T0)) as (app, client):
+        alert = am_alert(LABELS)
+        r = await client.post(
+            "/webhook/alertmanager", content=body(am_webhook([alert])), headers=JSON
+        )
+        assert r.status_code == 200
+        path = f"/alerts/{alert['fingerprint']}"
+        dana = httpx.BasicAuth("dana", "dana-secret-0123456789")
+        page = (await client.get(path, auth=dana)).text
+        assert 'action="' + path + '/ack"' in page
+        # Without the credential the same form post is refused, and nothing is acked.
+        anonymous = (await client.get(path)).text
+        r = await client.post(f"{path}/ack", data={"csrf_token": csrf(anonymous), "comment": "x"})
+        assert r.status_code == 401
+        assert (await client.get(f"/api/v1/alerts/{alert['fingerprint']}")).json()["ack"] is None
+        r = await client.post(
+            f"{path}/ack", data={"csrf_token": csrf(page), "comment": "on it"}, auth=dana
+        )
+        assert r.status_code == 303
+        api = (await client.get(f"/api/v1/alerts/{alert['fingerprint']}")).json()
+        assert api["ack"]["by"] == "dana" and api["ack"]["via"] == "console"

@@ -38,7 +38,7 @@ route:
 receivers:
   - name: page
     pagerduty_configs: [{{routing_key: {KEY}, url: "{pd_url}/v2/enqueue", rate_limit: {{per_second: 0}}}}]
-    slack_configs: [{{api_url: "{slack_url}/services/T/B/X"}}]
+    slack_configs: [{{api_url: "{slack_url}/services/T/B/X", grouping: alert}}]
 """
 
 

@@ -127,6 +127,13 @@ async def test_unacknowledged_alert_escalates_once_per_step_and_the_resolve_clos
         assert "notified: page, second" in chat.requests()[-1].json()["text"]
         metrics = (await client.get("/metrics")).text
         assert 'alertrelay_escalations_total{receiver="second"} 1.0' in metrics
+        escalation = (await client.get(f"/api/v1/alerts/{FP}")).json()["escalation"]
+        assert escalation["escalated_to"] == ["second", "manager"]
+        assert escalation["next_step_at"] is None and escalation["since"] == "2026-11-21T19:16:43Z"
+        assert [(s["receiver"], s["step"]) for s in escalation["steps"]] == [
+            ("manager", 1),
+            ("second", 0),
+        ]
         assert 'alertrelay_escalations_total{receiver="manager"} 1.0' in metrics
 
         # The resolve reaches the routed receiver and everyone escalated to.
@@ -325,7 +332,9 @@ async def test_two_sweeper_processes_take_each_step_exactly_once(
     # integrations, manager one.
     assert sum(r["escalations"] for r in results) == steps, results
     assert sum(r["notifications"] for r in results) == N_ALERTS * 3, results
-    assert all(r["escalations"] > 0 for r in results), results  # both took part
+    # Both swept all along (which one wins each step is a race; the sum is
+    # what must be exact). The split is printed for the record.
+    assert all(r["sweeps"] > 10 for r in results), results
     assert count(db_url, "alert_escalations") == steps
     assert count(db_url, "notifications", "kind = 'escalation'") == N_ALERTS * 3
     print(f"two sweepers on {db_url.split(':')[0]}: {results}")
@@ -403,3 +412,32 @@ async def test_an_ack_before_the_first_step_holds_them_all_until_unack(db_url: s
         await post(client, am_alert(LABELS, status="resolved", starts_at=T0, ends_at=clock.now()))
         await tick(app, clock, clock.now())
         assert pd.open_incidents() == [] and pd.dropped == []
+
+
+async def test_a_step_already_recorded_is_not_recorded_again(db_url: str) -> None:
+    """The insert-if-absent under every step: a sweeper deciding from a stale
+    read (its step already taken by another) inserts nothing, so it queues
+    nothing."""
+    from app.store.alerts import AlertUnit, EscalationRow
+
+    async with escalation_setup(db_url) as (app, client, _pd, _chat, clock):
+        await post(client, am_alert(LABELS, starts_at=T0))
+        await tick(app, clock, T0 + timedelta(minutes=16))
+        db = app.state.services.db
+        row = EscalationRow(FP, K0, 0, "second", 900.0, T0, clock.now())
+        again = EscalationRow(FP, K0, 1, "manager", 2700.0, T0, clock.now())
+        async with db.write() as conn:
+            inserted = await AlertUnit(conn, db.kind).record_escalations([row, again])
+        assert inserted == {(FP, "manager")}
+    assert count(db_url, "alert_escalations") == 2
+
+
+async def test_the_console_alert_page_shows_the_escalation(db_url: str) -> None:
+    async with escalation_setup(db_url) as (app, client, _pd, _chat, clock):
+        await post(client, am_alert(LABELS, starts_at=T0))
+        await tick(app, clock, T0 + timedelta(minutes=16))
+        page = (await client.get(f"/alerts/{FP}")).text
+        section = page.split('id="escalation"', 1)[1].split("</section>", 1)[0]
+        assert "Clock running since" in section and "2026-11-21 19:16:43 UTC" in section
+        assert "next step due" in section and "2026-11-21 20:01:43 UTC" in section  # T0 + 45m
+        assert "escalated to <strong>second</strong>" in section

@@ -9,7 +9,7 @@ from alembic.migration import MigrationContext
 from app.store import migrate
 from app.store.engine import sync_url
 from app.store.tables import metadata
-from tests.helpers import count
+from tests.helpers import count, table_rows
 
 
 def test_round_trip_and_no_drift(db_url: str) -> None:
@@ -84,3 +84,33 @@ def test_sqlite_datetimes_are_written_in_sqlalchemys_own_format() -> None:
     assert ours(None) is None
     with pytest.raises(ValueError, match="naive"):
         ours(datetime(2024, 1, 1))  # noqa: DTZ001
+
+
+def test_alerts_firing_at_the_upgrade_start_their_escalation_clock_then(db_url: str) -> None:
+    """0007 marks open incidents' escalation as due at the upgrade (the first
+    sweep decides it with the config), not at their old startsAt."""
+    from datetime import UTC, datetime
+
+    cfg = migrate.alembic_config(db_url)
+    command.downgrade(cfg, "0008")
+    engine = sa.create_engine(sync_url(db_url))
+    with engine.begin() as conn:
+        for fp, key in (("00000000000000aa", "alertrelay/aa/x"), ("00000000000000bb", None)):
+            conn.execute(
+                sa.text(
+                    "INSERT INTO alerts (fingerprint, labels, annotations, status, starts_at, "
+                    "source, first_seen, last_seen, last_changed, incident_key) VALUES "
+                    "(:fp, '{}', '{}', 'firing', '2020-01-01 00:00:00.000000', 'alertmanager', "
+                    "'2020-01-01 00:00:00.000000', '2020-01-01 00:00:00.000000', "
+                    "'2020-01-01 00:00:00.000000', :key)"
+                ),
+                {"fp": fp, "key": key},
+            )
+    before = datetime.now(UTC)
+    command.upgrade(cfg, "head")
+    rows = {r["fingerprint"]: r for r in table_rows(db_url, "alerts", "fingerprint")}
+    engine.dispose()
+    opened = rows["00000000000000aa"]
+    assert opened["escalation_since"] >= before.replace(microsecond=0)
+    assert opened["next_escalation_at"] == opened["escalation_since"]
+    assert rows["00000000000000bb"]["escalation_since"] is None

@@ -120,3 +120,59 @@ async def test_heartbeats_page(sqlite_url: str) -> None:
         assert "1h 4m" in rows["prod-am"]  # its age
         assert "never (watched since" in rows["staging-am"] and "MISSING" in rows["staging-am"]
         assert "by its labels" in rows["prod-am"] and ">chat<" in rows["staging-am"]
+
+
+EVERY_SINK = """
+route:
+  receiver: page
+  escalate: [{after: 15m, receiver: second}]
+receivers:
+  - name: page
+    log_configs: [{}]
+  - name: second
+    pagerduty_configs: [{routing_key: R0UT1NGKEY0123456789abcdef012345}]
+    slack_configs: [{api_url: "https://hooks.slack.com/services/T0/B0/XSECRETXSECRET"}]
+    msteams_configs: [{webhook_url: "https://example.webhook.office.com/workflows/SECRETSECRET"}]
+    googlechat_configs: [{url: "https://chat.googleapis.com/v1/spaces/S/messages?key=KEYKEYKEY&token=TOKENTOKEN"}]
+    discord_configs: [{webhook_url: "https://discord.com/api/webhooks/1/SECRETSECRET"}]
+    mattermost_configs: [{webhook_url: "https://mm.example.com/hooks/SECRETSECRET"}]
+    opsgenie_configs: [{api_key: OPSGENIEKEY0123456789}]
+    webhook_configs: [{url: "https://hooks.example.com/in"}]
+    email_configs: [{to: a@example.com, from: b@example.com, smarthost: "localhost:25"}]
+    log_configs: [{}]
+"""
+
+
+def test_every_integration_renders_an_escalation(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``routes test --render --kind escalation``: what the first step's receiver
+    is sent, by each integration: the escalation line in every one, and
+    PagerDuty's trigger under the receiver's own key."""
+    path = tmp_path / "every.yml"
+    path.write_text(EVERY_SINK)
+    args = ["routes", "test", "--config", str(path), "--render", "--kind", "escalation"]
+    assert main([*args, "alertname=DiskFull", "severity=critical"]) == 0
+    out = capsys.readouterr().out
+    parts = re.split(r"^--- (second/\w+/0):.*$", out, flags=re.M)
+    rendered = dict(zip(parts[1::2], parts[2::2], strict=True))
+    assert sorted(rendered) == sorted(
+        f"second/{n}/0"
+        for n in (
+            "pagerduty",
+            "slack",
+            "msteams",
+            "googlechat",
+            "discord",
+            "mattermost",
+            "opsgenie",
+            "webhook",
+            "email",
+            "log",
+        )
+    )
+    for key, text in rendered.items():
+        assert "Escalated: firing for 15m, notified: page" in text, key
+    assert '"event_action": "trigger"' in rendered["second/pagerduty/0"]
+    assert "/escalated/second" in rendered["second/pagerduty/0"]
+    assert "[ESCALATED] DiskFull (critical)" in rendered["second/slack/0"]

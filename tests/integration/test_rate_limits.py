@@ -46,7 +46,7 @@ async def test_storm_to_one_slack_webhook_stays_under_its_limit(sqlite_url: str)
 route: {{receiver: chat}}
 receivers:
   - name: chat
-    slack_configs: [{{api_url: "{url}/services/T/B/X", rate_limit: {{per_second: 40, burst: 1}}}}]
+    slack_configs: [{{api_url: "{url}/services/T/B/X", grouping: alert, rate_limit: {{per_second: 40, burst: 1}}}}]
 """
         async with running_app(sqlite_url, config, background=True) as (_, client):
             alerts = [am_alert({"alertname": "Storm", "instance": f"i{i}"}) for i in range(240)]

@@ -72,7 +72,12 @@ def chat(fakes: Fakes) -> Fakes:
 
 def entry(name: str, fakes: Fakes, *, update: bool = True) -> dict[str, Any]:
     # No pacing: the tests run on a manual clock, which a deferred row would wait for.
-    return {**_entry(name, fakes, update=update), "rate_limit": {"per_second": 0}}
+    # One message per alert occurrence: these tests follow single alerts.
+    return {
+        **_entry(name, fakes, update=update),
+        "rate_limit": {"per_second": 0},
+        "grouping": "alert",
+    }
 
 
 def _entry(name: str, fakes: Fakes, *, update: bool) -> dict[str, Any]:
@@ -321,11 +326,13 @@ async def test_two_workers_do_not_post_twice(db_url: str, chat: Fakes) -> None:
     )
 
 
-async def test_a_bot_token_without_update_message_replies_in_the_thread(
-    db_url: str, chat: Fakes
+@pytest.mark.parametrize("name", ["slack", "mattermost"])
+async def test_a_token_without_update_message_replies_in_the_thread(
+    db_url: str, chat: Fakes, name: str
 ) -> None:
-    """Slack with a bot token but no update_message: the resolve is a reply (thread_ts)."""
-    async with running_app(db_url, config("slack", chat, update=False), clock=clock()) as (
+    """Slack with a bot token, Mattermost's REST API, no update_message: the resolve
+    is a reply in the first message's thread (thread_ts, root_id), not an edit."""
+    async with running_app(db_url, config(name, chat, update=False), clock=clock()) as (
         app,
         client,
     ):
@@ -333,13 +340,21 @@ async def test_a_bot_token_without_update_message_replies_in_the_thread(
         await drain(app)
         await send(client, "resolved")
         await drain(app)
-    first, reply = chat.slack.posts
-    assert "thread_ts" not in first and chat.slack.updates == []
-    ((channel, ts), _) = chat.slack.messages
-    assert (reply["channel"], reply["thread_ts"]) == (channel, ts)
+    first, reply = posts(chat, name)
+    assert edits(chat, name) == []
+    (stored,) = table_rows(db_url, "message_refs", order="message_key")
+    if name == "slack":
+        assert "thread_ts" not in first
+        ((channel, ts), _) = chat.slack.messages
+        assert stored["ref"] == {"channel": channel, "ts": ts}
+        assert (reply["channel"], reply["thread_ts"]) == (channel, ts)
+    else:
+        assert "root_id" not in first
+        assert reply["root_id"] == stored["ref"]["post_id"]
     resolve = table_rows(db_url, "notifications")[-1]
     assert resolve["message_ref"]["action"] == "replied"
-    assert resolve["message_ref"]["thread"] == {"channel": channel, "ts": ts}
+    assert resolve["message_ref"]["thread"] == stored["ref"]
+    assert resolve["message_ref"]["ref"] != stored["ref"]
 
 
 # ------------------------------------------------------------------ the documented examples

@@ -117,10 +117,14 @@ def main() -> None:
             if target == "postgres":
                 drop_pg(db_url)
         for kind, stages in result.items():
-            wall = "  ".join(f"{k} {v:.3f}" for k, v in stages.items() if not k.endswith("cpu"))
-            cpu = "  ".join(f"{k[:-4]} {v:.3f}" for k, v in stages.items() if k.endswith("cpu"))
-            print(f"{target:8} {args.alerts} {kind:10} wall: {wall}")
-            print(f"{'':8} {args.alerts} {kind:10} cpu:  {cpu}")
+            wall = "  ".join(
+                f"{k} {v * 1000:.2f}" for k, v in stages.items() if not k.endswith("cpu")
+            )
+            cpu = "  ".join(
+                f"{k[:-4]} {v * 1000:.2f}" for k, v in stages.items() if k.endswith("cpu")
+            )
+            print(f"{target:8} {args.alerts} {kind:10} wall ms: {wall}")
+            print(f"{'':8} {args.alerts} {kind:10} cpu ms:  {cpu}")
 
 
 if __name__ == "__main__":

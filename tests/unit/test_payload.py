@@ -34,7 +34,7 @@ def test_the_writer_writes_exactly_the_typed_keys() -> None:
     # Every key but the per-destination ones (the ack link is added per
     # receiver) and those of escalation notices.
     assert set(payload) == set(NoticePayload.__required_keys__)
-    assert NoticePayload.__optional_keys__ == {"ack_url", "escalation"}
+    assert NoticePayload.__optional_keys__ == {"ack_url", "escalation", "group"}
     assert set(payload["flap"]) == set(FlapPayload.__annotations__)
     message = build_message(
         payload, notification_id=1, idempotency_key="k", receiver="r", attempt=1

@@ -124,12 +124,16 @@ def admin_state(request: Request, auth: AuthConfig | None) -> str:
     if auth is None:
         return "open"
     key = _session_key(auth)
-    if key is None:
+    if key is None and not auth.admin_users:
         return "disabled"
     if request.headers.get("authorization"):
         # Only a look: a read credential on a page is no failed admin attempt.
+        # A named admin (auth.admin_users) acts by sending its own credential,
+        # e.g. basic auth in the browser; the session cookie needs admin_token.
         scheme, value = credentials(request)
         return "signed-in" if admin_actor(auth, scheme, value) is not None else "signed-out"
+    if key is None:
+        return "signed-out"
     raw = request.cookies.get(ADMIN_COOKIE, "")
     expires, _, _mac = raw.partition(".")
     if expires.isdigit() and int(expires) > _now(request):
@@ -138,12 +142,24 @@ def admin_state(request: Request, auth: AuthConfig | None) -> str:
     return "signed-out"
 
 
+def acting_admin(request: Request, auth: AuthConfig | None) -> str | None:
+    """The named admin whose own credential came with this request, if any
+    (audit entries and acks name them; a session cookie is ``admin``)."""
+    if auth is None or not request.headers.get("authorization"):
+        return None
+    scheme, value = credentials(request)
+    return admin_actor(auth, scheme, value)
+
+
 def require_admin(request: Request, auth: AuthConfig | None) -> None:
     state = admin_state(request, auth)
     if state == "disabled":
-        raise HTTPError(403, "actions are disabled: set auth.admin_token or admin_token_file")
+        raise HTTPError(
+            403,
+            "actions are disabled: set auth.admin_token (or admin_token_file) or auth.admin_users",
+        )
     if state == "signed-out":
-        raise HTTPError(401, "sign in with the admin token first")
+        raise HTTPError(401, "sign in with the admin token (or a named admin's credential) first")
 
 
 def sign_in(request: Request, auth: AuthConfig | None, given: str, response: Response) -> bool:

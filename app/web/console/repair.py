@@ -69,7 +69,7 @@ async def _replay(request: Request, ids: list[int]) -> tuple[list[int], list[str
     services = services_of(request)
     requeued: list[int] = []
     skipped: list[str] = []
-    actor = actor_of(request)
+    actor = _actor(request)
     for nid in ids:
         result = await replay_dead(
             services.db, nid, services.clock.now(), actor=actor, via="console"
@@ -120,6 +120,11 @@ def skipped_text(raw: str, more: int) -> list[str]:
     if more > 0:
         out.append(f"and {more} more")
     return out
+
+
+def _actor(request: Request) -> str:
+    auth = services_of(request).runtime().config.auth
+    return access.acting_admin(request, auth) or actor_of(request)
 
 
 async def _action(request: Request) -> None:
@@ -182,7 +187,7 @@ async def _ack_action(request: Request, undo: bool) -> Response:
     access.require_admin(request, runtime.config.auth)
     fingerprint = request.path_params["fingerprint"]
     back = f"/alerts/{quote(fingerprint, safe='')}"
-    actor = actor_of(request)
+    actor = _actor(request)
     now = services.clock.now()
     if undo:
         result = await unacknowledge(

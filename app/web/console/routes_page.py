@@ -15,7 +15,7 @@ from app.web.console.view import render
 from app.web.guards import HTTPError
 from app.web.state import services_of
 
-KINDS = ("firing", "resolved", "flapping", "stable", "reminder", "ack")
+KINDS = ("firing", "resolved", "flapping", "stable", "reminder", "escalation", "ack")
 MAX_LABELS = 64
 
 

@@ -1,0 +1,297 @@
+"""Grouped notifications (``grouping: group``) end to end in one process, on
+SQLite and PostgreSQL: one message per Alertmanager group and change on chat
+and email, one event per alert on PagerDuty, mails threaded per group
+occurrence, and sweeper notices riding group messages."""
+
+import asyncio
+import email
+import email.policy
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+from email.message import EmailMessage
+from typing import Any
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+
+from app.delivery.worker import DeliveryWorker
+from app.ops.clock import ManualClock
+from tests.conftest import running_app
+from tests.helpers import JSON, T0, am_alert, am_webhook, body, count, table_rows
+from tests.integration.test_email import Recorder, smtp_server
+from tests.sinks import FakePagerDuty, WebhookSink, serve
+
+ROUTING_KEY = "R0UT1NGKEY0123456789abcdef012345"
+
+
+def config(pd_url: str, chat_url: str, smtp_port: int, extra: str = "") -> str:
+    return f"""
+global:
+  external_url: https://alertrelay.example.com
+delivery:
+  initial_backoff: 1s
+  timeout: 5s
+runbooks:
+  default: "https://runbooks.example.com/{{{{ labels.alertname | lower }}}}"
+dedup:
+  renotify_interval: 1h
+route:
+  receiver: ops
+receivers:
+  - name: ops
+    pagerduty_configs:
+      - {{routing_key: {ROUTING_KEY}, url: "{pd_url}/v2/enqueue", rate_limit: {{per_second: 0}}}}
+    slack_configs:
+      - api_url: "{chat_url}/services/T0/B0/SECRETSECRET"
+        rate_limit: {{per_second: 0}}
+{extra}
+    email_configs:
+      - to: ops@example.com
+        from: alertrelay@example.com
+        smarthost: 127.0.0.1:{smtp_port}
+        require_tls: false
+        send_resolved: true
+        rate_limit: {{per_second: 0}}
+"""
+
+
+@dataclass
+class Env:
+    app: Starlette
+    client: httpx.AsyncClient
+    pd: FakePagerDuty
+    chat: WebhookSink
+    smtp: Recorder
+    clock: ManualClock
+    db_url: str
+
+
+@asynccontextmanager
+async def setup(db_url: str, extra: str = "") -> AsyncIterator[Env]:
+    pd, chat = FakePagerDuty(), WebhookSink()
+    clock = ManualClock(T0 + timedelta(minutes=1))
+    with serve(pd) as pd_url, serve(chat) as chat_url, smtp_server() as (smtp, port):
+        text = config(pd_url, chat_url, port, extra)
+        async with running_app(db_url, text, clock=clock) as (app, client):
+            yield Env(app, client, pd, chat, smtp, clock, db_url)
+
+
+def group_alerts(group: str, n: int, status: str = "firing") -> list[dict[str, Any]]:
+    return [
+        am_alert(
+            {
+                "alertname": "DiskFull",
+                "cluster": group,
+                "instance": f"db-{i:03d}",
+                "severity": "critical",
+            },
+            status=status,
+            annotations={"summary": f"disk of db-{i:03d} full"},
+        )
+        for i in range(n)
+    ]
+
+
+def webhook(group: str, alerts: list[dict[str, Any]]) -> dict[str, Any]:
+    return am_webhook(
+        alerts,
+        group_key=f'{{}}:{{cluster="{group}"}}',
+        groupLabels={"cluster": group},
+        commonLabels={"cluster": group, "alertname": "DiskFull"},
+    )
+
+
+async def post(env: Env, payload: dict[str, Any]) -> dict[str, Any]:
+    r = await env.client.post("/webhook/alertmanager", content=body(payload), headers=JSON)
+    assert r.status_code == 200, r.text
+    return r.json()  # type: ignore[no-any-return]
+
+
+async def drain(app: Starlette) -> None:
+    worker: DeliveryWorker = app.state.services.delivery
+    async with asyncio.timeout(60):
+        await worker.drain()
+
+
+def mails(env: Env) -> list[EmailMessage]:
+    return [
+        email.message_from_bytes(m.content, policy=email.policy.default)  # type: ignore[misc]
+        for m in env.smtp.accepted
+    ]
+
+
+def chat_texts(env: Env) -> list[str]:
+    out = []
+    for r in env.chat.requests():
+        data = r.json()
+        out.append(data["attachments"][0]["blocks"][0]["text"]["text"])
+    return out
+
+
+async def test_three_groups_fire_and_resolve_as_six_chat_posts_and_six_mails(db_url: str) -> None:
+    async with setup(db_url) as env:
+        for group in ("eu", "us", "ap"):
+            result = await post(env, webhook(group, group_alerts(group, 30)))
+            # 30 PagerDuty rows, one Slack row and one mail row.
+            assert result["notifications"] == 32
+        again = await post(env, webhook("eu", group_alerts("eu", 30)))  # Alertmanager's repeat
+        assert again["notifications"] == 0 and again["duplicates"] == 30
+        await drain(env.app)
+        assert len(env.chat.requests()) == 3
+        assert len(env.smtp.accepted) == 3
+        assert len(env.pd.open_incidents()) == 90
+
+        for group in ("eu", "us", "ap"):
+            await post(env, webhook(group, group_alerts(group, 30, "resolved")))
+        await drain(env.app)
+    assert len(env.chat.requests()) == 6
+    assert env.pd.open_incidents() == [] and len(env.pd.all_incidents()) == 90
+    texts = chat_texts(env)
+    assert texts[0].startswith("30 firing. Now 30 firing in this group.")
+    # 20 listed (the default max_alerts_per_message), the rest counted with the console link.
+    assert texts[0].count("\n- ") == 20
+    assert "…and 10 more: <https://alertrelay.example.com/alerts?state=active&amp;q=eu|" in texts[0]
+    assert "<https://runbooks.example.com/diskfull|Runbook>" in texts[0]
+    assert texts[3].startswith("30 resolved. Now 0 firing, 30 resolved in this group.")
+    titles = [r.json()["blocks"][0]["text"]["text"] for r in env.chat.requests()]
+    assert titles[0] == "*[FIRING:30] cluster=eu: 30 firing*"
+    assert titles[3] == "*[RESOLVED] cluster=eu: 30 resolved*"
+
+    sent = mails(env)
+    assert len(sent) == 6
+    by_group: dict[str, list[EmailMessage]] = {}
+    for m in sent:
+        by_group.setdefault(str(m["Subject"]).split()[1], []).append(m)
+    assert sorted(by_group) == ["cluster=ap:", "cluster=eu:", "cluster=us:"]
+    for first, resolve in by_group.values():
+        assert first["In-Reply-To"] is None
+        assert resolve["In-Reply-To"] == first["Message-ID"] == resolve["References"]
+        assert resolve["Message-ID"] != first["Message-ID"]
+    # One row per group and change, whatever the number of alerts.
+    grouped = [
+        n for n in table_rows(env.db_url, "notifications") if n["integration"] != "pagerduty"
+    ]
+    assert len(grouped) == 12
+    assert {n["status"] for n in grouped} == {"sent"}
+
+
+async def test_a_group_message_lists_the_group_not_only_the_webhook(db_url: str) -> None:
+    async with setup(db_url) as env:
+        await post(env, webhook("eu", group_alerts("eu", 3)))
+        one = group_alerts("eu", 4)[3:]  # a fourth alert arrives alone
+        await post(env, webhook("eu", one))
+        gone = group_alerts("eu", 1, "resolved")  # the first resolves, alone too
+        await post(env, webhook("eu", gone))
+        await drain(env.app)
+    texts = chat_texts(env)
+    assert len(texts) == 3
+    assert texts[1].startswith("1 firing. Now 4 firing in this group.")
+    assert texts[1].index("(new) DiskFull instance=db-003") < texts[1].index("db-000")
+    assert texts[2].startswith("1 resolved. Now 3 firing, 1 resolved in this group.")
+    assert "Resolved:\n- (just resolved) DiskFull instance=db-000" in texts[2]
+    # All three mails belong to one occurrence: the later two answer the first.
+    first, *later = mails(env)
+    assert [m["In-Reply-To"] for m in later] == [first["Message-ID"]] * 2
+
+
+async def test_a_new_occurrence_starts_a_new_thread(db_url: str) -> None:
+    async with setup(db_url) as env:
+        await post(env, webhook("eu", group_alerts("eu", 2)))
+        await post(env, webhook("eu", group_alerts("eu", 2, "resolved")))
+        env.clock.advance(600)
+        later = [
+            am_alert(a["labels"], starts_at=T0 + timedelta(minutes=10))
+            for a in group_alerts("eu", 2)
+        ]
+        await post(env, webhook("eu", later))
+        await drain(env.app)
+    first, resolve, again = mails(env)
+    assert resolve["In-Reply-To"] == first["Message-ID"]
+    assert again["In-Reply-To"] is None and again["Message-ID"] != first["Message-ID"]
+    keys = [
+        n["payload"]["group"]["message_key"]
+        for n in table_rows(db_url, "notifications")
+        if n["integration"] == "email"
+    ]
+    assert keys[0] == keys[1] != keys[2]
+    assert count(db_url, "alert_groups") == 1
+
+
+async def test_grouping_alert_keeps_one_message_per_alert(db_url: str) -> None:
+    extra = "        grouping: alert\n"
+    async with setup(db_url, extra) as env:
+        await post(env, webhook("eu", group_alerts("eu", 3)))
+        await drain(env.app)
+    assert len(env.chat.requests()) == 3  # Slack: per alert, as asked
+    assert len(env.smtp.accepted) == 1  # email still groups
+
+
+async def test_reminders_of_a_group_ride_one_message(db_url: str) -> None:
+    async with setup(db_url) as env:
+        await post(env, webhook("eu", group_alerts("eu", 5)))
+        await drain(env.app)
+        env.clock.advance(3601)
+        result = await env.app.state.services.sweeper.sweep_once()
+        assert result.reminders == 5
+        await drain(env.app)
+    texts = chat_texts(env)
+    assert len(texts) == 2
+    assert texts[1].startswith("5 still firing. Now 5 firing in this group.")
+    assert texts[1].count("\n- DiskFull instance=db-") == 5  # all alike: no mark per line
+    assert len(env.pd.all_incidents()) == 5
+
+
+@pytest.mark.parametrize("n", [300])
+async def test_three_hundred_alerts_fit_every_chat_sink(db_url: str, n: int) -> None:
+    extra = "        max_alerts_per_message: 300\n"
+    async with setup(db_url, extra) as env:
+        await post(env, webhook("eu", group_alerts("eu", n)))
+        await drain(env.app)
+    (text,) = chat_texts(env)
+    assert len(text) <= 3000
+    listed = text.count("\n- ")
+    assert 5 < listed < n
+    assert text.endswith(
+        f"…and {n - listed} more: <https://alertrelay.example.com/alerts?state=active&amp;q=eu|see all in the console>"
+    )
+
+
+async def test_update_message_edits_the_group_message(db_url: str) -> None:
+    """With update_message (Slack's Web API), a group occurrence is one post
+    and its later changes edit it: more alerts, then the resolve."""
+    from tests.chat_fakes import FakeSlackAPI
+
+    api = FakeSlackAPI(token="xoxb-GROUP-TEST-TOKEN")
+    with serve(api) as url:
+        text = f"""
+route: {{receiver: ops}}
+receivers:
+  - name: ops
+    slack_configs:
+      - api_url: "{url}/api/chat.postMessage"
+        token: xoxb-GROUP-TEST-TOKEN
+        channel: "#alerts"
+        update_message: true
+        rate_limit: {{per_second: 0}}
+"""
+        clock = ManualClock(T0 + timedelta(minutes=1))
+        async with running_app(db_url, text, clock=clock) as (app, client):
+            env = Env(app, client, FakePagerDuty(), WebhookSink(), Recorder(), clock, db_url)
+            await post(env, webhook("eu", group_alerts("eu", 30)))
+            await drain(app)
+            await post(env, webhook("eu", group_alerts("eu", 35)))
+            await drain(app)
+            await post(env, webhook("eu", group_alerts("eu", 35, "resolved")))
+            await drain(app)
+    assert len(api.posts) == 1 and len(api.updates) == 2
+    (shown,) = api.messages.values()
+    assert shown["blocks"][0]["text"]["text"] == "*[RESOLVED] cluster=eu: 35 resolved*"
+    assert [u["blocks"][0]["text"]["text"] for u in api.updates] == [
+        "*[FIRING:35] cluster=eu: 5 firing*",
+        "*[RESOLVED] cluster=eu: 35 resolved*",
+    ]
+    (ref,) = table_rows(db_url, "message_refs", order="message_key")
+    assert ref["message_key"].startswith("g:")
