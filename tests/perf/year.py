@@ -319,6 +319,11 @@ def main() -> None:
         type=Path,
         help="a SQLite file this loader filled before: measured (and pruned) instead of filling anew",
     )
+    parser.add_argument(
+        "--postgres-year-db",
+        help="a PostgreSQL database this loader filled before (URL): measured and pruned"
+        " instead of filling anew, and kept afterwards",
+    )
     parser.add_argument("--postgres", default=os.environ.get("ALERTRELAY_TEST_POSTGRES_URL"))
     parser.add_argument("--out", type=Path, default=ROOT / "tests" / "perf" / "results")
     args = parser.parse_args()
@@ -351,9 +356,14 @@ def main() -> None:
             db_url = (
                 f"sqlite:///{tmp}/{state}.db" if target == "sqlite" else pg_database(args.postgres)
             )
-            reuse = state == "year" and target == "sqlite" and args.sqlite_year_db is not None
-            if reuse:
+            reuse = state == "year" and (
+                (target == "sqlite" and args.sqlite_year_db is not None)
+                or (target == "postgres" and args.postgres_year_db is not None)
+            )
+            if reuse and target == "sqlite":
                 db_url = f"sqlite:///{args.sqlite_year_db}"
+            elif reuse:
+                db_url = args.postgres_year_db
             try:
                 upgrade(db_url)
                 detail_fp = fingerprint({"alertname": "Nothing"})
@@ -388,7 +398,7 @@ def main() -> None:
                 if state == "year":
                     result["prune"] = prune_under_load(db_url, args, tmp, files, script)
             finally:
-                if target == "postgres":
+                if target == "postgres" and not reuse:
                     drop_pg(db_url)
         summary["results"][target] = result
         args.out.mkdir(parents=True, exist_ok=True)

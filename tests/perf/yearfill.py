@@ -267,9 +267,9 @@ def _delivered(
     return notes, attempts
 
 
-def _chunks(total: int, size: int) -> Iterator[range]:
-    for start in range(0, total, size):
-        yield range(start, min(total, start + size))
+def _chunks(total: int, size: int, first: int = 0) -> Iterator[range]:
+    for start in range(first, first + total, size):
+        yield range(start, min(first + total, start + size))
 
 
 def _insert(conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
@@ -308,9 +308,11 @@ def fill(
     seed: int = 2026,
     chunk: int = 500,
     progress: bool = True,
+    start: int = 0,
 ) -> Filled:
-    """Write the year; the database must be migrated and empty."""
-    rng = random.Random(seed)
+    """Write the year; the database must be migrated, and empty unless
+    ``start`` names the first alert number to add after an earlier fill."""
+    rng = random.Random(seed + start)
     runtime = compile_config(parse_config(CONFIG, "year.yml", {}))
     now = datetime.now(UTC)
     engine = sa.create_engine(sync_url(db_url))
@@ -323,11 +325,12 @@ def fill(
             dbapi.execute("PRAGMA synchronous=OFF")
 
     out = Filled(firing=[])
-    next_id = 1
+    with engine.connect() as conn:
+        next_id = int(conn.execute(sa.select(sa.func.max(notifications.c.id))).scalar() or 0) + 1
     write = _copy if engine.dialect.name == "postgresql" else _insert
     firing_every = max(1, round(1 / firing_share)) if firing_share else 0
     with engine.connect() as conn:
-        for block in _chunks(alerts_count, chunk):
+        for block in _chunks(alerts_count, chunk, start):
             alert_rows, trans_rows, note_rows, ack_rows = [], [], [], []
             ref_rows: list[dict[str, Any]] = []
             for i in block:
