@@ -14,7 +14,9 @@ transitions, as many notifications and about as many delivery attempts):
   a pool of 100 alerts, 1 and 10 alerts per request, 32 connections, wrk),
   medians over ``--rounds``;
 * ``GET /api/v1/alerts?state=firing``, one alert's detail (an alert with a
-  full year of history), the overview page ``/`` and a ``/metrics`` scrape:
+  full year of history), the console's overview ``/``, its alert list of
+  resolved alerts and a filtered one (severity and label text), that alert's
+  page, and a ``/metrics`` scrape:
   ``--samples`` sequential requests each, p50 and p99;
 * the delivery benchmark's throughput (tests/perf/delivery.py: one
   ``alertrelay worker`` delivering ``--delivery-rows`` queued notifications
@@ -180,6 +182,9 @@ def measure(
             "alerts_firing": "/api/v1/alerts?state=firing",
             "alert_detail": f"/api/v1/alerts/{detail_fp}",
             "overview": "/",
+            "console_resolved": "/alerts?state=resolved",
+            "console_filtered": "/alerts?severity=critical&q=team-3",
+            "console_alert": f"/alerts/{detail_fp}",
             "metrics": "/metrics",
         }
         for name, path in paths.items():
@@ -314,6 +319,7 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=300)
     parser.add_argument("--delivery-rows", type=int, default=2000)
     parser.add_argument("--skip-empty", action="store_true", help="measure only the year database")
+    parser.add_argument("--skip-prune", action="store_true", help="leave the year database as is")
     parser.add_argument(
         "--sqlite-year-db",
         type=Path,
@@ -395,7 +401,7 @@ def main() -> None:
                 result[state] = measure(
                     db_url, args, tmp, files, script, detail_fp, f"{target}/{state}"
                 )
-                if state == "year":
+                if state == "year" and not args.skip_prune:
                     result["prune"] = prune_under_load(db_url, args, tmp, files, script)
             finally:
                 if target == "postgres" and not reuse:
