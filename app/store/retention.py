@@ -25,17 +25,27 @@ What is never pruned, whatever its age:
   occurrence ended ``resolved_alerts`` ago, and while a notification of its
   messages is pending, in flight or dead;
 * the alert links of a grouped notification (``notification_alerts``)
-  while the notification is kept;
+  while the notification is kept; a sent grouped notification, and the
+  reference of a group's message, while the group fires (an ack finds the
+  message to edit through them, a resolve months later edits it);
+* a sent notification of an incident still open (its dedup key is the
+  alert's ``incident_key``): an ack tells the destinations that were sent
+  the incident's trigger, found by these rows, however long ago it fired;
 * the reference of a chat message (``message_refs``) younger than
-  ``notifications``, or whose message still has a notification pending, in
-  flight or dead (a replay edits it).
+  ``notifications``, whose message still has a notification pending, in
+  flight or dead (a replay edits it), or whose alert's incident is still
+  open (its resolve, ack or reminder edits that message, months later);
+* the ack history (``alert_acks``) of a firing or flapping alert's current
+  occurrence; older rows go at the ``transitions`` age, like the history
+  they annotate (an alert that comes back every week is never pruned
+  itself, so its acks would pile up for ever);
+* the escalation steps taken (``alert_escalations``) for an incident still
+  open: each row is what stops a step being taken twice; a closed
+  incident's steps go at the ``transitions`` age.
 
-An alert's ack history (``alert_acks``) and its escalation steps
-(``alert_escalations``) go with the alert: the foreign keys' cascades delete
-them when the alert is pruned (a handful of rows per alert); the ack in
-force and the escalation of the open incident live on the alert row itself,
-which is kept while the alert fires. ``heartbeats`` has a row per configured
-heartbeat, never pruned.
+Whatever else an alert owns (ack history, escalation steps) goes with the
+alert when it is pruned, by the foreign keys' cascades: a handful of rows.
+``heartbeats`` has a row per configured heartbeat, never pruned.
 
 Rules that delete children run before their parents' rules: old attempts
 before notifications (a notification past its retention has only attempts
@@ -60,6 +70,8 @@ from app.core.domain import NotificationStatus as NS
 from app.core.domain import Status
 from app.store.engine import Database, is_lock_conflict
 from app.store.tables import (
+    alert_acks,
+    alert_escalations,
     alert_groups,
     alert_transitions,
     alerts,
@@ -80,6 +92,8 @@ TABLES = (
     "quarantined_alerts",
     "audit_log",
     "message_refs",
+    "alert_acks",
+    "alert_escalations",
     "notification_alerts",
     "alert_groups",
 )
@@ -133,6 +147,7 @@ d = delivery_attempts.c
 _other = notifications.alias("other_notification")
 _alert = alerts.alias("current_alert")
 _history = alert_transitions.alias("history")
+_group = alert_groups.alias("open_group")
 
 
 def _sent_prunable(c: Cutoffs) -> list[Any]:
@@ -144,13 +159,37 @@ def _sent_prunable(c: Cutoffs) -> list[Any]:
         )
         .exists()
     )
+    open_incident = (
+        sa.select(_alert.c.fingerprint)
+        .where(_alert.c.fingerprint == n.fingerprint, _alert.c.incident_key == n.dedup_key)
+        .exists()
+    )
     return [
         n.status == NS.SENT.value,
         # next_attempt_at <= sent_at, so this bound walks the status index.
         n.next_attempt_at < c.notifications,
         n.sent_at < c.notifications,
         ~unsettled_sibling,
+        ~open_incident,
+        ~sa.and_(n.message_key.startswith("g:"), _group_open(n.fingerprint)),
     ]
+
+
+def _group_open(group_fingerprint: Any) -> Any:
+    """The group a grouped row belongs to still fires: its rows are what an
+    ack finds the group's message by (``notification_alerts``), and its
+    message's reference is what a resolve months later edits. A group row's
+    ``fingerprint`` is the first 16 hex digits of its group's id: a range
+    on the primary key finds the group."""
+    return (
+        sa.select(_group.c.group_id)
+        .where(
+            _group.c.open.is_(True),
+            _group.c.group_id >= group_fingerprint,
+            _group.c.group_id < group_fingerprint + "g",  # past every hex digit
+        )
+        .exists()
+    )
 
 
 def _dead_prunable(c: Cutoffs) -> list[Any]:
@@ -232,7 +271,52 @@ def _old_message_refs(c: Cutoffs) -> list[Any]:
     waiting = sa.select(n.message_key).where(
         n.status.in_([*_UNFINISHED, NS.DEAD.value]), n.message_key.is_not(None)
     )
-    return [r.updated_at < c.notifications, r.message_key.not_in(waiting)]
+    # An alert's message key is ``a:<fingerprint>:<occurrence>``
+    # (core.domain.alert_message_key); fingerprints are 16 characters.
+    open_incident = (
+        sa.select(_alert.c.fingerprint)
+        .where(
+            _alert.c.fingerprint == sa.func.substr(r.message_key, 3, 16),
+            _alert.c.incident_key.is_not(None),
+        )
+        .exists()
+    )
+    # A group's message: the row it last showed names the group.
+    open_group = (
+        sa.select(_other.c.id)
+        .where(_other.c.id == r.notification_id, _group_open(_other.c.fingerprint))
+        .exists()
+    )
+    return [
+        r.updated_at < c.notifications,
+        r.message_key.not_in(waiting),
+        ~sa.and_(r.message_key.startswith("a:"), open_incident),
+        ~sa.and_(r.message_key.startswith("g:"), open_group),
+    ]
+
+
+def _old_acks(c: Cutoffs) -> list[Any]:
+    k = alert_acks.c
+    current = (
+        sa.select(_alert.c.fingerprint)
+        .where(
+            _alert.c.fingerprint == k.fingerprint,
+            _alert.c.starts_at == k.occurrence,
+            sa.or_(_alert.c.status == Status.FIRING.value, _alert.c.flapping.is_(True)),
+        )
+        .exists()
+    )
+    return [k.at < c.transitions, ~current]
+
+
+def _old_escalations(c: Cutoffs) -> list[Any]:
+    e = alert_escalations.c
+    still_open = (
+        sa.select(_alert.c.fingerprint)
+        .where(_alert.c.fingerprint == e.fingerprint, _alert.c.incident_key == e.incident_key)
+        .exists()
+    )
+    return [e.fired_at < c.transitions, ~still_open]
 
 
 def _links_of_pruned_notifications(c: Cutoffs) -> list[Any]:
@@ -308,6 +392,14 @@ RULES = (
         (message_refs.c.integration, message_refs.c.message_key),
         (message_refs.c.updated_at,),
         _old_message_refs,
+    ),
+    Rule("old ack history", alert_acks, alert_acks.c.id, (alert_acks.c.at,), _old_acks),
+    Rule(
+        "old escalation steps",
+        alert_escalations,
+        alert_escalations.c.id,
+        (alert_escalations.c.fired_at,),
+        _old_escalations,
     ),
     Rule(
         "audit entries",

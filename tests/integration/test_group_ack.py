@@ -189,23 +189,35 @@ async def test_pruning_takes_group_links_and_closed_groups(db_url: str) -> None:
             links = count(db_url, "notification_alerts")
             assert links == 4  # the post: both alerts; the edit: both listed
 
-            # Long after, db-2 still fires: its group and the rows it needs stay.
+            # Long after, db-2 still fires: its group, the group's rows, their
+            # links and the message's reference stay, so an ack still edits it.
             clock.advance(40 * DAY)
             deleted = await prune(app)
-            assert deleted["alert_groups"] == 0 and count(db_url, "alert_groups") == 1
-            assert deleted["notifications"] == 2 and deleted["notification_alerts"] == 4
             assert deleted["alerts"] == 1  # db-1, resolved 40 days ago
+            assert deleted["alert_groups"] == deleted["notifications"] == 0
+            assert deleted["notification_alerts"] == deleted["message_refs"] == 0
+            fp = fingerprints(db_url)["db-2"]
+            r = await client.post(f"/api/v1/alerts/{fp}/ack", headers=HEADERS)
+            assert r.status_code == 200 and r.json()["notifications"] == 1, r.text
+            await drain(app)
+            assert len(slack.posts) == 1 and len(slack.updates) == 2
+            # (db-1 is gone: db-2 alone is the group, its labels the title.)
+            assert shown(slack).endswith("· acknowledged by admin")
 
-            # db-2 resolves; the group's state goes once resolved_alerts (30d) is over.
+            # db-2 resolves: the group closes. Its rows go at the notifications
+            # age, its state once resolved_alerts (30d) is over.
             ends = clock.now()
             await send(client, am_alert(disk(2), status="resolved", endsAt=ends.isoformat()))
             await drain(app)
             clock.advance(29 * DAY)
             deleted = await prune(app)
             assert deleted["alert_groups"] == 0
+            # The post and db-1's resolve (69 days old); the ack's edit is 29 days old.
+            assert deleted["notifications"] == 2 and deleted["notification_alerts"] == 4
             clock.advance(2 * DAY)
             deleted = await prune(app)
-            assert deleted["alert_groups"] == 1 and deleted["notification_alerts"] == 1
+            assert deleted["alert_groups"] == 1 and deleted["notifications"] == 2
+            assert deleted["notification_alerts"] == 2 and deleted["message_refs"] == 1
     assert count(db_url, "alert_groups") == 0 and count(db_url, "notification_alerts") == 0
 
 
