@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.core.domain import isoformat
-from app.store.queries import BadCursor, _decode_cursor, _encode_cursor
+from app.store.paging import decode_id_cursor, encode_cursor
 from app.store.tables import audit_log
 
 ACTOR_CLI = "cli"
@@ -93,12 +93,10 @@ async def list_entries(
     if until is not None:
         query = query.where(c.at < until)
     if cursor:
-        (last_id,) = _decode_cursor(cursor, 1)
-        if not isinstance(last_id, int) or isinstance(last_id, bool):
-            raise BadCursor("cursor: not a cursor this API returned")
+        last_id = decode_id_cursor(cursor)
         query = query.where(c.id < last_id)
     rows = [r._mapping for r in await conn.execute(query.order_by(c.id.desc()).limit(limit + 1))]
     more = len(rows) > limit
     rows = rows[:limit]
-    next_cursor = _encode_cursor(rows[-1]["id"]) if more and rows else None
+    next_cursor = encode_cursor(rows[-1]["id"]) if more and rows else None
     return [_view(r) for r in rows], next_cursor

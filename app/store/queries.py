@@ -4,8 +4,6 @@ Lists are paginated by keyset (an opaque cursor naming the last row seen),
 so pages stay fast and stable while alerts keep changing.
 """
 
-import base64
-import json
 from datetime import datetime
 from typing import Any
 
@@ -13,7 +11,13 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.core.domain import NotificationStatus as NS
-from app.core.domain import isoformat
+from app.store.paging import (
+    BadCursor,
+    decode_change_cursor,
+    decode_id_cursor,
+    encode_cursor,
+    timestamp,
+)
 from app.store.tables import (
     alert_acks,
     alert_escalations,
@@ -24,25 +28,7 @@ from app.store.tables import (
     quarantined_alerts,
 )
 
-
-class BadCursor(ValueError):
-    pass
-
-
-def _encode_cursor(*parts: Any) -> str:
-    raw = json.dumps([p.isoformat() if isinstance(p, datetime) else p for p in parts])
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str, size: int) -> list[Any]:
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        parts = json.loads(base64.urlsafe_b64decode(padded.encode()))
-    except (ValueError, TypeError):
-        raise BadCursor("cursor: not a cursor this API returned") from None
-    if not isinstance(parts, list) or len(parts) != size:
-        raise BadCursor("cursor: not a cursor this API returned")
-    return parts
+__all__ = ["BadCursor"]  # re-exported: the web layer catches it from here
 
 
 def attempt_view(m: Any) -> dict[str, Any]:
@@ -50,17 +36,13 @@ def attempt_view(m: Any) -> dict[str, Any]:
     return {
         "attempt": m["attempt"],
         "worker": m["worker"],
-        "started_at": _ts(m["started_at"]),
-        "finished_at": _ts(m["finished_at"]),
+        "started_at": timestamp(m["started_at"]),
+        "finished_at": timestamp(m["finished_at"]),
         "outcome": m["outcome"],
         "status_code": m["status_code"],
         "error": m["error"],
         "duration_ms": m["duration_ms"],
     }
-
-
-def _ts(value: datetime | None) -> str | None:
-    return isoformat(value) if value is not None else None
 
 
 def ack_state(m: Any, now: datetime | None) -> dict[str, Any] | None:
@@ -75,9 +57,9 @@ def ack_state(m: Any, now: datetime | None) -> dict[str, Any] | None:
         "active": until is None or now is None or until > now,
         "by": m["ack_by"],
         "via": m["ack_via"],
-        "at": _ts(m["ack_at"]),
+        "at": timestamp(m["ack_at"]),
         "comment": m["ack_comment"],
-        "until": _ts(until),
+        "until": timestamp(until),
     }
 
 
@@ -89,26 +71,26 @@ def alert_summary(m: Any, now: datetime | None = None) -> dict[str, Any]:
         "severity": m["severity"],
         "labels": m["labels"],
         "annotations": m["annotations"],
-        "starts_at": _ts(m["starts_at"]),
-        "ends_at": _ts(m["ends_at"]),
+        "starts_at": timestamp(m["starts_at"]),
+        "ends_at": timestamp(m["ends_at"]),
         "generator_url": m["generator_url"],
         "runbook_url": m["runbook_url"],
         "runbook_source": m["runbook_source"],
-        "first_seen": _ts(m["first_seen"]),
-        "last_seen": _ts(m["last_seen"]),
-        "last_changed": _ts(m["last_changed"]),
+        "first_seen": timestamp(m["first_seen"]),
+        "last_seen": timestamp(m["last_seen"]),
+        "last_changed": timestamp(m["last_changed"]),
         "duplicates": m["duplicate_count"],
         "stale": m["stale_count"],
         "flap": {
             "score": round(m["flap_score"], 3),
-            "score_at": _ts(m["flap_score_at"]),
+            "score_at": timestamp(m["flap_score_at"]),
             "flapping": bool(m["flapping"]),
-            "started_at": _ts(m["flap_started_at"]),
+            "started_at": timestamp(m["flap_started_at"]),
             "transitions": m["flap_transitions"],
         },
         "incident_key": m["incident_key"],
         "clock_skew": (
-            {"fields": m["clock_skew"].split(","), "ordered_at": _ts(m["skewed_at"])}
+            {"fields": m["clock_skew"].split(","), "ordered_at": timestamp(m["skewed_at"])}
             if m["clock_skew"]
             else None
         ),
@@ -133,11 +115,7 @@ async def list_alerts(
     elif state is not None:
         query = query.where(alerts.c.status == state)
     if cursor:
-        changed, fp = _decode_cursor(cursor, 2)
-        try:
-            changed_at = datetime.fromisoformat(changed)
-        except (TypeError, ValueError):
-            raise BadCursor("cursor: not a cursor this API returned") from None
+        changed_at, fp = decode_change_cursor(cursor)
         query = query.where(
             sa.tuple_(alerts.c.last_changed, alerts.c.fingerprint)
             < sa.tuple_(sa.literal(changed_at, alerts.c.last_changed.type), sa.literal(fp))
@@ -149,7 +127,7 @@ async def list_alerts(
     more = len(rows) > limit
     rows = rows[:limit]
     next_cursor = (
-        _encode_cursor(rows[-1]["last_changed"], rows[-1]["fingerprint"]) if more and rows else None
+        encode_cursor(rows[-1]["last_changed"], rows[-1]["fingerprint"]) if more and rows else None
     )
     return [alert_summary(r, now) for r in rows], next_cursor
 
@@ -165,10 +143,10 @@ def notification_view(m: Any, *, with_payload: bool = False) -> dict[str, Any]:
         "status": m["status"],
         "dedup_key": m["dedup_key"],
         "attempts": m["attempts"],
-        "created_at": _ts(m["created_at"]),
-        "next_attempt_at": _ts(m["next_attempt_at"]),
-        "sent_at": _ts(m["sent_at"]),
-        "dead_at": _ts(m["dead_at"]),
+        "created_at": timestamp(m["created_at"]),
+        "next_attempt_at": timestamp(m["next_attempt_at"]),
+        "sent_at": timestamp(m["sent_at"]),
+        "dead_at": timestamp(m["dead_at"]),
         "last_error": m["last_error"],
         "last_status_code": m["last_status_code"],
         "replays": m["replays"],
@@ -207,11 +185,11 @@ async def get_alert(
     out["transitions"] = [
         {
             "id": m["id"],
-            "occurrence": _ts(m["occurrence"]),
+            "occurrence": timestamp(m["occurrence"]),
             "from": m["from_status"],
             "to": m["to_status"],
-            "at": _ts(m["at"]),
-            "received_at": _ts(m["received_at"]),
+            "at": timestamp(m["at"]),
+            "received_at": timestamp(m["received_at"]),
             "implied": bool(m["implied"]),
             "suppressed": m["suppressed"],
         }
@@ -243,8 +221,8 @@ async def get_alert(
     )
     out["escalation"] = {
         # The open incident's clock, and when its next step is due (None: none left).
-        "since": _ts(m["escalation_since"]),
-        "next_step_at": _ts(m["next_escalation_at"]),
+        "since": timestamp(m["escalation_since"]),
+        "next_step_at": timestamp(m["next_escalation_at"]),
         "escalated_to": list(m["escalated_to"] or []),
         # Every step taken, newest first (earlier incidents too).
         "steps": [
@@ -253,7 +231,7 @@ async def get_alert(
                 "step": s["step"],
                 "receiver": s["receiver"],
                 "after_s": s["after_s"],
-                "fired_at": _ts(s["fired_at"]),
+                "fired_at": timestamp(s["fired_at"]),
             }
             for s in (r._mapping for r in steps)
         ],
@@ -265,13 +243,13 @@ def ack_history_view(m: Any) -> dict[str, Any]:
     """One row of an alert's ack history."""
     return {
         "id": m["id"],
-        "occurrence": _ts(m["occurrence"]),
+        "occurrence": timestamp(m["occurrence"]),
         "action": m["action"],
         "by": m["actor"],
         "via": m["via"],
         "comment": m["comment"],
-        "until": _ts(m["until"]),
-        "at": _ts(m["at"]),
+        "until": timestamp(m["until"]),
+        "at": timestamp(m["at"]),
     }
 
 
@@ -290,15 +268,13 @@ async def list_notifications(
     if fingerprint is not None:
         query = query.where(n.fingerprint == fingerprint)
     if cursor:
-        (last_id,) = _decode_cursor(cursor, 1)
-        if not isinstance(last_id, int):
-            raise BadCursor("cursor: not a cursor this API returned")
+        last_id = decode_id_cursor(cursor)
         query = query.where(n.id < last_id)
     query = query.order_by(n.id.desc()).limit(limit + 1)
     rows = [r._mapping for r in await conn.execute(query)]
     more = len(rows) > limit
     rows = rows[:limit]
-    next_cursor = _encode_cursor(rows[-1]["id"]) if more and rows else None
+    next_cursor = encode_cursor(rows[-1]["id"]) if more and rows else None
     return [notification_view(r) for r in rows], next_cursor
 
 
@@ -345,7 +321,7 @@ async def list_quarantine(conn: AsyncConnection, limit: int) -> list[dict[str, A
     return [
         {
             "id": m["id"],
-            "received_at": _ts(m["received_at"]),
+            "received_at": timestamp(m["received_at"]),
             "source": m["source"],
             "group_key": m["group_key"],
             "reason": m["reason"],

@@ -20,16 +20,24 @@ What is never pruned, whatever its age:
   established, and a dead notification's replay looks for later rows to
   know it has been superseded;
 * a resolved alert that still has a notification pending or in flight;
+* a sent notification of an incident still open (its dedup key is the
+  alert's ``incident_key``): an ack tells the destinations that were sent
+  the incident's trigger, found by these rows, however long ago it fired;
 * the reference of a chat message (``message_refs``) younger than
-  ``notifications``, or whose message still has a notification pending, in
-  flight or dead (a replay edits it).
+  ``notifications``, whose message still has a notification pending, in
+  flight or dead (a replay edits it), or whose alert's incident is still
+  open (its resolve, ack or reminder edits that message, months later);
+* the ack history (``alert_acks``) of a firing or flapping alert's current
+  occurrence; older rows go at the ``transitions`` age, like the history
+  they annotate (an alert that comes back every week is never pruned
+  itself, so its acks would pile up for ever);
+* the escalation steps taken (``alert_escalations``) for an incident still
+  open: each row is what stops a step being taken twice; a closed
+  incident's steps go at the ``transitions`` age.
 
-An alert's ack history (``alert_acks``) and its escalation steps
-(``alert_escalations``) go with the alert: the foreign keys' cascades delete
-them when the alert is pruned (a handful of rows per alert); the ack in
-force and the escalation of the open incident live on the alert row itself,
-which is kept while the alert fires. ``heartbeats`` has a row per configured
-heartbeat, never pruned.
+Whatever else an alert owns (ack history, escalation steps) goes with the
+alert when it is pruned, by the foreign keys' cascades: a handful of rows.
+``heartbeats`` has a row per configured heartbeat, never pruned.
 
 Rules that delete children run before their parents' rules: old attempts
 before notifications (a notification past its retention has only attempts
@@ -54,6 +62,8 @@ from app.core.domain import NotificationStatus as NS
 from app.core.domain import Status
 from app.store.engine import Database, is_lock_conflict
 from app.store.tables import (
+    alert_acks,
+    alert_escalations,
     alert_transitions,
     alerts,
     audit_log,
@@ -72,6 +82,8 @@ TABLES = (
     "quarantined_alerts",
     "audit_log",
     "message_refs",
+    "alert_acks",
+    "alert_escalations",
 )
 
 _UNFINISHED = (NS.PENDING.value, NS.IN_FLIGHT.value)
@@ -134,12 +146,18 @@ def _sent_prunable(c: Cutoffs) -> list[Any]:
         )
         .exists()
     )
+    open_incident = (
+        sa.select(_alert.c.fingerprint)
+        .where(_alert.c.fingerprint == n.fingerprint, _alert.c.incident_key == n.dedup_key)
+        .exists()
+    )
     return [
         n.status == NS.SENT.value,
         # next_attempt_at <= sent_at, so this bound walks the status index.
         n.next_attempt_at < c.notifications,
         n.sent_at < c.notifications,
         ~unsettled_sibling,
+        ~open_incident,
     ]
 
 
@@ -222,7 +240,45 @@ def _old_message_refs(c: Cutoffs) -> list[Any]:
     waiting = sa.select(n.message_key).where(
         n.status.in_([*_UNFINISHED, NS.DEAD.value]), n.message_key.is_not(None)
     )
-    return [r.updated_at < c.notifications, r.message_key.not_in(waiting)]
+    # An alert's message key is ``a:<fingerprint>:<occurrence>``
+    # (core.domain.alert_message_key); fingerprints are 16 characters.
+    open_incident = (
+        sa.select(_alert.c.fingerprint)
+        .where(
+            _alert.c.fingerprint == sa.func.substr(r.message_key, 3, 16),
+            _alert.c.incident_key.is_not(None),
+        )
+        .exists()
+    )
+    return [
+        r.updated_at < c.notifications,
+        r.message_key.not_in(waiting),
+        ~sa.and_(r.message_key.startswith("a:"), open_incident),
+    ]
+
+
+def _old_acks(c: Cutoffs) -> list[Any]:
+    k = alert_acks.c
+    current = (
+        sa.select(_alert.c.fingerprint)
+        .where(
+            _alert.c.fingerprint == k.fingerprint,
+            _alert.c.starts_at == k.occurrence,
+            sa.or_(_alert.c.status == Status.FIRING.value, _alert.c.flapping.is_(True)),
+        )
+        .exists()
+    )
+    return [k.at < c.transitions, ~current]
+
+
+def _old_escalations(c: Cutoffs) -> list[Any]:
+    e = alert_escalations.c
+    still_open = (
+        sa.select(_alert.c.fingerprint)
+        .where(_alert.c.fingerprint == e.fingerprint, _alert.c.incident_key == e.incident_key)
+        .exists()
+    )
+    return [e.fired_at < c.transitions, ~still_open]
 
 
 RULES = (
@@ -252,6 +308,14 @@ RULES = (
         (message_refs.c.integration, message_refs.c.message_key),
         (message_refs.c.updated_at,),
         _old_message_refs,
+    ),
+    Rule("old ack history", alert_acks, alert_acks.c.id, (alert_acks.c.at,), _old_acks),
+    Rule(
+        "old escalation steps",
+        alert_escalations,
+        alert_escalations.c.id,
+        (alert_escalations.c.fired_at,),
+        _old_escalations,
     ),
     Rule(
         "audit entries",

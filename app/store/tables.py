@@ -124,7 +124,9 @@ alerts = sa.Table(
     sa.Column("escalation_since", UTCDateTime(), nullable=True),
     sa.Column("next_escalation_at", UTCDateTime(), nullable=True),
     sa.Column("escalated_to", JSONType, nullable=True),  # receivers, NULL = none
-    sa.Index(None, "status", "last_changed"),
+    # Lists: newest change first, the fingerprint breaking ties (keyset pages).
+    sa.Index(None, "status", "last_changed", "fingerprint"),
+    sa.Index(None, "last_changed", "fingerprint"),
     sa.Index(None, "status", "flapping", "severity"),  # counts read the index only
     sa.Index(None, "flapping"),
     sa.Index(None, "next_renotify_at"),
@@ -290,6 +292,7 @@ alert_acks = sa.Table(
     sa.Column("until", UTCDateTime(), nullable=True),
     sa.Column("at", UTCDateTime(), nullable=False),
     sa.Index(None, "fingerprint", "id"),
+    sa.Index(None, "at"),  # pruning, oldest first
 )
 
 # Who did what: replays, reloads, prunes (and acks). Append-only; pruned by age.

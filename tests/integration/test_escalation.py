@@ -430,3 +430,14 @@ async def test_a_step_already_recorded_is_not_recorded_again(db_url: str) -> Non
             inserted = await AlertUnit(conn, db.kind).record_escalations([row, again])
         assert inserted == {(FP, "manager")}
     assert count(db_url, "alert_escalations") == 2
+
+
+async def test_the_console_alert_page_shows_the_escalation(db_url: str) -> None:
+    async with escalation_setup(db_url) as (app, client, _pd, _chat, clock):
+        await post(client, am_alert(LABELS, starts_at=T0))
+        await tick(app, clock, T0 + timedelta(minutes=16))
+        page = (await client.get(f"/alerts/{FP}")).text
+        section = page.split('id="escalation"', 1)[1].split("</section>", 1)[0]
+        assert "Clock running since" in section and "2026-11-21 19:16:43 UTC" in section
+        assert "next step due" in section and "2026-11-21 20:01:43 UTC" in section  # T0 + 45m
+        assert "escalated to <strong>second</strong>" in section

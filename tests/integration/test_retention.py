@@ -114,12 +114,13 @@ async def test_a_firing_alert_older_than_retention_is_kept_and_its_resolve_close
             t for t in table_rows(db_url, "alert_transitions") if t["fingerprint"] == fp("Forever")
         ]
         assert [t["to_status"] for t in kept] == ["firing"]
-        # ...and its sent trigger may go: the incident key lives on the alert.
-        assert notes(db_url, "Forever") == []
+        # ...and so does its sent trigger: the incident is open, and an ack
+        # finds the destinations to tell by it.
+        assert [(n["kind"], n["status"]) for n in notes(db_url, "Forever")] == [("firing", "sent")]
 
         await post(client, "Forever", "resolved", T0, clock.now())
         await deliver(app)
-    resolve = notes(db_url, "Forever")
+    resolve = [n for n in notes(db_url, "Forever") if n["kind"] == "resolved"]
     assert [(n["kind"], n["status"]) for n in resolve] == [("resolved", "sent")]
     assert pd.open_incidents() == []  # the resolve found the trigger's dedup_key
     # Two incidents were opened (Forever and Gone) by concurrent sends, in
@@ -222,6 +223,8 @@ async def test_a_pending_resolve_keeps_its_alert_trigger_and_attempts(db_url: st
         "quarantined_alerts": 0,
         "audit_log": 0,
         "message_refs": 0,
+        "alert_acks": 0,
+        "alert_escalations": 0,
     }
 
 

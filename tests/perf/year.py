@@ -14,7 +14,9 @@ transitions, as many notifications and about as many delivery attempts):
   a pool of 100 alerts, 1 and 10 alerts per request, 32 connections, wrk),
   medians over ``--rounds``;
 * ``GET /api/v1/alerts?state=firing``, one alert's detail (an alert with a
-  full year of history), the overview page ``/`` and a ``/metrics`` scrape:
+  full year of history), the console's overview ``/``, its alert list of
+  resolved alerts and a filtered one (severity and label text), that alert's
+  page, and a ``/metrics`` scrape:
   ``--samples`` sequential requests each, p50 and p99;
 * the delivery benchmark's throughput (tests/perf/delivery.py: one
   ``alertrelay worker`` delivering ``--delivery-rows`` queued notifications
@@ -180,6 +182,9 @@ def measure(
             "alerts_firing": "/api/v1/alerts?state=firing",
             "alert_detail": f"/api/v1/alerts/{detail_fp}",
             "overview": "/",
+            "console_resolved": "/alerts?state=resolved",
+            "console_filtered": "/alerts?severity=critical&q=team-3",
+            "console_alert": f"/alerts/{detail_fp}",
             "metrics": "/metrics",
         }
         for name, path in paths.items():
@@ -282,7 +287,14 @@ def existing(db_url: str) -> dict[str, Any]:
     with engine.connect() as conn:
         out: dict[str, Any] = {
             t: conn.exec_driver_sql(f"SELECT count(*) FROM {t}").scalar()
-            for t in ("alerts", "alert_transitions", "notifications", "delivery_attempts")
+            for t in (
+                "alerts",
+                "alert_transitions",
+                "notifications",
+                "delivery_attempts",
+                "alert_acks",
+                "message_refs",
+            )
         }
         out["firing"] = conn.exec_driver_sql(
             "SELECT count(*) FROM alerts WHERE status = 'firing'"
@@ -307,10 +319,16 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=300)
     parser.add_argument("--delivery-rows", type=int, default=2000)
     parser.add_argument("--skip-empty", action="store_true", help="measure only the year database")
+    parser.add_argument("--skip-prune", action="store_true", help="leave the year database as is")
     parser.add_argument(
         "--sqlite-year-db",
         type=Path,
         help="a SQLite file this loader filled before: measured (and pruned) instead of filling anew",
+    )
+    parser.add_argument(
+        "--postgres-year-db",
+        help="a PostgreSQL database this loader filled before (URL): measured and pruned"
+        " instead of filling anew, and kept afterwards",
     )
     parser.add_argument("--postgres", default=os.environ.get("ALERTRELAY_TEST_POSTGRES_URL"))
     parser.add_argument("--out", type=Path, default=ROOT / "tests" / "perf" / "results")
@@ -344,9 +362,14 @@ def main() -> None:
             db_url = (
                 f"sqlite:///{tmp}/{state}.db" if target == "sqlite" else pg_database(args.postgres)
             )
-            reuse = state == "year" and target == "sqlite" and args.sqlite_year_db is not None
-            if reuse:
+            reuse = state == "year" and (
+                (target == "sqlite" and args.sqlite_year_db is not None)
+                or (target == "postgres" and args.postgres_year_db is not None)
+            )
+            if reuse and target == "sqlite":
                 db_url = f"sqlite:///{args.sqlite_year_db}"
+            elif reuse:
+                db_url = args.postgres_year_db
             try:
                 upgrade(db_url)
                 detail_fp = fingerprint({"alertname": "Nothing"})
@@ -363,6 +386,8 @@ def main() -> None:
                         "transitions": filled.transitions,
                         "notifications": filled.notifications,
                         "delivery_attempts": filled.delivery_attempts,
+                        "acks": filled.acks,
+                        "message_refs": filled.message_refs,
                         "firing": len(filled.firing or []),
                     }
                     if target == "sqlite":
@@ -376,10 +401,10 @@ def main() -> None:
                 result[state] = measure(
                     db_url, args, tmp, files, script, detail_fp, f"{target}/{state}"
                 )
-                if state == "year":
+                if state == "year" and not args.skip_prune:
                     result["prune"] = prune_under_load(db_url, args, tmp, files, script)
             finally:
-                if target == "postgres":
+                if target == "postgres" and not reuse:
                     drop_pg(db_url)
         summary["results"][target] = result
         args.out.mkdir(parents=True, exist_ok=True)

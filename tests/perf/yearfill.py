@@ -14,7 +14,12 @@ with ``occurrences`` fire/resolve cycles spread over the last 365 days, so
 ``2 * alerts * occurrences`` transitions and as many notifications (one
 webhook integration); ``firing_share`` of the alerts are firing now (their
 last occurrence has no resolve yet), 1% of notifications are dead letters,
-3% needed a retry.
+3% needed a retry. A third of the occurrences were acknowledged (an ``ack``
+row of the alert's ack history, and an ``ended`` row when it resolved; a
+firing alert acked now carries its ack on its row, as the store writes it),
+and the critical alerts' occurrences each have a chat message reference
+(``message_refs``, as a Slack ``update_message`` destination leaves them),
+pointing at that occurrence's last notification.
 """
 
 import random
@@ -27,19 +32,34 @@ import sqlalchemy as sa
 
 from app.config.compiled import compile_config
 from app.config.model import parse_config
-from app.core.domain import AlertRecord, NoticeKind, Status, TransitionRow, isoformat
+from app.core.domain import (
+    AckAction,
+    AckRow,
+    AlertRecord,
+    NoticeKind,
+    Status,
+    TransitionRow,
+    alert_message_key,
+    integration_key,
+    isoformat,
+)
 from app.core.fanout import notice_payload, notification_rows
 from app.core.fingerprint import fingerprint
 from app.core.notices import Notice, incident_key
-from app.store.alerts import _notification_values, _row_values, _transition_values
+from app.store.alerts import _notification_values, _row_values, _transition_values, ack_values
 from app.store.engine import sync_url
 from app.store.tables import (
+    alert_acks,
     alert_transitions,
     alerts,
     delivery_attempts,
+    message_refs,
     notifications,
     quarantined_alerts,
 )
+
+ACK_SHARE = 1 / 3  # of occurrences
+CHAT = integration_key("hook", "slack", 0)  # where the critical alerts' messages are
 
 CONFIG = """
 route: {receiver: hook}
@@ -65,6 +85,8 @@ class Filled:
     notifications: int = 0
     delivery_attempts: int = 0
     quarantined_alerts: int = 0
+    acks: int = 0
+    message_refs: int = 0
     firing: list[str] | None = None  # fingerprints of firing alerts
     busiest: str = ""  # an alert with a full history (for the detail page)
 
@@ -83,7 +105,11 @@ def _labels(i: int, rng: random.Random) -> dict[str, str]:
 
 def _alert_history(
     i: int, rng: random.Random, now: datetime, occurrences: int, firing: bool, runtime: Any
-) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+) -> tuple[
+    dict[str, Any], list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]], list[Any]
+]:
+    """The alert's row, transitions, notifications, ack history and message
+    references (each ``(index of its notification in the list, row)``)."""
     labels = _labels(i, rng)
     fp = fingerprint(labels)
     annotations = {
@@ -115,7 +141,10 @@ def _alert_history(
     )
     transitions: list[dict[str, Any]] = []
     notes: list[dict[str, Any]] = []
+    acks: list[dict[str, Any]] = []
+    refs: list[tuple[int, dict[str, Any]]] = []
     previous: Status | None = None
+    ack_now: AckRow | None = None
     for k, occurrence in enumerate(starts):
         last = k == len(starts) - 1
         ends = occurrence + timedelta(minutes=rng.uniform(2, 120))
@@ -153,9 +182,46 @@ def _alert_history(
             )
             for row in notification_rows(rec, notice, payload, routed, runtime, received):
                 notes.append(_notification_values(row))
+        if rng.random() < ACK_SHARE:
+            ack = AckRow(
+                fp,
+                occurrence,
+                AckAction.ACK,
+                rng.choice(["alice", "bob", "oncall-link:hook"]),
+                rng.choice(["api", "link", "console"]),
+                "looking",
+                None,
+                occurrence + timedelta(minutes=rng.uniform(1, 2)),
+            )
+            acks.append(ack_values(ack))
+            if len(steps) == 2:
+                acks.append(
+                    ack_values(replace(ack, action=AckAction.ENDED, via="lifecycle", at=ends))
+                )
+            else:
+                ack_now = ack
+        if labels["severity"] == "critical":
+            last_note = notes[-1]
+            refs.append(
+                (
+                    len(notes) - 1,
+                    {
+                        "integration": CHAT,
+                        "message_key": alert_message_key(fp, occurrence, key),
+                        "ref": {"channel": "C0ALERTS", "ts": f"{occurrence.timestamp():.6f}"},
+                        "state_at": last_note["created_at"],
+                        "updated_at": last_note["created_at"] + timedelta(seconds=1),
+                    },
+                )
+            )
     if firing:
         rec = replace(rec, next_renotify_at=now + timedelta(hours=rng.uniform(0, 4)))
-    return _row_values(rec), transitions, notes, []
+    row = _row_values(rec)
+    if ack_now is not None:
+        row.update(
+            ack_at=ack_now.at, ack_by=ack_now.actor, ack_via=ack_now.via, ack_comment="looking"
+        )
+    return row, transitions, notes, acks, refs
 
 
 def _delivered(
@@ -201,12 +267,14 @@ def _delivered(
     return notes, attempts
 
 
-def _chunks(total: int, size: int) -> Iterator[range]:
-    for start in range(0, total, size):
-        yield range(start, min(total, start + size))
+def _chunks(total: int, size: int, first: int = 0) -> Iterator[range]:
+    for start in range(first, first + total, size):
+        yield range(start, min(first + total, start + size))
 
 
 def _insert(conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        return
     conn.execute(table.insert(), rows)
 
 
@@ -240,9 +308,11 @@ def fill(
     seed: int = 2026,
     chunk: int = 500,
     progress: bool = True,
+    start: int = 0,
 ) -> Filled:
-    """Write the year; the database must be migrated and empty."""
-    rng = random.Random(seed)
+    """Write the year; the database must be migrated, and empty unless
+    ``start`` names the first alert number to add after an earlier fill."""
+    rng = random.Random(seed + start)
     runtime = compile_config(parse_config(CONFIG, "year.yml", {}))
     now = datetime.now(UTC)
     engine = sa.create_engine(sync_url(db_url))
@@ -255,17 +325,22 @@ def fill(
             dbapi.execute("PRAGMA synchronous=OFF")
 
     out = Filled(firing=[])
-    next_id = 1
+    with engine.connect() as conn:
+        next_id = int(conn.execute(sa.select(sa.func.max(notifications.c.id))).scalar() or 0) + 1
     write = _copy if engine.dialect.name == "postgresql" else _insert
     firing_every = max(1, round(1 / firing_share)) if firing_share else 0
     with engine.connect() as conn:
-        for block in _chunks(alerts_count, chunk):
-            alert_rows, trans_rows, note_rows = [], [], []
+        for block in _chunks(alerts_count, chunk, start):
+            alert_rows, trans_rows, note_rows, ack_rows = [], [], [], []
+            ref_rows: list[dict[str, Any]] = []
             for i in block:
                 firing = bool(firing_every) and i % firing_every == 0
-                a, t, n, _ = _alert_history(i, rng, now, occurrences, firing, runtime)
+                a, t, n, acked, refs = _alert_history(i, rng, now, occurrences, firing, runtime)
                 alert_rows.append(a)
                 trans_rows += t
+                ack_rows += acked
+                for index, ref in refs:
+                    ref_rows.append({**ref, "notification_id": next_id + len(note_rows) + index})
                 note_rows += n
                 if firing:
                     out.firing.append(a["fingerprint"])  # type: ignore[union-attr]
@@ -281,6 +356,10 @@ def fill(
                 write(conn, alert_transitions, trans_rows)
                 write(conn, notifications, note_rows)
                 write(conn, delivery_attempts, attempt_rows)
+                write(conn, alert_acks, ack_rows)
+                write(conn, message_refs, ref_rows)
+            out.acks += len(ack_rows)
+            out.message_refs += len(ref_rows)
             out.alerts += len(alert_rows)
             out.transitions += len(trans_rows)
             out.notifications += len(note_rows)

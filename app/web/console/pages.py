@@ -166,6 +166,11 @@ async def alert_list(request: Request, started: float) -> Response:
         next_cursor=next_cursor,
         paged=cursor is not None,
         filters=filters,
+        # A filtered page looks at so many alerts at most (it may show fewer).
+        partial=bool(severity or receiver or text)
+        and next_cursor is not None
+        and len(items) < limit,
+        scan=console_reads.SCAN,
         states=STATES,
         severities=SEVERITY_ORDER,
         receivers=receivers,
