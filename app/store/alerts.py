@@ -473,9 +473,7 @@ class AlertUnit:
             if r.idempotency_key in ids
             for fp in r.alerts
         ]
-        await self._execute_sliced(
-            self._insert(notification_alerts).on_conflict_do_nothing(), links, lambda x: x
-        )
+        await self._insert_sliced(notification_alerts, links, dict, ignore_conflicts=True)
 
     async def _execute_sliced(
         self, statement: Any, items: Sequence[T], values: Callable[[T], dict[str, Any]]
