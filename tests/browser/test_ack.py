@@ -35,7 +35,9 @@ route:
 receivers:
   - name: page
     pagerduty_configs: [{{routing_key: {KEY}, url: "{pd_url}/v2/enqueue"}}]
-    slack_configs: [{{api_url: "{slack_url}/services/T/B/X"}}]
+    # One message per alert: these tests press that message's Acknowledge
+    # button (grouped messages carry a link per line; test_group_ack.py).
+    slack_configs: [{{api_url: "{slack_url}/services/T/B/X", grouping: alert}}]
 """
 
 
