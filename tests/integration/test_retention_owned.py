@@ -61,6 +61,7 @@ def slack_config(slack_url: str) -> str:
         "token": SLACK_TOKEN,
         "channel": "#alerts",
         "update_message": True,
+        "grouping": "alert",  # one message per alert occurrence
         "rate_limit": {"per_second": 0},
     }
     return f"""
