@@ -221,6 +221,8 @@ class NotificationRow:
     created_at: datetime
     # The chat message this row belongs to; see ``alert_message_key``.
     message_key: str | None = None
+    # A grouped row: the fingerprints of the alerts its message is about.
+    alerts: tuple[str, ...] = ()
 
 
 def alert_message_key(fingerprint: str, occurrence: datetime, dedup_key: str = "") -> str:

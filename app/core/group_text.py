@@ -27,6 +27,8 @@ _CHANGE_WORDS = {
     "flapping": "flapping",
     "stable": "stopped flapping",
     "reminder": "still firing",
+    "ack": "acknowledged",
+    "unack": "unacknowledged",
 }
 _LINE_MARK = {
     "firing": "new",
@@ -34,6 +36,8 @@ _LINE_MARK = {
     "flapping": "flapping",
     "stable": "stopped flapping",
     "reminder": "still firing",
+    "ack": "acknowledged",
+    "unack": "ack taken back",
 }
 _DETAIL_LIMIT = 160  # characters of an alert's distinguishing labels in its line
 _SUMMARY_LIMIT = 300  # characters of an alert's summary in its line
@@ -52,6 +56,8 @@ class GroupLine:
     runbook_url: str | None
     changed: str  # the notice kind when it changed in this message, else ""
     note: str = ""  # more on the change (a flap's transitions)
+    ack_url: str | None = None  # one-click acknowledge of this alert's occurrence
+    acked: str = ""  # "acknowledged by … (comment)" while an ack is in force
 
 
 @dataclass(frozen=True)
@@ -126,6 +132,11 @@ def _line(a: GroupLine, esc: Escape, link: Link, marked: bool) -> str:
         text += f": {esc(_cut(a.summary, _SUMMARY_LIMIT))}"
     if a.runbook_url:
         text += " · " + link(a.runbook_url, "Runbook")
+    # The link is part of the line, so the fitting below counts its characters.
+    if a.acked:
+        text += f" · {esc(_cut(a.acked, _SUMMARY_LIMIT))}"
+    elif a.ack_url:
+        text += " · " + link(a.ack_url, "Ack")
     return text
 
 
@@ -190,6 +201,7 @@ def view_from_payload(data: Any) -> GroupView | None:
         if not isinstance(item, dict):
             continue
         runbook = item.get("runbook_url")
+        ack = item.get("ack_url")
         lines.append(
             GroupLine(
                 fingerprint=str(item.get("fingerprint", "")),
@@ -201,6 +213,8 @@ def view_from_payload(data: Any) -> GroupView | None:
                 runbook_url=runbook if isinstance(runbook, str) and is_http_url(runbook) else None,
                 changed=str(item.get("changed", "")),
                 note=str(item.get("note", "")),
+                ack_url=ack if isinstance(ack, str) and is_http_url(ack) else None,
+                acked=str(item.get("acked", "")),
             )
         )
     labels = data.get("labels") or {}

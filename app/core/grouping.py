@@ -23,13 +23,15 @@ Keys are deterministic, as for per-alert rows:
 """
 
 import hashlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from app.config.compiled import CompiledConfig, Integration
+from app.core.ack import ackable, is_acked
+from app.core.acklink import LinkClaims, ack_url, signer_for
 from app.core.domain import AlertRecord, NoticeKind, NotificationRow, Status, isoformat
-from app.core.fanout import would_send
+from app.core.fanout import READ_BY_PEOPLE, would_send
 from app.core.lifecycle import RouteOptions
 from app.core.notices import Notice
 from app.core.payload import GroupAlertPayload, GroupPayload, NoticePayload
@@ -157,6 +159,70 @@ def common_labels(members: Iterable[AlertRecord]) -> dict[str, str]:
     return common or {}
 
 
+AckLinkFor = Callable[[AlertRecord], str | None]
+
+
+def ack_link_maker(
+    runtime: CompiledConfig, integration: Integration, now: datetime
+) -> AckLinkFor | None:
+    """Makes each listed alert's acknowledge link for ``integration``'s receiver
+    (None when links are off or nobody reads this integration).
+
+    A token names the alert, its occurrence and the receiver, as the link of
+    a per-alert message does; only the lines a message lists get one (at most
+    ``max_alerts_per_message``), so a big group signs a bounded number.
+    """
+    links = runtime.config.ack_links()
+    auth = runtime.config.auth
+    if links is None or auth is None or integration.name not in READ_BY_PEOPLE:
+        return None
+    base, secret = links
+    signer = signer_for(secret)
+    expires = now + auth.link_ttl
+
+    def make(rec: AlertRecord) -> str | None:
+        if not ackable(rec) or is_acked(rec, now):
+            return None  # nothing to ack, or already acked (its line says by whom)
+        claims = LinkClaims(rec.fingerprint, rec.starts_at, integration.receiver, expires)
+        return ack_url(base, signer.token(claims))
+
+    return make
+
+
+def acked_text(rec: AlertRecord, now: datetime) -> str:
+    """``acknowledged by alice (on it)`` while an ack is in force, else ""."""
+    if not is_acked(rec, now):
+        return ""
+    text = f"acknowledged by {rec.ack_by or 'someone'}"
+    return f"{text} ({rec.ack_comment})" if rec.ack_comment else text
+
+
+def _line_payload(
+    r: AlertRecord,
+    labels: Mapping[str, str],
+    changed: Mapping[str, Notice],
+    link_for: AckLinkFor | None,
+    now: datetime,
+) -> GroupAlertPayload:
+    line: GroupAlertPayload = {
+        "fingerprint": r.fingerprint,
+        "alertname": r.alertname,
+        "detail": _detail(r, labels),
+        "status": r.status.value,
+        "severity": r.severity,
+        "summary": r.annotations.get("summary", ""),
+        "runbook_url": r.runbook_url,
+        "changed": changed[r.fingerprint].kind.value if r.fingerprint in changed else "",
+        "note": _note(changed[r.fingerprint]) if r.fingerprint in changed else "",
+    }
+    acked = acked_text(r, now)
+    if acked:
+        line["acked"] = acked
+    elif link_for is not None and (url := link_for(r)) is not None:
+        line["ack_url"] = url
+    return line
+
+
 def group_view_payload(
     state: GroupState,
     members: Mapping[str, AlertRecord],
@@ -166,8 +232,10 @@ def group_view_payload(
     opened: bool,
     console_url: str | None,
     now: datetime,
+    link_for: AckLinkFor | None = None,
 ) -> GroupPayload:
-    """The group's alerts as this message lists them (firing first)."""
+    """The group's alerts as this message lists them (firing first), each
+    firing one with its acknowledge link when ``link_for`` makes them."""
     occurrence = state.occurrence or now
     labels = state.labels or common_labels(members.values())
     listed = [
@@ -183,20 +251,7 @@ def group_view_payload(
         )
     )
     cap = integration.config.max_alerts_per_message
-    alerts: list[GroupAlertPayload] = [
-        {
-            "fingerprint": r.fingerprint,
-            "alertname": r.alertname,
-            "detail": _detail(r, labels),
-            "status": r.status.value,
-            "severity": r.severity,
-            "summary": r.annotations.get("summary", ""),
-            "runbook_url": r.runbook_url,
-            "changed": changed[r.fingerprint].kind.value if r.fingerprint in changed else "",
-            "note": _note(changed[r.fingerprint]) if r.fingerprint in changed else "",
-        }
-        for r in listed[:cap]
-    ]
+    alerts = [_line_payload(r, labels, changed, link_for, now) for r in listed[:cap]]
     counts: dict[str, int] = {}
     for notice in changed.values():
         counts[notice.kind.value] = counts.get(notice.kind.value, 0) + 1
@@ -305,47 +360,78 @@ def group_rows(
                 _, chosen = reached.setdefault(integration.key, (integration, {}))
                 # An alert's latest notice of this change is the one it shows.
                 chosen[change.record.fingerprint] = change
-    rows: list[NotificationRow] = []
     source = changes[0].record.source if changes else ""
-    for key, (integration, chosen) in reached.items():
-        notices = {fp: c.notice for fp, c in chosen.items()}
-        view = group_view_payload(
+    return [
+        group_row(
+            integration,
+            {fp: c.notice for fp, c in chosen.items()},
             state,
             members,
-            notices,
-            integration,
-            opened=opened,
-            console_url=runtime.console_url,
-            now=now,
-        )
-        kind = _row_kind(n.kind for n in notices.values())
-        payload = group_payload(
-            view,
-            kind,
-            list(notices.values()),
-            members,
+            runtime,
             now,
+            opened=opened,
             external_url=external_url,
             am_receiver=am_receiver,
             source=source,
         )
-        identity = sorted(f"{fp}|{c.notice.identity}" for fp, c in chosen.items())
-        rows.append(
-            NotificationRow(
-                idempotency_key=_sha("group", state.group_id, key, *identity),
-                fingerprint=state.group_id[:16],
-                ordering_key=_sha("group", state.group_id, key)[:32],
-                receiver=integration.receiver,
-                integration=integration.name,
-                integration_index=integration.index,
-                kind=kind,
-                dedup_key=payload["dedup_key"],
-                payload=payload,
-                created_at=now,
-                message_key=view["message_key"],
-            )
-        )
-    return rows
+        for integration, chosen in reached.values()
+    ]
+
+
+def group_row(
+    integration: Integration,
+    notices: Mapping[str, Notice],
+    state: GroupState,
+    members: Mapping[str, AlertRecord],
+    runtime: CompiledConfig,
+    now: datetime,
+    *,
+    opened: bool = False,
+    external_url: str = "",
+    am_receiver: str = "",
+    source: str = "",
+) -> NotificationRow:
+    """The row of one grouped destination for the alerts' ``notices`` (by fingerprint)."""
+    view = group_view_payload(
+        state,
+        members,
+        notices,
+        integration,
+        opened=opened,
+        console_url=runtime.console_url,
+        now=now,
+        link_for=ack_link_maker(runtime, integration, now),
+    )
+    kind = _row_kind(n.kind for n in notices.values())
+    payload = group_payload(
+        view,
+        kind,
+        list(notices.values()),
+        members,
+        now,
+        external_url=external_url,
+        am_receiver=am_receiver,
+        source=source,
+    )
+    identity = sorted(f"{fp}|{n.identity}" for fp, n in notices.items())
+    key = integration.key
+    return NotificationRow(
+        idempotency_key=_sha("group", state.group_id, key, *identity),
+        fingerprint=state.group_id[:16],
+        ordering_key=_sha("group", state.group_id, key)[:32],
+        receiver=integration.receiver,
+        integration=integration.name,
+        integration_index=integration.index,
+        kind=kind,
+        dedup_key=payload["dedup_key"],
+        payload=payload,
+        created_at=now,
+        message_key=view["message_key"],
+        # The alerts this message changed or lists (not every alert of a big
+        # group: links stay bounded by the change and max_alerts_per_message),
+        # for the alert's page and for an ack that must find the message.
+        alerts=tuple(sorted({a["fingerprint"] for a in view["alerts"]} | set(notices))),
+    )
 
 
 @dataclass

@@ -206,6 +206,8 @@ def _group_context(g: GroupView | None) -> dict[str, Any] | None:
                 "summary": a.summary,
                 "runbook_url": a.runbook_url,
                 "changed": a.changed,
+                "ack_url": a.ack_url,
+                "acked": a.acked,
             }
             for a in g.alerts
         ],

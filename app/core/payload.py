@@ -27,6 +27,8 @@ class GroupAlertPayload(TypedDict):
     runbook_url: str | None
     changed: str  # its notice kind when it changed in this message, else ""
     note: NotRequired[str]  # more on the change (a flap's transitions)
+    ack_url: NotRequired[str]  # the one-click acknowledge link of this alert's occurrence
+    acked: NotRequired[str]  # "acknowledged by … (comment)" while an ack is in force
 
 
 class GroupPayload(TypedDict):

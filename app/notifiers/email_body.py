@@ -82,6 +82,8 @@ def _group(m: Message) -> dict[str, Any] | None:
                 "summary": cut(a.summary, LABEL_LIMIT),
                 "runbook_url": a.runbook_url,
                 "changed": change_mark(a.changed) if a.changed else "",
+                "ack_url": a.ack_url,
+                "acked": cut(a.acked, LABEL_LIMIT),
             }
             for a in g.alerts
         ],

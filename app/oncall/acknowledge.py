@@ -7,8 +7,10 @@ that must hear of it — every PagerDuty or Opsgenie integration that was
 sent a trigger for the incident (``event_action: acknowledge`` with the
 same dedup_key; a receiver escalated to, with the key of its own
 incident), and every integration that keeps its message up to date
-(``update_message``). Those rows share their destination's ordering key, so
-each is delivered after the trigger it acknowledges.
+(``update_message``), including the message of the alert's group
+(``grouping: group``), edited to show the group with the ack. Those rows
+share their destination's ordering key, so each is delivered after the
+trigger it acknowledges.
 
 An un-ack clears the ack and records it; PagerDuty and Opsgenie have no
 "un-acknowledge", so they hear nothing: alertrelay's reminders and
@@ -24,11 +26,18 @@ from datetime import datetime, timedelta
 
 from app.config.compiled import CompiledConfig, Integration
 from app.core import ack
-from app.core.domain import AlertRecord, NoticeKind, integration_key, isoformat
-from app.core.fanout import escalated_rows, notice_payload, rows_for
+from app.core.domain import (
+    AlertRecord,
+    NoticeKind,
+    NotificationRow,
+    integration_key,
+    isoformat,
+)
+from app.core.fanout import escalated_rows, notice_payload, rows_for, would_send
+from app.core.grouping import group_row, is_grouped, message_key
 from app.core.notices import Notice, incident_key
 from app.ops.metrics import Metrics
-from app.store import acks, audit
+from app.store import acks, audit, groups
 from app.store.alerts import AlertChanges, AlertUnit
 from app.store.engine import Database
 
@@ -92,8 +101,50 @@ async def _queue(
     # Receivers escalated to have incidents of their own: acknowledged too.
     escalated = replace(notice, escalated_to=rec.escalated_to)
     rows += escalated_rows(rec, escalated, payload, runtime, now)
+    rows += await _group_rows(unit, notice, rec, runtime, now)
     changes.notifications.extend(rows)
     return len(rows)
+
+
+async def _group_rows(
+    unit: AlertUnit, notice: Notice, rec: AlertRecord, runtime: CompiledConfig, now: datetime
+) -> list[NotificationRow]:
+    """An edit of each kept group message (``grouping: group`` with
+    ``update_message``) of the group's current occurrence that announced or
+    listed the alert: the group as it is now, the alert's line saying who
+    acknowledged it. A group row like any other (same message key, same
+    ordering key), so it is delivered after the group's earlier messages and
+    never shows an older state over a newer one. Grouped destinations that
+    cannot edit hear nothing: a new message for one ack would be noise."""
+    if not rec.group_key:
+        return []
+    told = await acks.group_messages_of(unit.conn, rec.fingerprint)
+    if not told:
+        return []
+    state = (await groups.load_states(unit.conn, unit.dialect, [rec.group_key])).get(rec.group_key)
+    if state is None or state.occurrence is None:
+        return []
+    members = (await groups.load_members(unit.conn, [rec.group_key])).get(rec.group_key, {})
+    members = {**members, rec.fingerprint: rec}
+    rows: list[NotificationRow] = []
+    seen: set[str] = set()
+    for receiver, name, index, key in told:
+        found = runtime.integrations.get(integration_key(receiver, name, index))
+        if (
+            found is None
+            or found.key in seen
+            or not is_grouped(found, rec)
+            or would_send(notice.kind, found) is not None
+            or key != message_key(found, state.group_key, state.occurrence)
+        ):
+            continue  # another occurrence's message, or a destination that cannot edit
+        seen.add(found.key)
+        rows.append(
+            group_row(
+                found, {rec.fingerprint: notice}, state, members, runtime, now, source=rec.source
+            )
+        )
+    return rows
 
 
 async def acknowledge(

@@ -46,6 +46,7 @@ from app.store.tables import (
     alert_escalations,
     alert_transitions,
     alerts,
+    notification_alerts,
     notifications,
     quarantined_alerts,
 )
@@ -453,6 +454,27 @@ class AlertUnit:
             query = query.with_for_update(skip_locked=True)
         return [record_from_row(r) for r in await self.conn.execute(query)]
 
+    async def _link_alerts(self, grouped: list[NotificationRow]) -> None:
+        """The alerts each grouped row was about (``notification_alerts``),
+        by the ids the rows just got; a row a replica had already queued
+        finds its links there too (conflicts are skipped)."""
+        if not grouped:
+            return
+        keys = [r.idempotency_key for r in grouped]
+        ids: dict[str, int] = {}
+        for start in range(0, len(keys), _CHUNK):
+            query = sa.select(notifications.c.idempotency_key, notifications.c.id).where(
+                notifications.c.idempotency_key.in_(keys[start : start + _CHUNK])
+            )
+            ids.update({k: i for k, i in await self.conn.execute(query)})
+        links = [
+            {"fingerprint": fp, "notification_id": ids[r.idempotency_key]}
+            for r in grouped
+            if r.idempotency_key in ids
+            for fp in r.alerts
+        ]
+        await self._insert_sliced(notification_alerts, links, dict, ignore_conflicts=True)
+
     async def _execute_sliced(
         self, statement: Any, items: Sequence[T], values: Callable[[T], dict[str, Any]]
     ) -> None:
@@ -581,6 +603,7 @@ class AlertUnit:
                 serialized=frozenset({"payload"}),
                 statement=_notification_insert(self.dialect, columns),
             )
+            await self._link_alerts([r for r in changes.notifications if r.alerts])
             if self.dialect == "postgresql":
                 # Wakes delivery in other processes, on commit only (app/store/wakeup.py).
                 await notify_outbox(self.conn)

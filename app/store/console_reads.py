@@ -12,7 +12,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.core.domain import NotificationStatus as NS
 from app.store.paging import BadCursor, decode_change_cursor, decode_id_cursor, encode_cursor
-from app.store.queries import alert_summary, attempt_view, notification_view
+from app.store.queries import (
+    alert_notifications_query,
+    alert_summary,
+    attempt_view,
+    notification_view,
+)
 from app.store.tables import alerts, delivery_attempts, notifications
 
 __all__ = [
@@ -212,13 +217,7 @@ async def alert_notifications(
     conn: AsyncConnection, fingerprint: str, limit: int
 ) -> list[dict[str, Any]]:
     """An alert's newest notifications, each with its payload and every attempt."""
-    n = notifications.c
-    rows = await conn.execute(
-        sa.select(notifications)
-        .where(n.fingerprint == fingerprint)
-        .order_by(n.id.desc())
-        .limit(limit)
-    )
+    rows = await conn.execute(alert_notifications_query(fingerprint, limit))
     return await _with_attempts(conn, [r._mapping for r in rows])
 
 

@@ -24,6 +24,7 @@ from app.store.tables import (
     alert_transitions,
     alerts,
     delivery_attempts,
+    notification_alerts,
     notifications,
     quarantined_alerts,
 )
@@ -156,10 +157,29 @@ def notification_view(m: Any, *, with_payload: bool = False) -> dict[str, Any]:
         # sink's reference (Slack channel+ts, Discord message_id, Mattermost post_id).
         "message_key": m["message_key"],
         "message": m["message_ref"],
+        # A group's message (grouping: group): ``fingerprint`` is its group's id.
+        "grouped": bool(m["message_key"] and m["message_key"].startswith("g:")),
     }
     if with_payload:
         out["payload"] = m["payload"]
     return out
+
+
+def alert_notifications_query(fingerprint: str, limit: int) -> Any:
+    """The alert's newest ``limit`` notifications: its own rows, and the rows
+    of group messages that changed or listed it (``notification_alerts``),
+    each side an index walk of at most ``limit`` ids."""
+    n = notifications.c
+    link = notification_alerts.c
+    own = sa.select(n.id).where(n.fingerprint == fingerprint).order_by(n.id.desc()).limit(limit)
+    grouped = (
+        sa.select(link.notification_id)
+        .where(link.fingerprint == fingerprint)
+        .order_by(link.notification_id.desc())
+        .limit(limit)
+    )
+    ids = sa.union(own.subquery().select(), grouped.subquery().select())
+    return sa.select(notifications).where(n.id.in_(ids)).order_by(n.id.desc()).limit(limit)
 
 
 async def alert_row(conn: AsyncConnection, fingerprint: str) -> Any:
@@ -195,13 +215,7 @@ async def get_alert(
         }
         for m in (r._mapping for r in trans)
     ]
-    n = notifications.c
-    notes = await conn.execute(
-        sa.select(notifications)
-        .where(n.fingerprint == fingerprint)
-        .order_by(n.id.desc())
-        .limit(history)
-    )
+    notes = await conn.execute(alert_notifications_query(fingerprint, history))
     out["notifications"] = [notification_view(r._mapping) for r in notes]
     a = alert_acks.c
     acks = await conn.execute(

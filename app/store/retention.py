@@ -20,6 +20,14 @@ What is never pruned, whatever its age:
   established, and a dead notification's replay looks for later rows to
   know it has been superseded;
 * a resolved alert that still has a notification pending or in flight;
+* an Alertmanager group's state (``alert_groups``: when its occurrence
+  began) while an alert of the group fires or flaps, until its last
+  occurrence ended ``resolved_alerts`` ago, and while a notification of its
+  messages is pending, in flight or dead;
+* the alert links of a grouped notification (``notification_alerts``)
+  while the notification is kept; a sent grouped notification, and the
+  reference of a group's message, while the group fires (an ack finds the
+  message to edit through them, a resolve months later edits it);
 * a sent notification of an incident still open (its dedup key is the
   alert's ``incident_key``): an ack tells the destinations that were sent
   the incident's trigger, found by these rows, however long ago it fired;
@@ -64,11 +72,13 @@ from app.store.engine import Database, is_lock_conflict
 from app.store.tables import (
     alert_acks,
     alert_escalations,
+    alert_groups,
     alert_transitions,
     alerts,
     audit_log,
     delivery_attempts,
     message_refs,
+    notification_alerts,
     notifications,
     quarantined_alerts,
 )
@@ -84,6 +94,8 @@ TABLES = (
     "message_refs",
     "alert_acks",
     "alert_escalations",
+    "notification_alerts",
+    "alert_groups",
 )
 
 _UNFINISHED = (NS.PENDING.value, NS.IN_FLIGHT.value)
@@ -135,6 +147,7 @@ d = delivery_attempts.c
 _other = notifications.alias("other_notification")
 _alert = alerts.alias("current_alert")
 _history = alert_transitions.alias("history")
+_group = alert_groups.alias("open_group")
 
 
 def _sent_prunable(c: Cutoffs) -> list[Any]:
@@ -158,7 +171,25 @@ def _sent_prunable(c: Cutoffs) -> list[Any]:
         n.sent_at < c.notifications,
         ~unsettled_sibling,
         ~open_incident,
+        ~sa.and_(n.message_key.startswith("g:"), _group_open(n.fingerprint)),
     ]
+
+
+def _group_open(group_fingerprint: Any) -> Any:
+    """The group a grouped row belongs to still fires: its rows are what an
+    ack finds the group's message by (``notification_alerts``), and its
+    message's reference is what a resolve months later edits. A group row's
+    ``fingerprint`` is the first 16 hex digits of its group's id: a range
+    on the primary key finds the group."""
+    return (
+        sa.select(_group.c.group_id)
+        .where(
+            _group.c.open.is_(True),
+            _group.c.group_id >= group_fingerprint,
+            _group.c.group_id < group_fingerprint + "g",  # past every hex digit
+        )
+        .exists()
+    )
 
 
 def _dead_prunable(c: Cutoffs) -> list[Any]:
@@ -250,10 +281,17 @@ def _old_message_refs(c: Cutoffs) -> list[Any]:
         )
         .exists()
     )
+    # A group's message: the row it last showed names the group.
+    open_group = (
+        sa.select(_other.c.id)
+        .where(_other.c.id == r.notification_id, _group_open(_other.c.fingerprint))
+        .exists()
+    )
     return [
         r.updated_at < c.notifications,
         r.message_key.not_in(waiting),
         ~sa.and_(r.message_key.startswith("a:"), open_incident),
+        ~sa.and_(r.message_key.startswith("g:"), open_group),
     ]
 
 
@@ -281,8 +319,47 @@ def _old_escalations(c: Cutoffs) -> list[Any]:
     return [e.fired_at < c.transitions, ~still_open]
 
 
+def _links_of_pruned_notifications(c: Cutoffs) -> list[Any]:
+    """The alert links of the notifications the next rules delete (a grouped
+    row has one per alert it changed or listed: deleted here in bounded
+    batches rather than all at once by the foreign key's cascade)."""
+    going = sa.select(n.id).where(sa.or_(sa.and_(*_sent_prunable(c)), sa.and_(*_dead_prunable(c))))
+    return [notification_alerts.c.notification_id.in_(going)]
+
+
+def _closed_groups(c: Cutoffs) -> list[Any]:
+    """Groups whose last occurrence ended longer ago than ``resolved_alerts``,
+    none of whose alerts fires or flaps, and whose messages have nothing
+    queued or dead (a group row's ``fingerprint`` is its group's id, cut)."""
+    g = alert_groups.c
+    live_alert = (
+        sa.select(_alert.c.fingerprint)
+        .where(
+            _alert.c.group_key == g.group_key,
+            sa.or_(_alert.c.status == Status.FIRING.value, _alert.c.flapping.is_(True)),
+        )
+        .exists()
+    )
+    waiting = (
+        sa.select(_other.c.id)
+        .where(
+            _other.c.fingerprint == sa.func.substr(g.group_id, 1, 16),
+            _other.c.status.in_([*_UNFINISHED, NS.DEAD.value]),
+        )
+        .exists()
+    )
+    return [g.open.is_(False), g.updated_at < c.resolved_alerts, ~live_alert, ~waiting]
+
+
 RULES = (
     Rule("old delivery attempts", delivery_attempts, d.id, (d.started_at,), _old_attempts),
+    Rule(
+        "links of pruned notifications",
+        notification_alerts,
+        (notification_alerts.c.fingerprint, notification_alerts.c.notification_id),
+        (notification_alerts.c.notification_id,),
+        _links_of_pruned_notifications,
+    ),
     Rule("sent notifications", notifications, n.id, (n.next_attempt_at, n.id), _sent_prunable),
     Rule("dead notifications", notifications, n.id, (n.next_attempt_at, n.id), _dead_prunable),
     Rule("old transitions", alert_transitions, t.id, (t.received_at,), _old_transitions),
@@ -295,6 +372,13 @@ RULES = (
         counted=partial(_history_of_pruned_alerts, batch=False),
     ),
     Rule("resolved alerts", alerts, a.fingerprint, (a.last_changed,), _resolved_alert_prunable),
+    Rule(
+        "closed alert groups",
+        alert_groups,
+        alert_groups.c.group_id,
+        (alert_groups.c.updated_at,),
+        _closed_groups,
+    ),
     Rule(
         "quarantined alerts",
         quarantined_alerts,

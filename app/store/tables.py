@@ -220,6 +220,23 @@ notifications = sa.Table(
     sa.Index(None, "status", "id"),  # lists by status, newest first
 )
 
+# Migration 0011: which alerts a grouped notification was about (changed or
+# listed): a group row's own ``fingerprint`` holds its group's id, so the
+# alert's page and an ack find the group messages of an alert here. Written
+# in the transaction that queues the row; pruned with it.
+notification_alerts = sa.Table(
+    "notification_alerts",
+    metadata,
+    sa.Column("fingerprint", sa.String(16), primary_key=True),
+    sa.Column(
+        "notification_id",
+        BigId,
+        sa.ForeignKey("notifications.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Index(None, "notification_id"),  # pruning with the notification
+)
+
 # Per destination and message key: the sink's reference to the message posted
 # (Slack channel+ts, Discord message id, Mattermost post id; never a secret),
 # and the outbox row whose state it last showed, so an older row never edits

@@ -174,6 +174,11 @@ COMPONENTS: dict[str, Any] = {
                     "description": "what its delivery did with that message (action: posted, "
                     "edited, replied, reposted, skipped) and the sink's reference (ref)",
                 },
+                "grouped": {
+                    "type": "boolean",
+                    "description": "a group's message (grouping: group) that changed or listed "
+                    "the alert; its fingerprint is the group's id",
+                },
             },
         },
         "AuditEntry": {

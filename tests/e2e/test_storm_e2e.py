@@ -1,8 +1,10 @@
 """A storm through ``alertrelay serve``: 300 alerts in 3 Alertmanager groups
 fire at once, then all resolve.
 
-Slack (a fake that enforces Slack's limits) and email (aiosmtpd) group: 3
-messages for the firing and 3 for the resolve, the mails threaded per group.
+Slack (through its Web API with a bot token and ``update_message: true``)
+and email (aiosmtpd) group: Slack posts 3 messages for the firing and edits
+them for the resolve (chat.update, no new message), email sends 3 mails and
+3 resolve mails threaded under them.
 PagerDuty does not: 300 triggers and 300 resolves. Run once straight through
 and once with the serve process killed (SIGKILL) in the middle of delivering
 the firing, restarted on the same database: nothing is lost.
@@ -20,16 +22,17 @@ from typing import Any
 
 import pytest
 
+from tests.chat_fakes import FakeSlackAPI
 from tests.e2e.harness import alertrelay, http_json, wait_until
 from tests.helpers import am_alert, am_webhook, table_rows
 from tests.integration.test_email import smtp_server
-from tests.integration.test_slack import FakeSlack
 from tests.sinks import FakePagerDuty, serve
 
 KEY = "R0UT1NGKEY0123456789abcdef012345"
 GROUPS = ("DiskFull", "HighLatency", "ErrorBudgetBurn")
 PER_GROUP = 100
 CONSOLE = "https://alertrelay.example.com"
+SLACK_TOKEN = "xoxb-STORM-TEST-TOKEN-0123"
 
 
 def relay_config(pd_url: str, slack_url: str, smtp_port: int) -> str:
@@ -48,7 +51,10 @@ receivers:
         url: "{pd_url}/v2/enqueue"
         rate_limit: {{per_second: 100, burst: 50}}
     slack_configs:
-      - api_url: "{slack_url}/services/T0/B0/STORMSECRETxxxxxxxx"
+      - api_url: "{slack_url}/api/chat.postMessage"
+        token: {SLACK_TOKEN}
+        channel: "#storm"
+        update_message: true
     email_configs:
       - to: ops@example.com
         from: alertrelay@example.com
@@ -109,7 +115,7 @@ def _named_and_counted(text: str, name: str) -> set[str]:
 @pytest.mark.parametrize("kill", [False, True], ids=["straight", "kill-9"])
 def test_storm_of_300_alerts_in_3_groups(tmp_path: Path, kill: bool) -> None:
     db_url = f"sqlite:///{tmp_path}/storm.db"
-    pd, slack = FakePagerDuty(), FakeSlack()
+    pd, slack = FakePagerDuty(), FakeSlackAPI(token=SLACK_TOKEN)
     with (
         contextlib.ExitStack() as stack,
         serve(pd) as pd_url,
@@ -132,17 +138,24 @@ def test_storm_of_300_alerts_in_3_groups(tmp_path: Path, kill: bool) -> None:
             wait_until(lambda: _settled(db_url, 2), 180, interval=0.5, what="every row sent")
             wait_until(lambda: len(mails(smtp)) >= 6, 30, what="the mails")
         finished = max(r.at for r in slack.requests() + pd.requests())
+        last_edit = max(r.at for r in slack.requests() if r.path.endswith("/chat.update"))
 
-    # Chat: one message per group and change (at least once: a send cut by the
-    # kill may be repeated, never lost).
-    bodies = slack.bodies()
+    # Chat: one message per group, posted when it fires and edited when it
+    # resolves (a post cut by the kill may be repeated, never lost).
+    posts, edits = list(slack.posts), list(slack.updates)
+    bodies = posts + edits
     assert all(r.status == 200 for r in slack.requests())
     titles = [b["blocks"][0]["text"]["text"] for b in bodies]
-    firing = {t for t in titles if t.startswith("*[FIRING:100]")}
-    resolved = {t for t in titles if t.startswith("*[RESOLVED]")}
-    assert firing == {f"*[FIRING:100] alertname={n}: 100 firing*" for n in GROUPS}
-    assert resolved == {f"*[RESOLVED] alertname={n}: 100 resolved*" for n in GROUPS}
-    assert len(bodies) == 6 or kill, titles
+    assert {b["blocks"][0]["text"]["text"] for b in posts} == {
+        f"*[FIRING:100] alertname={n}: 100 firing*" for n in GROUPS
+    }
+    assert {b["blocks"][0]["text"]["text"] for b in edits} == {
+        f"*[RESOLVED] alertname={n}: 100 resolved*" for n in GROUPS
+    }
+    assert (len(posts), len(edits)) == (3, 3) or kill, titles
+    # What the channel shows at the end: the 3 messages, each resolved.
+    shown = sorted(m["blocks"][0]["text"]["text"] for m in slack.messages.values())
+    assert shown[-3:] == sorted(f"*[RESOLVED] alertname={n}: 100 resolved*" for n in GROUPS)
     # Every alert is named or counted in its group's messages, with the console link.
     for body in bodies:
         text = body["attachments"][0]["blocks"][0]["text"]["text"]
@@ -179,11 +192,13 @@ def test_storm_of_300_alerts_in_3_groups(tmp_path: Path, kill: bool) -> None:
     assert (interrupted > 0) == kill
     assert 600 <= len(events) <= 600 + interrupted
     assert len(bodies) + len(sent) <= 12 + interrupted
+    # A handful per group at most: repeats only of posts the kill cut short.
+    assert len(posts) <= 3 + interrupted and len(edits) <= 3 + interrupted
     assert {r["status"] for r in table_rows(db_url, "notifications")} == {"sent"}
 
     print(
-        f"\nstorm ({'kill -9' if kill else 'straight'}): {len(bodies)} Slack posts, "
-        f"{len(sent)} mails, {len(events)} PagerDuty events "
-        f"({interrupted} sends interrupted by the kill); "
-        f"first webhook to last message {finished - started:.1f} s"
+        f"\nstorm ({'kill -9' if kill else 'straight'}): Slack {len(posts)} posts + "
+        f"{len(edits)} edits, {len(sent)} mails, {len(events)} PagerDuty events "
+        f"({interrupted} sends interrupted by the kill); first webhook to last Slack "
+        f"edit {last_edit - started:.1f} s, to last message {finished - started:.1f} s"
     )

@@ -319,7 +319,7 @@ async def test_a_kept_slack_message_is_edited_to_say_who_acknowledged(db_url: st
     with serve(slack) as slack_url:
         entry = (
             f'{{api_url: "{slack_url}/api/chat.postMessage", token: {token}, '
-            'channel: "#alerts", update_message: true, rate_limit: {per_second: 0}}'
+            'channel: "#alerts", update_message: true, grouping: alert, rate_limit: {per_second: 0}}'
         )
         cfg = f"""
 auth: {{admin_token: {ADMIN}}}

@@ -225,6 +225,8 @@ async def test_a_pending_resolve_keeps_its_alert_trigger_and_attempts(db_url: st
         "message_refs": 0,
         "alert_acks": 0,
         "alert_escalations": 0,
+        "notification_alerts": 0,
+        "alert_groups": 0,
     }
 
 

@@ -63,6 +63,8 @@ def slack_config(slack_url: str) -> str:
         "update_message": True,
         "grouping": "alert",  # one message per alert occurrence
         "rate_limit": {"per_second": 0},
+        # These tests follow one alert's message (a group's is in test_group_ack.py).
+        "grouping": "alert",
     }
     return f"""
 delivery: {{initial_backoff: 1s, max_backoff: 60s, timeout: 2s, lease: 10s}}

@@ -155,3 +155,47 @@ def test_text_fits_its_limit_by_listing_fewer_and_keeps_the_count() -> None:
     assert group_title(view(3)) == "[FIRING:3] alertname=DiskFull: 3 firing"
     no_console = group_text(view(5, more=2, console=None))
     assert no_console.endswith("…and 2 more")
+
+
+LINKS = """
+external_url: https://alertrelay.example.com
+auth: {link_secret: unit-link-secret-0123456789abcdef}
+"""
+
+
+def test_firing_lines_carry_their_own_ack_link_and_acked_lines_say_who() -> None:
+    from dataclasses import replace
+
+    from app.core.acklink import read_token
+    from app.core.group_text import view_from_payload
+
+    rt = compile_config(load(CONFIG + LINKS))
+    acked = replace(rec(1), ack_at=T0, ack_by="alice", ack_via="api", ack_comment="on it")
+    members = {r.fingerprint: r for r in (rec(0), acked, rec(2, Status.RESOLVED))}
+    changes = [change(r, rt) for r in members.values()]
+    state, opened = advance(None, KEY, {}, 2, T0)
+    rows = {r.integration: r for r in group_rows(changes, state, members, rt, T0, opened=opened)}
+    for name in ("slack", "email"):
+        view = view_from_payload(rows[name].payload["group"])
+        assert view is not None
+        lines = {a.fingerprint: a for a in view.alerts}
+        firing = lines[rec(0).fingerprint]
+        assert firing.ack_url is not None and firing.acked == ""
+        token = firing.ack_url.rsplit("/ack/", 1)[1]
+        claims = read_token(b"unit-link-secret-0123456789abcdef", token, T0)
+        assert (claims.fingerprint, claims.occurrence, claims.receiver) == (
+            rec(0).fingerprint,
+            T0,
+            "ops",
+        )
+        # An acked line says who instead; a resolved line has nothing to ack.
+        assert lines[acked.fingerprint].ack_url is None
+        assert lines[acked.fingerprint].acked == "acknowledged by alice (on it)"
+        assert lines[rec(2).fingerprint].ack_url is None
+        text = group_text(view)
+        assert f"Ack: {firing.ack_url}" in text and "acknowledged by alice (on it)" in text
+        # The row names every alert it changed or listed, for notification_alerts.
+        assert rows[name].alerts == tuple(sorted(members))
+    # Without link_secret there is no link.
+    plain = group_rows(changes, state, members, runtime(), T0, opened=opened)
+    assert all("ack_url" not in a for r in plain for a in r.payload["group"]["alerts"])
