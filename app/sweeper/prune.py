@@ -44,7 +44,7 @@ VACUUM_STEPS = 8
 # so a running serve holds the write lock most of the time. Measured on
 # SQLite at a year's backlog, ingest p99 without -> during the prune: 101 ->
 # 347 ms at 100 rows and a pause of 1.0, 87 -> 203 ms at 100 rows and 3.0,
-# 113 -> 210 ms at 50 rows and 3.0 (docs/year.md).
+# 113 -> 210 ms at 50 rows and 3.0 (docs/performance.md, "A year of data").
 PAUSE_RATIO = 3.0
 CLI_ROWS = 50  # per statement: half the sweeper's, so each lock is shorter
 

@@ -61,7 +61,6 @@ def slack_config(slack_url: str) -> str:
         "token": SLACK_TOKEN,
         "channel": "#alerts",
         "update_message": True,
-        "grouping": "alert",  # one message per alert occurrence
         "rate_limit": {"per_second": 0},
         # These tests follow one alert's message (a group's is in test_group_ack.py).
         "grouping": "alert",
