@@ -40,6 +40,13 @@ BUDGET_S = 2.0  # per sweep, all rules together
 # and steps per sweep.
 VACUUM_PAGES = 512
 VACUUM_STEPS = 8
+# `alertrelay prune` waits this many times as long as each statement took,
+# so a running serve holds the write lock most of the time. Measured on
+# SQLite at a year's backlog, ingest p99 without -> during the prune: 101 ->
+# 347 ms at 100 rows and a pause of 1.0, 87 -> 203 ms at 100 rows and 3.0,
+# 113 -> 210 ms at 50 rows and 3.0 (docs/performance.md, "A year of data").
+PAUSE_RATIO = 3.0
+CLI_ROWS = 50  # per statement: half the sweeper's, so each lock is shorter
 
 
 @dataclass
@@ -98,7 +105,9 @@ async def prune_command(database_url: str, loaded: LoadedConfig, *, dry_run: boo
         before = await file_space(db)
         # Beside a running serve it must not take the write lock back to
         # back: measured so, a year's backlog pushed ingest p99 past 1 s.
-        report = await prune(db, cutoffs, rows=ROWS, batches_per_rule=None, pause_ratio=1.0)
+        report = await prune(
+            db, cutoffs, rows=CLI_ROWS, batches_per_rule=None, pause_ratio=PAUSE_RATIO
+        )
         for table in TABLES:
             print(f"{table:<20} {report.deleted[table]:>10} deleted")
         details: dict[str, object] = {"deleted": report.deleted}
