@@ -102,11 +102,16 @@ def queue(db_url: str, config_text: str, rows: int) -> None:
     from tests.conftest import running_app
     from tests.helpers import JSON, am_alert, am_webhook, body
 
+    # New alert names on every run: a year database measured before (reused
+    # with --sqlite-year-db/--postgres-year-db) already has the last run's
+    # alerts firing, and their repeats would queue nothing.
+    run_id = time.strftime("%Y%m%dT%H%M%S")
+
     async def run() -> None:
         async with running_app(db_url, config_text) as (_, client):
             for start in range(0, rows, 200):
                 alerts = [
-                    am_alert({"alertname": f"Fill{i}", "severity": "critical", "instance": "bench"})
+                    am_alert({"alertname": f"Fill{i}", "severity": "critical", "instance": run_id})
                     for i in range(start, min(rows, start + 200))
                 ]
                 for _ in range(5):
