@@ -17,11 +17,17 @@ from starlette.responses import Response
 
 from app.config.fields import parse_duration
 from app.oncall.acknowledge import AckResult, AckStatus, acknowledge, unacknowledge
-from app.store.engine import is_unavailable
 from app.store.queries import ack_state
 from app.web.access import authorize
 from app.web.audit import actor_of
-from app.web.guards import HTTPError, error_response, json_response, read_body, require_json
+from app.web.guards import (
+    HTTPError,
+    database_answers,
+    error_response,
+    json_response,
+    read_body,
+    require_json,
+)
 from app.web.state import services_of
 
 log = logging.getLogger(__name__)
@@ -92,16 +98,29 @@ def _refuse(result: AckResult, fingerprint: str) -> None:
         raise HTTPError(409, "the alert is not acknowledged")
 
 
-async def post_ack(request: Request) -> Response:
+async def _answer(request: Request, change: Any, done: str) -> Response:
+    """Run ``change(services, fingerprint, now)`` for the admin and answer with the ack's state."""
     services = services_of(request)
     fingerprint = request.path_params["fingerprint"]
     now = services.clock.now()
     try:
         authorize(request, "admin")
+        with database_answers():
+            result = await change(services, fingerprint, now)
+        _refuse(result, fingerprint)
+    except HTTPError as exc:
+        return error_response(exc)
+    services.wake_delivery.set()
+    log.info(done, extra={"fingerprint": fingerprint, "via": "api"})
+    return json_response(ack_view(result, now))
+
+
+async def post_ack(request: Request) -> Response:
+    async def change(services: Any, fingerprint: str, now: datetime) -> AckResult:
         data = await _body(request)
         duration = parse_for(data.get("for"))
         actor = actor_of(request)
-        result = await acknowledge(
+        return await acknowledge(
             services.db,
             services.runtime(),
             fingerprint,
@@ -113,40 +132,14 @@ async def post_ack(request: Request) -> Response:
             duration=duration,
             metrics=services.metrics,
         )
-        _refuse(result, fingerprint)
-    except HTTPError as exc:
-        return error_response(exc)
-    except Exception as exc:
-        if is_unavailable(exc):
-            return error_response(HTTPError(503, "database unavailable", {"Retry-After": "1"}))
-        raise
-    services.wake_delivery.set()
-    log.info("alert acknowledged", extra={"fingerprint": fingerprint, "via": "api"})
-    return json_response(ack_view(result, now))
+
+    return await _answer(request, change, "alert acknowledged")
 
 
 async def delete_ack(request: Request) -> Response:
-    services = services_of(request)
-    fingerprint = request.path_params["fingerprint"]
-    now = services.clock.now()
-    try:
-        authorize(request, "admin")
-        actor = actor_of(request)
-        result = await unacknowledge(
-            services.db,
-            services.runtime(),
-            fingerprint,
-            now,
-            actor=actor,
-            via="api",
+    async def change(services: Any, fingerprint: str, now: datetime) -> AckResult:
+        return await unacknowledge(
+            services.db, services.runtime(), fingerprint, now, actor=actor_of(request), via="api"
         )
-        _refuse(result, fingerprint)
-    except HTTPError as exc:
-        return error_response(exc)
-    except Exception as exc:
-        if is_unavailable(exc):
-            return error_response(HTTPError(503, "database unavailable", {"Retry-After": "1"}))
-        raise
-    services.wake_delivery.set()
-    log.info("alert unacknowledged", extra={"fingerprint": fingerprint, "via": "api"})
-    return json_response(ack_view(result, now))
+
+    return await _answer(request, change, "alert unacknowledged")

@@ -9,13 +9,12 @@ from starlette.routing import Route
 
 from app.delivery.replay import replay_dead
 from app.store import audit, queries
-from app.store.engine import is_unavailable
 from app.store.outbox import ReplayStatus
 from app.web.access import authorize
 from app.web.ack_api import delete_ack, post_ack
 from app.web.audit import actor_of
 from app.web.audit import record as record_audit
-from app.web.guards import HTTPError, error_response, int_param, json_response
+from app.web.guards import HTTPError, database_answers, error_response, int_param, json_response
 from app.web.state import services_of
 
 log = logging.getLogger(__name__)
@@ -27,14 +26,11 @@ _NOTIFICATION_STATUSES = ("pending", "in_flight", "sent", "dead")
 async def _read(request: Request, fn: Any, *args: Any, **kwargs: Any) -> Any:
     services = services_of(request)
     try:
-        async with services.db.read() as conn:
-            return await fn(conn, *args, **kwargs)
+        with database_answers():
+            async with services.db.read() as conn:
+                return await fn(conn, *args, **kwargs)
     except queries.BadCursor as exc:
         raise HTTPError(400, str(exc)) from None
-    except Exception as exc:
-        if is_unavailable(exc):
-            raise HTTPError(503, "database unavailable", {"Retry-After": "1"}) from None
-        raise
 
 
 def _handled(fn: Any) -> Any:
@@ -119,14 +115,10 @@ async def replay(request: Request) -> Response:
     authorize(request, "admin")
     raw = request.path_params["id"]
     notification_id = _notification_id(raw)
-    try:
+    with database_answers():
         result = await replay_dead(
             services.db, notification_id, services.clock.now(), actor=actor_of(request), via="api"
         )
-    except Exception as exc:
-        if is_unavailable(exc):
-            raise HTTPError(503, "database unavailable", {"Retry-After": "1"}) from None
-        raise
     if result.status is ReplayStatus.NOT_FOUND:
         raise HTTPError(404, f"no notification {raw}")
     if result.status is ReplayStatus.NOT_DEAD:

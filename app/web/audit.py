@@ -10,8 +10,7 @@ from starlette.routing import Route
 
 from app.bootstrap import Services
 from app.store import audit, queries
-from app.store.engine import is_unavailable
-from app.web.guards import HTTPError, error_response, int_param, json_response
+from app.web.guards import HTTPError, database_answers, error_response, int_param, json_response
 from app.web.state import services_of
 
 log = logging.getLogger(__name__)
@@ -73,22 +72,19 @@ async def list_audit(request: Request) -> Response:
         cursor = request.query_params.get("cursor") or None
         services = services_of(request)
         try:
-            async with services.db.read() as conn:
-                items, next_cursor = await audit.list_entries(
-                    conn,
-                    action=action,
-                    actor=actor,
-                    since=since,
-                    until=until,
-                    limit=limit,
-                    cursor=cursor,
-                )
+            with database_answers():
+                async with services.db.read() as conn:
+                    items, next_cursor = await audit.list_entries(
+                        conn,
+                        action=action,
+                        actor=actor,
+                        since=since,
+                        until=until,
+                        limit=limit,
+                        cursor=cursor,
+                    )
         except queries.BadCursor as exc:
             raise HTTPError(400, str(exc)) from None
-        except Exception as exc:
-            if is_unavailable(exc):
-                raise HTTPError(503, "database unavailable", {"Retry-After": "1"}) from None
-            raise
     except HTTPError as exc:
         return error_response(exc)
     return json_response({"entries": items, "next_cursor": next_cursor})

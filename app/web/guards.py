@@ -1,10 +1,14 @@
 """Helpers the HTTP handlers share: errors, body limits, parameters."""
 
 import asyncio
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
+
+from app.store.engine import is_unavailable
 
 
 class HTTPError(Exception):
@@ -83,3 +87,17 @@ def int_param(request: Request, name: str, default: int, lo: int, hi: int) -> in
     if not lo <= value <= hi:
         raise HTTPError(400, f"{name}: must be an integer between {lo} and {hi}")
     return value
+
+
+@contextmanager
+def database_answers() -> Iterator[None]:
+    """Answer 503 (with ``Retry-After``) when the database cannot be reached.
+
+    Every handler that touches the database says it the same way, so
+    Alertmanager, scripts and probes can retry on one shape of answer."""
+    try:
+        yield
+    except Exception as exc:
+        if is_unavailable(exc):
+            raise HTTPError(503, "database unavailable", {"Retry-After": "1"}) from None
+        raise

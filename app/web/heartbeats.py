@@ -10,8 +10,7 @@ from app.config.compiled import CompiledConfig
 from app.core.domain import isoformat
 from app.core.heartbeats import HeartbeatState
 from app.store import heartbeats as heartbeat_store
-from app.store.engine import is_unavailable
-from app.web.guards import HTTPError, error_response, json_response
+from app.web.guards import HTTPError, database_answers, error_response, json_response
 from app.web.state import services_of
 
 
@@ -42,13 +41,9 @@ def heartbeat_views(
 
 async def read_heartbeats(request: Request) -> list[dict[str, Any]]:
     services = services_of(request)
-    try:
+    with database_answers():
         async with services.db.read() as conn:
             states = await heartbeat_store.list_all(conn)
-    except Exception as exc:
-        if is_unavailable(exc):
-            raise HTTPError(503, "database unavailable", {"Retry-After": "1"}) from None
-        raise
     return heartbeat_views(services.runtime(), states, services.clock.now())
 
 
