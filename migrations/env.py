@@ -36,6 +36,15 @@ def run_migrations_online() -> None:
         _run(connection)
         return
     engine = create_engine(sync_url(url), poolclass=pool.NullPool)
+    if engine.dialect.name == "sqlite":
+        # WAL belongs to the file: set it here, alone, so the app's
+        # connections find it set and never race each other to switch it
+        # (a second switch while the first holds the lock is "database is locked").
+        raw = engine.raw_connection()
+        try:
+            raw.execute("PRAGMA journal_mode=WAL")  # type: ignore[attr-defined]
+        finally:
+            raw.close()
     with engine.connect() as conn:
         _run(conn)
     engine.dispose()

@@ -143,9 +143,14 @@ class Database:
             # not BEGIN before a SELECT and cannot do BEGIN IMMEDIATE.
             dbapi_conn.isolation_level = None
             cursor = dbapi_conn.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=FULL")
             cursor.execute(f"PRAGMA busy_timeout={busy_ms}")
+            # WAL is a property of the file, set by the migrations: switching
+            # needs a lock another connection may hold, so only a file that is
+            # not in WAL yet (one copied in unmigrated) is switched here.
+            cursor.execute("PRAGMA journal_mode")
+            if str(cursor.fetchone()[0]).lower() != "wal":
+                cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=FULL")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.close()
 

@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy import text
 
 from app.store.engine import Database
+from app.store.migrate import upgrade
 
 
 async def test_every_connection_runs_wal_and_synchronous_full(sqlite_url: str) -> None:
@@ -81,3 +82,18 @@ def test_the_pitfall_it_avoids_deferred_read_then_write_fails_at_once(tmp_path: 
         release.join()
         reader.close()
         holder.close()
+
+
+def test_the_migrations_leave_the_file_in_wal(tmp_path: Path) -> None:
+    """Connections never switch an existing file's mode, so none waits on another's switch.
+
+    Two connections that both switched a new file to WAL at once answered
+    "database is locked" to the second; the migrations set it first.
+    """
+    path = tmp_path / "fresh.db"
+    upgrade(f"sqlite:///{path}")
+    plain = sqlite3.connect(path)
+    try:
+        assert plain.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    finally:
+        plain.close()
