@@ -290,6 +290,8 @@ def build_message(
         else None,
     )
     with_defaults = replace(base, title=default_title(base), text=default_text(base))
+    if title is None and text is None:  # most destinations: no operator template
+        return with_defaults
     return replace(
         with_defaults,
         title=_render(title, with_defaults, with_defaults.title, "title"),

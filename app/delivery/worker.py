@@ -30,7 +30,7 @@ import httpx
 from app.config.compiled import CompiledConfig, Integration
 from app.core.domain import integration_key
 from app.core.ratelimit import RateLimit, TokenBucket
-from app.delivery.attempt import Attempt, Prepared, message_mode, prepare
+from app.delivery.attempt import Attempt, Prepared, prepare
 from app.notifiers.base import BuildContext
 from app.ops.clock import Clock
 from app.ops.failpoints import failpoint
@@ -263,7 +263,7 @@ class DeliveryWorker:
         if integration is None:
             return False
         try:
-            return message_mode(self._prepare(runtime, integration).notifier) is not None
+            return self._prepare(runtime, integration).mode is not None
         except Exception:
             return False  # it cannot be built: its attempt says so and goes dead
 
