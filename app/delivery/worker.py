@@ -43,6 +43,7 @@ from app.store.outbox import Claimed, Outcome, Result
 log = logging.getLogger(__name__)
 
 _SHUTDOWN_GRACE_CAP_S = 30.0
+_GATHER_S = 0.01
 
 
 class DeliveryWorker:
@@ -117,6 +118,11 @@ class DeliveryWorker:
 
     async def _wait(self, stop: asyncio.Event) -> None:
         if self._outcomes:
+            if self._ready and not stop.is_set():
+                # Sends still have claimed rows to start: let more outcomes
+                # land, so one transaction records (and refills) more of them.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=_GATHER_S)
             return
         waiters = [asyncio.ensure_future(e.wait()) for e in (stop, self._wake, self._landed)]
         try:
