@@ -2,6 +2,7 @@
 
 import argparse
 import asyncio
+import gc
 import json
 import logging
 import sys
@@ -102,6 +103,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except Exception as exc:
         return _fail(f"cannot migrate {redact_url(eff.database_url)}: {str(exc).splitlines()[0]}")
     app = create_app(settings, loaded, handle_sighup=True)
+    _settle_heap()
     config = uvicorn.Config(
         app,
         host=eff.host,
@@ -139,6 +141,15 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _settle_heap() -> None:
+    """Move what start-up built (modules, config, SQL constructs) out of the
+    collector's reach, so the full collections a busy process triggers scan
+    only what requests made. Measured: ingest p99 85 -> 27-41 ms at the same
+    throughput (repeats, 1 alert per request, SQLite; docs/performance.md)."""
+    gc.collect()
+    gc.freeze()
+
+
 def _run(main: "Coroutine[Any, Any, int]") -> int:
     """Run on uvloop when it is installed, as `serve` does through uvicorn."""
     try:
@@ -164,6 +175,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         upgrade(eff.database_url)
     except Exception as exc:
         return _fail(f"cannot migrate {redact_url(eff.database_url)}: {str(exc).splitlines()[0]}")
+    _settle_heap()
     return _run(run_worker(settings, loaded))
 
 
