@@ -158,10 +158,9 @@ def _ms(text: str) -> float:
     return float(m.group(1)) * _UNITS[m.group(2)]
 
 
-def run_wrk(
-    port: int, bodies_file: Path, script: Path, duration: int, connections: int
-) -> WrkResult:
-    out = subprocess.run(
+def wrk_output(port: int, bodies_file: Path, script: Path, duration: int, connections: int) -> str:
+    """wrk's report of ``duration`` seconds of the bodies' webhooks on ``connections``."""
+    return subprocess.run(
         [
             "wrk",
             "-t1",
@@ -181,6 +180,12 @@ def run_wrk(
         timeout=duration + 60,
         check=True,
     ).stdout
+
+
+def run_wrk(
+    port: int, bodies_file: Path, script: Path, duration: int, connections: int
+) -> WrkResult:
+    out = wrk_output(port, bodies_file, script, duration, connections)
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     p50 = _ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
     p99 = _ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]

@@ -29,7 +29,6 @@ import json
 import os
 import re
 import statistics
-import subprocess
 import tempfile
 import threading
 import time
@@ -45,6 +44,7 @@ from tests.perf.ingest import (
     post,
     start,
     stop,
+    wrk_output,
 )
 from tests.perf.workload import bench_config, workload_bodies, workload_warmup
 
@@ -119,29 +119,6 @@ class PgWatch:
         self._thread.join(timeout=5)
 
 
-def _wrk(port: int, bodies: Path, script: Path, duration: int, connections: int) -> str:
-    return subprocess.run(
-        [
-            "wrk",
-            "-t1",
-            f"-c{connections}",
-            f"-d{duration}s",
-            "--latency",
-            "--timeout",
-            "10s",
-            "-s",
-            str(script),
-            f"http://127.0.0.1:{port}/webhook/alertmanager",
-            "--",
-            str(bodies),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=duration + 60,
-        check=True,
-    ).stdout
-
-
 def run_case(replicas: int, args: argparse.Namespace, tmp: Path, sink_url: str) -> dict[str, Any]:
     db_url = pg_database(args.postgres)
     config = tmp / "replicas.yml"
@@ -172,7 +149,7 @@ def run_case(replicas: int, args: argparse.Namespace, tmp: Path, sink_url: str) 
             with watch:
 
                 def load(i: int, port: int) -> None:
-                    outs[i] = _wrk(port, bodies, script, args.duration, share)
+                    outs[i] = wrk_output(port, bodies, script, args.duration, share)
 
                 threads = [
                     threading.Thread(target=load, args=(i, port))
