@@ -6,20 +6,18 @@ goes once that is over. History is made through the real app (webhooks,
 the ack API, the sweeper, delivery to local fakes) on a hand-moved clock.
 """
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import datetime
 
 import httpx
 from starlette.applications import Starlette
 
-from app.core.fingerprint import fingerprint
 from app.ops.clock import ManualClock
 from tests.chat_fakes import FakeSlackAPI
 from tests.conftest import running_app
-from tests.helpers import JSON, T0, am_alert, am_webhook, body, count, table_rows
+from tests.helpers import T0, count, table_rows
+from tests.integration.test_retention import deliver, fp, post, prune_all
 from tests.sinks import FakePagerDuty, serve
 
 ADMIN = "OWNED-ADMIN-TOKEN-0123456789abcdef"
@@ -27,14 +25,6 @@ ADMIN_HEADERS = {"Authorization": f"Bearer {ADMIN}"}
 KEY = "OWNEDROUTINGKEY0123456789abcdef0"
 SLACK_TOKEN = "xoxb-owned-0123456789"
 DAY = 86400.0
-
-
-def labels(name: str) -> dict[str, str]:
-    return {"alertname": name, "severity": "critical"}
-
-
-def fp(name: str) -> str:
-    return fingerprint(labels(name))
 
 
 def pd_config(pd_url: str) -> str:
@@ -81,34 +71,6 @@ async def relay(
     clock = ManualClock(T0)
     async with running_app(db_url, config, clock=clock) as (app, client):
         yield app, client, clock
-
-
-async def post(
-    client: httpx.AsyncClient,
-    name: str,
-    status: str,
-    starts: datetime,
-    ends: datetime | None = None,
-) -> None:
-    alert = am_alert(labels(name), status=status, starts_at=starts, ends_at=ends)
-    r = await client.post("/webhook/alertmanager", content=body(am_webhook([alert])), headers=JSON)
-    assert r.status_code == 200, r.text
-
-
-async def deliver(app: Starlette) -> None:
-    async with asyncio.timeout(30):
-        await app.state.services.delivery.drain()
-
-
-async def prune_all(app: Starlette) -> dict[str, int]:
-    total: dict[str, int] = {}
-    for _ in range(50):
-        report = await app.state.services.sweeper.pruner.tick()
-        for table, n in report.deleted.items():
-            total[table] = total.get(table, 0) + n
-        if report.complete and not any(report.deleted.values()):
-            return total
-    raise AssertionError("pruning did not finish in 50 ticks")
 
 
 async def ack(client: httpx.AsyncClient, name: str) -> dict[str, object]:
