@@ -215,7 +215,9 @@ notifications = sa.Table(
     # leases that ran out.
     sa.Index(None, "status", "next_attempt_at", "id"),
     sa.Index(None, "status", "lease_expires_at", "id"),
-    sa.Index(None, "ordering_key", "id"),
+    # Migration 0012: with the status, so the checks for an unsettled
+    # sibling (claims, pruning) never read the table.
+    sa.Index(None, "ordering_key", "status", "id"),
     sa.Index(None, "fingerprint", "id"),
     sa.Index(None, "status", "id"),  # lists by status, newest first
 )

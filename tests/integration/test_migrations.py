@@ -56,7 +56,7 @@ def test_constraint_names_follow_the_convention(db_url: str) -> None:
     assert "uq_alert_transitions_fingerprint_occurrence_to_status" in uniques
     assert {
         "ix_notifications_status_next_attempt_at_id",
-        "ix_notifications_ordering_key_id",
+        "ix_notifications_ordering_key_status_id",
     } <= indexes
 
 
