@@ -1,6 +1,6 @@
 """Delivery benchmark: outbox throughput, and webhook-to-sink latency under load.
 
-    python -m tests.perf.delivery [--rounds 3] [--rows 3000] [--rate 100] [--seconds 20]
+    python -m tests.perf.delivery [--rounds 3] [--rows 3000] [--rate 100] [--seconds 20] [--baseline DIR]
                                   [--postgres postgresql://postgres@127.0.0.1/test]
 
 Throughput: the outbox is filled with ``--rows`` notifications for a webhook
@@ -136,20 +136,38 @@ def bare_sender(rows: int, concurrency: int) -> float:
         sink.wait(timeout=10)
 
 
-def throughput(db_url: str, rows: int, tmp: Path) -> float:
+def _fill_from(root: Path, db_url: str, config: str, rows: int) -> None:
+    """Migrate and fill with the code of ``root`` (a baseline's schema may differ)."""
+    code = (
+        "import sys; from app.store.migrate import upgrade; from tests.perf.delivery import fill; "
+        "upgrade(sys.argv[1]); fill(sys.argv[1], sys.argv[2], int(sys.argv[3]))"
+    )
+    subprocess.run(
+        [sys.executable, "-c", code, db_url, config, str(rows)],
+        cwd=root,
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def throughput(db_url: str, rows: int, tmp: Path, root: Path = ROOT) -> float:
     sink, port = _run_sink()
     try:
         config = f"route: {{receiver: r}}\nreceivers: [{{name: r, webhook_configs: [{{url: 'http://127.0.0.1:{port}/hook'}}]}}]\n"
-        from app.store.migrate import upgrade
+        if root == ROOT:
+            from app.store.migrate import upgrade
 
-        upgrade(db_url)
-        fill(db_url, config, rows)
+            upgrade(db_url)
+            fill(db_url, config, rows)
+        else:
+            _fill_from(root, db_url, config, rows)
         path = tmp / "worker.yml"
         path.write_text(config)
         env = {**os.environ, "ALERTRELAY_DATABASE_URL": db_url, "ALERTRELAY_LOG_LEVEL": "warning"}
         worker = subprocess.Popen(
             [sys.executable, "-m", "app", "worker", "--config", str(path)],
-            cwd=ROOT,
+            cwd=root,
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=(tmp / "worker.log").open("wb"),
@@ -164,7 +182,9 @@ def throughput(db_url: str, rows: int, tmp: Path) -> float:
         sink.wait(timeout=10)
 
 
-async def latency(db_url: str, rate: float, seconds: float, tmp: Path) -> list[float]:
+async def latency(
+    db_url: str, rate: float, seconds: float, tmp: Path, root: Path = ROOT
+) -> list[float]:
     sink = WebhookSink()
     with serve(sink) as sink_url:
         port = free_port()
@@ -175,7 +195,7 @@ async def latency(db_url: str, rate: float, seconds: float, tmp: Path) -> list[f
         env = {**os.environ, "ALERTRELAY_DATABASE_URL": db_url, "ALERTRELAY_LOG_LEVEL": "warning"}
         proc = subprocess.Popen(
             [sys.executable, "-m", "app", "serve", "--config", str(config), "--port", str(port)],
-            cwd=ROOT,
+            cwd=root,
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=(tmp / "serve.log").open("wb"),
@@ -222,9 +242,16 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=100)
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--postgres", default=os.environ.get("ALERTRELAY_TEST_POSTGRES_URL"))
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="a checkout of other code (git worktree): each database is also measured as"
+        " DB@before with the worker and server of that checkout, in the same rounds",
+    )
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="alertrelay-delivery-"))
-    targets = ["sqlite"] + (["postgres"] if args.postgres else [])
+    databases = ["sqlite"] + (["postgres"] if args.postgres else [])
+    targets = [t for db in databases for t in ([f"{db}@before", db] if args.baseline else [db])]
     bare: list[float] = []
     runs: dict[str, dict[str, list[float]]] = {
         t: {"throughput": [], "share": [], "p50": [], "p99": []} for t in targets
@@ -234,26 +261,25 @@ def main() -> None:
         print(f"round {rnd + 1} bare sender {bare[-1]:7.0f} requests/s (the ceiling)", flush=True)
         for target in targets:
             got = runs[target]
+            database, _, before = target.partition("@")
+            root = args.baseline if before else ROOT
             for kind in ("throughput", "latency"):
                 db_url = (
                     f"sqlite:///{tmp}/{target}-{kind}-{rnd}.db"
-                    if target == "sqlite"
+                    if database == "sqlite"
                     else pg_database(args.postgres)
                 )
                 try:
                     if kind == "throughput":
-                        got["throughput"].append(throughput(db_url, args.rows, tmp))
+                        got["throughput"].append(throughput(db_url, args.rows, tmp, root))
                         got["share"].append(got["throughput"][-1] / bare[-1])
                         print(
                             f"round {rnd + 1} {target:8} throughput {got['throughput'][-1]:7.0f} notifications/s ({got['share'][-1]:.0%} of the bare sender)",
                             flush=True,
                         )
                     else:
-                        if target == "postgres":
-                            from app.store.migrate import upgrade
-
-                            upgrade(db_url)
-                        lat = asyncio.run(latency(db_url, args.rate, args.seconds, tmp))
+                        # The server migrates its own database as it starts.
+                        lat = asyncio.run(latency(db_url, args.rate, args.seconds, tmp, root))
                         p50, p99 = lat[len(lat) // 2] * 1000, lat[int(len(lat) * 0.99) - 1] * 1000
                         got["p50"].append(p50)
                         got["p99"].append(p99)
@@ -262,7 +288,7 @@ def main() -> None:
                             flush=True,
                         )
                 finally:
-                    if target == "postgres":
+                    if database == "postgres":
                         drop_pg(db_url)
     out: dict[str, Any] = {"bare_sender_per_s": statistics.median(bare), "runs": {"bare": bare}}
     print(
