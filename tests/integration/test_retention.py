@@ -278,6 +278,35 @@ async def test_quarantine_and_audit_entries_go_at_their_own_ages(db_url: str) ->
     assert 'alertrelay_pruned_rows_total{table="audit_log"} 1.0' in metrics
 
 
+async def test_a_run_carries_on_past_the_rows_it_keeps_and_misses_none_after_them(
+    db_url: str,
+) -> None:
+    """Batches resume after the last row they deleted: the kept rows at the
+    old end (a dead letter's sent sibling) are walked past once, and every
+    deletable row after them still goes, one row per batch."""
+    async with relay(db_url) as (app, client, pd, clock):
+        pd.script(Reply(400, "bad event"))
+        await post(client, "Dead", "firing", T0)
+        await deliver(app)
+        clock.advance(60)
+        await post(client, "Dead", "resolved", T0, clock.now())
+        for i in range(4):
+            clock.advance(60)
+            await post(client, f"Later{i}", "firing", clock.now())
+            clock.advance(60)
+            await post(
+                client, f"Later{i}", "resolved", clock.now() - timedelta(seconds=60), clock.now()
+            )
+        await deliver(app)
+        assert [n["status"] for n in notes(db_url, "Dead")] == ["dead", "sent"]
+        db: Database = app.state.services.db
+        cutoffs = Cutoffs.at(clock.now() + timedelta(days=40), RetentionConfig())
+        report = await prune(db, cutoffs, rows=1, batches_per_rule=None)
+    assert report.complete and report.deleted["notifications"] == 8
+    assert [n["status"] for n in table_rows(db_url, "notifications")] == ["dead", "sent"]
+    assert {n["fingerprint"] for n in table_rows(db_url, "notifications")} == {fp("Dead")}
+
+
 # ------------------------------------------------------------------ batches and replicas
 
 
