@@ -151,7 +151,15 @@ def _fill_from(root: Path, db_url: str, config: str, rows: int) -> None:
     )
 
 
-def throughput(db_url: str, rows: int, tmp: Path, root: Path = ROOT) -> float:
+def _cpu_s(pid: int) -> float:
+    """User and system CPU seconds a live process has used (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def throughput(db_url: str, rows: int, tmp: Path, root: Path = ROOT) -> tuple[float, float]:
+    """Notifications/s at the sink, and the worker's CPU ms per notification
+    (start-up included: the same in every run)."""
     sink, port = _run_sink()
     try:
         config = f"route: {{receiver: r}}\nreceivers: [{{name: r, webhook_configs: [{{url: 'http://127.0.0.1:{port}/hook'}}]}}]\n"
@@ -173,7 +181,8 @@ def throughput(db_url: str, rows: int, tmp: Path, root: Path = ROOT) -> float:
             stderr=(tmp / "worker.log").open("wb"),
         )
         try:
-            return _sink_rate(port, rows)
+            rate = _sink_rate(port, rows)
+            return rate, _cpu_s(worker.pid) / rows * 1000
         finally:
             worker.terminate()
             worker.wait(timeout=30)
@@ -254,7 +263,7 @@ def main() -> None:
     targets = [t for db in databases for t in ([f"{db}@before", db] if args.baseline else [db])]
     bare: list[float] = []
     runs: dict[str, dict[str, list[float]]] = {
-        t: {"throughput": [], "share": [], "p50": [], "p99": []} for t in targets
+        t: {"throughput": [], "share": [], "cpu_ms": [], "p50": [], "p99": []} for t in targets
     }
     for rnd in range(args.rounds):
         bare.append(bare_sender(args.rows, _DESTINATION_SHARE))
@@ -271,10 +280,12 @@ def main() -> None:
                 )
                 try:
                     if kind == "throughput":
-                        got["throughput"].append(throughput(db_url, args.rows, tmp, root))
+                        rate, cpu_ms = throughput(db_url, args.rows, tmp, root)
+                        got["throughput"].append(rate)
+                        got["cpu_ms"].append(cpu_ms)
                         got["share"].append(got["throughput"][-1] / bare[-1])
                         print(
-                            f"round {rnd + 1} {target:8} throughput {got['throughput'][-1]:7.0f} notifications/s ({got['share'][-1]:.0%} of the bare sender)",
+                            f"round {rnd + 1} {target:8} throughput {got['throughput'][-1]:7.0f} notifications/s ({got['share'][-1]:.0%} of the bare sender), worker CPU {got['cpu_ms'][-1]:.2f} ms per notification",
                             flush=True,
                         )
                     else:
@@ -299,13 +310,14 @@ def main() -> None:
         out[target] = {
             "throughput_per_s": statistics.median(got["throughput"]),
             "share_of_bare": statistics.median(got["share"]),
+            "worker_cpu_ms_per_notification": statistics.median(got["cpu_ms"]),
             "latency_p50_ms": statistics.median(got["p50"]),
             "latency_p99_ms": statistics.median(got["p99"]),
         }
         out["runs"][target] = got
         m = out[target]
         print(
-            f"{target:8} {m['throughput_per_s']:.0f} notifications/s ({m['share_of_bare']:.0%} of the bare sender); at {args.rate:g} alerts/s p50 {m['latency_p50_ms']:.1f} ms, p99 {m['latency_p99_ms']:.1f} ms",
+            f"{target:8} {m['throughput_per_s']:.0f} notifications/s ({m['share_of_bare']:.0%} of the bare sender, worker CPU {m['worker_cpu_ms_per_notification']:.2f} ms each); at {args.rate:g} alerts/s p50 {m['latency_p50_ms']:.1f} ms, p99 {m['latency_p99_ms']:.1f} ms",
             flush=True,
         )
     results = ROOT / "tests" / "perf" / "results"
