@@ -10,7 +10,9 @@ a healthy sink gets a notification within milliseconds of the webhook.
 The loop claims ahead: up to one more share of rows than it may send at
 once waits, claimed, in a local queue, and the next send starts the moment
 one lands, while the next transaction refills the queue. Without it sends
-and transactions took turns and a fast sink idled half the time.
+and transactions took turns and a fast sink idled half the time. While that
+queue still has rows, the loop lets outcomes gather for a few milliseconds
+before the next transaction: fewer, larger transactions, and no send waits.
 """
 
 import asyncio
