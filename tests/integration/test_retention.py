@@ -327,6 +327,23 @@ async def make_history(
     await deliver(app)
 
 
+async def test_a_run_deletes_each_pruned_alerts_history_in_bounded_batches_first(
+    db_url: str,
+) -> None:
+    """The history of the alerts about to go is deleted a batch at a time
+    before them (the alerts' own statements cascade to nothing): 30 alerts,
+    60 transitions at one row a batch, all gone in one run."""
+    async with relay(db_url) as (app, client, pd, clock):
+        await make_history(client, app, clock, 30)
+        db: Database = app.state.services.db
+        cutoffs = Cutoffs.at(clock.now() + timedelta(days=40), RetentionConfig())
+        report = await prune(db, cutoffs, rows=1, batches_per_rule=None)
+    assert report.complete
+    assert report.deleted["alert_transitions"] == 60 and report.deleted["alerts"] == 30
+    for table in ("alerts", "alert_transitions", "notifications", "delivery_attempts"):
+        assert count(db_url, table) == 0, table
+
+
 async def test_each_statement_deletes_at_most_its_batch(db_url: str) -> None:
     async with relay(db_url) as (app, client, pd, clock):
         await make_history(client, app, clock, 7)
