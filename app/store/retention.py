@@ -140,9 +140,6 @@ class Rule:
     # 30-50 ms a batch). ``order`` must then be unique (it ends with the key).
     resumable: bool = False
 
-    def all_rows(self, cutoffs: Cutoffs) -> list[Any]:
-        return self.where(cutoffs)
-
 
 n = notifications.c
 t = alert_transitions.c
@@ -150,7 +147,6 @@ a = alerts.c
 d = delivery_attempts.c
 _other = notifications.alias("other_notification")
 _alert = alerts.alias("current_alert")
-_history = alert_transitions.alias("history")
 _group = alert_groups.alias("open_group")
 
 
@@ -214,12 +210,14 @@ def _old_attempts(c: Cutoffs) -> list[Any]:
     return [d.started_at < c.delivery_attempts, d.notification_id.not_in(_unfinished(n.id))]
 
 
-def _resolved_alert_prunable(c: Cutoffs) -> list[Any]:
+def _resolved_alert_prunable(c: Cutoffs, alert: Any = a) -> list[Any]:
+    """An alert past ``resolved_alerts`` with nothing unsent (``alert``: the
+    columns of ``alerts`` or of an alias of it)."""
     return [
-        a.status == Status.RESOLVED.value,
-        a.last_changed < c.resolved_alerts,
-        a.flapping.is_(False),
-        a.fingerprint.not_in(_unfinished(n.fingerprint)),
+        alert.status == Status.RESOLVED.value,
+        alert.last_changed < c.resolved_alerts,
+        alert.flapping.is_(False),
+        alert.fingerprint.not_in(_unfinished(n.fingerprint)),
     ]
 
 
@@ -235,13 +233,7 @@ def _history_of_pruned_alerts(c: Cutoffs) -> list[Any]:
     """
     owner_prunable = (
         sa.select(_alert.c.fingerprint)
-        .where(
-            _alert.c.fingerprint == t.fingerprint,
-            _alert.c.status == Status.RESOLVED.value,
-            _alert.c.last_changed < c.resolved_alerts,
-            _alert.c.flapping.is_(False),
-            _alert.c.fingerprint.not_in(_unfinished(n.fingerprint)),
-        )
+        .where(_alert.c.fingerprint == t.fingerprint, *_resolved_alert_prunable(c, _alert.c))
         .exists()
     )
     return [
@@ -495,7 +487,7 @@ async def count_prunable(conn: AsyncConnection, cutoffs: Cutoffs) -> dict[str, i
     """Per table, how many rows pruning would delete now (``prune --dry-run``)."""
     out: dict[str, int] = {}
     for table in TABLES:
-        conditions = [sa.and_(*r.all_rows(cutoffs)) for r in RULES if r.table.name == table]
+        conditions = [sa.and_(*r.where(cutoffs)) for r in RULES if r.table.name == table]
         query = sa.select(sa.func.count()).select_from(metadata_table(table))
         out[table] = int((await conn.execute(query.where(sa.or_(*conditions)))).scalar_one())
     return out
@@ -522,6 +514,14 @@ class PruneReport:
     batches: int = 0
     complete: bool = True  # False: stopped at a limit with rows left
     lock_conflicts: int = 0
+
+    def add(self, later: "PruneReport") -> None:
+        """Count a later run in; whether it is complete is the later run's say."""
+        for table, n in later.deleted.items():
+            self.deleted[table] = self.deleted.get(table, 0) + n
+        self.batches += later.batches
+        self.lock_conflicts += later.lock_conflicts
+        self.complete = later.complete
 
 
 async def prune(

@@ -44,10 +44,11 @@ VACUUM_STEPS = 8
 # so a running serve holds the write lock most of the time. Measured on
 # SQLite at a year's backlog, ingest p99 without -> during the prune: 101 ->
 # 347 ms at 100 rows and a pause of 1.0, 87 -> 203 ms at 100 rows and 3.0,
-# 113 -> 210 ms at 50 rows and 3.0 (docs/performance.md, "A year of data").
+# 113 -> 210 ms at 50 rows and 3.0 (docs/performance.md, "A year of data");
+# since gc.freeze lowered the baseline, 19.6 -> 53 ms at 50 rows and 3.0.
 PAUSE_RATIO = 3.0
 CLI_ROWS = 50  # per statement: half the sweeper's, so each lock is shorter
-_MORE_PASSES = 2  # after the first, while a pass still deletes something
+_PASSES = 3  # at most; another only while the last one deleted something
 
 
 @dataclass
@@ -104,27 +105,18 @@ async def prune_command(database_url: str, loaded: LoadedConfig, *, dry_run: boo
                 print(f"{table:<20} {counts[table]:>10} would be deleted")
             return 0
         before = await file_space(db)
-        # Beside a running serve it must not take the write lock back to
-        # back: measured so, a year's backlog pushed ingest p99 past 1 s.
-        report = await prune(
-            db, cutoffs, rows=CLI_ROWS, batches_per_rule=None, pause_ratio=PAUSE_RATIO
-        )
         # A rule can free rows an earlier rule kept (a dead letter past
         # `dead_letters` goes after the sent rows beside it, which it kept):
         # another pass takes them, so one command leaves nothing past retention.
-        for _ in range(_MORE_PASSES):
-            if not report.complete or not any(report.deleted.values()):
-                break
-            again = await prune(
+        report = PruneReport(deleted=dict.fromkeys(TABLES, 0))
+        for _ in range(_PASSES):
+            # Beside a running serve it must not take the write lock back to
+            # back: measured so, a year's backlog pushed ingest p99 past 1 s.
+            one = await prune(
                 db, cutoffs, rows=CLI_ROWS, batches_per_rule=None, pause_ratio=PAUSE_RATIO
             )
-            report = PruneReport(
-                deleted={t: report.deleted[t] + again.deleted[t] for t in TABLES},
-                batches=report.batches + again.batches,
-                complete=again.complete,
-                lock_conflicts=report.lock_conflicts + again.lock_conflicts,
-            )
-            if not any(again.deleted.values()):
+            report.add(one)
+            if not one.complete or not any(one.deleted.values()):
                 break
         for table in TABLES:
             print(f"{table:<20} {report.deleted[table]:>10} deleted")

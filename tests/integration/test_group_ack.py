@@ -21,6 +21,7 @@ from app.ops.clock import ManualClock
 from tests.chat_fakes import FakeSlackAPI
 from tests.conftest import running_app
 from tests.helpers import JSON, T0, am_alert, am_webhook, body, count, table_rows
+from tests.integration.test_retention import prune_all
 from tests.sinks import WebhookSink, serve
 
 TOKEN = "xoxb-GROUP-ACK-TOKEN-1234"
@@ -192,7 +193,7 @@ async def test_pruning_takes_group_links_and_closed_groups(db_url: str) -> None:
             # Long after, db-2 still fires: its group, the group's rows, their
             # links and the message's reference stay, so an ack still edits it.
             clock.advance(40 * DAY)
-            deleted = await prune(app)
+            deleted = await prune_all(app)
             assert deleted["alerts"] == 1  # db-1, resolved 40 days ago
             assert deleted["alert_groups"] == deleted["notifications"] == 0
             assert deleted["notification_alerts"] == deleted["message_refs"] == 0
@@ -210,23 +211,12 @@ async def test_pruning_takes_group_links_and_closed_groups(db_url: str) -> None:
             await send(client, am_alert(disk(2), status="resolved", endsAt=ends.isoformat()))
             await drain(app)
             clock.advance(29 * DAY)
-            deleted = await prune(app)
+            deleted = await prune_all(app)
             assert deleted["alert_groups"] == 0
             # The post and db-1's resolve (69 days old); the ack's edit is 29 days old.
             assert deleted["notifications"] == 2 and deleted["notification_alerts"] == 4
             clock.advance(2 * DAY)
-            deleted = await prune(app)
+            deleted = await prune_all(app)
             assert deleted["alert_groups"] == 1 and deleted["notifications"] == 2
             assert deleted["notification_alerts"] == 2 and deleted["message_refs"] == 1
     assert count(db_url, "alert_groups") == 0 and count(db_url, "notification_alerts") == 0
-
-
-async def prune(app: Starlette) -> dict[str, int]:
-    total: dict[str, int] = {}
-    for _ in range(50):
-        report = await app.state.services.sweeper.pruner.tick()
-        for table, n in report.deleted.items():
-            total[table] = total.get(table, 0) + n
-        if report.complete and not any(report.deleted.values()):
-            return total
-    raise AssertionError("pruning did not finish in 50 ticks")
