@@ -34,6 +34,7 @@ from typing import Any
 import httpx
 
 from tests.perf.ingest import drop_pg, free_port, pg_database, wait_ready
+from tests.perf.replicas import cpu_seconds
 from tests.sinks import WebhookSink, serve
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -151,12 +152,6 @@ def _fill_from(root: Path, db_url: str, config: str, rows: int) -> None:
     )
 
 
-def _cpu_s(pid: int) -> float:
-    """User and system CPU seconds a live process has used (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def throughput(db_url: str, rows: int, tmp: Path, root: Path = ROOT) -> tuple[float, float]:
     """Notifications/s at the sink, and the worker's CPU ms per notification
     (start-up included: the same in every run)."""
@@ -182,7 +177,7 @@ def throughput(db_url: str, rows: int, tmp: Path, root: Path = ROOT) -> tuple[fl
         )
         try:
             rate = _sink_rate(port, rows)
-            return rate, _cpu_s(worker.pid) / rows * 1000
+            return rate, cpu_seconds(worker.pid) / rows * 1000
         finally:
             worker.terminate()
             worker.wait(timeout=30)
