@@ -5,9 +5,13 @@ with a hand-moved clock, then the sweeper's pruner runs at a later time.
 """
 
 import asyncio
+import contextlib
+import shutil
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 import pytest
@@ -17,7 +21,7 @@ from app.config.sections import RetentionConfig
 from app.core.fingerprint import fingerprint
 from app.ops.clock import ManualClock
 from app.store.engine import Database
-from app.store.retention import Cutoffs, prune
+from app.store.retention import RULES, Cutoffs, prune, selection
 from app.sweeper.prune import prune_command
 from tests.conftest import load, running_app
 from tests.helpers import JSON, T0, am_alert, am_webhook, body, count, table_rows
@@ -427,3 +431,67 @@ async def test_replicas_prune_together_while_ingest_goes_on(db_url: str) -> None
     assert 280 <= gone["alerts"] <= 300
     # An old sent notification stays only beside its alert's new, unsent one.
     assert count(db_url, "notifications", "status = 'sent'") <= 40
+
+
+# ------------------------------------------------------------------ statement shapes
+
+
+def sqlite_plan(sqlite_url: str, rule_name: str) -> list[str]:
+    """SQLite's query plan of a rule's batch selection, one step per line."""
+    from sqlalchemy.dialects import sqlite
+
+    (rule,) = [r for r in RULES if r.name == rule_name]
+    cutoffs = Cutoffs.at(datetime.now(UTC), RetentionConfig())
+    sql = str(
+        selection(rule, cutoffs, 50).compile(
+            dialect=sqlite.dialect(), compile_kwargs={"literal_binds": True}
+        )
+    )
+    with contextlib.closing(sqlite3.connect(sqlite_url.removeprefix("sqlite:///"))) as conn:
+        return [row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + sql)]
+
+
+def test_the_links_rule_walks_the_links_and_not_every_prunable_notification(
+    sqlite_url: str,
+) -> None:
+    """As ``notification_id IN (SELECT …)``, SQLite listed every prunable
+    notification before looking at one link: at a year's backlog, 10 s of
+    write lock for a batch that deleted nothing (an ingest stall)."""
+    plan = sqlite_plan(sqlite_url, "links of pruned notifications")
+    assert plan[0].startswith("SCAN notification_alerts"), plan
+    assert not [step for step in plan if step.startswith("LIST SUBQUERY")], plan
+    assert "SEARCH notifications USING INTEGER PRIMARY KEY (rowid=?)" in plan
+
+
+def test_a_message_reference_finds_its_alerts_unsent_rows_through_the_alert(
+    sqlite_url: str,
+) -> None:
+    """An alert message's unsent rows are looked up by the alert's fingerprint,
+    not by a list of every unsent or dead row built for each batch."""
+    plan = sqlite_plan(sqlite_url, "old message references")
+    assert any("notifications USING INDEX ix_notifications_fingerprint_id" in s for s in plan)
+
+
+async def test_a_prune_copies_sqlites_log_back_as_it_goes(sqlite_url: str, tmp_path: Path) -> None:
+    """Between batches the pruner checkpoints the write-ahead log itself, so
+    the commit that would take the log past SQLite's threshold (an ingest's,
+    in the serving process) does not pay for copying it back: once the run
+    is over, the database file alone, without its log, holds the deletions."""
+    path = Path(sqlite_url.removeprefix("sqlite:///"))
+    alone = tmp_path / "file-alone.db"
+
+    def count_alone(table: str) -> int:
+        shutil.copy(path, alone)  # without its -wal
+        with contextlib.closing(sqlite3.connect(alone)) as conn:
+            return int(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+
+    async with relay(sqlite_url) as (app, client, pd, clock):
+        await make_history(client, app, clock, 30)
+        with contextlib.closing(sqlite3.connect(path)) as conn:
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        assert count_alone("alerts") == 30 and count_alone("alert_transitions") == 60
+        db: Database = app.state.services.db
+        cutoffs = Cutoffs.at(clock.now() + timedelta(days=400), RetentionConfig())
+        report = await prune(db, cutoffs, rows=10, batches_per_rule=None)
+        assert report.complete and report.deleted["alerts"] == 30
+        assert count_alone("alerts") == 0 and count_alone("alert_transitions") == 0

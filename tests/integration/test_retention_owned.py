@@ -189,3 +189,35 @@ async def test_a_chat_message_of_an_open_incident_keeps_its_reference_until_the_
             clock.advance(31 * DAY)
             deleted = await prune_all(app)
             assert deleted["message_refs"] == 1 and count(db_url, "message_refs") == 0
+
+
+async def test_a_chat_message_keeps_its_reference_while_an_edit_of_it_is_a_dead_letter(
+    db_url: str,
+) -> None:
+    """A replayed dead letter edits the message it belongs to, so the
+    message's reference stays as long as the dead letter does."""
+    slack = FakeSlackAPI(token=SLACK_TOKEN)
+    with serve(slack) as slack_url:
+        async with relay(db_url, slack_config(slack_url)) as (app, client, clock):
+            await post(client, "Lost", "firing", T0)
+            await deliver(app)
+            slack.token = "xoxb-rotated-0123456789"  # the edit is refused for good
+            clock.advance(60)
+            await post(client, "Lost", "resolved", T0, clock.now())
+            await deliver(app)
+            assert [n["status"] for n in owned(db_url, "notifications", "Lost")] == [
+                "sent",
+                "dead",
+            ]
+            assert len(slack.posts) == 1 and slack.updates == []
+
+            clock.advance(40 * DAY)  # past the notifications' 30 days, not the dead letters' 90
+            deleted = await prune_all(app)
+            assert deleted.get("message_refs", 0) == 0
+            (ref,) = table_rows(db_url, "message_refs", order="message_key")
+            assert ref["message_key"].startswith(f"a:{fp('Lost')}:")
+
+            clock.advance(60 * DAY)
+            deleted = await prune_all(app)
+            assert deleted["message_refs"] == 1 and count(db_url, "message_refs") == 0
+            assert owned(db_url, "notifications", "Lost") == []
