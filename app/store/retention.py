@@ -682,5 +682,10 @@ async def checkpoint(db: Database) -> None:
     async with db.read_engine.connect() as conn:
         raw = await conn.get_raw_connection()
         driver: Any = raw.driver_connection
-        cursor = await driver.execute("PRAGMA wal_checkpoint(PASSIVE)")
-        await cursor.close()
+        try:
+            cursor = await driver.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            await cursor.close()
+        except Exception as exc:
+            # Another connection is checkpointing: that one does the work.
+            if not _is_busy(exc):
+                raise

@@ -3,14 +3,18 @@
 The sweeper prunes a bounded amount on every sweep: at most ``ROWS`` rows
 per statement, ``BATCHES`` statements per rule and ``BUDGET_S`` seconds per
 sweep, then gives SQLite's freed pages back (``VACUUM_STEPS`` steps of
-``VACUUM_PAGES`` pages per sweep).
+``VACUUM_PAGES`` pages per sweep). Every statement and step is followed by
+a pause ``PAUSE_RATIO`` times as long as it took, so the writer it shares
+with ingest is free most of the time.
 A year of backlog therefore drains over hours while ingest and delivery go
 on; ``alertrelay prune`` drains it now, batch after batch, with the same
 statements.
 """
 
+import asyncio
 import logging
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -24,6 +28,7 @@ from app.store.retention import (
     TABLES,
     Cutoffs,
     PruneReport,
+    checkpoint,
     count_prunable,
     file_space,
     incremental_vacuum,
@@ -34,20 +39,24 @@ log = logging.getLogger(__name__)
 
 ROWS = 100  # per statement: a few milliseconds of write lock (5-40 ms measured on SQLite)
 BATCHES = 50  # per rule and sweep
-BUDGET_S = 2.0  # per sweep, all rules together
-# Pages one incremental vacuum step moves (2 MiB at the default page size:
-# 30-50 ms of write lock measured on SQLite; 4,096 pages took 270-410 ms),
-# and steps per sweep.
-VACUUM_PAGES = 512
-VACUUM_STEPS = 8
-# `alertrelay prune` waits this many times as long as each statement took,
-# so a running serve holds the write lock most of the time. Measured on
-# SQLite at a year's backlog, ingest p99 without -> during the prune: 101 ->
-# 347 ms at 100 rows and a pause of 1.0, 87 -> 203 ms at 100 rows and 3.0,
-# 113 -> 210 ms at 50 rows and 3.0 (docs/performance.md, "A year of data");
-# since gc.freeze lowered the baseline, 19.6 -> 53 ms at 50 rows and 3.0.
+BUDGET_S = 2.0  # per sweep, all rules together, pauses included
+# Pages one incremental vacuum step moves, and steps per sweep (8 MiB at the
+# default page size). A step holds the write lock while it moves its pages:
+# 512 pages took 30-50 ms and 4,096 took 270-410 ms on SQLite, and eight
+# steps of 512 back to back in the sweeper held the serving process's
+# writer for ~300 ms a sweep, which ingest p99 showed (170-330 ms windows
+# while a year's backlog was pruned).
+VACUUM_PAGES = 128
+VACUUM_STEPS = 16
+# Each statement and vacuum step is followed by a pause this many times as
+# long as it took, so a running serve holds the write lock most of the time.
+# Measured on SQLite at a year's backlog, ingest p99 without -> during
+# `alertrelay prune`: 101 -> 347 ms at 100 rows and a pause of 1.0, 87 -> 203
+# ms at 100 rows and 3.0, 113 -> 210 ms at 50 rows and 3.0
+# (docs/performance.md, "A year of data"); since gc.freeze lowered the
+# baseline, 19.6 -> 53 ms at 50 rows and 3.0.
 PAUSE_RATIO = 3.0
-CLI_ROWS = 50  # per statement: half the sweeper's, so each lock is shorter
+CLI_ROWS = 25  # per statement: a quarter of the sweeper's, so each lock is shorter
 _PASSES = 3  # at most; another only while the last one deleted something
 
 
@@ -68,19 +77,30 @@ class Pruner:
             rows=ROWS,
             batches_per_rule=BATCHES,
             budget_s=BUDGET_S,
+            pause_ratio=PAUSE_RATIO,
             on_batch=self._count,
         )
         if any(report.deleted.values()):
             log.info("pruned", extra={"deleted": report.deleted, "complete": report.complete})
-        for _ in range(VACUUM_STEPS):
-            space = await file_space(self.db)
-            if space is None or space.auto_vacuum != "incremental" or not space.free_bytes:
-                break
-            await incremental_vacuum(self.db, VACUUM_PAGES)
+        await give_back(self.db, VACUUM_STEPS)
         return report
 
     def _count(self, table: str, deleted: int) -> None:
         self.metrics.child(self.metrics.pruned_rows, table).inc(deleted)
+
+
+async def give_back(db: Database, steps: int) -> None:
+    """Return SQLite's free pages to the file system: at most ``steps`` steps
+    of ``VACUUM_PAGES`` pages, each followed by a checkpoint and a pause."""
+    for _ in range(steps):
+        space = await file_space(db)
+        if space is None or space.auto_vacuum != "incremental" or not space.free_bytes:
+            return
+        began = time.monotonic()
+        await incremental_vacuum(db, VACUUM_PAGES)
+        took = time.monotonic() - began
+        await checkpoint(db)
+        await asyncio.sleep(took * PAUSE_RATIO)
 
 
 def _mib(size: int) -> str:
@@ -122,16 +142,10 @@ async def prune_command(database_url: str, loaded: LoadedConfig, *, dry_run: boo
             print(f"{table:<20} {report.deleted[table]:>10} deleted")
         details: dict[str, object] = {"deleted": report.deleted}
         if before is not None:
-            # Hand every freed page back, a bounded step at a time.
+            # Hand every freed page back, a bounded and paced step at a time.
             space = await file_space(db)
             assert space is not None
-            if space.auto_vacuum == "incremental":
-                steps = space.free_bytes // (VACUUM_PAGES * 512) + 1  # pages are >= 512 bytes
-                for _ in range(steps):
-                    await incremental_vacuum(db, VACUUM_PAGES)
-                    space = await file_space(db)
-                    if space is None or not space.free_bytes:
-                        break
+            await give_back(db, space.free_bytes // (VACUUM_PAGES * 512) + 1)  # pages >= 512 B
             after = await file_space(db)
             assert after is not None
             print(
