@@ -421,7 +421,14 @@ RULES = (
         _history_of_pruned_alerts,
         resumable=True,
     ),
-    Rule("resolved alerts", alerts, a.fingerprint, (a.last_changed,), _resolved_alert_prunable),
+    Rule(
+        "resolved alerts",
+        alerts,
+        a.fingerprint,
+        (a.last_changed, a.fingerprint),
+        _resolved_alert_prunable,
+        resumable=True,
+    ),
     Rule(
         "closed alert groups",
         alert_groups,

@@ -41,20 +41,22 @@ ROWS = 100  # per statement: a few milliseconds of write lock (5-40 ms measured 
 BATCHES = 50  # per rule and sweep
 BUDGET_S = 2.0  # per sweep, all rules together, pauses included
 # Pages one incremental vacuum step moves, and steps per sweep (8 MiB at the
-# default page size). A step holds the write lock while it moves its pages:
-# 512 pages took 30-50 ms and 4,096 took 270-410 ms on SQLite, and eight
-# steps of 512 back to back in the sweeper held the serving process's
-# writer for ~300 ms a sweep, which ingest p99 showed (170-330 ms windows
-# while a year's backlog was pruned).
-VACUUM_PAGES = 128
-VACUUM_STEPS = 16
+# default page size). A step holds the write lock while it moves its pages,
+# and a page costs more the further the free list has grown: halfway
+# through a year's backlog, steps of 512 / 128 / 32 pages took 246 / 59 / 4
+# ms (p50). Eight steps of 512 back to back in the sweeper held the serving
+# process's writer for ~300 ms a sweep, which ingest p99 showed (170-330 ms
+# windows while a year's backlog was pruned).
+VACUUM_PAGES = 32
+VACUUM_STEPS = 64
 # Each statement and vacuum step is followed by a pause this many times as
 # long as it took, so a running serve holds the write lock most of the time.
 # Measured on SQLite at a year's backlog, ingest p99 without -> during
 # `alertrelay prune`: 101 -> 347 ms at 100 rows and a pause of 1.0, 87 -> 203
 # ms at 100 rows and 3.0, 113 -> 210 ms at 50 rows and 3.0
 # (docs/performance.md, "A year of data"); since gc.freeze lowered the
-# baseline, 19.6 -> 53 ms at 50 rows and 3.0.
+# baseline, 19.6 -> 53 ms at 50 rows and 3.0; with checkpoints between
+# batches and 25 rows, 13.6 -> 27.7 ms (median window of a partial drain).
 PAUSE_RATIO = 3.0
 CLI_ROWS = 25  # per statement: a quarter of the sweeper's, so each lock is shorter
 _PASSES = 3  # at most; another only while the last one deleted something
