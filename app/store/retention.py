@@ -56,13 +56,14 @@ every statement stays bounded.
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.config.sections import RetentionConfig
 from app.core.domain import NotificationStatus as NS
@@ -656,6 +657,15 @@ async def file_space(db: Database) -> FileSpace | None:
     return FileSpace(_AUTO_VACUUM.get(int(mode or 0), str(mode)), size * pages, size * free)
 
 
+@asynccontextmanager
+async def _outside_transaction(engine: AsyncEngine) -> AsyncIterator[Any]:
+    """The driver's connection under a pooled one, with no transaction begun:
+    these pragmas must run outside one, and SQLAlchemy would begin one."""
+    async with engine.connect() as conn:
+        raw = await conn.get_raw_connection()
+        yield raw.driver_connection
+
+
 async def incremental_vacuum(db: Database, pages: int) -> None:
     """Give up to ``pages`` free pages back to the file system (SQLite only).
 
@@ -666,9 +676,7 @@ async def incremental_vacuum(db: Database, pages: int) -> None:
     """
     if db.kind != "sqlite":
         return
-    async with db.write_engine.connect() as conn:
-        raw = await conn.get_raw_connection()
-        driver: Any = raw.driver_connection
+    async with _outside_transaction(db.write_engine) as driver:
         await driver.executescript(f"PRAGMA incremental_vacuum({int(pages)})")
 
 
@@ -686,9 +694,7 @@ async def checkpoint(db: Database) -> None:
         return
     # A reader's connection: a checkpoint needs no write lock, and the
     # writer's single connection stays free for ingest.
-    async with db.read_engine.connect() as conn:
-        raw = await conn.get_raw_connection()
-        driver: Any = raw.driver_connection
+    async with _outside_transaction(db.read_engine) as driver:
         try:
             cursor = await driver.execute("PRAGMA wal_checkpoint(PASSIVE)")
             await cursor.close()
