@@ -8,7 +8,9 @@ edits them, and fails as the real service documents:
   ``invalid_auth`` for a missing or wrong bot token, ``channel_not_found``
   for an unknown channel, ``no_text`` for an empty message, and on
   ``chat.update`` ``message_not_found`` for an unknown (or deleted) ts;
-  ``chat.update`` needs both channel (the ID) and ts.
+  ``chat.update`` needs both channel (the ID) and ts. Past a rate limit
+  (``limit(calls, per_s)``, off by default) it answers HTTP 429 with
+  ``Retry-After`` (whole seconds) and ``{"ok": false, "error": "ratelimited"}``.
 * Discord: ``?wait=true`` answers 200 with the message (its ``id``), without
   it 204; ``PATCH …/messages/{id}`` answers 200 with the edited message, or
   404 code 10008 Unknown Message; a wrong token is 401 code 50027, a deleted
@@ -25,7 +27,10 @@ scripted reply whose body is ``AS_SERVICE`` is answered by the fake's logic
 
 import itertools
 import json
+import math
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -81,11 +86,37 @@ class FakeSlackAPI(_ChatFake):
         self.posts: list[dict[str, Any]] = []  # every accepted postMessage body
         self.updates: list[dict[str, Any]] = []  # every accepted chat.update body
         self.unknown_channels: set[str] = set()
+        self._limit: tuple[int, float, Callable[[], float]] | None = None
+        self._calls: list[float] = []  # when the calls inside the limit's window came
+        self.limited = 0  # calls answered 429
 
     def clear(self) -> None:
         self.messages.clear()
         self.posts.clear()
         self.updates.clear()
+        self._limit = None
+        self._calls.clear()
+        self.limited = 0
+
+    def limit(self, calls: int, per_s: float, now: Callable[[], float] = time.monotonic) -> None:
+        """At most ``calls`` calls in any ``per_s`` seconds (by ``now``), as
+        Slack's per-method limits; the calls past it get 429 and change nothing."""
+        with self._state_lock:
+            self._limit = (calls, per_s, now)
+            self._calls.clear()
+
+    def _rate_limited(self) -> Reply | None:
+        if self._limit is None:
+            return None
+        calls, per_s, now = self._limit
+        at = now()
+        self._calls = [t for t in self._calls if t > at - per_s]
+        if len(self._calls) < calls:
+            self._calls.append(at)
+            return None
+        self.limited += 1
+        wait = max(1, math.ceil(self._calls[0] + per_s - at))
+        return Reply(429, {"ok": False, "error": "ratelimited"}, headers={"Retry-After": str(wait)})
 
     def channel_id(self, channel: str) -> str:
         """Slack answers with the channel's ID whether it was named by ID or by name."""
@@ -108,6 +139,9 @@ class FakeSlackAPI(_ChatFake):
             return self._error("not_authed")
         if self.token is not None and token != self.token:
             return self._error("invalid_auth")
+        limited = self._rate_limited()
+        if limited is not None:
+            return limited
         if not isinstance(data, dict):
             return self._error("invalid_json")
         method = request.url.path.rpartition("/")[2]

@@ -79,6 +79,31 @@ def test_slack_auth_errors_are_ok_false(slack: tuple[FakeSlackAPI, str]) -> None
         assert empty.json()["error"] == "no_text"
 
 
+def test_slack_rate_limit_is_429_with_retry_after(slack: tuple[FakeSlackAPI, str]) -> None:
+    """Past the limit: HTTP 429, Retry-After in whole seconds until a slot frees,
+    ``ratelimited``, and nothing posted; once the window has passed, calls go through."""
+    fake, url = slack
+    now = [100.0]
+    fake.limit(2, 30.0, now=lambda: now[0])
+    body = {"channel": "#alerts", "text": "a"}
+    with httpx.Client(base_url=url, headers=AUTH) as c:
+        first = c.post("/api/chat.postMessage", json=body).json()
+        now[0] = 110.0
+        ref = {"channel": first["channel"], "ts": first["ts"]}
+        assert c.post("/api/chat.update", json={**ref, "text": "b"}).json()["ok"] is True
+        now[0] = 112.5
+        over = c.post("/api/chat.postMessage", json=body)
+        assert (over.status_code, over.headers["retry-after"], over.json()) == (
+            429,
+            "18",  # the first call leaves the 30 s window at 130
+            {"ok": False, "error": "ratelimited"},
+        )
+        assert len(fake.posts) == 1 and fake.limited == 1
+        now[0] = 130.5
+        assert c.post("/api/chat.postMessage", json=body).json()["ok"] is True
+    assert len(fake.posts) == 2
+
+
 def test_discord_wait_returns_the_message_and_patch_edits_it(
     discord: tuple[FakeDiscordMessages, str],
 ) -> None:

@@ -299,3 +299,132 @@ receivers:
     ]
     (ref,) = table_rows(db_url, "message_refs", order="message_key")
     assert ref["message_key"].startswith("g:")
+
+
+async def test_flapping_and_stable_notices_ride_the_group_message(db_url: str) -> None:
+    """One alert of a group flaps while another keeps firing, so the group's
+    occurrence stays open: with update_message, the flapping notice (decided by
+    a webhook) and the stable notice (decided by the sweeper) edit the group's
+    one message, as the alert's firing and resolves did. A per-alert webhook
+    gets the same notices one by one."""
+    from tests.chat_fakes import FakeSlackAPI
+    from tests.integration.test_flapping import sweep_until_stable
+
+    api, per_alert = FakeSlackAPI(token="xoxb-FLAP-TEST-TOKEN"), WebhookSink()
+    with serve(api) as url, serve(per_alert) as hook_url:
+        text = f"""
+route: {{receiver: ops}}
+receivers:
+  - name: ops
+    slack_configs:
+      - api_url: "{url}/api/chat.postMessage"
+        token: xoxb-FLAP-TEST-TOKEN
+        channel: "#alerts"
+        update_message: true
+        rate_limit: {{per_second: 0}}
+    webhook_configs: [{{url: "{hook_url}/hook"}}]
+"""
+        clock = ManualClock(T0)
+        async with running_app(db_url, text, clock=clock) as (app, client):
+            steady = am_alert(
+                {"alertname": "DiskFull", "cluster": "eu", "instance": "db-2"}, starts_at=T0
+            )
+            flappy = {"alertname": "DiskFull", "cluster": "eu", "instance": "db-1"}
+            for i in range(8):  # db-1 toggles every 5 minutes, as in test_flapping
+                clock.set(T0 + timedelta(minutes=5 * i))
+                occurrence = T0 + timedelta(minutes=10 * (i // 2))
+                toggled = (
+                    am_alert(flappy, starts_at=occurrence)
+                    if i % 2 == 0
+                    else am_alert(
+                        flappy, status="resolved", starts_at=occurrence, ends_at=clock.now()
+                    )
+                )
+                r = await client.post(
+                    "/webhook/alertmanager",
+                    content=body(webhook("eu", [toggled, steady])),
+                    headers=JSON,
+                )
+                assert r.status_code == 200, r.text
+                await drain(app)
+            await sweep_until_stable(app, clock, per_alert)
+    per_alert_kinds = [b["kind"] for b in per_alert.bodies()]
+    assert per_alert_kinds == ["firing", "firing", "resolved", "firing", "resolved"] + [
+        "flapping",
+        "stable",
+    ]
+    # Slack: one post, then one edit per notice of db-1 (none while it flaps).
+    assert len(api.posts) == 1 and len(api.messages) == 1
+    titles = [b["blocks"][0]["text"]["text"] for b in api.posts + api.updates]
+    assert titles == [
+        "*[FIRING:2] cluster=eu: 2 firing*",
+        "*[FIRING:1, RESOLVED:1] cluster=eu: 1 resolved*",
+        "*[FIRING:2] cluster=eu: 1 firing*",
+        "*[FIRING:1, RESOLVED:1] cluster=eu: 1 resolved*",
+        "*[FIRING:2] cluster=eu: 1 flapping*",
+        "*[FIRING:1, RESOLVED:1] cluster=eu: 1 stopped flapping*",
+    ]
+    texts = [b["attachments"][0]["blocks"][0]["text"]["text"] for b in api.updates]
+    assert "- (flapping: 5 transitions) DiskFull instance=db-1" in texts[3]
+    assert "- (stopped flapping: 8 transitions) DiskFull instance=db-1" in texts[4]
+    rows = [r for r in table_rows(db_url, "notifications") if r["integration"] == "slack"]
+    assert [r["kind"] for r in rows] == [
+        "firing",
+        "resolved",
+        "firing",
+        "resolved",
+        "flapping",
+        "stable",
+    ]
+    assert len({r["message_key"] for r in rows}) == 1
+    assert [r["message_ref"]["action"] for r in rows] == ["posted"] + ["edited"] * 5
+
+
+async def test_google_chat_threads_a_group_occurrence(db_url: str) -> None:
+    """Google Chat cannot edit: a group occurrence's messages share one threadKey
+    (REPLY_MESSAGE_FALLBACK_TO_NEW_THREAD), and the next occurrence starts another."""
+    from tests.sinks import QuerySink
+
+    chat = QuerySink()
+    with serve(chat) as url:
+        text = f"""
+route: {{receiver: ops}}
+receivers:
+  - name: ops
+    googlechat_configs:
+      - url: "{url}/v1/spaces/S/messages?key=K&token=T"
+        rate_limit: {{per_second: 0}}
+"""
+        clock = ManualClock(T0 + timedelta(minutes=1))
+        async with running_app(db_url, text, clock=clock) as (app, client):
+            for payload in (
+                webhook("eu", group_alerts("eu", 2)),
+                webhook("eu", group_alerts("eu", 3)[2:]),  # one more alert
+                webhook("eu", group_alerts("eu", 3, "resolved")),  # the occurrence ends
+            ):
+                r = await client.post("/webhook/alertmanager", content=body(payload), headers=JSON)
+                assert r.status_code == 200, r.text
+            clock.advance(600)
+            again = [
+                am_alert(a["labels"], starts_at=T0 + timedelta(minutes=10))
+                for a in group_alerts("eu", 1)
+            ]
+            r = await client.post(
+                "/webhook/alertmanager", content=body(webhook("eu", again)), headers=JSON
+            )
+            assert r.status_code == 200, r.text
+            await drain(app)
+    sent = chat.bodies()
+    titles = [m["cardsV2"][0]["card"]["header"]["title"] for m in sent]
+    assert titles == [
+        "[FIRING:2] cluster=eu: 2 firing",
+        "[FIRING:3] cluster=eu: 1 firing",
+        "[RESOLVED] cluster=eu: 3 resolved",
+        "[FIRING:1] cluster=eu: 1 firing",
+    ]
+    keys = [m["thread"]["threadKey"] for m in sent]
+    assert keys[0] == keys[1] == keys[2] != keys[3]
+    assert all(k.startswith("alertrelay-alertrelay/group/") for k in keys)
+    assert {q.rsplit("&", 1)[1] for q in chat.queries} == {
+        "messageReplyOption=REPLY_MESSAGE_FALLBACK_TO_NEW_THREAD"
+    }

@@ -326,6 +326,41 @@ async def test_two_workers_do_not_post_twice(db_url: str, chat: Fakes) -> None:
     )
 
 
+async def test_slack_rate_limit_waits_as_long_as_retry_after_says(db_url: str, chat: Fakes) -> None:
+    """Past Slack's limit (here one call per 30 s) the fake answers 429 ratelimited
+    with Retry-After: the row waits exactly that long (not the 1 s backoff), then
+    posts; the edits of the two messages are paced the same way."""
+    c = clock()
+    chat.slack.limit(1, 30.0, now=lambda: c.now().timestamp())
+    alerts = [{**LABELS, "instance": f"db-{i}"} for i in range(2)]
+    async with running_app(db_url, config("slack", chat), clock=c) as (app, client):
+        for labels in alerts:
+            await send(client, labels=labels)
+        await drain(app)
+        assert len(chat.slack.posts) == 1 and chat.slack.limited == 1
+        (waiting,) = [r for r in table_rows(db_url, "notifications") if r["status"] == "pending"]
+        assert waiting["last_status_code"] == 429 and "ratelimited" in waiting["last_error"]
+        assert (waiting["next_attempt_at"] - c.now()).total_seconds() == 30
+        c.advance(29)
+        await drain(app)
+        assert len(chat.slack.posts) == 1  # not due yet: nothing sent, nothing limited
+        assert chat.slack.limited == 1
+        c.advance(1)
+        await drain(app)
+        assert len(chat.slack.posts) == 2
+        for labels in alerts:
+            await send(client, "resolved", labels=labels)
+        for _ in range(4):
+            c.advance(30)
+            await drain(app)
+    assert len(chat.slack.posts) == 2 and len(chat.slack.updates) == 2
+    assert set(shown_status(chat, "slack")) == {RESOLVED_SHOWS["slack"]}
+    rows = table_rows(db_url, "notifications")
+    assert {r["status"] for r in rows} == {"sent"}
+    outcomes = [(a["outcome"], a["status_code"]) for a in table_rows(db_url, "delivery_attempts")]
+    assert outcomes.count(("retry", 429)) == chat.slack.limited >= 2
+
+
 @pytest.mark.parametrize("name", ["slack", "mattermost"])
 async def test_a_token_without_update_message_replies_in_the_thread(
     db_url: str, chat: Fakes, name: str

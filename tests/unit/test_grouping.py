@@ -10,6 +10,7 @@ from app.core.domain import AlertRecord, NoticeKind, Status
 from app.core.group_text import GroupLine, GroupView, group_text, group_title
 from app.core.grouping import Change, GroupState, advance, group_id, group_rows, plan_groups
 from app.core.notices import Notice, incident_key
+from app.notifiers import CONFIG_MODELS
 from tests.conftest import load
 
 T0 = datetime(2026, 12, 4, 10, 0, tzinfo=UTC)
@@ -69,6 +70,40 @@ def test_occurrences(
     new, did_open = advance(state, KEY, {"alertname": "DiskFull"}, firing, T0)
     assert (new.occurrence, new.open, did_open) == (*after, opened)
     assert new.labels == {"alertname": "DiskFull"}
+
+
+EVERY_KIND = """
+global: {smtp_smarthost: "localhost:25", smtp_from: a@example.com}
+route: {receiver: all}
+receivers:
+  - name: all
+    pagerduty_configs: [{routing_key: k%(g)s}]
+    opsgenie_configs: [{api_key: k%(g)s}]
+    email_configs: [{to: a@example.com%(g)s}]
+    slack_configs: [{api_url: "https://hooks.slack.com/services/T/B/X"%(g)s}]
+    msteams_configs: [{webhook_url: "https://x.logic.azure.com/workflows/1"%(g)s}]
+    googlechat_configs: [{url: "https://chat.googleapis.com/v1/spaces/S/messages?key=K"%(g)s}]
+    discord_configs: [{webhook_url: "https://discord.com/api/webhooks/1/t"%(g)s}]
+    mattermost_configs: [{webhook_url: "https://mm.example.com/hooks/x"%(g)s}]
+    webhook_configs: [{url: "http://127.0.0.1:1/hook"%(g)s}]
+    log_configs: [{%(bare)s}]
+"""
+READ_BY_PEOPLE = {"email", "slack", "msteams", "googlechat", "discord", "mattermost"}
+
+
+@pytest.mark.parametrize("grouping", [None, "group", "alert"])
+def test_grouping_defaults_per_integration_and_overrides(grouping: str | None) -> None:
+    """Email and chat group by default; PagerDuty, Opsgenie, webhook and log are per
+    alert. ``grouping:`` set on an entry overrides the default either way."""
+    extra = f", grouping: {grouping}" if grouping else ""
+    text = EVERY_KIND % {"g": extra, "bare": extra.lstrip(", ")}
+    rt = compile_config(load(text))
+    grouped = {i.name: i.grouped for i in rt.receivers["all"]}
+    assert set(grouped) == {name for name, _ in CONFIG_MODELS.values()}  # every integration
+    if grouping is None:
+        assert {name for name, g in grouped.items() if g} == READ_BY_PEOPLE
+    else:
+        assert set(grouped.values()) == {grouping == "group"}
 
 
 def test_one_row_per_grouped_destination_with_stable_keys() -> None:
