@@ -18,6 +18,7 @@ from app.core.domain import integration_key
 from app.core.escalation import EscalationStep
 from app.core.flapping import FlapParams
 from app.core.heartbeats import ALERTNAME, LABEL, Heartbeat
+from app.core.heartbeats import labels as heartbeat_labels
 from app.core.lifecycle import RouteOptions
 from app.core.matchers import Matcher, MatchType, parse_matchers
 from app.core.routing import Route, RouteResult, route
@@ -219,8 +220,13 @@ def _with_heartbeat_routes(
     tree: Route[RouteOptions], heartbeats: tuple[Heartbeat, ...]
 ) -> Route[RouteOptions]:
     """A heartbeat with its own ``receiver`` gets a first child route that sends
-    its HeartbeatMissing alert there (with the root's options); the others are
-    routed by their labels like any alert."""
+    its HeartbeatMissing alert there; the others are routed by their labels
+    like any alert.
+
+    The receiver is all it overrides: flapping, reminders and escalation steps
+    are those of the route the alert's labels match without it (its labels are
+    fixed, so that route is known now), as an operator who set ``escalate`` on
+    the critical route expects of a critical HeartbeatMissing."""
     forced = tuple(
         Route(
             receiver=hb.receiver,
@@ -228,7 +234,7 @@ def _with_heartbeat_routes(
                 Matcher.create("alertname", MatchType.EQUAL, ALERTNAME),
                 Matcher.create(LABEL, MatchType.EQUAL, hb.name),
             ),
-            options=tree.options,
+            options=route(tree, heartbeat_labels(hb.name)).options or tree.options,
             path=f"heartbeats[{i}]",
         )
         for i, hb in enumerate(heartbeats)

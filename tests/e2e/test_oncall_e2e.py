@@ -179,6 +179,7 @@ receivers:
                 what="the manager's step time to pass",
             )
             assert [r.path for r in hooks.requests()] == []
+            line.note("test", "manager's step (12 s) passed: nothing sent to manager")
             fp = http_json("GET", relay.url + "/api/v1/alerts")["alerts"][0]["fingerprint"]
             detail = http_json("GET", relay.url + f"/api/v1/alerts/{fp}")
             assert detail["ack"]["by"] == "second" and detail["ack"]["via"] == "link"

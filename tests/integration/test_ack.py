@@ -203,6 +203,38 @@ async def test_refusals(db_url: str) -> None:
             assert (await client.get(f"/api/v1/alerts/{fp}")).json()["ack"] is None
 
 
+async def test_a_read_only_credential_cannot_acknowledge(db_url: str) -> None:
+    """Acknowledging writes: auth.read's token and named read users may read
+    the alert but neither ack nor un-ack it; the admin token and a named admin
+    (read-write) user may."""
+    pd = FakePagerDuty()
+    read_only = {
+        "token": {"Authorization": "Bearer ACK-READ-TOKEN-0123456789abcd"},
+        "user": {"Authorization": "Bearer ACK-RUTH-TOKEN-0123456789abcd"},
+    }
+    read = (
+        "  read:\n"
+        "    token: ACK-READ-TOKEN-0123456789abcd\n"
+        "    users: [{name: ruth, token: ACK-RUTH-TOKEN-0123456789abcd}]\n"
+    )
+    with serve(pd) as pd_url:
+        cfg = config(pd_url).replace("  admin_users:", read + "  admin_users:")
+        async with running_app(db_url, cfg, clock=ManualClock(T0)) as (_app, client):
+            fp = await fire(client)
+            url = f"/api/v1/alerts/{fp}/ack"
+            for name, headers in read_only.items():
+                assert (await client.get(f"/api/v1/alerts/{fp}", headers=headers)).is_success
+                for method in ("POST", "DELETE"):
+                    r = await client.request(method, url, headers=headers)
+                    assert r.status_code == 401, (name, method, r.status_code)
+            alert = (await client.get(f"/api/v1/alerts/{fp}", headers=ADMIN_HEADERS)).json()
+            assert alert["ack"] is None and alert["acks"] == []
+            r = await client.post(url, headers=ALICE_HEADERS)
+            assert r.status_code == 200 and r.json()["ack"]["by"] == "alice"
+            r = await client.delete(url, headers=ADMIN_HEADERS)
+            assert r.status_code == 200 and r.json()["status"] == "unacknowledged"
+
+
 def cli(db_url: str, config_file: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ALERTRELAY_")}
     env["ALERTRELAY_DATABASE_URL"] = db_url

@@ -209,6 +209,60 @@ async def test_a_flapping_alert_escalates_while_its_flap_holds_the_incident_open
         assert ("/manager", "stable") in paths(chat)
 
 
+async def test_an_ack_given_during_a_flap_holds_the_steps_through_its_re_fires(
+    db_url: str,
+) -> None:
+    """Flapping, ack and escalation together: the ack covers the incident the
+    flap holds, so the flap's re-fires (each a new startsAt) neither end it
+    nor let a step fire; an un-ack lets every step that fell due meanwhile
+    fire at once, on the clock of the incident the flap opened (not restarted
+    by the re-fires)."""
+    async with escalation_setup(db_url) as (app, client, pd, chat, clock):
+
+        async def transition(i: int) -> None:
+            # Fire and resolve every 2 minutes from T0: a new occurrence each fire.
+            clock.set(T0 + timedelta(minutes=2 * i))
+            occurrence = T0 + timedelta(minutes=4 * (i // 2))
+            if i % 2 == 0:
+                alert = am_alert(LABELS, starts_at=occurrence)
+            else:
+                alert = am_alert(
+                    LABELS, status="resolved", starts_at=occurrence, ends_at=clock.now()
+                )
+            await post(client, alert)
+            await tick(app, clock, clock.now())
+
+        for i in range(10):
+            await transition(i)
+        assert paths(chat)[-1] == ("/page", "flapping")  # the flap began at 8 minutes
+        clock.set(T0 + timedelta(minutes=19))
+        await ack(client, {"by": "erin", "comment": "flaky probe"})
+        # The flap goes on past both steps' times (23 and 53 minutes): its
+        # re-fires keep the ack, and no step is taken.
+        for i in range(10, 30):
+            await transition(i)
+            state = (await client.get(f"/api/v1/alerts/{FP}")).json()
+            assert state["flap"]["flapping"] and state["ack"]["by"] == "erin", i
+        assert [k for p, k in paths(chat) if k == "escalation"] == []
+        assert [a for a, _ in pd.order].count("acknowledge") == 1
+        assert [(r["action"], r["actor"]) for r in table_rows(db_url, "alert_acks")] == [
+            ("ack", "erin")
+        ]
+        # Un-acked at 59 minutes: both steps are overdue and fire at the next
+        # sweep, as flapping, timed from the incident the flap opened at 8 minutes.
+        clock.set(T0 + timedelta(minutes=59))
+        r = await client.delete(f"/api/v1/alerts/{FP}/ack")
+        assert r.status_code == 200, r.text
+        result = await tick(app, clock, clock.now())
+        assert result.escalations == 2
+        told = [r.json() for r in chat.requests() if r.json()["kind"] == "escalation"]
+        assert sorted(r.path for r in chat.requests() if r.json()["kind"] == "escalation") == [
+            "/manager",
+            "/second",
+        ]
+        assert all(t["text"].startswith("Escalated: flapping for 51m") for t in told), told
+
+
 async def test_escalation_of_an_alert_already_old_when_first_seen(db_url: str) -> None:
     """An alert that began an hour before alertrelay saw it is overdue for both
     steps: both are taken at the first sweep."""
@@ -356,6 +410,7 @@ async def test_a_sweeper_killed_mid_escalation_loses_and_doubles_nothing(
     assert survivor["escalations"] == N_ALERTS * 2
     assert count(db_url, "alert_escalations") == N_ALERTS * 2
     assert count(db_url, "notifications", "kind = 'escalation'") == N_ALERTS * 3
+    print(f"killed sweeper on {db_url.split(':')[0]}: exit -9, 0 rows; survivor: {survivor}")
 
 
 # --- acknowledgement ---------------------------------------------------------

@@ -30,7 +30,7 @@ WATCHDOG = {"alertname": "Watchdog", "cluster": "prod", "severity": "none"}
 MISSING_FP = fingerprint(missing_labels("prod-am"))
 
 
-def config(pd_url: str, chat_url: str, receiver: str = "") -> str:
+def config(pd_url: str, chat_url: str, receiver: str = "", escalate: str = "") -> str:
     return f"""
 delivery: {{timeout: 2s, lease: 10s}}
 dedup: {{renotify_interval: 0}}
@@ -48,10 +48,13 @@ route:
       receiver: blackhole
     - matchers: ['severity="critical"']
       receiver: page
+      {f"escalate: {escalate}" if escalate else ""}
 receivers:
   - name: blackhole
   - name: chat
     webhook_configs: [{{url: "{chat_url}/chat"}}]
+  - name: manager
+    webhook_configs: [{{url: "{chat_url}/manager"}}]
   - name: page
     pagerduty_configs: [{{routing_key: {KEY}, url: "{pd_url}/v2/enqueue", rate_limit: {{per_second: 0}}}}]
 """
@@ -146,6 +149,52 @@ async def test_missing_heartbeat_fires_through_the_normal_path_and_resolves(db_u
     assert chat.requests() == []  # routed by its labels: critical → page, not chat
 
 
+async def test_heartbeat_missing_escalates_and_is_acknowledged_like_any_alert(
+    db_url: str,
+) -> None:
+    """HeartbeatMissing lives the life of any occurrence: nobody acks it, so
+    its route's first step fires; an ack reaches PagerDuty and holds the next
+    step; the heartbeat's return resolves it, ends the ack and closes every
+    incident it opened."""
+    clock = ManualClock(T0)
+    steps = "[{after: 15m, receiver: chat}, {after: 45m, receiver: manager}]"
+    async with sinks() as (pd, chat, pd_url, chat_url):
+        cfg = config(pd_url, chat_url, escalate=steps)
+        async with running_app(db_url, cfg, clock=clock) as (app, client):
+            await tick(app, clock, T0)
+            assert (await tick(app, clock, T0 + timedelta(minutes=10))).heartbeats == 1
+            assert len(pd.open_incidents()) == 1 and chat.requests() == []
+            # Missing since 10 minutes; 15 minutes later, unacknowledged: escalated.
+            assert (await tick(app, clock, T0 + timedelta(minutes=24))).escalations == 0
+            assert (await tick(app, clock, T0 + timedelta(minutes=25))).escalations == 1
+            [note] = chat.requests()
+            assert (note.path, note.json()["kind"]) == ("/chat", "escalation")
+            assert note.json()["alertname"] == "HeartbeatMissing"
+            assert note.json()["text"].startswith("Escalated: firing for 15m, notified: page")
+
+            clock.set(T0 + timedelta(minutes=30))
+            r = await client.post(f"/api/v1/alerts/{MISSING_FP}/ack", json={"by": "dana"})
+            assert r.status_code == 200 and r.json()["notifications"] == 1, r.text
+            # The manager's step (55 minutes) is held by the ack.
+            assert (await tick(app, clock, T0 + timedelta(minutes=60))).escalations == 0
+            assert [e["event_action"] for e in pd.open_incidents()[0]["events"]] == [
+                "trigger",
+                "acknowledge",
+            ]
+
+            clock.set(T0 + timedelta(minutes=61))
+            await watchdog(client)
+            assert (await tick(app, clock, clock.now())).heartbeats == 1
+            alert = (await client.get(f"/api/v1/alerts/{MISSING_FP}")).json()
+            assert alert["status"] == "resolved" and alert["ack"] is None
+            assert [a["action"] for a in alert["acks"]] == ["ended", "ack"]
+    assert pd.open_incidents() == [] and pd.dropped == []
+    assert [(r.path, r.json()["kind"]) for r in chat.requests()] == [
+        ("/chat", "escalation"),
+        ("/chat", "resolved"),
+    ]
+
+
 async def test_a_heartbeat_receiver_overrides_routing(db_url: str) -> None:
     clock = ManualClock(T0)
     async with sinks() as (pd, chat, pd_url, chat_url):
@@ -155,6 +204,29 @@ async def test_a_heartbeat_receiver_overrides_routing(db_url: str) -> None:
             await tick(app, clock, T0 + timedelta(minutes=10))
     assert [r.json()["alertname"] for r in chat.requests()] == ["HeartbeatMissing"]
     assert pd.requests() == []
+
+
+async def test_a_heartbeat_receiver_keeps_the_escalation_of_the_route_its_labels_match(
+    db_url: str,
+) -> None:
+    """``receiver`` changes where HeartbeatMissing goes, nothing else: its
+    labels (severity critical) match the critical route, so that route's
+    escalation step applies to it."""
+    clock = ManualClock(T0)
+    async with sinks() as (pd, chat, pd_url, chat_url):
+        cfg = config(
+            pd_url, chat_url, receiver="chat", escalate="[{after: 15m, receiver: manager}]"
+        )
+        async with running_app(db_url, cfg, clock=clock) as (app, client):
+            await tick(app, clock, T0)
+            assert (await tick(app, clock, T0 + timedelta(minutes=10))).heartbeats == 1
+            assert (await tick(app, clock, T0 + timedelta(minutes=25))).escalations == 1
+    assert pd.requests() == []
+    assert [(r.path, r.json()["kind"]) for r in chat.requests()] == [
+        ("/chat", "firing"),
+        ("/manager", "escalation"),
+    ]
+    assert chat.requests()[1].json()["text"].startswith("Escalated: firing for 15m, notified: chat")
 
 
 async def test_restart_keeps_the_heartbeat_clock(db_url: str) -> None:

@@ -176,7 +176,13 @@ def test_every_test_the_state_table_names_exists() -> None:
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[2]
-    named = set(re.findall(r"`(test_[a-z_]+)`", (root / "docs" / "acknowledge.md").read_text()))
+    doc = (root / "docs" / "acknowledge.md").read_text()
+    named = set(re.findall(r"`(test_[a-z_]+)`", doc))
     # Escalation and heartbeat rows name tests of their own files.
     sources = "".join(p.read_text() for p in (root / "tests").rglob("test_*.py"))
     assert named and {n for n in named if f"def {n}(" not in sources} == set()
+    # Rows of the life-cycle table are named by their parametrized id.
+    from tests.unit.test_lifecycle import ROWS
+
+    cases = set(re.findall(r"`test_life_cycle_table\[(.+?)\]`", doc))
+    assert cases and cases - {row[0] for row in ROWS} == set()
