@@ -7,6 +7,7 @@ conftest turns the missing browser into an error.
 """
 
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -120,3 +121,86 @@ def fail_next(sink: WebhookSink) -> None:
 
 def recover(sink: WebhookSink) -> None:
     sink.default = Reply()
+
+
+CONTROLS = (
+    "button",
+    "link",
+    "textbox",
+    "searchbox",
+    "combobox",
+    "checkbox",
+    "radio",
+    "listbox",
+    "spinbutton",
+)
+UNNAMED = re.compile(r"^\s*- (" + "|".join(CONTROLS) + r")(?:\s*$|:|\s+\[)")
+FOOTER = re.compile(r"Rendered .+ in [0-9]+\.[0-9] ms · config \S+ · alertrelay \S+")
+
+
+def unnamed_controls(snapshot: str) -> list[str]:
+    """Lines of an aria snapshot for a control with no accessible name (`- button` rather than `- button "Replay"`)."""
+    return [line for line in snapshot.splitlines() if UNNAMED.match(line)]
+
+
+def assert_accessible(page: Any, what: str) -> None:
+    """The checks every console page passes: each control named in Playwright's
+    accessibility tree, the landmarks and one h1, and the footer's render time
+    and config version."""
+    snapshot = page.locator("body").aria_snapshot()
+    assert unnamed_controls(snapshot) == [], f"{what}:\n{snapshot}"
+    assert page.get_by_role("main").count() == 1, what
+    assert page.get_by_role("navigation", name="Console").count() == 1, what
+    assert page.get_by_role("heading", level=1).count() == 1, what
+    footer = page.locator("footer").inner_text()
+    assert FOOTER.search(footer), f"{what}: footer {footer!r}"
+
+
+# WCAG 2 contrast of each visible text against the first opaque background
+# behind it (element opacity blends the text into that background).
+CONTRAST_JS = """
+() => {
+  const rgb = (s) => (s.match(/[0-9.]+/g) || []).map(Number);
+  const lum = ([r, g, b]) => {
+    const c = [r, g, b].map((v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; });
+    return 0.2126 * c[0] + 0.7152 * c[1] + 0.0722 * c[2];
+  };
+  const background = (el) => {
+    for (let e = el; e; e = e.parentElement) {
+      const c = rgb(getComputedStyle(e).backgroundColor);
+      if (c.length === 3 || (c.length === 4 && c[3] === 1)) return c.slice(0, 3);
+    }
+    return [255, 255, 255];
+  };
+  const opacity = (el) => {
+    let o = 1;
+    for (let e = el; e; e = e.parentElement) o *= Number(getComputedStyle(e).opacity);
+    return o;
+  };
+  const out = [];
+  for (const el of document.body.querySelectorAll("*")) {
+    const own = [...el.childNodes].some((n) => n.nodeType === 3 && n.textContent.trim());
+    if (!own || !el.getClientRects().length) continue;
+    const style = getComputedStyle(el);
+    if (style.visibility === "hidden") continue;
+    const bg = background(el);
+    const c = rgb(style.color);
+    const alpha = (c.length === 4 ? c[3] : 1) * opacity(el);
+    const fg = [0, 1, 2].map((i) => c[i] * alpha + bg[i] * (1 - alpha));
+    const [hi, lo] = [lum(fg), lum(bg)].sort((a, b) => b - a);
+    const ratio = (hi + 0.05) / (lo + 0.05);
+    const size = parseFloat(style.fontSize);
+    const large = size >= 24 || (size >= 18.66 && Number(style.fontWeight) >= 700);
+    if (ratio < (large ? 3 : 4.5)) {
+      out.push(`${el.tagName.toLowerCase()}.${el.className} ${ratio.toFixed(2)}: ${el.textContent.trim().slice(0, 40)}`);
+    }
+  }
+  return out;
+}
+"""
+
+
+def low_contrast(page: Any) -> list[str]:
+    """The page's texts below 4.5:1 (3:1 for large text) against their background."""
+    found: list[str] = page.evaluate(CONTRAST_JS)
+    return found

@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.browser.conftest import CHROMIUM, sync_playwright
+from tests.browser.conftest import CHROMIUM, assert_accessible, low_contrast, sync_playwright
 from tests.e2e.harness import Proc, alertrelay, http_json, wait_until
 from tests.helpers import am_alert, am_webhook
 from tests.sinks import FakePagerDuty, Reply, WebhookSink, serve
@@ -128,12 +128,16 @@ def test_ack_through_the_link_in_the_chat_message(served: Served, page: Any) -> 
     before = pd_actions(served).count("acknowledge")
     page.goto(served.url + path)
     assert page.get_by_role("heading", name="Acknowledge AckFromLink?").count() == 1
+    assert_accessible(page, "the link's page")
+    assert low_contrast(page) == []
     # Showing the page acknowledged nothing.
     assert http_json("GET", f"{served.url}/api/v1/alerts/{fp}")["ack"] is None
     page.get_by_label("Comment (optional)").fill("taking it from the phone")
     page.get_by_role("button", name="Acknowledge AckFromLink").click()
     page.get_by_role("heading", name="Acknowledged AckFromLink").wait_for()
     assert "Acknowledged by page" in page.locator("p.ok").inner_text()
+    assert_accessible(page, "the link's answer")
+    assert low_contrast(page) == []
     alert = http_json("GET", f"{served.url}/api/v1/alerts/{fp}")
     assert (alert["ack"]["by"], alert["ack"]["via"]) == ("page", "link")
     assert alert["ack"]["comment"] == "taking it from the phone"
@@ -144,6 +148,7 @@ def test_ack_through_the_link_in_the_chat_message(served: Served, page: Any) -> 
     response = page.goto(served.url + path[:-2] + ("AA" if not path.endswith("AA") else "BB"))
     assert response is not None and response.status == 403
     assert page.get_by_role("heading", name="This link is not valid").count() == 1
+    assert_accessible(page, "the link's refusal")
 
 
 def test_screenshot_of_the_link_page(served: Served, page: Any, images: Path) -> None:
@@ -164,5 +169,9 @@ def test_screenshot_of_the_link_page(served: Served, page: Any, images: Path) ->
     )
     page.set_viewport_size({"width": 390, "height": 844})  # a phone: where links are opened
     page.goto(served.url + urlsplit(url).path)
+    widths = page.evaluate(
+        "[document.documentElement.scrollWidth, document.documentElement.clientWidth]"
+    )
+    assert widths[0] <= widths[1], f"content {widths[0]} px wide in a {widths[1]} px viewport"
     page.screenshot(path=str(images / "ack-link.png"), full_page=True)
     assert (images / "ack-link.png").stat().st_size > 5_000

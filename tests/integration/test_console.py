@@ -395,3 +395,57 @@ async def test_static_assets_are_cached_by_etag(sqlite_url: str) -> None:
         )
         assert (await client.get("/static/..%2Fview.py")).status_code == 404
         assert (await client.get("/static/secret.txt")).status_code == 404
+
+
+async def test_alert_page_marks_suppressed_transitions_and_shows_the_flap_score(
+    db_url: str,
+) -> None:
+    clock = ManualClock(T0)
+    labels = {"alertname": "Flappy", "severity": "critical", "instance": "db-1"}
+    async with running_app(db_url, LOG_CONFIG, clock=clock) as (_, client):
+        for i in range(8):  # fires and resolves every 5 minutes: it starts to flap
+            clock.set(T0 + timedelta(minutes=5 * i))
+            occurrence = T0 + timedelta(minutes=10 * (i // 2))
+            if i % 2 == 0:
+                await post(client, am_alert(labels, starts_at=occurrence))
+            else:
+                await post(
+                    client,
+                    am_alert(labels, status="resolved", starts_at=occurrence, ends_at=clock.now()),
+                )
+        fp = (await client.get("/api/v1/alerts")).json()["alerts"][0]["fingerprint"]
+        api = (await client.get(f"/api/v1/alerts/{fp}")).json()
+        html = (await client.get(f"/alerts/{fp}")).text
+    suppressed = [t["suppressed"] for t in api["transitions"] if t["suppressed"]]
+    assert api["flap"]["flapping"] and suppressed and set(suppressed) == {"flapping"}
+    timeline = html.split('id="timeline-h"', 1)[1].split("</section>", 1)[0]
+    items = re.findall(r"<li class=\"([^\"]*)\">(.*?)</li>", timeline, re.S)
+    assert len(items) == len(api["transitions"]) == 8
+    marked = [text for cls, text in items if cls == "suppressed"]
+    assert len(marked) == len(suppressed)
+    assert all("suppressed: flapping" in text for text in marked)
+    # Oldest first: the first transitions notified, the later ones were held back.
+    assert "suppressed" not in items[0][0] and items[-1][0] == "suppressed"
+    flap = re.search(r"<dt>Flap score</dt><dd>(.*?)</dd>", html, re.S)
+    assert flap and flap.group(1).startswith(str(api["flap"]["score"]))
+    assert "flapping since" in flap.group(1) and f"({api['flap']['transitions']} transitions)" in (
+        flap.group(1)
+    )
+
+
+async def test_the_overview_lists_a_bounded_number_and_links_to_the_pages(db_url: str) -> None:
+    async with running_app(db_url, LOG_CONFIG) as (_, client):
+        await post(
+            client,
+            *[
+                am_alert({"alertname": f"Many{i}", "severity": "warning"}, starts_at=T0)
+                for i in range(60)
+            ],
+        )
+        html = (await client.get("/")).text
+        first = (await client.get("/alerts", params={"state": "firing"})).text
+    # The counts say 60, the table shows the 50 newest, and the rest are a page away.
+    assert len(names(html)) == 50
+    assert re.search(r">firing</a></th>.*?<td>60</td>", html, re.S)
+    assert '<a href="/alerts?state=firing">All firing alerts</a>' in html
+    assert len(names(first)) == 50 and '<a rel="next"' in first
