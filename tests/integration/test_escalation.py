@@ -158,6 +158,21 @@ async def test_unacknowledged_alert_escalates_once_per_step_and_the_resolve_clos
     assert count(db_url, "notifications", "kind = 'escalation'") == 3  # 2 + 1 integrations
 
 
+async def flap_transition(
+    app: Starlette, client: httpx.AsyncClient, clock: ManualClock, i: int
+) -> None:
+    """The ``i``-th transition of a flap: fire and resolve every 2 minutes from
+    T0, each fire a new occurrence; then a sweep."""
+    clock.set(T0 + timedelta(minutes=2 * i))
+    occurrence = T0 + timedelta(minutes=4 * (i // 2))
+    if i % 2 == 0:
+        alert = am_alert(LABELS, starts_at=occurrence)
+    else:
+        alert = am_alert(LABELS, status="resolved", starts_at=occurrence, ends_at=clock.now())
+    await post(client, alert)
+    await tick(app, clock, clock.now())
+
+
 async def test_a_flapping_alert_escalates_while_its_flap_holds_the_incident_open(
     db_url: str,
 ) -> None:
@@ -166,18 +181,8 @@ async def test_a_flapping_alert_escalates_while_its_flap_holds_the_incident_open
     occurrences) do not restart it. Incidents closed before the flap began
     (a fire and a resolve each) do not count."""
     async with escalation_setup(db_url) as (app, client, pd, chat, clock):
-        # Fire and resolve every 2 minutes, from T0: a new occurrence each time.
         for i in range(10):
-            clock.set(T0 + timedelta(minutes=2 * i))
-            occurrence = T0 + timedelta(minutes=4 * (i // 2))
-            if i % 2 == 0:
-                alert = am_alert(LABELS, starts_at=occurrence)
-            else:
-                alert = am_alert(
-                    LABELS, status="resolved", starts_at=occurrence, ends_at=clock.now()
-                )
-            await post(client, alert)
-            await tick(app, clock, clock.now())
+            await flap_transition(app, client, clock, i)
         # The 5th transition (a fire at 8 minutes) began the flap and holds its incident.
         assert [k for _p, k in paths(chat)] == [
             "firing",
@@ -218,29 +223,15 @@ async def test_an_ack_given_during_a_flap_holds_the_steps_through_its_re_fires(
     fire at once, on the clock of the incident the flap opened (not restarted
     by the re-fires)."""
     async with escalation_setup(db_url) as (app, client, pd, chat, clock):
-
-        async def transition(i: int) -> None:
-            # Fire and resolve every 2 minutes from T0: a new occurrence each fire.
-            clock.set(T0 + timedelta(minutes=2 * i))
-            occurrence = T0 + timedelta(minutes=4 * (i // 2))
-            if i % 2 == 0:
-                alert = am_alert(LABELS, starts_at=occurrence)
-            else:
-                alert = am_alert(
-                    LABELS, status="resolved", starts_at=occurrence, ends_at=clock.now()
-                )
-            await post(client, alert)
-            await tick(app, clock, clock.now())
-
         for i in range(10):
-            await transition(i)
+            await flap_transition(app, client, clock, i)
         assert paths(chat)[-1] == ("/page", "flapping")  # the flap began at 8 minutes
         clock.set(T0 + timedelta(minutes=19))
         await ack(client, {"by": "erin", "comment": "flaky probe"})
         # The flap goes on past both steps' times (23 and 53 minutes): its
         # re-fires keep the ack, and no step is taken.
         for i in range(10, 30):
-            await transition(i)
+            await flap_transition(app, client, clock, i)
             state = (await client.get(f"/api/v1/alerts/{FP}")).json()
             assert state["flap"]["flapping"] and state["ack"]["by"] == "erin", i
         assert [k for p, k in paths(chat) if k == "escalation"] == []

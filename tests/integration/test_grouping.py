@@ -263,6 +263,22 @@ async def test_three_hundred_alerts_fit_every_chat_sink(db_url: str, n: int) -> 
     )
 
 
+def slack_update_config(url: str, token: str, more: str = "") -> str:
+    """One receiver with a Slack Web API integration that edits its messages
+    (and ``more`` integrations beside it)."""
+    return f"""
+route: {{receiver: ops}}
+receivers:
+  - name: ops
+    slack_configs:
+      - api_url: "{url}/api/chat.postMessage"
+        token: {token}
+        channel: "#alerts"
+        update_message: true
+        rate_limit: {{per_second: 0}}
+{more}"""
+
+
 async def test_update_message_edits_the_group_message(db_url: str) -> None:
     """With update_message (Slack's Web API), a group occurrence is one post
     and its later changes edit it: more alerts, then the resolve."""
@@ -270,17 +286,7 @@ async def test_update_message_edits_the_group_message(db_url: str) -> None:
 
     api = FakeSlackAPI(token="xoxb-GROUP-TEST-TOKEN")
     with serve(api) as url:
-        text = f"""
-route: {{receiver: ops}}
-receivers:
-  - name: ops
-    slack_configs:
-      - api_url: "{url}/api/chat.postMessage"
-        token: xoxb-GROUP-TEST-TOKEN
-        channel: "#alerts"
-        update_message: true
-        rate_limit: {{per_second: 0}}
-"""
+        text = slack_update_config(url, "xoxb-GROUP-TEST-TOKEN")
         clock = ManualClock(T0 + timedelta(minutes=1))
         async with running_app(db_url, text, clock=clock) as (app, client):
             env = Env(app, client, FakePagerDuty(), WebhookSink(), Recorder(), clock, db_url)
@@ -312,18 +318,9 @@ async def test_flapping_and_stable_notices_ride_the_group_message(db_url: str) -
 
     api, per_alert = FakeSlackAPI(token="xoxb-FLAP-TEST-TOKEN"), WebhookSink()
     with serve(api) as url, serve(per_alert) as hook_url:
-        text = f"""
-route: {{receiver: ops}}
-receivers:
-  - name: ops
-    slack_configs:
-      - api_url: "{url}/api/chat.postMessage"
-        token: xoxb-FLAP-TEST-TOKEN
-        channel: "#alerts"
-        update_message: true
-        rate_limit: {{per_second: 0}}
-    webhook_configs: [{{url: "{hook_url}/hook"}}]
-"""
+        text = slack_update_config(
+            url, "xoxb-FLAP-TEST-TOKEN", f'    webhook_configs: [{{url: "{hook_url}/hook"}}]\n'
+        )
         clock = ManualClock(T0)
         async with running_app(db_url, text, clock=clock) as (app, client):
             steady = am_alert(
