@@ -229,6 +229,37 @@ async def test_a_heartbeat_receiver_keeps_the_escalation_of_the_route_its_labels
     assert chat.requests()[1].json()["text"].startswith("Escalated: firing for 15m, notified: chat")
 
 
+async def test_a_heartbeat_that_keeps_dropping_out_flaps_like_any_alert(db_url: str) -> None:
+    """A Watchdog that comes and goes makes HeartbeatMissing fire and resolve
+    again and again, and flap detection applies to it as to any alert: at its
+    6th transition (a resolve) it is flapping, a flapping notice holds the
+    PagerDuty incident open instead of resolving it, and the transitions after
+    it are suppressed."""
+    clock = ManualClock(T0)
+    async with sinks() as (pd, _chat, pd_url, chat_url):
+        async with running_app(db_url, config(pd_url, chat_url), clock=clock) as (app, client):
+            await tick(app, clock, T0)
+            last_proof = T0
+            for _ in range(4):
+                # Missing 10 minutes after the last proof, back one minute later.
+                assert (await tick(app, clock, last_proof + timedelta(minutes=10))).heartbeats == 1
+                last_proof += timedelta(minutes=11)
+                clock.set(last_proof)
+                await watchdog(client)
+                assert (await tick(app, clock, last_proof)).heartbeats == 1
+            alert = (await client.get(f"/api/v1/alerts/{MISSING_FP}")).json()
+    assert alert["status"] == "resolved"
+    assert alert["flap"]["flapping"] and alert["flap"]["transitions"] == 8, alert["flap"]
+    oldest_first = [t.get("suppressed") for t in reversed(alert["transitions"])]
+    assert oldest_first == [None] * 5 + ["flapping"] * 3
+    assert [(i["open"], [e["event_action"] for e in i["events"]]) for i in pd.all_incidents()] == [
+        (False, ["trigger", "resolve"]),
+        (False, ["trigger", "resolve"]),
+        (True, ["trigger", "trigger"]),  # the 5th transition, then the flapping notice
+    ]
+    assert pd.dropped == []
+
+
 async def test_restart_keeps_the_heartbeat_clock(db_url: str) -> None:
     """A restart does not raise a false alarm for a fresh heartbeat, and does
     fire for one that went missing while alertrelay was down."""
