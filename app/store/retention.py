@@ -448,8 +448,12 @@ RULES = (
         "old message references",
         message_refs,
         (message_refs.c.integration, message_refs.c.message_key),
-        (message_refs.c.updated_at,),
+        (message_refs.c.updated_at, message_refs.c.integration, message_refs.c.message_key),
         _old_message_refs,
+        # Open incidents keep their messages' references at the old end: at
+        # a year, ~4,400 of them before the first deletable one, 46 ms of
+        # write lock a batch to walk past them (ingest p99 ~100 ms).
+        resumable=True,
     ),
     Rule(
         "old ack history",

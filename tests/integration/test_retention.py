@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -312,6 +313,63 @@ async def test_a_run_carries_on_past_the_rows_it_keeps_and_misses_none_after_the
     assert {n["fingerprint"] for n in table_rows(db_url, "notifications")} == {fp("Dead")}
 
 
+def insert_message_refs(db_url: str, refs: list[tuple[str, str]], at: datetime) -> None:
+    """Chat message references as an editing destination leaves them, all
+    last touched at ``at`` (tests may write SQL; the app keeps it in app/store)."""
+    import sqlalchemy as sa
+
+    from app.store.engine import sync_url
+    from app.store.tables import message_refs
+
+    engine = sa.create_engine(sync_url(db_url))
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                message_refs.insert(),
+                [
+                    {
+                        "integration": integration,
+                        "message_key": key,
+                        "ref": {"channel": "C1", "ts": f"1700000000.{i:06d}"},
+                        "notification_id": i + 1,
+                        "state_at": at,
+                        "updated_at": at,
+                    }
+                    for i, (integration, key) in enumerate(refs)
+                ],
+            )
+    finally:
+        engine.dispose()
+
+
+async def test_message_references_resume_past_open_incidents_and_miss_no_tie(
+    db_url: str,
+) -> None:
+    """The references of open incidents' messages stay at the old end of the
+    walk; a run passes them once and carries on. Every reference was last
+    touched at the same instant, so the walk's order must break the tie by
+    the key: one row a batch, none of the deletable ones after the kept ones
+    is missed."""
+    from app.core.domain import alert_message_key
+
+    async with relay(db_url) as (app, client, pd, clock):
+        for i in range(3):
+            await post(client, f"Open{i}", "firing", T0)
+        await deliver(app)
+        kept = [("hook/a/0", alert_message_key(fp(f"Open{i}"), T0)) for i in range(3)]
+        gone = [("hook/b/0", alert_message_key(f"{i:016x}", T0)) for i in range(5)]
+        insert_message_refs(db_url, kept + gone, T0)
+        db: Database = app.state.services.db
+        cutoffs = Cutoffs.at(clock.now() + timedelta(days=40), RetentionConfig())
+        report = await prune(db, cutoffs, rows=1, batches_per_rule=None)
+    assert report.complete and report.deleted["message_refs"] == 5
+    left = {
+        (r["integration"], r["message_key"])
+        for r in table_rows(db_url, "message_refs", "integration,message_key")
+    }
+    assert left == set(kept)
+
+
 # ------------------------------------------------------------------ batches and replicas
 
 
@@ -436,14 +494,14 @@ async def test_replicas_prune_together_while_ingest_goes_on(db_url: str) -> None
 # ------------------------------------------------------------------ statement shapes
 
 
-def sqlite_plan(sqlite_url: str, rule_name: str) -> list[str]:
-    """SQLite's query plan of a rule's batch selection, one step per line."""
+def sqlite_plan(sqlite_url: str, rule_name: str, after: tuple[Any, ...] | None = None) -> list[str]:
+    """SQLite's query plan of a rule's batch selection (resumed past ``after``), one step per line."""
     from sqlalchemy.dialects import sqlite
 
     (rule,) = [r for r in RULES if r.name == rule_name]
     cutoffs = Cutoffs.at(datetime.now(UTC), RetentionConfig())
     sql = str(
-        selection(rule, cutoffs, 50).compile(
+        selection(rule, cutoffs, 50, after).compile(
             dialect=sqlite.dialect(), compile_kwargs={"literal_binds": True}
         )
     )
@@ -470,6 +528,18 @@ def test_a_message_reference_finds_its_alerts_unsent_rows_through_the_alert(
     not by a list of every unsent or dead row built for each batch."""
     plan = sqlite_plan(sqlite_url, "old message references")
     assert any("notifications USING INDEX ix_notifications_fingerprint_id" in s for s in plan)
+
+
+def test_a_resumed_walk_of_message_references_starts_where_the_last_batch_ended(
+    sqlite_url: str,
+) -> None:
+    """Resumed, the walk seeks into the time index past the last reference it
+    deleted, instead of reading the kept ones before it again."""
+    after = (T0, "hook/slack/0", "a:0123456789abcdef:2026-01-01T00:00:00Z")
+    plan = sqlite_plan(sqlite_url, "old message references", after)
+    assert plan[0] == (
+        "SEARCH message_refs USING INDEX ix_message_refs_updated_at (updated_at>? AND updated_at<?)"
+    ), plan
 
 
 async def test_a_prune_copies_sqlites_log_back_as_it_goes(sqlite_url: str, tmp_path: Path) -> None:
