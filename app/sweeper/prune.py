@@ -46,9 +46,12 @@ BUDGET_S = 2.0  # per sweep, all rules together, pauses included
 # through a year's backlog, steps of 512 / 128 / 32 pages took 246 / 59 / 4
 # ms (p50). Eight steps of 512 back to back in the sweeper held the serving
 # process's writer for ~300 ms a sweep, which ingest p99 showed (170-330 ms
-# windows while a year's backlog was pruned).
-VACUUM_PAGES = 32
-VACUUM_STEPS = 64
+# windows while a year's backlog was pruned). With 1.9 GB free (a year's
+# backlog deleted, nothing given back yet), steps of 32 pages took 11-12 ms
+# (p50, up to 30) and ingest p99 stayed at 50-75 ms while `prune` gave the
+# pages back; 8 pages took 3-6 ms.
+VACUUM_PAGES = 8
+VACUUM_STEPS = 256
 # Each statement and vacuum step is followed by a pause this many times as
 # long as it took, so a running serve holds the write lock most of the time.
 # Measured on SQLite at a year's backlog, ingest p99 without -> during
