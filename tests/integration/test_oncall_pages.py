@@ -85,8 +85,12 @@ async def test_routes_page_shows_steps_in_the_tree_and_the_form(sqlite_url: str)
             "after 15m unacknowledged → second",
             "after 45m unacknowledged → manager",
         ]
-        # Shown where set, not repeated on the children that inherit them.
-        assert text.count("after 15m unacknowledged → second") == 1
+        # Shown where set, not repeated on the children that inherit them; and
+        # on the route of the heartbeat with its own receiver, whose
+        # HeartbeatMissing (severity critical) escalates by those steps.
+        assert text.count("after 15m unacknowledged → second") == 2
+        forced = re.search(r'aria-label="escalation steps of heartbeats\[1\]">(.*?)</ul>', text)
+        assert forced is not None and forced.group(1) == tree.group(1)
         r = await client.get("/routes", params={"labels": "severity=critical\nteam=db"})
         steps = re.search(r'<ol class="escalate" id="route-escalate">(.*?)</ol>', unescape(r.text))
         assert steps is not None
