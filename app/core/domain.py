@@ -44,13 +44,22 @@ class NotificationStatus(enum.StrEnum):
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
+_json_string = json.encoder.encode_basestring_ascii  # ASCII-only, as json.dumps's default
+
+
 def content_hash(annotations: Mapping[str, str], generator_url: str) -> str:
     """Digest of what may change while an alert repeats (annotations, link).
 
     Stored beside the alert so a duplicate can be confirmed by one indexed
     comparison in SQL, without loading and comparing the annotations.
     """
-    text = json.dumps([sorted(annotations.items()), generator_url], separators=(",", ":"))
+    # The text is byte for byte json.dumps([sorted(items), url], separators=(",", ":"))
+    # (stored hashes must not change), built from json's own C string encoder:
+    # every alert of every webhook is hashed, and the generic encoder took
+    # ~4 us of the ~15 us an alert costs to parse.
+    esc = _json_string
+    pairs = ",".join([f"[{esc(k)},{esc(v)}]" for k, v in sorted(annotations.items())])
+    text = f"[[{pairs}],{esc(generator_url)}]"
     return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
 
 
@@ -111,7 +120,7 @@ def integration_key(receiver: str, integration: str, index: int) -> str:
 
 def isoformat(ts: datetime) -> str:
     """RFC 3339 in UTC with a ``Z``, microseconds only when present."""
-    text = ts.astimezone(UTC).isoformat()
+    text = (ts if ts.tzinfo is UTC else ts.astimezone(UTC)).isoformat()
     return text.replace("+00:00", "Z")
 
 
@@ -237,13 +246,49 @@ def alert_message_key(fingerprint: str, occurrence: datetime, dedup_key: str = "
     """
     prefix = f"alertrelay/{fingerprint}/"
     if dedup_key.startswith(prefix):
-        try:
-            stamp = datetime.strptime(dedup_key[len(prefix) :], "%Y%m%dT%H%M%S.%fZ")
-        except ValueError:
-            pass
-        else:
-            occurrence = stamp.replace(tzinfo=UTC)
+        stamp = incident_stamp(dedup_key[len(prefix) :])
+        if stamp is not None:
+            occurrence = stamp
     return f"a:{fingerprint}:{isoformat(occurrence)}"
+
+
+_STAMP_FORMAT = "%Y%m%dT%H%M%S.%fZ"
+
+
+def incident_stamp(text: str) -> datetime | None:
+    """The occurrence an incident key's stamp names (``20261206T025950.866324Z``).
+
+    Our own keys always have that exact shape, read here by slicing: every
+    notice of a big webhook passes through, and ``strptime`` cost ~15 us a
+    call. Anything else takes ``strptime``, which decides as before.
+    """
+    if (
+        len(text) == 23
+        and text.isascii()
+        and text[8] == "T"
+        and text[15] == "."
+        and text[22] == "Z"
+        and text[:8].isdigit()
+        and text[9:15].isdigit()
+        and text[16:22].isdigit()
+    ):
+        try:
+            return datetime(
+                int(text[0:4]),
+                int(text[4:6]),
+                int(text[6:8]),
+                int(text[9:11]),
+                int(text[11:13]),
+                int(text[13:15]),
+                int(text[16:22]),
+                tzinfo=UTC,
+            )
+        except ValueError:
+            return None
+    try:
+        return datetime.strptime(text, _STAMP_FORMAT).replace(tzinfo=UTC)
+    except ValueError:
+        return None
 
 
 @dataclass(frozen=True, slots=True)

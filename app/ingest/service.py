@@ -12,12 +12,12 @@ answers each webhook only after that transaction commits.
 import asyncio
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from app.config.compiled import CompiledConfig
-from app.core.dedup import Verdict
+from app.core.dedup import DEFAULT_MAX_SKEW, Verdict, is_skewed
 from app.core.domain import (
     Alert,
     AlertRecord,
@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 _MAX_QUARANTINE_JSON = 65536
 _CONFLICT_RETRIES = 5
 _PLAN_INLINE_ALERTS = 200
+_NONE_CONFIRMED: Mapping[str, bool] = {}
 
 
 @dataclass
@@ -75,12 +76,15 @@ class _Batch:
     by_group: dict[str, set[str]] = field(default_factory=dict)
 
 
-def duplicate_candidates(items: list[ParsedWebhook]) -> list[DuplicateKey]:
-    """Alerts the duplicate fast path may confirm in SQL.
+def duplicate_candidates(
+    items: list[ParsedWebhook], now: datetime, max_skew: timedelta = DEFAULT_MAX_SKEW
+) -> list[DuplicateKey]:
+    """Alerts the repeat fast path may confirm in SQL (as duplicates or stale).
 
     A fingerprint qualifies when all its occurrences in the batch carry the
     same position and content; if they differ, order matters and the whole
-    fingerprint takes the full path.
+    fingerprint takes the full path. One whose startsAt is skewed may still
+    be a duplicate, but only the full path orders it for staleness.
     """
     seen: dict[str, tuple[tuple[str, datetime, str], int]] = {}
     mixed: set[str] = set()
@@ -95,7 +99,7 @@ def duplicate_candidates(items: list[ParsedWebhook]) -> list[DuplicateKey]:
             else:
                 seen[alert.fingerprint] = (key, found[1] + 1)
     return [
-        DuplicateKey(fp, key[0], key[1], key[2], n)
+        DuplicateKey(fp, key[0], key[1], key[2], n, not is_skewed(key[1], now, max_skew))
         for fp, (key, n) in seen.items()
         if fp not in mixed
     ]
@@ -108,7 +112,7 @@ class BatchKeys:
     heartbeats: set[str]  # heartbeats the batch's firing alerts prove alive
 
 
-def batch_keys(items: list[ParsedWebhook], runtime: CompiledConfig) -> BatchKeys:
+def batch_keys(items: list[ParsedWebhook], runtime: CompiledConfig, now: datetime) -> BatchKeys:
     fingerprints = {a.fingerprint for item in items for a in item.webhook.alerts}
     alive = proven(
         runtime.heartbeats,
@@ -119,7 +123,8 @@ def batch_keys(items: list[ParsedWebhook], runtime: CompiledConfig) -> BatchKeys
             if a.status is Status.FIRING and item.webhook.source is not Source.HEARTBEAT
         ),
     )
-    return BatchKeys(fingerprints, duplicate_candidates(items), alive)
+    candidates = duplicate_candidates(items, now, runtime.config.ingest.max_clock_skew)
+    return BatchKeys(fingerprints, candidates, alive)
 
 
 async def apply_batch(
@@ -132,10 +137,11 @@ async def apply_batch(
     """The ingest use case inside the caller's transaction: confirm repeats,
     load and lock what may change, decide, write. The sweeper's synthetic
     HeartbeatMissing alerts take this path too."""
-    # Alertmanager's steady state is repeats: confirm them in one
-    # statement, and load full rows only for what may change.
-    confirmed = await unit.touch_duplicates(keys.candidates, now) if keys.candidates else set()
-    rest = keys.fingerprints - confirmed
+    # Alertmanager's steady state is repeats (and, behind an HA pair or a
+    # retry, late copies): confirm them in one statement, and load full rows
+    # only for what may change.
+    confirmed = await unit.touch_repeats(keys.candidates, now) if keys.candidates else {}
+    rest = keys.fingerprints - confirmed.keys()
     stored = await unit.load(rest) if rest else {}
     args = (items, stored, runtime, now, confirmed)
     if len(keys.fingerprints) - len(confirmed) > _PLAN_INLINE_ALERTS:
@@ -220,12 +226,12 @@ def plan_batch(
     stored: dict[str, AlertRecord],
     runtime: CompiledConfig,
     now: datetime,
-    confirmed: frozenset[str] | set[str] = frozenset(),
+    confirmed: Mapping[str, bool] = _NONE_CONFIRMED,
 ) -> tuple[AlertChanges, list[IngestResult]]:
     """Decide a batch in arrival order; return the writes and one result per webhook.
 
-    ``confirmed`` holds fingerprints the duplicate fast path already counted
-    in SQL: their alerts are duplicates and need nothing more.
+    ``confirmed`` holds fingerprints the repeat fast path already counted in
+    SQL (True: duplicates, False: stale): their alerts need nothing more.
     """
     batch = _Batch(records=stored)
     changes = AlertChanges()
@@ -233,7 +239,7 @@ def plan_batch(
     for item in items:
         webhook = item.webhook
         result = IngestResult(accepted=len(webhook.alerts), rejected=len(item.rejected))
-        group_firing = webhook.firing_count
+        group_firing = -1  # counted once an alert needs it: repeats do not
         max_skew = runtime.config.ingest.max_clock_skew
         grouped: dict[str, list[Change]] = {}
         for alert in webhook.alerts:
@@ -244,9 +250,15 @@ def plan_batch(
                 result.clock_skew += 1
                 if len(result.skewed) < 3:
                     result.skewed.append((alert.fingerprint, ",".join(skew)))
-            if alert.fingerprint in confirmed:
-                result.duplicates += 1
+            duplicate = confirmed.get(alert.fingerprint)
+            if duplicate is not None:
+                if duplicate:
+                    result.duplicates += 1
+                else:
+                    result.stale += 1
                 continue
+            if group_firing < 0:
+                group_firing = webhook.firing_count
             _apply_alert(
                 batch, alert, webhook, group_firing, runtime, now, changes, result, grouped
             )
@@ -349,9 +361,9 @@ class IngestService:
             now = self._clock.now()
             weight = sum(len(item.webhook.alerts) for item in items)
             if weight > _PLAN_INLINE_ALERTS:
-                keys = await asyncio.to_thread(batch_keys, items, runtime)
+                keys = await asyncio.to_thread(batch_keys, items, runtime, now)
             else:
-                keys = batch_keys(items, runtime)
+                keys = batch_keys(items, runtime, now)
             back = False
             try:
                 async with self._db.write() as conn:

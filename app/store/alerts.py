@@ -172,21 +172,38 @@ _UPDATE_SEEN = (
 )
 
 
-# The duplicate fast path: one statement confirms and counts (by the times
-# each appears in the batch) every alert that repeats its stored position and
-# content; its row lock makes the check atomic.
+# The repeat fast path: one statement confirms and counts (by the times each
+# appears in the batch) every alert that repeats its stored position and
+# content (a duplicate) or comes from before it (stale: an older occurrence,
+# or a late "firing" of the occurrence already resolved); its row lock makes
+# the check atomic. Either way only ``last_seen`` and a counter change, as in
+# app/core/lifecycle.py's on_alert. A stale verdict is only taken here when
+# neither side's startsAt was skewed (``k.ok``, and ``skewed_at IS NULL``):
+# those order by arrival time, which the full path works out.
 # SQLite gets every key in one JSON parameter, unpacked by json_each and
 # joined on the primary key: one statement for the whole batch, compiled once.
 # (A row-value IN list compiled 250 keys per statement on the event loop's
 # thread: 10,000 repeats took 40 statements and ~0.2 s of the loop.)
-_TOUCH_DUPLICATES_SQLITE = sa.text(
-    "UPDATE alerts SET last_seen = :now, duplicate_count = duplicate_count + k.n "
+# SQLite's RETURNING cannot name the joined keys, so it returns the stored
+# position and Python tells the duplicates from the stale (they exclude
+# each other: a duplicate has the key's status and startsAt, stale does not).
+_TOUCH_REPEATS_SQLITE = sa.text(
+    "UPDATE alerts SET last_seen = :now, "
+    "duplicate_count = duplicate_count + CASE WHEN "
+    "(alerts.status = k.st AND alerts.starts_at = k.sa AND alerts.content_hash = k.h) "
+    "THEN k.n ELSE 0 END, "
+    "stale_count = stale_count + CASE WHEN "
+    "(alerts.status = k.st AND alerts.starts_at = k.sa AND alerts.content_hash = k.h) "
+    "THEN 0 ELSE k.n END "
     "FROM (SELECT json_extract(value, '$[0]') AS fp, json_extract(value, '$[1]') AS st, "
     "json_extract(value, '$[2]') AS sa, json_extract(value, '$[3]') AS h, "
-    "json_extract(value, '$[4]') AS n FROM json_each(:keys)) AS k "
-    "WHERE alerts.fingerprint = k.fp AND alerts.status = k.st "
-    "AND alerts.starts_at = k.sa AND alerts.content_hash = k.h "
-    "RETURNING alerts.fingerprint"
+    "json_extract(value, '$[4]') AS n, json_extract(value, '$[5]') AS ok "
+    "FROM json_each(:keys)) AS k "
+    "WHERE alerts.fingerprint = k.fp AND ("
+    "(alerts.status = k.st AND alerts.starts_at = k.sa AND alerts.content_hash = k.h) "
+    "OR (k.ok AND ((alerts.skewed_at IS NULL AND alerts.starts_at > k.sa) "
+    "OR (alerts.starts_at = k.sa AND k.st = 'firing' AND alerts.status = 'resolved')))) "
+    "RETURNING alerts.fingerprint, alerts.status, alerts.starts_at, alerts.content_hash"
 ).bindparams(sa.bindparam("now", type_=UTCDateTime()))
 _SQLITE_TIME = UTCDateTime().bind_processor(sqlite_dialect.dialect())
 _PACK_INLINE_KEYS = 500
@@ -196,7 +213,14 @@ def _pack_keys(keys: list["DuplicateKey"]) -> str:
     assert _SQLITE_TIME is not None
     return json.dumps(
         [
-            (k.fingerprint, k.status, _SQLITE_TIME(k.starts_at), k.content_hash, k.count)
+            (
+                k.fingerprint,
+                k.status,
+                _SQLITE_TIME(k.starts_at),
+                k.content_hash,
+                k.count,
+                int(k.may_be_stale),
+            )
             for k in keys
         ],
         separators=(",", ":"),
@@ -204,7 +228,7 @@ def _pack_keys(keys: list["DuplicateKey"]) -> str:
 
 
 # PostgreSQL plans a long row-value IN list as an OR per row (10,000 keys took
-# 3.3 s); joining against unnest() of four arrays is one hash join instead.
+# 3.3 s); joining against unnest() of the key arrays is one hash join instead.
 _PG_KEYS = (
     sa.func.unnest(
         sa.bindparam("fps", type_=pg_types.ARRAY(sa.String())),
@@ -212,20 +236,37 @@ _PG_KEYS = (
         sa.bindparam("starts", type_=pg_types.ARRAY(sa.DateTime(timezone=True))),
         sa.bindparam("hashes", type_=pg_types.ARRAY(sa.String())),
         sa.bindparam("counts", type_=pg_types.ARRAY(sa.Integer())),
+        sa.bindparam("stale_ok", type_=pg_types.ARRAY(sa.Boolean())),
     )
-    .table_valued("fp", "st", "sa", "h", "n")
+    .table_valued("fp", "st", "sa", "h", "n", "ok")
     .render_derived(name="v")
 )
-_TOUCH_DUPLICATES_PG = (
+_PG_DUP = sa.and_(
+    alerts.c.status == _PG_KEYS.c.st,
+    alerts.c.starts_at == _PG_KEYS.c.sa,
+    alerts.c.content_hash == _PG_KEYS.c.h,
+)
+_PG_STALE = sa.and_(
+    _PG_KEYS.c.ok,
+    sa.or_(
+        sa.and_(alerts.c.skewed_at.is_(None), alerts.c.starts_at > _PG_KEYS.c.sa),
+        sa.and_(
+            alerts.c.starts_at == _PG_KEYS.c.sa,
+            _PG_KEYS.c.st == Status.FIRING.value,
+            alerts.c.status == Status.RESOLVED.value,
+        ),
+    ),
+)
+_TOUCH_REPEATS_PG = (
     alerts.update()
-    .where(
-        alerts.c.fingerprint == _PG_KEYS.c.fp,
-        alerts.c.status == _PG_KEYS.c.st,
-        alerts.c.starts_at == _PG_KEYS.c.sa,
-        alerts.c.content_hash == _PG_KEYS.c.h,
+    .where(alerts.c.fingerprint == _PG_KEYS.c.fp, sa.or_(_PG_DUP, _PG_STALE))
+    .values(
+        last_seen=sa.bindparam("now"),
+        duplicate_count=alerts.c.duplicate_count + sa.case((_PG_DUP, _PG_KEYS.c.n), else_=0),
+        stale_count=alerts.c.stale_count + sa.case((_PG_DUP, 0), else_=_PG_KEYS.c.n),
     )
-    .values(last_seen=sa.bindparam("now"), duplicate_count=alerts.c.duplicate_count + _PG_KEYS.c.n)
-    .returning(alerts.c.fingerprint)
+    # Unchanged columns: RETURNING sees the same status and startsAt as WHERE.
+    .returning(alerts.c.fingerprint, _PG_DUP)
 )
 
 
@@ -286,6 +327,8 @@ class DuplicateKey:
     starts_at: datetime
     content_hash: str
     count: int  # times it appears in the batch
+    # Its startsAt is within the allowed clock skew: SQL may find it stale.
+    may_be_stale: bool = True
 
 
 @dataclass(frozen=True)
@@ -359,33 +402,46 @@ class AlertUnit:
                 found.update(await self._select_locked(missing))
         return found
 
-    async def touch_duplicates(self, keys: list[DuplicateKey], now: datetime) -> set[str]:
-        """Count as duplicates the alerts whose stored state equals ``keys``; return them."""
-        confirmed: set[str] = set()
+    async def touch_repeats(self, keys: list[DuplicateKey], now: datetime) -> dict[str, bool]:
+        """Count the alerts of ``keys`` that repeat their stored state (duplicates)
+        or come from before it (stale); return each one's fingerprint with True
+        for a duplicate, False for stale."""
         ordered = sorted(keys, key=lambda k: k.fingerprint)
         if self.dialect == "postgresql":
             result = await self.conn.execute(
-                _TOUCH_DUPLICATES_PG,
+                _TOUCH_REPEATS_PG,
                 {
                     "fps": [k.fingerprint for k in ordered],
                     "statuses": [k.status for k in ordered],
                     "starts": [k.starts_at for k in ordered],
                     "hashes": [k.content_hash for k in ordered],
                     "counts": [k.count for k in ordered],
+                    "stale_ok": [k.may_be_stale for k in ordered],
                     "now": now,
                 },
             )
-            confirmed.update(row[0] for row in result)
-        else:
-            # 10,000 keys take tens of milliseconds to pack: off the loop's thread.
-            packed = (
-                await asyncio.to_thread(_pack_keys, ordered)
-                if len(ordered) > _PACK_INLINE_KEYS
-                else _pack_keys(ordered)
+            return {row[0]: bool(row[1]) for row in result}
+        # 10,000 keys take tens of milliseconds to pack: off the loop's thread.
+        packed = (
+            await asyncio.to_thread(_pack_keys, ordered)
+            if len(ordered) > _PACK_INLINE_KEYS
+            else _pack_keys(ordered)
+        )
+        result = await self.conn.execute(_TOUCH_REPEATS_SQLITE, {"keys": packed, "now": now})
+        rows = result.all()
+        if not rows:
+            return {}
+        assert _SQLITE_TIME is not None
+        by_fp = {k.fingerprint: k for k in keys}
+        out: dict[str, bool] = {}
+        for fp, status, starts_at, content_hash in rows:
+            k = by_fp[fp]
+            out[fp] = (
+                status == k.status
+                and content_hash == k.content_hash
+                and starts_at == _SQLITE_TIME(k.starts_at)
             )
-            result = await self.conn.execute(_TOUCH_DUPLICATES_SQLITE, {"keys": packed, "now": now})
-            confirmed.update(row[0] for row in result)
-        return confirmed
+        return out
 
     async def _select_locked(self, wanted: list[str]) -> dict[str, AlertRecord]:
         found: dict[str, AlertRecord] = {}

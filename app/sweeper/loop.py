@@ -172,7 +172,7 @@ class Sweeper:
             if items:
                 unit = AlertUnit(conn, kind)
                 changes, _ = await apply_batch(
-                    unit, items, batch_keys(items, runtime), runtime, now
+                    unit, items, batch_keys(items, runtime, now), runtime, now
                 )
                 result.heartbeats += len(items)
                 result.notifications += len(changes.notifications)

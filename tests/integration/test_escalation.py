@@ -417,6 +417,10 @@ async def test_an_ack_stops_the_next_steps_reaches_every_incident_and_expiry_res
 ) -> None:
     async with escalation_setup(db_url) as (app, client, pd, chat, clock):
         await post(client, am_alert(LABELS, starts_at=T0))
+        # The page goes out first: drained together, the page and the step
+        # are sent concurrently and reach the sink in either order.
+        await tick(app, clock, T0 + timedelta(seconds=1))
+        assert paths(chat) == [("/page", "firing")]
         await tick(app, clock, T0 + timedelta(minutes=16))  # second is told
         assert paths(chat)[-1] == ("/second", "escalation")
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from app.store.alerts import _TOUCH_DUPLICATES_SQLITE
+from app.store.alerts import _TOUCH_REPEATS_SQLITE
 from app.store.engine import sync_url
 from app.store.tables import alerts, notifications
 
@@ -39,14 +39,17 @@ def plan(db_url: str, stmt: Any, params: dict[str, Any] | None = None) -> str:
         engine.dispose()
 
 
-def test_the_duplicate_fast_path_searches_the_primary_key(sqlite_url: str) -> None:
+def test_the_repeat_fast_path_searches_the_primary_key(sqlite_url: str) -> None:
     """Every repeated webhook runs it: a scan cost 200 ms per webhook at 100,000 alerts."""
     now = datetime(2026, 1, 1, tzinfo=UTC)
     at = "2026-01-01 00:00:00.000000"
     keys = json.dumps(
-        [["0123456789abcdef", "firing", at, "h", 1], ["fedcba9876543210", "firing", at, "h", 2]]
+        [
+            ["0123456789abcdef", "firing", at, "h", 1, 1],
+            ["fedcba9876543210", "resolved", at, "h", 2, 1],
+        ]
     )
-    shown = plan(sqlite_url, _TOUCH_DUPLICATES_SQLITE, {"keys": keys, "now": now})
+    shown = plan(sqlite_url, _TOUCH_REPEATS_SQLITE, {"keys": keys, "now": now})
     assert "SCAN alerts" not in shown, shown
     assert "SEARCH alerts USING INDEX sqlite_autoindex_alerts_1 (fingerprint=?)" in shown, shown
 

@@ -5,7 +5,7 @@
 
 Runs the app in-process (no HTTP server, background loops off, so delivery
 does not compete) and times each stage of ingest by wrapping the functions
-that implement it: parsing, the duplicate fast path, loading, planning and
+that implement it: parsing, the repeat fast path (duplicates and stale copies), loading, planning and
 writing. The stages overlap nothing, so they add up to the request's time
 minus the framework's share. Each size is run ``--runs`` times with new
 alerts, then once more as duplicates; medians are printed.
@@ -64,7 +64,7 @@ def _instrument() -> None:
 
     _timed(webhook, "parse_webhook", "parse")
     _timed(service, "plan_batch", "plan")
-    _timed(alerts.AlertUnit, "touch_duplicates", "duplicates (SQL)")
+    _timed(alerts.AlertUnit, "touch_repeats", "repeats (SQL)")
     _timed(alerts.AlertUnit, "load", "load (SQL)")
     _timed(alerts.AlertUnit, "write", "write (SQL)")
 
