@@ -209,65 +209,46 @@ _SQLITE_TIME = UTCDateTime().bind_processor(sqlite_dialect.dialect())
 _PACK_INLINE_KEYS = 500
 
 
-def _pack_keys(keys: list["DuplicateKey"]) -> str:
+def _pack_keys(keys: list["DuplicateKey"]) -> tuple[str, dict[str, tuple[str, str, str]]]:
+    """The keys as one JSON parameter, and each one's (status, startsAt as
+    stored, content hash): a returned row with all three is a duplicate."""
     assert _SQLITE_TIME is not None
-    return json.dumps(
-        [
-            (
-                k.fingerprint,
-                k.status,
-                _SQLITE_TIME(k.starts_at),
-                k.content_hash,
-                k.count,
-                int(k.may_be_stale),
-            )
-            for k in keys
-        ],
-        separators=(",", ":"),
-    )
+    stored_as: dict[str, tuple[str, str, str]] = {}
+    rows = []
+    for k in keys:
+        starts = _SQLITE_TIME(k.starts_at)
+        stored_as[k.fingerprint] = (k.status, starts, k.content_hash)
+        rows.append((k.fingerprint, k.status, starts, k.content_hash, k.count, int(k.may_be_stale)))
+    return json.dumps(rows, separators=(",", ":")), stored_as
 
 
 # PostgreSQL plans a long row-value IN list as an OR per row (10,000 keys took
 # 3.3 s); joining against unnest() of the key arrays is one hash join instead.
-_PG_KEYS = (
-    sa.func.unnest(
-        sa.bindparam("fps", type_=pg_types.ARRAY(sa.String())),
-        sa.bindparam("statuses", type_=pg_types.ARRAY(sa.String())),
-        sa.bindparam("starts", type_=pg_types.ARRAY(sa.DateTime(timezone=True))),
-        sa.bindparam("hashes", type_=pg_types.ARRAY(sa.String())),
-        sa.bindparam("counts", type_=pg_types.ARRAY(sa.Integer())),
-        sa.bindparam("stale_ok", type_=pg_types.ARRAY(sa.Boolean())),
-    )
-    .table_valued("fp", "st", "sa", "h", "n", "ok")
-    .render_derived(name="v")
-)
-_PG_DUP = sa.and_(
-    alerts.c.status == _PG_KEYS.c.st,
-    alerts.c.starts_at == _PG_KEYS.c.sa,
-    alerts.c.content_hash == _PG_KEYS.c.h,
-)
-_PG_STALE = sa.and_(
-    _PG_KEYS.c.ok,
-    sa.or_(
-        sa.and_(alerts.c.skewed_at.is_(None), alerts.c.starts_at > _PG_KEYS.c.sa),
-        sa.and_(
-            alerts.c.starts_at == _PG_KEYS.c.sa,
-            _PG_KEYS.c.st == Status.FIRING.value,
-            alerts.c.status == Status.RESOLVED.value,
-        ),
-    ),
-)
-_TOUCH_REPEATS_PG = (
-    alerts.update()
-    .where(alerts.c.fingerprint == _PG_KEYS.c.fp, sa.or_(_PG_DUP, _PG_STALE))
-    .values(
-        last_seen=sa.bindparam("now"),
-        duplicate_count=alerts.c.duplicate_count + sa.case((_PG_DUP, _PG_KEYS.c.n), else_=0),
-        stale_count=alerts.c.stale_count + sa.case((_PG_DUP, 0), else_=_PG_KEYS.c.n),
-    )
-    # Unchanged columns: RETURNING sees the same status and startsAt as WHERE.
-    .returning(alerts.c.fingerprint, _PG_DUP)
-)
+# A hash join visits (and locks) rows in hash order, though: two replicas
+# whose batches overlapped deadlocked about once per 8 s round (measured,
+# tests/perf/replicas.py). The ``locked`` CTE takes the row locks in
+# fingerprint order, as every other lock on alerts is taken, and the update
+# joins its rows only.
+_TOUCH_REPEATS_PG = sa.text(
+    "WITH k AS (SELECT * FROM unnest(CAST(:fps AS text[]), CAST(:statuses AS text[]), "
+    "CAST(:starts AS timestamptz[]), CAST(:hashes AS text[]), CAST(:counts AS bigint[]), "
+    "CAST(:stale_ok AS boolean[])) AS k(fp, st, sa, h, n, ok)), "
+    "locked AS (SELECT k.* FROM alerts JOIN k ON alerts.fingerprint = k.fp "
+    "ORDER BY alerts.fingerprint FOR UPDATE OF alerts) "
+    "UPDATE alerts SET last_seen = :now, "
+    "duplicate_count = alerts.duplicate_count + CASE WHEN "
+    "(alerts.status = k.st AND alerts.starts_at = k.sa AND alerts.content_hash = k.h) "
+    "THEN k.n ELSE 0 END, "
+    "stale_count = alerts.stale_count + CASE WHEN "
+    "(alerts.status = k.st AND alerts.starts_at = k.sa AND alerts.content_hash = k.h) "
+    "THEN 0 ELSE k.n END "
+    "FROM locked AS k WHERE alerts.fingerprint = k.fp AND ("
+    "(alerts.status = k.st AND alerts.starts_at = k.sa AND alerts.content_hash = k.h) "
+    "OR (k.ok AND ((alerts.skewed_at IS NULL AND alerts.starts_at > k.sa) "
+    "OR (alerts.starts_at = k.sa AND k.st = 'firing' AND alerts.status = 'resolved')))) "
+    "RETURNING alerts.fingerprint, "
+    "(alerts.status = k.st AND alerts.starts_at = k.sa AND alerts.content_hash = k.h)"
+).bindparams(sa.bindparam("now", type_=sa.DateTime(timezone=True)))
 
 
 _SqliteInsert = tuple[str, list[str], list[tuple[str, Callable[[Any], Any]]]]
@@ -422,26 +403,13 @@ class AlertUnit:
             )
             return {row[0]: bool(row[1]) for row in result}
         # 10,000 keys take tens of milliseconds to pack: off the loop's thread.
-        packed = (
+        packed, stored_as = (
             await asyncio.to_thread(_pack_keys, ordered)
             if len(ordered) > _PACK_INLINE_KEYS
             else _pack_keys(ordered)
         )
         result = await self.conn.execute(_TOUCH_REPEATS_SQLITE, {"keys": packed, "now": now})
-        rows = result.all()
-        if not rows:
-            return {}
-        assert _SQLITE_TIME is not None
-        by_fp = {k.fingerprint: k for k in keys}
-        out: dict[str, bool] = {}
-        for fp, status, starts_at, content_hash in rows:
-            k = by_fp[fp]
-            out[fp] = (
-                status == k.status
-                and content_hash == k.content_hash
-                and starts_at == _SQLITE_TIME(k.starts_at)
-            )
-        return out
+        return {row[0]: tuple(row[1:]) == stored_as[row[0]] for row in result}
 
     async def _select_locked(self, wanted: list[str]) -> dict[str, AlertRecord]:
         found: dict[str, AlertRecord] = {}
