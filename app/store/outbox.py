@@ -140,8 +140,7 @@ Room = Callable[[str, str, int], int]
 # statistics. Local to the claim's transaction, which after the walks only
 # updates rows by id and reads message references by key.
 _PREFER_INDEX_WALKS = sa.text(
-    "SELECT set_config('enable_bitmapscan', 'off', true), "
-    "set_config('enable_seqscan', 'off', true)"
+    "SELECT set_config('enable_bitmapscan', 'off', true), set_config('enable_seqscan', 'off', true)"
 )
 
 
