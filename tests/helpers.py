@@ -4,8 +4,8 @@ import asyncio
 import json
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -242,3 +242,21 @@ async def sink_notifier(
         yield build_notifier(name, cfg, ctx)
     finally:
         await http.aclose()
+
+
+@contextmanager
+def sent_statements(engine: Any) -> Iterator[list[tuple[str, Any]]]:
+    """Every (SQL, parameters) ``engine`` (sync or async) sends to its driver meanwhile."""
+    import sqlalchemy as sa
+
+    target = getattr(engine, "sync_engine", engine)
+    sent: list[tuple[str, Any]] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        sent.append((statement, parameters))
+
+    sa.event.listen(target, "before_cursor_execute", record)
+    try:
+        yield sent
+    finally:
+        sa.event.remove(target, "before_cursor_execute", record)

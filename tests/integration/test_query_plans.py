@@ -17,21 +17,14 @@ import sqlalchemy as sa
 from app.store.alerts import _TOUCH_REPEATS_SQLITE
 from app.store.engine import sync_url
 from app.store.tables import alerts, notifications
+from tests.helpers import sent_statements
 
 
 def plan(db_url: str, stmt: Any, params: dict[str, Any] | None = None) -> str:
     """SQLite's plan for ``stmt`` as alertrelay's engine sends it (bound values and all)."""
     engine = sa.create_engine(sync_url(db_url))
-    sent: list[tuple[str, Any]] = []
-
-    @sa.event.listens_for(engine, "before_cursor_execute")
-    def capture(
-        conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool
-    ) -> None:
-        sent.append((statement, parameters))
-
     try:
-        with engine.connect() as conn:
+        with engine.connect() as conn, sent_statements(engine) as sent:
             conn.execute(stmt, params or {})  # the tables are empty: nothing changes
             conn.rollback()
             statement, parameters = sent[-1]
@@ -125,15 +118,9 @@ async def test_a_claim_walks_the_index_right_after_a_burst_on_postgres(db_url: s
         )
         assert r.status_code == 200 and r.json()["notifications"] == 20_000, r.text
         db = app.state.services.db
-        sent: list[tuple[str, Any]] = []
-
-        def capture(*args: Any) -> None:
-            sent.append((args[2], args[3]))
-
-        sa.event.listen(db.write_engine.sync_engine, "before_cursor_execute", capture)
-        try:
-            async with db.write() as conn:
-                now = datetime.now(UTC)
+        async with db.write() as conn:
+            now = datetime.now(UTC)
+            with sent_statements(db.write_engine) as sent:
                 claimed = await outbox.claim(
                     conn,
                     "postgresql",
@@ -144,14 +131,12 @@ async def test_a_claim_walks_the_index_right_after_a_burst_on_postgres(db_url: s
                     limit=16,
                     room=lambda *_: 16,
                 )
-                assert len(claimed) == 16
-                settings = next(s for s in sent if "set_config" in s[0])
-                walk = next(s for s in sent if "SKIP LOCKED" in s[0] and "next_attempt_at" in s[0])
-                await conn.exec_driver_sql(*settings)
-                rows = (await conn.exec_driver_sql("EXPLAIN " + walk[0], walk[1])).all()
-                shown = "\n".join(r[0] for r in rows)
-                await conn.rollback()
-        finally:
-            sa.event.remove(db.write_engine.sync_engine, "before_cursor_execute", capture)
+            assert len(claimed) == 16
+            settings = next(s for s in sent if "set_config" in s[0])
+            walk = next(s for s in sent if "SKIP LOCKED" in s[0] and "next_attempt_at" in s[0])
+            await conn.exec_driver_sql(*settings)
+            rows = (await conn.exec_driver_sql("EXPLAIN " + walk[0], walk[1])).all()
+            shown = "\n".join(r[0] for r in rows)
+            await conn.rollback()
     assert "Index Scan using ix_notifications_status_next_attempt_at_id" in shown, shown
     assert "Bitmap Heap Scan" not in shown and "Sort" not in shown, shown

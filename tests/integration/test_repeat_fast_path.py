@@ -6,20 +6,17 @@ What the fast path answers and stores must be what the life cycle decides
 leaves to the full path — and a copy it confirms must not load the alert.
 """
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 
 from app.core.dedup import Position, Verdict, decide
 from app.core.domain import Alert, Status, content_hash
 from app.core.fingerprint import fingerprint
 from app.ops.clock import ManualClock
 from tests.conftest import running_app
-from tests.helpers import LOG_CONFIG, T0, am_alert, am_webhook, table_rows
+from tests.helpers import LOG_CONFIG, T0, am_alert, am_webhook, sent_statements, table_rows
 from tests.integration.test_ingest import post
 
 LABELS = {"alertname": "FastPath", "severity": "warning"}
@@ -46,32 +43,8 @@ CASES: list[tuple[str, list[tuple[str, datetime]], tuple[str, datetime]]] = [
 
 
 def _position(stored: dict[str, Any]) -> Position:
-    skewed = stored["skewed_at"]
-    return Position(
-        Status(stored["status"]),
-        _as_utc(stored["starts_at"]),
-        _as_utc(skewed) if skewed is not None else None,
-    )
-
-
-def _as_utc(value: Any) -> datetime:
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    return value if value.tzinfo else value.replace(tzinfo=T0.tzinfo)
-
-
-@contextmanager
-def _statements(engine: Any) -> Iterator[list[str]]:
-    seen: list[str] = []
-
-    def record(*args: Any) -> None:
-        seen.append(str(args[2]))
-
-    sa.event.listen(engine.sync_engine, "before_cursor_execute", record)
-    try:
-        yield seen
-    finally:
-        sa.event.remove(engine.sync_engine, "before_cursor_execute", record)
+    # table_rows reads as the app does: aware UTC datetimes.
+    return Position(Status(stored["status"]), stored["starts_at"], stored["skewed_at"])
 
 
 @pytest.mark.parametrize(("name", "history", "last"), CASES, ids=[c[0] for c in CASES])
@@ -102,13 +75,13 @@ async def test_repeat_fast_path_decides_as_the_life_cycle(
 
         # Three copies in one webhook: the fast path counts all three.
         engine = app.state.services.db.write_engine
-        with _statements(engine) as statements:
+        with sent_statements(engine) as statements:
             r = await post(client, am_webhook([sent, sent, sent]))
         assert r.status_code == 200, r.text
         answer = r.json()
 
     (after,) = table_rows(db_url, "alerts", "fingerprint")
-    loaded = [s for s in statements if s.lstrip().upper().startswith("SELECT") and "alerts" in s]
+    loaded = [s for s, _ in statements if s.lstrip().upper().startswith("SELECT") and "alerts" in s]
     if expected is Verdict.DUPLICATE:
         assert (answer["duplicates"], answer["stale"], answer["transitions"]) == (3, 0, 0)
         assert after["duplicate_count"] == stored["duplicate_count"] + 3
