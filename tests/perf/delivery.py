@@ -27,13 +27,12 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from tests.perf.ingest import drop_pg, free_port, pg_database, wait_ready
+from tests.perf.ingest import drop_pg, free_port, pg_database, sink_state, wait_ready
 from tests.perf.replicas import cpu_seconds
 from tests.sinks import WebhookSink, serve
 
@@ -95,8 +94,7 @@ def _sink_rate(port: int, rows: int, timeout: float = 300) -> float:
     """Requests/s at the sink, from its first request to its last, once ``rows`` arrived."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/count", timeout=5) as resp:  # noqa: S310
-            state = json.loads(resp.read())
+        state = sink_state(f"http://127.0.0.1:{port}")
         if state["count"] >= rows:
             return float((state["count"] - 1) / (state["last"] - state["first"]))
         time.sleep(0.1)

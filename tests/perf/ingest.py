@@ -382,9 +382,15 @@ def matrix_table(
     return out
 
 
-def sink_count(sink_url: str) -> int:
+def sink_state(sink_url: str) -> dict[str, Any]:
+    """``tests/perf/sink_app.py``'s count of requests, and when its first and last came."""
     with urllib.request.urlopen(f"{sink_url}/count", timeout=5) as r:  # noqa: S310
-        return int(json.loads(r.read())["count"])
+        state: dict[str, Any] = json.loads(r.read())
+        return state
+
+
+def sink_count(sink_url: str) -> int:
+    return int(sink_state(sink_url)["count"])
 
 
 def wait_delivered(sink_url: str, expected: int, timeout: float = 180.0) -> None:
