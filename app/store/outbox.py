@@ -122,10 +122,63 @@ def _not_blocked() -> Any:
     )
 
 
-def _excluding(exclude: list[tuple[str, str, int]]) -> list[Any]:
-    if not exclude:
-        return []
-    return [sa.tuple_(n.receiver, n.integration, n.integration_index).not_in(exclude)]
+# The claim's statements are built once and bound per call: building them
+# anew (the walks, the "no earlier row" check, the guarded update) was most
+# of the claim's CPU and about 6% of the delivery loop's, every transaction.
+_NOW = sa.bindparam("b_now", type_=UTCDateTime())
+_EXPIRED = sa.and_(n.status == NS.IN_FLIGHT.value, n.lease_expires_at < _NOW)
+_DUE = sa.and_(n.status == NS.PENDING.value, n.next_attempt_at <= _NOW)
+_NOT_EXCLUDED = sa.tuple_(n.receiver, n.integration, n.integration_index).not_in(
+    sa.bindparam("b_excluded", expanding=True)
+)
+
+
+def _walk(condition: Any, order: Any, *, excluding: bool, postgres: bool) -> sa.Select[Any]:
+    """Candidates in ``order``, stopping at the bound ``b_walk_limit``."""
+    stmt = (
+        sa.select(
+            n.id,
+            n.receiver,
+            n.integration,
+            n.integration_index,
+            n.status,
+            n.attempts,
+            n.lease_owner,
+        )
+        .where(condition, _not_blocked(), *([_NOT_EXCLUDED] if excluding else []))
+        .order_by(order, n.id)
+        .limit(sa.bindparam("b_walk_limit", type_=sa.Integer()))
+    )
+    if postgres:
+        stmt = stmt.with_for_update(skip_locked=True, of=notifications)
+    return stmt
+
+
+# (expired leases?, excluding?, postgres?) -> the walk's statement
+_WALKS = {
+    (expired, excluding, postgres): _walk(
+        _EXPIRED if expired else _DUE,
+        n.lease_expires_at if expired else n.next_attempt_at,
+        excluding=excluding,
+        postgres=postgres,
+    )
+    for expired in (True, False)
+    for excluding in (True, False)
+    for postgres in (True, False)
+}
+
+_CLAIM = (
+    notifications.update()
+    .where(n.id.in_(sa.bindparam("b_ids", expanding=True)), sa.or_(_DUE, _EXPIRED))
+    .values(
+        status=NS.IN_FLIGHT.value,
+        lease_owner=sa.bindparam("b_worker"),
+        lease_token=sa.bindparam("b_token"),
+        lease_expires_at=sa.bindparam("b_lease_until", type_=UTCDateTime()),
+        attempts=n.attempts + 1,
+    )
+    .returning(*_RETURNING)
+)
 
 
 Room = Callable[[str, str, int], int]
@@ -178,35 +231,24 @@ async def claim(
     never both take a row.
     """
     excluded = list(exclude)
-    if dialect == "postgresql":
+    postgres = dialect == "postgresql"
+    if postgres:
         await conn.execute(_PREFER_INDEX_WALKS)
-    expired = [n.status == NS.IN_FLIGHT.value, n.lease_expires_at < now]
-    due = [n.status == NS.PENDING.value, n.next_attempt_at <= now]
-    walks = [(expired, n.lease_expires_at), (due, n.next_attempt_at)]
+    params: dict[str, Any] = {
+        "b_now": now,
+        # Look past a few busy destinations' rows to find others'.
+        "b_walk_limit": min(limit * 8, 2000),
+    }
+    if excluded:
+        params["b_excluded"] = excluded
     chosen: list[int] = []
     interrupted: list[dict[str, Any]] = []  # attempts cut short by a dead worker
     left: dict[tuple[str, str, int], int] = {}
-    for condition, order in walks if expired_leases else walks[1:]:
+    for expired in (True, False) if expired_leases else (False,):
         if len(chosen) >= limit:
             break
-        candidates = (
-            sa.select(
-                n.id,
-                n.receiver,
-                n.integration,
-                n.integration_index,
-                n.status,
-                n.attempts,
-                n.lease_owner,
-            )
-            .where(*condition, _not_blocked(), *_excluding(excluded))
-            .order_by(order, n.id)
-            # Look past a few busy destinations' rows to find others'.
-            .limit(min(limit * 8, 2000))
-        )
-        if dialect == "postgresql":
-            candidates = candidates.with_for_update(skip_locked=True, of=notifications)
-        for row in await conn.execute(candidates):
+        walk = _WALKS[(expired, bool(excluded), postgres)]
+        for row in await conn.execute(walk, params):
             key = (row.receiver, row.integration, row.integration_index)
             if key not in left:
                 left[key] = room(*key)
@@ -232,22 +274,14 @@ async def claim(
                 break
     if not chosen:
         return []
-    stmt = (
-        notifications.update()
-        .where(
-            n.id.in_(chosen),
-            sa.or_(sa.and_(*due), sa.and_(*expired)),
-        )
-        .values(
-            status=NS.IN_FLIGHT.value,
-            lease_owner=worker,
-            lease_token=token,
-            lease_expires_at=lease_until,
-            attempts=n.attempts + 1,
-        )
-        .returning(*_RETURNING)
-    )
-    rows = [r._mapping for r in await conn.execute(stmt)]
+    claim_params = {
+        "b_ids": chosen,
+        "b_now": now,
+        "b_worker": worker,
+        "b_token": token,
+        "b_lease_until": lease_until,
+    }
+    rows = [r._mapping for r in await conn.execute(_CLAIM, claim_params)]
     if not rows:
         return []
     refs = await message_refs.load(
