@@ -16,6 +16,15 @@ share) to the same kind of sink, with no database. On a 2-core machine
 that client, not the outbox, bounds what one Python process can send; each
 throughput is also quoted as its share of that ceiling from the same round.
 Medians over ``--rounds``.
+
+CPU is read from ``/proc`` over the steady part of each run (from a tenth
+to nine tenths of the rows at the sink, so start-up and the tail are left
+out): the worker's event-loop thread and its other threads (SQLite's)
+separately, in ms per notification, against the bare sender's own CPU per
+request. The bare sender runs in two shapes: eight long-lived lanes (the
+ceiling), and a task per post under ``asyncio.timeout`` with eight in
+flight, the shape the worker sends in; the gap between them is what that
+shape alone costs the HTTP client.
 """
 
 import argparse
@@ -33,7 +42,7 @@ from typing import Any
 import httpx
 
 from tests.perf.ingest import drop_pg, free_port, pg_database, sink_state, wait_ready
-from tests.perf.replicas import cpu_seconds
+from tests.perf.replicas import _TICK, cpu_seconds
 from tests.sinks import WebhookSink, serve
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -101,38 +110,97 @@ def _sink_rate(port: int, rows: int, timeout: float = 300) -> float:
     raise RuntimeError("the sink did not get every request")
 
 
-def bare_sender(rows: int, concurrency: int) -> float:
+def bare_sender(rows: int, concurrency: int, *, tasks: bool = False) -> tuple[float, float]:
     """The ceiling: the same HTTP client and call alertrelay uses, with no database at all.
 
     ``concurrency`` posts in flight (a destination's default share), a
     notification-sized JSON body each, through ``app.notifiers.http.post``
-    on uvloop, as the worker runs.
+    on uvloop, as the worker runs: from long-lived lanes, or (``tasks``)
+    each in a task of its own under ``asyncio.timeout``, as the worker
+    starts its sends. Returns requests/s at the sink and this process's
+    CPU ms per request (the warm-up left out).
     """
     import uvloop
 
     from app.notifiers.http import make_client, post
 
     sink, port = _run_sink()
+    cpu = 0.0
     try:
         url = f"http://127.0.0.1:{port}/hook"
         body = {"status": "firing", "alert": _alert("Bare"), "receiver": "r", "padding": "x" * 400}
 
         async def run() -> None:
+            nonlocal cpu
             client = make_client()
-            todo = iter(range(rows))
+            warm = 20
+            for _ in range(warm):
+                await post(client, url, what="bare", json_body=body)
+            started = time.process_time()
+            if tasks:
+                slots = asyncio.Semaphore(concurrency)
+                running: set[asyncio.Task[None]] = set()
 
-            async def lane() -> None:
-                for _ in todo:
-                    await post(client, url, what="bare", json_body=body)
+                async def one() -> None:
+                    try:
+                        async with asyncio.timeout(10):
+                            await post(client, url, what="bare", json_body=body)
+                    finally:
+                        slots.release()
 
-            await asyncio.gather(*(lane() for _ in range(concurrency)))
+                for _ in range(rows - warm):
+                    await slots.acquire()
+                    task = asyncio.create_task(one())
+                    running.add(task)
+                    task.add_done_callback(running.discard)
+                await asyncio.gather(*running)
+            else:
+                todo = iter(range(rows - warm))
+
+                async def lane() -> None:
+                    for _ in todo:
+                        await post(client, url, what="bare", json_body=body)
+
+                await asyncio.gather(*(lane() for _ in range(concurrency)))
+            cpu = (time.process_time() - started) / (rows - warm) * 1000
             await client.aclose()
 
         uvloop.run(run())
-        return _sink_rate(port, rows)
+        return _sink_rate(port, rows), cpu
     finally:
         sink.terminate()
         sink.wait(timeout=10)
+
+
+def thread_cpu(pid: int) -> dict[int, float]:
+    """CPU seconds (utime + stime) of each of ``pid``'s threads, from /proc."""
+    out: dict[int, float] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # the thread ended
+        out[int(task.name)] = (int(fields[11]) + int(fields[12])) / _TICK
+    return out
+
+
+def _steady_cpu(pid: int, sink_port: int, rows: int, timeout: float = 300) -> tuple[float, float]:
+    """The worker's loop-thread and other-thread CPU ms per notification, from a
+    tenth to nine tenths of ``rows`` at the sink."""
+    url = f"http://127.0.0.1:{sink_port}"
+    deadline = time.monotonic() + timeout
+    marks: list[tuple[int, dict[int, float]]] = []
+    for share in (0.1, 0.9):
+        while (count := sink_state(url)["count"]) < rows * share:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the sink did not get the rows in time")
+            time.sleep(0.02)
+        marks.append((count, thread_cpu(pid)))
+    (c0, t0), (c1, t1) = marks
+    loop = t1.get(pid, 0.0) - t0.get(pid, 0.0)
+    others = sum(v - t0.get(tid, 0.0) for tid, v in t1.items() if tid != pid)
+    sent = max(c1 - c0, 1)
+    return loop / sent * 1000, others / sent * 1000
 
 
 def _fill_from(root: Path, db_url: str, config: str, rows: int) -> None:
@@ -150,9 +218,12 @@ def _fill_from(root: Path, db_url: str, config: str, rows: int) -> None:
     )
 
 
-def throughput(db_url: str, rows: int, tmp: Path, root: Path = ROOT) -> tuple[float, float]:
-    """Notifications/s at the sink, and the worker's CPU ms per notification
-    (start-up included: the same in every run)."""
+def throughput(
+    db_url: str, rows: int, tmp: Path, root: Path = ROOT
+) -> tuple[float, float, float, float]:
+    """Notifications/s at the sink; the worker's CPU ms per notification (start-up
+    included: the same in every run); and over the steady part, its loop
+    thread's and its other threads' CPU ms per notification."""
     sink, port = _run_sink()
     try:
         config = f"route: {{receiver: r}}\nreceivers: [{{name: r, webhook_configs: [{{url: 'http://127.0.0.1:{port}/hook'}}]}}]\n"
@@ -174,8 +245,9 @@ def throughput(db_url: str, rows: int, tmp: Path, root: Path = ROOT) -> tuple[fl
             stderr=(tmp / "worker.log").open("wb"),
         )
         try:
+            loop_ms, others_ms = _steady_cpu(worker.pid, port, rows)
             rate = _sink_rate(port, rows)
-            return rate, cpu_seconds(worker.pid) / rows * 1000
+            return rate, cpu_seconds(worker.pid) / rows * 1000, loop_ms, others_ms
         finally:
             worker.terminate()
             worker.wait(timeout=30)
@@ -255,12 +327,34 @@ def main() -> None:
     databases = ["sqlite"] + (["postgres"] if args.postgres else [])
     targets = [t for db in databases for t in ([f"{db}@before", db] if args.baseline else [db])]
     bare: list[float] = []
+    bare_runs: dict[str, list[float]] = {"cpu_ms": [], "tasks": [], "tasks_cpu_ms": []}
     runs: dict[str, dict[str, list[float]]] = {
-        t: {"throughput": [], "share": [], "cpu_ms": [], "p50": [], "p99": []} for t in targets
+        t: {
+            "throughput": [],
+            "share": [],
+            "cpu_ms": [],
+            "loop_ms": [],
+            "others_ms": [],
+            "p50": [],
+            "p99": [],
+        }
+        for t in targets
     }
     for rnd in range(args.rounds):
-        bare.append(bare_sender(args.rows, _DESTINATION_SHARE))
-        print(f"round {rnd + 1} bare sender {bare[-1]:7.0f} requests/s (the ceiling)", flush=True)
+        rate, cpu_ms = bare_sender(args.rows, _DESTINATION_SHARE)
+        bare.append(rate)
+        bare_runs["cpu_ms"].append(cpu_ms)
+        print(
+            f"round {rnd + 1} bare sender {rate:7.0f} requests/s (the ceiling), {cpu_ms:.2f} ms CPU per request",
+            flush=True,
+        )
+        rate, cpu_ms = bare_sender(args.rows, _DESTINATION_SHARE, tasks=True)
+        bare_runs["tasks"].append(rate)
+        bare_runs["tasks_cpu_ms"].append(cpu_ms)
+        print(
+            f"round {rnd + 1} bare sender, a task per post {rate:7.0f} requests/s, {cpu_ms:.2f} ms CPU per request",
+            flush=True,
+        )
         for target in targets:
             got = runs[target]
             database, _, before = target.partition("@")
@@ -273,12 +367,14 @@ def main() -> None:
                 )
                 try:
                     if kind == "throughput":
-                        rate, cpu_ms = throughput(db_url, args.rows, tmp, root)
+                        rate, cpu_ms, loop_ms, others_ms = throughput(db_url, args.rows, tmp, root)
                         got["throughput"].append(rate)
                         got["cpu_ms"].append(cpu_ms)
+                        got["loop_ms"].append(loop_ms)
+                        got["others_ms"].append(others_ms)
                         got["share"].append(got["throughput"][-1] / bare[-1])
                         print(
-                            f"round {rnd + 1} {target:8} throughput {got['throughput'][-1]:7.0f} notifications/s ({got['share'][-1]:.0%} of the bare sender), worker CPU {got['cpu_ms'][-1]:.2f} ms per notification",
+                            f"round {rnd + 1} {target:8} throughput {got['throughput'][-1]:7.0f} notifications/s ({got['share'][-1]:.0%} of the bare sender), worker CPU {got['cpu_ms'][-1]:.2f} ms per notification; steady: loop thread {loop_ms:.2f} ms, other threads {others_ms:.2f} ms",
                             flush=True,
                         )
                     else:
@@ -294,9 +390,17 @@ def main() -> None:
                 finally:
                     if database == "postgres":
                         drop_pg(db_url)
-    out: dict[str, Any] = {"bare_sender_per_s": statistics.median(bare), "runs": {"bare": bare}}
+    out: dict[str, Any] = {
+        "bare_sender_per_s": statistics.median(bare),
+        "bare_sender_cpu_ms": statistics.median(bare_runs["cpu_ms"]),
+        "bare_tasks_per_s": statistics.median(bare_runs["tasks"]),
+        "bare_tasks_cpu_ms": statistics.median(bare_runs["tasks_cpu_ms"]),
+        "runs": {"bare": bare, **{f"bare_{k}": v for k, v in bare_runs.items()}},
+    }
     print(
-        f"\nmedians over {args.rounds} rounds: bare sender {out['bare_sender_per_s']:.0f} requests/s"
+        f"\nmedians over {args.rounds} rounds: bare sender {out['bare_sender_per_s']:.0f} requests/s,"
+        f" {out['bare_sender_cpu_ms']:.2f} ms CPU each; a task per post {out['bare_tasks_per_s']:.0f}/s,"
+        f" {out['bare_tasks_cpu_ms']:.2f} ms CPU each"
     )
     for target in targets:
         got = runs[target]
@@ -304,13 +408,15 @@ def main() -> None:
             "throughput_per_s": statistics.median(got["throughput"]),
             "share_of_bare": statistics.median(got["share"]),
             "worker_cpu_ms_per_notification": statistics.median(got["cpu_ms"]),
+            "steady_loop_cpu_ms": statistics.median(got["loop_ms"]),
+            "steady_other_threads_cpu_ms": statistics.median(got["others_ms"]),
             "latency_p50_ms": statistics.median(got["p50"]),
             "latency_p99_ms": statistics.median(got["p99"]),
         }
         out["runs"][target] = got
         m = out[target]
         print(
-            f"{target:8} {m['throughput_per_s']:.0f} notifications/s ({m['share_of_bare']:.0%} of the bare sender, worker CPU {m['worker_cpu_ms_per_notification']:.2f} ms each); at {args.rate:g} alerts/s p50 {m['latency_p50_ms']:.1f} ms, p99 {m['latency_p99_ms']:.1f} ms",
+            f"{target:8} {m['throughput_per_s']:.0f} notifications/s ({m['share_of_bare']:.0%} of the bare sender, worker CPU {m['worker_cpu_ms_per_notification']:.2f} ms each, steady loop {m['steady_loop_cpu_ms']:.2f} + other threads {m['steady_other_threads_cpu_ms']:.2f} ms); at {args.rate:g} alerts/s p50 {m['latency_p50_ms']:.1f} ms, p99 {m['latency_p99_ms']:.1f} ms",
             flush=True,
         )
     results = ROOT / "tests" / "perf" / "results"
