@@ -440,6 +440,39 @@ async def post_one_by_one(client: httpx.AsyncClient, hook: WebhookSink, n: int =
     return sorted(latencies)
 
 
+async def test_a_send_task_goes_on_with_the_next_row_of_its_destination(db_url: str) -> None:
+    """A send task whose row is done sends the next waiting row that has room.
+
+    A task per row left the connection idle between rows, and the HTTP
+    client's pool polls every idle connection on every request. Concurrency
+    2 (one send at a time per destination), 6 alerts to PagerDuty and a
+    webhook: the first claim holds two rows of each destination, so each
+    first task goes on to its destination's second row, and there are fewer
+    send tasks than rows, whatever the timing.
+    """
+    async with setup(db_url, concurrency=2) as (app, client, pd, hook, clock):
+        for i in range(6):
+            await fire(client, name=f"DiskFull{i}")
+        loop = asyncio.get_running_loop()
+        created: list[asyncio.Task[Any]] = []
+        previous = loop.get_task_factory()
+
+        def factory(loop: asyncio.AbstractEventLoop, coro: Any, **kw: Any) -> asyncio.Task[Any]:
+            task: asyncio.Task[Any] = asyncio.Task(coro, loop=loop, **kw)
+            created.append(task)
+            return task
+
+        loop.set_task_factory(factory)
+        try:
+            await drain(app)
+        finally:
+            loop.set_task_factory(previous)
+    sends = [t for t in created if t.get_name().startswith("deliver-")]
+    assert len(pd.all_incidents()) == 6 and len(hook.bodies()) == 6
+    assert {r["status"] for r in rows(db_url)} == {"sent"}
+    assert 2 <= len(sends) < 12, [t.get_name() for t in sends]
+
+
 async def test_accepted_to_sent_is_immediate_with_the_loop_running(db_url: str) -> None:
     """The app's own loop is woken by the ingest commit, not found by its poll.
 
