@@ -299,8 +299,8 @@ class DeliveryWorker:
         self._inflight.add(task)
 
         def done(_: asyncio.Task[None]) -> None:
+            # Each row already set ``_landed`` as it finished.
             self._inflight.discard(task)
-            self._landed.set()
             self._pump()  # rows it left, if any, start now, not after a transaction
 
         task.add_done_callback(done)

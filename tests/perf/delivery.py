@@ -42,7 +42,7 @@ from typing import Any
 import httpx
 
 from tests.perf.ingest import drop_pg, free_port, pg_database, sink_state, wait_ready
-from tests.perf.replicas import _TICK, cpu_seconds
+from tests.perf.replicas import cpu_seconds, thread_cpu
 from tests.sinks import WebhookSink, serve
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -170,18 +170,6 @@ def bare_sender(rows: int, concurrency: int, *, tasks: bool = False) -> tuple[fl
     finally:
         sink.terminate()
         sink.wait(timeout=10)
-
-
-def thread_cpu(pid: int) -> dict[int, float]:
-    """CPU seconds (utime + stime) of each of ``pid``'s threads, from /proc."""
-    out: dict[int, float] = {}
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue  # the thread ended
-        out[int(task.name)] = (int(fields[11]) + int(fields[12])) / _TICK
-    return out
 
 
 def _steady_cpu(pid: int, sink_port: int, rows: int, timeout: float = 300) -> tuple[float, float]:

@@ -52,13 +52,28 @@ ROOT = Path(__file__).resolve().parents[2]
 _TICK = os.sysconf("SC_CLK_TCK")
 
 
+def _stat_cpu(stat: Path) -> float | None:
+    """utime + stime from a /proc ``stat`` file, in seconds (None once it is gone)."""
+    try:
+        fields = stat.read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
+
 def cpu_seconds(pid: int) -> float:
     """utime + stime of ``pid`` (all its threads), from /proc."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / _TICK
+    return _stat_cpu(Path(f"/proc/{pid}/stat")) or 0.0
+
+
+def thread_cpu(pid: int) -> dict[int, float]:
+    """CPU seconds (utime + stime) of each of ``pid``'s threads, from /proc."""
+    out: dict[int, float] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        seconds = _stat_cpu(task / "stat")
+        if seconds is not None:  # else the thread ended
+            out[int(task.name)] = seconds
+    return out
 
 
 class PgWatch:
