@@ -17,8 +17,21 @@ _SEPARATOR = 0xFF
 def fingerprint(labels: Mapping[str, str]) -> str:
     """Return the 16-hex-digit fingerprint of ``labels``."""
     # Alertmanager resends the same label sets every group_interval, so the
-    # per-byte Python loop is worth caching on the (hashable) sorted items.
-    return _fingerprint_items(tuple(sorted(labels.items())))
+    # per-byte Python loop is worth caching on the (hashable) sorted items;
+    # in front of that, the items as they came (Alertmanager sends them
+    # sorted, in the same order every time), which skips the sort.
+    items = tuple(labels.items())
+    found = _recent.get(items)
+    if found is None:
+        found = _fingerprint_items(tuple(sorted(items)))
+        if len(_recent) >= _RECENT_KEPT:
+            _recent.clear()
+        _recent[items] = found
+    return found
+
+
+_RECENT_KEPT = 8192
+_recent: dict[tuple[tuple[str, str], ...], str] = {}
 
 
 @lru_cache(maxsize=65536)

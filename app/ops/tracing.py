@@ -35,7 +35,7 @@ class Span:
         pass
 
 
-_NOOP_SPAN = Span()
+NOOP_SPAN = Span()
 
 
 class Tracer:
@@ -52,7 +52,7 @@ class Tracer:
         headers: Mapping[str, str] | None = None,
         attributes: Mapping[str, Attribute] | None = None,
     ) -> Iterator[Span]:
-        yield _NOOP_SPAN
+        yield NOOP_SPAN
 
     def shutdown(self) -> None:
         pass

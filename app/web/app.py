@@ -21,7 +21,7 @@ from app.config.settings import Settings, effective
 from app.ops.clock import Clock
 from app.web import api, audit, console, health, heartbeats, webhook
 from app.web.access import AuthBackoff, ReadGuard, exposure_warnings
-from app.web.middleware import RequestMiddleware
+from app.web.middleware import DirectPosts, RequestMiddleware
 
 log = logging.getLogger(__name__)
 
@@ -82,9 +82,12 @@ def create_app(
                     await task
             await close(services)
 
-    routes = [
+    webhook_routes = [
         Route("/webhook/alertmanager", webhook.alertmanager, methods=["POST"]),
         Route("/webhook/grafana", webhook.grafana, methods=["POST"]),
+    ]
+    routes = [
+        *webhook_routes,
         *api.routes,
         *audit.routes,
         *heartbeats.routes,
@@ -97,6 +100,7 @@ def create_app(
         lifespan=lifespan,
         middleware=[
             Middleware(RequestMiddleware, tracer=tracer, access_log=access_log),
+            Middleware(DirectPosts, routes=webhook_routes),
             Middleware(ReadGuard),
         ],
     )

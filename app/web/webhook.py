@@ -35,6 +35,10 @@ _REJECTED_SHOWN = 20
 # Bodies up to this size parse inline: a thread hop would cost more than the
 # parse (Alertmanager's usual webhook is a few KiB).
 _PARSE_INLINE_BYTES = 64 * 1024
+_OK_BODY = (
+    b'{"status":"ok","accepted":%d,"duplicates":%d,"stale":%d,"transitions":%d,'
+    b'"notifications":%d,"rejected":[],"rejected_total":0}'
+)
 
 
 async def alertmanager(request: Request) -> Response:
@@ -131,6 +135,20 @@ async def _store(
     except (DatabaseUnavailable, BatcherClosed) as exc:
         raise HTTPError(503, f"database unavailable: {exc}"[:300], {"Retry-After": "1"}) from None
 
+    if not parsed.rejected:
+        # The answer to nearly every webhook, formatted directly: the same
+        # bytes JSONResponse renders, without the generic encoder.
+        return Response(
+            _OK_BODY
+            % (
+                result.accepted,
+                result.duplicates,
+                result.stale,
+                result.transitions,
+                result.notifications,
+            ),
+            media_type="application/json",
+        )
     return json_response(
         {
             "status": "ok",

@@ -651,3 +651,42 @@ async def test_far_timestamps_on_a_postgres_server_outside_utc() -> None:
         assert starts["0"] == "9999-12-31T23:59:59Z" and starts["2"] == "0001-12-31T10:00:00Z"
     finally:
         drop_pg_database(url)
+
+
+async def test_the_answer_and_the_routing_of_a_webhook_post(sqlite_url: str) -> None:
+    # Webhook POSTs skip the router (app/web/middleware.py DirectPosts) and the
+    # usual answer is formatted directly: both must look exactly as before.
+    async with running_app(sqlite_url, LOG_CONFIG) as (_, client):
+        payload = am_webhook([am_alert({"alertname": "A"}), am_alert({"alertname": "B"})])
+        first = await post(client, payload)
+        again = await post(client, payload)
+        grafana = await post(client, payload, path="/webhook/grafana")
+        for r in (first, again, grafana):
+            assert r.status_code == 200
+            assert r.headers["content-type"] == "application/json"
+            assert r.headers["x-request-id"]
+            # Byte for byte what Starlette's JSONResponse renders.
+            assert (
+                r.content
+                == json.dumps(r.json(), ensure_ascii=False, separators=(",", ":")).encode()
+            )
+        assert first.json() == {
+            "status": "ok",
+            "accepted": 2,
+            "duplicates": 0,
+            "stale": 0,
+            "transitions": 2,
+            "notifications": 2,  # LOG_CONFIG routes every alert to one log destination
+            "rejected": [],
+            "rejected_total": 0,
+        }
+        assert again.json()["duplicates"] == 2 and again.json()["transitions"] == 0
+        # Other methods and paths still go through the router.
+        assert (await client.get("/webhook/alertmanager")).status_code == 405
+        slash = await client.post(
+            "/webhook/alertmanager/", content=body(payload), headers=JSON, follow_redirects=False
+        )
+        assert slash.status_code == 307
+        assert slash.headers["location"].endswith("/webhook/alertmanager")
+        metrics = (await client.get("/metrics")).text
+    assert 'alertrelay_webhooks_total{code="200",source="alertmanager"} 2.0' in metrics

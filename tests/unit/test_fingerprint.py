@@ -54,3 +54,16 @@ def test_real_alertmanager_payloads(name: str) -> None:
     payload = json.loads((FIXTURES / name).read_text())
     for alert in payload["alerts"]:
         assert fingerprint(alert["labels"]) == alert["fingerprint"]
+
+
+def test_a_repeat_in_another_order_and_past_the_memo_size_agree() -> None:
+    from app.core import fingerprint as module
+
+    labels = {"alertname": "Test", "job": "foo", "severity": "critical"}
+    first = fingerprint(labels)
+    assert fingerprint(dict(reversed(list(labels.items())))) == first
+    for i in range(module._RECENT_KEPT + 10):
+        fingerprint({"alertname": "Fill", "i": str(i)})
+    assert len(module._recent) <= module._RECENT_KEPT
+    assert fingerprint(labels) == first
+    assert fingerprint({"alertname": "Test"}) == "e46aaa9fcf75dd34"

@@ -178,6 +178,19 @@ def test_too_many_alerts_is_413() -> None:
             "alerts[1].labels.a: must be a string",
         ),
         (
+            # The first value a string, a later one not: the whole map is checked.
+            {
+                "status": "firing",
+                "labels": {"a": "b", "c": True},
+                "startsAt": "2026-01-01T00:00:00Z",
+            },
+            "alerts[1].labels.c: must be a string",
+        ),
+        (
+            {"status": "firing", "labels": {"a": "b", "": "c"}, "startsAt": "2026-01-01T00:00:00Z"},
+            "alerts[1].labels: empty label name",
+        ),
+        (
             {"status": "FIRING", "labels": {"a": "b"}, "startsAt": "2026-01-01T00:00:00Z"},
             'alerts[1].status: must be "firing" or "resolved"',
         ),
