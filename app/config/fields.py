@@ -196,6 +196,10 @@ class DeliveryConfig(StrictModel):
     # Sends in flight per process; a receiver or integration value caps that
     # destination alone, so one slow sink cannot take every slot.
     concurrency: int = 16
+    # SIGTERM: the longest sends in flight get to finish before they are cut
+    # off and handed back (their own deadline plus 1 s, at most this). Keep it
+    # under the orchestrator's kill timeout. Process-wide: not overridable.
+    shutdown_grace: Duration = timedelta(seconds=30)
 
     def merged(self, *overrides: "DeliveryOverride | None") -> "DeliveryConfig":
         values = self.model_dump()
@@ -221,6 +225,8 @@ class DeliveryConfig(StrictModel):
             out.append(("lease", "must be at least twice delivery.timeout"))
         if self.max_age.total_seconds() <= 0:
             out.append(("max_age", "must be positive"))
+        if self.shutdown_grace.total_seconds() < 0:
+            out.append(("shutdown_grace", "must not be negative"))
         return out
 
 

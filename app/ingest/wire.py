@@ -312,12 +312,14 @@ def parse_webhook(
     truncated = data.get("truncatedAlerts") or 0
     if not isinstance(truncated, int) or isinstance(truncated, bool) or truncated < 0:
         raise PayloadError(422, "truncatedAlerts: must be a non-negative integer")
+    # Text to scrub can only come from an escape (JSON forbids a raw NUL, and
+    # UTF-8 a raw surrogate), so one search of the body says whether any is due.
+    scrub = _NEEDS_SCRUB.search(body) is not None
     try:
-        group_labels = _string_map(data.get("groupLabels"), "groupLabels", True)
+        group_labels = _string_map(data.get("groupLabels"), "groupLabels", scrub)
     except ValueError as exc:
         raise PayloadError(422, str(exc)) from None
 
-    scrub = _NEEDS_SCRUB.search(body) is not None
     alerts: list[Alert] = []
     rejected: list[RejectedAlert] = []
     mismatches: list[FingerprintMismatch] = []

@@ -136,6 +136,10 @@ class AuthBackoff:
         self.max_clients = 10_000
         self._clients: OrderedDict[str, _Client] = OrderedDict()
 
+    def knows(self, client: str) -> bool:
+        """Whether ``client`` has wrong credentials on record."""
+        return client in self._clients
+
     def retry_after(self, client: str, now: datetime) -> int | None:
         """Seconds the client must wait, or None when it may try."""
         state = self._clients.get(client)
@@ -187,8 +191,10 @@ def authorize(conn: HTTPConnection, endpoint: Endpoint) -> str:
     assert auth is not None
     backoff: AuthBackoff = conn.app.state.auth_backoff
     client = client_key(conn)
-    now = services.clock.now()
-    wait = backoff.retry_after(client, now)
+    # The clock is read only for a client with wrong credentials on record:
+    # every other request (nearly all of them) skips it.
+    now = services.clock.now() if backoff.knows(client) else None
+    wait = backoff.retry_after(client, now) if now is not None else None
     if wait is not None:
         raise HTTPError(429, "too many wrong credentials; retry later", {"Retry-After": str(wait)})
     scheme, value = credentials(conn)
@@ -199,7 +205,7 @@ def authorize(conn: HTTPConnection, endpoint: Endpoint) -> str:
     else:
         actor = read_actor(auth, scheme, value)
     if actor is None:
-        backoff.failure(client, now)
+        backoff.failure(client, now or services.clock.now())
         services.metrics.child(services.metrics.auth_failures, endpoint).inc()
         challenge = _CHALLENGE[endpoint]
         if endpoint == "webhook" and not auth.webhook_secrets():
@@ -211,7 +217,8 @@ def authorize(conn: HTTPConnection, endpoint: Endpoint) -> str:
         raise HTTPError(
             401, f"missing or invalid {what[endpoint]}", {"WWW-Authenticate": challenge}
         )
-    backoff.success(client)
+    if now is not None:
+        backoff.success(client)
     conn.state.actor = actor
     return actor
 

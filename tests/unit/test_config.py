@@ -418,3 +418,11 @@ receivers: [{name: chat}, {name: page}, {name: second}, {name: boss}]
     assert steps(severity="critical") == [(300.0, "second")]
     assert steps(severity="warning") == [(3600.0, "boss")]
     assert steps(severity="info") == []
+
+
+def test_shutdown_grace_is_process_wide() -> None:
+    base = "route: {receiver: r}\nreceivers:\n  - name: r\n    log_configs: [{}]\n"
+    loaded = parse_config("delivery: {shutdown_grace: 5s}\n" + base, "t.yml", {})
+    assert loaded.config.delivery.shutdown_grace.total_seconds() == 5
+    got = errors(base + "    delivery: {shutdown_grace: 5s}\n")
+    assert len(got) == 1 and "shutdown_grace" in got[0], got
