@@ -230,9 +230,11 @@ def _pack_keys(keys: list["DuplicateKey"]) -> tuple[str, dict[str, tuple[str, st
 # fingerprint order, as every other lock on alerts is taken, and the update
 # joins its rows only.
 _TOUCH_REPEATS_PG = sa.text(
-    "WITH k AS (SELECT * FROM unnest(CAST(:fps AS text[]), CAST(:statuses AS text[]), "
-    "CAST(:starts AS timestamptz[]), CAST(:hashes AS text[]), CAST(:counts AS bigint[]), "
-    "CAST(:stale_ok AS boolean[])) AS k(fp, st, sa, h, n, ok)), "
+    # The keys come as one JSON parameter (psycopg dumps six arrays element
+    # by element in Python: ~3% of a 1-alert webhook's CPU, measured).
+    "WITH k AS (SELECT e->>0 AS fp, e->>1 AS st, CAST(e->>2 AS timestamptz) AS sa, "
+    "e->>3 AS h, CAST(e->>4 AS bigint) AS n, CAST(e->>5 AS boolean) AS ok "
+    "FROM json_array_elements(CAST(:keys AS json)) AS e), "
     "locked AS (SELECT k.* FROM alerts JOIN k ON alerts.fingerprint = k.fp "
     "ORDER BY alerts.fingerprint FOR UPDATE OF alerts) "
     "UPDATE alerts SET last_seen = :now, "
@@ -389,18 +391,21 @@ class AlertUnit:
         for a duplicate, False for stale."""
         ordered = sorted(keys, key=lambda k: k.fingerprint)
         if self.dialect == "postgresql":
-            result = await self.conn.execute(
-                _TOUCH_REPEATS_PG,
-                {
-                    "fps": [k.fingerprint for k in ordered],
-                    "statuses": [k.status for k in ordered],
-                    "starts": [k.starts_at for k in ordered],
-                    "hashes": [k.content_hash for k in ordered],
-                    "counts": [k.count for k in ordered],
-                    "stale_ok": [k.may_be_stale for k in ordered],
-                    "now": now,
-                },
+            keys_json = json.dumps(
+                [
+                    (
+                        k.fingerprint,
+                        k.status,
+                        k.starts_at.isoformat(),  # with its offset: exact as timestamptz
+                        k.content_hash,
+                        k.count,
+                        k.may_be_stale,
+                    )
+                    for k in ordered
+                ],
+                separators=(",", ":"),
             )
+            result = await self.conn.execute(_TOUCH_REPEATS_PG, {"keys": keys_json, "now": now})
             return {row[0]: bool(row[1]) for row in result}
         # 10,000 keys take tens of milliseconds to pack: off the loop's thread.
         packed, stored_as = (
