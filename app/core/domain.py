@@ -47,27 +47,32 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _json_string = json.encoder.encode_basestring_ascii  # ASCII-only, as json.dumps's default
 
 
-def content_hash(annotations: Mapping[str, str], generator_url: str) -> str:
+def content_hash(
+    annotations: Mapping[str, str], generator_url: str, *, remember: bool = True
+) -> str:
     """Digest of what may change while an alert repeats (annotations, link).
 
     Stored beside the alert so a duplicate can be confirmed by one indexed
     comparison in SQL, without loading and comparing the annotations.
+    ``remember=False`` skips the memo (see ``fingerprint``).
     """
     # The text is byte for byte json.dumps([sorted(items), url], separators=(",", ":"))
     # (stored hashes must not change), built from json's own C string encoder:
     # every alert of every webhook is hashed, and the generic encoder took
     # ~4 us of the ~15 us an alert costs to parse.
-    key = (tuple(annotations.items()), generator_url)
-    found = _content_hashes.get(key)
-    if found is not None:
-        return found
+    key = (tuple(annotations.items()), generator_url) if remember else None
+    if key is not None:
+        found = _content_hashes.get(key)
+        if found is not None:
+            return found
     esc = _json_string
     pairs = ",".join([f"[{esc(k)},{esc(v)}]" for k, v in sorted(annotations.items())])
     text = f"[[{pairs}],{esc(generator_url)}]"
     digest = hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
-    if len(_content_hashes) >= _CONTENT_HASHES_KEPT:
-        _content_hashes.clear()
-    _content_hashes[key] = digest
+    if key is not None:
+        if len(_content_hashes) >= _CONTENT_HASHES_KEPT:
+            _content_hashes.clear()
+        _content_hashes[key] = digest
     return digest
 
 

@@ -14,8 +14,13 @@ _MASK = (1 << 64) - 1
 _SEPARATOR = 0xFF
 
 
-def fingerprint(labels: Mapping[str, str]) -> str:
-    """Return the 16-hex-digit fingerprint of ``labels``."""
+def fingerprint(labels: Mapping[str, str], *, remember: bool = True) -> str:
+    """Return the 16-hex-digit fingerprint of ``labels``.
+
+    ``remember=False`` skips the memo in front (a big webhook of new alerts
+    would only pay for it and push the steady state's entries out)."""
+    if not remember:
+        return _fingerprint_items(tuple(sorted(labels.items())))
     # Alertmanager resends the same label sets every group_interval, so the
     # per-byte Python loop is worth caching on the (hashable) sorted items;
     # in front of that, the items as they came (Alertmanager sends them

@@ -202,6 +202,7 @@ def parse_time(value: Any, field: str) -> datetime | None:
 
 
 _ONLY_STR = frozenset({str})
+_REMEMBER_UP_TO = 1000
 
 
 def _string_map(value: Any, field: str, scrub: bool) -> dict[str, str]:
@@ -223,7 +224,7 @@ def _string_map(value: Any, field: str, scrub: bool) -> dict[str, str]:
 
 
 def _parse_alert(
-    raw: Any, index: int, scrub: bool, received_at: datetime
+    raw: Any, index: int, scrub: bool, received_at: datetime, remember: bool = True
 ) -> tuple[Alert, str | None]:
     where = f"alerts[{index}]"
     if not isinstance(raw, dict):
@@ -257,14 +258,14 @@ def _parse_alert(
         raise ValueError(f"{where}.fingerprint: must be a string")
     generator = _scrub(generator) if scrub else generator
     alert = Alert(
-        fingerprint=fingerprint(labels),
+        fingerprint=fingerprint(labels, remember=remember),
         labels=labels,
         annotations=annotations,
         status=status,
         starts_at=starts_at,
         ends_at=ends_at,
         generator_url=generator,
-        content_hash=content_hash(annotations, generator),
+        content_hash=content_hash(annotations, generator, remember=remember),
     )
     del received_at
     return alert, sent or None
@@ -323,9 +324,13 @@ def parse_webhook(
     alerts: list[Alert] = []
     rejected: list[RejectedAlert] = []
     mismatches: list[FingerprintMismatch] = []
+    # The memos pay for a fleet's repeating groups; a webhook bigger than this
+    # (a storm of new alerts) would only pay for them and flush them (measured:
+    # 10,000 new alerts parsed 25% slower through them).
+    remember = len(alerts_raw) <= _REMEMBER_UP_TO
     for index, raw in enumerate(alerts_raw):
         try:
-            alert, sent = _parse_alert(raw, index, scrub, received_at)
+            alert, sent = _parse_alert(raw, index, scrub, received_at, remember)
         except ValueError as exc:
             rejected.append(RejectedAlert(index, str(exc)[:500], raw))
             continue

@@ -58,3 +58,12 @@ def test_the_memo_stays_bounded_and_right_past_its_size() -> None:
     assert content_hash({"summary": "disk 0 full"}, "u") == reference(
         {"summary": "disk 0 full"}, "u"
     )
+
+
+def test_without_the_memo_the_same_digest_and_the_memo_untouched() -> None:
+    from app.core import domain
+
+    domain._content_hashes.clear()
+    annotations = {"summary": "not remembered"}
+    assert content_hash(annotations, "u", remember=False) == reference(annotations, "u")
+    assert domain._content_hashes == {}

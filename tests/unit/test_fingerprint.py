@@ -67,3 +67,14 @@ def test_a_repeat_in_another_order_and_past_the_memo_size_agree() -> None:
     assert len(module._recent) <= module._RECENT_KEPT
     assert fingerprint(labels) == first
     assert fingerprint({"alertname": "Test"}) == "e46aaa9fcf75dd34"
+
+
+def test_without_the_memo_the_same_answer_and_the_memo_untouched() -> None:
+    from app.core import fingerprint as module
+
+    labels = {"alertname": "NotRemembered", "job": "x"}
+    module._recent.clear()
+    assert fingerprint(labels, remember=False) == fingerprint(labels)
+    module._recent.clear()
+    fingerprint(labels, remember=False)
+    assert module._recent == {}

@@ -342,3 +342,22 @@ def test_real_fixture_status_counts() -> None:
         assert [a.status for a in parsed.webhook.alerts] == [status] * 3
         assert parsed.mismatches == []
         assert json.loads((FIXTURES / name).read_text())["groupKey"] == parsed.webhook.group_key
+
+
+def test_a_big_webhook_leaves_the_memos_alone() -> None:
+    # A storm of new alerts would only pay for the memos and flush the steady
+    # state's entries; a small webhook uses them.
+    from app.core import domain
+    from app.core import fingerprint as module
+    from app.ingest import wire
+
+    many = [am_alert({"alertname": f"Big{i}"}) for i in range(wire._REMEMBER_UP_TO + 1)]
+    raw = body(am_webhook(many))
+    small = body(am_webhook([am_alert({"alertname": "Small"})]))
+    domain._content_hashes.clear()  # after building: the helper fingerprints its alerts
+    module._recent.clear()
+    parsed = parse(raw, max_alerts=len(many))
+    assert len(parsed.webhook.alerts) == len(many)
+    assert module._recent == {} and domain._content_hashes == {}
+    parse(small)
+    assert len(module._recent) == 1 and len(domain._content_hashes) == 1
