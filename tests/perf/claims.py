@@ -14,11 +14,8 @@ run in a process of its own; medians over ``--runs``.
 
 import argparse
 import asyncio
-import json
 import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -100,25 +97,8 @@ def run_one(db_url: str, rows: int, batch: int) -> dict[str, float]:
     return asyncio.run(_drain(db_url, batch))
 
 
-def _in_process(root: Path, db_url: str, rows: int, batch: int) -> dict[str, float]:
-    # This file's code, run against ``root``'s app (the current directory
-    # comes first on the path), so a baseline that predates it works too.
-    code = (
-        "import json, runpy, sys; run_one = runpy.run_path(sys.argv[1])['run_one']; "
-        "print(json.dumps(run_one(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))))"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code, __file__, db_url, str(rows), str(batch)],
-        cwd=root,
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
-
-
 def main() -> None:
-    from tests.perf.ingest import drop_pg, pg_database
+    from tests.perf.ingest import drop_pg, pg_database, run_in_checkout
 
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -143,7 +123,7 @@ def main() -> None:
                     else pg_database(args.postgres)
                 )
                 try:
-                    result = _in_process(root, db_url, args.rows, args.batch)
+                    result = run_in_checkout(__file__, root, db_url, args.rows, args.batch)
                 finally:
                     if database == "postgres":
                         drop_pg(db_url)

@@ -29,7 +29,6 @@ shape alone costs the HTTP client.
 
 import argparse
 import asyncio
-import json
 import os
 import statistics
 import subprocess
@@ -41,7 +40,14 @@ from typing import Any
 
 import httpx
 
-from tests.perf.ingest import drop_pg, free_port, pg_database, sink_state, wait_ready
+from tests.perf.ingest import (
+    drop_pg,
+    free_port,
+    pg_database,
+    sink_state,
+    wait_ready,
+    write_report,
+)
 from tests.perf.replicas import cpu_seconds, thread_cpu
 from tests.sinks import WebhookSink, serve
 
@@ -407,10 +413,7 @@ def main() -> None:
             f"{target:8} {m['throughput_per_s']:.0f} notifications/s ({m['share_of_bare']:.0%} of the bare sender, worker CPU {m['worker_cpu_ms_per_notification']:.2f} ms each, steady loop {m['steady_loop_cpu_ms']:.2f} + other threads {m['steady_other_threads_cpu_ms']:.2f} ms); at {args.rate:g} alerts/s p50 {m['latency_p50_ms']:.1f} ms, p99 {m['latency_p99_ms']:.1f} ms",
             flush=True,
         )
-    results = ROOT / "tests" / "perf" / "results"
-    results.mkdir(parents=True, exist_ok=True)
-    path = results / f"delivery-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    path.write_text(json.dumps(out, indent=2))
+    path = write_report(ROOT / "tests" / "perf" / "results", "delivery", out)
     print(f"written to {path}")
 
 

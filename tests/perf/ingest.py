@@ -264,6 +264,36 @@ def drop_pg(url: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{u.database}" WITH (FORCE)')
 
 
+def run_in_checkout(
+    script: str, root: Path, *args: Any, env: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """``script``'s ``run_one(*args)`` in a process of its own, with ``root``'s
+    app first on the path: a benchmark's own code measures another checkout
+    (``--baseline``), even one that predates the benchmark. ``args`` go as
+    JSON, the result comes back as the last line of output."""
+    code = (
+        "import json, runpy, sys; run_one = runpy.run_path(sys.argv[1])['run_one']; "
+        "print(json.dumps(run_one(*json.loads(sys.argv[2]))))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, script, json.dumps(args)],
+        cwd=root,
+        env={**os.environ, **(env or {})},
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def write_report(out: Path, name: str, report: Any) -> Path:
+    """``report`` as ``out/NAME-<time>.json``; returns the path."""
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    path.write_text(json.dumps(report, indent=2))
+    return path
+
+
 def _code(args: argparse.Namespace, target: str) -> Path:
     """Which checkout serves ``target``: ``sqlite@before`` runs ``--baseline``."""
     return Path(args.baseline) if target.endswith("@before") else ROOT
@@ -520,9 +550,7 @@ def main() -> None:
     finally:
         stop(sink)
     summary["loadavg_at_end"] = os.getloadavg()
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"ingest-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    path.write_text(json.dumps(summary, indent=2))
+    path = write_report(args.out, "ingest", summary)
     print(f"\nload average at end: {summary['loadavg_at_end'][0]:.2f}; written to {path}")
 
 

@@ -25,7 +25,6 @@ Medians over ``--rounds``. PostgreSQL must run on this machine (/proc).
 """
 
 import argparse
-import json
 import os
 import re
 import statistics
@@ -44,6 +43,7 @@ from tests.perf.ingest import (
     post,
     start,
     stop,
+    write_report,
     wrk_output,
 )
 from tests.perf.workload import bench_config, workload_bodies, workload_warmup
@@ -264,9 +264,7 @@ def main() -> None:
     one = summary["1"]["median"]["alertrelay_cpu_s_per_1k_alerts"]
     two = summary["2"]["median"]["alertrelay_cpu_s_per_1k_alerts"]
     print(f"  alertrelay CPU per alert, 2 replicas vs 1: {two / one - 1:+.1%}")
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"replicas-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    path.write_text(json.dumps(summary, indent=2))
+    path = write_report(args.out, "replicas", summary)
     print(f"load average at end: {os.getloadavg()[0]:.2f}; written to {path}")
 
 

@@ -21,11 +21,8 @@ rounds, each run in a process of its own; medians over ``--runs``.
 
 import argparse
 import asyncio
-import json
 import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -132,28 +129,8 @@ def run_one(db_url: str, workload: str, size: int, callers: int, total: int) -> 
         return runner.run(_measure(db_url, workload, size, callers, total))
 
 
-def _in_process(root: Path, *args: str) -> dict[str, float]:
-    # This file's code, run against ``root``'s app (the current directory
-    # comes first on the path), so a baseline that predates it works too.
-    code = (
-        "import json, runpy, sys; run_one = runpy.run_path(sys.argv[1])['run_one']; "
-        "a = sys.argv[2:]; "
-        "print(json.dumps(run_one(a[0], a[1], int(a[2]), int(a[3]), int(a[4]))))"
-    )
-    env = {**os.environ, "ALERTRELAY_LOG_LEVEL": "warning"}
-    out = subprocess.run(
-        [sys.executable, "-c", code, __file__, *args],
-        cwd=root,
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
-
-
 def main() -> None:
-    from tests.perf.ingest import drop_pg, pg_database
+    from tests.perf.ingest import drop_pg, pg_database, run_in_checkout, write_report
 
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -183,13 +160,15 @@ def main() -> None:
                             else pg_database(args.postgres)
                         )
                         try:
-                            result = _in_process(
+                            result = run_in_checkout(
+                                __file__,
                                 root,
                                 db_url,
                                 workload,
-                                str(size),
-                                str(args.callers),
-                                str(args.requests // size if size > 1 else args.requests),
+                                size,
+                                args.callers,
+                                args.requests // size if size > 1 else args.requests,
+                                env={"ALERTRELAY_LOG_LEVEL": "warning"},
                             )
                         finally:
                             if database == "postgres":
@@ -211,9 +190,7 @@ def main() -> None:
         process = statistics.median(r["process_us"] for r in results)
         summary[key] = {"loop_us": loop, "process_us": process, "runs": results}
         print(f"{key:32} loop {loop:6.0f} µs  process {process:6.0f} µs")
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"requests-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    path.write_text(json.dumps(summary, indent=2))
+    path = write_report(args.out, "requests", summary)
     print(f"written to {path}")
 
 
