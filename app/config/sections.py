@@ -232,18 +232,15 @@ class AuthConfig(StrictModel):
             raise FieldError("link_ttl", "must be at least 1m")
         return self
 
-    def webhook_secrets(self) -> tuple[bytes, ...]:
-        return self.webhook_secret_bytes
-
     # Built once per loaded config (the model is frozen): every webhook
     # request asks for them, twice. Not a field, so never dumped or compared.
     @functools.cached_property
-    def webhook_secret_bytes(self) -> tuple[bytes, ...]:
+    def webhook_secrets(self) -> tuple[bytes, ...]:
         tokens = [self.webhook_token, *self.webhook_tokens]
         return tuple(t.get_secret_value().encode() for t in tokens if t is not None)
 
     def has_webhook_credential(self) -> bool:
-        return bool(self.webhook_secret_bytes) or self.basic_auth is not None
+        return bool(self.webhook_secrets) or self.basic_auth is not None
 
     def has_admin_credential(self) -> bool:
         return self.admin_token is not None or bool(self.admin_users)

@@ -77,7 +77,7 @@ def _user(users: list[NamedUser], scheme: str, value: bytes) -> str | None:
 def webhook_actor(auth: AuthConfig, scheme: str, value: bytes) -> str | None:
     if scheme == "bearer":
         found = False
-        for secret in auth.webhook_secrets():
+        for secret in auth.webhook_secrets:
             found |= hmac.compare_digest(value, secret)
         return "webhook" if found else None
     if scheme == "basic" and auth.basic_auth is not None:
@@ -208,7 +208,7 @@ def authorize(conn: HTTPConnection, endpoint: Endpoint) -> str:
         backoff.failure(client, now or services.clock.now())
         services.metrics.child(services.metrics.auth_failures, endpoint).inc()
         challenge = _CHALLENGE[endpoint]
-        if endpoint == "webhook" and not auth.webhook_secrets():
+        if endpoint == "webhook" and not auth.webhook_secrets:
             challenge = 'Basic realm="alertrelay"'
         if endpoint == "read" and auth.read is not None and _basic_capable(auth):
             # A browser opening the console can answer a Basic challenge.
