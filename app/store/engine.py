@@ -74,6 +74,18 @@ def redact_url(url: str) -> str:
 
 
 # PostgreSQL's deadlock_detected and serialization_failure: retry the transaction.
+# PostgreSQL plans from statistics that a burst makes stale: right after a
+# 10,000-alert webhook a table still reads as empty, and the planner picks a
+# sequential scan (and, once psycopg prepares the statement, checks each row
+# against the key list one by one). Told not to scan whole tables, it walks
+# the index whatever the statistics say. Local to the caller's transaction
+# (``set_config(…, true)``); both the claim and the ingest's locking read
+# take it (docs/performance.md).
+PREFER_INDEX_WALKS = text(
+    "SELECT set_config('enable_bitmapscan', 'off', true), set_config('enable_seqscan', 'off', true)"
+)
+
+
 _CONFLICT_SQLSTATES = frozenset({"40P01", "40001"})
 
 

@@ -27,6 +27,7 @@ from app.core.domain import NoticeKind, integration_key
 from app.core.domain import NotificationStatus as NS
 from app.core.payload import NoticePayload
 from app.store import message_refs
+from app.store.engine import PREFER_INDEX_WALKS
 from app.store.message_refs import RefWrite, StoredRef
 from app.store.tables import UTCDateTime, delivery_attempts, notifications
 from app.store.wakeup import notify_outbox
@@ -188,13 +189,10 @@ Room = Callable[[str, str, int], int]
 # statistics still say it is nearly empty, and PostgreSQL then chose a bitmap
 # scan of every due row, the "no earlier row pending" check on each, and a
 # sort: 80-120 ms a claim at 20,000 rows queued, and the backlog drained at
-# ~90 rows/s for minutes (tests/perf/ingest.py's payload run). Told not to
-# scan the whole table, it walks the index: 7-13 ms, whatever the
-# statistics. Local to the claim's transaction, which after the walks only
-# updates rows by id and reads message references by key.
-_PREFER_INDEX_WALKS = sa.text(
-    "SELECT set_config('enable_bitmapscan', 'off', true), set_config('enable_seqscan', 'off', true)"
-)
+# ~90 rows/s for minutes (tests/perf/ingest.py's payload run). With
+# PREFER_INDEX_WALKS it walks the index: 7-13 ms, whatever the statistics.
+# The claim's transaction, after the walks, only updates rows by id and
+# reads message references by key.
 
 
 async def claim(
@@ -233,7 +231,7 @@ async def claim(
     excluded = list(exclude)
     postgres = dialect == "postgresql"
     if postgres:
-        await conn.execute(_PREFER_INDEX_WALKS)
+        await conn.execute(PREFER_INDEX_WALKS)
     params: dict[str, Any] = {
         "b_now": now,
         # Look past a few busy destinations' rows to find others'.

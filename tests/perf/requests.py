@@ -40,7 +40,7 @@ async def _measure(
     from app.config.model import parse_config
     from app.config.settings import Settings
     from app.web.app import create_app
-    from tests.perf.workload import bench_config, workload_bodies, workload_warmup
+    from tests.perf.workload import COUNTER, bench_config, workload_bodies, workload_warmup
 
     loaded = parse_config(bench_config("http://127.0.0.1:9", 2, TOKEN), "bench.yml", {})
     # No background loops: the outbox rows are written, nothing sends them.
@@ -96,10 +96,19 @@ async def _measure(
             assert await call(body) == 200
         bodies = [b.encode() for b in workload_bodies(workload, size)]
         each = total // callers
+        sent = 0
+
+        def body_for(i: int) -> bytes:
+            # The "new" workload's one template gets a counter, as wrk's
+            # script does: every request brings alerts never seen before.
+            nonlocal sent
+            sent += 1
+            body = bodies[i % len(bodies)]
+            return body.replace(COUNTER.encode(), str(sent).encode()) if workload == "new" else body
 
         async def caller(k: int) -> None:
             for i in range(each):
-                status = await call(bodies[(k * each + i) % len(bodies)])
+                status = await call(body_for(k * each + i))
                 assert status == 200, status
 
         gc.collect()
