@@ -55,7 +55,7 @@ from app.store.tables import (
 from app.store.wakeup import notify_outbox
 
 _CHUNK = 500  # fingerprints per SELECT on SQLite (compiled on the loop's thread)
-# Rows per executemany in a write (see AlertUnit._execute_sliced).
+# Rows per statement in a write (see AlertUnit._sqlite_slices and _pg_json_slices).
 _WRITE_SLICE = 250
 T = TypeVar("T")
 
@@ -183,7 +183,9 @@ _UPDATE_FULL = (
     .where(alerts.c.fingerprint == sa.bindparam("b_fingerprint"))
     .values({c: sa.bindparam(f"b_{c}") for c in _FULL_COLUMNS})
 )
+_ALL_COLUMNS = ("fingerprint", *_FULL_COLUMNS)
 # Duplicates only touch these, keeping the hot path's statement small.
+_SEEN_COLUMNS = ("fingerprint", "last_seen", "duplicate_count", "stale_count")
 _UPDATE_SEEN = (
     alerts.update()
     .where(alerts.c.fingerprint == sa.bindparam("b_fingerprint"))
@@ -276,8 +278,10 @@ _TOUCH_REPEATS_PG = sa.text(
 ).bindparams(sa.bindparam("now", type_=sa.DateTime(timezone=True)))
 
 
-_SqliteInsert = tuple[str, list[str], list[tuple[str, Callable[[Any], Any]]]]
-_sqlite_inserts: dict[tuple[str, tuple[str, ...], bool, frozenset[str]], _SqliteInsert] = {}
+# SQL, the order of its parameters, and the bind processors to apply to them.
+_SqliteStatement = tuple[str, list[str], list[tuple[str, Callable[[Any], Any]]]]
+_sqlite_inserts: dict[tuple[str, tuple[str, ...], bool, frozenset[str]], _SqliteStatement] = {}
+_sqlite_updates: dict[int, _SqliteStatement] = {}
 
 
 def _sqlite_insert(
@@ -286,7 +290,7 @@ def _sqlite_insert(
     columns: tuple[str, ...],
     ignore_conflicts: bool,
     serialized: frozenset[str],
-) -> _SqliteInsert:
+) -> _SqliteStatement:
     """SQLAlchemy's compiled SQLite insert of ``columns``: its SQL, the order of
     its parameters and the bind processors to apply (built once per shape)."""
     key = (table.name, columns, ignore_conflicts, serialized)
@@ -308,6 +312,21 @@ def _sqlite_insert(
     return found
 
 
+def _sqlite_update(dialect: Any, statement: Any) -> _SqliteStatement:
+    """The same for one of this module's UPDATE statements (built once each)."""
+    found = _sqlite_updates.get(id(statement))
+    if found is None:
+        compiled = statement.compile(dialect=dialect)
+        order = list(compiled.positiontup or ())
+        convert: list[tuple[str, Callable[[Any], Any]]] = [
+            (name, f)
+            for name in order
+            if (f := compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect))
+        ]
+        found = _sqlite_updates[id(statement)] = (str(compiled), order, convert)
+    return found
+
+
 @functools.cache
 def _pg_bulk_insert(table: sa.Table, columns: tuple[str, ...], ignore_conflicts: bool) -> Any:
     """One INSERT of a whole slice on PostgreSQL: the rows travel as one JSON
@@ -326,6 +345,20 @@ def _pg_bulk_insert(table: sa.Table, columns: tuple[str, ...], ignore_conflicts:
     if ignore_conflicts:
         sql += " ON CONFLICT DO NOTHING"
     return sa.text(sql)
+
+
+@functools.cache
+def _pg_bulk_update(table: sa.Table, key: str, columns: tuple[str, ...]) -> Any:
+    """One UPDATE of a whole slice on PostgreSQL, matched on ``key``: the rows
+    as one JSON array (see :func:`_pg_bulk_insert`). The rows were locked
+    ``FOR UPDATE`` when they were loaded, so the order they change in does
+    not matter."""
+    sets = ", ".join(f"{c} = r.{c}" for c in columns if c != key)
+    return sa.text(
+        f"UPDATE {table.name} SET {sets} "  # noqa: S608 (names from tables.py)
+        f"FROM json_populate_recordset(NULL::{table.name}, CAST(:rows AS json)) AS r "
+        f"WHERE {table.name}.{key} = r.{key}"
+    )
 
 
 def _pg_datetime() -> Callable[[datetime | None], str | None]:
@@ -578,24 +611,57 @@ class AlertUnit:
         serialized: frozenset[str] = frozenset(),
     ) -> None:
         """Insert ``items`` into ``table``; ``serialized`` columns come as JSON
-        text on SQLite (on PostgreSQL as the objects themselves).
+        text on SQLite (on PostgreSQL as the objects themselves)."""
+        if not items:
+            return
+        columns = tuple(values(items[0]))
+        if self.dialect != "sqlite":
+            statement = _pg_bulk_insert(table, columns, ignore_conflicts)
+            await self._pg_json_slices(statement, table, columns, items, values)
+            return
+        compiled = _sqlite_insert(self.conn.dialect, table, columns, ignore_conflicts, serialized)
+        await self._sqlite_slices(compiled, items, values)
 
-        On PostgreSQL each slice is one statement, its rows one JSON
-        parameter (:func:`_pg_bulk_insert`). On SQLite the rows go to the
-        driver directly, each column through the bind processor SQLAlchemy
-        itself would apply (10,000 alerts: 0.33 s against 0.46 s through
-        SQLAlchemy, measured). The conversion of slice k+1 and SQLite's
-        writing of slice k take turns rather than overlap: the driver needs
-        the GIL for every row it binds, and a thread busy in Python holds it.
-        """
+    async def _update_alerts(
+        self,
+        statement: Any,
+        columns: tuple[str, ...],
+        items: Sequence[AlertRecord],
+        values: Callable[[AlertRecord], dict[str, Any]],
+    ) -> None:
+        """Update these alerts (locked when loaded) with ``values``: the
+        columns named, matched on the fingerprint. ``statement`` is the same
+        update for SQLite, its parameters named ``b_<column>``."""
         if not items:
             return
         if self.dialect != "sqlite":
-            await self._insert_pg(table, items, values, ignore_conflicts)
+            bulk = _pg_bulk_update(alerts, "fingerprint", columns)
+            await self._pg_json_slices(bulk, alerts, columns, items, values)
             return
-        sql, order, convert = _sqlite_insert(
-            self.conn.dialect, table, tuple(values(items[0])), ignore_conflicts, serialized
-        )
+
+        def bound(rec: AlertRecord) -> dict[str, Any]:
+            return {f"b_{k}": v for k, v in values(rec).items()}
+
+        await self._sqlite_slices(_sqlite_update(self.conn.dialect, statement), items, bound)
+
+    async def _sqlite_slices(
+        self,
+        compiled: _SqliteStatement,
+        items: Sequence[T],
+        values: Callable[[T], dict[str, Any]],
+    ) -> None:
+        """Run ``compiled`` for every item, ``_WRITE_SLICE`` rows per
+        ``executemany``, straight on the driver: each column goes through the
+        bind processor SQLAlchemy itself would apply (10,000 alerts: 0.33 s
+        against 0.46 s through SQLAlchemy, measured).
+
+        The conversion of slice k+1 and SQLite's writing of slice k take turns
+        rather than overlap: the driver needs the GIL for every row it binds,
+        and a thread busy in Python hands it over only every switch interval
+        (docs/performance.md, fourth stop). Between slices the event loop
+        answers other requests.
+        """
+        sql, order, convert = compiled
         raw = await self.conn.get_raw_connection()
         driver = raw.driver_connection
         assert driver is not None
@@ -627,17 +693,18 @@ class AlertUnit:
                 with contextlib.suppress(BaseException):
                     await pending
 
-    async def _insert_pg(
+    async def _pg_json_slices(
         self,
+        statement: Any,
         table: sa.Table,
+        columns: tuple[str, ...],
         items: Sequence[T],
         values: Callable[[T], dict[str, Any]],
-        ignore_conflicts: bool,
     ) -> None:
-        """Pipelined: slice k+1 is built while the server writes slice k (its
-        statement already sent, the connection otherwise untouched)."""
-        columns = tuple(values(items[0]))
-        statement = _pg_bulk_insert(table, columns, ignore_conflicts)
+        """Run ``statement`` once per slice of ``_WRITE_SLICE`` rows, the rows as
+        one JSON parameter; pipelined: slice k+1 is built while the server
+        writes slice k (its statement already sent, the connection otherwise
+        untouched)."""
         dates = [c for c in columns if isinstance(table.c[c].type, UTCDateTime)]
         convert = _pg_datetime()
         pending: asyncio.Future[Any] | None = None
@@ -673,22 +740,9 @@ class AlertUnit:
             except sa.exc.IntegrityError as exc:
                 raise ConcurrentInsert(str(exc.orig)[:200]) from None
         if changes.changed:
-            await self._execute_sliced(
-                _UPDATE_FULL,
-                changes.changed,
-                lambda r: {f"b_{k}": v for k, v in _row_values(r).items()},
-            )
+            await self._update_alerts(_UPDATE_FULL, _ALL_COLUMNS, changes.changed, _row_values)
         if changes.seen:
-            await self._execute_sliced(
-                _UPDATE_SEEN,
-                changes.seen,
-                lambda r: {
-                    "b_fingerprint": r.fingerprint,
-                    "b_last_seen": r.last_seen,
-                    "b_duplicate_count": r.duplicate_count,
-                    "b_stale_count": r.stale_count,
-                },
-            )
+            await self._update_alerts(_UPDATE_SEEN, _SEEN_COLUMNS, changes.seen, _seen_values)
         if changes.transitions:
             await self._insert_sliced(
                 alert_transitions,
@@ -726,6 +780,15 @@ class AlertUnit:
             )
         if changes.acks:
             await self._execute_sliced(alert_acks.insert(), changes.acks, ack_values)
+
+
+def _seen_values(rec: AlertRecord) -> dict[str, Any]:
+    return {
+        "fingerprint": rec.fingerprint,
+        "last_seen": rec.last_seen,
+        "duplicate_count": rec.duplicate_count,
+        "stale_count": rec.stale_count,
+    }
 
 
 def _transition_values(t: TransitionRow) -> dict[str, Any]:

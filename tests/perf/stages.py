@@ -8,17 +8,20 @@ does not compete) and times each stage of ingest by wrapping the functions
 that implement it: parsing, the repeat fast path (duplicates and stale copies), loading, planning and
 writing. The stages overlap nothing, so they add up to the request's time
 minus the framework's share. Each size is run ``--runs`` times with new
-alerts, then once more as duplicates; medians are printed.
+alerts, then once more as duplicates, then once more with every alert
+resolved (the end of a storm); medians are printed.
 """
 
 import argparse
 import asyncio
+import json
 import os
 import statistics
 import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -79,9 +82,9 @@ async def _run(db_url: str, args: argparse.Namespace) -> dict[str, dict[str, flo
     out: dict[str, dict[str, float]] = {}
     async with running_app(db_url, config) as (_, client):
         bodies = [bulk_body(args.alerts, f"r{i}") for i in range(args.runs)]
-        for kind in ("new", "duplicates"):
+        for kind in ("new", "duplicates", "resolved"):
             per_run: list[dict[str, float]] = []
-            for body in bodies:
+            for body in bodies if kind != "resolved" else [_resolved(b) for b in bodies]:
                 _times.clear()
                 _cpu.clear()
                 t, c = time.perf_counter(), time.process_time()
@@ -95,6 +98,17 @@ async def _run(db_url: str, args: argparse.Namespace) -> dict[str, dict[str, flo
                 per_run.append(run)
             out[kind] = {k: statistics.median(r.get(k, 0.0) for r in per_run) for k in per_run[0]}
     return out
+
+
+def _resolved(body: bytes) -> bytes:
+    """``body`` with every alert resolved a minute after it started."""
+    data = json.loads(body)
+    for alert in data["alerts"]:
+        started = datetime.fromisoformat(alert["startsAt"].replace("Z", "+00:00"))
+        alert["status"] = "resolved"
+        alert["endsAt"] = (started + timedelta(minutes=1)).isoformat().replace("+00:00", "Z")
+    data["status"] = "resolved"
+    return json.dumps(data).encode()
 
 
 def main() -> None:
