@@ -75,7 +75,7 @@ _ADVISORY_LOCKS = sa.text(
     "FROM unnest(CAST(:fps AS text[])) AS fp) AS stripes ORDER BY s"
 )
 # The locking read on PostgreSQL: every fingerprint in one array parameter,
-# the primary key walked in order (PREFER_INDEX_WALKS, taken first), so two
+# the primary key walked in order (PREFER_INDEX_WALKS, taken by load), so two
 # replicas lock overlapping rows in the same order. As 20
 # statements of 500 bound values each, right after a burst it scanned the
 # whole table and compared each row with each value: 1.8 s at 10,000 stored
@@ -460,6 +460,8 @@ class AlertUnit:
     async def load(self, fingerprints: Iterable[str]) -> dict[str, AlertRecord]:
         """Load and lock the alerts with these fingerprints (see the module docstring)."""
         wanted = sorted(set(fingerprints))
+        if self.dialect == "postgresql":
+            await self.conn.execute(PREFER_INDEX_WALKS)  # for the rest of the transaction
         found = await self._select_locked(wanted)
         if self.dialect == "postgresql":
             missing = [fp for fp in wanted if fp not in found]
@@ -502,7 +504,6 @@ class AlertUnit:
     async def _select_locked(self, wanted: list[str]) -> dict[str, AlertRecord]:
         found: dict[str, AlertRecord] = {}
         if self.dialect == "postgresql":
-            await self.conn.execute(PREFER_INDEX_WALKS)
             for row in await self.conn.execute(_SELECT_LOCKED_PG, {"fps": wanted}):
                 rec = record_from_row(row)
                 found[rec.fingerprint] = rec
