@@ -19,7 +19,7 @@ import contextlib
 import functools
 import json
 import sqlite3
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
@@ -51,6 +51,7 @@ from app.store.tables import (
     notification_alerts,
     notifications,
     quarantined_alerts,
+    remembered_text,
 )
 from app.store.wakeup import notify_outbox
 
@@ -58,6 +59,7 @@ _CHUNK = 500  # fingerprints per SELECT on SQLite (compiled on the loop's thread
 # Rows per statement in a write (see AlertUnit._sqlite_slices and _pg_json_slices).
 _WRITE_SLICE = 250
 T = TypeVar("T")
+P = TypeVar("P")
 
 # New fingerprints are serialized across replicas by advisory locks on 1,024
 # stripes of their hash, not one lock per fingerprint: PostgreSQL's lock
@@ -361,25 +363,37 @@ def _pg_bulk_update(table: sa.Table, key: str, columns: tuple[str, ...]) -> Any:
     )
 
 
-def _pg_datetime() -> Callable[[datetime | None], str | None]:
-    """An aware datetime as ISO 8601 text with its offset (PostgreSQL's
-    timestamptz reads it exactly). Most of a batch's datetimes are its one
-    ``now``: the last one converted is remembered."""
-    last: list[tuple[datetime | None, str | None]] = [(None, None)]
-
-    def convert(value: datetime | None) -> str | None:
-        if value is None:
-            return None
-        seen, text = last[0]
-        if value is seen:
-            return text
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given to a UTCDateTime column")
-        text = value.isoformat()
-        last[0] = (value, text)
-        return text
-
-    return convert
+async def _pipelined(
+    items: Sequence[T],
+    build: Callable[[Sequence[T]], P],
+    send: Callable[[P], Awaitable[Any]],
+    *,
+    cancel_on_error: bool,
+) -> None:
+    """``send`` each slice of ``_WRITE_SLICE`` items as ``build`` makes it;
+    slice k+1 is built while slice k's statement runs (on SQLite's thread,
+    or in PostgreSQL's server), and nothing else touches the connection
+    until that statement is awaited. When something fails, a statement
+    still running is cancelled (``cancel_on_error``) or waited for."""
+    pending: asyncio.Future[Any] | None = None
+    try:
+        for start in range(0, len(items), _WRITE_SLICE):
+            payload = build(items[start : start + _WRITE_SLICE])
+            if pending is not None:
+                await pending
+            pending = asyncio.ensure_future(send(payload))
+            if start + _WRITE_SLICE < len(items):
+                # Let it reach its thread or the server before the next slice.
+                await asyncio.sleep(0)
+        if pending is not None:
+            await pending
+            pending = None
+    finally:
+        if pending is not None:
+            if cancel_on_error:
+                pending.cancel()
+            with contextlib.suppress(BaseException):
+                await pending
 
 
 def _json_text(value: Any) -> str:
@@ -666,33 +680,24 @@ class AlertUnit:
         raw = await self.conn.get_raw_connection()
         driver = raw.driver_connection
         assert driver is not None
-        pending: asyncio.Task[Any] | None = None
+
+        def build(chunk: Sequence[T]) -> list[list[Any]]:
+            rows = []
+            for item in chunk:
+                row = values(item)
+                for name, f in convert:
+                    row[name] = f(row[name])
+                rows.append([row[name] for name in order])
+            return rows
+
         try:
-            for start in range(0, len(items), _WRITE_SLICE):
-                rows = []
-                for item in items[start : start + _WRITE_SLICE]:
-                    row = values(item)
-                    for name, f in convert:
-                        row[name] = f(row[name])
-                    rows.append([row[name] for name in order])
-                if pending is not None:
-                    await pending
-                pending = asyncio.ensure_future(driver.executemany(sql, rows))
-                if start + _WRITE_SLICE < len(items):
-                    # Let it reach SQLite's thread before the next slice is built.
-                    await asyncio.sleep(0)
-            if pending is not None:
-                await pending
-                pending = None
+            await _pipelined(
+                items, build, lambda rows: driver.executemany(sql, rows), cancel_on_error=True
+            )
         except sqlite3.Error as exc:
             # The same exception classes as through SQLAlchemy, so callers
             # (503 on a locked or full database, ConcurrentInsert) see no change.
             raise sa.exc.DBAPIError.instance(sql, None, exc, sqlite3.Error) from exc
-        finally:
-            if pending is not None:
-                pending.cancel()
-                with contextlib.suppress(BaseException):
-                    await pending
 
     async def _pg_json_slices(
         self,
@@ -703,35 +708,27 @@ class AlertUnit:
         values: Callable[[T], dict[str, Any]],
     ) -> None:
         """Run ``statement`` once per slice of ``_WRITE_SLICE`` rows, the rows as
-        one JSON parameter; pipelined: slice k+1 is built while the server
-        writes slice k (its statement already sent, the connection otherwise
-        untouched)."""
+        one JSON parameter, pipelined (:func:`_pipelined`). A statement already
+        sent is never cancelled: the transaction's rollback comes after it."""
         dates = [c for c in columns if isinstance(table.c[c].type, UTCDateTime)]
-        convert = _pg_datetime()
-        pending: asyncio.Future[Any] | None = None
-        try:
-            for start in range(0, len(items), _WRITE_SLICE):
-                rows = []
-                for item in items[start : start + _WRITE_SLICE]:
-                    row = values(item)
-                    for name in dates:
-                        row[name] = convert(row[name])
-                    rows.append(row)
-                text = json.dumps(rows, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-                if pending is not None:
-                    await pending
-                pending = asyncio.ensure_future(self.conn.execute(statement, {"rows": text}))
-                # Let it reach the server before the next slice is built.
-                await asyncio.sleep(0)
-            if pending is not None:
-                await pending
-                pending = None
-        finally:
-            if pending is not None:
-                # Never leave a statement running on the connection: the
-                # transaction's rollback comes after it.
-                with contextlib.suppress(BaseException):
-                    await pending
+        # ISO 8601 with the offset: PostgreSQL's timestamptz reads it exactly.
+        convert = remembered_text(datetime.isoformat)
+
+        def build(chunk: Sequence[T]) -> str:
+            rows = []
+            for item in chunk:
+                row = values(item)
+                for name in dates:
+                    row[name] = convert(row[name])
+                rows.append(row)
+            return json.dumps(rows, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+        await _pipelined(
+            items,
+            build,
+            lambda text: self.conn.execute(statement, {"rows": text}),
+            cancel_on_error=False,
+        )
 
     async def write(self, changes: AlertChanges) -> None:
         if changes.new:

@@ -46,26 +46,8 @@ class UTCDateTime(sa.TypeDecorator[datetime]):
 
         # One step instead of two (this decorator, then SQLite's DATETIME
         # formatter): a 10,000-alert webhook binds some 150,000 datetimes.
-        # The text is exactly SQLAlchemy's SQLite storage format. Most of them
-        # are the batch's one ``now`` (last_seen, created_at, received_at...):
-        # the last value formatted is remembered (one tuple, so a reader on
-        # another thread sees a matching pair).
-        last: list[tuple[datetime, str]] = [(datetime.min.replace(tzinfo=UTC), "")]
-
-        def process(value: datetime | None) -> str | None:
-            if value is None:
-                return None
-            seen, text = last[0]
-            if value is seen:
-                return text
-            if value.tzinfo is None:
-                raise ValueError("naive datetime given to a UTCDateTime column")
-            utc = value.astimezone(UTC) if value.utcoffset() else value
-            text = utc.isoformat(" ", "microseconds")[:26]
-            last[0] = (value, text)
-            return text
-
-        return process
+        # The text is exactly SQLAlchemy's SQLite storage format.
+        return remembered_text(_sqlite_text)
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:
@@ -73,6 +55,35 @@ class UTCDateTime(sa.TypeDecorator[datetime]):
         if value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         return value.astimezone(UTC)
+
+
+def _sqlite_text(value: datetime) -> str:
+    utc = value.astimezone(UTC) if value.utcoffset() else value
+    return utc.isoformat(" ", "microseconds")[:26]
+
+
+def remembered_text(
+    form: Callable[[datetime], str],
+) -> Callable[[datetime | None], str | None]:
+    """An aware datetime as ``form(value)`` (None stays None; a naive one is
+    refused). Most of a batch's datetimes are its one ``now`` (last_seen,
+    created_at, received_at...): the last value formatted is remembered, in
+    one tuple, so a reader on another thread sees a matching pair."""
+    last: list[tuple[datetime, str]] = [(datetime.min.replace(tzinfo=UTC), "")]
+
+    def process(value: datetime | None) -> str | None:
+        if value is None:
+            return None
+        seen, text = last[0]
+        if value is seen:
+            return text
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTCDateTime column")
+        text = form(value)
+        last[0] = (value, text)
+        return text
+
+    return process
 
 
 JSONType: Any = sa.JSON().with_variant(JSONB(), "postgresql")
