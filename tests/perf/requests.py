@@ -1,6 +1,6 @@
 """CPU per webhook request with no HTTP: requests sent straight into the ASGI app.
 
-    python -m tests.perf.requests [--workloads repeats,mix] [--sizes 1,10] [--callers 32]
+    python -m tests.perf.requests [--workloads repeats,mix,new] [--sizes 1,10] [--callers 32]
                                   [--requests 6400] [--runs 3] [--baseline DIR]
                                   [--postgres postgresql://postgres@127.0.0.1/test]
 
