@@ -73,7 +73,6 @@ def redact_url(url: str) -> str:
         return "<invalid database URL>"
 
 
-# PostgreSQL's deadlock_detected and serialization_failure: retry the transaction.
 # PostgreSQL plans from statistics that a burst makes stale: right after a
 # 10,000-alert webhook a table still reads as empty, and the planner picks a
 # sequential scan (and, once psycopg prepares the statement, checks each row
@@ -91,6 +90,7 @@ PREFER_INDEX_WALKS = text(
 )
 
 
+# PostgreSQL's deadlock_detected and serialization_failure: retry the transaction.
 _CONFLICT_SQLSTATES = frozenset({"40P01", "40001"})
 
 
