@@ -179,24 +179,10 @@ def _row_values(rec: AlertRecord) -> dict[str, Any]:
     }
 
 
-_FULL_COLUMNS = [c for c in alerts.c.keys() if c != "fingerprint"]
-_UPDATE_FULL = (
-    alerts.update()
-    .where(alerts.c.fingerprint == sa.bindparam("b_fingerprint"))
-    .values({c: sa.bindparam(f"b_{c}") for c in _FULL_COLUMNS})
-)
-_ALL_COLUMNS = ("fingerprint", *_FULL_COLUMNS)
+# The columns a changed alert rewrites: all of them.
+_ALL_COLUMNS = tuple(alerts.c.keys())
 # Duplicates only touch these, keeping the hot path's statement small.
 _SEEN_COLUMNS = ("fingerprint", "last_seen", "duplicate_count", "stale_count")
-_UPDATE_SEEN = (
-    alerts.update()
-    .where(alerts.c.fingerprint == sa.bindparam("b_fingerprint"))
-    .values(
-        last_seen=sa.bindparam("b_last_seen"),
-        duplicate_count=sa.bindparam("b_duplicate_count"),
-        stale_count=sa.bindparam("b_stale_count"),
-    )
-)
 
 
 # The repeat fast path: one statement confirms and counts (by the times each
@@ -283,7 +269,7 @@ _TOUCH_REPEATS_PG = sa.text(
 # SQL, the order of its parameters, and the bind processors to apply to them.
 _SqliteStatement = tuple[str, list[str], list[tuple[str, Callable[[Any], Any]]]]
 _sqlite_inserts: dict[tuple[str, tuple[str, ...], bool, frozenset[str]], _SqliteStatement] = {}
-_sqlite_updates: dict[int, _SqliteStatement] = {}
+_sqlite_updates: dict[tuple[str, ...], _SqliteStatement] = {}
 
 
 def _sqlite_insert(
@@ -314,10 +300,16 @@ def _sqlite_insert(
     return found
 
 
-def _sqlite_update(dialect: Any, statement: Any) -> _SqliteStatement:
-    """The same for one of this module's UPDATE statements (built once each)."""
-    found = _sqlite_updates.get(id(statement))
+def _sqlite_update(dialect: Any, columns: tuple[str, ...]) -> _SqliteStatement:
+    """The same for an UPDATE of alerts' ``columns``, matched on the
+    fingerprint, its parameters named ``b_<column>`` (built once per shape)."""
+    found = _sqlite_updates.get(columns)
     if found is None:
+        statement = (
+            alerts.update()
+            .where(alerts.c.fingerprint == sa.bindparam("b_fingerprint"))
+            .values({c: sa.bindparam(f"b_{c}") for c in columns if c != "fingerprint"})
+        )
         compiled = statement.compile(dialect=dialect)
         order = list(compiled.positiontup or ())
         convert: list[tuple[str, Callable[[Any], Any]]] = [
@@ -325,7 +317,7 @@ def _sqlite_update(dialect: Any, statement: Any) -> _SqliteStatement:
             for name in order
             if (f := compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect))
         ]
-        found = _sqlite_updates[id(statement)] = (str(compiled), order, convert)
+        found = _sqlite_updates[columns] = (str(compiled), order, convert)
     return found
 
 
@@ -639,14 +631,12 @@ class AlertUnit:
 
     async def _update_alerts(
         self,
-        statement: Any,
         columns: tuple[str, ...],
         items: Sequence[AlertRecord],
         values: Callable[[AlertRecord], dict[str, Any]],
     ) -> None:
         """Update these alerts (locked when loaded) with ``values``: the
-        columns named, matched on the fingerprint. ``statement`` is the same
-        update for SQLite, its parameters named ``b_<column>``."""
+        columns named, matched on the fingerprint."""
         if not items:
             return
         if self.dialect != "sqlite":
@@ -657,7 +647,7 @@ class AlertUnit:
         def bound(rec: AlertRecord) -> dict[str, Any]:
             return {f"b_{k}": v for k, v in values(rec).items()}
 
-        await self._sqlite_slices(_sqlite_update(self.conn.dialect, statement), items, bound)
+        await self._sqlite_slices(_sqlite_update(self.conn.dialect, columns), items, bound)
 
     async def _sqlite_slices(
         self,
@@ -738,9 +728,9 @@ class AlertUnit:
             except sa.exc.IntegrityError as exc:
                 raise ConcurrentInsert(str(exc.orig)[:200]) from None
         if changes.changed:
-            await self._update_alerts(_UPDATE_FULL, _ALL_COLUMNS, changes.changed, _row_values)
+            await self._update_alerts(_ALL_COLUMNS, changes.changed, _row_values)
         if changes.seen:
-            await self._update_alerts(_UPDATE_SEEN, _SEEN_COLUMNS, changes.seen, _seen_values)
+            await self._update_alerts(_SEEN_COLUMNS, changes.seen, _seen_values)
         if changes.transitions:
             await self._insert_sliced(
                 alert_transitions,
