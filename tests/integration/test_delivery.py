@@ -473,6 +473,55 @@ async def test_a_send_task_goes_on_with_the_next_row_of_its_destination(db_url: 
     assert 2 <= len(sends) < 12, [t.get_name() for t in sends]
 
 
+@pytest.mark.parametrize(
+    ("lease", "limit", "held"),
+    [
+        ("10s", "", 4),  # ten deadlines: three shares wait behind the one sending
+        ("4s", "", 3),
+        ("3s", "", 2),  # three deadlines: one share, as every lease gets
+        ("10s", ", rate_limit: {per_second: 100, burst: 5}", 2),
+    ],
+)
+async def test_rows_claimed_ahead_are_bounded_by_the_lease(
+    db_url: str, lease: str, limit: str, held: int
+) -> None:
+    """A destination holds its sends in flight plus as many shares of them
+    waiting, claimed, as its lease allows: a row behind ``k`` shares ends
+    within ``k + 1`` send deadlines, and one more is left for other
+    destinations' sends, so the lease (here in 1 s deadlines) must be at least
+    ``k + 2`` of them. A rate-limited destination keeps one share. One send at
+    a time (concurrency 1), eight rows due, a sink that answers after the
+    deadline: the first claim takes exactly what the destination may hold."""
+    hook = WebhookSink()
+    hook.default = Reply(200, delay=3.0)  # type: ignore[misc]
+    with serve(hook) as hook_url:
+        text = f"""
+delivery: {{timeout: 1s, lease: {lease}, initial_backoff: 1s}}
+route: {{receiver: r}}
+receivers:
+  - name: r
+    delivery: {{concurrency: 1}}
+    webhook_configs: [{{url: "{hook_url}/h"{limit}}}]
+"""
+        async with running_app(db_url, text) as (app, client):
+            alerts = [am_alert({"alertname": f"Queued{i}"}) for i in range(8)]
+            r = await client.post(
+                "/webhook/alertmanager", content=body(am_webhook(alerts)), headers=JSON
+            )
+            assert r.json()["notifications"] == 8, r.text
+            w = worker(app)
+            assert await w.step() == held
+            assert (w.in_flight, w.held) == (1, held)
+            statuses = [row["status"] for row in rows(db_url)]
+            assert statuses.count("in_flight") == held and statuses.count("pending") == 8 - held
+            # The next claim takes nothing more while the destination is full.
+            assert await w.step() == 0
+            async with asyncio.timeout(10):
+                await w.shutdown()
+    statuses = [row["status"] for row in rows(db_url)]
+    assert "in_flight" not in statuses, statuses  # the send timed out; the rest handed back
+
+
 async def test_accepted_to_sent_is_immediate_with_the_loop_running(db_url: str) -> None:
     """The app's own loop is woken by the ingest commit, not found by its poll.
 
