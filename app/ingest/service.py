@@ -37,7 +37,13 @@ from app.ops.metrics import Metrics
 from app.store import groups
 from app.store import heartbeats as heartbeat_store
 from app.store.alerts import AlertChanges, AlertUnit, ConcurrentInsert, DuplicateKey
-from app.store.engine import Database, DatabaseUnavailable, is_lock_conflict, is_unavailable
+from app.store.engine import (
+    Database,
+    DatabaseUnavailable,
+    is_dropped_connection,
+    is_lock_conflict,
+    is_unavailable,
+)
 
 log = logging.getLogger(__name__)
 
@@ -356,6 +362,7 @@ class IngestService:
         return results
 
     async def _commit(self, items: list[ParsedWebhook]) -> list[IngestResult]:
+        dropped = False
         for attempt in range(_CONFLICT_RETRIES):
             runtime = self._runtime()
             now = self._clock.now()
@@ -381,6 +388,14 @@ class IngestService:
                 await asyncio.sleep(0.005 * (attempt + 1))
                 continue
             except Exception as exc:
+                if is_dropped_connection(exc) and not dropped:
+                    # The server closed the connection after the pool's check
+                    # (a restart, pg_terminate_backend): retry at once on a new
+                    # one. Had the commit itself been cut off, its outcome is
+                    # unknown, and the retry is Alertmanager's own retry made
+                    # sooner: what was stored reads as duplicates.
+                    dropped = True
+                    continue
                 if not is_lock_conflict(exc):
                     raise
                 # Two replicas locked overlapping alerts in different orders
