@@ -200,7 +200,7 @@ _SEEN_COLUMNS = ("fingerprint", "last_seen", "duplicate_count", "stale_count")
 # SQLite's RETURNING cannot name the joined keys, so it returns the stored
 # position and Python tells the duplicates from the stale (they exclude
 # each other: a duplicate has the key's status and startsAt, stale does not).
-_TOUCH_REPEATS_SQLITE = sa.text(
+_TOUCH_REPEATS_SQLITE = (
     "UPDATE alerts SET last_seen = :now, "
     "duplicate_count = duplicate_count + CASE WHEN "
     "(alerts.status = k.st AND alerts.starts_at = k.sa AND alerts.content_hash = k.h) "
@@ -217,7 +217,7 @@ _TOUCH_REPEATS_SQLITE = sa.text(
     "OR (k.ok AND ((alerts.skewed_at IS NULL AND alerts.starts_at > k.sa) "
     "OR (alerts.starts_at = k.sa AND k.st = 'firing' AND alerts.status = 'resolved')))) "
     "RETURNING alerts.fingerprint, alerts.status, alerts.starts_at, alerts.content_hash"
-).bindparams(sa.bindparam("now", type_=UTCDateTime()))
+)
 _SQLITE_TIME = UTCDateTime().bind_processor(sqlite_dialect.dialect())
 _PACK_INLINE_KEYS = 500
 
@@ -353,6 +353,12 @@ def _pg_bulk_update(table: sa.Table, key: str, columns: tuple[str, ...]) -> Any:
         f"FROM json_populate_recordset(NULL::{table.name}, CAST(:rows AS json)) AS r "
         f"WHERE {table.name}.{key} = r.{key}"
     )
+
+
+def _sqlite_error(sql: str, exc: sqlite3.Error) -> Exception:
+    """A driver error as SQLAlchemy would have raised it, so callers (503 on a
+    locked or full database, ConcurrentInsert) see no change."""
+    return sa.exc.DBAPIError.instance(sql, None, exc, sqlite3.Error)
 
 
 async def _pipelined(
@@ -504,8 +510,18 @@ class AlertUnit:
             if len(ordered) > _PACK_INLINE_KEYS
             else _pack_keys(ordered)
         )
-        result = await self.conn.execute(_TOUCH_REPEATS_SQLITE, {"keys": packed, "now": now})
-        return {row[0]: tuple(row[1:]) == stored_as[row[0]] for row in result}
+        # Straight on the driver, as one call: through SQLAlchemy the statement
+        # crossed to SQLite's thread and back four times (cursor, execute,
+        # fetch, close), each a turn of the event loop, on every batch.
+        assert _SQLITE_TIME is not None
+        params = {"keys": packed, "now": _SQLITE_TIME(now)}
+        driver = (await self.conn.get_raw_connection()).driver_connection
+        assert driver is not None
+        try:
+            rows = await driver.execute_fetchall(_TOUCH_REPEATS_SQLITE, params)
+        except sqlite3.Error as exc:
+            raise _sqlite_error(_TOUCH_REPEATS_SQLITE, exc) from exc
+        return {row[0]: tuple(row[1:]) == stored_as[row[0]] for row in rows}
 
     async def _select_locked(self, wanted: list[str]) -> dict[str, AlertRecord]:
         found: dict[str, AlertRecord] = {}
@@ -685,9 +701,7 @@ class AlertUnit:
                 items, build, lambda rows: driver.executemany(sql, rows), cancel_on_error=True
             )
         except sqlite3.Error as exc:
-            # The same exception classes as through SQLAlchemy, so callers
-            # (503 on a locked or full database, ConcurrentInsert) see no change.
-            raise sa.exc.DBAPIError.instance(sql, None, exc, sqlite3.Error) from exc
+            raise _sqlite_error(sql, exc) from exc
 
     async def _pg_json_slices(
         self,
