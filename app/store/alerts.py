@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
+import psycopg
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg_types
 from sqlalchemy.dialects import sqlite as sqlite_dialect
@@ -242,15 +243,16 @@ def _pack_keys(keys: list["DuplicateKey"]) -> tuple[str, dict[str, tuple[str, st
 # tests/perf/replicas.py). The ``locked`` CTE takes the row locks in
 # fingerprint order, as every other lock on alerts is taken, and the update
 # joins its rows only.
-_TOUCH_REPEATS_PG = sa.text(
+# Sent straight to psycopg (``%(name)s`` parameters), like SQLite's above.
+_TOUCH_REPEATS_PG = (
     # The keys come as one JSON parameter (psycopg dumps six arrays element
     # by element in Python: ~3% of a 1-alert webhook's CPU, measured).
     "WITH k AS (SELECT e->>0 AS fp, e->>1 AS st, CAST(e->>2 AS timestamptz) AS sa, "
     "e->>3 AS h, CAST(e->>4 AS bigint) AS n, CAST(e->>5 AS boolean) AS ok "
-    "FROM json_array_elements(CAST(:keys AS json)) AS e), "
+    "FROM json_array_elements(CAST(%(keys)s AS json)) AS e), "
     "locked AS (SELECT k.* FROM alerts JOIN k ON alerts.fingerprint = k.fp "
     "ORDER BY alerts.fingerprint FOR UPDATE OF alerts) "
-    "UPDATE alerts SET last_seen = :now, "
+    "UPDATE alerts SET last_seen = %(now)s, "
     "duplicate_count = alerts.duplicate_count + CASE WHEN "
     "(alerts.status = k.st AND alerts.starts_at = k.sa AND alerts.content_hash = k.h) "
     "THEN k.n ELSE 0 END, "
@@ -263,7 +265,7 @@ _TOUCH_REPEATS_PG = sa.text(
     "OR (alerts.starts_at = k.sa AND k.st = 'firing' AND alerts.status = 'resolved')))) "
     "RETURNING alerts.fingerprint, "
     "(alerts.status = k.st AND alerts.starts_at = k.sa AND alerts.content_hash = k.h)"
-).bindparams(sa.bindparam("now", type_=sa.DateTime(timezone=True)))
+)
 
 
 # SQL, the order of its parameters, and the bind processors to apply to them.
@@ -502,8 +504,8 @@ class AlertUnit:
                 ],
                 separators=(",", ":"),
             )
-            result = await self.conn.execute(_TOUCH_REPEATS_PG, {"keys": keys_json, "now": now})
-            return {row[0]: bool(row[1]) for row in result}
+            rows = await self._pg_fetch(_TOUCH_REPEATS_PG, {"keys": keys_json, "now": now})
+            return {row[0]: bool(row[1]) for row in rows}
         # 10,000 keys take tens of milliseconds to pack: off the loop's thread.
         packed, stored_as = (
             await asyncio.to_thread(_pack_keys, ordered)
@@ -512,7 +514,8 @@ class AlertUnit:
         )
         # Straight on the driver, as one call: through SQLAlchemy the statement
         # crossed to SQLite's thread and back four times (cursor, execute,
-        # fetch, close), each a turn of the event loop, on every batch.
+        # fetch, close), each a turn of the event loop, on every batch
+        # (tests/perf/requests.py: 8-10% of a repeat's CPU).
         assert _SQLITE_TIME is not None
         params = {"keys": packed, "now": _SQLITE_TIME(now)}
         driver = (await self.conn.get_raw_connection()).driver_connection
@@ -522,6 +525,27 @@ class AlertUnit:
         except sqlite3.Error as exc:
             raise _sqlite_error(_TOUCH_REPEATS_SQLITE, exc) from exc
         return {row[0]: tuple(row[1:]) == stored_as[row[0]] for row in rows}
+
+    async def _pg_fetch(self, sql: str, params: dict[str, Any]) -> list[Any]:
+        """Run ``sql`` on psycopg itself and return its rows: SQLAlchemy's
+        execution layer cost ~110 µs of a one-statement batch's ~700.
+
+        Errors come out as SQLAlchemy would raise them. A connection the
+        server closed is invalidated first, so the pool drops it and ingest's
+        retry on a new connection applies (``is_dropped_connection``)."""
+        driver = (await self.conn.get_raw_connection()).driver_connection
+        assert driver is not None
+        try:
+            async with driver.cursor() as cursor:
+                await cursor.execute(sql, params)
+                return list(await cursor.fetchall())
+        except psycopg.Error as exc:
+            gone = bool(driver.closed or driver.broken)
+            if gone:
+                await self.conn.invalidate()
+            raise sa.exc.DBAPIError.instance(
+                sql, None, exc, psycopg.Error, connection_invalidated=gone
+            ) from exc
 
     async def _select_locked(self, wanted: list[str]) -> dict[str, AlertRecord]:
         found: dict[str, AlertRecord] = {}

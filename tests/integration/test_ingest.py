@@ -410,18 +410,31 @@ async def test_the_pool_hands_out_no_connection_the_server_closed(db_url: str) -
 
 
 @pytest.mark.postgres
-async def test_a_connection_closed_under_a_webhook_is_retried_on_a_new_one(db_url: str) -> None:
+@pytest.mark.parametrize(
+    ("event", "answer"),
+    [("INSERT", "transitions"), ("UPDATE", "duplicates")],
+    ids=["new alert", "repeat"],
+)
+async def test_a_connection_closed_under_a_webhook_is_retried_on_a_new_one(
+    db_url: str, event: str, answer: str
+) -> None:
     """The server closes the connection in the middle of the webhook's
     transaction (here its backend terminates itself from a trigger, once):
-    ingest retries on a new connection, and the webhook is stored once."""
+    ingest retries on a new connection, and the webhook is stored once. Both
+    ways a webhook writes alerts: a new alert's insert, and the repeat fast
+    path's update (sent to psycopg directly)."""
     if not db_url.startswith("postgresql"):
         pytest.skip("PostgreSQL only")
     import psycopg
 
     from app.store.engine import sync_url
 
+    plain = sync_url(db_url).replace("+psycopg", "")
+    webhook = am_webhook([am_alert({"alertname": "Cut"})])
     async with running_app(db_url, LOG_CONFIG) as (_, client):
-        with psycopg.connect(sync_url(db_url).replace("+psycopg", ""), autocommit=True) as conn:
+        if event == "UPDATE":
+            assert (await post(client, webhook)).status_code == 200  # stored; next a repeat
+        with psycopg.connect(plain, autocommit=True) as conn:
             # A sequence is not rolled back with the aborted transaction: the
             # trigger fires its termination the first time only.
             conn.execute("CREATE SEQUENCE tripwire")
@@ -431,14 +444,14 @@ async def test_a_connection_closed_under_a_webhook_is_retried_on_a_new_one(db_ur
                 "PERFORM pg_sleep(5); END IF; RETURN NEW; END $$"
             )
             conn.execute(
-                "CREATE TRIGGER trip BEFORE INSERT ON alerts FOR EACH ROW EXECUTE FUNCTION trip()"
+                f"CREATE TRIGGER trip BEFORE {event} ON alerts FOR EACH ROW EXECUTE FUNCTION trip()"
             )
         try:
-            r = await post(client, am_webhook([am_alert({"alertname": "Cut"})]))
+            r = await post(client, webhook)
             assert r.status_code == 200, r.text
-            assert r.json()["transitions"] == 1
+            assert r.json()[answer] == 1, r.json()
         finally:
-            with psycopg.connect(sync_url(db_url).replace("+psycopg", ""), autocommit=True) as conn:
+            with psycopg.connect(plain, autocommit=True) as conn:
                 assert conn.execute("SELECT last_value FROM tripwire").fetchone() == (2,)
                 conn.execute("DROP TRIGGER trip ON alerts")
                 conn.execute("DROP FUNCTION trip()")

@@ -82,7 +82,7 @@ def test_the_repeat_fast_path_locks_in_fingerprint_order_on_postgres(db_url: str
     engine = sa.create_engine(sync_url(db_url))
     try:
         with engine.connect() as conn:
-            rows = conn.execute(sa.text("EXPLAIN " + _TOUCH_REPEATS_PG.text), params).all()
+            rows = conn.exec_driver_sql("EXPLAIN " + _TOUCH_REPEATS_PG, params).all()
             conn.rollback()
     finally:
         engine.dispose()
