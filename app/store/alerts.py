@@ -281,24 +281,14 @@ def _sqlite_insert(
     ignore_conflicts: bool,
     serialized: frozenset[str],
 ) -> _SqliteStatement:
-    """SQLAlchemy's compiled SQLite insert of ``columns``: its SQL, the order of
-    its parameters and the bind processors to apply (built once per shape)."""
+    """SQLAlchemy's compiled SQLite insert of ``columns`` (built once per shape)."""
     key = (table.name, columns, ignore_conflicts, serialized)
     found = _sqlite_inserts.get(key)
     if found is None:
         insert = sqlite_insert(table).values({c: sa.bindparam(c) for c in columns})
         if ignore_conflicts:
             insert = insert.on_conflict_do_nothing()
-        compiled = insert.compile(dialect=dialect)
-        order = list(compiled.positiontup or ())
-        convert: list[tuple[str, Callable[[Any], Any]]] = [
-            (name, f)
-            for name in order
-            if name not in serialized
-            and (f := table.c[name].type.dialect_impl(dialect).bind_processor(dialect))
-        ]
-        found = (str(compiled), order, convert)
-        _sqlite_inserts[key] = found
+        found = _sqlite_inserts[key] = _sqlite_compiled(insert, dialect, serialized)
     return found
 
 
@@ -312,15 +302,25 @@ def _sqlite_update(dialect: Any, columns: tuple[str, ...]) -> _SqliteStatement:
             .where(alerts.c.fingerprint == sa.bindparam("b_fingerprint"))
             .values({c: sa.bindparam(f"b_{c}") for c in columns if c != "fingerprint"})
         )
-        compiled = statement.compile(dialect=dialect)
-        order = list(compiled.positiontup or ())
-        convert: list[tuple[str, Callable[[Any], Any]]] = [
-            (name, f)
-            for name in order
-            if (f := compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect))
-        ]
-        found = _sqlite_updates[columns] = (str(compiled), order, convert)
+        found = _sqlite_updates[columns] = _sqlite_compiled(statement, dialect)
     return found
+
+
+def _sqlite_compiled(
+    statement: Any, dialect: Any, serialized: frozenset[str] = frozenset()
+) -> _SqliteStatement:
+    """``statement`` compiled for SQLite: its SQL, the order of its parameters
+    and the bind processor of each one (none for ``serialized`` parameters,
+    which come as JSON text already)."""
+    compiled = statement.compile(dialect=dialect)
+    order = list(compiled.positiontup or ())
+    convert: list[tuple[str, Callable[[Any], Any]]] = [
+        (name, f)
+        for name in order
+        if name not in serialized
+        and (f := compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect))
+    ]
+    return str(compiled), order, convert
 
 
 @functools.cache
@@ -518,8 +518,7 @@ class AlertUnit:
         # (tests/perf/requests.py: 8-10% of a repeat's CPU).
         assert _SQLITE_TIME is not None
         params = {"keys": packed, "now": _SQLITE_TIME(now)}
-        driver = (await self.conn.get_raw_connection()).driver_connection
-        assert driver is not None
+        driver = await self._driver()
         try:
             rows = await driver.execute_fetchall(_TOUCH_REPEATS_SQLITE, params)
         except sqlite3.Error as exc:
@@ -533,8 +532,7 @@ class AlertUnit:
         Errors come out as SQLAlchemy would raise them. A connection the
         server closed is invalidated first, so the pool drops it and ingest's
         retry on a new connection applies (``is_dropped_connection``)."""
-        driver = (await self.conn.get_raw_connection()).driver_connection
-        assert driver is not None
+        driver = await self._driver()
         try:
             async with driver.cursor() as cursor:
                 await cursor.execute(sql, params)
@@ -546,6 +544,13 @@ class AlertUnit:
             raise sa.exc.DBAPIError.instance(
                 sql, None, exc, psycopg.Error, connection_invalidated=gone
             ) from exc
+
+    async def _driver(self) -> Any:
+        """The driver's own connection under this transaction (aiosqlite's or
+        psycopg's), for the statements sent to it directly."""
+        driver = (await self.conn.get_raw_connection()).driver_connection
+        assert driver is not None
+        return driver
 
     async def _select_locked(self, wanted: list[str]) -> dict[str, AlertRecord]:
         found: dict[str, AlertRecord] = {}
@@ -707,9 +712,7 @@ class AlertUnit:
         answers other requests.
         """
         sql, order, convert = compiled
-        raw = await self.conn.get_raw_connection()
-        driver = raw.driver_connection
-        assert driver is not None
+        driver = await self._driver()
 
         def build(chunk: Sequence[T]) -> list[list[Any]]:
             rows = []
