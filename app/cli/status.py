@@ -88,6 +88,21 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(func=cmd_status)
 
 
+def main(argv: list[str]) -> int:
+    """``alertrelay status ARGS`` on its own: the same parser as under the
+    full command line, without importing the rest of it."""
+    parser = argparse.ArgumentParser(prog="alertrelay")
+    add_parser(parser.add_subparsers(dest="command", required=True))
+    args, extra = parser.parse_known_args(["status", *argv])
+    if extra:
+        return usage_error(f"unrecognized arguments: {' '.join(extra)}")
+    try:
+        result: int = args.func(args)
+    except KeyboardInterrupt:
+        return 130
+    return result
+
+
 def default_url(config_path: str | None) -> str:
     """Where ``serve`` listens, as the same flags, variables and file decide it."""
     from app.config.model import load_config
@@ -172,13 +187,14 @@ def check(url: str, *, timeout: float, warn_backlog: int, warn_dead: int, live: 
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from app.config.model import ConfigError
-    from app.config.settings import SettingsError
-
     if args.timeout <= 0:
         return _line(UNKNOWN, "usage: --timeout must be positive")
     url = args.url
     if url is None:
+        # Only then: the config model is most of this command's start-up.
+        from app.config.model import ConfigError
+        from app.config.settings import SettingsError
+
         try:
             url = default_url(args.config)
         except ConfigError as exc:

@@ -33,11 +33,14 @@ def test_toggling_alert_gives_one_flapping_notice_and_one_stable_notice(tmp_path
     token = tmp_path / "token"
     token.write_text("t0k3n")
     with serve(pd) as pd_url, serve(chat) as chat_url, serve(slack) as slack_url:
-        # Toggling every 1.5 s with a 10 s half-life is the reference example
-        # (5 min with 30 min) scaled down 200x: the 5th transition starts the flap.
+        # Toggling every 1.5 s with a 5 s half-life: transitions add up to
+        # 1.00, 1.81, 2.47, 3.01, 3.44 (decay 2^(-1.5/5) between them), so
+        # the 5th, and not the 4th, reaches 3.2 and starts the flap. Scores
+        # are taken at the transitions' own times, so this does not depend on
+        # when Alertmanager delivers them.
         relay_config = f"""
 auth: {{webhook_token: t0k3n}}
-flapping: {{half_life: 10s, enter_score: 4, exit_score: 1.5, max_score: 8, sweep_interval: 500ms}}
+flapping: {{half_life: 5s, enter_score: 3.2, exit_score: 1.5, max_score: 8, sweep_interval: 500ms}}
 delivery: {{timeout: 5s, lease: 20s}}
 route: {{receiver: page}}
 receivers:
@@ -91,7 +94,7 @@ receivers:
                 detail = http_json("GET", relay.url + f"/api/v1/alerts/{_fp()}")
                 assert detail["flap"]["flapping"] is True
                 during = [b["kind"] for b in chat.bodies()]
-                # Calm after ~19 s (10 s * log2(5.72 / 1.5)); then one stable notice.
+                # Calm ~8 s after the last transition (5 s * log2(4.32 / 1.5)); then one stable notice.
                 wait_until(
                     lambda: chat.bodies() and chat.bodies()[-1]["kind"] == "stable",
                     40,
