@@ -53,6 +53,11 @@ from app.store.outbox import Claimed, Outcome, Result
 log = logging.getLogger(__name__)
 
 _MAX_ERROR = 1000
+# Kept between a send's deadline and its lease's end, for the outcome to
+# reach the transaction that records it while the lease is ours: a second,
+# or a tenth of a lease shorter than ten seconds (a lease may be as short as
+# two deadlines).
+LEASE_MARGIN_S = 1.0
 
 
 def effective_rate_limit(integration: Integration, notifier: Notifier) -> RateLimit | None:
@@ -189,12 +194,32 @@ class Attempt:
                     f"(notification {row.message_ref.notification_id})"
                 ),
             )
+        # A row that waited, claimed, behind other sends is sent only while
+        # its lease outlasts the send: past the lease, another worker may
+        # take the row and send it too. Otherwise it goes back in line, due
+        # at once, the attempt not counted (as at shutdown).
+        deadline_s = integration.delivery.timeout.total_seconds()
+        spare_s = (
+            self.lease_s
+            - (self.clock.now() - row.claimed_at).total_seconds()
+            - deadline_s
+            - min(LEASE_MARGIN_S, self.lease_s / 10)
+        )
+        if spare_s < 0:
+            return outcome(
+                Result.RELEASED,
+                error=(
+                    "handed back unsent: too little of its lease was left "
+                    f"for a {deadline_s:g}s send"
+                ),
+            )
         if prepared.rate_limit is not None:
             bucket = self.bucket(prepared.notifier.destination(), prepared.rate_limit)
             wait = bucket.reserve(time.monotonic())
-            # Waiting holds a claimed row, so only for a fraction of the lease;
-            # otherwise the row goes back in line for when a slot is free.
-            if wait > self.lease_s / 3:
+            # Waiting holds a claimed row, so only for a fraction of the lease
+            # and never past what the lease leaves; otherwise the row goes
+            # back in line for when a slot is free.
+            if wait > min(self.lease_s / 3, spare_s):
                 bucket.cancel()
                 return outcome(
                     Result.DEFERRED,

@@ -58,8 +58,13 @@ _GATHER_S = 0.01
 # stopped, their connections sat idle, and the HTTP client's pool polls every
 # idle connection on each request. Three shares (tests/perf/delivery.py,
 # same rounds): loop CPU per notification 1.95 → 1.80 ms on SQLite and
-# 1.97 → 1.81 ms on PostgreSQL.
-_MAX_WAITING_SHARES = 3
+# 1.97 → 1.81 ms on PostgreSQL. Four, with the process holding three times
+# its send slots: SQLite 47% → 58% of the client's ceiling, loop CPU 1.22 →
+# 1.01 ms (docs/performance.md, sixth stop).
+_MAX_WAITING_SHARES = 4
+# Rows one process may hold (sending, or claimed and waiting), in multiples of
+# delivery.concurrency.
+_HELD_PER_SLOT = 3
 
 
 class DeliveryWorker:
@@ -154,9 +159,9 @@ class DeliveryWorker:
         """Record finished sends and claim due rows in one transaction; start the sends."""
         runtime = self._runtime()
         outcomes, self._outcomes = self._outcomes, []
-        # Claim up to twice the process's send slots; each destination's own
-        # bound is _hold.
-        free = 2 * runtime.config.delivery.concurrency - self.held
+        # Claim up to _HELD_PER_SLOT times the process's send slots; each
+        # destination's own bound is _hold.
+        free = _HELD_PER_SLOT * runtime.config.delivery.concurrency - self.held
         claimed: list[Claimed] = []
         lost: set[int] = set()
         if not outcomes and (free <= 0 or self._stopping):
@@ -310,13 +315,15 @@ class DeliveryWorker:
         A waiting row starts once each send ahead of it in its destination
         has ended, so behind ``k`` shares it starts within ``k`` send
         deadlines and ends within ``k + 1``; one deadline more is left for
-        other destinations' sends holding the process's slots. The lease
-        must outlast that, or another worker could take the row while this
-        one still sends it: ``k`` is the lease in deadlines less two, at
-        least one share (the lease is at least two deadlines) and at most
-        three (60 s / 10 s by default). A rate-limited destination keeps
-        one share: its sends also wait for a token (up to a third of the
-        lease), and its rate, not the queue, bounds it.
+        other destinations' sends holding the process's slots. ``k`` is the
+        lease in deadlines less two, at least one share (the lease is at
+        least two deadlines) and at most four (60 s / 10 s by default), so
+        even when every send runs to its deadline a waiting row is sent
+        within its lease. Should it wait longer still, the attempt hands it
+        back unsent rather than send past the lease (``Attempt.run``). A
+        rate-limited destination keeps one share: its sends also wait for a
+        token (up to a third of the lease), and its rate, not the queue,
+        bounds it.
         """
         self._prepared_current(runtime)
         found = self._holds.get(integration.key)

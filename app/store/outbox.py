@@ -43,7 +43,7 @@ class Result(enum.StrEnum):
     # Settled without sending: its message already shows a newer state (an
     # edit would go backwards). The row counts as sent; its attempt says why.
     SKIPPED = "skipped"
-    RELEASED = "released"  # handed back unsent at shutdown
+    RELEASED = "released"  # handed back unsent: at shutdown, or too little lease left
     DEFERRED = "deferred"  # handed back unsent: its destination's rate limit is spent
 
 

@@ -476,7 +476,8 @@ async def test_a_send_task_goes_on_with_the_next_row_of_its_destination(db_url: 
 @pytest.mark.parametrize(
     ("lease", "limit", "held"),
     [
-        ("10s", "", 4),  # ten deadlines: three shares wait behind the one sending
+        ("10s", "", 5),  # ten deadlines: four shares (the most) wait behind the one sending
+        ("5s", "", 4),
         ("4s", "", 3),
         ("3s", "", 2),  # three deadlines: one share, as every lease gets
         ("10s", ", rate_limit: {per_second: 100, burst: 5}", 2),
@@ -520,6 +521,86 @@ receivers:
                 await w.shutdown()
     statuses = [row["status"] for row in rows(db_url)]
     assert "in_flight" not in statuses, statuses  # the send timed out; the rest handed back
+
+
+@pytest.mark.parametrize(("waited", "handed_back"), [(6.5, False), (7.5, True)])
+async def test_a_row_whose_lease_would_run_out_mid_send_is_handed_back(
+    db_url: str, waited: float, handed_back: bool
+) -> None:
+    """A claimed row may wait behind other sends. It is sent only while its
+    lease outlasts its send's deadline and a second to record the outcome
+    (10 s lease, 2 s deadline: up to 7 s after its claim); past the lease
+    another worker may take it and send it too. Later, it is handed back
+    unsent, due at once, the attempt not counted, and sent on its next claim."""
+    hook = WebhookSink()
+    with serve(hook) as hook_url:
+        text = f"""
+delivery: {{timeout: 2s, lease: 10s}}
+route: {{receiver: r}}
+receivers: [{{name: r, webhook_configs: [{{url: "{hook_url}/h"}}]}}]
+"""
+        clock = ManualClock(T0 + timedelta(minutes=1))
+        async with running_app(db_url, text, clock=clock) as (app, client):
+            alerts = [am_alert({"alertname": f"Waited{i}"}) for i in range(3)]
+            r = await client.post(
+                "/webhook/alertmanager", content=body(am_webhook(alerts)), headers=JSON
+            )
+            assert r.json()["notifications"] == 3, r.text
+            w = worker(app)
+            assert await w.step() == 3
+            clock.advance(waited)  # before any of the three sends has started
+            async with asyncio.timeout(10):
+                while w.in_flight:
+                    await asyncio.sleep(0.01)
+            assert len(hook.requests()) == (0 if handed_back else 3)
+            await drain(app)
+    assert len(hook.requests()) == 3
+    assert sorted(b["alertname"] for b in hook.bodies()) == ["Waited0", "Waited1", "Waited2"]
+    stored = rows(db_url)
+    assert [(n["status"], n["attempts"]) for n in stored] == [("sent", 1)] * 3
+    for n in stored:
+        attempts = [a for a in rows(db_url, "delivery_attempts") if a["notification_id"] == n["id"]]
+        outcomes = [a["outcome"] for a in attempts]
+        assert outcomes == (["released", "sent"] if handed_back else ["sent"]), attempts
+        if handed_back:
+            assert "too little of its lease was left" in attempts[0]["error"]
+
+
+async def test_a_rate_limit_wait_that_would_outlast_the_lease_defers_the_row(
+    db_url: str,
+) -> None:
+    """Waiting for a rate-limit token is bounded by what the lease leaves
+    too, not only by a third of it: a row 6 s into its 10 s lease has 1 s to
+    spare beside a 2 s send and the second to record it, so a 2 s wait for
+    the next token defers it (a third of the lease alone would allow 3.3 s)."""
+    hook = WebhookSink()
+    with serve(hook) as hook_url:
+        text = f"""
+delivery: {{timeout: 2s, lease: 10s}}
+route: {{receiver: r}}
+receivers:
+  - name: r
+    webhook_configs: [{{url: "{hook_url}/h", rate_limit: {{per_second: 0.5, burst: 1}}}}]
+"""
+        clock = ManualClock(T0 + timedelta(minutes=1))
+        async with running_app(db_url, text, clock=clock) as (app, client):
+            alerts = [am_alert({"alertname": f"Limited{i}"}) for i in range(2)]
+            r = await client.post(
+                "/webhook/alertmanager", content=body(am_webhook(alerts)), headers=JSON
+            )
+            assert r.json()["notifications"] == 2, r.text
+            w = worker(app)
+            assert await w.step() == 2
+            clock.advance(6)
+            async with asyncio.timeout(10):
+                while w.in_flight:
+                    await asyncio.sleep(0.01)
+            await w.step()  # record the outcomes
+    assert len(hook.requests()) == 1
+    statuses = sorted((n["status"], n["attempts"]) for n in rows(db_url))
+    assert statuses == [("pending", 0), ("sent", 1)], statuses
+    deferred = [a for a in rows(db_url, "delivery_attempts") if a["outcome"] == "deferred"]
+    assert len(deferred) == 1 and "rate limited: next slot in" in deferred[0]["error"]
 
 
 async def test_accepted_to_sent_is_immediate_with_the_loop_running(db_url: str) -> None:
