@@ -523,6 +523,23 @@ receivers:
     assert "in_flight" not in statuses, statuses  # the send timed out; the rest handed back
 
 
+async def claim_then_wait(
+    app: Starlette, client: httpx.AsyncClient, clock: ManualClock, names: list[str], waited: float
+) -> DeliveryWorker:
+    """Post one alert per name, claim their rows in one step, move the clock
+    ``waited`` seconds before any send starts, and let the sends end."""
+    alerts = [am_alert({"alertname": name}) for name in names]
+    r = await client.post("/webhook/alertmanager", content=body(am_webhook(alerts)), headers=JSON)
+    assert r.json()["notifications"] == len(names), r.text
+    w = worker(app)
+    assert await w.step() == len(names)
+    clock.advance(waited)
+    async with asyncio.timeout(10):
+        while w.in_flight:
+            await asyncio.sleep(0.01)
+    return w
+
+
 @pytest.mark.parametrize(("waited", "handed_back"), [(6.5, False), (7.5, True)])
 async def test_a_row_whose_lease_would_run_out_mid_send_is_handed_back(
     db_url: str, waited: float, handed_back: bool
@@ -541,17 +558,8 @@ receivers: [{{name: r, webhook_configs: [{{url: "{hook_url}/h"}}]}}]
 """
         clock = ManualClock(T0 + timedelta(minutes=1))
         async with running_app(db_url, text, clock=clock) as (app, client):
-            alerts = [am_alert({"alertname": f"Waited{i}"}) for i in range(3)]
-            r = await client.post(
-                "/webhook/alertmanager", content=body(am_webhook(alerts)), headers=JSON
-            )
-            assert r.json()["notifications"] == 3, r.text
-            w = worker(app)
-            assert await w.step() == 3
-            clock.advance(waited)  # before any of the three sends has started
-            async with asyncio.timeout(10):
-                while w.in_flight:
-                    await asyncio.sleep(0.01)
+            names = ["Waited0", "Waited1", "Waited2"]
+            await claim_then_wait(app, client, clock, names, waited)
             assert len(hook.requests()) == (0 if handed_back else 3)
             await drain(app)
     assert len(hook.requests()) == 3
@@ -584,17 +592,7 @@ receivers:
 """
         clock = ManualClock(T0 + timedelta(minutes=1))
         async with running_app(db_url, text, clock=clock) as (app, client):
-            alerts = [am_alert({"alertname": f"Limited{i}"}) for i in range(2)]
-            r = await client.post(
-                "/webhook/alertmanager", content=body(am_webhook(alerts)), headers=JSON
-            )
-            assert r.json()["notifications"] == 2, r.text
-            w = worker(app)
-            assert await w.step() == 2
-            clock.advance(6)
-            async with asyncio.timeout(10):
-                while w.in_flight:
-                    await asyncio.sleep(0.01)
+            w = await claim_then_wait(app, client, clock, ["Limited0", "Limited1"], 6)
             await w.step()  # record the outcomes
     assert len(hook.requests()) == 1
     statuses = sorted((n["status"], n["attempts"]) for n in rows(db_url))
