@@ -57,7 +57,7 @@ _MAX_ERROR = 1000
 # reach the transaction that records it while the lease is ours: a second,
 # or a tenth of a lease shorter than ten seconds (a lease may be as short as
 # two deadlines).
-LEASE_MARGIN_S = 1.0
+_LEASE_MARGIN_S = 1.0
 
 
 def effective_rate_limit(integration: Integration, notifier: Notifier) -> RateLimit | None:
@@ -203,7 +203,7 @@ class Attempt:
             self.lease_s
             - (self.clock.now() - row.claimed_at).total_seconds()
             - deadline_s
-            - min(LEASE_MARGIN_S, self.lease_s / 10)
+            - min(_LEASE_MARGIN_S, self.lease_s / 10)
         )
         if spare_s < 0:
             return outcome(
