@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from app.store.engine import Database
+from app.store.engine import WRITE_CACHE_KIB, Database
 from app.store.migrate import upgrade
 
 
@@ -29,6 +29,24 @@ async def test_every_connection_runs_wal_and_synchronous_full(sqlite_url: str) -
             assert (await conn.exec_driver_sql("PRAGMA journal_mode")).scalar() == "wal"
             assert (await conn.exec_driver_sql("PRAGMA synchronous")).scalar() == 2
         await db.check()  # the start-up check agrees
+    finally:
+        await db.dispose()
+
+
+async def test_only_the_write_connection_gets_the_large_page_cache(sqlite_url: str) -> None:
+    """Big webhooks write through the one write connection; readers keep
+    SQLite's default, so the extra memory is spent once per process."""
+    db = Database(sqlite_url)
+    try:
+        async with db.write() as conn:
+            size = (await conn.exec_driver_sql("PRAGMA cache_size")).scalar()
+            assert size == -WRITE_CACHE_KIB
+        plain = sqlite3.connect(":memory:")
+        default = plain.execute("PRAGMA cache_size").fetchone()[0]
+        plain.close()
+        assert default != -WRITE_CACHE_KIB
+        async with db.read() as conn:
+            assert (await conn.exec_driver_sql("PRAGMA cache_size")).scalar() == default
     finally:
         await db.dispose()
 
