@@ -44,7 +44,7 @@ class DatabaseSetupError(Exception):
 
 _json = partial(json.dumps, separators=(",", ":"), ensure_ascii=False)
 # SQLite's page cache on the one write connection, in KiB (SQLite's default
-# is 2,000). A 10,000-alert webhook writes some 40 MB of rows and index
+# is 2,000). A 10,000-alert webhook writes about 44 MB of rows and index
 # pages in one transaction; with 2 MB of cache SQLite spilled dirty pages to
 # the WAL mid-transaction and read index pages back. 32 MB took SQLite's own
 # CPU for that webhook from 1.32-1.37 s to 0.89-0.93 s and 64 MB no further
