@@ -29,29 +29,20 @@ from pathlib import Path
 from typing import Any
 
 from tests.perf.ingest import TOKEN, drop_pg, pg_database
+from tests.perf.replicas import thread_cpu
 from tests.perf.workload import bench_config, bulk_body
 
 _times: dict[str, list[float]] = defaultdict(list)
 # Process CPU (every thread: the loop's, the planner's, SQLite's) per stage.
 # On a shared machine it moves far less than wall time.
 _cpu: dict[str, list[float]] = defaultdict(list)
-_TICK = os.sysconf("SC_CLK_TCK")
 
 
 def _driver_cpu() -> float:
     """CPU seconds spent so far by the SQLite driver's threads (aiosqlite's
     ``_connection_worker_thread``): SQLite's own work, apart from the loop's."""
-    total = 0
-    for thread in threading.enumerate():
-        if "_connection_worker_thread" not in thread.name or thread.native_id is None:
-            continue
-        try:
-            fields = Path(f"/proc/self/task/{thread.native_id}/stat").read_text()
-        except OSError:
-            continue  # it ended
-        utime, stime = fields.rsplit(")", 1)[1].split()[11:13]
-        total += int(utime) + int(stime)
-    return total / _TICK
+    driver = {t.native_id for t in threading.enumerate() if "_connection_worker_thread" in t.name}
+    return sum(s for tid, s in thread_cpu(os.getpid()).items() if tid in driver)
 
 
 def _timed(owner: Any, name: str, label: str) -> None:
