@@ -10,7 +10,7 @@ import os
 from alembic import context
 from sqlalchemy import create_engine, pool
 
-from app.store.engine import sync_url
+from app.store.engine import sqlite_use_wal, sync_url
 from app.store.tables import metadata
 
 config = context.config
@@ -42,7 +42,9 @@ def run_migrations_online() -> None:
         # (a second switch while the first holds the lock is "database is locked").
         raw = engine.raw_connection()
         try:
-            raw.execute("PRAGMA journal_mode=WAL")  # type: ignore[attr-defined]
+            cursor = raw.cursor()
+            sqlite_use_wal(cursor)
+            cursor.close()
         finally:
             raw.close()
     with engine.connect() as conn:
