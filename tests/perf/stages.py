@@ -11,11 +11,13 @@ add up to the request's time minus the framework's share. The CPU of
 SQLite's own thread over the whole request is printed apart (``sqlite
 thread``, to 10 ms). Each size is run ``--runs`` times with new
 alerts, then once more as duplicates, then once more with every alert
-resolved (the end of a storm); medians are printed.
+resolved (the end of a storm); medians are printed. The heap is frozen
+after start-up, as ``serve`` freezes its own.
 """
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import statistics
@@ -93,6 +95,12 @@ async def _run(db_url: str, args: argparse.Namespace) -> dict[str, dict[str, flo
     out: dict[str, dict[str, float]] = {}
     async with running_app(db_url, config) as (_, client):
         bodies = [bulk_body(args.alerts, f"r{i}") for i in range(args.runs)]
+        # As `serve` does after start-up: without it, every full collection
+        # also walked the harness's and the app's start-up objects: the plan
+        # read about a third slower and the request a sixth (10,000 alerts,
+        # 3 runs each way, docs/performance.md, eighth stop).
+        gc.collect()
+        gc.freeze()
         for kind in ("new", "duplicates", "resolved"):
             per_run: list[dict[str, float]] = []
             for body in bodies if kind != "resolved" else [_resolved(b) for b in bodies]:
