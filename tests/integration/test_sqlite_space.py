@@ -25,6 +25,16 @@ def pragma(path: Path, name: str) -> int:
         conn.close()
 
 
+def four_kib_wal_file(path: Path) -> None:
+    """A file made as SQLite's default makes it, before this version: 4 KB pages, WAL."""
+    conn = sqlite3.connect(path)
+    try:
+        conn.execute("PRAGMA page_size=4096")
+        conn.execute("PRAGMA journal_mode=WAL")
+    finally:
+        conn.close()
+
+
 def test_a_new_database_is_incremental(tmp_path: Path) -> None:
     path = tmp_path / "new.db"
     migrate.upgrade(f"sqlite:///{path}")
@@ -59,9 +69,8 @@ async def test_a_file_the_app_opens_first_gets_large_pages(tmp_path: Path) -> No
 def test_an_existing_database_keeps_its_page_size_and_rows(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
     url = f"sqlite:///{path}"
+    four_kib_wal_file(path)
     with sqlite3.connect(path) as conn:
-        conn.execute("PRAGMA page_size=4096")
-        conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("CREATE TABLE keep (x TEXT)")
         conn.executemany("INSERT INTO keep VALUES (?)", [("y" * 500,) for _ in range(200)])
     migrate.upgrade(url)
@@ -78,9 +87,7 @@ def test_the_documented_conversion_gives_an_old_file_large_pages(tmp_path: Path)
     start = "```sh\npython3 - alertrelay.db"
     snippet = text.split(start, 1)[1].split("\n```", 1)[0]
     path = tmp_path / "alertrelay.db"
-    with sqlite3.connect(path) as conn:
-        conn.execute("PRAGMA page_size=4096")
-        conn.execute("PRAGMA journal_mode=WAL")
+    four_kib_wal_file(path)
     migrate.upgrade(f"sqlite:///{path}")
     conn = sqlite3.connect(path)
     with conn:
