@@ -40,6 +40,7 @@ from app.store.alerts import AlertChanges, AlertUnit, ConcurrentInsert, Duplicat
 from app.store.engine import (
     Database,
     DatabaseUnavailable,
+    KeptWriter,
     is_dropped_connection,
     is_lock_conflict,
     is_unavailable,
@@ -312,6 +313,9 @@ class IngestService:
         max_batch_alerts: int = 5000,
     ) -> None:
         self._db = db
+        # The batcher commits one batch at a time: on PostgreSQL it keeps
+        # its connection between them.
+        self._writer = KeptWriter(db)
         self._runtime = runtime
         self._clock = clock
         self._metrics = metrics
@@ -330,6 +334,7 @@ class IngestService:
 
     async def stop(self) -> None:
         await self._batcher.stop()
+        await self._writer.close()
 
     def announce(self) -> Ticket:
         """Call when a webhook arrives, before parsing it: the batcher then waits
@@ -373,7 +378,7 @@ class IngestService:
                 keys = batch_keys(items, runtime, now)
             back = False
             try:
-                async with self._db.write() as conn:
+                async with self._writer.write() as conn:
                     # Heartbeat rows first, then alert rows: the sweeper locks
                     # in the same order (app/store/heartbeats.py).
                     if keys.heartbeats:
