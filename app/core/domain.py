@@ -140,10 +140,22 @@ def integration_key(receiver: str, integration: str, index: int) -> str:
     return f"{receiver}/{integration}/{index}"
 
 
+# Formatted instants, kept: a big webhook formats each alert's startsAt and
+# the batch's ``now`` several times (payloads, message keys), at ~1.5 µs a
+# call against ~0.1 µs to find one again. Bounded; safe from two threads.
+_ISO_TEXTS: dict[datetime, str] = {}
+_ISO_TEXTS_MAX = 1024
+
+
 def isoformat(ts: datetime) -> str:
     """RFC 3339 in UTC with a ``Z``, microseconds only when present."""
-    text = (ts if ts.tzinfo is UTC else ts.astimezone(UTC)).isoformat()
-    return text.replace("+00:00", "Z")
+    text = _ISO_TEXTS.get(ts)
+    if text is None:
+        if len(_ISO_TEXTS) >= _ISO_TEXTS_MAX:
+            _ISO_TEXTS.clear()
+        utc = ts if ts.tzinfo is UTC else ts.astimezone(UTC)
+        text = _ISO_TEXTS[ts] = utc.isoformat().replace("+00:00", "Z")
+    return text
 
 
 @dataclass(frozen=True, slots=True)

@@ -62,25 +62,33 @@ def _sqlite_text(value: datetime) -> str:
     return utc.isoformat(" ", "microseconds")[:26]
 
 
+# How many formatted datetimes one converter keeps (then it starts again).
+REMEMBERED_TEXTS = 1024
+
+
 def remembered_text(
     form: Callable[[datetime], str],
 ) -> Callable[[datetime | None], str | None]:
     """An aware datetime as ``form(value)`` (None stays None; a naive one is
-    refused). Most of a batch's datetimes are its one ``now`` (last_seen,
-    created_at, received_at...): the last value formatted is remembered, in
-    one tuple, so a reader on another thread sees a matching pair."""
-    last: list[tuple[datetime, str]] = [(datetime.min.replace(tzinfo=UTC), "")]
+    refused), remembered. A batch's datetimes repeat: its one ``now``
+    (last_seen, created_at, received_at...), and the startsAt that one
+    rule evaluation gives all of its alerts; formatting one costs ~1.5 µs,
+    finding it again ~0.1 µs. Keyed by the instant: equal aware datetimes
+    are one instant, which every ``form`` used here writes the same way.
+    Reads and writes of one dict are safe from two threads."""
+    seen: dict[datetime, str] = {}
 
     def process(value: datetime | None) -> str | None:
         if value is None:
             return None
-        seen, text = last[0]
-        if value is seen:
+        text = seen.get(value)
+        if text is not None:
             return text
         if value.tzinfo is None:
             raise ValueError("naive datetime given to a UTCDateTime column")
-        text = form(value)
-        last[0] = (value, text)
+        if len(seen) >= REMEMBERED_TEXTS:
+            seen.clear()
+        text = seen[value] = form(value)
         return text
 
     return process
