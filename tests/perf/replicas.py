@@ -1,7 +1,7 @@
 """Scale-out efficiency: 1 and then 2 ``serve`` replicas on one PostgreSQL.
 
     python -m tests.perf.replicas [--rounds 3] [--duration 10] [--workload mix]
-                                  [--per-request 1] [--connections 32]
+                                  [--per-request 1] [--connections 32] [--baseline DIR]
                                   [--postgres postgresql://postgres@127.0.0.1/test]
 
 A machine with 2 cores cannot show scale-out as throughput (one replica,
@@ -22,12 +22,17 @@ integrations per alert, an instant sink), it reports:
   aborts a transaction, which ingest then retries).
 
 Medians over ``--rounds``. PostgreSQL must run on this machine (/proc).
+``--baseline`` names another checkout (a git worktree of the code before a
+change): each round then runs both cases from there first, then from here,
+so the two versions alternate minutes apart on the same machine.
 """
 
 import argparse
 import os
 import re
 import statistics
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -134,7 +139,22 @@ class PgWatch:
         self._thread.join(timeout=5)
 
 
-def run_case(replicas: int, args: argparse.Namespace, tmp: Path, sink_url: str) -> dict[str, Any]:
+def _migrate(db_url: str, root: Path) -> None:
+    """The schema of the checkout under test, before its replicas start (they
+    would each migrate at start-up, at the same time)."""
+    subprocess.run(
+        [sys.executable, "-m", "app", "migrate"],
+        cwd=root,
+        env={**os.environ, "ALERTRELAY_DATABASE_URL": db_url, "ALERTRELAY_LOG_LEVEL": "warning"},
+        check=True,
+        stdout=subprocess.DEVNULL,
+        timeout=120,
+    )
+
+
+def run_case(
+    replicas: int, args: argparse.Namespace, tmp: Path, sink_url: str, root: Path = ROOT
+) -> dict[str, Any]:
     db_url = pg_database(args.postgres)
     config = tmp / "replicas.yml"
     config.write_text(bench_config(sink_url, 2, TOKEN))
@@ -144,12 +164,10 @@ def run_case(replicas: int, args: argparse.Namespace, tmp: Path, sink_url: str) 
     bodies.write_text("\n".join(workload_bodies(args.workload, args.per_request)) + "\n")
     procs: list[tuple[int, Any]] = []
     try:
-        from app.store.migrate import upgrade
-
-        upgrade(db_url)
+        _migrate(db_url, root)
         for _ in range(replicas):
             port = free_port()
-            procs.append((port, start("alertrelay", port, db_url, tmp, config)))
+            procs.append((port, start("alertrelay", port, db_url, tmp, config, root)))
         for body in workload_warmup(args.workload):
             post(procs[0][0], body)
         time.sleep(1)
@@ -219,6 +237,7 @@ def main() -> None:
     parser.add_argument("--workload", default="mix")
     parser.add_argument("--per-request", type=int, default=1)
     parser.add_argument("--postgres", default=os.environ.get("ALERTRELAY_TEST_POSTGRES_URL"))
+    parser.add_argument("--baseline", type=Path, help="another checkout (git worktree)")
     parser.add_argument("--out", type=Path, default=ROOT / "tests" / "perf" / "results")
     args = parser.parse_args()
     if not args.postgres:
@@ -227,43 +246,54 @@ def main() -> None:
     print(f"load average at start: {os.getloadavg()[0]:.2f}", flush=True)
     sink_port = free_port()
     sink = start("sink", sink_port, None, tmp)
-    runs: dict[int, list[dict[str, Any]]] = {1: [], 2: []}
+    versions = {"this": ROOT} if args.baseline is None else {"before": args.baseline, "this": ROOT}
+    runs: dict[str, dict[int, list[dict[str, Any]]]] = {v: {1: [], 2: []} for v in versions}
     try:
         for rnd in range(args.rounds):
-            for replicas in (1, 2):
-                r = run_case(replicas, args, tmp, f"http://127.0.0.1:{sink_port}")
-                runs[replicas].append(r)
-                print(
-                    f"round {rnd + 1} replicas={replicas}: {r['alerts_per_s']:7.0f} alerts/s "
-                    f"{r['requests_per_s']:7.0f} req/s  alertrelay {r['alertrelay_cpu_s_per_1k_alerts']:.3f} "
-                    f"PG {r['postgres_cpu_s_per_1k_alerts']:.3f} (+shared {r['postgres_shared_cpu_s_per_1k_alerts']:.3f}) "
-                    f"CPU-s/1k alerts  lock waits peak {r['lock_waits_peak']} mean {r['lock_waits_mean']:.2f}  "
-                    f"deadlocks {r['deadlocks']} rollbacks {r['rollbacks']} non-2xx {r['non_2xx']}",
-                    flush=True,
-                )
+            for version, root in versions.items():
+                for replicas in (1, 2):
+                    r = run_case(replicas, args, tmp, f"http://127.0.0.1:{sink_port}", root)
+                    runs[version][replicas].append(r)
+                    label = f"{version:6} " if args.baseline is not None else ""
+                    print(
+                        f"round {rnd + 1} {label}replicas={replicas}: {r['alerts_per_s']:7.0f} alerts/s "
+                        f"{r['requests_per_s']:7.0f} req/s  alertrelay {r['alertrelay_cpu_s_per_1k_alerts']:.3f} "
+                        f"PG {r['postgres_cpu_s_per_1k_alerts']:.3f} (+shared {r['postgres_shared_cpu_s_per_1k_alerts']:.3f}) "
+                        f"CPU-s/1k alerts  lock waits peak {r['lock_waits_peak']} mean {r['lock_waits_mean']:.2f}  "
+                        f"deadlocks {r['deadlocks']} rollbacks {r['rollbacks']} non-2xx {r['non_2xx']}",
+                        flush=True,
+                    )
     finally:
         stop(sink)
     summary: dict[str, Any] = {
-        "args": {k: v for k, v in vars(args).items() if k not in ("out", "postgres")}
+        "args": {k: v for k, v in vars(args).items() if k not in ("out", "postgres", "baseline")}
     }
-    print(f"\nmedians of {args.rounds} ({args.workload}, {args.per_request} alert(s)/request):")
-    for replicas in (1, 2):
-        med = {
-            k: statistics.median(r[k] for r in runs[replicas])
-            for k in runs[replicas][0]
-            if k != "replicas"
-        }
-        summary[str(replicas)] = {"median": med, "runs": runs[replicas]}
+    ratios: dict[str, float] = {}
+    for version in versions:
         print(
-            f"  {replicas} replica(s): {med['alerts_per_s']:7.0f} alerts/s {med['requests_per_s']:7.0f} req/s  "
-            f"CPU-s per 1,000 alerts: alertrelay {med['alertrelay_cpu_s_per_1k_alerts']:.3f}, "
-            f"PostgreSQL backends {med['postgres_cpu_s_per_1k_alerts']:.3f}, shared {med['postgres_shared_cpu_s_per_1k_alerts']:.3f}; "
-            f"lock waits peak {med['lock_waits_peak']:.0f} mean {med['lock_waits_mean']:.2f}; "
-            f"deadlocks {med['deadlocks']:.0f}, rollbacks {med['rollbacks']:.0f}, non-2xx {med['non_2xx']:.0f}"
+            f"\n{version if args.baseline is not None else 'medians'}: medians of {args.rounds} "
+            f"({args.workload}, {args.per_request} alert(s)/request):"
         )
-    one = summary["1"]["median"]["alertrelay_cpu_s_per_1k_alerts"]
-    two = summary["2"]["median"]["alertrelay_cpu_s_per_1k_alerts"]
-    print(f"  alertrelay CPU per alert, 2 replicas vs 1: {two / one - 1:+.1%}")
+        for replicas in (1, 2):
+            cases = runs[version][replicas]
+            med = {k: statistics.median(r[k] for r in cases) for k in cases[0] if k != "replicas"}
+            key = str(replicas) if args.baseline is None else f"{version}/{replicas}"
+            summary[key] = {"median": med, "runs": cases}
+            print(
+                f"  {replicas} replica(s): {med['alerts_per_s']:7.0f} alerts/s {med['requests_per_s']:7.0f} req/s  "
+                f"CPU-s per 1,000 alerts: alertrelay {med['alertrelay_cpu_s_per_1k_alerts']:.3f}, "
+                f"PostgreSQL backends {med['postgres_cpu_s_per_1k_alerts']:.3f}, shared {med['postgres_shared_cpu_s_per_1k_alerts']:.3f}; "
+                f"lock waits peak {med['lock_waits_peak']:.0f} mean {med['lock_waits_mean']:.2f}; "
+                f"deadlocks {med['deadlocks']:.0f}, rollbacks {med['rollbacks']:.0f}, non-2xx {med['non_2xx']:.0f}"
+            )
+        one = statistics.median(r["alertrelay_cpu_s_per_1k_alerts"] for r in runs[version][1])
+        two = statistics.median(r["alertrelay_cpu_s_per_1k_alerts"] for r in runs[version][2])
+        ratios[version] = two / one - 1
+        print(f"  alertrelay CPU per alert, 2 replicas vs 1: {ratios[version]:+.1%}")
+    if args.baseline is not None:
+        print(
+            f"\nbefore -> this, 2 replicas vs 1: {ratios['before']:+.1%} -> {ratios['this']:+.1%}"
+        )
     path = write_report(args.out, "replicas", summary)
     print(f"load average at end: {os.getloadavg()[0]:.2f}; written to {path}")
 
