@@ -164,6 +164,31 @@ def table_rows(db_url: str, table: str, order: str = "id") -> list[dict[str, Any
         engine.dispose()
 
 
+async def terminate_backends(db_url: str, pids: "set[int] | list[int]") -> None:
+    """End these PostgreSQL backends of ``db_url``'s database, as a restart or an
+    idle timeout would, and wait (bounded: 5 s) until the server has closed them."""
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    url = make_url(db_url)
+    admin = url.set(database="postgres", drivername="postgresql")
+    with psycopg.connect(admin.render_as_string(hide_password=False), autocommit=True) as conn:
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM unnest(%s::int[]) AS pid", (list(pids),)
+        )
+        for _ in range(100):
+            left = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND pid = ANY(%s)",
+                (url.database, list(pids)),
+            ).fetchone()
+            if left == (0,):
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise AssertionError("the server did not close the connections")
+    await asyncio.sleep(0.05)  # the sockets' end of file, after the process exit
+
+
 def count(db_url: str, table: str, where: str = "1=1") -> int:
     import sqlalchemy as sa
 

@@ -22,6 +22,7 @@ from tests.helpers import (
     body,
     count,
     table_rows,
+    terminate_backends,
 )
 from tests.sinks import FakePagerDuty, WebhookSink, serve
 
@@ -371,13 +372,10 @@ async def test_the_pool_hands_out_no_connection_the_server_closed(db_url: str) -
     does not retry, so a dead connection handed out would fail here."""
     if not db_url.startswith("postgresql"):
         pytest.skip("PostgreSQL only")
-    import psycopg
     from sqlalchemy import text
-    from sqlalchemy.engine import make_url
 
     from app.store.engine import Database
 
-    name = make_url(db_url).database
     db = Database(db_url)
     try:
         # Two connections in the pool, both idle.
@@ -386,21 +384,7 @@ async def test_the_pool_hands_out_no_connection_the_server_closed(db_url: str) -
                 (await a.execute(text("SELECT pg_backend_pid()"))).scalar_one(),
                 (await b.execute(text("SELECT pg_backend_pid()"))).scalar_one(),
             }
-        with psycopg.connect(_admin(db_url), autocommit=True) as admin:
-            admin.execute(
-                "SELECT pg_terminate_backend(pid) FROM unnest(%s::int[]) AS pid", (list(pids),)
-            )
-            for _ in range(100):  # until the server has closed them (bounded: 5 s)
-                gone = admin.execute(
-                    "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND pid = ANY(%s)",
-                    (name, list(pids)),
-                ).fetchone()
-                if gone == (0,):
-                    break
-                await asyncio.sleep(0.05)
-            else:
-                pytest.fail("the server did not close the connections")
-        await asyncio.sleep(0.05)  # the sockets' end of file, after the process exit
+        await terminate_backends(db_url, pids)
         for _ in range(2):
             async with db.write() as conn:
                 pid = (await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one()

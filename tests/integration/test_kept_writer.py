@@ -6,42 +6,17 @@ connection, a transaction must start on a working one and a failed one must
 leave nothing behind. On SQLite it is the shared pooled writer.
 """
 
-import asyncio
-
-import psycopg
 import pytest
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
 
-from app.store.engine import Database, KeptWriter, sync_url
+from app.store.engine import Database, KeptWriter
+from tests.helpers import terminate_backends
 
 _PID = text("SELECT pg_backend_pid()")
 
 
-def _plain(db_url: str) -> str:
-    return sync_url(db_url).replace("+psycopg", "")
-
-
 def _checked_out(db: Database) -> int:
     return int(db.write_engine.sync_engine.pool.checkedout())  # type: ignore[attr-defined]
-
-
-async def _terminate(db_url: str, pid: int) -> None:
-    """End backend ``pid`` and wait (bounded: 5 s) until the server has closed it."""
-    name = make_url(db_url).database
-    with psycopg.connect(_plain(db_url), autocommit=True) as admin:
-        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
-        for _ in range(100):
-            row = admin.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND pid = %s",
-                (name, pid),
-            ).fetchone()
-            if row == (0,):
-                break
-            await asyncio.sleep(0.05)
-        else:
-            pytest.fail("the server did not end the backend")
-    await asyncio.sleep(0.05)  # the socket's end of file, after the process exit
 
 
 def _postgres_only(db_url: str) -> None:
@@ -81,7 +56,7 @@ async def test_a_kept_connection_the_server_closed_is_replaced_before_use(db_url
     try:
         async with writer.write() as conn:
             first = (await conn.execute(_PID)).scalar_one()
-        await _terminate(db_url, first)
+        await terminate_backends(db_url, [first])
         async with writer.write() as conn:
             second = (await conn.execute(_PID)).scalar_one()
             await conn.execute(text("UPDATE alembic_version SET version_num = version_num"))
