@@ -176,6 +176,7 @@ class Database:
     def __init__(self, url: str, *, busy_timeout_s: float = 5.0, pool_size: int = 5) -> None:
         self.url = url
         self.busy_timeout_s = busy_timeout_s
+        self.pool_size = pool_size
         self.write_failure: WriteFailure | None = None
         driver_url = async_url(url)
         self.kind = make_url(driver_url).get_backend_name()
@@ -323,7 +324,9 @@ class KeptWriter:
     connection gets the pool's check before each transaction (a closed one
     is replaced) and is given back after any failure, so the next
     transaction starts on a clean one, as it would from the pool. SQLite's
-    writers share one pooled connection: there this is :meth:`Database.write`.
+    writers share one pooled connection, and a PostgreSQL pool of one would
+    leave the other writers only overflow connections, opened anew for each
+    transaction: there this is :meth:`Database.write`.
     """
 
     def __init__(self, db: Database) -> None:
@@ -333,7 +336,7 @@ class KeptWriter:
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
         """Like :meth:`Database.write`: committed on exit, rolled back on error."""
-        if self._db.kind != "postgresql":
+        if self._db.kind != "postgresql" or self._db.pool_size < 2:
             async with self._db.write() as pooled:
                 yield pooled
             return

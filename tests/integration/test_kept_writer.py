@@ -112,3 +112,20 @@ async def test_on_sqlite_it_is_the_shared_pooled_writer(sqlite_url: str) -> None
     finally:
         await writer.close()
         await db.dispose()
+
+
+@pytest.mark.postgres
+async def test_a_pool_of_one_is_not_kept(db_url: str) -> None:
+    """With ``database.pool_size: 1`` the batcher keeping the pool's one
+    connection would leave the delivery loop, the sweeper and the API only
+    overflow connections, each opened for one transaction."""
+    _postgres_only(db_url)
+    db = Database(db_url, pool_size=1)
+    writer = KeptWriter(db)
+    try:
+        async with writer.write() as conn:
+            await conn.execute(text("SELECT 1"))
+        assert _checked_out(db) == 0
+    finally:
+        await writer.close()
+        await db.dispose()
