@@ -132,13 +132,17 @@ def _replace_if_closed(_dbapi_conn: Any, record: Any, _proxy: Any) -> None:
     closes a connection sends its reason and then end-of-file, so the
     socket of an idle connection turns readable: one ``poll`` sees it.
     """
-    driver = record.driver_connection
-    try:
-        gone = driver.closed or driver.broken or _readable(driver.pgconn.socket)
-    except Exception:
-        gone = True
-    if gone:
+    if _closed_by_server(record.driver_connection):
         raise DisconnectionError("the server closed this connection")  # the pool connects anew
+
+
+def _closed_by_server(driver: Any) -> bool:
+    """Whether psycopg's connection is closed, broken, or its socket readable
+    while idle (the server's reason and end-of-file); True if that cannot be read."""
+    try:
+        return bool(driver.closed or driver.broken or _readable(driver.pgconn.socket))
+    except Exception:
+        return True
 
 
 def _readable(fd: int) -> bool:
@@ -381,12 +385,10 @@ def _still_open(conn: AsyncConnection) -> bool:
     """The pool's check on checkout (:func:`_replace_if_closed`), for a kept connection."""
     try:
         sync = conn.sync_connection
-        if sync is None:
-            return False
-        driver: Any = sync.connection.driver_connection
-        return not (driver.closed or driver.broken or _readable(driver.pgconn.socket))
+        driver = sync.connection.driver_connection if sync is not None else None
     except Exception:
         return False
+    return driver is not None and not _closed_by_server(driver)
 
 
 def _short(exc: BaseException) -> str:
