@@ -274,9 +274,11 @@ def main() -> None:
             f"\n{version if args.baseline is not None else 'medians'}: medians of {args.rounds} "
             f"({args.workload}, {args.per_request} alert(s)/request):"
         )
+        cpu: dict[int, float] = {}
         for replicas in (1, 2):
             cases = runs[version][replicas]
             med = {k: statistics.median(r[k] for r in cases) for k in cases[0] if k != "replicas"}
+            cpu[replicas] = med["alertrelay_cpu_s_per_1k_alerts"]
             key = str(replicas) if args.baseline is None else f"{version}/{replicas}"
             summary[key] = {"median": med, "runs": cases}
             print(
@@ -286,9 +288,7 @@ def main() -> None:
                 f"lock waits peak {med['lock_waits_peak']:.0f} mean {med['lock_waits_mean']:.2f}; "
                 f"deadlocks {med['deadlocks']:.0f}, rollbacks {med['rollbacks']:.0f}, non-2xx {med['non_2xx']:.0f}"
             )
-        one = statistics.median(r["alertrelay_cpu_s_per_1k_alerts"] for r in runs[version][1])
-        two = statistics.median(r["alertrelay_cpu_s_per_1k_alerts"] for r in runs[version][2])
-        ratios[version] = two / one - 1
+        ratios[version] = cpu[2] / cpu[1] - 1
         print(f"  alertrelay CPU per alert, 2 replicas vs 1: {ratios[version]:+.1%}")
     if args.baseline is not None:
         print(
